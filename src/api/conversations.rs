@@ -1,0 +1,379 @@
+//! `/conversations` and `/changes`.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use uuid::Uuid;
+
+use super::Tags;
+use super::auth::BearerAuth;
+use super::error::ApiError;
+use super::models::*;
+use crate::domain::{self, Facet, OrgId, commands::Command};
+use crate::service::{CreateInput, InboxFilter, Service};
+
+pub struct ConversationsApi {
+    pub svc: Arc<Service>,
+}
+
+#[derive(Debug, Object)]
+pub struct NewConversation {
+    /// Optional client-chosen id: retrying a create with the same id never duplicates it.
+    pub id: Option<Uuid>,
+    pub kind: Kind,
+    /// The partner org's id.
+    pub partner: String,
+    /// 1-200 characters.
+    pub subject: String,
+    pub topic: Option<Topic>,
+    /// Up to 100 characters.
+    pub reference_id: Option<String>,
+    /// Tasks only.
+    pub due_date: Option<NaiveDate>,
+    /// The first message, up to 64 KiB.
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct NewMessage {
+    /// Optional client-chosen id: retrying a reply with the same id never duplicates it.
+    pub id: Option<Uuid>,
+    pub body: String,
+}
+
+/// Fields to change. An absent field stays as it is; `reference_id` or `due_date` set to
+/// `null` removes it.
+#[derive(Debug, Object)]
+pub struct ConversationPatch {
+    pub subject: Option<String>,
+    pub reference_id: MaybeUndefined<String>,
+    pub due_date: MaybeUndefined<NaiveDate>,
+}
+
+#[derive(Debug, Object)]
+pub struct ProgressBody {
+    pub progress: Progress,
+}
+
+#[derive(Debug, Object)]
+pub struct Change {
+    pub seq: u64,
+    pub id: Uuid,
+    pub kind: Kind,
+    pub partner: String,
+    pub subject: String,
+    pub state: State,
+    pub last_activity_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Object)]
+pub struct ChangesPage {
+    /// Oldest first; each conversation appears once, at its latest change.
+    pub changes: Vec<Change>,
+    /// The highest sequence number of the feed; pass it as `since` to wait for newer ones.
+    pub last_seq: u64,
+}
+
+#[derive(ApiResponse)]
+pub enum Created {
+    /// Created now.
+    #[oai(status = 201)]
+    Created(Json<Conversation>),
+    /// Already created by an earlier request with the same id or Idempotency-Key.
+    #[oai(status = 200)]
+    Existing(Json<Conversation>),
+}
+
+#[derive(ApiResponse)]
+pub enum Replied {
+    #[oai(status = 201)]
+    Created(Json<Conversation>),
+}
+
+type R<T> = Result<T, ApiError>;
+
+fn maybe<T>(m: MaybeUndefined<T>) -> Option<Option<T>> {
+    match m {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(v) => Some(Some(v)),
+    }
+}
+
+impl ConversationsApi {
+    async fn view(&self, c: domain::Conversation) -> R<Json<Conversation>> {
+        let me = self.me().await?;
+        Ok(Json(Conversation::of(c, &me, self.svc.today())))
+    }
+
+    async fn me(&self) -> R<OrgId> {
+        let id = self.svc.identity().await?;
+        Ok(id
+            .ok_or(crate::service::ServiceError::Store(
+                crate::store::StoreError::NoIdentity,
+            ))?
+            .org_id)
+    }
+
+    async fn cmd(&self, auth: &BearerAuth, id: Uuid, c: Command) -> R<Json<Conversation>> {
+        let conv = self.svc.command(&auth.0, id, c).await?;
+        self.view(conv).await
+    }
+}
+
+#[OpenApi(tag = "Tags::Conversations")]
+impl ConversationsApi {
+    /// Start a conversation
+    #[oai(
+        path = "/conversations",
+        method = "post",
+        operation_id = "createConversation"
+    )]
+    async fn create(
+        &self,
+        auth: BearerAuth,
+        body: Json<NewConversation>,
+        /// Makes a retried request return the first one's conversation.
+        #[oai(name = "Idempotency-Key")]
+        key: Header<Option<String>>,
+    ) -> R<Created> {
+        let b = body.0;
+        let input = CreateInput {
+            id: b.id,
+            kind: b.kind.into(),
+            partner: b.partner,
+            subject: b.subject,
+            topic: b.topic.map(Into::into),
+            reference_id: b.reference_id,
+            due_date: b.due_date,
+            body: b.body,
+            idempotency_key: key.0,
+        };
+        let (conv, created) = self.svc.create(&auth.0, input).await?;
+        let v = self.view(conv).await?;
+        Ok(if created {
+            Created::Created(v)
+        } else {
+            Created::Existing(v)
+        })
+    }
+
+    /// The inbox: conversations, newest activity first
+    #[oai(
+        path = "/conversations",
+        method = "get",
+        operation_id = "listConversations"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        auth: BearerAuth,
+        kind: Query<Option<Kind>>,
+        state: Query<Option<State>>,
+        progress: Query<Option<Progress>>,
+        /// `true`: only overdue tasks; `false`: everything but overdue tasks.
+        overdue: Query<Option<bool>>,
+        partner: Query<Option<String>>,
+        topic_kind: Query<Option<TopicKind>>,
+        topic_ref: Query<Option<String>>,
+        reference_id: Query<Option<String>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+        /// 1-200, default 50.
+        #[oai(default = "default_limit")]
+        limit: Query<u32>,
+    ) -> R<Json<InboxPage>> {
+        let mut filters = Vec::new();
+        if let Some(k) = kind.0 {
+            filters.push(Facet::Kind(k.into()));
+        }
+        if let Some(s) = state.0 {
+            filters.push(Facet::State(s.into()));
+        }
+        if let Some(p) = progress.0 {
+            filters.push(Facet::Progress(p.into()));
+        }
+        if let Some(p) = partner.0 {
+            filters.push(Facet::Partner(
+                OrgId::parse(&p).map_err(crate::service::ServiceError::from)?,
+            ));
+        }
+        if let Some(k) = topic_kind.0 {
+            filters.push(Facet::TopicKind(k.into()));
+        }
+        if let Some(r) = topic_ref.0 {
+            filters.push(Facet::TopicRef(r));
+        }
+        if let Some(r) = reference_id.0 {
+            filters.push(Facet::ReferenceId(r));
+        }
+        let f = InboxFilter {
+            filters,
+            overdue: overdue.0,
+            cursor: cursor.0,
+            limit: limit.0 as usize,
+        };
+        let page = self.svc.inbox(&auth.0, f).await?;
+        let today = self.svc.today();
+        Ok(Json(InboxPage {
+            items: page
+                .items
+                .into_iter()
+                .map(|(s, u)| InboxItem::of(s, u, today))
+                .collect(),
+            next_cursor: page.next_cursor.map(|c| c.encode()),
+            total: page.total,
+            unread: page.unread,
+        }))
+    }
+
+    /// One conversation with its messages and history
+    #[oai(
+        path = "/conversations/:id",
+        method = "get",
+        operation_id = "getConversation"
+    )]
+    async fn get(&self, auth: BearerAuth, id: Path<Uuid>) -> R<Json<Conversation>> {
+        let c = self.svc.get(&auth.0, id.0).await?;
+        self.view(c).await
+    }
+
+    /// Change the subject, reference ID or due date (the org that started it only)
+    #[oai(
+        path = "/conversations/:id",
+        method = "patch",
+        operation_id = "updateConversation"
+    )]
+    async fn update(
+        &self,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        body: Json<ConversationPatch>,
+    ) -> R<Json<Conversation>> {
+        let b = body.0;
+        let c = Command::Update {
+            subject: b.subject,
+            reference_id: maybe(b.reference_id),
+            due_date: maybe(b.due_date),
+        };
+        self.cmd(&auth, id.0, c).await
+    }
+
+    /// Reply
+    #[oai(
+        path = "/conversations/:id/messages",
+        method = "post",
+        operation_id = "reply"
+    )]
+    async fn reply(
+        &self,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        body: Json<NewMessage>,
+        #[oai(name = "Idempotency-Key")] key: Header<Option<String>>,
+    ) -> R<Replied> {
+        let c = self
+            .svc
+            .reply(&auth.0, id.0, body.0.body, body.0.id, key.0)
+            .await?;
+        Ok(Replied::Created(self.view(c).await?))
+    }
+
+    /// Resolve: move to the Resolved folder
+    #[oai(
+        path = "/conversations/:id/resolve",
+        method = "post",
+        operation_id = "resolve"
+    )]
+    async fn resolve(&self, auth: BearerAuth, id: Path<Uuid>) -> R<Json<Conversation>> {
+        self.cmd(&auth, id.0, Command::Resolve).await
+    }
+
+    /// Reopen a resolved conversation
+    #[oai(
+        path = "/conversations/:id/reopen",
+        method = "post",
+        operation_id = "reopen"
+    )]
+    async fn reopen(&self, auth: BearerAuth, id: Path<Uuid>) -> R<Json<Conversation>> {
+        self.cmd(&auth, id.0, Command::Reopen).await
+    }
+
+    /// Set a task's progress
+    #[oai(
+        path = "/conversations/:id/progress",
+        method = "put",
+        operation_id = "setProgress"
+    )]
+    async fn progress(
+        &self,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        body: Json<ProgressBody>,
+    ) -> R<Json<Conversation>> {
+        self.cmd(&auth, id.0, Command::SetProgress(body.0.progress.into()))
+            .await
+    }
+
+    /// Mark read for the signed-in user
+    #[oai(
+        path = "/conversations/:id/read",
+        method = "post",
+        operation_id = "markRead"
+    )]
+    async fn read(&self, auth: BearerAuth, id: Path<Uuid>) -> R<Json<Conversation>> {
+        self.svc.set_read(&auth.0, id.0, true).await?;
+        self.get(auth, id).await
+    }
+
+    /// Mark unread for the signed-in user
+    #[oai(
+        path = "/conversations/:id/unread",
+        method = "post",
+        operation_id = "markUnread"
+    )]
+    async fn unread(&self, auth: BearerAuth, id: Path<Uuid>) -> R<Json<Conversation>> {
+        self.svc.set_read(&auth.0, id.0, false).await?;
+        self.get(auth, id).await
+    }
+
+    /// The local changes feed
+    #[oai(path = "/changes", method = "get", operation_id = "changes")]
+    async fn changes(
+        &self,
+        _auth: BearerAuth,
+        /// Sequence number already seen; 0 for the start.
+        #[oai(default)]
+        since: Query<u64>,
+        /// 1-1000, default 100.
+        #[oai(default = "default_changes_limit")]
+        limit: Query<u32>,
+    ) -> R<Json<ChangesPage>> {
+        let (entries, last_seq) = self.svc.changes(since.0, limit.0 as usize).await?;
+        let changes = entries
+            .into_iter()
+            .map(|e| Change {
+                seq: e.seq,
+                id: e.summary.id,
+                kind: e.summary.kind.into(),
+                partner: e.summary.partner.to_string(),
+                subject: e.summary.subject,
+                state: e.summary.state.into(),
+                last_activity_at: e.summary.last_activity_at,
+            })
+            .collect();
+        Ok(Json(ChangesPage { changes, last_seq }))
+    }
+}
+
+fn default_limit() -> u32 {
+    50
+}
+
+fn default_changes_limit() -> u32 {
+    100
+}

@@ -1,0 +1,124 @@
+//! The one place where errors become HTTP statuses. Every error answer is JSON
+//! `{"error": code, "detail": message}`; the detail says what to do next.
+
+use poem::Response;
+use poem::http::StatusCode;
+use poem_openapi::{ApiResponse, Object, payload::Json};
+
+use crate::domain::DomainError;
+use crate::service::ServiceError;
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, Object)]
+pub struct ErrorBody {
+    /// A short machine-readable code, e.g. `not_found`.
+    pub error: String,
+    /// What went wrong and what to do about it.
+    pub detail: String,
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn body(code: &str, detail: impl ToString) -> Json<ErrorBody> {
+    Json(ErrorBody {
+        error: code.into(),
+        detail: detail.to_string(),
+    })
+}
+
+impl ApiError {
+    pub fn bad_request(detail: impl ToString) -> Self {
+        ApiError::BadRequest(body("bad_request", detail))
+    }
+    pub fn forbidden(detail: impl ToString) -> Self {
+        ApiError::Forbidden(body("forbidden", detail))
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match &e {
+            ServiceError::Domain(d) => match d {
+                DomainError::Invalid { .. } => ApiError::BadRequest(body("invalid", &e)),
+                DomainError::Unprocessable(_) => ApiError::Unprocessable(body("unprocessable", &e)),
+                DomainError::Forbidden(_) => ApiError::Forbidden(body("forbidden", &e)),
+                DomainError::Conflict(_) => ApiError::Conflict(body("conflict", &e)),
+            },
+            ServiceError::NotFound(_) => ApiError::NotFound(body("not_found", &e)),
+            ServiceError::Unauthenticated => ApiError::Unauthorized(body("unauthorized", &e)),
+            ServiceError::Store(s) => match s {
+                StoreError::NoIdentity => ApiError::Unavailable(body("no_identity", s)),
+                s if s.is_transient() => ApiError::Unavailable(body("retry", s)),
+                StoreError::Corrupt(..) => {
+                    tracing::error!(error = %s, "damaged conversation");
+                    ApiError::Internal(body("damaged", s))
+                }
+                _ => {
+                    tracing::error!(error = %s, "storage error");
+                    ApiError::Internal(body("storage", s))
+                }
+            },
+        }
+    }
+}
+
+fn code_for(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "too_large",
+        415 => "unsupported_media_type",
+        _ if status.is_server_error() => "internal",
+        _ => "error",
+    }
+}
+
+/// Turns every error that did not come from [`ApiError`] (unparsable JSON, a failed
+/// validator, an unknown path, a body over the size limit) into the same JSON shape.
+pub async fn json_errors(err: poem::Error) -> Response {
+    let resp = err.into_response();
+    let is_json = resp
+        .content_type()
+        .is_some_and(|c| c.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let status = resp.status();
+    let text = resp.into_body().into_string().await.unwrap_or_default();
+    let detail = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let detail = match status.as_u16() {
+        413 => format!("{detail}: request bodies are limited to 1 MiB"),
+        401 => "sign in first: send `Authorization: Bearer TOKEN` (create a token with `parley token create`)".into(),
+        _ => detail,
+    };
+    let json = serde_json::json!({ "error": code_for(status), "detail": detail });
+    Response::builder()
+        .status(status)
+        .content_type("application/json; charset=utf-8")
+        .body(json.to_string())
+}

@@ -1,0 +1,236 @@
+//! JSON shapes of the API and their conversions from the domain. The domain stays free of
+//! poem; these types carry the OpenAPI descriptions.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use poem_openapi::{Enum, Object};
+use uuid::Uuid;
+
+use crate::domain;
+
+macro_rules! api_enum {
+    ($(#[$m:meta])* $name:ident => $dom:ident { $($v:ident),+ }) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+        $(#[$m])*
+        #[oai(rename_all = "snake_case")]
+        pub enum $name { $($v),+ }
+        impl From<domain::$dom> for $name {
+            fn from(x: domain::$dom) -> Self { match x { $(domain::$dom::$v => $name::$v),+ } }
+        }
+        impl From<$name> for domain::$dom {
+            fn from(x: $name) -> Self { match x { $($name::$v => domain::$dom::$v),+ } }
+        }
+    };
+}
+
+api_enum!(#[oai(rename = "Kind")] Kind => Kind { Message, Task });
+api_enum!(#[oai(rename = "State")] State => State { Open, Resolved });
+api_enum!(#[oai(rename = "Progress")] Progress => Progress { Open, InProgress, Completed, Cancelled });
+api_enum!(#[oai(rename = "TopicKind")] TopicKind => TopicKind { Account, Order, Item, Return, Shipment, Invoice, Other });
+api_enum!(#[oai(rename = "Role")] Role => Role { Retailer, Supplier });
+
+/// A link to the business object a conversation is about.
+#[derive(Debug, Clone, Object)]
+pub struct Topic {
+    pub kind: TopicKind,
+    /// The object's identifier, e.g. `PO-1001` or `SKU-12345`.
+    #[oai(rename = "ref")]
+    pub reference: String,
+    pub label: Option<String>,
+    pub url: Option<String>,
+}
+
+impl From<domain::Topic> for Topic {
+    fn from(t: domain::Topic) -> Self {
+        Topic {
+            kind: t.kind.into(),
+            reference: t.reference,
+            label: t.label,
+            url: t.url,
+        }
+    }
+}
+impl From<Topic> for domain::Topic {
+    fn from(t: Topic) -> Self {
+        domain::Topic {
+            kind: t.kind.into(),
+            reference: t.reference,
+            label: t.label,
+            url: t.url,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct Author {
+    pub org: String,
+    pub user: String,
+}
+
+impl From<domain::Author> for Author {
+    fn from(a: domain::Author) -> Self {
+        Author {
+            org: a.org.to_string(),
+            user: a.user,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct Participants {
+    pub retailer: String,
+    pub supplier: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct Message {
+    pub id: Uuid,
+    pub author: Author,
+    pub body: String,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// A change of state, progress or a field.
+#[derive(Debug, Clone, Object)]
+pub struct HistoryEvent {
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    pub by: Author,
+    /// `created`, `resolved`, `reopened`, `progress`, `subject`, `reference_id` or `due_date`.
+    pub action: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// A conversation with its thread and history.
+#[derive(Debug, Clone, Object)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub kind: Kind,
+    /// The other org.
+    pub partner: String,
+    pub participants: Participants,
+    pub subject: String,
+    pub topic: Option<Topic>,
+    pub reference_id: Option<String>,
+    pub state: State,
+    /// Tasks only.
+    pub progress: Option<Progress>,
+    /// Tasks only.
+    pub due_date: Option<NaiveDate>,
+    /// Derived: a task past its due date that is neither completed, cancelled nor resolved.
+    pub overdue: bool,
+    pub created_by: Author,
+    pub created_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub resolved_by: Option<Author>,
+    pub last_activity_at: DateTime<Utc>,
+    pub messages: Vec<Message>,
+    pub history: Vec<HistoryEvent>,
+}
+
+impl Conversation {
+    pub fn of(c: domain::Conversation, me: &domain::OrgId, today: NaiveDate) -> Self {
+        Conversation {
+            id: c.id,
+            kind: c.kind.into(),
+            partner: c.participants.other(me).to_string(),
+            participants: Participants {
+                retailer: c.participants.retailer.to_string(),
+                supplier: c.participants.supplier.to_string(),
+            },
+            overdue: c.overdue(today),
+            last_activity_at: c.last_activity_at(),
+            subject: c.subject,
+            topic: c.topic.map(Into::into),
+            reference_id: c.reference_id,
+            state: c.state.into(),
+            progress: c.progress.map(Into::into),
+            due_date: c.due_date,
+            created_by: c.created_by.into(),
+            created_at: c.created_at,
+            resolved_at: c.resolved_at,
+            resolved_by: c.resolved_by.map(Into::into),
+            messages: c
+                .messages
+                .into_iter()
+                .map(|m| Message {
+                    id: m.id,
+                    author: m.author.into(),
+                    body: m.body,
+                    sent_at: m.sent_at,
+                })
+                .collect(),
+            history: c
+                .history
+                .into_iter()
+                .map(|e| HistoryEvent {
+                    id: e.id,
+                    at: e.at,
+                    by: e.by.into(),
+                    action: e.action,
+                    from: e.from,
+                    to: e.to,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One row of the inbox.
+#[derive(Debug, Clone, Object)]
+pub struct InboxItem {
+    pub id: Uuid,
+    pub kind: Kind,
+    pub partner: String,
+    pub subject: String,
+    pub topic: Option<Topic>,
+    pub reference_id: Option<String>,
+    pub state: State,
+    pub progress: Option<Progress>,
+    pub due_date: Option<NaiveDate>,
+    pub overdue: bool,
+    pub created_by: Author,
+    pub created_at: DateTime<Utc>,
+    pub last_activity_at: DateTime<Utc>,
+    pub message_count: u32,
+    /// The org that wrote the last message.
+    pub last_message_org: Option<String>,
+    pub last_message_preview: Option<String>,
+    /// Unread by the signed-in user.
+    pub unread: bool,
+}
+
+impl InboxItem {
+    pub fn of(s: domain::Summary, unread: bool, today: NaiveDate) -> Self {
+        InboxItem {
+            overdue: s.overdue(today),
+            id: s.id,
+            kind: s.kind.into(),
+            partner: s.partner.to_string(),
+            subject: s.subject,
+            topic: s.topic.map(Into::into),
+            reference_id: s.reference_id,
+            state: s.state.into(),
+            progress: s.progress.map(Into::into),
+            due_date: s.due_date,
+            created_by: s.created_by.into(),
+            created_at: s.created_at,
+            last_activity_at: s.last_activity_at,
+            message_count: s.message_count,
+            last_message_org: s.last_message_org.map(|o| o.to_string()),
+            last_message_preview: s.last_message_preview,
+            unread,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct InboxPage {
+    pub items: Vec<InboxItem>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+    /// Conversations matching the filters.
+    pub total: u64,
+    /// Conversations unread by the signed-in user (all folders).
+    pub unread: u64,
+}

@@ -1,0 +1,433 @@
+//! Command-line interface. Every option is also a `PARLEY_*` environment variable.
+//! Commands other than `serve` open the data directory directly, so they need the node to be
+//! stopped; against a running node they say so and point to the HTTP API.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use uuid::Uuid;
+
+use crate::config::{Config, Overrides};
+use crate::domain::Role;
+use crate::service::{Clock, NewToken, Service};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "parley",
+    version,
+    about = "Offline-first conversations between retailers and suppliers"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Data directory (created on first start).
+    #[arg(long, global = true, env = "PARLEY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML config file (default: parley.toml in the data directory, if present).
+    #[arg(long, global = true, env = "PARLEY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log filter, e.g. info or parley=debug.
+    #[arg(long, global = true, env = "PARLEY_LOG")]
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Retailer,
+    Supplier,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Retailer => Role::Retailer,
+            RoleArg::Supplier => Role::Supplier,
+        }
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct IdentityArgs {
+    /// This node's org id, e.g. acme-retail (a-z, 0-9, '-', '_', '.').
+    #[arg(long, env = "PARLEY_ORG_ID")]
+    pub org_id: Option<String>,
+    /// This node's org name, e.g. "Acme Retail".
+    #[arg(long, env = "PARLEY_ORG_NAME")]
+    pub org_name: Option<String>,
+    /// Whether this org is a retailer or a supplier.
+    #[arg(long, env = "PARLEY_ROLE")]
+    pub role: Option<RoleArg>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the node: HTTP API (and web UI) on --listen.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "PARLEY_LISTEN")]
+        listen: Option<String>,
+        /// Conversations kept loaded in memory by the writer.
+        #[arg(long, env = "PARLEY_DOC_CACHE")]
+        doc_cache: Option<usize>,
+        /// On first start: the identity to create.
+        #[command(flatten)]
+        identity: IdentityArgs,
+    },
+    /// Set this node's identity and create the first admin user and API token.
+    Init {
+        #[command(flatten)]
+        identity: IdentityArgs,
+    },
+    /// Manage local users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Manage partner orgs.
+    #[command(subcommand)]
+    Partner(PartnerCmd),
+    /// Print the effective configuration as TOML.
+    PrintConfig {
+        #[arg(long, env = "PARLEY_LISTEN")]
+        listen: Option<String>,
+    },
+    /// Check that every index agrees with the documents; --repair rebuilds the indexes.
+    Check {
+        #[arg(long)]
+        repair: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Add a user who signs in with a password (read from the terminal or --password-stdin).
+    Add {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create an API token and print it (shown once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Act as this existing user (default: an integration user named like the token).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// List tokens (not their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: Uuid },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PartnerCmd {
+    /// Add a partner org.
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: RoleArg,
+    },
+    /// List partners.
+    List,
+}
+
+fn config(g: &Global, listen: Option<String>, doc_cache: Option<usize>) -> anyhow::Result<Config> {
+    Ok(Config::load(Overrides {
+        config: g.config.clone(),
+        data_dir: g.data_dir.clone(),
+        listen,
+        doc_cache,
+        log: g.log.clone(),
+    })?)
+}
+
+fn init_tracing(filter: &str) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve {
+            listen,
+            doc_cache,
+            identity,
+        } => {
+            let cfg = config(&cli.global, listen, doc_cache)?;
+            init_tracing(&cfg.log);
+            let svc = crate::server::open(&cfg, Clock::System).await?;
+            if svc.identity().await?.is_none() {
+                first_start(&svc, &cfg, identity).await?;
+            }
+            let acceptor = crate::server::bind(&cfg).await?;
+            let id = svc
+                .identity()
+                .await?
+                .context("identity missing after init")?;
+            if let Some(addr) = crate::server::local_addr(&acceptor) {
+                println!(
+                    "Parley {} for {} ({}) listening on http://{addr}",
+                    env!("CARGO_PKG_VERSION"),
+                    id.org_id,
+                    id.role
+                );
+                std::io::stdout().flush().ok();
+            }
+            crate::server::run(svc, acceptor, crate::server::shutdown_signal()).await
+        }
+        Command::Init { identity } => {
+            let cfg = config(&cli.global, None, None)?;
+            init_tracing(&cfg.log);
+            let svc = open_offline(&cfg).await?;
+            let (org, name, role) = identity_values(identity, false)?;
+            init(&svc, &cfg, &org, &name, role).await
+        }
+        Command::User(cmd) => {
+            let cfg = config(&cli.global, None, None)?;
+            init_tracing(&cfg.log);
+            let svc = open_offline(&cfg).await?;
+            match cmd {
+                UserCmd::Add {
+                    name,
+                    admin,
+                    password_stdin,
+                } => {
+                    let pw = read_password(password_stdin)?;
+                    let u = svc.add_user(&name, Some(pw), admin).await?;
+                    println!(
+                        "added user {}{}",
+                        u.name,
+                        if u.admin { " (admin)" } else { "" }
+                    );
+                }
+                UserCmd::List => {
+                    for u in svc.users().await? {
+                        let kind = format!("{:?}", u.kind).to_lowercase();
+                        println!(
+                            "{}\t{}\t{}",
+                            u.name,
+                            kind,
+                            if u.admin { "admin" } else { "" }
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Token(cmd) => {
+            let cfg = config(&cli.global, None, None)?;
+            init_tracing(&cfg.log);
+            let svc = open_offline(&cfg).await?;
+            match cmd {
+                TokenCmd::Create { name, user } => {
+                    let t = svc.create_token(NewToken { name, user }).await?;
+                    eprintln!(
+                        "token {} for user {} (shown once; keep it safe):",
+                        t.record.name, t.record.user
+                    );
+                    println!("{}", t.secret);
+                }
+                TokenCmd::List => {
+                    for t in svc.tokens().await? {
+                        println!(
+                            "{}\t{}\t{}\t{}",
+                            t.id,
+                            t.name,
+                            t.user,
+                            t.created_at.to_rfc3339()
+                        );
+                    }
+                }
+                TokenCmd::Revoke { id } => {
+                    svc.revoke_token(id).await?;
+                    println!("revoked token {id}");
+                }
+            }
+            Ok(())
+        }
+        Command::Partner(cmd) => {
+            let cfg = config(&cli.global, None, None)?;
+            init_tracing(&cfg.log);
+            let svc = open_offline(&cfg).await?;
+            match cmd {
+                PartnerCmd::Add { id, name, role } => {
+                    let (p, created) = svc.add_partner(&id, &name, role.into()).await?;
+                    println!(
+                        "{} partner {} ({}, {})",
+                        if created { "added" } else { "already had" },
+                        p.id,
+                        p.name,
+                        p.role
+                    );
+                }
+                PartnerCmd::List => {
+                    for p in svc.partners().await? {
+                        println!("{}\t{}\t{}", p.id, p.role, p.name);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::PrintConfig { listen } => {
+            print!("{}", config(&cli.global, listen, None)?.to_toml());
+            Ok(())
+        }
+        Command::Check { repair } => {
+            let cfg = config(&cli.global, None, None)?;
+            init_tracing(&cfg.log);
+            let svc = open_offline(&cfg).await?;
+            let store = svc.store().clone();
+            if repair {
+                tokio::task::spawn_blocking(move || store.rebuild_indexes()).await??;
+                println!("indexes rebuilt from the documents");
+            }
+            let r = svc.store().check().await?;
+            println!("{} conversations checked", r.conversations);
+            for id in &r.damaged {
+                println!("damaged: {id}");
+            }
+            for id in &r.mismatched {
+                println!("index differs from document: {id}");
+            }
+            for f in &r.bad_counts {
+                println!("wrong count: {f}");
+            }
+            if r.is_clean() {
+                println!("all indexes agree with the documents");
+                Ok(())
+            } else {
+                bail!("problems found; run `parley check --repair` to rebuild the indexes")
+            }
+        }
+    }
+}
+
+/// Opens the data directory for a one-off command.
+async fn open_offline(cfg: &Config) -> anyhow::Result<std::sync::Arc<Service>> {
+    crate::server::open(cfg, Clock::System).await
+}
+
+/// The first `serve` on a new data directory: take the identity from flags/environment, or
+/// ask on a terminal, or explain how to give it.
+async fn first_start(svc: &Service, cfg: &Config, args: IdentityArgs) -> anyhow::Result<()> {
+    let interactive = std::io::stdin().is_terminal();
+    let (org, name, role) = identity_values(args, interactive)?;
+    init(svc, cfg, &org, &name, role).await
+}
+
+fn identity_values(a: IdentityArgs, ask: bool) -> anyhow::Result<(String, String, Role)> {
+    if let (Some(o), Some(n), Some(r)) = (&a.org_id, &a.org_name, a.role) {
+        return Ok((o.clone(), n.clone(), r.into()));
+    }
+    if !ask {
+        bail!(
+            "this node has no identity yet. Give it once, e.g.\n  parley init --org-id acme-retail --org-name \"Acme Retail\" --role retailer\n\
+             (or pass the same flags to `parley serve`, or set PARLEY_ORG_ID, PARLEY_ORG_NAME and PARLEY_ROLE)"
+        );
+    }
+    println!("This is a new Parley node. Tell it which org it belongs to.");
+    let org = match a.org_id {
+        Some(o) => o,
+        None => prompt("Org id (e.g. acme-retail)")?,
+    };
+    let name = match a.org_name {
+        Some(n) => n,
+        None => prompt("Org name (e.g. Acme Retail)")?,
+    };
+    let role = match a.role {
+        Some(r) => r.into(),
+        None => loop {
+            match prompt("Role (retailer or supplier)")?.as_str() {
+                "retailer" => break Role::Retailer,
+                "supplier" => break Role::Supplier,
+                _ => println!("Please type retailer or supplier."),
+            }
+        },
+    };
+    Ok((org, name, role))
+}
+
+fn prompt(q: &str) -> anyhow::Result<String> {
+    print!("{q}: ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim().to_string())
+}
+
+/// Sets the identity; on a node with no users yet, creates `admin` with a random password
+/// and an API token, and prints both once.
+async fn init(
+    svc: &Service,
+    cfg: &Config,
+    org: &str,
+    name: &str,
+    role: Role,
+) -> anyhow::Result<()> {
+    let id = svc.init_identity(org, name, role).await?;
+    println!(
+        "node {} belongs to {} ({}, {}); data in {}",
+        id.node_id,
+        id.org_id,
+        id.org_name,
+        id.role,
+        cfg.data_dir.display()
+    );
+    if svc.users().await?.is_empty() {
+        let password = format!("{}", Uuid::new_v4().simple())[..20].to_string();
+        svc.add_user("admin", Some(password.clone()), true).await?;
+        let t = svc
+            .create_token(NewToken {
+                name: "admin-token".into(),
+                user: Some("admin".into()),
+            })
+            .await?;
+        println!("created admin user `admin` with password: {password}");
+        println!("created API token for admin (shown once): {}", t.secret);
+    }
+    Ok(())
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin || !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let pw = line.trim_end_matches(['\r', '\n']).to_string();
+        if pw.is_empty() {
+            bail!(
+                "no password on standard input; pipe one in, e.g. `echo secret123 | parley user add NAME --password-stdin`"
+            );
+        }
+        return Ok(pw);
+    }
+    let pw = rpassword::prompt_password("Password (8+ characters): ")?;
+    let again = rpassword::prompt_password("Again: ")?;
+    if pw != again {
+        bail!("the passwords differ; nothing was changed");
+    }
+    Ok(pw)
+}

@@ -1,0 +1,330 @@
+//! The conversation document schema: how a [`Conversation`] is laid out in Automerge.
+//!
+//! ```text
+//! ROOT
+//!   schema        Uint      1 (this layout)
+//!   id            Str       conversation UUID
+//!   kind          Str       "message" | "task"
+//!   subject       Str       LWW: concurrent edits resolve to the same winner everywhere
+//!   topic         Map?      { kind, ref, label?, url? }
+//!   reference_id  Str?
+//!   participants  Map       { retailer: org id, supplier: org id }   never changes
+//!   created_by    Map       { org, user }
+//!   created_at    Timestamp ms
+//!   messages      Map       message UUID -> { org, user, body, sent_at: Timestamp }
+//!   state         Str       "open" | "resolved"
+//!   resolved_at   Timestamp?   resolved_by Map? { org, user }
+//!   due_date      Str?      "YYYY-MM-DD" (tasks)
+//!   progress      Str?      "open" | "in_progress" | "completed" | "cancelled" (tasks)
+//!   history       Map       event UUID -> { at, org, user, action, from?, to? }
+//! ```
+//!
+//! Messages and history are maps keyed by UUID rather than lists: concurrent replies from two
+//! nodes are both kept, a retried write with the same id is a no-op, and every node orders them
+//! the same way, by (time, id). Overdue is not stored (it depends on today's date).
+
+use automerge::{
+    AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value, transaction::Transactable,
+};
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+use super::*;
+
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// The document does not follow the schema: it is contained to itself and reported.
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    #[error("document field {0} is missing or has the wrong type")]
+    Field(String),
+    #[error("automerge: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+}
+
+type R<T> = Result<T, DocError>;
+
+fn ts(t: DateTime<Utc>) -> ScalarValue {
+    ScalarValue::Timestamp(t.timestamp_millis())
+}
+
+fn put_author(doc: &mut AutoCommit, obj: &ObjId, a: &Author) -> R<()> {
+    doc.put(obj, "org", a.org.as_str())?;
+    doc.put(obj, "user", a.user.as_str())?;
+    Ok(())
+}
+
+/// Writes a whole new conversation into an empty document.
+pub fn create(doc: &mut AutoCommit, c: &Conversation) -> R<()> {
+    doc.put(ROOT, "schema", SCHEMA_VERSION)?;
+    doc.put(ROOT, "id", c.id.to_string())?;
+    doc.put(ROOT, "kind", c.kind.as_str())?;
+    doc.put(ROOT, "subject", c.subject.as_str())?;
+    set_topic(doc, c.topic.as_ref())?;
+    set_opt_str(doc, "reference_id", c.reference_id.as_deref())?;
+    let p = doc.put_object(ROOT, "participants", ObjType::Map)?;
+    doc.put(&p, "retailer", c.participants.retailer.as_str())?;
+    doc.put(&p, "supplier", c.participants.supplier.as_str())?;
+    let cb = doc.put_object(ROOT, "created_by", ObjType::Map)?;
+    put_author(doc, &cb, &c.created_by)?;
+    doc.put(ROOT, "created_at", ts(c.created_at))?;
+    doc.put_object(ROOT, "messages", ObjType::Map)?;
+    doc.put_object(ROOT, "history", ObjType::Map)?;
+    doc.put(ROOT, "state", c.state.as_str())?;
+    if c.kind == Kind::Task {
+        set_opt_str(
+            doc,
+            "due_date",
+            c.due_date.map(|d| d.to_string()).as_deref(),
+        )?;
+        set_opt_str(doc, "progress", c.progress.map(|p| p.as_str()))?;
+    }
+    for m in &c.messages {
+        add_message(doc, m)?;
+    }
+    for e in &c.history {
+        add_event(doc, e)?;
+    }
+    Ok(())
+}
+
+fn map_at(doc: &AutoCommit, key: &str) -> R<ObjId> {
+    match doc.get(ROOT, key)? {
+        Some((Value::Object(ObjType::Map), id)) => Ok(id),
+        _ => Err(DocError::Field(key.into())),
+    }
+}
+
+pub fn add_message(doc: &mut AutoCommit, m: &Message) -> R<()> {
+    let msgs = map_at(doc, "messages")?;
+    let o = doc.put_object(&msgs, m.id.to_string(), ObjType::Map)?;
+    put_author(doc, &o, &m.author)?;
+    doc.put(&o, "body", m.body.as_str())?;
+    doc.put(&o, "sent_at", ts(m.sent_at))?;
+    Ok(())
+}
+
+pub fn add_event(doc: &mut AutoCommit, e: &Event) -> R<()> {
+    let hist = map_at(doc, "history")?;
+    let o = doc.put_object(&hist, e.id.to_string(), ObjType::Map)?;
+    doc.put(&o, "at", ts(e.at))?;
+    put_author(doc, &o, &e.by)?;
+    doc.put(&o, "action", e.action.as_str())?;
+    if let Some(f) = &e.from {
+        doc.put(&o, "from", f.as_str())?;
+    }
+    if let Some(t) = &e.to {
+        doc.put(&o, "to", t.as_str())?;
+    }
+    Ok(())
+}
+
+pub fn set_subject(doc: &mut AutoCommit, s: &str) -> R<()> {
+    doc.put(ROOT, "subject", s)?;
+    Ok(())
+}
+
+/// Sets or deletes an optional string field at the root.
+pub fn set_opt_str(doc: &mut AutoCommit, key: &str, v: Option<&str>) -> R<()> {
+    match v {
+        Some(s) => doc.put(ROOT, key, s)?,
+        None => {
+            if doc.get(ROOT, key)?.is_some() {
+                doc.delete(ROOT, key)?
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn set_topic(doc: &mut AutoCommit, t: Option<&Topic>) -> R<()> {
+    match t {
+        None => {
+            if doc.get(ROOT, "topic")?.is_some() {
+                doc.delete(ROOT, "topic")?;
+            }
+        }
+        Some(t) => {
+            let o = doc.put_object(ROOT, "topic", ObjType::Map)?;
+            doc.put(&o, "kind", t.kind.as_str())?;
+            doc.put(&o, "ref", t.reference.as_str())?;
+            if let Some(l) = &t.label {
+                doc.put(&o, "label", l.as_str())?;
+            }
+            if let Some(u) = &t.url {
+                doc.put(&o, "url", u.as_str())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn set_resolved(doc: &mut AutoCommit, resolved: Option<(DateTime<Utc>, &Author)>) -> R<()> {
+    match resolved {
+        Some((at, by)) => {
+            doc.put(ROOT, "state", State::Resolved.as_str())?;
+            doc.put(ROOT, "resolved_at", ts(at))?;
+            let o = doc.put_object(ROOT, "resolved_by", ObjType::Map)?;
+            put_author(doc, &o, by)?;
+        }
+        None => {
+            doc.put(ROOT, "state", State::Open.as_str())?;
+            for k in ["resolved_at", "resolved_by"] {
+                if doc.get(ROOT, k)?.is_some() {
+                    doc.delete(ROOT, k)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---- reading -------------------------------------------------------------------------------
+
+fn get_str<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str) -> R<Option<String>> {
+    match doc.get(obj, key)? {
+        None => Ok(None),
+        Some((v, _)) => v
+            .into_string()
+            .map(Some)
+            .map_err(|_| DocError::Field(key.into())),
+    }
+}
+
+fn req_str<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str) -> R<String> {
+    get_str(doc, obj, key)?.ok_or_else(|| DocError::Field(key.into()))
+}
+
+fn get_ts<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str) -> R<Option<DateTime<Utc>>> {
+    match doc.get(obj, key)? {
+        None => Ok(None),
+        Some((Value::Scalar(s), _)) => match s.as_ref() {
+            ScalarValue::Timestamp(ms) => DateTime::from_timestamp_millis(*ms)
+                .map(Some)
+                .ok_or_else(|| DocError::Field(key.into())),
+            _ => Err(DocError::Field(key.into())),
+        },
+        _ => Err(DocError::Field(key.into())),
+    }
+}
+
+fn req_ts<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str) -> R<DateTime<Utc>> {
+    get_ts(doc, obj, key)?.ok_or_else(|| DocError::Field(key.into()))
+}
+
+fn get_map<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str) -> R<Option<ObjId>> {
+    match doc.get(obj, key)? {
+        None => Ok(None),
+        Some((Value::Object(ObjType::Map), id)) => Ok(Some(id)),
+        _ => Err(DocError::Field(key.into())),
+    }
+}
+
+fn req_map<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str) -> R<ObjId> {
+    get_map(doc, obj, key)?.ok_or_else(|| DocError::Field(key.into()))
+}
+
+fn get_author<D: ReadDoc>(doc: &D, obj: &ObjId) -> R<Author> {
+    let org =
+        OrgId::parse(&req_str(doc, obj, "org")?).map_err(|_| DocError::Field("org".into()))?;
+    Ok(Author {
+        org,
+        user: req_str(doc, obj, "user")?,
+    })
+}
+
+fn parse_enum<T>(field: &str, s: String, f: fn(&str) -> Option<T>) -> R<T> {
+    f(&s).ok_or_else(|| DocError::Field(field.into()))
+}
+
+fn parse_org(field: &str, s: String) -> R<OrgId> {
+    OrgId::parse(&s).map_err(|_| DocError::Field(field.into()))
+}
+
+/// The participants alone: what partner isolation and sync rules look at.
+pub fn read_participants<D: ReadDoc>(doc: &D) -> R<Participants> {
+    let p = req_map(doc, &ROOT, "participants")?;
+    Ok(Participants {
+        retailer: parse_org("participants.retailer", req_str(doc, &p, "retailer")?)?,
+        supplier: parse_org("participants.supplier", req_str(doc, &p, "supplier")?)?,
+    })
+}
+
+/// Reads the typed view; fails if the document does not follow the schema.
+pub fn read<D: ReadDoc>(doc: &D) -> R<Conversation> {
+    let id =
+        Uuid::parse_str(&req_str(doc, &ROOT, "id")?).map_err(|_| DocError::Field("id".into()))?;
+    let kind = parse_enum("kind", req_str(doc, &ROOT, "kind")?, Kind::parse)?;
+    let topic = match get_map(doc, &ROOT, "topic")? {
+        None => None,
+        Some(t) => Some(Topic {
+            kind: parse_enum("topic.kind", req_str(doc, &t, "kind")?, TopicKind::parse)?,
+            reference: req_str(doc, &t, "ref")?,
+            label: get_str(doc, &t, "label")?,
+            url: get_str(doc, &t, "url")?,
+        }),
+    };
+    let mut messages = Vec::new();
+    let msgs = req_map(doc, &ROOT, "messages")?;
+    for item in doc.map_range(&msgs, ..) {
+        let mid = Uuid::parse_str(&item.key).map_err(|_| DocError::Field("messages.id".into()))?;
+        let o = item.id();
+        messages.push(Message {
+            id: mid,
+            author: get_author(doc, &o)?,
+            body: req_str(doc, &o, "body")?,
+            sent_at: req_ts(doc, &o, "sent_at")?,
+        });
+    }
+    messages.sort_by_key(|m| (m.sent_at, m.id));
+    let mut history = Vec::new();
+    let hist = req_map(doc, &ROOT, "history")?;
+    for item in doc.map_range(&hist, ..) {
+        let eid = Uuid::parse_str(&item.key).map_err(|_| DocError::Field("history.id".into()))?;
+        let o = item.id();
+        history.push(Event {
+            id: eid,
+            at: req_ts(doc, &o, "at")?,
+            by: get_author(doc, &o)?,
+            action: req_str(doc, &o, "action")?,
+            from: get_str(doc, &o, "from")?,
+            to: get_str(doc, &o, "to")?,
+        });
+    }
+    history.sort_by_key(|e| (e.at, e.id));
+    let cb = req_map(doc, &ROOT, "created_by")?;
+    let due_date = match get_str(doc, &ROOT, "due_date")? {
+        None => None,
+        Some(s) => Some(
+            s.parse::<NaiveDate>()
+                .map_err(|_| DocError::Field("due_date".into()))?,
+        ),
+    };
+    let progress = match get_str(doc, &ROOT, "progress")? {
+        None => None,
+        Some(s) => Some(parse_enum("progress", s, Progress::parse)?),
+    };
+    Ok(Conversation {
+        id,
+        kind,
+        subject: req_str(doc, &ROOT, "subject")?,
+        topic,
+        reference_id: get_str(doc, &ROOT, "reference_id")?,
+        participants: read_participants(doc)?,
+        created_by: get_author(doc, &cb)?,
+        created_at: req_ts(doc, &ROOT, "created_at")?,
+        messages,
+        state: parse_enum("state", req_str(doc, &ROOT, "state")?, State::parse)?,
+        resolved_at: get_ts(doc, &ROOT, "resolved_at")?,
+        resolved_by: match get_map(doc, &ROOT, "resolved_by")? {
+            None => None,
+            Some(o) => Some(get_author(doc, &o)?),
+        },
+        due_date,
+        progress,
+        history,
+    })
+}
+
+#[cfg(test)]
+mod tests;

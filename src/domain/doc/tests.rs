@@ -1,0 +1,229 @@
+use super::*;
+use crate::domain::commands::{self, Command, NewConversation, Outcome};
+use automerge::ActorId;
+use chrono::TimeZone;
+use proptest::prelude::*;
+
+fn at(s: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(1_780_000_000_000 + s * 1000)
+        .unwrap()
+}
+
+fn author(org: &str, user: &str) -> Author {
+    Author {
+        org: OrgId::parse(org).unwrap(),
+        user: user.into(),
+    }
+}
+
+fn new_task(due: Option<&str>) -> Conversation {
+    let n = NewConversation {
+        id: new_id(),
+        kind: Kind::Task,
+        subject: "Description too thin".into(),
+        topic: Some(Topic {
+            kind: TopicKind::Item,
+            reference: "SKU-1".into(),
+            label: Some("Kettle".into()),
+            url: None,
+        }),
+        reference_id: Some("REF-9".into()),
+        due_date: due.map(|d| d.parse().unwrap()),
+        body: Some("Please add detail".into()),
+        message_id: new_id(),
+    };
+    let partner = OrgId::parse("bolt").unwrap();
+    commands::new_conversation(
+        n,
+        author("acme", "ann"),
+        Role::Retailer,
+        &partner,
+        Role::Supplier,
+        at(0),
+    )
+    .unwrap()
+}
+
+fn doc_of(c: &Conversation) -> AutoCommit {
+    let mut d = AutoCommit::new().with_actor(ActorId::random());
+    create(&mut d, c).unwrap();
+    d
+}
+
+#[test]
+fn create_and_read_back() {
+    let c = new_task(Some("2026-06-01"));
+    let d = doc_of(&c);
+    assert_eq!(read(&d).unwrap(), c);
+    assert_eq!(c.participants.retailer.as_str(), "acme");
+    assert_eq!(c.progress, Some(Progress::Open));
+}
+
+#[test]
+fn document_survives_save_and_load() {
+    let c = new_task(None);
+    let mut d = doc_of(&c);
+    let bytes = d.save();
+    let loaded = AutoCommit::load(&bytes).unwrap();
+    assert_eq!(read(&loaded).unwrap(), c);
+}
+
+#[test]
+fn commands_follow_the_rules() {
+    let c = new_task(Some("2026-06-01"));
+    let mut d = doc_of(&c);
+    let ann = author("acme", "ann");
+    let bo = author("bolt", "bo");
+    let eve = author("evil", "eve");
+    let mut now = 1;
+    let mut run = |d: &mut AutoCommit, cmd: Command, by: &Author| {
+        now += 1;
+        let view = read(d).unwrap();
+        commands::apply(d, &view, &cmd, by, at(now))
+    };
+    let reply = Command::Reply {
+        id: new_id(),
+        body: "On it".into(),
+    };
+    assert_eq!(run(&mut d, reply.clone(), &bo).unwrap(), Outcome::Changed);
+    // The same reply retried is a no-op, not a duplicate.
+    assert_eq!(run(&mut d, reply, &bo).unwrap(), Outcome::Unchanged);
+    assert_eq!(read(&d).unwrap().messages.len(), 2);
+    // Only participants act; only the creator edits the subject.
+    assert!(run(&mut d, Command::Resolve, &eve).is_err());
+    let upd = Command::Update {
+        subject: Some("New".into()),
+        reference_id: None,
+        due_date: None,
+    };
+    assert!(matches!(
+        run(&mut d, upd.clone(), &bo),
+        Err(commands::CommandError::Domain(DomainError::Forbidden(_)))
+    ));
+    assert_eq!(run(&mut d, upd, &ann).unwrap(), Outcome::Changed);
+    // Remove the reference ID.
+    let rm = Command::Update {
+        subject: None,
+        reference_id: Some(None),
+        due_date: None,
+    };
+    assert_eq!(run(&mut d, rm, &ann).unwrap(), Outcome::Changed);
+    assert_eq!(read(&d).unwrap().reference_id, None);
+    // Completing a task makes it not overdue.
+    let today: NaiveDate = "2026-07-01".parse().unwrap();
+    assert!(read(&d).unwrap().overdue(today));
+    run(&mut d, Command::SetProgress(Progress::Completed), &bo).unwrap();
+    let v = read(&d).unwrap();
+    assert!(!v.overdue(today));
+    // Resolve and reopen leave history.
+    run(&mut d, Command::Resolve, &bo).unwrap();
+    assert_eq!(read(&d).unwrap().state, State::Resolved);
+    assert_eq!(
+        run(&mut d, Command::Resolve, &bo).unwrap(),
+        Outcome::Unchanged
+    );
+    run(&mut d, Command::Reopen, &ann).unwrap();
+    let v = read(&d).unwrap();
+    assert_eq!(v.state, State::Open);
+    assert!(v.resolved_by.is_none());
+    let actions: Vec<_> = v.history.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "created",
+            "subject",
+            "reference_id",
+            "progress",
+            "resolved",
+            "reopened"
+        ]
+    );
+}
+
+#[test]
+fn a_message_has_no_due_date_or_progress() {
+    let mut c = new_task(None);
+    c.kind = Kind::Message;
+    c.progress = None;
+    let mut d = doc_of(&c);
+    let view = read(&d).unwrap();
+    let by = author("acme", "ann");
+    let set_due = Command::Update {
+        subject: None,
+        reference_id: None,
+        due_date: Some(Some("2026-01-01".parse().unwrap())),
+    };
+    assert!(commands::apply(&mut d, &view, &set_due, &by, at(5)).is_err());
+    assert!(
+        commands::apply(
+            &mut d,
+            &view,
+            &Command::SetProgress(Progress::Completed),
+            &by,
+            at(5)
+        )
+        .is_err()
+    );
+    assert_eq!(read(&d).unwrap(), view, "a refused command changes nothing");
+}
+
+#[test]
+fn concurrent_replies_are_all_kept_in_one_order() {
+    let c = new_task(None);
+    let mut a = doc_of(&c);
+    let mut b = a.fork().with_actor(ActorId::random());
+    let va = read(&a).unwrap();
+    commands::apply(
+        &mut a,
+        &va,
+        &Command::Reply {
+            id: new_id(),
+            body: "from a".into(),
+        },
+        &author("acme", "ann"),
+        at(9),
+    )
+    .unwrap();
+    commands::apply(
+        &mut b,
+        &va,
+        &Command::Reply {
+            id: new_id(),
+            body: "from b".into(),
+        },
+        &author("bolt", "bo"),
+        at(9),
+    )
+    .unwrap();
+    a.merge(&mut b).unwrap();
+    b.merge(&mut a).unwrap();
+    let (ra, rb) = (read(&a).unwrap(), read(&b).unwrap());
+    assert_eq!(ra.messages.len(), 3);
+    assert_eq!(ra, rb);
+}
+
+proptest! {
+    /// Any valid subject, reference ID and body round-trips through the document unchanged.
+    #[test]
+    fn fields_round_trip(subject in "[a-zA-Z0-9 äöü€]{1,200}", reference in proptest::option::of("[A-Z0-9-]{1,100}"), body in ".{1,300}") {
+        prop_assume!(!subject.trim().is_empty() && !body.trim().is_empty());
+        let mut c = new_task(None);
+        c.subject = subject.trim().to_string();
+        c.reference_id = reference;
+        c.messages[0].body = body;
+        let d = doc_of(&c);
+        prop_assert_eq!(read(&d).unwrap(), c);
+    }
+
+    /// Overdue holds exactly when a task is open, not done, and past its due date.
+    #[test]
+    fn overdue_rule(task in any::<bool>(), resolved in any::<bool>(), p in 0usize..4, due_off in proptest::option::of(-5i64..5)) {
+        let today: NaiveDate = "2026-06-10".parse().unwrap();
+        let kind = if task { Kind::Task } else { Kind::Message };
+        let state = if resolved { State::Resolved } else { State::Open };
+        let progress = task.then(|| Progress::ALL[p]);
+        let due = due_off.map(|o| today + chrono::Duration::days(o));
+        let expect = task && !resolved && !matches!(progress, Some(Progress::Completed | Progress::Cancelled)) && due.is_some_and(|d| d < today);
+        prop_assert_eq!(is_overdue(kind, state, progress, due, today), expect);
+    }
+}

@@ -1,0 +1,150 @@
+//! The inbox row of a conversation: derived from the document, stored in the index, and the
+//! source of the facets that the inbox filters on.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::*;
+
+/// Characters of the last message kept in the row, for a one-line preview.
+const PREVIEW_CHARS: usize = 140;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub id: Uuid,
+    pub kind: Kind,
+    /// The other org, seen from this node's org.
+    pub partner: OrgId,
+    pub subject: String,
+    pub topic: Option<Topic>,
+    pub reference_id: Option<String>,
+    pub state: State,
+    pub progress: Option<Progress>,
+    pub due_date: Option<NaiveDate>,
+    pub created_by: Author,
+    pub created_at: DateTime<Utc>,
+    pub last_activity_at: DateTime<Utc>,
+    pub message_count: u32,
+    pub last_message_org: Option<OrgId>,
+    pub last_message_preview: Option<String>,
+}
+
+impl Summary {
+    pub fn of(c: &Conversation, me: &OrgId) -> Summary {
+        let last = c.messages.last();
+        Summary {
+            id: c.id,
+            kind: c.kind,
+            partner: c.participants.other(me).clone(),
+            subject: c.subject.clone(),
+            topic: c.topic.clone(),
+            reference_id: c.reference_id.clone(),
+            state: c.state,
+            progress: c.progress,
+            due_date: c.due_date,
+            created_by: c.created_by.clone(),
+            created_at: c.created_at,
+            last_activity_at: c.last_activity_at(),
+            message_count: c.messages.len() as u32,
+            last_message_org: last.map(|m| m.author.org.clone()),
+            last_message_preview: last.map(|m| m.body.chars().take(PREVIEW_CHARS).collect()),
+        }
+    }
+
+    pub fn overdue(&self, today: NaiveDate) -> bool {
+        is_overdue(self.kind, self.state, self.progress, self.due_date, today)
+    }
+
+    /// The due date of a task that may still become overdue.
+    pub fn overdue_watch(&self) -> Option<NaiveDate> {
+        self.due_date
+            .filter(|_| overdue_eligible(self.kind, self.state, self.progress))
+    }
+
+    /// Inbox order key: newest activity first, ties broken by id.
+    pub fn activity_ms(&self) -> i64 {
+        self.last_activity_at.timestamp_millis()
+    }
+
+    /// The filter values this row is listed under. Overdue is not among them: it depends on the
+    /// date and is kept by the store's overdue sweep.
+    pub fn facets(&self) -> Vec<String> {
+        let mut f = vec![
+            Facet::All.key(),
+            Facet::Kind(self.kind).key(),
+            Facet::State(self.state).key(),
+            Facet::Partner(self.partner.clone()).key(),
+        ];
+        if let Some(p) = self.progress {
+            f.push(Facet::Progress(p).key());
+        }
+        if let Some(t) = &self.topic {
+            f.push(Facet::TopicKind(t.kind).key());
+            f.push(Facet::TopicRef(t.reference.clone()).key());
+        }
+        if let Some(r) = &self.reference_id {
+            f.push(Facet::ReferenceId(r.clone()).key());
+        }
+        f
+    }
+
+    /// Whether this row passes a filter; used when a query combines several.
+    pub fn matches(&self, f: &Facet, today: NaiveDate) -> bool {
+        match f {
+            Facet::All => true,
+            Facet::Kind(k) => self.kind == *k,
+            Facet::State(s) => self.state == *s,
+            Facet::Partner(p) => &self.partner == p,
+            Facet::Progress(p) => self.progress == Some(*p),
+            Facet::TopicKind(k) => self.topic.as_ref().is_some_and(|t| t.kind == *k),
+            Facet::TopicRef(r) => self.topic.as_ref().is_some_and(|t| &t.reference == r),
+            Facet::ReferenceId(r) => self.reference_id.as_ref() == Some(r),
+            Facet::Overdue => self.overdue(today),
+        }
+    }
+}
+
+/// One indexed filter value of the inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Facet {
+    All,
+    Kind(Kind),
+    State(State),
+    Partner(OrgId),
+    Progress(Progress),
+    TopicKind(TopicKind),
+    TopicRef(String),
+    ReferenceId(String),
+    Overdue,
+}
+
+impl Facet {
+    /// The index key. Prefixes keep values of different filters apart.
+    pub fn key(&self) -> String {
+        match self {
+            Facet::All => "all".into(),
+            Facet::Kind(k) => format!("kind:{k}"),
+            Facet::State(s) => format!("state:{s}"),
+            Facet::Partner(p) => format!("partner:{p}"),
+            Facet::Progress(p) => format!("progress:{p}"),
+            Facet::TopicKind(k) => format!("topic_kind:{k}"),
+            Facet::TopicRef(r) => format!("topic_ref:{r}"),
+            Facet::ReferenceId(r) => format!("reference_id:{r}"),
+            Facet::Overdue => "overdue".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facet_keys_are_distinct_per_filter() {
+        let a = Facet::TopicRef("x".into()).key();
+        let b = Facet::ReferenceId("x".into()).key();
+        assert_ne!(a, b);
+        assert_eq!(Facet::Kind(Kind::Task).key(), "kind:task");
+    }
+}

@@ -1,0 +1,12 @@
+//! Parley: an offline-first conversations server for retail trading partners.
+//!
+//! Layers, each depending only on the ones after it: `api` / `cli` → `service` → `store` →
+//! `domain`. `server` wires them; `config` is read once at the edge.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod server;
+pub mod service;
+pub mod store;

@@ -1,0 +1,285 @@
+//! Identity, users, API tokens and partners.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use sha2::{Digest, Sha256};
+
+use super::*;
+use crate::domain::{OrgId, Role, check_text, limits, validate_user_name};
+use crate::store::Identity;
+use crate::store::accounts::{self, Partner, TokenRecord, User, UserKind};
+
+/// A freshly created token: the secret is shown once and stored only as a hash.
+#[derive(Debug, Clone)]
+pub struct TokenSecret {
+    pub record: TokenRecord,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub name: String,
+    /// Act as this existing user; without it the token gets an integration user of its name.
+    pub user: Option<String>,
+}
+
+fn token_hash(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// 244 random bits from two v4 UUIDs (the OS random source), hex-encoded with a prefix that
+/// makes leaked tokens easy to spot.
+fn new_secret() -> String {
+    format!("pt_{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
+}
+
+fn check_password(pw: &str) -> Result<()> {
+    if pw.chars().count() < 8 || pw.len() > 1024 {
+        return Err(DomainError::invalid("password", "must be 8 to 1024 characters").into());
+    }
+    Ok(())
+}
+
+impl Service {
+    pub async fn identity(&self) -> Result<Option<Identity>> {
+        Ok(self.store.read(|tx| accounts::read_identity(tx)).await?)
+    }
+
+    /// Sets this node's identity on first start. Running it again with the same org is a
+    /// no-op; a different org is refused (conversations already name this one).
+    pub async fn init_identity(
+        &self,
+        org_id: &str,
+        org_name: &str,
+        role: Role,
+    ) -> Result<Identity> {
+        let org = OrgId::parse(org_id)?;
+        check_text("org name", org_name, limits::ORG_NAME_CHARS, true)?;
+        let name = org_name.trim().to_string();
+        let now = self.now();
+        self.store
+            .write(move |ctx| -> Result<_> {
+                if let Ok(existing) = ctx.identity() {
+                    if existing.org_id == org && existing.role == role {
+                        return Ok(existing.clone());
+                    }
+                    return Err(DomainError::Conflict(format!(
+                        "this data directory already belongs to {} ({}); use another --data-dir for another org",
+                        existing.org_id, existing.role
+                    ))
+                    .into());
+                }
+                let id = Identity { node_id: Uuid::now_v7(), org_id: org, org_name: name, role, created_at: now };
+                ctx.set_identity(id.clone())?;
+                Ok(id)
+            })
+            .await
+    }
+
+    pub async fn add_user(
+        &self,
+        name: &str,
+        password: Option<String>,
+        admin: bool,
+    ) -> Result<User> {
+        validate_user_name(name)?;
+        let hash = match password {
+            None => None,
+            Some(pw) => {
+                check_password(&pw)?;
+                Some(blocking(move || hash_password(&pw)).await??)
+            }
+        };
+        let user = User {
+            id: Uuid::now_v7(),
+            name: name.to_string(),
+            kind: if hash.is_some() {
+                UserKind::Person
+            } else {
+                UserKind::Integration
+            },
+            password_hash: hash,
+            admin,
+            created_at: self.now(),
+        };
+        self.store
+            .write(move |ctx| -> Result<_> {
+                if accounts::get_user_w(ctx.read_tx(), &user.name)?.is_some() {
+                    return Err(DomainError::Conflict(format!(
+                        "user {} already exists",
+                        user.name
+                    ))
+                    .into());
+                }
+                accounts::put_user(ctx.tx(), &user)?;
+                Ok(user)
+            })
+            .await
+    }
+
+    pub async fn users(&self) -> Result<Vec<User>> {
+        Ok(self.store.read(|tx| accounts::list_users(tx)).await?)
+    }
+
+    /// Checks a user's password; `None` for an unknown user or a wrong password alike.
+    pub async fn verify_password(&self, name: &str, password: &str) -> Result<Option<Principal>> {
+        let n = name.to_string();
+        let user = self
+            .store
+            .read(move |tx| accounts::get_user(tx, &n))
+            .await?;
+        let pw = password.to_string();
+        let ok_user = blocking(move || {
+            // Hash even for unknown users so timing does not tell which part was wrong.
+            let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+            let ok = PasswordHash::new(stored.as_deref().unwrap_or(dummy_hash()))
+                .map(|h| Argon2::default().verify_password(pw.as_bytes(), &h).is_ok())
+                .unwrap_or(false);
+            user.filter(|u| ok && u.password_hash.is_some())
+        })
+        .await?;
+        Ok(ok_user.map(|u| Principal {
+            user: u.name,
+            admin: u.admin,
+        }))
+    }
+
+    pub async fn create_token(&self, t: NewToken) -> Result<TokenSecret> {
+        validate_user_name(&t.name)?;
+        let secret = new_secret();
+        let hash = token_hash(&secret);
+        let now = self.now();
+        let record = self
+            .store
+            .write(move |ctx| -> Result<_> {
+                let user = match &t.user {
+                    Some(u) => {
+                        accounts::get_user_w(ctx.read_tx(), u)?
+                            .ok_or_else(|| {
+                                ServiceError::NotFound(format!(
+                                    "user {u} not found; add it with `parley user add {u}`"
+                                ))
+                            })?
+                            .name
+                    }
+                    None => {
+                        if accounts::get_user_w(ctx.read_tx(), &t.name)?.is_none() {
+                            let u = User {
+                                id: Uuid::now_v7(),
+                                name: t.name.clone(),
+                                password_hash: None,
+                                admin: false,
+                                kind: UserKind::Integration,
+                                created_at: now,
+                            };
+                            accounts::put_user(ctx.tx(), &u)?;
+                        }
+                        t.name.clone()
+                    }
+                };
+                let rec = TokenRecord {
+                    id: Uuid::now_v7(),
+                    name: t.name,
+                    user,
+                    created_at: now,
+                };
+                accounts::put_token(ctx.tx(), &hash, &rec)?;
+                Ok(rec)
+            })
+            .await?;
+        Ok(TokenSecret { record, secret })
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        Ok(self.store.read(|tx| accounts::list_tokens(tx)).await?)
+    }
+
+    pub async fn revoke_token(&self, id: Uuid) -> Result<()> {
+        self.store
+            .write(move |ctx| -> Result<_> {
+                if accounts::delete_token(ctx.tx(), id)? {
+                    Ok(())
+                } else {
+                    Err(ServiceError::NotFound(format!("token {id} not found")))
+                }
+            })
+            .await
+    }
+
+    /// Resolves a bearer token to the user it acts as.
+    pub async fn authenticate(&self, secret: &str) -> Result<Principal> {
+        if !secret.starts_with("pt_") || secret.len() > 200 {
+            return Err(ServiceError::Unauthenticated);
+        }
+        let hash = token_hash(secret);
+        let found = self
+            .store
+            .read(move |tx| -> Result<_> {
+                let Some(t) = accounts::token_by_hash(tx, &hash)? else {
+                    return Ok(None);
+                };
+                Ok(accounts::get_user(tx, &t.user)?)
+            })
+            .await?;
+        found
+            .map(|u| Principal {
+                user: u.name,
+                admin: u.admin,
+            })
+            .ok_or(ServiceError::Unauthenticated)
+    }
+
+    pub async fn add_partner(&self, id: &str, name: &str, role: Role) -> Result<(Partner, bool)> {
+        let org = OrgId::parse(id)?;
+        check_text("name", name, limits::ORG_NAME_CHARS, true)?;
+        let p = Partner {
+            id: org,
+            name: name.trim().to_string(),
+            role,
+            created_at: self.now(),
+        };
+        self.store
+            .write(move |ctx| -> Result<_> {
+                let me = ctx.identity()?;
+                if me.org_id == p.id {
+                    return Err(DomainError::Unprocessable(format!(
+                        "{} is this node's own org, not a partner",
+                        p.id
+                    ))
+                    .into());
+                }
+                if let Some(existing) = accounts::get_partner_w(ctx.read_tx(), &p.id)? {
+                    if existing.role == p.role && existing.name == p.name {
+                        return Ok((existing, false));
+                    }
+                    return Err(DomainError::Conflict(format!(
+                        "partner {} already exists as {} ({})",
+                        existing.id, existing.name, existing.role
+                    ))
+                    .into());
+                }
+                accounts::put_partner(ctx.tx(), &p)?;
+                Ok((p, true))
+            })
+            .await
+    }
+
+    pub async fn partners(&self) -> Result<Vec<Partner>> {
+        Ok(self.store.read(|tx| accounts::list_partners(tx)).await?)
+    }
+}
+
+fn hash_password(pw: &str) -> Result<String> {
+    let salt = SaltString::encode_b64(Uuid::new_v4().as_bytes())
+        .map_err(|e| ServiceError::Store(StoreError::Record("password".into(), e.to_string())))?;
+    Argon2::default()
+        .hash_password(pw.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ServiceError::Store(StoreError::Record("password".into(), e.to_string())))
+}
+
+/// A real hash to verify against when the user is unknown, created once.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("not-a-real-password").unwrap_or_default())
+}

@@ -1,0 +1,288 @@
+//! Conversation use-cases. Each write runs inside one store job: it reads the current document,
+//! checks the rules, changes the document and its indexes, and is answered after the commit.
+
+use automerge::AutoCommit;
+use chrono::NaiveDate;
+use uuid::Uuid;
+
+use super::*;
+use crate::domain::commands::{self, Command, NewConversation, Outcome};
+use crate::domain::{
+    Author, Conversation, Facet, Kind, OrgId, Summary, Topic, doc, limits, new_id,
+};
+use crate::store::accounts::{self, IdempotentResult};
+use crate::store::query::{self, Cursor, FeedEntry, InboxPage, InboxQuery};
+use crate::store::{WriteCtx, docs, index};
+
+/// A create request, as the API received it.
+#[derive(Debug, Clone)]
+pub struct CreateInput {
+    pub id: Option<Uuid>,
+    pub kind: Kind,
+    pub partner: String,
+    pub subject: String,
+    pub topic: Option<Topic>,
+    pub reference_id: Option<String>,
+    pub due_date: Option<NaiveDate>,
+    pub body: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// Inbox filters as the API received them.
+#[derive(Debug, Clone, Default)]
+pub struct InboxFilter {
+    pub filters: Vec<Facet>,
+    pub overdue: Option<bool>,
+    pub cursor: Option<String>,
+    pub limit: usize,
+}
+
+fn check_key(key: &Option<String>) -> Result<()> {
+    if let Some(k) = key
+        && (k.is_empty() || k.len() > limits::IDEMPOTENCY_KEY_CHARS)
+    {
+        return Err(DomainError::invalid(
+            "Idempotency-Key",
+            format!("must be 1-{} characters", limits::IDEMPOTENCY_KEY_CHARS),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn load_view(ctx: &mut WriteCtx<'_>, id: Uuid) -> Result<Conversation> {
+    let d = ctx.doc_mut(id.as_u128())?.ok_or_else(|| not_found(id))?;
+    doc::read(d).map_err(|e| corrupt(id, e))
+}
+
+fn not_found(id: Uuid) -> ServiceError {
+    ServiceError::NotFound(format!("conversation {id} not found"))
+}
+
+/// Re-derives the inbox row and feed position after the document `id` changed.
+fn reindex(ctx: &mut WriteCtx<'_>, id: Uuid, actor: Option<&str>) -> Result<(Conversation, u64)> {
+    let me = ctx.identity()?.org_id.clone();
+    let view = {
+        let d = ctx.doc_mut(id.as_u128())?.ok_or_else(|| not_found(id))?;
+        doc::read(d).map_err(|e| corrupt(id, e))?
+    };
+    let tx = ctx.tx();
+    let old = index::get_summary(
+        &tx.open_table(crate::store::tables::SUMMARIES)
+            .map_err(StoreError::from)?,
+        id.as_u128(),
+    )?;
+    let seq = index::index_conversation(tx, old.as_ref(), &Summary::of(&view, &me))?;
+    index::mark_activity(tx, id.as_u128(), actor)?;
+    Ok((view, seq))
+}
+
+impl Service {
+    /// Starts a conversation. A retried request (same `id` or `Idempotency-Key`) returns the
+    /// conversation the first one made, with `false` for "not newly created".
+    pub async fn create(&self, p: &Principal, input: CreateInput) -> Result<(Conversation, bool)> {
+        check_key(&input.idempotency_key)?;
+        let partner = OrgId::parse(&input.partner)?;
+        let user = p.user.clone();
+        let now = self.now();
+        let (view, created, seq) = self
+            .store
+            .write(move |ctx| -> Result<_> {
+                let me = ctx.identity()?.clone();
+                if let Some(key) = &input.idempotency_key
+                    && let Some(prev) = accounts::get_idempotent(ctx.read_tx(), &user, key)?
+                {
+                    return Ok((load_view(ctx, prev.conversation)?, false, 0));
+                }
+                let id = input.id.unwrap_or_else(new_id);
+                if let Some(existing) = ctx.doc_mut(id.as_u128())? {
+                    let v = doc::read(existing).map_err(|e| corrupt(id, e))?;
+                    let same = v.kind == input.kind && v.subject == input.subject.trim() && v.participants.includes(&partner);
+                    if !same {
+                        return Err(DomainError::Conflict(format!("conversation id {id} is already used by another conversation")).into());
+                    }
+                    return Ok((v, false, 0));
+                }
+                let partner_rec = accounts::get_partner_w(ctx.read_tx(), &partner)?.ok_or_else(|| {
+                    DomainError::Unprocessable(format!("{partner} is not a partner of this node; add it first with POST /api/v1/partners"))
+                })?;
+                let n = NewConversation {
+                    id,
+                    kind: input.kind,
+                    subject: input.subject,
+                    topic: input.topic,
+                    reference_id: input.reference_id,
+                    due_date: input.due_date,
+                    body: input.body,
+                    message_id: new_id(),
+                };
+                let by = Author { org: me.org_id.clone(), user: user.clone() };
+                let conv = commands::new_conversation(n, by, me.role, &partner, partner_rec.role, now)?;
+                let mut d = AutoCommit::new().with_actor(me.actor());
+                doc::create(&mut d, &conv).map_err(|e| corrupt(id, e))?;
+                ctx.insert_doc(id.as_u128(), d)?;
+                let (view, seq) = reindex(ctx, id, Some(&user))?;
+                if let Some(key) = &input.idempotency_key {
+                    accounts::put_idempotent(ctx.tx(), &user, key, &IdempotentResult { conversation: id, message: None })?;
+                }
+                Ok((view, true, seq))
+            })
+            .await?;
+        if created {
+            self.notify(view.id, seq);
+        }
+        Ok((view, created))
+    }
+
+    /// Applies a command to an existing conversation; answers with the conversation after it.
+    pub async fn command(&self, p: &Principal, id: Uuid, cmd: Command) -> Result<Conversation> {
+        self.command_keyed(p, id, cmd, None).await
+    }
+
+    /// Replies to a conversation. `message_id` or `idempotency_key` make a retry harmless.
+    pub async fn reply(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        body: String,
+        message_id: Option<Uuid>,
+        idempotency_key: Option<String>,
+    ) -> Result<Conversation> {
+        check_key(&idempotency_key)?;
+        let cmd = Command::Reply {
+            id: message_id.unwrap_or_else(new_id),
+            body,
+        };
+        self.command_keyed(p, id, cmd, idempotency_key).await
+    }
+
+    async fn command_keyed(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        mut cmd: Command,
+        key: Option<String>,
+    ) -> Result<Conversation> {
+        let user = p.user.clone();
+        let now = self.now();
+        let (view, seq) = self
+            .store
+            .write(move |ctx| -> Result<_> {
+                let me = ctx.identity()?.org_id.clone();
+                if let (Some(k), Command::Reply { id: mid, .. }) = (&key, &mut cmd)
+                    && let Some(prev) = accounts::get_idempotent(ctx.read_tx(), &user, k)?
+                {
+                    if prev.conversation != id {
+                        return Err(DomainError::Conflict(
+                            "this Idempotency-Key was used for another conversation".into(),
+                        )
+                        .into());
+                    }
+                    *mid = prev.message.unwrap_or(*mid);
+                }
+                let view = load_view(ctx, id)?;
+                let by = Author {
+                    org: me,
+                    user: user.clone(),
+                };
+                let d = ctx.doc_mut(id.as_u128())?.ok_or_else(|| not_found(id))?;
+                match commands::apply(d, &view, &cmd, &by, now) {
+                    Err(e) => {
+                        // Nothing is stored yet; drop the uncommitted operations.
+                        d.rollback();
+                        Err(e.into())
+                    }
+                    Ok(Outcome::Unchanged) => Ok((view, 0)),
+                    Ok(Outcome::Changed) => {
+                        ctx.save_doc(id.as_u128())?;
+                        let out = reindex(ctx, id, Some(&user))?;
+                        if let (Some(k), Command::Reply { id: mid, .. }) = (&key, &cmd) {
+                            let r = IdempotentResult {
+                                conversation: id,
+                                message: Some(*mid),
+                            };
+                            accounts::put_idempotent(ctx.tx(), &user, k, &r)?;
+                        }
+                        Ok(out)
+                    }
+                }
+            })
+            .await?;
+        if seq > 0 {
+            self.notify(id, seq);
+        }
+        Ok(view)
+    }
+
+    pub async fn get(&self, _p: &Principal, id: Uuid) -> Result<Conversation> {
+        self.store
+            .read(move |tx| -> Result<_> {
+                let d = docs::load_read(tx, id.as_u128())?.ok_or_else(|| not_found(id))?;
+                doc::read(&d).map_err(|e| corrupt(id, e))
+            })
+            .await
+    }
+
+    pub async fn inbox(&self, p: &Principal, f: InboxFilter) -> Result<InboxPage> {
+        let today = self.clock.today();
+        let cursor = match &f.cursor {
+            None => None,
+            Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
+                DomainError::invalid(
+                    "cursor",
+                    "is not a cursor this node issued; start again without one",
+                )
+            })?),
+        };
+        if f.limit == 0 || f.limit > 200 {
+            return Err(DomainError::invalid("limit", "must be between 1 and 200").into());
+        }
+        self.store.sweep_overdue(today).await?;
+        let mut filters = f.filters;
+        if f.overdue == Some(true) {
+            filters.push(Facet::Overdue);
+        }
+        let q = InboxQuery {
+            filters,
+            exclude_overdue: f.overdue == Some(false),
+            cursor,
+            limit: f.limit,
+            user: p.user.clone(),
+            today,
+        };
+        Ok(self.store.read(move |tx| query::inbox(tx, &q)).await?)
+    }
+
+    /// Marks a conversation read (`true`) or unread for this user only.
+    pub async fn set_read(&self, p: &Principal, id: Uuid, read: bool) -> Result<()> {
+        let user = p.user.clone();
+        self.store
+            .write(move |ctx| -> Result<_> {
+                let summaries = ctx
+                    .read_tx()
+                    .open_table(crate::store::tables::SUMMARIES)
+                    .map_err(StoreError::from)?;
+                if index::get_summary(&summaries, id.as_u128())?.is_none() {
+                    return Err(not_found(id));
+                }
+                drop(summaries);
+                index::set_unread(ctx.tx(), &user, id.as_u128(), !read)?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub async fn changes(&self, since: u64, limit: usize) -> Result<(Vec<FeedEntry>, u64)> {
+        if limit == 0 || limit > 1000 {
+            return Err(DomainError::invalid("limit", "must be between 1 and 1000").into());
+        }
+        Ok(self
+            .store
+            .read(move |tx| query::changes(tx, since, limit))
+            .await?)
+    }
+
+    pub fn today(&self) -> NaiveDate {
+        self.clock.today()
+    }
+}

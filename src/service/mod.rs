@@ -1,0 +1,125 @@
+//! Use-cases called by the API, the CLI and (later) the replicator: authorisation, the
+//! conversation rules applied inside store writes, and blocking work kept off the executor.
+
+mod accounts;
+mod conversations;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::domain::DomainError;
+use crate::domain::commands::CommandError;
+use crate::domain::doc::DocError;
+use crate::store::{Store, StoreError};
+
+pub use accounts::{NewToken, TokenSecret};
+pub use conversations::{CreateInput, InboxFilter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(
+        "sign in first: send `Authorization: Bearer TOKEN` (create a token with `parley token create`)"
+    )]
+    Unauthenticated,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<CommandError> for ServiceError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Domain(d) => ServiceError::Domain(d),
+            CommandError::Doc(d) => {
+                ServiceError::Store(StoreError::Record("document".into(), d.to_string()))
+            }
+        }
+    }
+}
+
+pub(crate) fn corrupt(id: Uuid, e: DocError) -> ServiceError {
+    ServiceError::Store(StoreError::Corrupt(id, e.to_string()))
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// Who is making a request: a local user (a person or an integration's token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user: String,
+    pub admin: bool,
+}
+
+/// Something changed in a conversation: sent to live views and the replicator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeEvent {
+    pub conversation: Uuid,
+    pub seq: u64,
+}
+
+/// The source of "now"; tests set it to check date-dependent rules such as overdue.
+#[derive(Clone, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    Fixed(DateTime<Utc>),
+}
+
+impl Clock {
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Clock::System => Utc::now(),
+            Clock::Fixed(t) => *t,
+        }
+    }
+    pub fn today(&self) -> NaiveDate {
+        self.now().date_naive()
+    }
+}
+
+pub struct Service {
+    store: Arc<Store>,
+    events: broadcast::Sender<ChangeEvent>,
+    clock: Clock,
+}
+
+impl Service {
+    pub fn new(store: Arc<Store>, clock: Clock) -> Arc<Service> {
+        let (events, _) = broadcast::channel(1024);
+        Arc::new(Service {
+            store,
+            events,
+            clock,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.events.subscribe()
+    }
+
+    fn notify(&self, conversation: Uuid, seq: u64) {
+        // No subscribers is fine: nobody is watching.
+        let _ = self.events.send(ChangeEvent { conversation, seq });
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+}
+
+/// Runs CPU-heavy work (password hashing) on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ServiceError::Store(StoreError::Closed))
+}

@@ -1,0 +1,85 @@
+//! Documents in redb: the last full `save()` in `DOCS`, then the `save_incremental()` chunks
+//! written since, in `CHUNKS`. Loading replays the chunks over the full save; after
+//! `COMPACT_AFTER` chunks the next write stores a fresh full save and drops them, in the same
+//! transaction, so a document never needs more than a bounded number of reads to load.
+
+use automerge::AutoCommit;
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use uuid::Uuid;
+
+use super::tables::{CHUNKS, DOCS};
+use super::{Result, StoreError};
+
+const COMPACT_AFTER: u32 = 32;
+
+fn corrupt(id: u128, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(Uuid::from_u128(id), e.to_string())
+}
+
+fn load_with(
+    docs: &impl ReadableTable<u128, &'static [u8]>,
+    chunks: &impl ReadableTable<(u128, u32), &'static [u8]>,
+    id: u128,
+) -> Result<Option<AutoCommit>> {
+    let Some(full) = docs.get(id)? else {
+        return Ok(None);
+    };
+    let mut doc = AutoCommit::load(full.value()).map_err(|e| corrupt(id, e))?;
+    for item in chunks.range((id, 0)..=(id, u32::MAX))? {
+        let (_, bytes) = item?;
+        doc.load_incremental(bytes.value())
+            .map_err(|e| corrupt(id, e))?;
+    }
+    Ok(Some(doc))
+}
+
+/// Loads a document inside a write transaction.
+pub fn load(tx: &WriteTransaction, id: u128) -> Result<Option<AutoCommit>> {
+    load_with(&tx.open_table(DOCS)?, &tx.open_table(CHUNKS)?, id)
+}
+
+/// Loads a document inside a read transaction.
+pub fn load_read(tx: &ReadTransaction, id: u128) -> Result<Option<AutoCommit>> {
+    load_with(&tx.open_table(DOCS)?, &tx.open_table(CHUNKS)?, id)
+}
+
+pub fn exists(tx: &ReadTransaction, id: u128) -> Result<bool> {
+    Ok(tx.open_table(DOCS)?.get(id)?.is_some())
+}
+
+pub fn insert_new(tx: &WriteTransaction, id: u128, doc: &mut AutoCommit) -> Result<()> {
+    tx.open_table(DOCS)?.insert(id, doc.save().as_slice())?;
+    Ok(())
+}
+
+/// Writes what changed in `doc` since it was loaded or last saved.
+pub fn append(tx: &WriteTransaction, id: u128, doc: &mut AutoCommit) -> Result<()> {
+    let mut chunks = tx.open_table(CHUNKS)?;
+    let last = chunks
+        .range((id, 0)..=(id, u32::MAX))?
+        .next_back()
+        .transpose()?
+        .map(|(k, _)| k.value().1);
+    let next = last.map_or(0, |n| n + 1);
+    if next >= COMPACT_AFTER {
+        let full = doc.save();
+        tx.open_table(DOCS)?.insert(id, full.as_slice())?;
+        chunks.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
+    } else {
+        let bytes = doc.save_incremental();
+        if !bytes.is_empty() {
+            chunks.insert((id, next), bytes.as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+/// Ids of every stored document, in order; only the index rebuild walks them all.
+pub fn all_ids(tx: &ReadTransaction) -> Result<Vec<u128>> {
+    let t = tx.open_table(DOCS)?;
+    let mut ids = Vec::new();
+    for item in t.iter()? {
+        ids.push(item?.0.value());
+    }
+    Ok(ids)
+}

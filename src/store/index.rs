@@ -1,0 +1,193 @@
+//! Maintenance of the derived tables for one conversation: its inbox row, facet entries and
+//! counts, overdue watch, changes feed position and per-user unread marks. Every function here
+//! runs inside the write transaction that changes the document, so index and document never
+//! disagree after a commit.
+
+use chrono::Datelike;
+use redb::{ReadTransaction, ReadableTable, Table, WriteTransaction};
+
+use super::tables::*;
+use super::{Result, StoreError, WriteCtx};
+use crate::domain::{Facet, Summary};
+
+fn meta_i64(t: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> Result<Option<i64>> {
+    Ok(t.get(key)?
+        .and_then(|v| v.value().try_into().ok())
+        .map(i64::from_le_bytes))
+}
+
+pub fn read_swept_day(tx: &ReadTransaction) -> Result<i32> {
+    Ok(meta_i64(&tx.open_table(META)?, "swept_day")?.unwrap_or(0) as i32)
+}
+
+fn swept_day_w(tx: &WriteTransaction) -> Result<i32> {
+    Ok(meta_i64(&tx.open_table(META)?, "swept_day")?.unwrap_or(0) as i32)
+}
+
+pub fn set_meta_i64(tx: &WriteTransaction, key: &str, v: i64) -> Result<()> {
+    tx.open_table(META)?
+        .insert(key, v.to_le_bytes().as_slice())?;
+    Ok(())
+}
+
+pub fn decode_summary(id: u128, bytes: &[u8]) -> Result<Summary> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Record(format!("summary {:x}", id), e.to_string()))
+}
+
+pub fn get_summary(
+    t: &impl ReadableTable<u128, &'static [u8]>,
+    id: u128,
+) -> Result<Option<Summary>> {
+    t.get(id)?
+        .map(|v| decode_summary(id, v.value()))
+        .transpose()
+}
+
+/// The facets a row is listed under given the sweep day, and the day it waits on if it is a
+/// task that is not overdue yet.
+fn placement(s: &Summary, swept_day: i32) -> (Vec<String>, Option<i32>) {
+    let mut facets = s.facets();
+    let mut pending = None;
+    if let Some(due) = s.overdue_watch() {
+        let day = due.num_days_from_ce();
+        if day < swept_day {
+            facets.push(Facet::Overdue.key());
+        } else {
+            pending = Some(day);
+        }
+    }
+    (facets, pending)
+}
+
+fn add_count(t: &mut Table<&'static str, u64>, facet: &str, delta: i64) -> Result<()> {
+    let cur = t.get(facet)?.map(|v| v.value()).unwrap_or(0);
+    let next = (cur as i64 + delta).max(0) as u64;
+    if next == 0 {
+        t.remove(facet)?;
+    } else {
+        t.insert(facet, next)?;
+    }
+    Ok(())
+}
+
+/// Replaces the derived rows of one conversation (`old` as currently indexed, `new` as now
+/// derived from the document) and moves it to the head of the changes feed.
+pub fn index_conversation(
+    tx: &WriteTransaction,
+    old: Option<&Summary>,
+    new: &Summary,
+) -> Result<u64> {
+    let id = new.id.as_u128();
+    let swept = swept_day_w(tx)?;
+    let (old_f, old_p) = old.map(|o| placement(o, swept)).unwrap_or_default();
+    let (new_f, new_p) = placement(new, swept);
+    let mut facets = tx.open_table(FACETS)?;
+    let mut counts = tx.open_table(FACET_COUNTS)?;
+    if let Some(o) = old {
+        for f in &old_f {
+            facets.remove((f.as_str(), o.activity_ms(), id))?;
+            if !new_f.contains(f) {
+                add_count(&mut counts, f, -1)?;
+            }
+        }
+    }
+    for f in &new_f {
+        facets.insert((f.as_str(), new.activity_ms(), id), ())?;
+        if !old_f.contains(f) {
+            add_count(&mut counts, f, 1)?;
+        }
+    }
+    let mut pending = tx.open_table(DUE_PENDING)?;
+    if let Some(d) = old_p {
+        pending.remove((d, id))?;
+    }
+    if let Some(d) = new_p {
+        pending.insert((d, id), ())?;
+    }
+    let json =
+        serde_json::to_vec(new).map_err(|e| StoreError::Record("summary".into(), e.to_string()))?;
+    tx.open_table(SUMMARIES)?.insert(id, json.as_slice())?;
+    bump_feed(tx, id)
+}
+
+/// Gives the conversation the next sequence number of the changes feed.
+pub fn bump_feed(tx: &WriteTransaction, id: u128) -> Result<u64> {
+    let mut pos = tx.open_table(FEED_POS)?;
+    let mut feed = tx.open_table(FEED)?;
+    let seq = feed
+        .last()?
+        .map(|(k, _)| k.value())
+        .unwrap_or(0)
+        .max(meta_i64(&tx.open_table(META)?, "feed_floor")?.unwrap_or(0) as u64)
+        + 1;
+    if let Some(old) = pos.insert(id, seq)? {
+        feed.remove(old.value())?;
+    }
+    feed.insert(seq, id)?;
+    Ok(seq)
+}
+
+/// Moves tasks due before `day` from the watch list into the `overdue` facet.
+pub fn sweep(ctx: &mut WriteCtx<'_>, day: i32) -> Result<()> {
+    let tx = ctx.tx();
+    if swept_day_w(tx)? >= day {
+        return Ok(());
+    }
+    let mut pending = tx.open_table(DUE_PENDING)?;
+    let due: Vec<(i32, u128)> = pending
+        .extract_from_if((i32::MIN, 0)..(day, 0), |_, _| true)?
+        .map(|r| r.map(|(k, _)| k.value()))
+        .collect::<std::result::Result<_, _>>()?;
+    drop(pending);
+    let summaries = tx.open_table(SUMMARIES)?;
+    let mut facets = tx.open_table(FACETS)?;
+    let mut counts = tx.open_table(FACET_COUNTS)?;
+    let key = Facet::Overdue.key();
+    for (_, id) in due {
+        if let Some(s) = get_summary(&summaries, id)? {
+            facets.insert((key.as_str(), s.activity_ms(), id), ())?;
+            add_count(&mut counts, &key, 1)?;
+        }
+    }
+    drop((summaries, facets, counts));
+    set_meta_i64(tx, "swept_day", day as i64)
+}
+
+/// A conversation had activity by `actor` (a local user, or `None` for a partner's change
+/// arriving by sync): it becomes unread for every other local user, and read for the actor.
+pub fn mark_activity(tx: &WriteTransaction, id: u128, actor: Option<&str>) -> Result<()> {
+    let users: Vec<String> = {
+        let t = tx.open_table(USERS)?;
+        let mut v = Vec::new();
+        for item in t.iter()? {
+            v.push(item?.0.value().to_string());
+        }
+        v
+    };
+    for u in users {
+        set_unread(tx, &u, id, Some(u.as_str()) != actor)?;
+    }
+    Ok(())
+}
+
+/// Sets one user's read mark for one conversation, keeping the user's unread count exact.
+pub fn set_unread(tx: &WriteTransaction, user: &str, id: u128, unread: bool) -> Result<()> {
+    let mut marks = tx.open_table(UNREAD)?;
+    let changed = if unread {
+        marks.insert((user, id), ())?.is_none()
+    } else {
+        marks.remove((user, id))?.is_some()
+    };
+    if changed {
+        let mut counts = tx.open_table(UNREAD_COUNT)?;
+        let cur = counts.get(user)?.map(|v| v.value()).unwrap_or(0);
+        let next = if unread {
+            cur + 1
+        } else {
+            cur.saturating_sub(1)
+        };
+        counts.insert(user, next)?;
+    }
+    Ok(())
+}

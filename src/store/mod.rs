@@ -1,0 +1,213 @@
+//! The only module that touches redb. It keeps the Automerge documents and every index derived
+//! from them, and changes a document and its indexes in one write transaction.
+//!
+//! Writes go through one writer thread ([`writer`]) that gathers the jobs waiting at that
+//! moment into a single durable commit (group commit): a 2xx after `write` means the fsync'd
+//! commit has happened, and many concurrent writers share it. Reads run on the blocking pool.
+
+pub mod accounts;
+mod cache;
+pub mod docs;
+pub mod index;
+pub mod query;
+mod rebuild;
+pub mod tables;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use redb::{Database, ReadTransaction, ReadableDatabase};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{OrgId, Role};
+pub use writer::WriteCtx;
+
+/// Bumped whenever the derived tables change shape; a mismatch at open rebuilds them.
+pub const INDEX_VERSION: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the data directory {0} is in use by another Parley process (a running node locks its database); \
+         stop that node first, or make this change through its HTTP API"
+    )]
+    Locked(PathBuf),
+    #[error("database error: {0}; if this persists, stop the node and run `parley check`")]
+    Db(Box<redb::Error>),
+    #[error(
+        "conversation {0} is damaged ({1}); the rest of the node keeps working — restore it from a backup or a peer"
+    )]
+    Corrupt(Uuid, String),
+    #[error("stored record {0} is unreadable ({1}); run `parley check`")]
+    Record(String, String),
+    #[error("this write was not saved because another write in the same commit failed; retry it")]
+    BatchAborted,
+    #[error("the store is shutting down; retry when the node is back")]
+    Closed,
+    #[error(
+        "this node has no identity yet: run `parley init --org-id ID --org-name NAME --role retailer|supplier`"
+    )]
+    NoIdentity,
+}
+
+impl StoreError {
+    /// Whether trying the same request again may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::BatchAborted | StoreError::Closed)
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(Box::new(e.into())) }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::DatabaseError
+);
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Who this node is. Created once by `parley init` (or the first `serve`), never changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub node_id: Uuid,
+    pub org_id: OrgId,
+    pub org_name: String,
+    pub role: Role,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Identity {
+    /// This node's Automerge actor: derived from the node id, so no two nodes share one.
+    pub fn actor(&self) -> automerge::ActorId {
+        automerge::ActorId::from(self.node_id.as_bytes().as_slice())
+    }
+}
+
+/// Tuning knobs, from the config.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Documents kept loaded by the writer.
+    pub doc_cache: usize,
+    /// redb page cache in bytes.
+    pub db_cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            doc_cache: 1024,
+            db_cache_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+pub struct Store {
+    db: Arc<Database>,
+    writer: writer::Handle,
+    /// The day (days from CE) up to which overdue tasks have been swept into the `overdue`
+    /// facet; mirrors `META["swept_day"]` so queries need not read it.
+    swept_day: AtomicI32,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`, creates missing tables, and rebuilds the
+    /// derived indexes if they are missing or from another version. Blocking: call it before
+    /// serving or from the blocking pool.
+    pub fn open(dir: &Path, opts: StoreOptions) -> Result<Arc<Store>> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Record(dir.display().to_string(), e.to_string()))?;
+        let path = dir.join("parley.redb");
+        let db = Database::builder()
+            .set_cache_size(opts.db_cache_bytes)
+            .create(&path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(dir.to_path_buf()),
+                e => e.into(),
+            })?;
+        let db = Arc::new(db);
+        let tx = db.begin_write()?;
+        tables::create_all(&tx)?;
+        tx.commit()?;
+        let identity = accounts::read_identity(&db.begin_read()?)?;
+        rebuild::if_needed(&db, identity.as_ref())?;
+        let swept = index::read_swept_day(&db.begin_read()?)?;
+        let writer = writer::spawn(db.clone(), identity, opts.doc_cache);
+        Ok(Arc::new(Store {
+            db,
+            writer,
+            swept_day: AtomicI32::new(swept),
+        }))
+    }
+
+    /// Runs `f` on a read transaction on the blocking pool.
+    pub async fn read<T, E, F>(&self, f: F) -> std::result::Result<T, E>
+    where
+        F: FnOnce(&ReadTransaction) -> std::result::Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_read().map_err(StoreError::from)?;
+            f(&tx)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` inside the next group commit and answers once that commit is durable.
+    /// `f` must return `Err` only before its first write; an error after writing aborts the
+    /// whole commit (every job in it then gets [`StoreError::BatchAborted`]).
+    pub async fn write<T, E, F>(&self, f: F) -> std::result::Result<T, E>
+    where
+        F: FnOnce(&mut WriteCtx<'_>) -> std::result::Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.writer.submit(f).await
+    }
+
+    /// Same as [`Store::write`], for callers outside an async runtime (tests, tools).
+    pub fn write_blocking<T, E, F>(&self, f: F) -> std::result::Result<T, E>
+    where
+        F: FnOnce(&mut WriteCtx<'_>) -> std::result::Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.writer.submit_blocking(f)
+    }
+
+    pub fn swept_day(&self) -> i32 {
+        self.swept_day.load(Ordering::Acquire)
+    }
+
+    /// Moves tasks whose due day is before `today` into the `overdue` facet. Cheap when
+    /// already done today: the common case does not touch the database.
+    pub async fn sweep_overdue(&self, today: chrono::NaiveDate) -> Result<()> {
+        use chrono::Datelike;
+        let day = today.num_days_from_ce();
+        if self.swept_day() >= day {
+            return Ok(());
+        }
+        self.write(move |ctx| index::sweep(ctx, day)).await?;
+        self.swept_day.fetch_max(day, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Stops the writer after the jobs already queued; called on shutdown.
+    pub fn shutdown(&self) {
+        self.writer.close();
+    }
+}

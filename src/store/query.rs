@@ -1,0 +1,182 @@
+//! Read-side queries over the derived tables: the inbox page and the changes feed.
+//!
+//! An inbox page walks one facet's entries newest-first from the cursor and stops after
+//! `limit` rows, so its cost is an index range of `limit` entries however many conversations
+//! are stored. With several filters the facet with the fewest entries drives the walk and the
+//! others are checked on each row; totals then need a walk of that facet.
+
+use chrono::NaiveDate;
+use redb::{ReadTransaction, ReadableTable};
+use uuid::Uuid;
+
+use super::index::{decode_summary, get_summary};
+use super::tables::*;
+use super::{Result, StoreError};
+use crate::domain::{Facet, Summary};
+
+/// Position after the last row of a page: (last activity ms, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub activity_ms: i64,
+    pub id: u128,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.activity_ms, Uuid::from_u128(self.id).simple())
+    }
+    pub fn decode(s: &str) -> Option<Cursor> {
+        let (a, b) = s.split_once('.')?;
+        Some(Cursor {
+            activity_ms: a.parse().ok()?,
+            id: Uuid::try_parse(b).ok()?.as_u128(),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct InboxQuery {
+    /// All must match; empty means everything.
+    pub filters: Vec<Facet>,
+    /// `overdue=false`: leave out overdue tasks.
+    pub exclude_overdue: bool,
+    pub cursor: Option<Cursor>,
+    pub limit: usize,
+    pub user: String,
+    pub today: NaiveDate,
+}
+
+#[derive(Debug, Clone)]
+pub struct InboxPage {
+    pub items: Vec<(Summary, bool)>,
+    pub next_cursor: Option<Cursor>,
+    pub total: u64,
+    pub unread: u64,
+}
+
+fn count(t: &impl ReadableTable<&'static str, u64>, facet: &str) -> Result<u64> {
+    Ok(t.get(facet)?.map(|v| v.value()).unwrap_or(0))
+}
+
+pub fn inbox(tx: &ReadTransaction, q: &InboxQuery) -> Result<InboxPage> {
+    let counts = tx.open_table(FACET_COUNTS)?;
+    let facets = tx.open_table(FACETS)?;
+    let summaries = tx.open_table(SUMMARIES)?;
+    let unread_marks = tx.open_table(UNREAD)?;
+
+    // Drive the walk with the smallest facet.
+    let mut filters = q.filters.clone();
+    if filters.is_empty() {
+        filters.push(Facet::All);
+    }
+    let mut sized = Vec::with_capacity(filters.len());
+    for f in filters {
+        let key = f.key();
+        sized.push((count(&counts, &key)?, key, f));
+    }
+    sized.sort_by_key(|(n, _, _)| *n);
+    let (driver_count, driver, _) = sized[0].clone();
+    let rest: Vec<Facet> = sized[1..].iter().map(|(_, _, f)| f.clone()).collect();
+    let simple = rest.is_empty() && !q.exclude_overdue;
+
+    let lo = (driver.as_str(), i64::MIN, 0u128);
+    let hi = match q.cursor {
+        Some(c) => (driver.as_str(), c.activity_ms, c.id),
+        None => (driver.as_str(), i64::MAX, u128::MAX),
+    };
+    let range = if q.cursor.is_some() {
+        facets.range(lo..hi)?
+    } else {
+        facets.range(lo..=hi)?
+    };
+    let mut items = Vec::with_capacity(q.limit);
+    let mut more = false;
+    for entry in range.rev() {
+        let (k, _) = entry?;
+        let (_, _, id) = k.value();
+        let s = get_summary(&summaries, id)?.ok_or_else(|| {
+            StoreError::Record(
+                format!("summary {id:x}"),
+                "listed in the index but missing".into(),
+            )
+        })?;
+        if !simple
+            && !(rest.iter().all(|f| s.matches(f, q.today))
+                && !(q.exclude_overdue && s.overdue(q.today)))
+        {
+            continue;
+        }
+        if items.len() == q.limit {
+            more = true;
+            break;
+        }
+        let unread = unread_marks.get((q.user.as_str(), id))?.is_some();
+        items.push((s, unread));
+    }
+    let next_cursor = if more {
+        items.last().map(|(s, _)| Cursor {
+            activity_ms: s.activity_ms(),
+            id: s.id.as_u128(),
+        })
+    } else {
+        None
+    };
+
+    let total = if simple {
+        driver_count
+    } else if rest.is_empty() && driver == Facet::All.key() {
+        driver_count.saturating_sub(count(&counts, &Facet::Overdue.key())?)
+    } else {
+        // Combined filters: count by walking the smallest facet.
+        let mut n = 0;
+        for entry in facets
+            .range((driver.as_str(), i64::MIN, 0u128)..=(driver.as_str(), i64::MAX, u128::MAX))?
+        {
+            let (_, _, id) = entry?.0.value();
+            if let Some(s) = get_summary(&summaries, id)?
+                && rest.iter().all(|f| s.matches(f, q.today))
+                && !(q.exclude_overdue && s.overdue(q.today))
+            {
+                n += 1;
+            }
+        }
+        n
+    };
+    let unread = tx
+        .open_table(UNREAD_COUNT)?
+        .get(q.user.as_str())?
+        .map(|v| v.value())
+        .unwrap_or(0);
+    Ok(InboxPage {
+        items,
+        next_cursor,
+        total,
+        unread,
+    })
+}
+
+/// One entry of the changes feed.
+#[derive(Debug, Clone)]
+pub struct FeedEntry {
+    pub seq: u64,
+    pub summary: Summary,
+}
+
+/// Conversations changed after `since`, oldest change first, and the feed's last sequence.
+pub fn changes(tx: &ReadTransaction, since: u64, limit: usize) -> Result<(Vec<FeedEntry>, u64)> {
+    let feed = tx.open_table(FEED)?;
+    let summaries = tx.open_table(SUMMARIES)?;
+    let last = feed.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+    let mut out = Vec::new();
+    for entry in feed.range(since.saturating_add(1)..)?.take(limit) {
+        let (k, v) = entry?;
+        let id = v.value();
+        if let Some(bytes) = summaries.get(id)? {
+            out.push(FeedEntry {
+                seq: k.value(),
+                summary: decode_summary(id, bytes.value())?,
+            });
+        }
+    }
+    Ok((out, last))
+}

@@ -1,0 +1,147 @@
+//! Rebuilding and checking the derived tables from the documents: the documents are the truth,
+//! so a lost or outdated index is never data loss. The only code that walks every document.
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
+use uuid::Uuid;
+
+use super::index::{self, get_summary};
+use super::tables::*;
+use super::{INDEX_VERSION, Identity, Result, Store, docs};
+use crate::domain::{Summary, doc};
+
+fn index_version(tx: &ReadTransaction) -> Result<Option<u64>> {
+    Ok(tx
+        .open_table(META)?
+        .get("index_version")?
+        .and_then(|v| v.value().try_into().ok())
+        .map(u64::from_le_bytes))
+}
+
+/// Rebuilds the derived tables if they were made by another index version (or never).
+pub(super) fn if_needed(db: &Database, identity: Option<&Identity>) -> Result<()> {
+    if index_version(&db.begin_read()?)? == Some(INDEX_VERSION) {
+        return Ok(());
+    }
+    rebuild(db, identity)
+}
+
+/// Drops and recomputes every derived table in one write transaction.
+pub(super) fn rebuild(db: &Database, identity: Option<&Identity>) -> Result<()> {
+    let ids = docs::all_ids(&db.begin_read()?)?;
+    if !ids.is_empty() {
+        tracing::info!(
+            conversations = ids.len(),
+            "rebuilding indexes from the documents"
+        );
+    }
+    let tx = db.begin_write()?;
+    // Feed numbers keep rising across a rebuild, so peers' cursors stay meaningful.
+    let floor = tx
+        .open_table(FEED)?
+        .last()?
+        .map(|(k, _)| k.value())
+        .unwrap_or(0);
+    clear_derived(&tx)?;
+    index::set_meta_i64(&tx, "feed_floor", floor as i64)?;
+    index::set_meta_i64(&tx, "swept_day", 0)?;
+    if let Some(me) = identity {
+        for (n, id) in ids.iter().enumerate() {
+            match docs::load(&tx, *id).and_then(|d| summary_of(*id, d, me)) {
+                Ok(Some(s)) => {
+                    index::index_conversation(&tx, None, &s)?;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(conversation = %Uuid::from_u128(*id), error = %e, "skipping a damaged conversation")
+                }
+            }
+            if n % 10_000 == 9_999 {
+                tracing::info!(done = n + 1, of = ids.len(), "rebuilding indexes");
+            }
+        }
+    }
+    index::set_meta_i64(&tx, "index_version", INDEX_VERSION as i64)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn summary_of(
+    id: u128,
+    d: Option<automerge::AutoCommit>,
+    me: &Identity,
+) -> Result<Option<Summary>> {
+    let Some(d) = d else { return Ok(None) };
+    let c = doc::read(&d)
+        .map_err(|e| super::StoreError::Corrupt(Uuid::from_u128(id), e.to_string()))?;
+    Ok(Some(Summary::of(&c, &me.org_id)))
+}
+
+/// What `parley check` found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    pub conversations: usize,
+    /// Documents that fail to load or do not follow the schema.
+    pub damaged: Vec<Uuid>,
+    /// Conversations whose inbox row differs from what the document says.
+    pub mismatched: Vec<Uuid>,
+    /// Facet counts that differ from the entries they count.
+    pub bad_counts: Vec<String>,
+}
+
+impl CheckReport {
+    pub fn is_clean(&self) -> bool {
+        self.damaged.is_empty() && self.mismatched.is_empty() && self.bad_counts.is_empty()
+    }
+}
+
+impl Store {
+    /// Compares every derived row with its document. Walks everything: a maintenance command.
+    pub async fn check(&self) -> Result<CheckReport> {
+        self.read(|tx| {
+            let me = super::accounts::read_identity(tx)?;
+            let mut r = CheckReport::default();
+            let summaries = tx.open_table(SUMMARIES)?;
+            for id in docs::all_ids(tx)? {
+                r.conversations += 1;
+                let derived = match (docs::load_read(tx, id), me.as_ref()) {
+                    (Ok(Some(d)), Some(me)) => match doc::read(&d) {
+                        Ok(c) => Summary::of(&c, &me.org_id),
+                        Err(_) => {
+                            r.damaged.push(Uuid::from_u128(id));
+                            continue;
+                        }
+                    },
+                    _ => {
+                        r.damaged.push(Uuid::from_u128(id));
+                        continue;
+                    }
+                };
+                if get_summary(&summaries, id)?.as_ref() != Some(&derived) {
+                    r.mismatched.push(Uuid::from_u128(id));
+                }
+            }
+            let facets = tx.open_table(FACETS)?;
+            let mut seen = std::collections::BTreeMap::<String, u64>::new();
+            for e in facets.iter()? {
+                let (k, _) = e?;
+                *seen.entry(k.value().0.to_string()).or_default() += 1;
+            }
+            let counts = tx.open_table(FACET_COUNTS)?;
+            for e in counts.iter()? {
+                let (k, v) = e?;
+                if seen.remove(k.value()) != Some(v.value()) {
+                    r.bad_counts.push(k.value().to_string());
+                }
+            }
+            r.bad_counts.extend(seen.into_keys());
+            Ok(r)
+        })
+        .await
+    }
+
+    /// Drops and rebuilds every derived table (`parley check --repair`). Blocking.
+    pub fn rebuild_indexes(&self) -> Result<()> {
+        let me = super::accounts::read_identity(&self.db.begin_read()?)?;
+        rebuild(&self.db, me.as_ref())
+    }
+}

@@ -1,0 +1,72 @@
+//! Every redb table, in one place. Conversation ids are UUIDs stored as `u128` so that v7 ids
+//! sort by creation time.
+//!
+//! Truth: `DOCS` + `CHUNKS` (the Automerge documents), `META["identity"]`, `USERS`, `TOKENS`,
+//! `PARTNERS`, `UNREAD` (per-user read state, local to this node) and `IDEMPOTENCY`.
+//! Derived (rebuilt from the documents by `rebuild`): `SUMMARIES`, `FACETS`, `FACET_COUNTS`,
+//! `DUE_PENDING`, `FEED`, `FEED_POS` and the `META` keys `index_version` and `swept_day`.
+
+use redb::TableDefinition;
+
+/// Last full `save()` of each document.
+pub const DOCS: TableDefinition<u128, &[u8]> = TableDefinition::new("docs");
+/// `save_incremental()` chunks written after the full save, in order: (doc, chunk number).
+pub const CHUNKS: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("doc_chunks");
+/// Small settings and counters, values JSON or little-endian integers.
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Inbox row (JSON [`crate::domain::Summary`]) of each conversation.
+pub const SUMMARIES: TableDefinition<u128, &[u8]> = TableDefinition::new("summaries");
+/// (facet, last activity ms, id): one entry per filter value a conversation is listed under,
+/// ordered for "newest activity first" paging.
+pub const FACETS: TableDefinition<(&str, i64, u128), ()> = TableDefinition::new("facets");
+/// Number of entries under each facet, so totals need no scan.
+pub const FACET_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("facet_counts");
+/// (due day, id) of open tasks whose due date is not yet before `swept_day`; the sweep moves
+/// them to the `overdue` facet when their day passes.
+pub const DUE_PENDING: TableDefinition<(i32, u128), ()> = TableDefinition::new("due_pending");
+/// Changes feed: seq -> conversation; a conversation appears once, at its latest change.
+pub const FEED: TableDefinition<u64, u128> = TableDefinition::new("feed");
+pub const FEED_POS: TableDefinition<u128, u64> = TableDefinition::new("feed_pos");
+
+/// (user, conversation) for each conversation a user has not read; `UNREAD_COUNT` per user.
+pub const UNREAD: TableDefinition<(&str, u128), ()> = TableDefinition::new("unread");
+pub const UNREAD_COUNT: TableDefinition<&str, u64> = TableDefinition::new("unread_count");
+
+/// Local users by name (JSON), API tokens by SHA-256 of the token (JSON), partners by org id.
+pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+pub const TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tokens");
+pub const PARTNERS: TableDefinition<&str, &[u8]> = TableDefinition::new("partners");
+/// (user, Idempotency-Key) -> JSON of what the first request created.
+pub const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("idempotency");
+
+/// Creates every table so that read transactions never meet a missing one.
+pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
+    tx.open_table(DOCS)?;
+    tx.open_table(CHUNKS)?;
+    tx.open_table(META)?;
+    tx.open_table(SUMMARIES)?;
+    tx.open_table(FACETS)?;
+    tx.open_table(FACET_COUNTS)?;
+    tx.open_table(DUE_PENDING)?;
+    tx.open_table(FEED)?;
+    tx.open_table(FEED_POS)?;
+    tx.open_table(UNREAD)?;
+    tx.open_table(UNREAD_COUNT)?;
+    tx.open_table(USERS)?;
+    tx.open_table(TOKENS)?;
+    tx.open_table(PARTNERS)?;
+    tx.open_table(IDEMPOTENCY)?;
+    Ok(())
+}
+
+/// Empties the derived tables before a rebuild.
+pub fn clear_derived(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
+    tx.delete_table(SUMMARIES)?;
+    tx.delete_table(FACETS)?;
+    tx.delete_table(FACET_COUNTS)?;
+    tx.delete_table(DUE_PENDING)?;
+    tx.delete_table(FEED)?;
+    tx.delete_table(FEED_POS)?;
+    create_all(tx)
+}

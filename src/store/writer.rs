@@ -1,0 +1,260 @@
+//! The writer thread: group commit.
+//!
+//! Jobs queue on a channel. The thread takes the first waiting job, then every other job
+//! already queued (up to `MAX_BATCH`), runs them all in one redb write transaction and commits
+//! once with `Durability::Immediate`. Only after the commit returns does each job's caller get
+//! its answer, so an acknowledged write is durable, and concurrent writers share one fsync.
+//!
+//! Invariant: a job returns `Err` only before its first write. A job that fails after writing
+//! poisons the batch: the transaction is aborted, documents touched in it are dropped from the
+//! cache (their in-memory state may be ahead of disk), and every job in it gets an error.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use automerge::AutoCommit;
+use redb::{Database, WriteTransaction};
+use tokio::sync::{mpsc, oneshot};
+
+use super::cache::DocCache;
+use super::{Identity, StoreError, docs};
+
+const MAX_BATCH: usize = 512;
+const QUEUE: usize = 4096;
+
+type Outcome = Result<(), CommitFailure>;
+type Finish = Box<dyn FnOnce(Outcome) + Send>;
+type Job = Box<dyn FnOnce(&mut WriteCtx<'_>) -> Finish + Send>;
+
+#[derive(Debug, Clone)]
+enum CommitFailure {
+    Aborted,
+    Db(String),
+}
+
+impl From<CommitFailure> for StoreError {
+    fn from(f: CommitFailure) -> Self {
+        match f {
+            CommitFailure::Aborted => StoreError::BatchAborted,
+            CommitFailure::Db(e) => StoreError::Record("commit".into(), e),
+        }
+    }
+}
+
+/// What a job sees: the open write transaction and the writer's document cache.
+pub struct WriteCtx<'a> {
+    tx: &'a WriteTransaction,
+    cache: &'a mut DocCache,
+    identity: &'a mut Option<Identity>,
+    job_wrote: bool,
+    poisoned: bool,
+    touched: Vec<u128>,
+}
+
+impl<'a> WriteCtx<'a> {
+    /// The transaction, for reads only. Reading does not commit the job to success.
+    pub fn read_tx(&self) -> &WriteTransaction {
+        self.tx
+    }
+
+    /// The transaction, for writing: from here on an error from this job aborts the batch.
+    pub fn tx(&mut self) -> &WriteTransaction {
+        self.job_wrote = true;
+        self.tx
+    }
+
+    pub fn identity(&self) -> Result<&Identity, StoreError> {
+        self.identity.as_ref().ok_or(StoreError::NoIdentity)
+    }
+
+    /// Sets the identity (first start only); later jobs in this process see it.
+    pub fn set_identity(&mut self, id: Identity) -> Result<(), StoreError> {
+        super::accounts::write_identity(self.tx(), &id)?;
+        *self.identity = Some(id);
+        Ok(())
+    }
+
+    /// The document, loaded into the cache if needed; `None` if there is no such document.
+    /// The caller may change it; it must then call [`WriteCtx::save_doc`].
+    pub fn doc_mut(&mut self, id: u128) -> Result<Option<&mut AutoCommit>, StoreError> {
+        let actor = self.identity()?.actor();
+        if self.cache.get_mut(id).is_none() {
+            match docs::load(self.tx, id)? {
+                None => return Ok(None),
+                Some(d) => {
+                    self.cache.insert(id, d.with_actor(actor));
+                }
+            }
+        }
+        self.touched.push(id);
+        Ok(self.cache.get_mut(id))
+    }
+
+    /// Stores a brand-new document.
+    pub fn insert_doc(&mut self, id: u128, mut doc: AutoCommit) -> Result<(), StoreError> {
+        self.touched.push(id);
+        docs::insert_new(self.tx(), id, &mut doc)?;
+        self.cache.insert(id, doc);
+        Ok(())
+    }
+
+    /// Appends the cached document's unsaved changes to storage.
+    pub fn save_doc(&mut self, id: u128) -> Result<(), StoreError> {
+        self.job_wrote = true;
+        let Some(doc) = self.cache.get_mut(id) else {
+            return Err(StoreError::Record(
+                format!("doc {id:x}"),
+                "saved without being loaded".into(),
+            ));
+        };
+        docs::append(self.tx, id, doc)
+    }
+
+    /// Forgets a cached document whose in-memory state must not be trusted (a rolled-back edit).
+    pub fn discard_doc(&mut self, id: u128) {
+        self.cache.remove(id);
+    }
+}
+
+pub struct Handle {
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+pub fn spawn(db: Arc<Database>, identity: Option<Identity>, doc_cache: usize) -> Handle {
+    let (tx, rx) = mpsc::channel::<Job>(QUEUE);
+    let thread = std::thread::Builder::new()
+        .name("parley-writer".into())
+        .spawn(move || run(db, identity, rx, DocCache::new(doc_cache)))
+        .expect("spawning the writer thread");
+    Handle {
+        tx: Mutex::new(Some(tx)),
+        thread: Mutex::new(Some(thread)),
+    }
+}
+
+fn run(
+    db: Arc<Database>,
+    mut identity: Option<Identity>,
+    mut rx: mpsc::Receiver<Job>,
+    mut cache: DocCache,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let tx = match db.begin_write() {
+            Ok(tx) => tx,
+            Err(e) => {
+                // Dropping the jobs drops their reply channels: each caller gets `Closed`.
+                tracing::error!(error = %e, jobs = batch.len(), "cannot begin a write transaction");
+                continue;
+            }
+        };
+        let id_before = identity.clone();
+        let mut ctx = WriteCtx {
+            tx: &tx,
+            cache: &mut cache,
+            identity: &mut identity,
+            job_wrote: false,
+            poisoned: false,
+            touched: vec![],
+        };
+        let mut finishes = Vec::with_capacity(batch.len());
+        for job in batch {
+            ctx.job_wrote = false;
+            finishes.push(job(&mut ctx));
+        }
+        let (poisoned, touched) = (ctx.poisoned, std::mem::take(&mut ctx.touched));
+        let outcome = if poisoned {
+            let _ = tx.abort();
+            Err(CommitFailure::Aborted)
+        } else {
+            tx.commit().map_err(|e| CommitFailure::Db(e.to_string()))
+        };
+        if outcome.is_err() {
+            for id in touched {
+                cache.remove(id);
+            }
+            identity = id_before;
+            tracing::warn!("a group commit was aborted; its writers were told to retry");
+        }
+        for f in finishes {
+            f(outcome.clone());
+        }
+    }
+}
+
+impl Handle {
+    fn job<T, E, F>(f: F) -> (Job, oneshot::Receiver<Result<T, E>>)
+    where
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |ctx| {
+            let r = f(ctx);
+            if r.is_err() && ctx.job_wrote {
+                ctx.poisoned = true;
+            }
+            Box::new(move |outcome: Outcome| {
+                let answer = match outcome {
+                    Ok(()) => r,
+                    Err(e) => Err(E::from(e.into())),
+                };
+                let _ = reply.send(answer);
+            })
+        });
+        (job, rx)
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<Job>, StoreError> {
+        self.tx
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .clone()
+            .ok_or(StoreError::Closed)
+    }
+
+    pub async fn submit<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (job, rx) = Self::job(f);
+        self.sender()?
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub fn submit_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (job, rx) = Self::job(f);
+        self.sender()?
+            .blocking_send(job)
+            .map_err(|_| StoreError::Closed)?;
+        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Lets queued jobs finish, then stops the thread.
+    pub fn close(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
