@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 
-use automerge::AutoCommit;
+use super::docs::Loaded;
 
 pub struct DocCache {
     cap: usize,
     tick: u64,
-    docs: HashMap<u128, (AutoCommit, u64)>,
+    docs: HashMap<u128, (Loaded, u64)>,
 }
 
 impl DocCache {
@@ -20,7 +20,7 @@ impl DocCache {
         }
     }
 
-    pub fn get_mut(&mut self, id: u128) -> Option<&mut AutoCommit> {
+    pub fn get_mut(&mut self, id: u128) -> Option<&mut Loaded> {
         self.tick += 1;
         let t = self.tick;
         self.docs.get_mut(&id).map(|(d, used)| {
@@ -29,7 +29,7 @@ impl DocCache {
         })
     }
 
-    pub fn insert(&mut self, id: u128, doc: AutoCommit) -> &mut AutoCommit {
+    pub fn insert(&mut self, id: u128, doc: Loaded) -> &mut Loaded {
         if self.docs.len() >= self.cap && !self.docs.contains_key(&id) {
             // O(n) eviction over a bounded map: simple, and rare relative to hits.
             if let Some(oldest) = self
@@ -65,10 +65,10 @@ mod tests {
     #[test]
     fn evicts_least_recently_used() {
         let mut c = DocCache::new(2);
-        c.insert(1, AutoCommit::new());
-        c.insert(2, AutoCommit::new());
+        c.insert(1, Loaded::new(automerge::AutoCommit::new()));
+        c.insert(2, Loaded::new(automerge::AutoCommit::new()));
         assert!(c.get_mut(1).is_some());
-        c.insert(3, AutoCommit::new());
+        c.insert(3, Loaded::new(automerge::AutoCommit::new()));
         assert_eq!(c.len(), 2);
         assert!(c.get_mut(2).is_none(), "2 was least recently used");
         assert!(c.get_mut(1).is_some() && c.get_mut(3).is_some());

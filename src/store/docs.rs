@@ -3,7 +3,7 @@
 //! `COMPACT_AFTER` chunks the next write stores a fresh full save and drops them, in the same
 //! transaction, so a document never needs more than a bounded number of reads to load.
 
-use automerge::AutoCommit;
+use automerge::{AutoCommit, ChangeHash};
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
@@ -33,9 +33,23 @@ fn load_with(
     Ok(Some(doc))
 }
 
+/// A document loaded for writing, with the heads that are already stored: `AutoCommit::load`
+/// does not remember them, so `save_incremental` after a load would write the whole document.
+pub struct Loaded {
+    pub doc: AutoCommit,
+    pub saved: Vec<ChangeHash>,
+}
+
+impl Loaded {
+    pub fn new(mut doc: AutoCommit) -> Self {
+        let saved = doc.get_heads();
+        Loaded { doc, saved }
+    }
+}
+
 /// Loads a document inside a write transaction.
-pub fn load(tx: &WriteTransaction, id: u128) -> Result<Option<AutoCommit>> {
-    load_with(&tx.open_table(DOCS)?, &tx.open_table(CHUNKS)?, id)
+pub fn load(tx: &WriteTransaction, id: u128) -> Result<Option<Loaded>> {
+    Ok(load_with(&tx.open_table(DOCS)?, &tx.open_table(CHUNKS)?, id)?.map(Loaded::new))
 }
 
 /// Loads a document inside a read transaction.
@@ -47,13 +61,15 @@ pub fn exists(tx: &ReadTransaction, id: u128) -> Result<bool> {
     Ok(tx.open_table(DOCS)?.get(id)?.is_some())
 }
 
-pub fn insert_new(tx: &WriteTransaction, id: u128, doc: &mut AutoCommit) -> Result<()> {
-    tx.open_table(DOCS)?.insert(id, doc.save().as_slice())?;
+pub fn insert_new(tx: &WriteTransaction, id: u128, doc: &mut Loaded) -> Result<()> {
+    tx.open_table(DOCS)?.insert(id, doc.doc.save().as_slice())?;
+    doc.saved = doc.doc.get_heads();
     Ok(())
 }
 
 /// Writes what changed in `doc` since it was loaded or last saved.
-pub fn append(tx: &WriteTransaction, id: u128, doc: &mut AutoCommit) -> Result<()> {
+pub fn append(tx: &WriteTransaction, id: u128, loaded: &mut Loaded) -> Result<()> {
+    let doc = &mut loaded.doc;
     let mut chunks = tx.open_table(CHUNKS)?;
     let last = chunks
         .range((id, 0)..=(id, u32::MAX))?
@@ -66,11 +82,12 @@ pub fn append(tx: &WriteTransaction, id: u128, doc: &mut AutoCommit) -> Result<(
         tx.open_table(DOCS)?.insert(id, full.as_slice())?;
         chunks.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
     } else {
-        let bytes = doc.save_incremental();
+        let bytes = doc.save_after(&loaded.saved);
         if !bytes.is_empty() {
             chunks.insert((id, next), bytes.as_slice())?;
         }
     }
+    loaded.saved = doc.get_heads();
     Ok(())
 }
 
@@ -82,4 +99,52 @@ pub fn all_ids(tx: &ReadTransaction) -> Result<Vec<u128>> {
         ids.push(item?.0.value());
     }
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::{ROOT, ReadDoc, transaction::Transactable};
+    use redb::ReadableDatabase;
+
+    #[test]
+    fn chunks_hold_only_new_changes_and_compact() {
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let id = 7u128;
+        let mut doc = Loaded::new(AutoCommit::new());
+        doc.doc.put(ROOT, "body", "x".repeat(5000)).unwrap();
+        let tx = db.begin_write().unwrap();
+        insert_new(&tx, id, &mut doc).unwrap();
+        tx.commit().unwrap();
+        for n in 0..(COMPACT_AFTER + 3) {
+            let tx = db.begin_write().unwrap();
+            // A fresh load each time, as after a cache eviction.
+            let mut d = load(&tx, id).unwrap().unwrap();
+            d.doc.set_actor(automerge::ActorId::random());
+            d.doc.put(ROOT, "n", n as u64).unwrap();
+            append(&tx, id, &mut d).unwrap();
+            tx.commit().unwrap();
+        }
+        let tx = db.begin_read().unwrap();
+        let chunks = tx.open_table(CHUNKS).unwrap();
+        let sizes: Vec<usize> = chunks
+            .iter()
+            .unwrap()
+            .map(|e| e.unwrap().1.value().len())
+            .collect();
+        assert!(
+            sizes.len() < COMPACT_AFTER as usize,
+            "compacted: {} chunks",
+            sizes.len()
+        );
+        assert!(
+            sizes.iter().all(|s| *s < 400),
+            "a chunk carries only its own change: {sizes:?}"
+        );
+        let d = load_read(&tx, id).unwrap().unwrap();
+        let (v, _) = d.get(ROOT, "n").unwrap().unwrap();
+        assert_eq!(v.to_string(), format!("{}", COMPACT_AFTER + 2));
+    }
 }

@@ -46,7 +46,7 @@ pub(super) fn rebuild(db: &Database, identity: Option<&Identity>) -> Result<()> 
     index::set_meta_i64(&tx, "swept_day", 0)?;
     if let Some(me) = identity {
         for (n, id) in ids.iter().enumerate() {
-            match docs::load(&tx, *id).and_then(|d| summary_of(*id, d, me)) {
+            match docs::load(&tx, *id).and_then(|d| summary_of(*id, d.map(|l| l.doc), me)) {
                 Ok(Some(s)) => {
                     index::index_conversation(&tx, None, &s)?;
                 }
@@ -142,6 +142,10 @@ impl Store {
     /// Drops and rebuilds every derived table (`parley check --repair`). Blocking.
     pub fn rebuild_indexes(&self) -> Result<()> {
         let me = super::accounts::read_identity(&self.db.begin_read()?)?;
-        rebuild(&self.db, me.as_ref())
+        rebuild(&self.db, me.as_ref())?;
+        // The rebuild starts the overdue facet from scratch; the next query sweeps again.
+        self.swept_day
+            .store(0, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 }

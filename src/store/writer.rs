@@ -81,18 +81,20 @@ impl<'a> WriteCtx<'a> {
         if self.cache.get_mut(id).is_none() {
             match docs::load(self.tx, id)? {
                 None => return Ok(None),
-                Some(d) => {
-                    self.cache.insert(id, d.with_actor(actor));
+                Some(mut d) => {
+                    d.doc.set_actor(actor);
+                    self.cache.insert(id, d);
                 }
             }
         }
         self.touched.push(id);
-        Ok(self.cache.get_mut(id))
+        Ok(self.cache.get_mut(id).map(|l| &mut l.doc))
     }
 
     /// Stores a brand-new document.
-    pub fn insert_doc(&mut self, id: u128, mut doc: AutoCommit) -> Result<(), StoreError> {
+    pub fn insert_doc(&mut self, id: u128, doc: AutoCommit) -> Result<(), StoreError> {
         self.touched.push(id);
+        let mut doc = docs::Loaded::new(doc);
         docs::insert_new(self.tx(), id, &mut doc)?;
         self.cache.insert(id, doc);
         Ok(())
