@@ -74,3 +74,69 @@ fn concurrent_edits_merge_and_live_changes_push() {
     assert_converged(&a, &b, &[d]);
     assert_eq!(message_ids(&b.load(d).unwrap()).len(), 3);
 }
+
+/// Line 3 of the design notes: a reconnect with nothing changed must be one small exchange,
+/// whatever the number of stored conversations; and 10 changed docs cost only those docs.
+#[test]
+fn reconnect_cost_follows_what_changed() {
+    const DOCS: usize = 2_000;
+    let mut rng = Rng::new(3);
+    let mut a = Node::new("a", "retailer", 1, 11);
+    let mut b = Node::new("b", "supplier", 2, 22);
+    let mut docs = Vec::new();
+    for i in 0..DOCS {
+        let d = id(&mut rng);
+        if i % 4 == 0 {
+            b.create(d, "retailer", "b's");
+        } else {
+            a.create(d, "supplier", "a's");
+        }
+        docs.push(d);
+    }
+    let (first, _, _) = connect(&mut a, &mut b, 200, |_| false);
+    assert_converged(&a, &b, &docs);
+    eprintln!(
+        "first sync of {DOCS} docs: {} flights, {} bytes",
+        first.flights,
+        first.bytes()
+    );
+
+    // Nothing changed: ≤ 2 round trips, and bytes within 64 KB scaled to 10,000 docs.
+    let (again, sa, sb) = connect(&mut a, &mut b, 200, |_| false);
+    eprintln!(
+        "idle reconnect: {} flights, {} bytes",
+        again.flights,
+        again.bytes()
+    );
+    assert!(
+        again.round_trips() <= 2,
+        "{} round trips",
+        again.round_trips()
+    );
+    assert!(
+        again.bytes() * 10_000 / DOCS <= 64 * 1024,
+        "{} bytes",
+        again.bytes()
+    );
+    assert!(synced_docs(&again.a_to_b.records).is_empty());
+    assert!(synced_docs(&again.b_to_a.records).is_empty());
+    assert!(sa.progress().initial_sync_complete && sb.progress().initial_sync_complete);
+
+    // Ten docs changed at a: only those ten are announced and synced.
+    let changed: Vec<DocId> = docs.iter().step_by(97).take(10).copied().collect();
+    for (i, d) in changed.iter().enumerate() {
+        a.append(*d, &format!("late-{i}"), "changed");
+    }
+    let stores_before = b.stores;
+    let (ten, _, _) = connect(&mut a, &mut b, 200, |_| false);
+    eprintln!("10 changed: {} flights, {} bytes", ten.flights, ten.bytes());
+    assert_converged(&a, &b, &docs);
+    let expected: std::collections::BTreeSet<DocId> = changed.iter().copied().collect();
+    let announced: std::collections::BTreeSet<DocId> =
+        announced_docs(&ten.a_to_b.records).into_iter().collect();
+    assert_eq!(announced, expected);
+    assert!(synced_docs(&ten.a_to_b.records).is_subset(&expected));
+    assert!(synced_docs(&ten.b_to_a.records).is_subset(&expected));
+    assert_eq!(b.stores - stores_before, 10);
+    assert!(ten.bytes() < 10 * 4096, "{} bytes for 10 docs", ten.bytes());
+}

@@ -5,6 +5,7 @@
 pub mod docs;
 pub mod store;
 
+#[allow(unused_imports)]
 pub use docs::*;
 pub use store::*;
 
@@ -75,7 +76,9 @@ fn record(traffic: &mut Traffic, frames: &[Vec<u8>]) {
     for f in frames {
         traffic.frames += 1;
         traffic.bytes += f.len();
-        traffic.records.extend(decode_frame(f).expect("engine sent a bad frame").records);
+        traffic
+            .records
+            .extend(decode_frame(f).expect("engine sent a bad frame").records);
     }
 }
 
@@ -86,10 +89,20 @@ pub fn connect(
     a: &mut Node,
     b: &mut Node,
     max_flights: usize,
+    stop: impl FnMut(&Exchange) -> bool,
+) -> (Exchange, Session, Session) {
+    connect_with(Config::default(), a, b, max_flights, stop)
+}
+
+pub fn connect_with(
+    config: Config,
+    a: &mut Node,
+    b: &mut Node,
+    max_flights: usize,
     mut stop: impl FnMut(&Exchange) -> bool,
 ) -> (Exchange, Session, Session) {
-    let mut sa = Session::new(Config::default());
-    let mut sb = Session::new(Config::default());
+    let mut sa = Session::new(config.clone());
+    let mut sb = Session::new(config);
     let mut ex = Exchange::default();
     let mut to_b = sa.start(&mut a.host(&b.name, &b.org)).expect("start a");
     let mut to_a = sb.start(&mut b.host(&a.name, &a.org)).expect("start b");
@@ -99,11 +112,17 @@ pub fn connect(
         record(&mut ex.b_to_a, &to_a);
         let mut next_to_a = Vec::new();
         for f in to_b.drain(..) {
-            next_to_a.extend(sb.receive(&f, &mut b.host(&a.name, &a.org)).expect("b receive"));
+            next_to_a.extend(
+                sb.receive(&f, &mut b.host(&a.name, &a.org))
+                    .expect("b receive"),
+            );
         }
         let mut next_to_b = Vec::new();
         for f in to_a.drain(..) {
-            next_to_b.extend(sa.receive(&f, &mut a.host(&b.name, &b.org)).expect("a receive"));
+            next_to_b.extend(
+                sa.receive(&f, &mut a.host(&b.name, &b.org))
+                    .expect("a receive"),
+            );
         }
         to_a = next_to_a;
         to_b = next_to_b;
