@@ -24,11 +24,12 @@ pub struct ConversationsApi {
 pub struct NewConversation {
     /// Optional client-chosen id: retrying a create with the same id never duplicates it.
     pub id: Option<Uuid>,
-    pub kind: Kind,
-    /// The partner org's id.
-    pub partner: String,
-    /// 1-200 characters.
-    pub subject: String,
+    /// Required.
+    pub kind: Option<Kind>,
+    /// Required: the partner org's id.
+    pub partner: Option<String>,
+    /// Required: 1-200 characters.
+    pub subject: Option<String>,
     pub topic: Option<Topic>,
     /// Up to 100 characters.
     pub reference_id: Option<String>,
@@ -42,7 +43,8 @@ pub struct NewConversation {
 pub struct NewMessage {
     /// Optional client-chosen id: retrying a reply with the same id never duplicates it.
     pub id: Option<Uuid>,
-    pub body: String,
+    /// Required: 1 byte to 64 KiB.
+    pub body: Option<String>,
 }
 
 /// Fields to change. An absent field stays as it is; `reference_id` or `due_date` set to
@@ -96,6 +98,12 @@ pub enum Replied {
 
 type R<T> = Result<T, ApiError>;
 
+/// Required fields are optional in the JSON shape so that a missing one gets an error naming it
+/// (the generic parser's message does not).
+fn required<T>(field: &str, v: Option<T>) -> R<T> {
+    v.ok_or_else(|| ApiError::bad_request(format!("{field}: is required")))
+}
+
 fn maybe<T>(m: MaybeUndefined<T>) -> Option<Option<T>> {
     match m {
         MaybeUndefined::Undefined => None,
@@ -144,9 +152,9 @@ impl ConversationsApi {
         let b = body.0;
         let input = CreateInput {
             id: b.id,
-            kind: b.kind.into(),
-            partner: b.partner,
-            subject: b.subject,
+            kind: required("kind", b.kind)?.into(),
+            partner: required("partner", b.partner)?,
+            subject: required("subject", b.subject)?,
             topic: b.topic.map(Into::into),
             reference_id: b.reference_id,
             due_date: b.due_date,
@@ -276,9 +284,10 @@ impl ConversationsApi {
         body: Json<NewMessage>,
         #[oai(name = "Idempotency-Key")] key: Header<Option<String>>,
     ) -> R<Replied> {
+        let text = required("body", body.0.body)?;
         let c = self
             .svc
-            .reply(&auth.0, id.0, body.0.body, body.0.id, key.0)
+            .reply(&auth.0, id.0, text, body.0.id, key.0)
             .await?;
         Ok(Replied::Created(self.view(c).await?))
     }

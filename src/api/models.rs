@@ -10,6 +10,7 @@ use crate::domain;
 macro_rules! api_enum {
     ($(#[$m:meta])* $name:ident => $dom:ident { $($v:ident),+ }) => {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+        #[allow(clippy::enum_variant_names)]
         $(#[$m])*
         #[oai(rename_all = "snake_case")]
         pub enum $name { $($v),+ }

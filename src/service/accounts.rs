@@ -42,7 +42,7 @@ fn check_password(pw: &str) -> Result<()> {
 
 impl Service {
     pub async fn identity(&self) -> Result<Option<Identity>> {
-        Ok(self.store.read(|tx| accounts::read_identity(tx)).await?)
+        Ok(self.store.read(accounts::read_identity).await?)
     }
 
     /// Sets this node's identity on first start. Running it again with the same org is a
@@ -118,7 +118,7 @@ impl Service {
     }
 
     pub async fn users(&self) -> Result<Vec<User>> {
-        Ok(self.store.read(|tx| accounts::list_users(tx)).await?)
+        Ok(self.store.read(accounts::list_users).await?)
     }
 
     /// Checks a user's password; `None` for an unknown user or a wrong password alike.
@@ -191,17 +191,15 @@ impl Service {
     }
 
     pub async fn tokens(&self) -> Result<Vec<TokenRecord>> {
-        Ok(self.store.read(|tx| accounts::list_tokens(tx)).await?)
+        Ok(self.store.read(accounts::list_tokens).await?)
     }
 
     pub async fn revoke_token(&self, id: Uuid) -> Result<()> {
         self.store
             .write(move |ctx| -> Result<_> {
-                if accounts::delete_token(ctx.tx(), id)? {
-                    Ok(())
-                } else {
-                    Err(ServiceError::NotFound(format!("token {id} not found")))
-                }
+                let key = accounts::find_token(ctx.read_tx(), id)?
+                    .ok_or_else(|| ServiceError::NotFound(format!("token {id} not found")))?;
+                Ok(accounts::remove_token(ctx.tx(), &key)?)
             })
             .await
     }
@@ -265,7 +263,7 @@ impl Service {
     }
 
     pub async fn partners(&self) -> Result<Vec<Partner>> {
-        Ok(self.store.read(|tx| accounts::list_partners(tx)).await?)
+        Ok(self.store.read(accounts::list_partners).await?)
     }
 }
 

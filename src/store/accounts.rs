@@ -131,25 +131,22 @@ pub fn list_tokens(tx: &ReadTransaction) -> Result<Vec<TokenRecord>> {
     Ok(out)
 }
 
-/// Removes the token with this id; returns whether there was one.
-pub fn delete_token(tx: &WriteTransaction, id: Uuid) -> Result<bool> {
-    let mut t = tx.open_table(TOKENS)?;
-    let mut found = None;
+/// The stored key (hash) of the token with this id.
+pub fn find_token(tx: &WriteTransaction, id: Uuid) -> Result<Option<Vec<u8>>> {
+    let t = tx.open_table(TOKENS)?;
     for item in t.iter()? {
         let (k, v) = item?;
         let rec: TokenRecord = decode("token", v.value())?;
         if rec.id == id {
-            found = Some(k.value().to_vec());
-            break;
+            return Ok(Some(k.value().to_vec()));
         }
     }
-    match found {
-        Some(k) => {
-            t.remove(k.as_slice())?;
-            Ok(true)
-        }
-        None => Ok(false),
-    }
+    Ok(None)
+}
+
+pub fn remove_token(tx: &WriteTransaction, key: &[u8]) -> Result<()> {
+    tx.open_table(TOKENS)?.remove(key)?;
+    Ok(())
 }
 
 pub fn get_partner(tx: &ReadTransaction, id: &OrgId) -> Result<Option<Partner>> {

@@ -33,10 +33,25 @@ impl TestNode {
         })
         .unwrap();
         let svc = parley::server::open(&cfg, Clock::System).await.unwrap();
-        svc.init_identity(org, &format!("{org} Inc"), role).await.unwrap();
-        svc.add_user("admin", Some("correct-horse".into()), true).await.unwrap();
-        let token = svc.create_token(NewToken { name: "t".into(), user: Some("admin".into()) }).await.unwrap().secret;
-        for (id, r) in [("bolt", Role::Supplier), ("acme", Role::Retailer), ("zeta", Role::Retailer)] {
+        svc.init_identity(org, &format!("{org} Inc"), role)
+            .await
+            .unwrap();
+        svc.add_user("admin", Some("correct-horse".into()), true)
+            .await
+            .unwrap();
+        let token = svc
+            .create_token(NewToken {
+                name: "t".into(),
+                user: Some("admin".into()),
+            })
+            .await
+            .unwrap()
+            .secret;
+        for (id, r) in [
+            ("bolt", Role::Supplier),
+            ("acme", Role::Retailer),
+            ("zeta", Role::Retailer),
+        ] {
             if id != org {
                 svc.add_partner(id, &format!("{id} Co"), r).await.unwrap();
             }
@@ -63,7 +78,13 @@ impl TestNode {
         }
     }
 
-    pub async fn call(&self, method: &str, path: &str, body: Option<Value>, token: Option<&str>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
         let url = format!("{}{}", self.base, path);
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.http.request(m, url);
@@ -76,24 +97,32 @@ impl TestNode {
         let resp = req.send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, json)
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call("GET", path, None, Some(&self.token.clone())).await
+        self.call("GET", path, None, Some(&self.token.clone()))
+            .await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call("POST", path, Some(body), Some(&self.token.clone())).await
+        self.call("POST", path, Some(body), Some(&self.token.clone()))
+            .await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call("PATCH", path, Some(body), Some(&self.token.clone())).await
+        self.call("PATCH", path, Some(body), Some(&self.token.clone()))
+            .await
     }
 
     pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call("PUT", path, Some(body), Some(&self.token.clone())).await
+        self.call("PUT", path, Some(body), Some(&self.token.clone()))
+            .await
     }
 
     /// Sends raw bytes as the body, with a JSON content type.
@@ -130,8 +159,16 @@ impl TestNode {
 
 /// Checks the shape every error answer has: `{error, detail}` with a useful detail.
 pub fn assert_error(v: &Value, code_part: &str) {
-    let e = v["error"].as_str().unwrap_or_else(|| panic!("no error code in {v}"));
-    let d = v["detail"].as_str().unwrap_or_else(|| panic!("no detail in {v}"));
+    let e = v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {v}"));
+    let d = v["detail"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no detail in {v}"));
     assert!(!d.is_empty(), "{v}");
-    assert!(e.contains(code_part) || d.contains(code_part), "expected {code_part:?} in {v}");
+    let (e, d, want) = (e.to_lowercase(), d.to_lowercase(), code_part.to_lowercase());
+    assert!(
+        e.contains(&want) || d.contains(&want),
+        "expected {code_part:?} in {v}"
+    );
 }
