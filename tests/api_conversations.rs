@@ -19,31 +19,65 @@ async fn a_task_from_start_to_resolved() {
         .await;
     let id = c["id"].as_str().unwrap().to_string();
     assert_eq!(c["partner"], "bolt");
-    assert_eq!(c["participants"], json!({"retailer": "acme", "supplier": "bolt"}));
+    assert_eq!(
+        c["participants"],
+        json!({"retailer": "acme", "supplier": "bolt"})
+    );
     assert_eq!(c["progress"], "open");
     assert_eq!(c["state"], "open");
     assert_eq!(c["overdue"], false);
     assert_eq!(c["topic"]["ref"], "SKU-12345");
     assert_eq!(c["messages"].as_array().unwrap().len(), 1);
 
-    let (s, r) = n.post(&format!("/api/v1/conversations/{id}/messages"), json!({"body": "Any update?"})).await;
+    let (s, r) = n
+        .post(
+            &format!("/api/v1/conversations/{id}/messages"),
+            json!({"body": "Any update?"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
     assert_eq!(r["messages"].as_array().unwrap().len(), 2);
     assert_eq!(r["messages"][1]["body"], "Any update?");
-    assert_eq!(r["messages"][1]["author"], json!({"org": "acme", "user": "admin"}));
+    assert_eq!(
+        r["messages"][1]["author"],
+        json!({"org": "acme", "user": "admin"})
+    );
 
-    let (s, r) = n.put(&format!("/api/v1/conversations/{id}/progress"), json!({"progress": "in_progress"})).await;
+    let (s, r) = n
+        .put(
+            &format!("/api/v1/conversations/{id}/progress"),
+            json!({"progress": "in_progress"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["progress"], "in_progress");
 
     // Reference ID: change, then remove.
-    let (_, r) = n.patch(&format!("/api/v1/conversations/{id}"), json!({"reference_id": "CASE-8", "subject": "Thin description"})).await;
-    assert_eq!((r["reference_id"].as_str(), r["subject"].as_str()), (Some("CASE-8"), Some("Thin description")));
-    let (_, r) = n.patch(&format!("/api/v1/conversations/{id}"), json!({"reference_id": null})).await;
+    let (_, r) = n
+        .patch(
+            &format!("/api/v1/conversations/{id}"),
+            json!({"reference_id": "CASE-8", "subject": "Thin description"}),
+        )
+        .await;
+    assert_eq!(
+        (r["reference_id"].as_str(), r["subject"].as_str()),
+        (Some("CASE-8"), Some("Thin description"))
+    );
+    let (_, r) = n
+        .patch(
+            &format!("/api/v1/conversations/{id}"),
+            json!({"reference_id": null}),
+        )
+        .await;
     assert!(r["reference_id"].is_null(), "{r}");
-    assert_eq!(r["subject"], "Thin description", "an absent field stays as it is");
+    assert_eq!(
+        r["subject"], "Thin description",
+        "an absent field stays as it is"
+    );
 
-    let (s, r) = n.post(&format!("/api/v1/conversations/{id}/resolve"), json!({})).await;
+    let (s, r) = n
+        .post(&format!("/api/v1/conversations/{id}/resolve"), json!({}))
+        .await;
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["state"], "resolved");
     assert_eq!(r["resolved_by"]["user"], "admin");
@@ -52,10 +86,28 @@ async fn a_task_from_start_to_resolved() {
     let (_, resolved) = n.get("/api/v1/conversations?state=resolved").await;
     assert_eq!(resolved["items"][0]["id"], id.as_str());
 
-    let (_, r) = n.post(&format!("/api/v1/conversations/{id}/reopen"), json!({})).await;
+    let (_, r) = n
+        .post(&format!("/api/v1/conversations/{id}/reopen"), json!({}))
+        .await;
     assert_eq!(r["state"], "open");
-    let actions: Vec<&str> = r["history"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["created", "progress", "subject", "reference_id", "reference_id", "resolved", "reopened"]);
+    let actions: Vec<&str> = r["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "created",
+            "progress",
+            "subject",
+            "reference_id",
+            "reference_id",
+            "resolved",
+            "reopened"
+        ]
+    );
 
     let (s, got) = n.get(&format!("/api/v1/conversations/{id}")).await;
     assert_eq!(s, StatusCode::OK);
@@ -66,9 +118,14 @@ async fn a_task_from_start_to_resolved() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overdue_is_derived_and_completed_is_never_overdue() {
     let n = TestNode::start("acme", Role::Retailer).await;
-    let late = n.create(json!({"kind": "task", "partner": "bolt", "subject": "Late", "due_date": "2020-01-01"})).await;
+    let late = n
+        .create(
+            json!({"kind": "task", "partner": "bolt", "subject": "Late", "due_date": "2020-01-01"}),
+        )
+        .await;
     let on_time = n.create(json!({"kind": "task", "partner": "bolt", "subject": "Later", "due_date": "2999-01-01"})).await;
-    n.create(json!({"kind": "message", "partner": "bolt", "subject": "Just a note"})).await;
+    n.create(json!({"kind": "message", "partner": "bolt", "subject": "Just a note"}))
+        .await;
     assert_eq!(late["overdue"], true);
     assert_eq!(on_time["overdue"], false);
     let (_, page) = n.get("/api/v1/conversations?overdue=true").await;
@@ -79,12 +136,21 @@ async fn overdue_is_derived_and_completed_is_never_overdue() {
     assert_eq!(page["total"], 2);
 
     let id = late["id"].as_str().unwrap();
-    let (_, done) = n.put(&format!("/api/v1/conversations/{id}/progress"), json!({"progress": "completed"})).await;
+    let (_, done) = n
+        .put(
+            &format!("/api/v1/conversations/{id}/progress"),
+            json!({"progress": "completed"}),
+        )
+        .await;
     assert_eq!(done["overdue"], false);
     let (_, page) = n.get("/api/v1/conversations?overdue=true").await;
     assert_eq!(page["total"], 0);
     // Reopening the work makes it overdue again: the flag is never stored.
-    n.put(&format!("/api/v1/conversations/{id}/progress"), json!({"progress": "in_progress"})).await;
+    n.put(
+        &format!("/api/v1/conversations/{id}/progress"),
+        json!({"progress": "in_progress"}),
+    )
+    .await;
     let (_, page) = n.get("/api/v1/conversations?overdue=true").await;
     assert_eq!(page["total"], 1);
     n.stop().await;
@@ -108,11 +174,25 @@ async fn inbox_filters_order_and_pages() {
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     }
     // A reply moves a conversation to the top.
-    n.post(&format!("/api/v1/conversations/{}/messages", ids[0]), json!({"body": "bump"})).await;
+    n.post(
+        &format!("/api/v1/conversations/{}/messages", ids[0]),
+        json!({"body": "bump"}),
+    )
+    .await;
     let (_, all) = n.get("/api/v1/conversations").await;
     assert_eq!(all["total"], 7);
-    let order: Vec<&str> = all["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
-    let mut expect: Vec<&str> = ids.iter().rev().map(|s| s.as_str()).filter(|s| *s != ids[0]).collect();
+    let order: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    let mut expect: Vec<&str> = ids
+        .iter()
+        .rev()
+        .map(|s| s.as_str())
+        .filter(|s| *s != ids[0])
+        .collect();
     expect.insert(0, &ids[0]);
     assert_eq!(order, expect);
 
@@ -130,7 +210,11 @@ async fn inbox_filters_order_and_pages() {
         let (s, page) = n.get(&format!("/api/v1/conversations?{q}")).await;
         assert_eq!(s, StatusCode::OK, "{q}: {page}");
         assert_eq!(page["total"], total, "{q}");
-        assert_eq!(page["items"].as_array().unwrap().len(), total as usize, "{q}");
+        assert_eq!(
+            page["items"].as_array().unwrap().len(),
+            total as usize,
+            "{q}"
+        );
     }
 
     let mut seen = Vec::new();
@@ -159,7 +243,12 @@ async fn retries_never_duplicate() {
     assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::OK));
     assert_eq!(a, b);
     // The same id for something else is a conflict.
-    let (s, v) = n.post("/api/v1/conversations", json!({"id": id, "kind": "task", "partner": "bolt", "subject": "Other"})).await;
+    let (s, v) = n
+        .post(
+            "/api/v1/conversations",
+            json!({"id": id, "kind": "task", "partner": "bolt", "subject": "Other"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_error(&v, "conflict");
 
@@ -207,32 +296,73 @@ async fn retries_never_duplicate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_state_is_per_user_and_the_feed_moves() {
     let n = TestNode::start("acme", Role::Retailer).await;
-    let (s, u) = n.post("/api/v1/users", json!({"name": "bea", "password": "bea-password", "admin": false})).await;
+    let (s, u) = n
+        .post(
+            "/api/v1/users",
+            json!({"name": "bea", "password": "bea-password", "admin": false}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{u}");
-    let (_, t) = n.post("/api/v1/tokens", json!({"name": "bea-laptop", "user": "bea"})).await;
+    let (_, t) = n
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "bea-laptop", "user": "bea"}),
+        )
+        .await;
     let bea = t["token"].as_str().unwrap().to_string();
 
-    let c = n.create(json!({"kind": "message", "partner": "bolt", "subject": "Hi"})).await;
+    let c = n
+        .create(json!({"kind": "message", "partner": "bolt", "subject": "Hi"}))
+        .await;
     let id = c["id"].as_str().unwrap();
     let (_, mine) = n.get("/api/v1/conversations").await;
-    assert_eq!((mine["unread"].as_u64(), mine["items"][0]["unread"].as_bool()), (Some(0), Some(false)));
-    let (_, hers) = n.call("GET", "/api/v1/conversations", None, Some(&bea)).await;
-    assert_eq!((hers["unread"].as_u64(), hers["items"][0]["unread"].as_bool()), (Some(1), Some(true)));
-    n.call("POST", &format!("/api/v1/conversations/{id}/read"), None, Some(&bea)).await;
-    let (_, hers) = n.call("GET", "/api/v1/conversations", None, Some(&bea)).await;
+    assert_eq!(
+        (
+            mine["unread"].as_u64(),
+            mine["items"][0]["unread"].as_bool()
+        ),
+        (Some(0), Some(false))
+    );
+    let (_, hers) = n
+        .call("GET", "/api/v1/conversations", None, Some(&bea))
+        .await;
+    assert_eq!(
+        (
+            hers["unread"].as_u64(),
+            hers["items"][0]["unread"].as_bool()
+        ),
+        (Some(1), Some(true))
+    );
+    n.call(
+        "POST",
+        &format!("/api/v1/conversations/{id}/read"),
+        None,
+        Some(&bea),
+    )
+    .await;
+    let (_, hers) = n
+        .call("GET", "/api/v1/conversations", None, Some(&bea))
+        .await;
     assert_eq!(hers["unread"], 0);
-    n.post(&format!("/api/v1/conversations/{id}/unread"), json!({})).await;
+    n.post(&format!("/api/v1/conversations/{id}/unread"), json!({}))
+        .await;
     let (_, mine) = n.get("/api/v1/conversations").await;
     assert_eq!(mine["unread"], 1);
 
     let (_, feed) = n.get("/api/v1/changes?since=0").await;
     let last = feed["last_seq"].as_u64().unwrap();
     assert_eq!(feed["changes"].as_array().unwrap().len(), 1);
-    n.post(&format!("/api/v1/conversations/{id}/messages"), json!({"body": "more"})).await;
+    n.post(
+        &format!("/api/v1/conversations/{id}/messages"),
+        json!({"body": "more"}),
+    )
+    .await;
     let (_, newer) = n.get(&format!("/api/v1/changes?since={last}")).await;
     assert_eq!(newer["changes"].as_array().unwrap().len(), 1);
     assert!(newer["changes"][0]["seq"].as_u64().unwrap() > last);
-    let (_, none) = n.get(&format!("/api/v1/changes?since={}", newer["last_seq"])).await;
+    let (_, none) = n
+        .get(&format!("/api/v1/changes?since={}", newer["last_seq"]))
+        .await;
     assert_eq!(none["changes"].as_array().unwrap().len(), 0);
     n.stop().await;
 }
@@ -245,28 +375,56 @@ async fn authentication_and_admin_rights() {
     let (s, v) = n.call("GET", "/api/v1/conversations", None, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_error(&v, "unauthorized");
-    let (s, _) = n.call("GET", "/api/v1/conversations", None, Some("pt_wrong")).await;
+    let (s, _) = n
+        .call("GET", "/api/v1/conversations", None, Some("pt_wrong"))
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
     // An integration token is not an admin.
     let (s, t) = n.post("/api/v1/tokens", json!({"name": "erp"})).await;
     assert_eq!(s, StatusCode::CREATED, "{t}");
     let erp = t["token"].as_str().unwrap().to_string();
-    let (s, _) = n.call("GET", "/api/v1/conversations", None, Some(&erp)).await;
+    let (s, _) = n
+        .call("GET", "/api/v1/conversations", None, Some(&erp))
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, v) = n.call("POST", "/api/v1/partners", Some(json!({"id": "x", "name": "X", "role": "supplier"})), Some(&erp)).await;
+    let (s, v) = n
+        .call(
+            "POST",
+            "/api/v1/partners",
+            Some(json!({"id": "x", "name": "X", "role": "supplier"})),
+            Some(&erp),
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert_error(&v, "admin");
     // Revoked tokens stop working at once.
     let tid = t["id"].as_str().unwrap();
-    let (s, _) = n.call("DELETE", &format!("/api/v1/tokens/{tid}"), None, Some(&n.token.clone())).await;
+    let (s, _) = n
+        .call(
+            "DELETE",
+            &format!("/api/v1/tokens/{tid}"),
+            None,
+            Some(&n.token.clone()),
+        )
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, _) = n.call("GET", "/api/v1/conversations", None, Some(&erp)).await;
+    let (s, _) = n
+        .call("GET", "/api/v1/conversations", None, Some(&erp))
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
     let (_, node) = n.get("/api/v1/node").await;
-    assert_eq!((node["org_id"].as_str(), node["role"].as_str()), (Some("acme"), Some("retailer")));
-    let (s, p) = n.post("/api/v1/partners", json!({"id": "nova", "name": "Nova", "role": "supplier"})).await;
+    assert_eq!(
+        (node["org_id"].as_str(), node["role"].as_str()),
+        (Some("acme"), Some("retailer"))
+    );
+    let (s, p) = n
+        .post(
+            "/api/v1/partners",
+            json!({"id": "nova", "name": "Nova", "role": "supplier"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
     let (_, list) = n.get("/api/v1/partners").await;
     assert!(list.as_array().unwrap().iter().any(|p| p["id"] == "nova"));
