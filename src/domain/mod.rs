@@ -5,6 +5,7 @@ pub mod commands;
 pub mod conversation;
 pub mod doc;
 pub mod ids;
+pub mod rules;
 pub mod summary;
 
 pub use conversation::*;
