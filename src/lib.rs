@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod http_client;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -23,14 +23,17 @@ pub fn check_update<D: automerge::ReadDoc>(
     me: &OrgId,
     sender: &Sender,
 ) -> Result<Conversation, String> {
-    let a = doc::read(after).map_err(|e| format!("the document does not follow the conversation schema: {e}"))?;
+    let a = doc::read(after)
+        .map_err(|e| format!("the document does not follow the conversation schema: {e}"))?;
     if !a.participants.includes(me) {
         return Err("this node's org is not a participant of the conversation".into());
     }
     let Sender::Partner(peer) = sender else {
         // Sites of one org share everything; only the shape is checked.
         return match before {
-            Some(b) if b.participants != a.participants || b.id != a.id => Err("participants and id never change".into()),
+            Some(b) if b.participants != a.participants || b.id != a.id => {
+                Err("participants and id never change".into())
+            }
             _ => Ok(a),
         };
     };
@@ -50,7 +53,9 @@ pub fn check_update<D: automerge::ReadDoc>(
         }
         return Ok(a);
     };
-    if (b.id, &b.participants, b.kind, &b.created_by, b.created_at) != (a.id, &a.participants, a.kind, &a.created_by, a.created_at) {
+    if (b.id, &b.participants, b.kind, &b.created_by, b.created_at)
+        != (a.id, &a.participants, a.kind, &a.created_by, a.created_at)
+    {
         return Err("id, participants, kind and creator never change".into());
     }
     for m in &b.messages {
@@ -60,7 +65,11 @@ pub fn check_update<D: automerge::ReadDoc>(
             None => return Err(format!("message {} was removed", m.id)),
         }
     }
-    for m in a.messages.iter().filter(|m| !b.messages.iter().any(|x| x.id == m.id)) {
+    for m in a
+        .messages
+        .iter()
+        .filter(|m| !b.messages.iter().any(|x| x.id == m.id))
+    {
         if m.author.org != *peer {
             return Err(format!("message {} is written as another org", m.id));
         }
@@ -70,14 +79,22 @@ pub fn check_update<D: automerge::ReadDoc>(
             return Err(format!("history entry {} was altered or removed", e.id));
         }
     }
-    for e in a.history.iter().filter(|e| !b.history.iter().any(|x| x.id == e.id)) {
+    for e in a
+        .history
+        .iter()
+        .filter(|e| !b.history.iter().any(|x| x.id == e.id))
+    {
         if e.by.org != *peer {
             return Err(format!("history entry {} is written as another org", e.id));
         }
     }
-    let creator_fields = (&b.subject, &b.reference_id, b.due_date, &b.topic) != (&a.subject, &a.reference_id, a.due_date, &a.topic);
+    let creator_fields = (&b.subject, &b.reference_id, b.due_date, &b.topic)
+        != (&a.subject, &a.reference_id, a.due_date, &a.topic);
     if creator_fields && a.created_by.org != *peer {
-        return Err(format!("only {} can change the subject, reference ID, topic or due date", a.created_by.org));
+        return Err(format!(
+            "only {} can change the subject, reference ID, topic or due date",
+            a.created_by.org
+        ));
     }
     if a.resolved_by != b.resolved_by
         && let Some(by) = &a.resolved_by

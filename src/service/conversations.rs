@@ -7,9 +7,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::domain::commands::{self, Command, NewConversation, Outcome};
-use crate::domain::{
-    Author, Conversation, Facet, Kind, OrgId, Summary, Topic, doc, limits, new_id,
-};
+use crate::domain::{Author, Conversation, Facet, Kind, OrgId, Topic, doc, limits, new_id};
 use crate::store::accounts::{self, IdempotentResult};
 use crate::store::query::{self, Cursor, FeedEntry, InboxPage, InboxQuery};
 use crate::store::{WriteCtx, docs, index};
@@ -59,22 +57,8 @@ fn not_found(id: Uuid) -> ServiceError {
     ServiceError::NotFound(format!("conversation {id} not found"))
 }
 
-/// Re-derives the inbox row and feed position after the document `id` changed.
 fn reindex(ctx: &mut WriteCtx<'_>, id: Uuid, actor: Option<&str>) -> Result<(Conversation, u64)> {
-    let me = ctx.identity()?.org_id.clone();
-    let view = {
-        let d = ctx.doc_mut(id.as_u128())?.ok_or_else(|| not_found(id))?;
-        doc::read(d).map_err(|e| corrupt(id, e))?
-    };
-    let tx = ctx.tx();
-    let old = index::get_summary(
-        &tx.open_table(crate::store::tables::SUMMARIES)
-            .map_err(StoreError::from)?,
-        id.as_u128(),
-    )?;
-    let seq = index::index_conversation(tx, old.as_ref(), &Summary::of(&view, &me))?;
-    index::mark_activity(tx, id.as_u128(), actor)?;
-    Ok((view, seq))
+    Ok(index::reindex_doc(ctx, id, actor)?)
 }
 
 impl Service {

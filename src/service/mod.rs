@@ -3,6 +3,7 @@
 
 mod accounts;
 mod conversations;
+mod peers;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use crate::store::{Store, StoreError};
 
 pub use accounts::{NewToken, TokenSecret};
 pub use conversations::{CreateInput, InboxFilter};
+pub use peers::{InviteCode, PairAnswer, PairRequest, PeerEvent, keys_equal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -30,6 +32,9 @@ pub enum ServiceError {
     Unauthenticated,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another node could not be reached or refused (503).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<CommandError> for ServiceError {
@@ -86,15 +91,20 @@ impl Clock {
 pub struct Service {
     store: Arc<Store>,
     events: broadcast::Sender<ChangeEvent>,
+    peer_events: broadcast::Sender<PeerEvent>,
+    public_url: std::sync::RwLock<Option<String>>,
     clock: Clock,
 }
 
 impl Service {
     pub fn new(store: Arc<Store>, clock: Clock) -> Arc<Service> {
         let (events, _) = broadcast::channel(1024);
+        let (peer_events, _) = broadcast::channel(64);
         Arc::new(Service {
             store,
             events,
+            peer_events,
+            public_url: Default::default(),
             clock,
         })
     }
@@ -107,7 +117,8 @@ impl Service {
         self.events.subscribe()
     }
 
-    fn notify(&self, conversation: Uuid, seq: u64) {
+    /// Tells live views and the replicator that a conversation changed.
+    pub fn notify(&self, conversation: Uuid, seq: u64) {
         // No subscribers is fine: nobody is watching.
         let _ = self.events.send(ChangeEvent { conversation, seq });
     }

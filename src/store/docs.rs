@@ -57,6 +57,21 @@ pub fn load_read(tx: &ReadTransaction, id: u128) -> Result<Option<AutoCommit>> {
     load_with(&tx.open_table(DOCS)?, &tx.open_table(CHUNKS)?, id)
 }
 
+/// Loads a document as a plain `Automerge` (what the sync engine works on).
+pub fn load_automerge(tx: &ReadTransaction, id: u128) -> Result<Option<automerge::Automerge>> {
+    let docs = tx.open_table(DOCS)?;
+    let Some(full) = docs.get(id)? else {
+        return Ok(None);
+    };
+    let mut doc = automerge::Automerge::load(full.value()).map_err(|e| corrupt(id, e))?;
+    for item in tx.open_table(CHUNKS)?.range((id, 0)..=(id, u32::MAX))? {
+        let (_, bytes) = item?;
+        doc.load_incremental(bytes.value())
+            .map_err(|e| corrupt(id, e))?;
+    }
+    Ok(Some(doc))
+}
+
 pub fn exists(tx: &ReadTransaction, id: u128) -> Result<bool> {
     Ok(tx.open_table(DOCS)?.get(id)?.is_some())
 }

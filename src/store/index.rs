@@ -6,9 +6,12 @@
 use chrono::Datelike;
 use redb::{ReadTransaction, ReadableTable, Table, WriteTransaction};
 
+use automerge::ChangeHash;
+use uuid::Uuid;
+
 use super::tables::*;
 use super::{Result, StoreError, WriteCtx};
-use crate::domain::{Facet, Summary};
+use crate::domain::{Conversation, Facet, Summary, doc};
 
 fn meta_i64(t: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> Result<Option<i64>> {
     Ok(t.get(key)?
@@ -22,6 +25,16 @@ pub fn read_swept_day(tx: &ReadTransaction) -> Result<i32> {
 
 fn swept_day_w(tx: &WriteTransaction) -> Result<i32> {
     Ok(meta_i64(&tx.open_table(META)?, "swept_day")?.unwrap_or(0) as i32)
+}
+
+/// The feed incarnation id, made on first open from the OS random source.
+pub fn feed_id_or_create(tx: &WriteTransaction) -> Result<u64> {
+    if let Some(v) = meta_i64(&tx.open_table(META)?, "feed_id")? {
+        return Ok(v as u64);
+    }
+    let id = (Uuid::new_v4().as_u128() as u64) | 1;
+    set_meta_i64(tx, "feed_id", id as i64)?;
+    Ok(id)
 }
 
 pub fn set_meta_i64(tx: &WriteTransaction, key: &str, v: i64) -> Result<()> {
@@ -190,4 +203,42 @@ pub fn set_unread(tx: &WriteTransaction, user: &str, id: u128, unread: bool) -> 
         counts.insert(user, next)?;
     }
     Ok(())
+}
+
+pub fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
+    heads.iter().flat_map(|h| h.0).collect()
+}
+
+pub fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
+    bytes
+        .chunks_exact(32)
+        .filter_map(|c| ChangeHash::try_from(c).ok())
+        .collect()
+}
+
+/// Re-derives every index row of document `id` after it changed (locally, or from a peer), and
+/// marks it unread for every local user but `actor`. Returns the new view and feed position.
+pub fn reindex_doc(
+    ctx: &mut WriteCtx<'_>,
+    id: Uuid,
+    actor: Option<&str>,
+) -> Result<(Conversation, u64)> {
+    let me = ctx.identity()?.org_id.clone();
+    let (view, heads) = {
+        let d = ctx.doc_mut(id.as_u128())?.ok_or_else(|| {
+            StoreError::Record(
+                format!("conversation {id}"),
+                "reindexed but not stored".into(),
+            )
+        })?;
+        let view = doc::read(d).map_err(|e| StoreError::Corrupt(id, e.to_string()))?;
+        (view, d.get_heads())
+    };
+    let tx = ctx.tx();
+    let old = get_summary(&tx.open_table(SUMMARIES)?, id.as_u128())?;
+    let seq = index_conversation(tx, old.as_ref(), &Summary::of(&view, &me))?;
+    tx.open_table(HEADS)?
+        .insert(id.as_u128(), encode_heads(&heads).as_slice())?;
+    mark_activity(tx, id.as_u128(), actor)?;
+    Ok((view, seq))
 }

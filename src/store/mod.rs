@@ -9,8 +9,10 @@ pub mod accounts;
 mod cache;
 pub mod docs;
 pub mod index;
+pub mod peers;
 pub mod query;
 mod rebuild;
+pub mod sync_host;
 pub mod tables;
 mod writer;
 
@@ -26,7 +28,7 @@ use crate::domain::{OrgId, Role};
 pub use writer::WriteCtx;
 
 /// Bumped whenever the derived tables change shape; a mismatch at open rebuilds them.
-pub const INDEX_VERSION: u64 = 1;
+pub const INDEX_VERSION: u64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -119,6 +121,9 @@ pub struct Store {
     /// The day (days from CE) up to which overdue tasks have been swept into the `overdue`
     /// facet; mirrors `META["swept_day"]` so queries need not read it.
     swept_day: AtomicI32,
+    /// This store's changes-feed incarnation, created with the database; peers' cursors into
+    /// our feed are only trusted for this id.
+    feed_id: u64,
 }
 
 impl Store {
@@ -139,6 +144,7 @@ impl Store {
         let db = Arc::new(db);
         let tx = db.begin_write()?;
         tables::create_all(&tx)?;
+        let feed_id = index::feed_id_or_create(&tx)?;
         tx.commit()?;
         let identity = accounts::read_identity(&db.begin_read()?)?;
         rebuild::if_needed(&db, identity.as_ref())?;
@@ -148,6 +154,7 @@ impl Store {
             db,
             writer,
             swept_day: AtomicI32::new(swept),
+            feed_id,
         }))
     }
 
@@ -187,6 +194,15 @@ impl Store {
         E: From<StoreError> + Send + 'static,
     {
         self.writer.submit_blocking(f)
+    }
+
+    pub fn feed_id(&self) -> u64 {
+        self.feed_id
+    }
+
+    /// A read transaction for synchronous callers already off the executor (the sync host).
+    pub fn begin_read(&self) -> Result<ReadTransaction> {
+        Ok(self.db.begin_read()?)
     }
 
     pub fn swept_day(&self) -> i32 {

@@ -47,8 +47,10 @@ pub(super) fn rebuild(db: &Database, identity: Option<&Identity>) -> Result<()> 
     if let Some(me) = identity {
         for (n, id) in ids.iter().enumerate() {
             match docs::load(&tx, *id).and_then(|d| summary_of(*id, d.map(|l| l.doc), me)) {
-                Ok(Some(s)) => {
+                Ok(Some((s, heads))) => {
                     index::index_conversation(&tx, None, &s)?;
+                    tx.open_table(HEADS)?
+                        .insert(*id, index::encode_heads(&heads).as_slice())?;
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -69,11 +71,11 @@ fn summary_of(
     id: u128,
     d: Option<automerge::AutoCommit>,
     me: &Identity,
-) -> Result<Option<Summary>> {
-    let Some(d) = d else { return Ok(None) };
+) -> Result<Option<(Summary, Vec<automerge::ChangeHash>)>> {
+    let Some(mut d) = d else { return Ok(None) };
     let c = doc::read(&d)
         .map_err(|e| super::StoreError::Corrupt(Uuid::from_u128(id), e.to_string()))?;
-    Ok(Some(Summary::of(&c, &me.org_id)))
+    Ok(Some((Summary::of(&c, &me.org_id), d.get_heads())))
 }
 
 /// What `parley check` found.

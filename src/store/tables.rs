@@ -2,9 +2,10 @@
 //! sort by creation time.
 //!
 //! Truth: `DOCS` + `CHUNKS` (the Automerge documents), `META["identity"]`, `USERS`, `TOKENS`,
-//! `PARTNERS`, `UNREAD` (per-user read state, local to this node) and `IDEMPOTENCY`.
+//! `PARTNERS`, `UNREAD` (per-user read state, local to this node), `IDEMPOTENCY`, and the sync
+//! records `PEERS`, `INVITES`, `SYNC_STATES`, `PEER_CURSORS`.
 //! Derived (rebuilt from the documents by `rebuild`): `SUMMARIES`, `FACETS`, `FACET_COUNTS`,
-//! `DUE_PENDING`, `FEED`, `FEED_POS` and the `META` keys `index_version` and `swept_day`.
+//! `DUE_PENDING`, `FEED`, `FEED_POS`, `HEADS` and the `META` keys `index_version` and `swept_day`.
 
 use redb::TableDefinition;
 
@@ -25,6 +26,9 @@ pub const FACET_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("facet
 /// (due day, id) of open tasks whose due date is not yet before `swept_day`; the sweep moves
 /// them to the `overdue` facet when their day passes.
 pub const DUE_PENDING: TableDefinition<(i32, u128), ()> = TableDefinition::new("due_pending");
+/// Current heads of each document (32-byte hashes, concatenated), so sync can compare heads
+/// without loading documents.
+pub const HEADS: TableDefinition<u128, &[u8]> = TableDefinition::new("heads");
 /// Changes feed: seq -> conversation; a conversation appears once, at its latest change.
 pub const FEED: TableDefinition<u64, u128> = TableDefinition::new("feed");
 pub const FEED_POS: TableDefinition<u128, u64> = TableDefinition::new("feed_pos");
@@ -51,12 +55,17 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(DUE_PENDING)?;
     tx.open_table(FEED)?;
     tx.open_table(FEED_POS)?;
+    tx.open_table(HEADS)?;
     tx.open_table(UNREAD)?;
     tx.open_table(UNREAD_COUNT)?;
     tx.open_table(USERS)?;
     tx.open_table(TOKENS)?;
     tx.open_table(PARTNERS)?;
     tx.open_table(IDEMPOTENCY)?;
+    tx.open_table(PEERS)?;
+    tx.open_table(INVITES)?;
+    tx.open_table(SYNC_STATES)?;
+    tx.open_table(PEER_CURSORS)?;
     Ok(())
 }
 
@@ -68,5 +77,15 @@ pub fn clear_derived(tx: &redb::WriteTransaction) -> Result<(), redb::TableError
     tx.delete_table(DUE_PENDING)?;
     tx.delete_table(FEED)?;
     tx.delete_table(FEED_POS)?;
+    tx.delete_table(HEADS)?;
     create_all(tx)
 }
+
+/// Paired peer nodes by node id (JSON [`crate::store::peers::Peer`]).
+pub const PEERS: TableDefinition<u128, &[u8]> = TableDefinition::new("peers");
+/// Open invites by SHA-256 of their one-time secret (JSON).
+pub const INVITES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("invites");
+/// Persisted Automerge sync state per (peer, conversation).
+pub const SYNC_STATES: TableDefinition<(u128, u128), &[u8]> = TableDefinition::new("sync_states");
+/// This node's cursor into each peer's changes feed: (feed id, seq).
+pub const PEER_CURSORS: TableDefinition<u128, (u64, u64)> = TableDefinition::new("peer_cursors");

@@ -10,7 +10,10 @@ fn org(s: &str) -> OrgId {
 }
 
 fn by(o: &str) -> Author {
-    Author { org: org(o), user: "u".into() }
+    Author {
+        org: org(o),
+        user: "u".into(),
+    }
 }
 
 /// A conversation started by acme (retailer) with bolt, as stored at acme.
@@ -25,7 +28,15 @@ fn ours() -> AutoCommit {
         body: Some("Please add detail".into()),
         message_id: new_id(),
     };
-    let c = commands::new_conversation(n, by("acme"), Role::Retailer, &org("bolt"), Role::Supplier, Utc::now()).unwrap();
+    let c = commands::new_conversation(
+        n,
+        by("acme"),
+        Role::Retailer,
+        &org("bolt"),
+        Role::Supplier,
+        Utc::now(),
+    )
+    .unwrap();
     let mut d = AutoCommit::new();
     doc::create(&mut d, &c).unwrap();
     d
@@ -41,7 +52,12 @@ fn theirs(d: &mut AutoCommit, f: impl FnOnce(&mut AutoCommit, &Conversation)) ->
 }
 
 fn check(before: &AutoCommit, after: &AutoCommit, sender: Sender) -> Result<Conversation, String> {
-    check_update(Some(&doc::read(before).unwrap()), after, &org("acme"), &sender)
+    check_update(
+        Some(&doc::read(before).unwrap()),
+        after,
+        &org("acme"),
+        &sender,
+    )
 }
 
 fn bolt() -> Sender {
@@ -53,9 +69,26 @@ fn a_partner_may_reply_resolve_and_progress() {
     let mut d = ours();
     let t = theirs(&mut d, |t, v| {
         let bo = by("bolt");
-        commands::apply(t, v, &Command::Reply { id: new_id(), body: "on it".into() }, &bo, Utc::now()).unwrap();
+        commands::apply(
+            t,
+            v,
+            &Command::Reply {
+                id: new_id(),
+                body: "on it".into(),
+            },
+            &bo,
+            Utc::now(),
+        )
+        .unwrap();
         let v = doc::read(t).unwrap();
-        commands::apply(t, &v, &Command::SetProgress(crate::domain::Progress::Completed), &bo, Utc::now()).unwrap();
+        commands::apply(
+            t,
+            &v,
+            &Command::SetProgress(crate::domain::Progress::Completed),
+            &bo,
+            Utc::now(),
+        )
+        .unwrap();
         let v = doc::read(t).unwrap();
         commands::apply(t, &v, &Command::Resolve, &bo, Utc::now()).unwrap();
     });
@@ -82,7 +115,17 @@ fn a_partner_may_not_rewrite_or_impersonate() {
     assert!(check(&d, &t, bolt()).unwrap_err().contains("removed"));
     // Write as acme.
     let t = theirs(&mut d, |t, v| {
-        commands::apply(t, v, &Command::Reply { id: new_id(), body: "fake".into() }, &by("acme"), Utc::now()).unwrap();
+        commands::apply(
+            t,
+            v,
+            &Command::Reply {
+                id: new_id(),
+                body: "fake".into(),
+            },
+            &by("acme"),
+            Utc::now(),
+        )
+        .unwrap();
     });
     assert!(check(&d, &t, bolt()).unwrap_err().contains("another org"));
     // Change participants.
@@ -103,7 +146,17 @@ fn a_partner_may_not_rewrite_or_impersonate() {
 fn own_sites_relay_anything_but_participants() {
     let mut d = ours();
     let t = theirs(&mut d, |t, v| {
-        commands::apply(t, v, &Command::Reply { id: new_id(), body: "relayed".into() }, &by("bolt"), Utc::now()).unwrap();
+        commands::apply(
+            t,
+            v,
+            &Command::Reply {
+                id: new_id(),
+                body: "relayed".into(),
+            },
+            &by("bolt"),
+            Utc::now(),
+        )
+        .unwrap();
         doc::set_subject(t, "renamed at another site").unwrap();
     });
     assert!(check(&d, &t, Sender::OwnOrg).is_ok());
