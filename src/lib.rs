@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http_client;
+pub mod replicator;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -42,7 +42,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let store = svc.store().clone();
-    let app = crate::api::routes(svc);
+    if svc.public_url().is_none()
+        && let Some(addr) = local_addr(&acceptor)
+        && !addr.ip().is_unspecified()
+    {
+        // Partners on this machine or network can dial the bound address; behind a proxy or on
+        // 0.0.0.0, --public-url says what to advertise.
+        svc.set_public_url(Some(format!("http://{addr}")));
+    }
+    let rep = crate::replicator::Replicator::start(svc.clone()).await?;
+    let app = crate::api::routes(svc, rep.clone());
     let result = Server::new_with_acceptor(acceptor)
         .name("parley")
         .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))

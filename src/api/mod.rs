@@ -6,6 +6,8 @@ mod auth;
 mod conversations;
 pub mod error;
 mod models;
+mod peers;
+mod sync;
 
 use std::sync::Arc;
 
@@ -15,6 +17,7 @@ use poem::{Body, Endpoint, EndpointExt, Request, Route, get, handler};
 use poem_openapi::{OpenApiService, Tags as OaTags};
 use tokio::io::AsyncReadExt;
 
+use crate::replicator::Replicator;
 use crate::service::Service;
 
 /// Request bodies above this are refused with 413 before they are read.
@@ -26,15 +29,25 @@ enum Tags {
     Conversations,
     /// The node, its partners, users and tokens
     Admin,
+    /// Paired nodes and sync
+    Peers,
 }
 
-fn openapi(
-    svc: &Arc<Service>,
-) -> OpenApiService<(conversations::ConversationsApi, admin::AdminApi), ()> {
+type Apis = (
+    conversations::ConversationsApi,
+    admin::AdminApi,
+    peers::PeersApi,
+);
+
+fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             conversations::ConversationsApi { svc: svc.clone() },
             admin::AdminApi { svc: svc.clone() },
+            peers::PeersApi {
+                svc: svc.clone(),
+                rep: rep.clone(),
+            },
         ),
         "Parley",
         env!("CARGO_PKG_VERSION"),
@@ -43,8 +56,8 @@ fn openapi(
 }
 
 /// The OpenAPI document, for tooling.
-pub fn spec_json(svc: &Arc<Service>) -> String {
-    openapi(svc).spec()
+pub fn spec_json(svc: &Arc<Service>, rep: &Arc<Replicator>) -> String {
+    openapi(svc, rep).spec()
 }
 
 #[handler]
@@ -53,11 +66,12 @@ fn healthz() -> &'static str {
 }
 
 /// Every HTTP route of the node.
-pub fn routes(svc: Arc<Service>) -> impl Endpoint {
-    let api = openapi(&svc);
+pub fn routes(svc: Arc<Service>, rep: Arc<Replicator>) -> impl Endpoint {
+    let api = openapi(&svc, &rep);
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     Route::new()
+        .at("/api/v1/sync", get(sync::sync))
         .nest("/api/v1", api)
         .at("/api/openapi.json", spec)
         .nest("/api/docs", docs)
@@ -66,6 +80,7 @@ pub fn routes(svc: Arc<Service>) -> impl Endpoint {
         .catch_all_error(error::json_errors)
         .with(Tracing)
         .data(svc)
+        .data(rep)
 }
 
 /// Refuses bodies over [`MAX_BODY`]: by their `Content-Length` (413) or, for a body sent

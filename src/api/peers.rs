@@ -1,0 +1,186 @@
+//! `/peers`: pairing, the peer list with live status, revocation.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use uuid::Uuid;
+
+use super::Tags;
+use super::auth::BearerAuth;
+use super::error::ApiError;
+use super::models::Role;
+use crate::replicator::Replicator;
+use crate::service::{PairAnswer, PairRequest, Service};
+use crate::store::peers::Peer;
+
+pub struct PeersApi {
+    pub svc: Arc<Service>,
+    pub rep: Arc<Replicator>,
+}
+
+#[derive(Debug, Object)]
+pub struct InviteOut {
+    /// Give this to the other node: `parley peer add CODE` or `POST /api/v1/peers`.
+    pub code: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Object)]
+pub struct AddPeer {
+    /// An invite code from the other node.
+    pub code: String,
+}
+
+#[derive(Debug, Object)]
+pub struct PeerOut {
+    pub node_id: Uuid,
+    pub org_id: String,
+    pub org_name: String,
+    pub role: Role,
+    /// `true` for another site of this node's own org.
+    pub own_org: bool,
+    /// Where this node dials it, if it does.
+    pub url: Option<String>,
+    pub connected: bool,
+    pub connected_since: Option<DateTime<Utc>>,
+    /// Last time something from this peer was stored here.
+    pub last_sync_at: Option<DateTime<Utc>>,
+    /// While connected: conversations still to go to the peer (an upper bound).
+    pub pending: Option<u64>,
+    /// While connected: whether the first exchange after connecting has completed.
+    pub caught_up: Option<bool>,
+    /// While connected: conversations the peer announced that are still to arrive here.
+    pub incoming: Option<u64>,
+}
+
+/// The inviting node's side of pairing (called by the other node, authorised by the invite).
+#[derive(Debug, Object)]
+pub struct AcceptBody {
+    pub secret: String,
+    pub node_id: Uuid,
+    pub org_id: String,
+    pub org_name: String,
+    pub role: Role,
+    pub url: Option<String>,
+    pub key: String,
+}
+
+#[derive(Debug, Object)]
+pub struct AcceptOut {
+    pub node_id: Uuid,
+    pub org_id: String,
+    pub org_name: String,
+    pub role: Role,
+}
+
+#[derive(ApiResponse)]
+pub enum Added {
+    #[oai(status = 201)]
+    Created(Json<PeerOut>),
+}
+
+#[derive(ApiResponse)]
+pub enum Removed {
+    #[oai(status = 204)]
+    Removed,
+}
+
+type R<T> = Result<T, ApiError>;
+
+impl PeersApi {
+    async fn out(&self, p: Peer) -> PeerOut {
+        let me = self.svc.identity().await.ok().flatten();
+        let link = self.rep.status(p.node_id);
+        PeerOut {
+            own_org: me.is_some_and(|m| m.org_id == p.org_id),
+            node_id: p.node_id,
+            org_id: p.org_id.to_string(),
+            org_name: p.org_name,
+            role: p.role.into(),
+            url: p.url,
+            connected: link.is_some(),
+            connected_since: link.map(|l| l.connected_since),
+            last_sync_at: p.last_sync_at,
+            pending: link.map(|l| l.live.progress.pending_to_send()),
+            caught_up: link.map(|l| l.live.progress.initial_sync_complete),
+            incoming: link.map(|l| {
+                l.live.progress.docs_to_fetch as u64 + l.live.progress.peer_feed_unannounced
+            }),
+        }
+    }
+}
+
+#[OpenApi(tag = "Tags::Peers")]
+impl PeersApi {
+    /// Paired nodes and their sync status
+    #[oai(path = "/peers", method = "get", operation_id = "listPeers")]
+    async fn list(&self, _auth: BearerAuth) -> R<Json<Vec<PeerOut>>> {
+        let mut out = Vec::new();
+        for p in self.svc.peers().await? {
+            out.push(self.out(p).await);
+        }
+        Ok(Json(out))
+    }
+
+    /// Make a one-time invite code for another node (admin)
+    #[oai(
+        path = "/peers/invites",
+        method = "post",
+        operation_id = "createInvite"
+    )]
+    async fn invite(&self, auth: BearerAuth) -> R<Json<InviteOut>> {
+        auth.require_admin()?;
+        let (code, expires_at) = self.svc.create_invite().await?;
+        Ok(Json(InviteOut { code, expires_at }))
+    }
+
+    /// Pair with the node that made an invite code (admin)
+    #[oai(path = "/peers", method = "post", operation_id = "addPeer")]
+    async fn add(&self, auth: BearerAuth, body: Json<AddPeer>) -> R<Added> {
+        auth.require_admin()?;
+        let p = self.svc.pair(&body.0.code).await?;
+        Ok(Added::Created(Json(self.out(p).await)))
+    }
+
+    /// Revoke a peer: its key stops working and its connection is cut (admin)
+    #[oai(path = "/peers/:id", method = "delete", operation_id = "removePeer")]
+    async fn remove(&self, auth: BearerAuth, id: Path<Uuid>) -> R<Removed> {
+        auth.require_admin()?;
+        self.svc.remove_peer(id.0).await?;
+        Ok(Removed::Removed)
+    }
+
+    /// Complete pairing from the invited node's side (authorised by the invite's secret)
+    #[oai(
+        path = "/peers/accept",
+        method = "post",
+        operation_id = "acceptPairing"
+    )]
+    async fn accept(&self, body: Json<AcceptBody>) -> R<Json<AcceptOut>> {
+        let b = body.0;
+        let req = PairRequest {
+            secret: b.secret,
+            node_id: b.node_id,
+            org_id: b.org_id,
+            org_name: b.org_name,
+            role: b.role.into(),
+            url: b.url,
+            key: b.key,
+        };
+        let PairAnswer {
+            node_id,
+            org_id,
+            org_name,
+            role,
+        } = self.svc.accept_pairing(req).await?;
+        Ok(Json(AcceptOut {
+            node_id,
+            org_id,
+            org_name,
+            role: role.into(),
+        }))
+    }
+}

@@ -1,0 +1,136 @@
+//! Drives one sync session over one connection: frames from the peer and local changes in,
+//! frames to the peer out. Session and store work run on the blocking pool; what a step
+//! collected is committed (one durable commit) before the step's frames are sent.
+
+use std::sync::{Arc, Mutex};
+
+use parley_sync::{Config, Event, Progress, Session, SessionError};
+use tokio::sync::{Notify, mpsc};
+use uuid::Uuid;
+
+use crate::service::Service;
+use crate::store::StoreError;
+use crate::store::sync_host::{PeerScope, SyncHost};
+
+/// Frames to and from the peer. Dropping `tx` closes the connection; `rx` ends when it closes.
+pub struct Transport {
+    pub tx: mpsc::Sender<Vec<u8>>,
+    pub rx: mpsc::Receiver<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the connection closed while sending")]
+    Closed,
+}
+
+impl ConnError {
+    /// Whether reconnecting can help.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ConnError::Session(e) => e.is_permanent(),
+            ConnError::Store(e) => !e.is_transient() && !matches!(e, StoreError::Db(_)),
+            ConnError::Closed => false,
+        }
+    }
+}
+
+enum Step {
+    Start,
+    Receive(Vec<u8>),
+    Local,
+}
+
+/// What the status endpoint shows for a live connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Live {
+    pub progress: Progress,
+}
+
+pub struct Conn {
+    pub svc: Arc<Service>,
+    pub scope: PeerScope,
+    pub poke: Arc<Notify>,
+    pub live: Arc<Mutex<Live>>,
+}
+
+impl Conn {
+    /// Runs until the connection closes or fails.
+    pub async fn run(self, mut t: Transport) -> Result<(), ConnError> {
+        let mut session = Some(Session::new(Config::default()));
+        self.step(&mut session, Step::Start, &t.tx).await?;
+        loop {
+            tokio::select! {
+                frame = t.rx.recv() => match frame {
+                    Some(bytes) => self.step(&mut session, Step::Receive(bytes), &t.tx).await?,
+                    None => return Ok(()),
+                },
+                _ = self.poke.notified() => self.step(&mut session, Step::Local, &t.tx).await?,
+            }
+        }
+    }
+
+    async fn step(
+        &self,
+        slot: &mut Option<Session>,
+        step: Step,
+        tx: &mpsc::Sender<Vec<u8>>,
+    ) -> Result<(), ConnError> {
+        let mut s = slot
+            .take()
+            .ok_or(ConnError::Session(SessionError::Closed))?;
+        let store = self.svc.store().clone();
+        let scope = self.scope.clone();
+        let now = self.svc.now();
+        let (s, frames, flushed, events, progress) =
+            tokio::task::spawn_blocking(move || -> Result<_, ConnError> {
+                let mut host = SyncHost::new(&store, &scope)?;
+                let frames = match step {
+                    Step::Start => s.start(&mut host),
+                    Step::Receive(b) => s.receive(&b, &mut host),
+                    Step::Local => s.local_changed(&mut host),
+                }?;
+                let pending = host.into_pending();
+                let flushed = store.flush_sync(scope.peer.node_id, pending, now)?;
+                let events = s.take_events();
+                let progress = s.progress();
+                Ok((s, frames, flushed, events, progress))
+            })
+            .await
+            .map_err(|_| ConnError::Store(StoreError::Closed))??;
+        *slot = Some(s);
+        if let Ok(mut l) = self.live.lock() {
+            l.progress = progress;
+        }
+        for e in events {
+            log_event(&self.scope, e);
+        }
+        for (id, seq) in flushed {
+            self.svc.notify(id, seq);
+        }
+        for f in frames {
+            tx.send(f).await.map_err(|_| ConnError::Closed)?;
+        }
+        Ok(())
+    }
+}
+
+fn log_event(scope: &PeerScope, e: Event) {
+    let peer = scope.peer.node_id;
+    let org = scope.peer.org_id.as_str();
+    match e {
+        Event::Rejected { doc, reason } => {
+            tracing::warn!(%peer, org, conversation = %Uuid::from_bytes(doc.0), %reason, "refused a peer's changes")
+        }
+        Event::RejectedByPeer { doc, reason } => {
+            tracing::warn!(%peer, org, conversation = %Uuid::from_bytes(doc.0), %reason, "the peer refused our changes")
+        }
+        Event::Unavailable { doc } => {
+            tracing::debug!(%peer, conversation = %Uuid::from_bytes(doc.0), "the peer could not give a conversation")
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Connections to peers: who dials whom, reconnecting, pushing local changes to every live
+//! session, and the status the API shows. Moves opaque frames; the sync engine (`parley_sync`)
+//! decides what they say, the store decides what lands.
+
+pub mod conn;
+pub mod dial;
+pub mod pump;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::service::{PeerEvent, Service};
+use crate::store::peers::Peer;
+use crate::store::sync_host::PeerScope;
+use conn::{Conn, Live, Transport};
+
+struct Entry {
+    generation: u64,
+    poke: Arc<Notify>,
+    cancel: Arc<Notify>,
+    live: Arc<Mutex<Live>>,
+    since: DateTime<Utc>,
+}
+
+/// What `/api/v1/peers` shows of a live connection.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkStatus {
+    pub connected_since: DateTime<Utc>,
+    pub live: Live,
+}
+
+pub struct Replicator {
+    svc: Arc<Service>,
+    me: Uuid,
+    conns: Mutex<HashMap<Uuid, Entry>>,
+    dialers: Mutex<HashMap<Uuid, JoinHandle<()>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    next_gen: std::sync::atomic::AtomicU64,
+}
+
+impl Replicator {
+    /// Starts dialing the peers this node should dial and following local changes.
+    pub async fn start(svc: Arc<Service>) -> anyhow::Result<Arc<Replicator>> {
+        let me = svc
+            .identity()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no identity"))?
+            .node_id;
+        let r = Arc::new(Replicator {
+            svc: svc.clone(),
+            me,
+            conns: Mutex::default(),
+            dialers: Mutex::default(),
+            tasks: Mutex::default(),
+            next_gen: Default::default(),
+        });
+        for p in svc.peers().await? {
+            r.maybe_dial(p);
+        }
+        let (r1, r2) = (r.clone(), r.clone());
+        let mut changes = svc.subscribe();
+        let t1 = tokio::spawn(async move {
+            loop {
+                match changes.recv().await {
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => r1.poke_all(),
+                    Err(_) => break,
+                }
+            }
+        });
+        let mut peer_events = svc.subscribe_peers();
+        let t2 = tokio::spawn(async move {
+            while let Ok(ev) = peer_events.recv().await {
+                match ev {
+                    PeerEvent::Added(id) => {
+                        if let Ok(Some(p)) = r2.svc.peer(id).await {
+                            r2.maybe_dial(p);
+                        }
+                    }
+                    PeerEvent::Removed(id) => r2.cut(id),
+                }
+            }
+        });
+        if let Ok(mut t) = r.tasks.lock() {
+            t.extend([t1, t2]);
+        }
+        Ok(r)
+    }
+
+    fn poke_all(&self) {
+        if let Ok(c) = self.conns.lock() {
+            for e in c.values() {
+                e.poke.notify_one();
+            }
+        }
+    }
+
+    /// The lower node id dials when both know each other's address; a node without a public
+    /// address always dials, since the peer cannot reach it.
+    fn should_dial(&self, p: &Peer) -> bool {
+        p.url.is_some() && (self.me < p.node_id || self.svc.public_url().is_none())
+    }
+
+    fn maybe_dial(self: &Arc<Self>, p: Peer) {
+        if !self.should_dial(&p) {
+            return;
+        }
+        let me = self.clone();
+        let id = p.node_id;
+        let handle = tokio::spawn(async move { me.dial_loop(id).await });
+        if let Ok(mut d) = self.dialers.lock()
+            && let Some(old) = d.insert(id, handle)
+        {
+            old.abort();
+        }
+    }
+
+    async fn dial_loop(self: Arc<Self>, id: Uuid) {
+        let mut attempt = 0u32;
+        loop {
+            let peer = match self.svc.peer(id).await {
+                Ok(Some(p)) => p,
+                _ => return, // removed
+            };
+            match dial::connect(&peer, self.me).await {
+                Ok(t) => {
+                    let started = std::time::Instant::now();
+                    tracing::info!(peer = %id, org = %peer.org_id, "connected to peer");
+                    let r = self.run(peer, t).await;
+                    if started.elapsed() > std::time::Duration::from_secs(10) {
+                        attempt = 0;
+                    }
+                    if let Err(e) = r {
+                        tracing::warn!(peer = %id, error = %e, "sync connection ended");
+                    }
+                }
+                Err(e) => tracing::debug!(peer = %id, error = %e, "cannot reach peer"),
+            }
+            tokio::time::sleep(dial::backoff(attempt)).await;
+            attempt = attempt.saturating_add(1);
+        }
+    }
+
+    /// Serves a connection the peer opened (already authenticated).
+    pub async fn serve_incoming(self: &Arc<Self>, peer: Peer, t: Transport) {
+        let id = peer.node_id;
+        tracing::info!(peer = %id, org = %peer.org_id, "peer connected");
+        if let Err(e) = self.run(peer, t).await {
+            tracing::warn!(peer = %id, error = %e, "sync connection ended");
+        }
+    }
+
+    /// Runs one connection; a newer connection with the same peer replaces this one.
+    async fn run(self: &Arc<Self>, peer: Peer, t: Transport) -> Result<(), conn::ConnError> {
+        let me_org = self.svc.identity().await.ok().flatten().map(|i| i.org_id);
+        let Some(me_org) = me_org else { return Ok(()) };
+        let id = peer.node_id;
+        let generation = self
+            .next_gen
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (poke, cancel, live) = (
+            Arc::new(Notify::new()),
+            Arc::new(Notify::new()),
+            Arc::new(Mutex::new(Live::default())),
+        );
+        if let Ok(mut c) = self.conns.lock() {
+            let entry = Entry {
+                generation,
+                poke: poke.clone(),
+                cancel: cancel.clone(),
+                live: live.clone(),
+                since: Utc::now(),
+            };
+            if let Some(old) = c.insert(id, entry) {
+                old.cancel.notify_one();
+            }
+        }
+        let c = Conn {
+            svc: self.svc.clone(),
+            scope: PeerScope { peer, me: me_org },
+            poke,
+            live,
+        };
+        let result = tokio::select! {
+            r = c.run(t) => r,
+            _ = cancel.notified() => Ok(()),
+        };
+        if let Ok(mut c) = self.conns.lock()
+            && c.get(&id).is_some_and(|e| e.generation == generation)
+        {
+            c.remove(&id);
+        }
+        result
+    }
+
+    /// Cuts a revoked peer off: its dialer stops and its connection closes.
+    fn cut(&self, id: Uuid) {
+        if let Some(d) = self.dialers.lock().ok().and_then(|mut d| d.remove(&id)) {
+            d.abort();
+        }
+        if let Some(e) = self.conns.lock().ok().and_then(|mut c| c.remove(&id)) {
+            e.cancel.notify_one();
+        }
+    }
+
+    pub fn status(&self, id: Uuid) -> Option<LinkStatus> {
+        let c = self.conns.lock().ok()?;
+        let e = c.get(&id)?;
+        let live = *e.live.lock().ok()?;
+        Some(LinkStatus {
+            connected_since: e.since,
+            live,
+        })
+    }
+
+    /// Stops dialing and closes every connection.
+    pub fn stop(&self) {
+        for t in self
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default()
+        {
+            t.abort();
+        }
+        for (_, d) in self
+            .dialers
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default()
+        {
+            d.abort();
+        }
+        for (_, e) in self
+            .conns
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+        {
+            e.cancel.notify_one();
+        }
+    }
+}
