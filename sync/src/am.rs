@@ -84,11 +84,14 @@ pub(crate) fn receive(
 pub(crate) fn generate(
     doc: &Automerge,
     state: &mut sync::State,
-) -> Result<Option<Vec<u8>>, String> {
-    catch_unwind(AssertUnwindSafe(|| {
-        doc.generate_sync_message(state).map(|m| m.encode())
-    }))
-    .map_err(|_| "automerge panicked while preparing a sync message".to_owned())
+) -> Result<Option<sync::Message>, String> {
+    catch_unwind(AssertUnwindSafe(|| doc.generate_sync_message(state)))
+        .map_err(|_| "automerge panicked while preparing a sync message".to_owned())
+}
+
+/// A message that neither carries nor asks for changes: it only states the sender's heads.
+pub(crate) fn is_pure_ack(msg: &sync::Message) -> bool {
+    msg.changes.is_empty() && msg.need.is_empty()
 }
 
 /// The persisted state for a document, or a fresh one if none is stored (empty) or it cannot be

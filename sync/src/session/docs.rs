@@ -111,7 +111,7 @@ impl Session {
         let mut active = Active::load(host, doc)?;
         match am::generate(&current, &mut active.state) {
             Ok(Some(message)) => {
-                self.send_sync(doc, message, out);
+                self.send_sync(doc, message.encode(), out);
                 self.docs.keep(doc, active, self.config.max_active_docs);
             }
             Ok(None) => {}
@@ -144,6 +144,7 @@ impl Session {
             }
         };
         self.docs.note_peer_heads(doc, message.heads.clone());
+        let incoming_ack = am::is_pure_ack(&message);
         let before = host.load_doc(doc)?;
         if !shared && before.is_some() {
             self.unavailable(doc, out);
@@ -159,6 +160,13 @@ impl Session {
             .map(Automerge::get_heads)
             .unwrap_or_default();
         let mut after = before.clone().unwrap_or_default();
+        // Changes the peer asks for by hash must go again even if this state already sent
+        // them: a receiver keeps only what it could apply and store (changes whose
+        // dependencies were missing are dropped with the copy), while Automerge assumes sent
+        // means kept and would otherwise never resend them.
+        for hash in &message.need {
+            active.state.sent_hashes.remove(hash);
+        }
         if let Err(reason) = am::receive(&mut after, &mut active.state, message) {
             self.refuse(doc, reason, out);
             return Ok(());
@@ -193,15 +201,22 @@ impl Session {
             self.refuse(doc, "document is not shared with you".to_owned(), out);
             return Ok(());
         }
+        let settled = active.state.their_heads.as_ref() == Some(&after_heads);
         match am::generate(&after, &mut active.state) {
-            Ok(Some(reply)) => self.send_sync(doc, reply, out),
+            // Never acknowledge an acknowledgement: when both sides hold the same heads and
+            // neither message moves changes, a reply would only provoke another reply (a fresh
+            // state always answers once), and the two sides would ping-pong forever.
+            Ok(Some(reply)) if settled && incoming_ack && am::is_pure_ack(&reply) => {}
+            Ok(Some(reply)) => self.send_sync(doc, reply.encode(), out),
             Ok(None) => {}
             Err(reason) => {
                 self.refuse(doc, reason, out);
                 return Ok(());
             }
         }
-        if active.state.their_heads.as_ref() != Some(&after_heads) {
+        // A settled document needs no in-memory state: anything the peer still sends about it
+        // is answered from the persisted state, and acknowledgements are not answered.
+        if !settled {
             self.docs.keep(doc, active, self.config.max_active_docs);
         }
         Ok(())

@@ -137,7 +137,7 @@ impl Session {
             return Ok(());
         };
         match crate::am::generate(&current, &mut active.state) {
-            Ok(Some(message)) => self.send_sync(doc, message, out),
+            Ok(Some(message)) => self.send_sync(doc, message.encode(), out),
             Ok(None) => {}
             Err(reason) => self.refuse(doc, reason, out),
         }
