@@ -12,7 +12,9 @@
 //! - restart: a node loses every session, keeping only what its host persisted.
 //! Interleaving across connections is random, which is where most reordering happens.
 //!
-//! `PARLEY_SIM_SEEDS=n` runs n seeds (default 200); `PARLEY_SIM_SEED=s` replays one seed.
+//! `PARLEY_SIM_SEEDS=n` runs n seeds (default 200); `PARLEY_SIM_SEED=s` replays one seed;
+//! `PARLEY_SIM_STEPS=n` sets the chaos phase to n..2n+100 steps (default 200) for soak runs;
+//! `PARLEY_SIM_TRACE=1` prints every delivered frame.
 
 mod common;
 
@@ -280,7 +282,8 @@ impl Sim {
             for s in [&c.sa, &c.sb] {
                 let p = s.progress();
                 assert_eq!(p.docs_to_fetch, 0, "stuck pending documents: {p:?}");
-                assert!(p.peer_connected);
+                assert_eq!(p.docs_awaiting_peer, 0, "unconfirmed announcements: {p:?}");
+                assert!(p.initial_sync_complete, "catch-up not complete: {p:?}");
             }
         }
     }
@@ -339,7 +342,11 @@ fn trace(from: &str, to: &str, frame: &[u8]) {
 
 fn run(seed: u64) {
     let mut sim = Sim::new(seed);
-    let steps = 300 + sim.rng.below(300);
+    let base: usize = std::env::var("PARLEY_SIM_STEPS")
+        .ok()
+        .map(|s| s.parse().expect("PARLEY_SIM_STEPS must be a number"))
+        .unwrap_or(200);
+    let steps = base + sim.rng.below(base + 100);
     for _ in 0..steps {
         sim.chaos_step();
     }
