@@ -92,10 +92,7 @@ fn unsolicited_content_is_refused() {
         use automerge::sync::SyncDoc;
         let doc = evil.load(fresh).unwrap();
         let mut empty = automerge::Automerge::new();
-        let (mut s1, mut s2) = (
-            automerge::sync::State::new(),
-            automerge::sync::State::new(),
-        );
+        let (mut s1, mut s2) = (automerge::sync::State::new(), automerge::sync::State::new());
         let m1 = doc.generate_sync_message(&mut s1).unwrap();
         empty.receive_sync_message(&mut s2, m1).unwrap();
         let m2 = empty.generate_sync_message(&mut s2).unwrap();

@@ -10,6 +10,7 @@
 //! - reorder: two frames swap (the engine detects the gap, the session fails with a
 //!   `FrameOutOfOrder` error, and the simulation cuts the connection as a real host would);
 //! - restart: a node loses every session, keeping only what its host persisted.
+//!
 //! Interleaving across connections is random, which is where most reordering happens.
 //!
 //! `PARLEY_SIM_SEEDS=n` runs n seeds (default 200); `PARLEY_SIM_SEED=s` replays one seed;
@@ -106,10 +107,18 @@ impl Sim {
     /// Deliver the next frame on link `li` in the given direction.
     fn deliver(&mut self, li: usize, to_b: bool) {
         let link = &mut self.links[li];
-        let (recv, send) = if to_b { (link.b, link.a) } else { (link.a, link.b) };
-        let Some(conn) = link.conn.as_mut() else { return };
+        let (recv, send) = if to_b {
+            (link.b, link.a)
+        } else {
+            (link.a, link.b)
+        };
+        let Some(conn) = link.conn.as_mut() else {
+            return;
+        };
         let queue = if to_b { &mut conn.to_b } else { &mut conn.to_a };
-        let Some(frame) = queue.pop_front() else { return };
+        let Some(frame) = queue.pop_front() else {
+            return;
+        };
         check_isolation(&self.registry, &mut self.nodes[recv], &frame);
         if std::env::var_os("PARLEY_SIM_TRACE").is_some() {
             trace(&self.nodes[send].name, &self.nodes[recv].name, &frame);
@@ -132,7 +141,9 @@ impl Sim {
     /// The node's feed may have grown: every session of it gets `local_changed`.
     fn notify(&mut self, n: usize) {
         for link in &mut self.links {
-            let Some(conn) = link.conn.as_mut() else { continue };
+            let Some(conn) = link.conn.as_mut() else {
+                continue;
+            };
             let (session, out, peer) = if link.a == n {
                 (&mut conn.sa, &mut conn.to_b, link.b)
             } else if link.b == n {
@@ -267,7 +278,11 @@ impl Sim {
                 let party = orgs.contains(&node.org);
                 let held = node.heads(*doc);
                 if !party {
-                    assert!(held.is_none(), "{} holds {doc} it is not party to", node.name);
+                    assert!(
+                        held.is_none(),
+                        "{} holds {doc} it is not party to",
+                        node.name
+                    );
                     continue;
                 }
                 let held = held.unwrap_or_else(|| panic!("{} lacks {doc}", node.name));
@@ -319,7 +334,11 @@ fn trace(from: &str, to: &str, frame: &[u8]) {
         .records
         .iter()
         .map(|r| match r {
-            Record::Hello { feed_high, cursor_seq, .. } => format!("HELLO(high {feed_high}, cursor {cursor_seq})"),
+            Record::Hello {
+                feed_high,
+                cursor_seq,
+                ..
+            } => format!("HELLO(high {feed_high}, cursor {cursor_seq})"),
             Record::Feed { from, to, entries } => format!("FEED({from},{to}] x{}", entries.len()),
             Record::Ack { cursor } => format!("ACK {cursor}"),
             Record::Sync { doc, message } => {

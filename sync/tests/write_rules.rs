@@ -32,15 +32,29 @@ fn forged_participants_change_is_rejected_whole() {
             Ok(())
         })
         .unwrap();
-    append_message(&mut forged, &b.actor.clone(), "b-1", "supplier", "ride-along");
+    append_message(
+        &mut forged,
+        &b.actor.clone(),
+        "b-1",
+        "supplier",
+        "ride-along",
+    );
     b.put(target, &forged);
     // ... and a legitimate edit to another document in the same session.
     b.append(other, "b-2", "legit");
 
     let (ex, mut sa, _) = connect(&mut a, &mut b, 50, |_| false);
-    assert_eq!(a.heads(target), target_before, "nothing of the forged batch may land");
+    assert_eq!(
+        a.heads(target),
+        target_before,
+        "nothing of the forged batch may land"
+    );
     assert!(message_ids(&a.load(target).unwrap()).is_empty());
-    assert_eq!(a.heads(other), b.heads(other), "other documents keep syncing");
+    assert_eq!(
+        a.heads(other),
+        b.heads(other),
+        "other documents keep syncing"
+    );
 
     let rejects: Vec<_> = ex
         .a_to_b
@@ -83,7 +97,10 @@ fn broken_automerge_message_is_contained_to_its_document() {
         message: vec![0x42, 0xff, 0xff, 0xff, 0x01],
     };
     let out = sa
-        .receive(&frame(0, vec![hello, garbage]), &mut a.host("evil", "supplier"))
+        .receive(
+            &frame(0, vec![hello, garbage]),
+            &mut a.host("evil", "supplier"),
+        )
         .expect("session survives a broken document message");
     let records: Vec<Record> = out
         .iter()
@@ -98,7 +115,10 @@ fn broken_automerge_message_is_contained_to_its_document() {
     // The session goes on: a well-formed request for the same doc is now ignored (closed for
     // this session), and the next frame is processed normally.
     let out = sa
-        .receive(&frame(1, vec![Record::Ack { cursor: 0 }]), &mut a.host("evil", "supplier"))
+        .receive(
+            &frame(1, vec![Record::Ack { cursor: 0 }]),
+            &mut a.host("evil", "supplier"),
+        )
         .expect("still alive");
     assert!(out.is_empty());
     assert_eq!(a.heads(d).map(|h| h.len()), Some(1));
@@ -118,8 +138,20 @@ fn changes_with_missing_dependencies_store_nothing() {
     let stores = a.stores;
     // Build a change at b on top of a change a never sees.
     let mut doc = b.load(d).unwrap();
-    append_message(&mut doc, &b.actor.clone(), "hidden", "supplier", "never sent");
-    append_message(&mut doc, &b.actor.clone(), "visible", "supplier", "depends on hidden");
+    append_message(
+        &mut doc,
+        &b.actor.clone(),
+        "hidden",
+        "supplier",
+        "never sent",
+    );
+    append_message(
+        &mut doc,
+        &b.actor.clone(),
+        "visible",
+        "supplier",
+        "depends on hidden",
+    );
     let last = doc.get_last_local_change().unwrap();
     let mut msg = automerge::sync::Message::decode(&{
         let mut st = automerge::sync::State::new();

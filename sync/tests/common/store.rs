@@ -68,9 +68,7 @@ impl Node {
     }
 
     pub fn load(&self, doc: DocId) -> Option<Automerge> {
-        self.docs
-            .get(&doc)
-            .map(|d| d.doc.clone())
+        self.docs.get(&doc).map(|d| d.doc.clone())
     }
 
     pub fn heads(&self, doc: DocId) -> Option<Vec<ChangeHash>> {
