@@ -140,3 +140,29 @@ fn reconnect_cost_follows_what_changed() {
     assert_eq!(b.stores - stores_before, 10);
     assert!(ten.bytes() < 10 * 4096, "{} bytes for 10 docs", ten.bytes());
 }
+
+/// A node restored from a backup gets a new feed id; its peers must not trust cursors into the
+/// old feed. The cursor resets, every shared doc is announced again, and only heads are
+/// compared: no content moves for documents both sides already hold.
+#[test]
+fn new_feed_incarnation_resets_the_cursor_without_moving_content() {
+    let mut rng = Rng::new(13);
+    let mut a = Node::new("a", "retailer", 1, 11);
+    let mut b = Node::new("b", "supplier", 2, 22);
+    let docs: Vec<DocId> = (0..50)
+        .map(|_| {
+            let d = id(&mut rng);
+            a.create(d, "supplier", "x");
+            d
+        })
+        .collect();
+    let _ = connect(&mut a, &mut b, 50, |_| false);
+    a.feed_id = 12;
+    let (ex, _, sb) = connect(&mut a, &mut b, 50, |_| false);
+    assert_eq!(b.cursors["a"].feed_id, 12);
+    assert_eq!(b.cursors["a"].seq, a.high);
+    assert_eq!(announced_docs(&ex.a_to_b.records).len(), docs.len());
+    assert!(synced_docs(&ex.a_to_b.records).is_empty());
+    assert!(synced_docs(&ex.b_to_a.records).is_empty());
+    assert!(sb.progress().initial_sync_complete);
+}

@@ -23,7 +23,10 @@ fn cut_during_first_sync_resumes_without_resending() {
 
     // Run a few flights only: some documents arrive, then the connection drops with frames
     // still in flight (they are simply never delivered).
-    let (first, _, _) = connect(&mut a, &mut b, 5, |_| false);
+    let (first, _, cut_b) = connect(&mut a, &mut b, 5, |_| false);
+    let p = cut_b.progress();
+    assert!(p.peer_connected && !p.initial_sync_complete, "{p:?}");
+    assert!(p.docs_to_fetch > 0, "{p:?}");
     let delivered: Vec<DocId> = docs
         .iter()
         .copied()
