@@ -28,7 +28,15 @@ fn cases() -> Vec<(&'static str, Expect)> {
         ),
         (
             "record_count_u64_max.bin",
-            Decode(|e| matches!(e, DecodeError::TooMany { what: "records", .. })),
+            Decode(|e| {
+                matches!(
+                    e,
+                    DecodeError::TooMany {
+                        what: "records",
+                        ..
+                    }
+                )
+            }),
         ),
         (
             "unknown_version.bin",
@@ -79,11 +87,19 @@ fn committed_hostile_frames_give_typed_errors() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions");
     let cases = cases();
     let on_disk = std::fs::read_dir(&dir).unwrap().count();
-    assert_eq!(on_disk, cases.len(), "every regression file needs an expectation");
+    assert_eq!(
+        on_disk,
+        cases.len(),
+        "every regression file needs an expectation"
+    );
     for (name, expect) in cases {
         let bytes = std::fs::read(dir.join(name)).unwrap();
         let mut node = Node::new("a", "retailer", 1, 11);
-        node.create(DocId([0x5a; 16]), "supplier", "target of a hostile bloom filter");
+        node.create(
+            DocId([0x5a; 16]),
+            "supplier",
+            "target of a hostile bloom filter",
+        );
         node.create(DocId([0x5b; 16]), "supplier", "target of garbage");
         let heads_before: Vec<_> = node.docs.values().map(|d| d.heads.clone()).collect();
         let mut session = Session::new(Config::default());

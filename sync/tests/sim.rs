@@ -9,7 +9,10 @@
 //! - duplicate: a frame is delivered twice (the engine drops the copy by frame number);
 //! - reorder: two frames swap (the engine detects the gap, the session fails with a
 //!   `FrameOutOfOrder` error, and the simulation cuts the connection as a real host would);
-//! - restart: a node loses every session, keeping only what its host persisted.
+//! - restart: a node loses every session, keeping only what its host persisted;
+//! - write failure: a host write (document, sync state, cursor) fails before writing, the
+//!   session ends with a transient `HostError`, and the connection is cut — a crash between
+//!   two writes of one call.
 //!
 //! Interleaving across connections is random, which is where most reordering happens.
 //!
@@ -69,6 +72,10 @@ impl Sim {
             }
         }
         let mut rng = Rng::new(seed);
+        let mut nodes = nodes;
+        for (i, node) in nodes.iter_mut().enumerate() {
+            node.write_faults = Some((Rng::new(seed ^ (i as u64 + 1) << 32), 1));
+        }
         // Small windows and request caps so paging and flow control are exercised.
         let config = Config {
             window: 1 + rng.below(8),
@@ -94,6 +101,7 @@ impl Sim {
         let mut sb = Session::new(self.config.clone());
         let (an, ao) = (self.nodes[a].name.clone(), self.nodes[a].org.clone());
         let (bn, bo) = (self.nodes[b].name.clone(), self.nodes[b].org.clone());
+        // `start` writes nothing, so injected write failures cannot hit it.
         let to_b = sa.start(&mut self.nodes[a].host(&bn, &bo)).expect("start");
         let to_a = sb.start(&mut self.nodes[b].host(&an, &ao)).expect("start");
         self.links[li].conn = Some(Conn {
@@ -133,6 +141,7 @@ impl Sim {
             Err(SessionError::Protocol(ProtocolError::FrameOutOfOrder { .. })) => {
                 link.conn = None;
             }
+            Err(SessionError::Host(e)) if !e.permanent => link.conn = None,
             Err(e) => panic!("unexpected session error at {}: {e}", self.nodes[recv].name),
         }
         self.notify(recv);
@@ -152,10 +161,11 @@ impl Sim {
                 continue;
             };
             let (pn, po) = (self.nodes[peer].name.clone(), self.nodes[peer].org.clone());
-            let frames = session
-                .local_changed(&mut self.nodes[n].host(&pn, &po))
-                .expect("local_changed");
-            out.extend(frames);
+            match session.local_changed(&mut self.nodes[n].host(&pn, &po)) {
+                Ok(frames) => out.extend(frames),
+                Err(SessionError::Host(e)) if !e.permanent => link.conn = None,
+                Err(e) => panic!("unexpected local_changed error: {e}"),
+            }
         }
     }
 
@@ -252,6 +262,9 @@ impl Sim {
 
     /// No more edits or faults: connect everything and deliver until nothing moves.
     fn heal(&mut self) {
+        for node in &mut self.nodes {
+            node.write_faults = None;
+        }
         let mut steps = 0;
         loop {
             // Frames reordered before the heal can still cut a connection; reconnect it.

@@ -38,6 +38,9 @@ pub struct Node {
     pub stored_docs: BTreeMap<DocId, usize>,
     /// Doc ids this node ever received in a frame (filled by the simulation).
     pub seen_ids: std::collections::BTreeSet<DocId>,
+    /// When set, each durable write fails (before writing anything) with this percent chance,
+    /// like a crash between two writes of one session call.
+    pub write_faults: Option<(super::Rng, u32)>,
 }
 
 impl Node {
@@ -56,6 +59,7 @@ impl Node {
             stores: 0,
             stored_docs: BTreeMap::new(),
             seen_ids: Default::default(),
+            write_faults: None,
         }
     }
 
@@ -112,6 +116,15 @@ impl Node {
         let (actor, org) = (self.actor.clone(), self.org.clone());
         append_message(&mut doc, &actor, msg_id, &org, body);
         self.put(id, &doc);
+    }
+
+    fn injected_fault(&mut self) -> Result<(), HostError> {
+        if let Some((rng, percent)) = &mut self.write_faults
+            && rng.chance(*percent)
+        {
+            return Err(HostError::transient("injected write failure"));
+        }
+        Ok(())
     }
 
     fn shared_with(&self, doc: &DocId, org: &str) -> bool {
@@ -184,6 +197,7 @@ impl Host for PeerView<'_> {
     }
 
     fn store_doc(&mut self, update: DocUpdate<'_>) -> Result<(), StoreError> {
+        self.node.injected_fault()?;
         let Some((after_list, after_parts)) = participants(update.after) else {
             return Err(StoreError::Rejected(
                 "participants must be one list of org names".into(),
@@ -223,6 +237,7 @@ impl Host for PeerView<'_> {
     }
 
     fn save_sync_state(&mut self, doc: DocId, state: &[u8]) -> Result<(), HostError> {
+        self.node.injected_fault()?;
         self.node
             .sync_states
             .insert((self.peer.to_owned(), doc), state.to_vec());
@@ -234,6 +249,7 @@ impl Host for PeerView<'_> {
     }
 
     fn save_cursor(&mut self, cursor: Cursor) -> Result<(), HostError> {
+        self.node.injected_fault()?;
         self.node.cursors.insert(self.peer.to_owned(), cursor);
         Ok(())
     }
