@@ -52,6 +52,13 @@ pub async fn run(
     }
     let rep = crate::replicator::Replicator::start(svc.clone()).await?;
     let app = crate::api::routes(svc, rep.clone());
+    // Peer links are long-lived WebSockets: close them as soon as shutdown starts, so the
+    // graceful wait is for ordinary requests only.
+    let rep2 = rep.clone();
+    let shutdown = async move {
+        shutdown.await;
+        rep2.stop();
+    };
     let result = Server::new_with_acceptor(acceptor)
         .name("parley")
         .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))

@@ -13,9 +13,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub struct TestNode {
+    pub org: String,
     pub base: String,
+    addr: std::net::SocketAddr,
     pub token: String,
-    pub svc: Arc<Service>,
+    svc: Option<Arc<Service>>,
     pub dir: tempfile::TempDir,
     http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
@@ -58,24 +60,55 @@ impl TestNode {
         }
         let acceptor = parley::server::bind(&cfg).await.unwrap();
         let addr = parley::server::local_addr(&acceptor).unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let s = svc.clone();
-        let task = tokio::spawn(async move {
-            parley::server::run(s, acceptor, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
+        let (stop, task) = serve(svc.clone(), acceptor);
         TestNode {
+            org: org.to_string(),
             base: format!("http://{addr}"),
+            addr,
             token,
-            svc,
+            svc: Some(svc),
             dir,
             http: reqwest::Client::new(),
             stop: Some(stop),
             task: Some(task),
         }
+    }
+
+    pub fn svc(&self) -> &Arc<Service> {
+        self.svc.as_ref().expect("the node is paused")
+    }
+
+    /// Stops the server (as if the machine went offline); the data directory stays.
+    pub async fn pause(&mut self) {
+        self.svc = None;
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+    }
+
+    /// Starts the server again on the same data directory and address.
+    pub async fn resume(&mut self) {
+        let cfg = Config::load(Overrides {
+            data_dir: Some(self.dir.path().to_path_buf()),
+            listen: Some(self.addr.to_string()),
+            ..Default::default()
+        })
+        .unwrap();
+        // The old store's file lock is released once its last handle is gone.
+        let svc = loop {
+            match parley::server::open(&cfg, Clock::System).await {
+                Ok(s) => break s,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        };
+        self.svc = Some(svc.clone());
+        let acceptor = parley::server::bind(&cfg).await.unwrap();
+        let (stop, task) = serve(svc, acceptor);
+        self.stop = Some(stop);
+        self.task = Some(task);
     }
 
     pub async fn call(
@@ -154,6 +187,50 @@ impl TestNode {
         if let Some(t) = self.task.take() {
             t.await.unwrap();
         }
+    }
+}
+
+fn serve(
+    svc: Arc<Service>,
+    acceptor: poem::listener::TcpAcceptor,
+) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        parley::server::run(svc, acceptor, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    (stop, task)
+}
+
+/// Pairs `b` with `a` through an invite made by `a`.
+pub async fn pair(a: &TestNode, b: &TestNode) {
+    let (s, inv) = a.post("/api/v1/peers/invites", serde_json::json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{inv}");
+    let (s, p) = b
+        .post("/api/v1/peers", serde_json::json!({"code": inv["code"]}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+}
+
+/// Polls `f` until it returns `Some`, for up to `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
