@@ -77,6 +77,9 @@ pub enum Command {
         /// Conversations kept loaded in memory by the writer.
         #[arg(long, env = "PARLEY_DOC_CACHE")]
         doc_cache: Option<usize>,
+        /// The address partners' nodes dial, e.g. http://parley.example.net:7878.
+        #[arg(long, env = "PARLEY_PUBLIC_URL")]
+        public_url: Option<String>,
         /// On first start: the identity to create.
         #[command(flatten)]
         identity: IdentityArgs,
@@ -95,6 +98,9 @@ pub enum Command {
     /// Manage partner orgs.
     #[command(subcommand)]
     Partner(PartnerCmd),
+    /// Pair with other nodes and manage them (works while the node runs).
+    #[command(subcommand)]
+    Peer(PeerCmd),
     /// Print the effective configuration as TOML.
     PrintConfig {
         #[arg(long, env = "PARLEY_LISTEN")]
@@ -153,11 +159,46 @@ pub enum PartnerCmd {
     List,
 }
 
-fn config(g: &Global, listen: Option<String>, doc_cache: Option<usize>) -> anyhow::Result<Config> {
+#[derive(Debug, Subcommand)]
+pub enum PeerCmd {
+    /// Print a one-time invite code (valid 24 h) for another node.
+    Invite {
+        /// The address other nodes dial to reach this one (default: from the config).
+        #[arg(long, env = "PARLEY_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
+    /// Pair with the node that printed CODE.
+    Add {
+        code: String,
+        /// The address the other node can dial back (optional; without it this node dials).
+        #[arg(long, env = "PARLEY_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
+    /// List peers and their sync status.
+    List,
+    /// Revoke a peer by node id; its connection is cut.
+    Remove { node_id: Uuid },
+}
+
+pub(crate) fn config(
+    g: &Global,
+    listen: Option<String>,
+    doc_cache: Option<usize>,
+) -> anyhow::Result<Config> {
+    config_with(g, listen, doc_cache, None)
+}
+
+pub(crate) fn config_with(
+    g: &Global,
+    listen: Option<String>,
+    doc_cache: Option<usize>,
+    public_url: Option<String>,
+) -> anyhow::Result<Config> {
     Ok(Config::load(Overrides {
         config: g.config.clone(),
         data_dir: g.data_dir.clone(),
         listen,
+        public_url,
         doc_cache,
         log: g.log.clone(),
     })?)
@@ -175,14 +216,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve {
             listen,
             doc_cache,
+            public_url,
             identity,
         } => {
-            let cfg = config(&cli.global, listen, doc_cache)?;
+            let cfg = config_with(&cli.global, listen, doc_cache, public_url)?;
             init_tracing(&cfg.log);
             let svc = crate::server::open(&cfg, Clock::System).await?;
             if svc.identity().await?.is_none() {
                 first_start(&svc, &cfg, identity).await?;
             }
+            svc.set_public_url(cfg.public_url.clone());
+            write_cli_token(&cfg, &svc.local_cli_token().await?)?;
             let acceptor = crate::server::bind(&cfg).await?;
             let id = svc
                 .identity()
@@ -292,6 +336,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Peer(cmd) => crate::cli_peer::run(&cli.global, cmd).await,
         Command::PrintConfig { listen } => {
             print!("{}", config(&cli.global, listen, None)?.to_toml());
             Ok(())
@@ -326,8 +371,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Leaves a token for `parley peer …` on this machine, readable by the node's owner only.
+fn write_cli_token(cfg: &Config, token: &str) -> anyhow::Result<()> {
+    let path = cfg.data_dir.join(CLI_TOKEN_FILE);
+    let _ = std::fs::remove_file(&path);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(token.as_bytes())?;
+    Ok(())
+}
+
+pub const CLI_TOKEN_FILE: &str = "cli-token";
+
 /// Opens the data directory for a one-off command.
-async fn open_offline(cfg: &Config) -> anyhow::Result<std::sync::Arc<Service>> {
+pub(crate) async fn open_offline(cfg: &Config) -> anyhow::Result<std::sync::Arc<Service>> {
     crate::server::open(cfg, Clock::System).await
 }
 

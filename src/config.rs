@@ -33,6 +33,7 @@ pub enum ConfigError {
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<String>,
+    pub public_url: Option<String>,
     pub doc_cache: Option<usize>,
     pub log: Option<String>,
 }
@@ -43,6 +44,7 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub listen: Option<String>,
+    pub public_url: Option<String>,
     pub doc_cache: Option<usize>,
     pub log: Option<String>,
 }
@@ -52,6 +54,9 @@ pub struct Overrides {
 pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// The address partners dial (`http://host:port`); default: the listen address unless it
+    /// is 0.0.0.0 or [::].
+    pub public_url: Option<String>,
     pub doc_cache: usize,
     pub log: String,
     /// The file that was read, if any.
@@ -101,6 +106,17 @@ impl Config {
             value: listen_s.clone(),
             reason: "use IP:PORT, e.g. 127.0.0.1:7878 or 0.0.0.0:7878".into(),
         })?;
+        let public_url = o.public_url.or(file.public_url);
+        if let Some(u) = &public_url
+            && crate::http_client::split_url(u).is_err()
+        {
+            return Err(ConfigError::Invalid {
+                field: "public_url",
+                value: u.clone(),
+                reason: "use http://HOST:PORT, the address other nodes can reach this one at"
+                    .into(),
+            });
+        }
         let doc_cache = o.doc_cache.or(file.doc_cache).unwrap_or(1024);
         if !(1..=1_000_000).contains(&doc_cache) {
             return Err(ConfigError::Invalid {
@@ -127,10 +143,27 @@ impl Config {
         Ok(Config {
             data_dir,
             listen,
+            public_url,
             doc_cache,
             log,
             file: path,
         })
+    }
+
+    /// What to advertise to peers: `public_url`, else the listen address if it is a concrete IP.
+    pub fn advertised_url(&self) -> Option<String> {
+        self.public_url.clone().or_else(|| {
+            (!self.listen.ip().is_unspecified()).then(|| format!("http://{}", self.listen))
+        })
+    }
+
+    /// Where a CLI on this machine reaches the running node.
+    pub fn local_url(&self) -> String {
+        let mut a = self.listen;
+        if a.ip().is_unspecified() {
+            a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{a}")
     }
 
     /// The effective configuration as TOML, for `parley print-config`.
@@ -140,9 +173,13 @@ impl Config {
             None => "# no config file read; defaults, environment and flags only\n".into(),
         };
         format!(
-            "{from}data_dir = {:?}\nlisten = \"{}\"\ndoc_cache = {}\nlog = {:?}\n",
+            "{from}data_dir = {:?}\nlisten = \"{}\"\n{}doc_cache = {}\nlog = {:?}\n",
             self.data_dir.display().to_string(),
             self.listen,
+            self.public_url
+                .as_ref()
+                .map(|u| format!("public_url = {u:?}\n"))
+                .unwrap_or_default(),
             self.doc_cache,
             self.log
         )

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cli;
+mod cli_peer;
 pub mod config;
 pub mod domain;
 pub mod http_client;

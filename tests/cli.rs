@@ -200,3 +200,111 @@ fn a_running_node_is_not_touched_and_stops_cleanly() {
             .success()
     );
 }
+
+#[test]
+fn peer_commands_work_while_the_node_runs() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let ok = |c: &mut Command| {
+        let o = run(c);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    ok(parley(a.path()).args([
+        "init",
+        "--org-id",
+        "acme",
+        "--org-name",
+        "Acme",
+        "--role",
+        "retailer",
+    ]));
+    ok(parley(b.path()).args([
+        "init",
+        "--org-id",
+        "bolt",
+        "--org-name",
+        "Bolt",
+        "--role",
+        "supplier",
+    ]));
+    let mut node = parley(a.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("listening on http://"))
+        .expect("listening line");
+    assert!(
+        a.path().join("cli-token").exists(),
+        "the running node leaves a CLI token"
+    );
+    // The CLI finds the node through the configured address; port 0 cannot be dialled, and the
+    // command says it cannot reach the node rather than hanging.
+    let o = run(parley(a.path()).args(["peer", "list"]));
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("reaching the running node"),
+        "{}",
+        text(&o)
+    );
+    Command::new("kill")
+        .args(["-TERM", &node.id().to_string()])
+        .status()
+        .unwrap();
+    node.wait().unwrap();
+
+    // A fixed port this time, from the config file, so the CLI can reach the running node.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        a.path().join("parley.toml"),
+        format!("listen = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let mut node = parley(a.path())
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("listening on http://"))
+        .expect("listening line");
+    let code = ok(parley(a.path()).args(["peer", "invite"]));
+    assert!(code.starts_with("parley-invite:"), "{code}");
+    // b is stopped: it pairs by calling a directly.
+    let paired = ok(parley(b.path()).args(["peer", "add", &code]));
+    assert!(paired.contains("paired with acme"), "{paired}");
+    let list = ok(parley(a.path()).args(["peer", "list"]));
+    assert!(list.contains("bolt"), "{list}");
+    // The same code cannot be used twice.
+    let o = run(parley(b.path()).args(["peer", "add", &code]));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("unknown or already used"), "{}", text(&o));
+    let node_id = list.split('\t').next().unwrap().to_string();
+    ok(parley(a.path()).args(["peer", "remove", &node_id]));
+    assert!(!ok(parley(a.path()).args(["peer", "list"])).contains("bolt"));
+    let o = run(parley(b.path()).args(["peer", "add", "garbage"]));
+    assert!(
+        text(&o).contains("not a Parley invite code"),
+        "{}",
+        text(&o)
+    );
+    Command::new("kill")
+        .args(["-TERM", &node.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(node.wait().unwrap().success());
+}

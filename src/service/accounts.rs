@@ -281,3 +281,64 @@ fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY.get_or_init(|| hash_password("not-a-real-password").unwrap_or_default())
 }
+
+/// The name of the token a running node leaves for CLI commands on the same machine.
+pub const LOCAL_CLI: &str = "local-cli";
+
+impl Service {
+    /// Replaces the local CLI token: an admin integration user `local-cli` and one token for it.
+    /// The node writes it to a file only its owner can read, so that `parley peer …` works
+    /// against the running node.
+    pub async fn local_cli_token(&self) -> Result<String> {
+        let secret = new_secret();
+        let hash = token_hash(&secret);
+        let now = self.now();
+        self.store
+            .write(move |ctx| -> Result<_> {
+                let user = User {
+                    id: Uuid::now_v7(),
+                    name: LOCAL_CLI.into(),
+                    password_hash: None,
+                    admin: true,
+                    kind: UserKind::Integration,
+                    created_at: now,
+                };
+                let existing = accounts::get_user_w(ctx.read_tx(), LOCAL_CLI)?;
+                if existing.as_ref().is_some_and(|u| u.kind != UserKind::Integration) {
+                    return Err(DomainError::Conflict(format!("a person named {LOCAL_CLI} exists; rename them to let the CLI reach the node")).into());
+                }
+                let old: Vec<Uuid> = {
+                    let tx = ctx.read_tx();
+                    let t = tx.open_table(crate::store::tables::TOKENS).map_err(StoreError::from)?;
+                    let mut v = Vec::new();
+                    for item in redb::ReadableTable::iter(&t).map_err(StoreError::from)? {
+                        let (_, val) = item.map_err(StoreError::from)?;
+                        if let Ok(rec) = serde_json::from_slice::<TokenRecord>(val.value())
+                            && rec.name == LOCAL_CLI
+                        {
+                            v.push(rec.id);
+                        }
+                    }
+                    v
+                };
+                let mut keys = Vec::new();
+                for id in old {
+                    if let Some(k) = accounts::find_token(ctx.read_tx(), id)? {
+                        keys.push(k);
+                    }
+                }
+                let tx = ctx.tx();
+                if existing.is_none() {
+                    accounts::put_user(tx, &user)?;
+                }
+                for k in keys {
+                    accounts::remove_token(tx, &k)?;
+                }
+                let rec = TokenRecord { id: Uuid::now_v7(), name: LOCAL_CLI.into(), user: LOCAL_CLI.into(), created_at: now };
+                accounts::put_token(tx, &hash, &rec)?;
+                Ok(())
+            })
+            .await?;
+        Ok(secret)
+    }
+}

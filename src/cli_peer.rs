@@ -1,0 +1,147 @@
+//! `parley peer …`: pairing and peer management. With the node stopped these open the data
+//! directory directly; while it runs (its database is locked) they call its HTTP API with the
+//! token it left in the data directory, so pairing never needs a restart.
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use crate::cli::{CLI_TOKEN_FILE, Global, PeerCmd, config_with, open_offline};
+use crate::config::Config;
+use crate::store::StoreError;
+
+pub async fn run(g: &Global, cmd: PeerCmd) -> anyhow::Result<()> {
+    let public_url = match &cmd {
+        PeerCmd::Invite { public_url } | PeerCmd::Add { public_url, .. } => public_url.clone(),
+        _ => None,
+    };
+    let cfg = config_with(g, None, None, public_url)?;
+    match open_offline(&cfg).await {
+        Ok(svc) => {
+            svc.set_public_url(cfg.advertised_url());
+            match cmd {
+                PeerCmd::Invite { .. } => {
+                    let (code, expires) = svc.create_invite().await?;
+                    eprintln!(
+                        "invite valid until {expires}; on the other node run: parley peer add CODE"
+                    );
+                    println!("{code}");
+                }
+                PeerCmd::Add { code, .. } => {
+                    let p = svc.pair(&code).await?;
+                    println!(
+                        "paired with {} ({}, node {})",
+                        p.org_id, p.org_name, p.node_id
+                    );
+                }
+                PeerCmd::List => {
+                    for p in svc.peers().await? {
+                        let last = p
+                            .last_sync_at
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_else(|| "never".into());
+                        println!(
+                            "{}\t{}\t{}\tstopped\tlast sync {last}",
+                            p.node_id,
+                            p.org_id,
+                            p.url.unwrap_or_default()
+                        );
+                    }
+                }
+                PeerCmd::Remove { node_id } => {
+                    svc.remove_peer(node_id).await?;
+                    println!("removed peer {node_id}");
+                }
+            }
+            Ok(())
+        }
+        Err(e)
+            if e.downcast_ref::<StoreError>()
+                .is_some_and(|s| matches!(s, StoreError::Locked(_))) =>
+        {
+            remote(&cfg, cmd).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The same commands against the running node's API.
+async fn remote(cfg: &Config, cmd: PeerCmd) -> anyhow::Result<()> {
+    let path = cfg.data_dir.join(CLI_TOKEN_FILE);
+    let token = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "the node is running but its CLI token {} is not readable",
+            path.display()
+        )
+    })?;
+    let auth = format!("Bearer {}", token.trim());
+    let base = cfg.local_url();
+    let call = |method: &'static str, p: String, body: Option<Value>| {
+        let (auth, base) = (auth.clone(), base.clone());
+        async move {
+            let (status, text) = crate::http_client::request(
+                method,
+                &format!("{base}/api/v1{p}"),
+                &[("Authorization", &auth)],
+                body.as_ref(),
+            )
+            .await
+            .with_context(|| format!("reaching the running node at {base}"))?;
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            if !(200..300).contains(&status) {
+                bail!(
+                    "{}",
+                    v["detail"]
+                        .as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| v.to_string())
+                );
+            }
+            Ok::<Value, anyhow::Error>(v)
+        }
+    };
+    match cmd {
+        PeerCmd::Invite { .. } => {
+            let v = call("POST", "/peers/invites".into(), Some(json!({}))).await?;
+            eprintln!(
+                "invite valid until {}; on the other node run: parley peer add CODE",
+                v["expires_at"].as_str().unwrap_or("?")
+            );
+            println!("{}", v["code"].as_str().unwrap_or_default());
+        }
+        PeerCmd::Add { code, .. } => {
+            let p = call("POST", "/peers".into(), Some(json!({ "code": code }))).await?;
+            println!(
+                "paired with {} ({}, node {})",
+                p["org_id"].as_str().unwrap_or("?"),
+                p["org_name"].as_str().unwrap_or("?"),
+                p["node_id"].as_str().unwrap_or("?")
+            );
+        }
+        PeerCmd::List => {
+            let v = call("GET", "/peers".into(), None).await?;
+            for p in v.as_array().into_iter().flatten() {
+                let state = if p["connected"] == true {
+                    "connected"
+                } else {
+                    "disconnected"
+                };
+                let last = p["last_sync_at"].as_str().unwrap_or("never");
+                let pending = p["pending"]
+                    .as_u64()
+                    .map(|n| format!("\t{n} waiting"))
+                    .unwrap_or_default();
+                println!(
+                    "{}\t{}\t{}\t{state}\tlast sync {last}{pending}",
+                    p["node_id"].as_str().unwrap_or("?"),
+                    p["org_id"].as_str().unwrap_or("?"),
+                    p["url"].as_str().unwrap_or("")
+                );
+            }
+        }
+        PeerCmd::Remove { node_id } => {
+            call("DELETE", format!("/peers/{node_id}"), None).await?;
+            println!("removed peer {node_id}");
+        }
+    }
+    Ok(())
+}
