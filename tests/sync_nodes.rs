@@ -249,3 +249,49 @@ async fn forged_changes_are_rejected_and_revoked_peers_cut_off() {
     bolt.stop().await;
     acme.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sites_of_one_org_see_all_of_its_conversations() {
+    let site1 = TestNode::start("acme", Role::Retailer).await;
+    let site2 = TestNode::start("acme", Role::Retailer).await;
+    let bolt = TestNode::start("bolt", Role::Supplier).await;
+    pair(&site1, &site2).await;
+    pair(&site1, &bolt).await;
+    let (_, peers) = site2.get("/api/v1/peers").await;
+    assert_eq!(peers[0]["own_org"], true);
+
+    // bolt writes to acme; site1 relays it to site2, and site2's reply reaches bolt via site1.
+    let c = bolt.create(json!({"kind": "task", "partner": "acme", "subject": "Return RMA-7", "body": "Please approve"})).await;
+    let id = c["id"].as_str().unwrap().to_string();
+    eventually(10, "bolt's task at site2", || conversation(&site2, &id)).await;
+    site2
+        .post(
+            &format!("/api/v1/conversations/{id}/messages"),
+            json!({"body": "Approved at the warehouse"}),
+        )
+        .await;
+    let v = eventually(10, "site2's reply at bolt", || async {
+        conversation(&bolt, &id)
+            .await
+            .filter(|v| v["messages"].as_array().unwrap().len() == 2)
+    })
+    .await;
+    assert_eq!(v["messages"][1]["author"]["org"], "acme");
+    // A conversation started at site2 reaches site1 and bolt.
+    let c2 = site2
+        .create(json!({"kind": "message", "partner": "bolt", "subject": "From the warehouse"}))
+        .await;
+    let id2 = c2["id"].as_str().unwrap().to_string();
+    eventually(10, "site2's conversation at bolt", || {
+        same_on(&bolt, &site2, &id2)
+    })
+    .await;
+    eventually(10, "everything everywhere", || async {
+        let a = inbox_ids(&site1).await;
+        (a == inbox_ids(&site2).await && a == inbox_ids(&bolt).await && a.len() == 2).then_some(())
+    })
+    .await;
+    bolt.stop().await;
+    site2.stop().await;
+    site1.stop().await;
+}
