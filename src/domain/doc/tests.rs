@@ -227,3 +227,25 @@ proptest! {
         prop_assert_eq!(is_overdue(kind, state, progress, due, today), expect);
     }
 }
+
+#[test]
+fn concurrent_state_and_subject_changes_converge_with_full_history() {
+    let c = new_task(None);
+    let mut a = doc_of(&c);
+    let mut b = a.fork().with_actor(ActorId::random());
+    let v = read(&a).unwrap();
+    let (ann, bo) = (author("acme", "ann"), author("bolt", "bo"));
+    commands::apply(&mut a, &v, &Command::SetProgress(Progress::Completed), &ann, at(5)).unwrap();
+    commands::apply(&mut b, &v, &Command::SetProgress(Progress::Cancelled), &bo, at(5)).unwrap();
+    let rename = |s: &str| Command::Update { subject: Some(s.into()), reference_id: None, due_date: None };
+    let (va, vb) = (read(&a).unwrap(), read(&b).unwrap());
+    commands::apply(&mut a, &va, &rename("from a"), &ann, at(6)).unwrap();
+    commands::apply(&mut b, &vb, &rename("from b"), &ann, at(6)).unwrap();
+    a.merge(&mut b).unwrap();
+    b.merge(&mut a).unwrap();
+    let (ra, rb) = (read(&a).unwrap(), read(&b).unwrap());
+    assert_eq!(ra, rb, "the same winner everywhere");
+    let progress_events = ra.history.iter().filter(|e| e.action == "progress").count();
+    assert_eq!(progress_events, 2, "both changes stay in the history");
+    assert!(["from a", "from b"].contains(&ra.subject.as_str()));
+}
