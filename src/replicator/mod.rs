@@ -65,11 +65,9 @@ impl Replicator {
         let (r1, r2) = (r.clone(), r.clone());
         let mut changes = svc.subscribe();
         let t1 = tokio::spawn(async move {
-            loop {
-                match changes.recv().await {
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => r1.poke_all(),
-                    Err(_) => break,
-                }
+            // A lagged receiver still means "something changed": poke, and keep going.
+            while let Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) = changes.recv().await {
+                r1.poke_all();
             }
         });
         let mut peer_events = svc.subscribe_peers();
