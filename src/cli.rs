@@ -105,6 +105,12 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Import topic records (orders, items, returns, …) from a CSV file with a header naming
+    /// kind, ref and title (url and other columns optional). All or nothing.
+    Import {
+        /// The CSV file; `-` reads standard input.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -290,6 +296,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
             }
+            Ok(())
+        }
+        Command::Import { file } => {
+            let cfg = config(&cli.global, None, None)?;
+            init_tracing(&cfg.log);
+            let text = if file.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                    .context("reading standard input")?;
+                s
+            } else {
+                std::fs::read_to_string(&file).with_context(|| {
+                    format!("cannot read {} (it must be UTF-8 CSV)", file.display())
+                })?
+            };
+            let svc = open_offline(&cfg).await?;
+            let r = svc.import_topics(&text).await?;
+            println!(
+                "imported {} topic records ({} new, {} updated)",
+                r.created + r.updated,
+                r.created,
+                r.updated
+            );
             Ok(())
         }
         Command::PrintConfig { listen } => {

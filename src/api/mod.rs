@@ -1,11 +1,16 @@
 //! The only module that touches poem: the REST API under `/api/v1` (documented by
-//! poem-openapi, spec at `/api/openapi.json`, docs at `/api/docs`) and `/healthz`.
+//! poem-openapi, spec at `/api/openapi.json`, docs at `/api/docs`), `/healthz`, and the web
+//! UI at `/`.
 
 mod admin;
 mod auth;
 mod conversations;
 pub mod error;
+mod events;
 mod models;
+mod session;
+mod topics;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -26,15 +31,28 @@ enum Tags {
     Conversations,
     /// The node, its partners, users and tokens
     Admin,
+    /// Browser sign-in for the web UI
+    Session,
+    /// Orders, items, returns, … that conversations are about
+    Topics,
 }
 
-fn openapi(
-    svc: &Arc<Service>,
-) -> OpenApiService<(conversations::ConversationsApi, admin::AdminApi), ()> {
+type Apis = (
+    conversations::ConversationsApi,
+    admin::AdminApi,
+    session::SessionApi,
+    topics::TopicsApi,
+    events::EventsApi,
+);
+
+fn openapi(svc: &Arc<Service>) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             conversations::ConversationsApi { svc: svc.clone() },
             admin::AdminApi { svc: svc.clone() },
+            session::SessionApi { svc: svc.clone() },
+            topics::TopicsApi { svc: svc.clone() },
+            events::EventsApi { svc: svc.clone() },
         ),
         "Parley",
         env!("CARGO_PKG_VERSION"),
@@ -62,6 +80,8 @@ pub fn routes(svc: Arc<Service>) -> impl Endpoint {
         .at("/api/openapi.json", spec)
         .nest("/api/docs", docs)
         .at("/healthz", get(healthz))
+        .nest("/", web::Spa)
+        .around(session::cookie_auth)
         .around(limit_body)
         .catch_all_error(error::json_errors)
         .with(Tracing)

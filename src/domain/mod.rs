@@ -5,7 +5,9 @@ pub mod commands;
 pub mod conversation;
 pub mod doc;
 pub mod ids;
+pub mod search;
 pub mod summary;
+pub mod topics;
 
 pub use conversation::*;
 pub use ids::*;

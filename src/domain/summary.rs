@@ -86,7 +86,16 @@ impl Summary {
         if let Some(r) = &self.reference_id {
             f.push(Facet::ReferenceId(r.clone()).key());
         }
+        if self.awaiting_reply() {
+            f.push(Facet::AwaitingReply.key());
+            f.push(Facet::ActionRequired.key());
+        }
         f
+    }
+
+    /// Open, and the last message came from the partner: the partner waits for our answer.
+    pub fn awaiting_reply(&self) -> bool {
+        self.state == State::Open && self.last_message_org.as_ref() == Some(&self.partner)
     }
 
     /// Whether this row passes a filter; used when a query combines several.
@@ -101,6 +110,8 @@ impl Summary {
             Facet::TopicRef(r) => self.topic.as_ref().is_some_and(|t| &t.reference == r),
             Facet::ReferenceId(r) => self.reference_id.as_ref() == Some(r),
             Facet::Overdue => self.overdue(today),
+            Facet::AwaitingReply => self.awaiting_reply(),
+            Facet::ActionRequired => self.awaiting_reply() || self.overdue(today),
         }
     }
 }
@@ -117,6 +128,11 @@ pub enum Facet {
     TopicRef(String),
     ReferenceId(String),
     Overdue,
+    /// Open, with the partner's message last.
+    AwaitingReply,
+    /// Overdue or awaiting reply. Like overdue it depends on the date, so the overdue part is
+    /// kept by the store's sweep.
+    ActionRequired,
 }
 
 impl Facet {
@@ -132,6 +148,8 @@ impl Facet {
             Facet::TopicRef(r) => format!("topic_ref:{r}"),
             Facet::ReferenceId(r) => format!("reference_id:{r}"),
             Facet::Overdue => "overdue".into(),
+            Facet::AwaitingReply => "awaiting_reply".into(),
+            Facet::ActionRequired => "action_required".into(),
         }
     }
 }

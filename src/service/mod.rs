@@ -3,6 +3,8 @@
 
 mod accounts;
 mod conversations;
+mod sessions;
+mod topics;
 
 use std::sync::Arc;
 
@@ -17,6 +19,8 @@ use crate::store::{Store, StoreError};
 
 pub use accounts::{NewToken, TokenSecret};
 pub use conversations::{CreateInput, InboxFilter};
+pub use sessions::{LoginThrottle, NewSession, SESSION_TTL};
+pub use topics::{ImportReport, TopicPage, import_detail};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -30,6 +34,12 @@ pub enum ServiceError {
     Unauthenticated,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A browser sign-in failed; which part was wrong is not said.
+    #[error("wrong user name or password")]
+    LoginFailed,
+    /// An import had bad rows; nothing of it was stored.
+    #[error("{}", topics::import_detail(.0))]
+    Import(Vec<crate::domain::topics::LineError>),
 }
 
 impl From<CommandError> for ServiceError {
@@ -87,6 +97,7 @@ pub struct Service {
     store: Arc<Store>,
     events: broadcast::Sender<ChangeEvent>,
     clock: Clock,
+    logins: LoginThrottle,
 }
 
 impl Service {
@@ -96,6 +107,7 @@ impl Service {
             store,
             events,
             clock,
+            logins: LoginThrottle::default(),
         })
     }
 

@@ -11,7 +11,10 @@ pub mod docs;
 pub mod index;
 pub mod query;
 mod rebuild;
+pub mod search;
+pub mod sessions;
 pub mod tables;
+pub mod topics;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -26,7 +29,7 @@ use crate::domain::{OrgId, Role};
 pub use writer::WriteCtx;
 
 /// Bumped whenever the derived tables change shape; a mismatch at open rebuilds them.
-pub const INDEX_VERSION: u64 = 1;
+pub const INDEX_VERSION: u64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
