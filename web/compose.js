@@ -99,7 +99,7 @@ export function openCompose(opts = {}, { onSent, onClose } = {}) {
   const send = h('button', { type: 'submit', class: 'primary', id: 'compose-send' }, 'Send');
   const form = h('form', { id: 'compose-form', onsubmit: submit },
     h('h2', { id: 'compose-title' }, 'New Conversation'),
-    h('fieldset', { class: 'kind' }, h('legend', {}, 'Type'), kindRadio('message', 'Message'), kindRadio('task', 'Task')),
+    h('fieldset', { class: 'kind-choice' }, h('legend', {}, 'Type'), kindRadio('message', 'Message'), kindRadio('task', 'Task')),
     h('div', { class: 'row' }, h('label', { for: 'compose-partner' }, 'Partner'), partner),
     h('div', { class: 'row' }, h('label', { for: 'compose-subject' }, 'Subject'), subject),
     h('div', { class: 'row' }, h('span', { class: 'label', id: 'compose-topic-label' }, 'Topic (optional)'), topicBox),
