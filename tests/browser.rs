@@ -375,6 +375,23 @@ async fn the_web_ui_in_a_real_browser() {
         (Some("task"), Some("ERP-991"), Some("SKU-123"))
     );
 
+    step("a 10-inch tablet: nothing wider than the screen");
+    b.resize(800, 1280).await;
+    for path in ["/", "/topics/item", &format!("/c/{id}")] {
+        b.goto(&format!("{base}{path}")).await;
+        b.wait("main h1").await;
+        let fits = b
+            .exec(
+                "return document.documentElement.scrollWidth <= window.innerWidth",
+                json!([]),
+            )
+            .await;
+        if path == "/" {
+            shoot(&b, "../../target/tablet.png").await;
+        }
+        assert_eq!(fits, true, "{path} scrolls sideways at 800 px");
+    }
+
     step("no errors in the console, then sign out");
     let errs = b.console_errors().await;
     assert!(errs.is_empty(), "console: {errs:?}");

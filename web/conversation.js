@@ -171,7 +171,11 @@ export async function renderConversation(main, id) {
     name: 'conversation',
     refresh: async (ids) => {
       if (!ids.has(id) && !ids.has('*')) return;
-      c = await get(`/conversations/${id}`);
+      const fresh = await get(`/conversations/${id}`);
+      // Our own changes come back as events too; redraw only what is new, so buttons do not
+      // move under the pointer.
+      if (JSON.stringify(fresh) === JSON.stringify(c)) return;
+      c = fresh;
       draw();
       await post(`/conversations/${id}/read`).catch(() => {});
       refreshUnread();

@@ -43,10 +43,13 @@ export function topicHref(kind, ref) {
   return `/topics/${encodeURIComponent(kind)}/${encodeURIComponent(ref)}`;
 }
 
-export function topicLink(t) {
+// A link to a topic's detail page; `short` leaves the label to the tooltip (for tables).
+export function topicLink(t, { short = false } = {}) {
   if (!t) return '';
-  const text = `${TOPIC_LABEL[t.kind] || t.kind} ${t.ref}` + (t.label && t.label !== t.ref ? ` — ${t.label}` : '');
-  return h('a', { href: topicHref(t.kind, t.ref), class: 'topic' }, text);
+  const name = `${TOPIC_LABEL[t.kind] || t.kind} ${t.ref}`;
+  const label = t.label && t.label !== t.ref ? t.label : null;
+  const text = label && !short ? `${name} — ${label}` : name;
+  return h('a', { href: topicHref(t.kind, t.ref), class: 'topic', title: label }, text);
 }
 
 export function when(iso) {

@@ -17,12 +17,13 @@ const PAGE = 50;
 // One row per conversation; used by the Inbox and by topic detail pages.
 export function conversationTable(items, caption) {
   const rows = items.map((c) => h('tr', { class: c.unread ? 'unread' : '', dataset: { id: c.id } },
-    h('td', { class: 'kind' }, KIND_LABEL[c.kind]),
+    h('td', { class: 'col-kind' }, KIND_LABEL[c.kind]),
     h('td', {}, c.partner),
     h('td', { class: 'subject' },
+      h('span', { class: 'kind-inline', 'aria-hidden': 'true' }, KIND_LABEL[c.kind]),
       h('a', { href: `/c/${c.id}` }, c.unread ? h('span', { class: 'sr-only' }, 'Unread: ') : '', c.subject),
       c.last_message_preview ? h('span', { class: 'preview' }, c.last_message_preview) : ''),
-    h('td', { class: 'col-topic' }, topicLink(c.topic)),
+    h('td', { class: 'col-topic' }, topicLink(c.topic, { short: true })),
     h('td', { class: 'col-ref' }, c.reference_id || ''),
     h('td', { class: 'due' }, c.due_date || '', c.overdue ? [' ', badge('Overdue', 'overdue')] : ''),
     h('td', {}, stateLabel(c)),
@@ -30,7 +31,7 @@ export function conversationTable(items, caption) {
   return h('div', { class: 'table-wrap' }, h('table', { class: 'list conversations' },
     h('caption', { class: 'sr-only' }, caption),
     h('thead', {}, h('tr', {}, ['Kind', 'Partner', 'Subject', 'Topic', 'Reference ID', 'Due', 'State', 'Last activity']
-      .map((t, i) => h('th', { scope: 'col', class: ['', '', '', 'col-topic', 'col-ref', '', '', 'col-when'][i] }, t)))),
+      .map((t, i) => h('th', { scope: 'col', class: ['col-kind', '', '', 'col-topic', 'col-ref', '', '', 'col-when'][i] }, t)))),
     h('tbody', {}, rows)));
 }
 
@@ -80,6 +81,7 @@ export async function renderInbox(main, params) {
   const compose = h('button', { type: 'button', class: 'primary', id: 'compose-button', onclick: () => openCompose({}, { onSent: () => load() }) }, 'Compose');
 
   let nextCursor = null;
+  let shown = null;
   older.addEventListener('click', () => { cursors.push(cursor); cursor = nextCursor; load(); });
 
   async function load() {
@@ -87,6 +89,11 @@ export async function renderInbox(main, params) {
     for (const [k, v] of Object.entries(filters)) if (v) q[k] = v;
     const page = await get('/conversations' + qs(q));
     nextCursor = page.next_cursor || null;
+    refreshUnread(page.unread);
+    // A live refresh that changes nothing leaves the list alone.
+    const key = JSON.stringify([cursor, page]);
+    if (key === shown) return;
+    shown = key;
     clear(listBox).append(page.items.length
       ? conversationTable(page.items, `${folder.label}: conversations, newest activity first`)
       : h('p', { class: 'empty' }, filters.q ? 'No conversations match this search.' : 'Nothing here.'));
@@ -96,7 +103,6 @@ export async function renderInbox(main, params) {
       : '';
     newer.disabled = cursors.length === 0;
     older.disabled = !nextCursor;
-    refreshUnread(page.unread);
   }
 
   clear(main).append(

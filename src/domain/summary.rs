@@ -165,4 +165,38 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(Facet::Kind(Kind::Task).key(), "kind:task");
     }
+
+    #[test]
+    fn awaiting_reply_when_the_partner_wrote_last() {
+        let me = OrgId::parse("acme").unwrap();
+        let bolt = OrgId::parse("bolt").unwrap();
+        let t = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let mut s = Summary {
+            id: Uuid::nil(),
+            kind: Kind::Message,
+            partner: bolt.clone(),
+            subject: "s".into(),
+            topic: None,
+            reference_id: None,
+            state: State::Open,
+            progress: None,
+            due_date: None,
+            created_by: Author {
+                org: me.clone(),
+                user: "u".into(),
+            },
+            created_at: t,
+            last_activity_at: t,
+            message_count: 1,
+            last_message_org: Some(me),
+            last_message_preview: None,
+        };
+        let today = t.date_naive();
+        assert!(!s.matches(&Facet::ActionRequired, today));
+        s.last_message_org = Some(bolt);
+        assert!(s.facets().contains(&Facet::AwaitingReply.key()));
+        assert!(s.matches(&Facet::ActionRequired, today));
+        s.state = State::Resolved;
+        assert!(!s.facets().contains(&Facet::ActionRequired.key()));
+    }
 }

@@ -371,6 +371,15 @@ impl Session {
             .collect()
     }
 
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.must(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
     pub async fn url(&self) -> String {
         self.must("GET", "/url", None)
             .await
