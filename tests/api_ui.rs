@@ -285,6 +285,15 @@ async fn search_and_action_required() {
             .map(|i| i["subject"].as_str().unwrap().to_string())
             .collect()
     };
+    let (_, v) = n.get("/api/v1/conversations?kind=task&state=open").await;
+    assert_eq!(
+        (subjects(&v), &v["total"]),
+        (vec!["Late shipment".to_string()], &json!(1))
+    );
+    let (_, v) = n
+        .get("/api/v1/conversations?kind=message&state=open&partner=bolt")
+        .await;
+    assert_eq!(v["total"], 2);
     let (_, v) = n.get("/api/v1/conversations?q=kett").await;
     assert_eq!(subjects(&v), vec!["Kettle description too thin"]);
     let (_, v) = n.get("/api/v1/conversations?q=SKU-123").await;

@@ -91,7 +91,7 @@ export async function renderTopicList(main, kind, params) {
         navigate(`/topics/${kind}` + qs({ prefix: search.value.trim() }), { replace: true });
       } }, h('label', { for: 'topic-search', class: 'sr-only' }, `Search ${title.toLowerCase()} by ref`), search, h('button', { type: 'submit' }, 'Search')),
       h('span', { class: 'spacer' }),
-      h('label', { for: 'import-file', class: 'button' }, 'Import CSV…'), file),
+      file, h('label', { for: 'import-file', class: 'button' }, 'Import CSV…')),
     importResult, status, box, h('div', { class: 'pager' }, prev, more));
   await load();
   syncSelection();
@@ -123,6 +123,11 @@ export async function renderTopicDetail(main, kind, ref) {
   function openMenu() { menu.hidden = false; moreButton.setAttribute('aria-expanded', 'true'); menu.querySelector('button').focus(); }
   function closeMenu() { menu.hidden = true; moreButton.setAttribute('aria-expanded', 'false'); }
   menu.addEventListener('keydown', (e) => { if (e.key === 'Escape') { closeMenu(); moreButton.focus(); } });
+  const outside = (e) => {
+    if (!main.contains(menu)) return document.removeEventListener('click', outside);
+    if (!menu.hidden && !e.target.closest('.menu-wrap')) closeMenu();
+  };
+  document.addEventListener('click', outside);
 
   const fields = Object.entries(r.fields);
   clear(main).append(

@@ -75,6 +75,7 @@ impl Summary {
             Facet::Kind(self.kind).key(),
             Facet::State(self.state).key(),
             Facet::Partner(self.partner.clone()).key(),
+            Facet::StateKind(self.state, self.kind).key(),
         ];
         if let Some(p) = self.progress {
             f.push(Facet::Progress(p).key());
@@ -110,6 +111,7 @@ impl Summary {
             Facet::TopicRef(r) => self.topic.as_ref().is_some_and(|t| &t.reference == r),
             Facet::ReferenceId(r) => self.reference_id.as_ref() == Some(r),
             Facet::Overdue => self.overdue(today),
+            Facet::StateKind(s, k) => self.state == *s && self.kind == *k,
             Facet::AwaitingReply => self.awaiting_reply(),
             Facet::ActionRequired => self.awaiting_reply() || self.overdue(today),
         }
@@ -128,6 +130,8 @@ pub enum Facet {
     TopicRef(String),
     ReferenceId(String),
     Overdue,
+    /// State and kind together (e.g. open tasks): one index range instead of two filters.
+    StateKind(State, Kind),
     /// Open, with the partner's message last.
     AwaitingReply,
     /// Overdue or awaiting reply. Like overdue it depends on the date, so the overdue part is
@@ -136,6 +140,23 @@ pub enum Facet {
 }
 
 impl Facet {
+    /// Replaces a state filter and a kind filter by the one facet that holds both, so such a
+    /// query (the Tasks folder: open tasks) walks one index range and counts exactly.
+    pub fn combine(filters: &mut Vec<Facet>) {
+        let s = filters.iter().find_map(|f| match f {
+            Facet::State(s) => Some(*s),
+            _ => None,
+        });
+        let k = filters.iter().find_map(|f| match f {
+            Facet::Kind(k) => Some(*k),
+            _ => None,
+        });
+        if let (Some(s), Some(k)) = (s, k) {
+            filters.retain(|f| !matches!(f, Facet::State(_) | Facet::Kind(_)));
+            filters.push(Facet::StateKind(s, k));
+        }
+    }
+
     /// The index key. Prefixes keep values of different filters apart.
     pub fn key(&self) -> String {
         match self {
@@ -148,6 +169,7 @@ impl Facet {
             Facet::TopicRef(r) => format!("topic_ref:{r}"),
             Facet::ReferenceId(r) => format!("reference_id:{r}"),
             Facet::Overdue => "overdue".into(),
+            Facet::StateKind(s, k) => format!("state_kind:{s}:{k}"),
             Facet::AwaitingReply => "awaiting_reply".into(),
             Facet::ActionRequired => "action_required".into(),
         }
@@ -164,6 +186,16 @@ mod tests {
         let b = Facet::ReferenceId("x".into()).key();
         assert_ne!(a, b);
         assert_eq!(Facet::Kind(Kind::Task).key(), "kind:task");
+        let mut f = vec![
+            Facet::Kind(Kind::Task),
+            Facet::Overdue,
+            Facet::State(State::Open),
+        ];
+        Facet::combine(&mut f);
+        assert_eq!(
+            f,
+            vec![Facet::Overdue, Facet::StateKind(State::Open, Kind::Task)]
+        );
     }
 
     #[test]
