@@ -255,6 +255,25 @@ async fn the_web_ui_in_a_real_browser() {
     let (_, v) = n.get("/api/v1/conversations?state=resolved").await;
     assert_eq!(v["total"], 0);
 
+    step("Update Conversation changes the Reference ID; the history shows it; mark as unread");
+    let url = b.url().await;
+    let cid = url.rsplit('/').next().unwrap().to_string();
+    b.click("#update-button").await;
+    b.wait("#update").await;
+    b.type_into("#update-reference-id", "CASE-8B").await;
+    b.click("#update-save").await;
+    b.wait_gone("#update").await;
+    b.wait_contains("main .facts", "CASE-8B").await;
+    b.click(".history-box summary").await;
+    b.wait_contains("#history", "changed the Reference ID: CASE-8 → CASE-8B")
+        .await;
+    b.click("#mark-unread").await;
+    b.wait_contains("main h1", "Inbox").await;
+    let class = b
+        .exec("const r = document.querySelector(`tr[data-id='${arguments[0]}']`); return r && r.className", json!([cid]))
+        .await;
+    assert_eq!(class, "unread", "marked unread: bold in the Inbox");
+
     step("an overdue task is marked overdue, and not once completed");
     n.create(json!({"kind": "task", "partner": "bolt", "subject": "Late pallet labels", "due_date": "2020-01-02"})).await;
     b.click("#inbox-icon").await;
