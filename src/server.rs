@@ -42,6 +42,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let store = svc.store().clone();
+    let closing = svc.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.begin_shutdown();
+    };
     let app = crate::api::routes(svc);
     let result = Server::new_with_acceptor(acceptor)
         .name("parley")

@@ -370,7 +370,15 @@ async fn changes_arrive_as_server_sent_events() {
     assert!(seen.contains("data:"), "{seen}");
     let (s, _) = n.call("GET", "/api/v1/events", None, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // An open event stream does not hold up a graceful stop.
+    let t = Instant::now();
     n.stop().await;
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "stopping took {:?}",
+        t.elapsed()
+    );
+    drop(stream);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

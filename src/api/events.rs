@@ -33,20 +33,26 @@ impl EventsApi {
     #[oai(path = "/events", method = "get", operation_id = "events")]
     async fn events(&self, _auth: BearerAuth) -> EventStream<BoxStream<'static, ChangeOut>> {
         let rx = self.svc.subscribe();
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            let out = match rx.recv().await {
-                Ok(ev) => ChangeOut {
-                    conversation: Some(ev.conversation),
-                    seq: ev.seq,
-                },
-                Err(RecvError::Lagged(_)) => ChangeOut {
-                    conversation: None,
-                    seq: 0,
-                },
-                Err(RecvError::Closed) => return None,
-            };
-            Some((out, rx))
-        });
+        let closing = self.svc.closing();
+        let stream =
+            futures_util::stream::unfold((rx, closing), |(mut rx, mut closing)| async move {
+                let next = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = closing.wait_for(|c| *c) => return None,
+                };
+                let out = match next {
+                    Ok(ev) => ChangeOut {
+                        conversation: Some(ev.conversation),
+                        seq: ev.seq,
+                    },
+                    Err(RecvError::Lagged(_)) => ChangeOut {
+                        conversation: None,
+                        seq: 0,
+                    },
+                    Err(RecvError::Closed) => return None,
+                };
+                Some((out, (rx, closing)))
+            });
         EventStream::new(stream.boxed()).keep_alive(Duration::from_secs(15))
     }
 }

@@ -98,6 +98,9 @@ pub struct Service {
     events: broadcast::Sender<ChangeEvent>,
     clock: Clock,
     logins: LoginThrottle,
+    /// Set when the node starts to shut down, so endless responses (live events) end and
+    /// the graceful shutdown does not wait for open browser tabs.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Service {
@@ -108,6 +111,7 @@ impl Service {
             events,
             clock,
             logins: LoginThrottle::default(),
+            closing: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -117,6 +121,16 @@ impl Service {
 
     pub fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
         self.events.subscribe()
+    }
+
+    /// Tells long-lived responses to finish: the node is stopping.
+    pub fn begin_shutdown(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Becomes `true` when the node starts to shut down.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     fn notify(&self, conversation: Uuid, seq: u64) {
