@@ -1,7 +1,7 @@
 //! The search index: one `WORDS` entry per search term of a conversation, kept beside its
 //! facets in the same write transaction, and the search box's query over it.
 //!
-//! A query walks the entries of its longest term by prefix (a range scan of the words that
+//! A query walks the entries of its most selective term by prefix (a range scan of the words that
 //! start with it), so its cost depends on how many conversations match, not on how many are
 //! stored. At most [`MAX_CANDIDATES`] entries are read; a query so broad that it matches more
 //! is answered from the newest of them and says so with `truncated`.
@@ -52,12 +52,22 @@ pub fn search(tx: &ReadTransaction, q: &SearchQuery) -> Result<(InboxPage, bool)
     let words = tx.open_table(WORDS)?;
     let summaries = tx.open_table(SUMMARIES)?;
     let unread_marks = tx.open_table(UNREAD)?;
-    let driver = q
-        .terms
-        .iter()
-        .max_by_key(|t| t.len())
-        .cloned()
-        .unwrap_or_default();
+    // Drive with the term that has the fewest entries (each counted up to the cap), e.g. a
+    // reference rather than a common word.
+    let mut driver = String::new();
+    let mut fewest = usize::MAX;
+    for t in &q.terms {
+        let mut n = 0;
+        for entry in words.range((t.as_str(), i64::MIN, 0u128)..)? {
+            if !entry?.0.value().0.starts_with(t.as_str()) || n > MAX_CANDIDATES {
+                break;
+            }
+            n += 1;
+        }
+        if n < fewest {
+            (fewest, driver) = (n, t.clone());
+        }
+    }
 
     // Candidates: (activity, id), deduplicated (a row has several terms under one prefix).
     let mut cands: HashMap<u128, i64> = HashMap::new();
