@@ -111,6 +111,12 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Import topic records (orders, items, returns, …) from a CSV file with a header naming
+    /// kind, ref and title (url and other columns optional). All or nothing.
+    Import {
+        /// The CSV file; `-` reads standard input.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,6 +233,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             svc.set_public_url(cfg.public_url.clone());
             write_cli_token(&cfg, &svc.local_cli_token().await?)?;
+            let stop = crate::server::shutdown_signal();
             let acceptor = crate::server::bind(&cfg).await?;
             let id = svc
                 .identity()
@@ -241,7 +248,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 std::io::stdout().flush().ok();
             }
-            crate::server::run(svc, acceptor, crate::server::shutdown_signal()).await
+            crate::server::run(svc, acceptor, stop).await
         }
         Command::Init { identity } => {
             let cfg = config(&cli.global, None, None)?;
@@ -337,6 +344,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Peer(cmd) => crate::cli_peer::run(&cli.global, cmd).await,
+        Command::Import { file } => {
+            let cfg = config(&cli.global, None, None)?;
+            init_tracing(&cfg.log);
+            let text = if file.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                    .context("reading standard input")?;
+                s
+            } else {
+                std::fs::read_to_string(&file).with_context(|| {
+                    format!("cannot read {} (it must be UTF-8 CSV)", file.display())
+                })?
+            };
+            let svc = open_offline(&cfg).await?;
+            let r = svc.import_topics(&text).await?;
+            println!(
+                "imported {} topic records ({} new, {} updated)",
+                r.created + r.updated,
+                r.created,
+                r.updated
+            );
+            Ok(())
+        }
         Command::PrintConfig { listen } => {
             print!("{}", config(&cli.global, listen, None)?.to_toml());
             Ok(())

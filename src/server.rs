@@ -51,14 +51,15 @@ pub async fn run(
         svc.set_public_url(Some(format!("http://{addr}")));
     }
     let rep = crate::replicator::Replicator::start(svc.clone()).await?;
-    let app = crate::api::routes(svc, rep.clone());
-    // Peer links are long-lived WebSockets: close them as soon as shutdown starts, so the
+    // Peer links and event streams are long-lived: end them as soon as shutdown starts, so the
     // graceful wait is for ordinary requests only.
-    let rep2 = rep.clone();
+    let (rep2, closing) = (rep.clone(), svc.clone());
     let shutdown = async move {
         shutdown.await;
+        closing.begin_shutdown();
         rep2.stop();
     };
+    let app = crate::api::routes(svc, rep.clone());
     let result = Server::new_with_acceptor(acceptor)
         .name("parley")
         .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
@@ -77,25 +78,40 @@ pub fn local_addr(acceptor: &TcpAcceptor) -> Option<std::net::SocketAddr> {
         .and_then(|a| a.as_socket_addr().copied())
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled, so a signal that arrives while the node is still starting is
+/// not lost to the default action (which would kill the process without a clean stop).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let handlers = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let (mut int, mut term) = handlers;
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let (i, t) = (int.take(), term.take());
+            tokio::select! {
+                _ = wait(i) => {},
+                _ = wait(t) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down: finishing requests in flight");
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }

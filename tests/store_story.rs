@@ -68,6 +68,7 @@ fn filter(filters: Vec<Facet>, overdue: Option<bool>) -> InboxFilter {
         overdue,
         cursor: None,
         limit: 50,
+        q: None,
     }
 }
 
@@ -218,6 +219,7 @@ async fn write_everything_reopen_and_read_it_all_back() {
                     overdue: None,
                     cursor,
                     limit: 7,
+                    q: None,
                 },
             )
             .await

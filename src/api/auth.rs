@@ -1,4 +1,5 @@
-//! Authentication of API requests: `Authorization: Bearer TOKEN`.
+//! Authentication of API requests: `Authorization: Bearer TOKEN`, or a browser session cookie
+//! (see `session::cookie_auth`, which vouches for the request before it gets here).
 
 use std::sync::Arc;
 
@@ -13,7 +14,14 @@ use crate::service::{Principal, Service};
 #[oai(ty = "bearer", checker = "check_bearer")]
 pub struct BearerAuth(pub Principal);
 
+/// The user of a current session cookie, set on the request by `session::cookie_auth`.
+#[derive(Debug, Clone)]
+pub struct SessionUser(pub Principal);
+
 async fn check_bearer(req: &Request, bearer: Bearer) -> Option<Principal> {
+    if let Some(SessionUser(p)) = req.extensions().get::<SessionUser>() {
+        return Some(p.clone());
+    }
     let svc = req.data::<Arc<Service>>()?;
     svc.authenticate(&bearer.token).await.ok()
 }

@@ -189,6 +189,13 @@ impl ConversationsApi {
         topic_kind: Query<Option<TopicKind>>,
         topic_ref: Query<Option<String>>,
         reference_id: Query<Option<String>>,
+        /// `true`: open conversations whose last message came from the partner.
+        awaiting_reply: Query<Option<bool>>,
+        /// `true`: overdue or awaiting our reply (the "Action required" folder).
+        action_required: Query<Option<bool>>,
+        /// Search: conversations whose subject words, reference ID or topic ref start with
+        /// each word given.
+        q: Query<Option<String>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// 1-200, default 50.
@@ -219,11 +226,18 @@ impl ConversationsApi {
         if let Some(r) = reference_id.0 {
             filters.push(Facet::ReferenceId(r));
         }
+        if awaiting_reply.0 == Some(true) {
+            filters.push(Facet::AwaitingReply);
+        }
+        if action_required.0 == Some(true) {
+            filters.push(Facet::ActionRequired);
+        }
         let f = InboxFilter {
             filters,
             overdue: overdue.0,
             cursor: cursor.0,
             limit: limit.0 as usize,
+            q: q.0,
         };
         let page = self.svc.inbox(&auth.0, f).await?;
         let today = self.svc.today();

@@ -65,6 +65,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(_) => ApiError::NotFound(body("not_found", &e)),
             ServiceError::Unauthenticated => ApiError::Unauthorized(body("unauthorized", &e)),
             ServiceError::Unavailable(_) => ApiError::Unavailable(body("unavailable", &e)),
+            ServiceError::LoginFailed => ApiError::Unauthorized(body("login_failed", &e)),
+            ServiceError::Import(_) => ApiError::BadRequest(body("invalid_csv", &e)),
             ServiceError::Store(s) => match s {
                 StoreError::NoIdentity => ApiError::Unavailable(body("no_identity", s)),
                 s if s.is_transient() => ApiError::Unavailable(body("retry", s)),

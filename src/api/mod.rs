@@ -1,13 +1,18 @@
 //! The only module that touches poem: the REST API under `/api/v1` (documented by
-//! poem-openapi, spec at `/api/openapi.json`, docs at `/api/docs`) and `/healthz`.
+//! poem-openapi, spec at `/api/openapi.json`, docs at `/api/docs`), `/healthz`, and the web
+//! UI at `/`.
 
 mod admin;
 mod auth;
 mod conversations;
 pub mod error;
+mod events;
 mod models;
 mod peers;
+mod session;
 mod sync;
+mod topics;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -31,12 +36,19 @@ enum Tags {
     Admin,
     /// Paired nodes and sync
     Peers,
+    /// Browser sign-in for the web UI
+    Session,
+    /// Orders, items, returns, … that conversations are about
+    Topics,
 }
 
 type Apis = (
     conversations::ConversationsApi,
     admin::AdminApi,
     peers::PeersApi,
+    session::SessionApi,
+    topics::TopicsApi,
+    events::EventsApi,
 );
 
 fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()> {
@@ -48,6 +60,9 @@ fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()
                 svc: svc.clone(),
                 rep: rep.clone(),
             },
+            session::SessionApi { svc: svc.clone() },
+            topics::TopicsApi { svc: svc.clone() },
+            events::EventsApi { svc: svc.clone() },
         ),
         "Parley",
         env!("CARGO_PKG_VERSION"),
@@ -76,6 +91,8 @@ pub fn routes(svc: Arc<Service>, rep: Arc<Replicator>) -> impl Endpoint {
         .at("/api/openapi.json", spec)
         .nest("/api/docs", docs)
         .at("/healthz", get(healthz))
+        .nest("/", web::Spa)
+        .around(session::cookie_auth)
         .around(limit_body)
         .catch_all_error(error::json_errors)
         .with(Tracing)

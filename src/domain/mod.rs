@@ -6,7 +6,9 @@ pub mod conversation;
 pub mod doc;
 pub mod ids;
 pub mod rules;
+pub mod search;
 pub mod summary;
+pub mod topics;
 
 pub use conversation::*;
 pub use ids::*;

@@ -75,6 +75,7 @@ impl Summary {
             Facet::Kind(self.kind).key(),
             Facet::State(self.state).key(),
             Facet::Partner(self.partner.clone()).key(),
+            Facet::StateKind(self.state, self.kind).key(),
         ];
         if let Some(p) = self.progress {
             f.push(Facet::Progress(p).key());
@@ -86,7 +87,16 @@ impl Summary {
         if let Some(r) = &self.reference_id {
             f.push(Facet::ReferenceId(r.clone()).key());
         }
+        if self.awaiting_reply() {
+            f.push(Facet::AwaitingReply.key());
+            f.push(Facet::ActionRequired.key());
+        }
         f
+    }
+
+    /// Open, and the last message came from the partner: the partner waits for our answer.
+    pub fn awaiting_reply(&self) -> bool {
+        self.state == State::Open && self.last_message_org.as_ref() == Some(&self.partner)
     }
 
     /// Whether this row passes a filter; used when a query combines several.
@@ -101,6 +111,9 @@ impl Summary {
             Facet::TopicRef(r) => self.topic.as_ref().is_some_and(|t| &t.reference == r),
             Facet::ReferenceId(r) => self.reference_id.as_ref() == Some(r),
             Facet::Overdue => self.overdue(today),
+            Facet::StateKind(s, k) => self.state == *s && self.kind == *k,
+            Facet::AwaitingReply => self.awaiting_reply(),
+            Facet::ActionRequired => self.awaiting_reply() || self.overdue(today),
         }
     }
 }
@@ -117,9 +130,33 @@ pub enum Facet {
     TopicRef(String),
     ReferenceId(String),
     Overdue,
+    /// State and kind together (e.g. open tasks): one index range instead of two filters.
+    StateKind(State, Kind),
+    /// Open, with the partner's message last.
+    AwaitingReply,
+    /// Overdue or awaiting reply. Like overdue it depends on the date, so the overdue part is
+    /// kept by the store's sweep.
+    ActionRequired,
 }
 
 impl Facet {
+    /// Replaces a state filter and a kind filter by the one facet that holds both, so such a
+    /// query (the Tasks folder: open tasks) walks one index range and counts exactly.
+    pub fn combine(filters: &mut Vec<Facet>) {
+        let s = filters.iter().find_map(|f| match f {
+            Facet::State(s) => Some(*s),
+            _ => None,
+        });
+        let k = filters.iter().find_map(|f| match f {
+            Facet::Kind(k) => Some(*k),
+            _ => None,
+        });
+        if let (Some(s), Some(k)) = (s, k) {
+            filters.retain(|f| !matches!(f, Facet::State(_) | Facet::Kind(_)));
+            filters.push(Facet::StateKind(s, k));
+        }
+    }
+
     /// The index key. Prefixes keep values of different filters apart.
     pub fn key(&self) -> String {
         match self {
@@ -132,6 +169,9 @@ impl Facet {
             Facet::TopicRef(r) => format!("topic_ref:{r}"),
             Facet::ReferenceId(r) => format!("reference_id:{r}"),
             Facet::Overdue => "overdue".into(),
+            Facet::StateKind(s, k) => format!("state_kind:{s}:{k}"),
+            Facet::AwaitingReply => "awaiting_reply".into(),
+            Facet::ActionRequired => "action_required".into(),
         }
     }
 }
@@ -146,5 +186,49 @@ mod tests {
         let b = Facet::ReferenceId("x".into()).key();
         assert_ne!(a, b);
         assert_eq!(Facet::Kind(Kind::Task).key(), "kind:task");
+        let mut f = vec![
+            Facet::Kind(Kind::Task),
+            Facet::Overdue,
+            Facet::State(State::Open),
+        ];
+        Facet::combine(&mut f);
+        assert_eq!(
+            f,
+            vec![Facet::Overdue, Facet::StateKind(State::Open, Kind::Task)]
+        );
+    }
+
+    #[test]
+    fn awaiting_reply_when_the_partner_wrote_last() {
+        let me = OrgId::parse("acme").unwrap();
+        let bolt = OrgId::parse("bolt").unwrap();
+        let t = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let mut s = Summary {
+            id: Uuid::nil(),
+            kind: Kind::Message,
+            partner: bolt.clone(),
+            subject: "s".into(),
+            topic: None,
+            reference_id: None,
+            state: State::Open,
+            progress: None,
+            due_date: None,
+            created_by: Author {
+                org: me.clone(),
+                user: "u".into(),
+            },
+            created_at: t,
+            last_activity_at: t,
+            message_count: 1,
+            last_message_org: Some(me),
+            last_message_preview: None,
+        };
+        let today = t.date_naive();
+        assert!(!s.matches(&Facet::ActionRequired, today));
+        s.last_message_org = Some(bolt);
+        assert!(s.facets().contains(&Facet::AwaitingReply.key()));
+        assert!(s.matches(&Facet::ActionRequired, today));
+        s.state = State::Resolved;
+        assert!(!s.facets().contains(&Facet::ActionRequired.key()));
     }
 }

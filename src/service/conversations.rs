@@ -33,6 +33,9 @@ pub struct InboxFilter {
     pub overdue: Option<bool>,
     pub cursor: Option<String>,
     pub limit: usize,
+    /// Search box text: conversations whose subject words, reference ID or topic ref start
+    /// with each of its words.
+    pub q: Option<String>,
 }
 
 fn check_key(key: &Option<String>) -> Result<()> {
@@ -104,7 +107,17 @@ impl Service {
                 let conv = commands::new_conversation(n, by, me.role, &partner, partner_rec.role, now)?;
                 let mut d = AutoCommit::new().with_actor(me.actor());
                 doc::create(&mut d, &conv).map_err(|e| corrupt(id, e))?;
+                // A topic nobody described yet gets a record, so it shows in list views.
+                let topic_record = match &conv.topic {
+                    Some(t) if crate::store::topics::get_w(ctx.read_tx(), t.kind, t.reference.trim())?.is_none() => {
+                        Some(crate::domain::topics::record_for_topic(t, now))
+                    }
+                    _ => None,
+                };
                 ctx.insert_doc(id.as_u128(), d)?;
+                if let Some(r) = &topic_record {
+                    crate::store::topics::put(ctx.tx(), r)?;
+                }
                 let (view, seq) = reindex(ctx, id, Some(&user))?;
                 if let Some(key) = &input.idempotency_key {
                     accounts::put_idempotent(ctx.tx(), &user, key, &IdempotentResult { conversation: id, message: None })?;
@@ -225,6 +238,23 @@ impl Service {
         let mut filters = f.filters;
         if f.overdue == Some(true) {
             filters.push(Facet::Overdue);
+        }
+        let terms = crate::domain::search::query_terms(f.q.as_deref().unwrap_or(""));
+        if !terms.is_empty() {
+            let q = crate::store::search::SearchQuery {
+                terms,
+                filters,
+                exclude_overdue: f.overdue == Some(false),
+                cursor,
+                limit: f.limit,
+                user: p.user.clone(),
+                today,
+            };
+            let (page, _) = self
+                .store
+                .read(move |tx| crate::store::search::search(tx, &q))
+                .await?;
+            return Ok(page);
         }
         let q = InboxQuery {
             filters,

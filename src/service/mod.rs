@@ -4,6 +4,8 @@
 mod accounts;
 mod conversations;
 mod peers;
+mod sessions;
+mod topics;
 
 use std::sync::Arc;
 
@@ -19,6 +21,8 @@ use crate::store::{Store, StoreError};
 pub use accounts::{NewToken, TokenSecret};
 pub use conversations::{CreateInput, InboxFilter};
 pub use peers::{InviteCode, PairAnswer, PairRequest, PeerEvent, keys_equal};
+pub use sessions::{LoginThrottle, NewSession, SESSION_TTL};
+pub use topics::{ImportReport, TopicPage, import_detail};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -35,6 +39,12 @@ pub enum ServiceError {
     /// Another node could not be reached or refused (503).
     #[error("{0}")]
     Unavailable(String),
+    /// A browser sign-in failed; which part was wrong is not said.
+    #[error("wrong user name or password")]
+    LoginFailed,
+    /// An import had bad rows; nothing of it was stored.
+    #[error("{}", topics::import_detail(.0))]
+    Import(Vec<crate::domain::topics::LineError>),
 }
 
 impl From<CommandError> for ServiceError {
@@ -94,6 +104,10 @@ pub struct Service {
     peer_events: broadcast::Sender<PeerEvent>,
     public_url: std::sync::RwLock<Option<String>>,
     clock: Clock,
+    logins: LoginThrottle,
+    /// Set when the node starts to shut down, so endless responses (live events) end and
+    /// the graceful shutdown does not wait for open browser tabs.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Service {
@@ -106,6 +120,8 @@ impl Service {
             peer_events,
             public_url: Default::default(),
             clock,
+            logins: LoginThrottle::default(),
+            closing: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -115,6 +131,16 @@ impl Service {
 
     pub fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
         self.events.subscribe()
+    }
+
+    /// Tells long-lived responses to finish: the node is stopping.
+    pub fn begin_shutdown(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Becomes `true` when the node starts to shut down.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// Tells live views and the replicator that a conversation changed.

@@ -66,6 +66,10 @@ fn placement(s: &Summary, swept_day: i32) -> (Vec<String>, Option<i32>) {
         let day = due.num_days_from_ce();
         if day < swept_day {
             facets.push(Facet::Overdue.key());
+            let action = Facet::ActionRequired.key();
+            if !facets.contains(&action) {
+                facets.push(action);
+            }
         } else {
             pending = Some(day);
         }
@@ -118,6 +122,7 @@ pub fn index_conversation(
     if let Some(d) = new_p {
         pending.insert((d, id), ())?;
     }
+    super::search::index_terms(tx, old, new)?;
     let json =
         serde_json::to_vec(new).map_err(|e| StoreError::Record("summary".into(), e.to_string()))?;
     tx.open_table(SUMMARIES)?.insert(id, json.as_slice())?;
@@ -157,10 +162,17 @@ pub fn sweep(ctx: &mut WriteCtx<'_>, day: i32) -> Result<()> {
     let mut facets = tx.open_table(FACETS)?;
     let mut counts = tx.open_table(FACET_COUNTS)?;
     let key = Facet::Overdue.key();
+    let action = Facet::ActionRequired.key();
     for (_, id) in due {
         if let Some(s) = get_summary(&summaries, id)? {
             facets.insert((key.as_str(), s.activity_ms(), id), ())?;
             add_count(&mut counts, &key, 1)?;
+            if facets
+                .insert((action.as_str(), s.activity_ms(), id), ())?
+                .is_none()
+            {
+                add_count(&mut counts, &action, 1)?;
+            }
         }
     }
     drop((summaries, facets, counts));

@@ -12,8 +12,11 @@ pub mod index;
 pub mod peers;
 pub mod query;
 mod rebuild;
+pub mod search;
+pub mod sessions;
 pub mod sync_host;
 pub mod tables;
+pub mod topics;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -28,7 +31,7 @@ use crate::domain::{OrgId, Role};
 pub use writer::WriteCtx;
 
 /// Bumped whenever the derived tables change shape; a mismatch at open rebuilds them.
-pub const INDEX_VERSION: u64 = 2;
+pub const INDEX_VERSION: u64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -66,6 +66,7 @@ pub fn inbox(tx: &ReadTransaction, q: &InboxQuery) -> Result<InboxPage> {
 
     // Drive the walk with the smallest facet.
     let mut filters = q.filters.clone();
+    Facet::combine(&mut filters);
     if filters.is_empty() {
         filters.push(Facet::All);
     }

@@ -44,6 +44,14 @@ pub const PARTNERS: TableDefinition<&str, &[u8]> = TableDefinition::new("partner
 /// (user, Idempotency-Key) -> JSON of what the first request created.
 pub const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("idempotency");
 
+/// (search term, last activity ms, id): one entry per term of a conversation's subject,
+/// reference ID and topic ref (`domain::search`). Derived.
+pub const WORDS: TableDefinition<(&str, i64, u128), ()> = TableDefinition::new("words");
+/// Topic records by (kind, ref), JSON [`crate::domain::topics::TopicRecord`].
+pub const TOPICS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("topics");
+/// Browser sessions by SHA-256 of the session id (JSON); local to this node.
+pub const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
+
 /// Creates every table so that read transactions never meet a missing one.
 pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(DOCS)?;
@@ -66,6 +74,9 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(INVITES)?;
     tx.open_table(SYNC_STATES)?;
     tx.open_table(PEER_CURSORS)?;
+    tx.open_table(WORDS)?;
+    tx.open_table(TOPICS)?;
+    tx.open_table(SESSIONS)?;
     Ok(())
 }
 
@@ -78,6 +89,7 @@ pub fn clear_derived(tx: &redb::WriteTransaction) -> Result<(), redb::TableError
     tx.delete_table(FEED)?;
     tx.delete_table(FEED_POS)?;
     tx.delete_table(HEADS)?;
+    tx.delete_table(WORDS)?;
     create_all(tx)
 }
 

@@ -235,9 +235,27 @@ fn concurrent_state_and_subject_changes_converge_with_full_history() {
     let mut b = a.fork().with_actor(ActorId::random());
     let v = read(&a).unwrap();
     let (ann, bo) = (author("acme", "ann"), author("bolt", "bo"));
-    commands::apply(&mut a, &v, &Command::SetProgress(Progress::Completed), &ann, at(5)).unwrap();
-    commands::apply(&mut b, &v, &Command::SetProgress(Progress::Cancelled), &bo, at(5)).unwrap();
-    let rename = |s: &str| Command::Update { subject: Some(s.into()), reference_id: None, due_date: None };
+    commands::apply(
+        &mut a,
+        &v,
+        &Command::SetProgress(Progress::Completed),
+        &ann,
+        at(5),
+    )
+    .unwrap();
+    commands::apply(
+        &mut b,
+        &v,
+        &Command::SetProgress(Progress::Cancelled),
+        &bo,
+        at(5),
+    )
+    .unwrap();
+    let rename = |s: &str| Command::Update {
+        subject: Some(s.into()),
+        reference_id: None,
+        due_date: None,
+    };
     let (va, vb) = (read(&a).unwrap(), read(&b).unwrap());
     commands::apply(&mut a, &va, &rename("from a"), &ann, at(6)).unwrap();
     commands::apply(&mut b, &vb, &rename("from b"), &ann, at(6)).unwrap();

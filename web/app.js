@@ -1,0 +1,196 @@
+// Parley web UI: sign-in, routing between pages, the header's unread count, and live updates.
+
+import { api, get, setCsrf, whenSignedOut, qs } from './api.js';
+import { h, clear } from './dom.js';
+import { renderInbox } from './inbox.js';
+import { renderConversation } from './conversation.js';
+import { renderTopicList, renderTopicDetail } from './topics.js';
+import { openCompose, composeFromQuery } from './compose.js';
+
+export const app = {
+  session: null,
+  partners: [],
+  // The page shown: { name, refresh(event) } so live events can update it.
+  page: null,
+};
+
+const main = document.getElementById('main');
+
+export function navigate(url, { replace = false } = {}) {
+  if (replace) history.replaceState(null, '', url);
+  else history.pushState(null, '', url);
+  route();
+}
+
+// Links inside the page navigate without reloading.
+document.addEventListener('click', (e) => {
+  const a = e.target.closest('a[href]');
+  if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || a.target) return;
+  const url = new URL(a.href, location.href);
+  if (url.origin !== location.origin) return;
+  e.preventDefault();
+  navigate(url.pathname + url.search);
+});
+window.addEventListener('popstate', () => route());
+
+let lastPath = null;
+async function route() {
+  if (!app.session) return renderLogin();
+  const path = location.pathname;
+  // Changing a filter re-renders the same page: keep the keyboard focus where it was.
+  const keep = path === lastPath && document.activeElement ? document.activeElement.id : null;
+  lastPath = path;
+  const params = new URLSearchParams(location.search);
+  markNav(path);
+  let m;
+  try {
+    if (path === '/' || path === '/inbox') {
+      await renderInbox(main, params);
+    } else if (path === '/new') {
+      await renderInbox(main, new URLSearchParams());
+      openCompose(await composeFromQuery(params), { onClose: () => history.replaceState(null, '', '/') });
+    } else if ((m = path.match(/^\/c\/([0-9a-f-]{36})$/i))) {
+      await renderConversation(main, m[1]);
+    } else if ((m = path.match(/^\/topics\/([a-z]+)\/(.+)$/))) {
+      await renderTopicDetail(main, m[1], decodeURIComponent(m[2]));
+    } else if ((m = path.match(/^\/topics\/([a-z]+)\/?$/))) {
+      await renderTopicList(main, m[1], params);
+    } else {
+      app.page = null;
+      clear(main).append(h('h1', {}, 'Page not found'), h('p', {}, h('a', { href: '/' }, 'Go to the Inbox')));
+    }
+  } catch (e) {
+    if (e.status === 401) return;
+    app.page = null;
+    clear(main).append(h('h1', {}, 'Something went wrong'), h('p', { role: 'alert' }, e.message));
+  }
+  const again = keep && document.getElementById(keep);
+  if (again && !document.querySelector('dialog[open]')) again.focus();
+  else if (!document.querySelector('dialog[open]')) focusHeading();
+  if (!(app.page && app.page.name === 'inbox')) refreshUnread();
+}
+
+function markNav(path) {
+  const section = path.startsWith('/topics/') ? path.split('/')[2] : (path === '/' || path === '/new' || path.startsWith('/c/') ? 'inbox' : '');
+  for (const a of document.querySelectorAll('.mainnav a')) {
+    if (a.dataset.nav === section) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+}
+
+export function focusHeading() {
+  const h1 = main.querySelector('h1');
+  if (h1) { h1.tabIndex = -1; h1.focus({ preventScroll: true }); }
+}
+
+// The dot and count on the Inbox icon.
+export async function refreshUnread(known) {
+  let n = known;
+  if (n === undefined) {
+    try { n = (await get('/conversations' + qs({ limit: 1 }))).unread; } catch { return; }
+  }
+  const dot = document.getElementById('unread-dot');
+  const count = document.getElementById('unread-count');
+  const icon = document.getElementById('inbox-icon');
+  dot.hidden = count.hidden = n === 0;
+  count.textContent = n > 99 ? '99+' : String(n);
+  icon.setAttribute('aria-label', n ? `Inbox, ${n} unread` : 'Inbox, nothing unread');
+  icon.title = icon.getAttribute('aria-label');
+}
+
+function renderLogin(message) {
+  app.page = null;
+  document.getElementById('top').hidden = true;
+  const err = h('p', { class: 'error', id: 'login-error', role: 'alert' }, message || '');
+  const name = h('input', { id: 'login-name', name: 'name', autocomplete: 'username', required: true, autocapitalize: 'none' });
+  const pw = h('input', { id: 'login-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const button = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
+  const form = h('form', { class: 'login', 'aria-describedby': 'login-error', onsubmit: async (e) => {
+    e.preventDefault();
+    button.disabled = true;
+    err.textContent = '';
+    try {
+      const s = await api('POST', '/session', { name: name.value, password: pw.value }, { quiet401: true });
+      await signedIn(s);
+    } catch (ex) {
+      err.textContent = ex.status === 401
+        ? 'Wrong user name or password. Check both and try again.'
+        : ex.message;
+      pw.value = '';
+      pw.focus();
+    } finally {
+      button.disabled = false;
+    }
+  } },
+    h('h1', {}, 'Sign in to Parley'),
+    h('label', { for: 'login-name' }, 'User name'), name,
+    h('label', { for: 'login-password' }, 'Password'), pw,
+    err, button);
+  clear(main).append(form);
+  name.focus();
+}
+
+async function signedIn(s) {
+  app.session = s;
+  setCsrf(s.csrf_token);
+  document.getElementById('top').hidden = false;
+  document.getElementById('whoami').textContent = `${s.user} · ${s.org_name}`;
+  try { app.partners = await get('/partners'); } catch { app.partners = []; }
+  startLive();
+  if (location.pathname === '/login') history.replaceState(null, '', '/');
+  await route();
+}
+
+document.getElementById('logout').addEventListener('click', async () => {
+  try { await api('DELETE', '/session'); } catch { /* signed out either way */ }
+  signedOut();
+});
+
+function signedOut() {
+  app.session = null;
+  setCsrf(null);
+  stopLive();
+  renderLogin();
+}
+whenSignedOut(() => { if (app.session) signedOut(); });
+
+// Live updates: server-sent events for every change of a conversation.
+let source = null;
+let pending = null;
+function startLive() {
+  stopLive();
+  source = new EventSource('/api/v1/events');
+  source.onmessage = (e) => {
+    let ev;
+    try { ev = JSON.parse(e.data); } catch { return; }
+    // Several changes in a burst cause one refresh.
+    pending = pending || new Set();
+    pending.add(ev.conversation || '*');
+    setTimeout(flush, 150);
+  };
+}
+function flush() {
+  if (!pending) return;
+  const ids = pending;
+  pending = null;
+  if (app.page && app.page.refresh) app.page.refresh(ids);
+  refreshUnread();
+}
+function stopLive() {
+  if (source) { source.close(); source = null; }
+}
+window.addEventListener('pagehide', stopLive);
+
+async function boot() {
+  let status;
+  try {
+    status = await api('GET', '/session', undefined, { quiet401: true });
+  } catch (e) {
+    clear(main).append(h('h1', {}, 'Parley'), h('p', { role: 'alert' }, e.message));
+    return;
+  }
+  if (status.signed_in) await signedIn(status.session);
+  else renderLogin();
+}
+
+boot();

@@ -1,0 +1,184 @@
+// One conversation: thread, reply, Update Conversation, resolve/reopen, task progress,
+// history and mark as unread. Updates live when someone else changes it.
+
+import { api, get, post } from './api.js';
+import { h, clear, toast, topicLink, stateLabel, badge, when, KIND_LABEL, PROGRESS_LABEL } from './dom.js';
+import { app, navigate, refreshUnread } from './app.js';
+
+const ACTION_TEXT = {
+  created: 'started the conversation',
+  resolved: 'resolved it',
+  reopened: 'reopened it',
+  progress: 'changed progress',
+  subject: 'changed the subject',
+  reference_id: 'changed the Reference ID',
+  due_date: 'changed the due date',
+};
+
+function show(action, v) {
+  if (v === null || v === undefined) return '(none)';
+  return action === 'progress' ? (PROGRESS_LABEL[v] || v) : v;
+}
+
+// A small modal asking to confirm; resolves true or false.
+function confirmDialog(title, text, yes) {
+  return new Promise((resolve) => {
+    const d = h('dialog', { class: 'confirm', id: 'confirm', 'aria-labelledby': 'confirm-title', 'aria-describedby': 'confirm-text' },
+      h('form', { method: 'dialog' },
+        h('h2', { id: 'confirm-title' }, title),
+        h('p', { id: 'confirm-text' }, text),
+        h('div', { class: 'dialog-foot' }, h('span', { class: 'spacer' }),
+          h('button', { value: 'no', id: 'confirm-no' }, 'Cancel'),
+          h('button', { value: 'yes', class: 'primary', id: 'confirm-yes' }, yes))));
+    d.addEventListener('close', () => { resolve(d.returnValue === 'yes'); d.remove(); });
+    document.body.append(d);
+    d.showModal();
+    d.querySelector('#confirm-no').focus();
+  });
+}
+
+function updateDialog(c, onDone) {
+  const err = h('p', { class: 'error', role: 'alert' });
+  const subject = h('input', { id: 'update-subject', value: c.subject, required: true, maxlength: 200 });
+  const refCheck = h('input', { type: 'checkbox', id: 'update-has-reference', checked: !!c.reference_id });
+  const ref = h('input', { id: 'update-reference-id', value: c.reference_id || '', maxlength: 100 });
+  const refRow = h('div', { class: 'row' }, h('label', { for: 'update-reference-id' }, 'Reference ID'), ref);
+  const dueCheck = h('input', { type: 'checkbox', id: 'update-has-due', checked: !!c.due_date });
+  const due = h('input', { id: 'update-due-date', type: 'date', value: c.due_date || '' });
+  const dueRow = h('div', { class: 'row' }, h('label', { for: 'update-due-date' }, 'Due date'), due);
+  const sync = () => { refRow.hidden = !refCheck.checked; dueRow.hidden = !dueCheck.checked; };
+  refCheck.addEventListener('change', sync);
+  dueCheck.addEventListener('change', sync);
+  const d = h('dialog', { id: 'update', 'aria-labelledby': 'update-title' },
+    h('form', { onsubmit: async (e) => {
+      e.preventDefault();
+      const patch = { subject: subject.value.trim() };
+      patch.reference_id = refCheck.checked && ref.value.trim() ? ref.value.trim() : null;
+      if (c.kind === 'task') patch.due_date = dueCheck.checked && due.value ? due.value : null;
+      try {
+        const out = await api('PATCH', `/conversations/${c.id}`, patch);
+        d.close();
+        toast('Conversation updated.');
+        onDone(out);
+      } catch (ex) { err.textContent = ex.message; }
+    } },
+    h('h2', { id: 'update-title' }, 'Update Conversation'),
+    h('div', { class: 'row' }, h('label', { for: 'update-subject' }, 'Subject'), subject),
+    h('label', { class: 'check', for: 'update-has-reference' }, refCheck, 'Reference ID'), refRow,
+    c.kind === 'task' ? [h('label', { class: 'check', for: 'update-has-due' }, dueCheck, 'Due Date'), dueRow] : '',
+    err,
+    h('div', { class: 'dialog-foot' }, h('span', { class: 'spacer' }),
+      h('button', { type: 'button', onclick: () => d.close() }, 'Cancel'),
+      h('button', { type: 'submit', class: 'primary', id: 'update-save' }, 'Save'))));
+  d.addEventListener('close', () => d.remove());
+  sync();
+  document.body.append(d);
+  d.showModal();
+  subject.focus();
+}
+
+export async function renderConversation(main, id) {
+  let c = await get(`/conversations/${id}`);
+  const me = app.session.org_id;
+  const head = h('div');
+  const thread = h('ol', { class: 'thread', id: 'thread', 'aria-label': 'Messages' });
+  const history = h('ol', { class: 'history', id: 'history' });
+  const err = h('p', { class: 'error', role: 'alert', id: 'reply-error' });
+  const replyBox = h('textarea', { id: 'reply-body', rows: 4, required: true });
+  const replyButton = h('button', { type: 'submit', class: 'primary', id: 'reply-send' }, 'Send reply');
+
+  async function act(f, done) {
+    err.textContent = '';
+    const focused = document.activeElement && document.activeElement.id;
+    try {
+      c = await f();
+      draw();
+      const again = focused && document.getElementById(focused);
+      if (again) again.focus();
+      if (done) toast(done);
+    } catch (ex) { err.textContent = ex.message; }
+  }
+
+  function draw() {
+    const mine = c.created_by.org === me;
+    const actions = [];
+    if (mine) actions.push(h('button', { type: 'button', id: 'update-button', onclick: () => updateDialog(c, (out) => { c = out; draw(); }) }, 'Update Conversation'));
+    if (c.kind === 'task' && c.state === 'open') {
+      if (c.progress === 'open') actions.push(h('button', { type: 'button', id: 'progress-start', onclick: () => act(() => api('PUT', `/conversations/${id}/progress`, { progress: 'in_progress' }), 'Task started.') }, 'Start'));
+      if (c.progress !== 'completed' && c.progress !== 'cancelled') {
+        actions.push(h('button', { type: 'button', id: 'progress-complete', onclick: () => act(() => api('PUT', `/conversations/${id}/progress`, { progress: 'completed' }), 'Task marked completed.') }, 'Mark completed'));
+        actions.push(h('button', { type: 'button', id: 'progress-cancel', onclick: () => act(() => api('PUT', `/conversations/${id}/progress`, { progress: 'cancelled' }), 'Task cancelled.') }, 'Cancel task'));
+      } else {
+        actions.push(h('button', { type: 'button', id: 'progress-reopen', onclick: () => act(() => api('PUT', `/conversations/${id}/progress`, { progress: 'open' }), 'Task open again.') }, 'Reopen task'));
+      }
+    }
+    if (c.state === 'open') {
+      actions.push(h('button', { type: 'button', id: 'resolve-button', onclick: async () => {
+        if (await confirmDialog('Resolve this conversation?', 'It moves to the Resolved folder. You can reopen it from there.', 'Resolve')) {
+          act(() => post(`/conversations/${id}/resolve`), 'Resolved: moved to the Resolved folder.');
+        }
+      } }, 'Resolve'));
+    } else {
+      actions.push(h('button', { type: 'button', id: 'reopen-button', onclick: () => act(() => post(`/conversations/${id}/reopen`), 'Reopened: back in the Inbox.') }, 'Reopen'));
+    }
+    actions.push(h('button', { type: 'button', id: 'mark-unread', onclick: async () => {
+      try { await post(`/conversations/${id}/unread`); toast('Marked as unread.'); navigate('/'); } catch (ex) { err.textContent = ex.message; }
+    } }, 'Mark as unread'));
+
+    const facts = [
+      ['Kind', KIND_LABEL[c.kind]],
+      ['Partner', c.partner],
+      ['Topic', c.topic ? topicLink(c.topic) : '—'],
+      ['Reference ID', c.reference_id || '—'],
+      c.kind === 'task' ? ['Due date', [c.due_date || '—', c.overdue ? [' ', badge('Overdue', 'overdue')] : '']] : null,
+      ['State', h('span', { id: 'conversation-state' }, stateLabel(c))],
+      ['Started', `${when(c.created_at)} by ${c.created_by.user} (${c.created_by.org})`],
+    ].filter(Boolean);
+    clear(head).append(
+      h('p', { class: 'back' }, h('a', { href: c.state === 'resolved' ? '/?folder=resolved' : '/' }, '← Inbox')),
+      h('h1', { id: 'conversation-subject' }, c.subject),
+      h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
+      h('div', { class: 'actions', role: 'toolbar', 'aria-label': 'Conversation actions' }, actions));
+    clear(thread).append(...(c.messages.length ? c.messages.map((m) => h('li', { class: m.author.org === me ? 'mine' : 'theirs' },
+      h('div', { class: 'meta' }, h('strong', {}, m.author.user), ` (${m.author.org}) · `, h('time', { datetime: m.sent_at }, when(m.sent_at))),
+      h('div', { class: 'body' }, m.body))) : [h('li', { class: 'empty' }, 'No messages yet.')]));
+    clear(history).append(...c.history.map((e) => h('li', {},
+      h('time', { datetime: e.at }, new Date(e.at).toLocaleString()), ' ',
+      `${e.by.user} (${e.by.org}) ${ACTION_TEXT[e.action] || e.action}`,
+      e.action === 'created' || e.action === 'resolved' || e.action === 'reopened' ? '' : `: ${show(e.action, e.from)} → ${show(e.action, e.to)}`)));
+  }
+
+  const replyForm = h('form', { class: 'reply', onsubmit: async (e) => {
+    e.preventDefault();
+    if (!replyBox.value.trim()) { err.textContent = 'Write a reply first.'; replyBox.focus(); return; }
+    replyButton.disabled = true;
+    await act(async () => {
+      const out = await post(`/conversations/${id}/messages`, { body: replyBox.value });
+      replyBox.value = '';
+      return out;
+    }, 'Reply sent.');
+    replyButton.disabled = false;
+  } },
+  h('label', { for: 'reply-body' }, 'Reply'), replyBox, err, h('div', { class: 'dialog-foot' }, h('span', { class: 'spacer' }), replyButton));
+
+  draw();
+  clear(main).append(head,
+    h('section', { 'aria-labelledby': 'thread-title' }, h('h2', { id: 'thread-title', class: 'sr-only' }, 'Messages'), thread),
+    replyForm,
+    h('details', { class: 'history-box' }, h('summary', {}, 'History of changes'), history));
+  await post(`/conversations/${id}/read`).catch(() => {});
+  app.page = {
+    name: 'conversation',
+    refresh: async (ids) => {
+      if (!ids.has(id) && !ids.has('*')) return;
+      const fresh = await get(`/conversations/${id}`);
+      // Our own changes come back as events too; redraw only what is new, so buttons do not
+      // move under the pointer.
+      if (JSON.stringify(fresh) === JSON.stringify(c)) return;
+      c = fresh;
+      draw();
+      await post(`/conversations/${id}/read`).catch(() => {});
+      refreshUnread();
+    },
+  };
+}
