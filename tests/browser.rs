@@ -402,9 +402,33 @@ async fn the_web_ui_in_a_real_browser() {
         (Some("task"), Some("ERP-991"), Some("SKU-123"))
     );
 
+    step("pair with a partner's node on the Partners page and see the link");
+    let bolt = TestNode::start("bolt", Role::Supplier).await;
+    let (s, inv) = bolt.post("/api/v1/peers/invites", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{inv}");
+    b.click(".mainnav a[data-nav=peers]").await;
+    b.wait_contains("main h1", "Partners").await;
+    b.type_into("#pair-code", inv["code"].as_str().unwrap())
+        .await;
+    b.click("form.pair button[type=submit]").await;
+    b.wait_contains("#peers", "bolt Inc").await;
+    b.wait_contains("#peers", "Connected").await;
+    // What acme had with bolt reached bolt's node.
+    let kettle = conversation_by_subject(&n, "Kettle colours for spring").await;
+    let path = format!("/api/v1/conversations/{}", kettle["id"].as_str().unwrap());
+    let mut arrived = false;
+    for _ in 0..100 {
+        if bolt.get(&path).await.0 == StatusCode::OK {
+            arrived = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(arrived, "the conversation reached the partner's node");
+
     step("a 10-inch tablet: nothing wider than the screen");
     b.resize(800, 1280).await;
-    for path in ["/", "/topics/item", &format!("/c/{id}")] {
+    for path in ["/", "/topics/item", "/peers", &format!("/c/{id}")] {
         b.goto(&format!("{base}{path}")).await;
         b.wait("main h1").await;
         let fits = b
@@ -429,6 +453,7 @@ async fn the_web_ui_in_a_real_browser() {
 
     b.close().await;
     drop(driver);
+    bolt.stop().await;
     n.stop().await;
     eprintln!("browser: done in {:?}", started.elapsed());
 }

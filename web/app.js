@@ -6,6 +6,7 @@ import { renderInbox } from './inbox.js';
 import { renderConversation } from './conversation.js';
 import { renderTopicList, renderTopicDetail } from './topics.js';
 import { openCompose, composeFromQuery } from './compose.js';
+import { renderPeers } from './peers.js';
 
 export const app = {
   session: null,
@@ -49,6 +50,8 @@ async function route() {
     } else if (path === '/new') {
       await renderInbox(main, new URLSearchParams());
       openCompose(await composeFromQuery(params), { onClose: () => history.replaceState(null, '', '/') });
+    } else if (path === '/peers') {
+      await renderPeers(main);
     } else if ((m = path.match(/^\/c\/([0-9a-f-]{36})$/i))) {
       await renderConversation(main, m[1]);
     } else if ((m = path.match(/^\/topics\/([a-z]+)\/(.+)$/))) {
@@ -71,7 +74,9 @@ async function route() {
 }
 
 function markNav(path) {
-  const section = path.startsWith('/topics/') ? path.split('/')[2] : (path === '/' || path === '/new' || path.startsWith('/c/') ? 'inbox' : '');
+  const section = path.startsWith('/topics/') ? path.split('/')[2]
+    : path === '/peers' ? 'peers'
+    : (path === '/' || path === '/new' || path.startsWith('/c/') ? 'inbox' : '');
   for (const a of document.querySelectorAll('.mainnav a')) {
     if (a.dataset.nav === section) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
