@@ -314,3 +314,29 @@ async fn a_damaged_document_is_contained() {
     let report = svc.store().check().await.unwrap();
     assert_eq!(report.damaged, vec![bad.id]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_write_does_not_stop_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = open(dir.path()).await;
+    svc.init_identity("acme", "Acme Retail", Role::Retailer)
+        .await
+        .unwrap();
+    svc.add_partner("bolt", "Bolt Supplies", Role::Supplier)
+        .await
+        .unwrap();
+    let r: Result<(), parley::store::StoreError> =
+        svc.store().write(|_ctx| panic!("a job that panics")).await;
+    assert!(r.is_err());
+    let (c, _) = svc
+        .create(
+            &admin(),
+            input(Kind::Message, "after the panic", None, None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        svc.get(&admin(), c.id).await.unwrap().subject,
+        "after the panic"
+    );
+}

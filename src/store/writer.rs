@@ -127,7 +127,7 @@ pub fn spawn(db: Arc<Database>, identity: Option<Identity>, doc_cache: usize) ->
     let (tx, rx) = mpsc::channel::<Job>(QUEUE);
     let thread = std::thread::Builder::new()
         .name("parley-writer".into())
-        .spawn(move || run(db, identity, rx, DocCache::new(doc_cache)))
+        .spawn(move || run(db, identity, rx, doc_cache))
         .expect("spawning the writer thread");
     Handle {
         tx: Mutex::new(Some(tx)),
@@ -139,8 +139,9 @@ fn run(
     db: Arc<Database>,
     mut identity: Option<Identity>,
     mut rx: mpsc::Receiver<Job>,
-    mut cache: DocCache,
+    cache_cap: usize,
 ) {
+    let mut cache = DocCache::new(cache_cap);
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -167,9 +168,20 @@ fn run(
             touched: vec![],
         };
         let mut finishes = Vec::with_capacity(batch.len());
+        let mut panicked = false;
         for job in batch {
             ctx.job_wrote = false;
-            finishes.push(job(&mut ctx));
+            // A panic inside a job (say, Automerge choking on a peer's change) must not take the
+            // writer, and with it every later write of the node, down: it aborts this commit,
+            // its caller gets an error, and the others are told to retry.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut ctx))) {
+                Ok(finish) => finishes.push(finish),
+                Err(_) => {
+                    tracing::error!("a write job panicked; its commit is aborted");
+                    ctx.poisoned = true;
+                    panicked = true;
+                }
+            }
         }
         let (poisoned, touched) = (ctx.poisoned, std::mem::take(&mut ctx.touched));
         let outcome = if poisoned {
@@ -178,6 +190,10 @@ fn run(
         } else {
             tx.commit().map_err(|e| CommitFailure::Db(e.to_string()))
         };
+        if panicked {
+            // Documents in memory may be half-changed: reload everything from disk.
+            cache = DocCache::new(cache_cap);
+        }
         if outcome.is_err() {
             for id in touched {
                 cache.remove(id);
