@@ -8,7 +8,6 @@
 //! Reads see the collected writes, so a document accepted earlier in the same call is there.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use automerge::{AutoCommit, Automerge, ChangeHash};
 use chrono::{DateTime, Utc};
@@ -281,11 +280,8 @@ impl Store {
         if pending.is_empty() {
             return Ok(Vec::new());
         }
-        let pending = Arc::new(std::sync::Mutex::new(Some(pending)));
         self.write_blocking(move |ctx| -> Result<Flushed, StoreError> {
-            let Some(p) = pending.lock().ok().and_then(|mut g| g.take()) else {
-                return Ok(Vec::new());
-            };
+            let p = pending;
             let mut out = Vec::new();
             for id in &p.order {
                 let Some((base, after)) = p.docs.get(id) else {
