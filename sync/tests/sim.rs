@@ -9,6 +9,7 @@
 //! - duplicate: a frame is delivered twice (the engine drops the copy by frame number);
 //! - reorder: two frames swap (the engine detects the gap, the session fails with a
 //!   `FrameOutOfOrder` error, and the simulation cuts the connection as a real host would);
+//! - forgery: a node rewrites a conversation's participants (its peers must reject it);
 //! - restart: a node loses every session, keeping only what its host persisted;
 //! - write failure: a host write (document, sync state, cursor) fails before writing, the
 //!   session ends with a transient `HostError`, and the connection is cut — a crash between
@@ -22,7 +23,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use common::*;
 use parley_sync::{Config, DocId, ProtocolError, Record, Session, SessionError, decode_frame};
@@ -47,8 +48,13 @@ struct Sim {
     links: Vec<Link>,
     /// Every conversation created, with its two orgs.
     registry: BTreeMap<DocId, [String; 2]>,
+    /// Conversations a rogue node rewrote, and which nodes did it.
+    forged: BTreeMap<DocId, BTreeSet<usize>>,
     step: u64,
     msg_counter: u64,
+    /// Frames delivered and REJECT records among them, for the run summary.
+    delivered: usize,
+    rejects: usize,
     config: Config,
 }
 
@@ -89,8 +95,11 @@ impl Sim {
             nodes,
             links,
             registry: BTreeMap::new(),
+            forged: BTreeMap::new(),
             step: 0,
             msg_counter: 0,
+            delivered: 0,
+            rejects: 0,
             config,
         }
     }
@@ -127,7 +136,8 @@ impl Sim {
         let Some(frame) = queue.pop_front() else {
             return;
         };
-        check_isolation(&self.registry, &mut self.nodes[recv], &frame);
+        self.delivered += 1;
+        self.rejects += check_isolation(&self.registry, &mut self.nodes[recv], &frame);
         if std::env::var_os("PARLEY_SIM_TRACE").is_some() {
             trace(&self.nodes[send].name, &self.nodes[recv].name, &frame);
         }
@@ -183,6 +193,11 @@ impl Sim {
             node.create(id, partner, "topic");
             self.registry
                 .insert(id, [node.org.clone(), partner.to_owned()]);
+        } else if self.rng.chance(3) {
+            // A rogue write: peers must refuse it and keep syncing everything else.
+            let id = existing[self.rng.below(existing.len())];
+            node.forge(id);
+            self.forged.entry(id).or_default().insert(n);
         } else {
             let id = existing[self.rng.below(existing.len())];
             let msg = format!("{}-{}", node.name, self.msg_counter);
@@ -285,24 +300,38 @@ impl Sim {
     }
 
     fn assert_converged(&self) {
+        let no_forgers = Default::default();
         for (doc, orgs) in &self.registry {
-            let mut heads = None;
-            for node in &self.nodes {
-                let party = orgs.contains(&node.org);
+            let forgers = self.forged.get(doc).unwrap_or(&no_forgers);
+            let mut honest = Vec::new();
+            for (i, node) in self.nodes.iter().enumerate() {
                 let held = node.heads(*doc);
-                if !party {
+                if !orgs.contains(&node.org) {
                     assert!(
                         held.is_none(),
                         "{} holds {doc} it is not party to",
                         node.name
                     );
-                    continue;
+                } else if !forgers.contains(&i) {
+                    // A forger's copy diverges by design; everyone else must refuse its
+                    // rewrite and still agree with each other.
+                    honest.push((node, held));
                 }
-                let held = held.unwrap_or_else(|| panic!("{} lacks {doc}", node.name));
-                match &heads {
-                    None => heads = Some(held),
-                    Some(h) => assert_eq!(h, &held, "{} differs on {doc}", node.name),
-                }
+            }
+            let holders = honest.iter().filter(|(_, h)| h.is_some()).count();
+            if holders == 0 && !forgers.is_empty() {
+                continue; // forged before anyone else saw it: refused at creation
+            }
+            let first = &honest[0].1;
+            for (node, held) in &honest {
+                assert!(held.is_some(), "{} lacks {doc}", node.name);
+                assert_eq!(held, first, "{} differs on {doc}", node.name);
+                let (_, parts) = participants(&node.load(*doc).expect("held")).expect("valid");
+                assert!(
+                    !parts.iter().any(|p| p == "intruder"),
+                    "{} accepted a forged participants list on {doc}",
+                    node.name
+                );
             }
         }
         for link in &self.links {
@@ -318,8 +347,18 @@ impl Sim {
 }
 
 /// Every doc id in a frame must belong to a conversation the receiving node's org is party to.
-fn check_isolation(registry: &BTreeMap<DocId, [String; 2]>, node: &mut Node, frame: &[u8]) {
+/// Returns the number of REJECT records.
+fn check_isolation(
+    registry: &BTreeMap<DocId, [String; 2]>,
+    node: &mut Node,
+    frame: &[u8],
+) -> usize {
     let frame = decode_frame(frame).expect("engine sent an undecodable frame");
+    let rejects = frame
+        .records
+        .iter()
+        .filter(|r| matches!(r, Record::Reject { .. }))
+        .count();
     for r in frame.records {
         let ids = match r {
             Record::Feed { entries, .. } => entries.into_iter().map(|e| e.doc).collect(),
@@ -338,6 +377,7 @@ fn check_isolation(registry: &BTreeMap<DocId, [String; 2]>, node: &mut Node, fra
             node.seen_ids.insert(id);
         }
     }
+    rejects
 }
 
 /// One line per frame, for replaying a failing seed with `PARLEY_SIM_TRACE=1`.
@@ -372,7 +412,7 @@ fn trace(from: &str, to: &str, frame: &[u8]) {
     eprintln!("{from}->{to} #{}: {}", frame.seq, parts.join("; "));
 }
 
-fn run(seed: u64) {
+fn run(seed: u64) -> (usize, usize) {
     let mut sim = Sim::new(seed);
     let base: usize = std::env::var("PARLEY_SIM_STEPS")
         .ok()
@@ -384,6 +424,7 @@ fn run(seed: u64) {
     }
     sim.heal();
     sim.assert_converged();
+    (sim.delivered, sim.rejects)
 }
 
 #[test]
@@ -399,10 +440,21 @@ fn simulation_converges_and_isolates() {
         }
     };
     let started = std::time::Instant::now();
+    let (mut frames, mut rejects) = (0, 0);
+    let count = seeds.len();
     for seed in seeds {
-        if std::panic::catch_unwind(|| run(seed)).is_err() {
-            panic!("simulation failed for seed {seed}; replay with PARLEY_SIM_SEED={seed}");
+        match std::panic::catch_unwind(|| run(seed)) {
+            Ok((f, r)) => {
+                frames += f;
+                rejects += r;
+            }
+            Err(_) => {
+                panic!("simulation failed for seed {seed}; replay with PARLEY_SIM_SEED={seed}")
+            }
         }
     }
-    eprintln!("simulation took {:?}", started.elapsed());
+    eprintln!(
+        "simulation: {count} seeds, {frames} frames delivered, {rejects} rejects, {:?}",
+        started.elapsed()
+    );
 }

@@ -114,6 +114,8 @@ impl Session {
                 self.send_sync(doc, message.encode(), out);
                 self.docs.keep(doc, active, self.config.max_active_docs);
             }
+            // Unreachable in practice: a state fresh from storage has not responded yet, and
+            // Automerge always answers once. The document stays pending (never skipped).
             Ok(None) => {}
             Err(reason) => self.refuse(doc, reason, out),
         }

@@ -55,3 +55,17 @@ pub fn message_ids(doc: &Automerge) -> Vec<String> {
         _ => Vec::new(),
     }
 }
+
+/// Break the write rule: add a third org to the participants (what a rogue node might try).
+pub fn forge_participants(doc: &mut Automerge, actor: &ActorId, intruder: &str) {
+    doc.set_actor(actor.clone());
+    let Some((_, parts)) = doc.get(ROOT, "participants").expect("read participants") else {
+        panic!("conversation without participants");
+    };
+    let len = doc.length(&parts);
+    doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+        tx.insert(&parts, len, intruder)?;
+        Ok(())
+    })
+    .expect("forge participants");
+}

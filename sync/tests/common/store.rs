@@ -10,7 +10,7 @@ use parley_sync::{
     contains_all,
 };
 
-use super::docs::{append_message, new_conversation, participants};
+use super::docs::{append_message, forge_participants, new_conversation, participants};
 
 pub struct StoredDoc {
     /// Kept loaded to make the simulation fast; `put` makes it match what a store that saves
@@ -115,6 +115,13 @@ impl Node {
         let mut doc = self.load(id).expect("append to a stored doc");
         let (actor, org) = (self.actor.clone(), self.org.clone());
         append_message(&mut doc, &actor, msg_id, &org, body);
+        self.put(id, &doc);
+    }
+
+    /// A rogue local write that peers must refuse.
+    pub fn forge(&mut self, id: DocId) {
+        let mut doc = self.load(id).expect("forge a stored doc");
+        forge_participants(&mut doc, &self.actor.clone(), "intruder");
         self.put(id, &doc);
     }
 
