@@ -432,6 +432,7 @@ async fn bench_inbox(svc: &Arc<Service>, per: usize, budget: Duration) -> Vec<(S
             overdue,
             cursor,
             limit: 50,
+            q: None,
         };
         // Warm-up, and the totals for the record.
         let page = svc.inbox(&p, f(None)).await.expect("inbox");
