@@ -18,7 +18,7 @@
 //! Interleaving across connections is random, which is where most reordering happens.
 //!
 //! `PARLEY_SIM_SEEDS=n` runs n seeds (default 200); `PARLEY_SIM_SEED=s` replays one seed;
-//! `PARLEY_SIM_STEPS=n` sets the chaos phase to n..2n+100 steps (default 200) for soak runs;
+//! `PARLEY_SIM_STEPS=n` sets the chaos phase to n..2n+100 steps (default 160) for soak runs;
 //! `PARLEY_SIM_TRACE=1` prints every delivered frame.
 
 mod common;
@@ -417,7 +417,7 @@ fn run(seed: u64) -> (usize, usize) {
     let base: usize = std::env::var("PARLEY_SIM_STEPS")
         .ok()
         .map(|s| s.parse().expect("PARLEY_SIM_STEPS must be a number"))
-        .unwrap_or(200);
+        .unwrap_or(160);
     let steps = base + sim.rng.below(base + 100);
     for _ in 0..steps {
         sim.chaos_step();
