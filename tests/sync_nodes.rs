@@ -85,6 +85,13 @@ async fn partners_sync_live_and_after_working_offline() {
         .create(json!({"kind": "message", "partner": "bolt", "subject": "Order 1001 late?"}))
         .await;
     let id2 = c2["id"].as_str().unwrap().to_string();
+    // While bolt is away, acme shows what is waiting for it: the two conversations it changed.
+    let waiting = eventually(10, "bolt shown as away", || async {
+        let (_, peers) = acme.get("/api/v1/peers").await;
+        (peers[0]["connected"] == false).then(|| peers[0]["pending"].as_u64())
+    })
+    .await;
+    assert_eq!(waiting, Some(2));
     bolt.resume().await;
     // bolt's edits before it reconnects: its own reply and progress.
     bolt.post(

@@ -48,7 +48,9 @@ pub struct PeerOut {
     pub connected_since: Option<DateTime<Utc>>,
     /// Last time something from this peer was stored here.
     pub last_sync_at: Option<DateTime<Utc>>,
-    /// While connected: conversations still to go to the peer (an upper bound).
+    /// Conversations still to go to the peer (an upper bound): live while connected; while it is
+    /// away, what was waiting when the link dropped plus what changed since. Unknown (absent)
+    /// for a peer not seen since this node started.
     pub pending: Option<u64>,
     /// While connected: whether the first exchange after connecting has completed.
     pub caught_up: Option<bool>,
@@ -94,8 +96,27 @@ impl PeersApi {
     async fn out(&self, p: Peer) -> PeerOut {
         let me = self.svc.identity().await.ok().flatten();
         let link = self.rep.status(p.node_id);
+        // Away: what was still waiting when the link dropped, plus what changed since.
+        let away = match (&link, self.rep.last_seen(p.node_id), &me) {
+            (None, Some(last), Some(me)) => {
+                let scope = crate::store::sync_host::PeerScope {
+                    peer: p.clone(),
+                    me: me.org_id.clone(),
+                };
+                let store = self.svc.store().clone();
+                let since = last.local_high;
+                let changed = tokio::task::spawn_blocking(move || {
+                    store.shared_changes_since(&scope, since, 100_000)
+                })
+                .await
+                .ok()
+                .and_then(|r| r.ok());
+                changed.map(|n| n + last.progress.pending_to_send())
+            }
+            _ => None,
+        };
         PeerOut {
-            own_org: me.is_some_and(|m| m.org_id == p.org_id),
+            own_org: me.as_ref().is_some_and(|m| m.org_id == p.org_id),
             node_id: p.node_id,
             org_id: p.org_id.to_string(),
             org_name: p.org_name,
@@ -104,7 +125,7 @@ impl PeersApi {
             connected: link.is_some(),
             connected_since: link.map(|l| l.connected_since),
             last_sync_at: p.last_sync_at,
-            pending: link.map(|l| l.live.progress.pending_to_send()),
+            pending: link.map(|l| l.live.progress.pending_to_send()).or(away),
             caught_up: link.map(|l| l.live.progress.initial_sync_complete),
             incoming: link.map(|l| {
                 l.live.progress.docs_to_fetch as u64 + l.live.progress.peer_feed_unannounced

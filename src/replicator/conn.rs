@@ -49,6 +49,9 @@ enum Step {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Live {
     pub progress: Progress,
+    /// The end of our feed when `progress` was taken: what the peer still needs after the link
+    /// drops is `progress` plus the shared changes after this position.
+    pub local_high: u64,
 }
 
 pub struct Conn {
@@ -86,7 +89,7 @@ impl Conn {
         let store = self.svc.store().clone();
         let scope = self.scope.clone();
         let now = self.svc.now();
-        let (s, frames, flushed, events, progress) =
+        let (s, frames, flushed, events, progress, local_high) =
             tokio::task::spawn_blocking(move || -> Result<_, ConnError> {
                 let mut host = SyncHost::new(&store, &scope)?;
                 let frames = match step {
@@ -94,17 +97,21 @@ impl Conn {
                     Step::Receive(b) => s.receive(&b, &mut host),
                     Step::Local => s.local_changed(&mut host),
                 }?;
+                let local_high = parley_sync::Host::feed_high(&mut host).unwrap_or(0);
                 let pending = host.into_pending();
                 let flushed = store.flush_sync(scope.peer.node_id, pending, now)?;
                 let events = s.take_events();
                 let progress = s.progress();
-                Ok((s, frames, flushed, events, progress))
+                Ok((s, frames, flushed, events, progress, local_high))
             })
             .await
             .map_err(|_| ConnError::Store(StoreError::Closed))??;
         *slot = Some(s);
         if let Ok(mut l) = self.live.lock() {
-            l.progress = progress;
+            *l = Live {
+                progress,
+                local_high,
+            };
         }
         for e in events {
             log_event(&self.scope, e);

@@ -38,6 +38,8 @@ pub struct Replicator {
     svc: Arc<Service>,
     me: Uuid,
     conns: Mutex<HashMap<Uuid, Entry>>,
+    /// The last state of each peer's ended link, for "waiting" counts while it is away.
+    last_seen: Mutex<HashMap<Uuid, Live>>,
     dialers: Mutex<HashMap<Uuid, JoinHandle<()>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     next_gen: std::sync::atomic::AtomicU64,
@@ -55,6 +57,7 @@ impl Replicator {
             svc: svc.clone(),
             me,
             conns: Mutex::default(),
+            last_seen: Mutex::default(),
             dialers: Mutex::default(),
             tasks: Mutex::default(),
             next_gen: Default::default(),
@@ -181,7 +184,7 @@ impl Replicator {
             svc: self.svc.clone(),
             scope: PeerScope { peer, me: me_org },
             poke,
-            live,
+            live: live.clone(),
         };
         let result = tokio::select! {
             r = c.run(t) => r,
@@ -191,6 +194,9 @@ impl Replicator {
             && c.get(&id).is_some_and(|e| e.generation == generation)
         {
             c.remove(&id);
+        }
+        if let (Ok(mut seen), Ok(l)) = (self.last_seen.lock(), live.lock()) {
+            seen.insert(id, *l);
         }
         result
     }
@@ -203,6 +209,11 @@ impl Replicator {
         if let Some(e) = self.conns.lock().ok().and_then(|mut c| c.remove(&id)) {
             e.cancel.notify_one();
         }
+    }
+
+    /// The state of the peer's last link, if it has had one since this node started.
+    pub fn last_seen(&self, id: Uuid) -> Option<Live> {
+        self.last_seen.lock().ok()?.get(&id).copied()
     }
 
     pub fn status(&self, id: Uuid) -> Option<LinkStatus> {

@@ -266,6 +266,23 @@ impl Host for SyncHost<'_> {
     }
 }
 
+impl Store {
+    /// How many conversations shared with the peer changed after feed position `since` (at most
+    /// `cap`; a bounded scan of the feed, not of the store).
+    pub fn shared_changes_since(
+        &self,
+        scope: &PeerScope,
+        since: u64,
+        cap: usize,
+    ) -> Result<u64, StoreError> {
+        let mut host = SyncHost::new(self, scope)?;
+        let page = host
+            .feed_since(since, cap)
+            .map_err(|e| StoreError::Record("feed".into(), e.to_string()))?;
+        Ok(page.entries.len() as u64)
+    }
+}
+
 /// What a flush changed: (conversation, feed seq) for each document stored.
 pub type Flushed = Vec<(Uuid, u64)>;
 
