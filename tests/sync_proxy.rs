@@ -386,7 +386,7 @@ async fn fill(a: &TestNode, n: usize) -> Vec<Uuid> {
                 }
                 let input = CreateInput {
                     id: None,
-                    kind: if i % 2 == 0 {
+                    kind: if i.is_multiple_of(2) {
                         Kind::Task
                     } else {
                         Kind::Message
@@ -410,8 +410,7 @@ async fn fill(a: &TestNode, n: usize) -> Vec<Uuid> {
     for t in tasks {
         t.await.unwrap();
     }
-    let ids = ids.lock().unwrap().clone();
-    ids
+    ids.lock().unwrap().clone()
 }
 
 /// A bolt site with no public address (behind NAT), paired with `a` through `proxy`: it
