@@ -111,23 +111,61 @@ fn rss_kb(pid: Option<u32>) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// CPU time (user + system) used so far by this process's thread named `name`.
-fn thread_cpu(name: &str) -> Option<Duration> {
-    let tick = 100.0; // USER_HZ: clock ticks per second on Linux
+/// Scheduler accounting of one thread: time on a CPU, and time runnable but waiting for one.
+#[derive(Clone, Copy)]
+struct Sched {
+    cpu: Duration,
+    wait: Duration,
+}
+
+/// The accounting of this process's thread named `name` (from /proc/self/task/*/schedstat).
+fn thread_sched(name: &str) -> Option<Sched> {
     for entry in std::fs::read_dir("/proc/self/task").ok()? {
         let path = entry.ok()?.path();
         let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
         if comm.trim() != name {
             continue;
         }
-        let stat = std::fs::read_to_string(path.join("stat")).ok()?;
-        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-        return Some(Duration::from_secs_f64(ticks as f64 / tick));
+        let st = std::fs::read_to_string(path.join("schedstat")).ok()?;
+        let mut f = st.split_whitespace().map(|v| v.parse::<u64>().ok());
+        return Some(Sched {
+            cpu: Duration::from_nanos(f.next()??),
+            wait: Duration::from_nanos(f.next()??),
+        });
     }
     None
+}
+
+fn writer_sched() -> Option<Sched> {
+    thread_sched("parley-writer")
+}
+
+/// Where the writer thread's wall time went since `before`: on a CPU, waiting for a CPU (other
+/// processes), or off CPU (blocked in the commit's fsync, or idle waiting for jobs).
+fn show_writer(before: Option<Sched>, elapsed: Duration, writes: usize, what: &str) {
+    let (Some(a), Some(b)) = (before, writer_sched()) else {
+        return;
+    };
+    let cpu = b.cpu.saturating_sub(a.cpu);
+    let wait = b.wait.saturating_sub(a.wait);
+    let off = elapsed.saturating_sub(cpu + wait);
+    let pct = |d: Duration| 100.0 * d.as_secs_f64() / elapsed.as_secs_f64();
+    println!(
+        "  writer thread: on CPU {:.0}%, waiting for a CPU {:.0}%, off CPU (fsync or idle) {:.0}%; CPU {} per {what}",
+        pct(cpu),
+        pct(wait),
+        pct(off),
+        ms(cpu / writes.max(1) as u32)
+    );
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn mb(kb: u64) -> String {
@@ -234,7 +272,7 @@ async fn load(
 ) -> (Duration, usize) {
     let next = Arc::new(AtomicUsize::new(from));
     let writes = Arc::new(AtomicUsize::new(0));
-    let cpu0 = thread_cpu("parley-writer");
+    let sched0 = writer_sched();
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..conc {
@@ -265,14 +303,7 @@ async fn load(
     }
     let elapsed = start.elapsed();
     let writes = writes.load(Ordering::Relaxed);
-    if let (Some(a), Some(b)) = (cpu0, thread_cpu("parley-writer")) {
-        let cpu = b.saturating_sub(a);
-        println!(
-            "  writer thread CPU: {:.0}% of wall time, {} per write",
-            100.0 * cpu.as_secs_f64() / elapsed.as_secs_f64(),
-            ms(cpu / writes.max(1) as u32)
-        );
-    }
+    show_writer(sched0, elapsed, writes, "write");
     (elapsed, writes)
 }
 
@@ -432,7 +463,7 @@ async fn bench_inbox(svc: &Arc<Service>, per: usize, budget: Duration) -> Vec<(S
             overdue,
             cursor,
             limit: 50,
-            q: None,
+            ..Default::default()
         };
         // Warm-up, and the totals for the record.
         let page = svc.inbox(&p, f(None)).await.expect("inbox");
@@ -505,24 +536,27 @@ async fn bench_ack(svc: &Arc<Service>, dir: &Path, targets: &[Uuid], n: usize) -
         svc.reply(&p, *id, body(), None, None).await.expect("reply");
     }
     let (mut raw_s, mut par_s) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let mut writer_cpu = Duration::ZERO;
+    let (mut writer_cpu, mut writer_wait) = (Duration::ZERO, Duration::ZERO);
     for k in 0..n {
         raw_s.push(raw_commit((targets.len() + k) as u64));
-        let cpu0 = thread_cpu("parley-writer");
+        let s0 = writer_sched();
         let t = Instant::now();
         svc.reply(&p, targets[k % targets.len()], body(), None, None)
             .await
             .expect("reply");
         par_s.push(t.elapsed());
-        if let (Some(a), Some(b)) = (cpu0, thread_cpu("parley-writer")) {
-            writer_cpu += b.saturating_sub(a);
+        if let (Some(a), Some(b)) = (s0, writer_sched()) {
+            writer_cpu += b.cpu.saturating_sub(a.cpu);
+            writer_wait += b.wait.saturating_sub(a.wait);
         }
     }
     let total: Duration = par_s.iter().sum();
     println!(
-        "writer thread CPU during the sequential replies: {} per reply ({:.0}% of their latency)",
+        "writer thread per sequential reply: on CPU {} ({:.0}% of the latency), waiting for a CPU {} ({:.0}%)",
         ms(writer_cpu / n as u32),
-        100.0 * writer_cpu.as_secs_f64() / total.as_secs_f64()
+        100.0 * writer_cpu.as_secs_f64() / total.as_secs_f64(),
+        ms(writer_wait / n as u32),
+        100.0 * writer_wait.as_secs_f64() / total.as_secs_f64()
     );
     (stats(raw_s), stats(par_s))
 }
@@ -553,7 +587,7 @@ async fn bench_throughput(
     dur: Duration,
     own: bool,
 ) -> (f64, Stats) {
-    let cpu0 = thread_cpu("parley-writer");
+    let sched0 = writer_sched();
     let start = Instant::now();
     let deadline = start + dur;
     let mut tasks = Vec::new();
@@ -586,14 +620,7 @@ async fn bench_throughput(
         all.extend(t.await.unwrap());
     }
     let elapsed = start.elapsed();
-    if let (Some(a), Some(b)) = (cpu0, thread_cpu("parley-writer")) {
-        let cpu = b.saturating_sub(a);
-        println!(
-            "  writer thread CPU: {:.0}% of wall time, {} per reply",
-            100.0 * cpu.as_secs_f64() / elapsed.as_secs_f64(),
-            ms(cpu / all.len().max(1) as u32)
-        );
-    }
+    show_writer(sched0, elapsed, all.len(), "reply");
     (all.len() as f64 / elapsed.as_secs_f64(), stats(all))
 }
 
@@ -647,7 +674,16 @@ fn phases() {
     );
     // Memory held by documents, as the writer's cache holds them.
     let held = 500;
-    let before = rss_kb(None).0;
+    let rss0 = rss_kb(None).0;
+    let unsaved: Vec<AutoCommit> = (0..held)
+        .map(|_| {
+            let mut d = AutoCommit::new();
+            doc::create(&mut d, &conv).unwrap();
+            d
+        })
+        .collect();
+    let after_unsaved = rss_kb(None).0;
+    let before = after_unsaved;
     let fresh: Vec<AutoCommit> = (0..held)
         .map(|_| {
             let mut d = AutoCommit::new();
@@ -677,13 +713,14 @@ fn phases() {
         .collect();
     let after_replied = rss_kb(None).0;
     println!(
-        "memory per document held: created {:.0} KB | loaded from a {} B save {:.0} KB | loaded, then one reply {:.0} KB",
+        "memory per document held: created {:.0} KB | created and saved {:.0} KB | loaded from a {} B save {:.0} KB | loaded, then one reply {:.0} KB",
+        (after_unsaved.saturating_sub(rss0)) as f64 / held as f64,
         (after_fresh.saturating_sub(before)) as f64 / held as f64,
         bytes.len(),
         (after_loaded.saturating_sub(after_fresh)) as f64 / held as f64,
         (after_replied.saturating_sub(after_loaded)) as f64 / held as f64
     );
-    drop((fresh, loaded, replied));
+    drop((unsaved, fresh, loaded, replied));
     let mut messages = 1;
     for target in [1usize, 10, 50, 100, 200] {
         while messages < target {
@@ -782,6 +819,27 @@ async fn run() {
     let tmp = tempfile::tempdir_in(&base).expect("temp dir");
     let dir = tmp.path().join("data");
     let bench_start = Instant::now();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("?")
+        .trim()
+        .to_string();
+    println!(
+        "machine: {} CPUs ({cpu}), {} RAM; load average at start {}; {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        mb(std::fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)),
+        loadavg(),
+        Utc::now().format("%Y-%m-%d %H:%M UTC")
+    );
     println!(
         "parley store bench: N={n} acks={acks} writers={writers} secs={secs} queries={per} dir={}",
         dir.display()
@@ -811,11 +869,24 @@ async fn run() {
         .unwrap()
         .secret;
 
-    println!("\n== Bulk load (128 concurrent creates; group commit) ==");
     let ids = Arc::new(Mutex::new(Vec::with_capacity(n)));
-    let (t, w) = load(&svc, 0, n10, 128, &ids).await;
+    let small = 100.min(n10);
+    load(&svc, 0, small, small, &ids).await;
+    println!("\n== Durable ack of one reply (sequential) on a store of {small} conversations ==");
+    let targets: Vec<Uuid> = ids.lock().unwrap().clone();
+    let (raw0, par0) = bench_ack(&svc, &dir, &targets, acks).await;
+    show("raw redb: 1 insert + durable commit", &raw0);
+    show("parley reply (100 cached conversations)", &par0);
     println!(
-        "loaded {n10} conversations ({w} writes) in {:.2} s: {:.0} writes/s; RSS {} (peak {}); db {}",
+        "ratio parley/raw: p50 {:.2}x, p99 {:.2}x",
+        par0.p50.as_secs_f64() / raw0.p50.as_secs_f64(),
+        par0.p99.as_secs_f64() / raw0.p99.as_secs_f64()
+    );
+
+    println!("\n== Bulk load (128 concurrent creates; group commit) ==");
+    let (t, w) = load(&svc, small, n10, 128, &ids).await;
+    println!(
+        "loaded {small}..{n10} ({w} writes) in {:.2} s: {:.0} writes/s; RSS {} (peak {}); db {}",
         t.as_secs_f64(),
         w as f64 / t.as_secs_f64(),
         mb(rss_kb(None).0),
@@ -892,7 +963,7 @@ async fn run() {
     let inbox = bench_inbox(&svc, per, qbudget).await;
 
     let ids: Arc<Vec<Uuid>> = Arc::new(std::mem::take(&mut *ids.lock().unwrap()));
-    println!("\n== Durable ack of one reply (sequential), against raw redb ==");
+    println!("\n== Durable ack of one reply (sequential) at {n} conversations ==");
     let targets: Vec<Uuid> = ids
         .iter()
         .step_by((ids.len() / 100).max(1))
@@ -928,7 +999,16 @@ async fn run() {
 
     println!("\n== Summary ==");
     println!(
-        "ack p50 parley {} vs raw {} ({:.2}x); p99 {} vs {} ({:.2}x)  goal <= 1.5x",
+        "ack on a small store: p50 parley {} vs raw {} ({:.2}x); p99 {} vs {} ({:.2}x)  goal <= 1.5x",
+        ms(par0.p50),
+        ms(raw0.p50),
+        par0.p50.as_secs_f64() / raw0.p50.as_secs_f64(),
+        ms(par0.p99),
+        ms(raw0.p99),
+        par0.p99.as_secs_f64() / raw0.p99.as_secs_f64()
+    );
+    println!(
+        "ack at {n}: p50 parley {} vs raw {} ({:.2}x); p99 {} vs {} ({:.2}x)  goal <= 1.5x",
         ms(par.p50),
         ms(raw.p50),
         par.p50.as_secs_f64() / raw.p50.as_secs_f64(),
