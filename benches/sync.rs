@@ -1125,6 +1125,9 @@ async fn pair_sync(figs: &mut Figures) {
         );
         println!("    A→B {}", s.down.show());
         println!("    B→A {}", s.up.show());
+        if i == 0 {
+            println!("    frames: {}", s.sequence);
+        }
     }
     let worst = runs
         .iter()
