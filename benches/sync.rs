@@ -776,7 +776,7 @@ where
 fn conversation(i: usize, partner: &str) -> CreateInput {
     CreateInput {
         id: None,
-        kind: if i % 2 == 0 {
+        kind: if i.is_multiple_of(2) {
             Kind::Task
         } else {
             Kind::Message
@@ -784,7 +784,7 @@ fn conversation(i: usize, partner: &str) -> CreateInput {
         partner: partner.into(),
         subject: format!("Conversation {i}: the item description needs more detail"),
         topic: None,
-        reference_id: (i % 3 == 0).then(|| format!("REF-{i}")),
+        reference_id: i.is_multiple_of(3).then(|| format!("REF-{i}")),
         due_date: None,
         body: Some(format!(
             "Hello, about conversation {i}: please check the attached details and reply."
