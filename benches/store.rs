@@ -233,7 +233,9 @@ fn conversation(i: usize) -> CreateInput {
         partner: partner.into(),
         subject: format!("Conversation {i}: the item description needs more detail"),
         topic,
-        reference_id: i.is_multiple_of(3).then(|| format!("REF-{}", (i / 3) % 5000)),
+        reference_id: i
+            .is_multiple_of(3)
+            .then(|| format!("REF-{}", (i / 3) % 5000)),
         due_date,
         body: Some(format!(
             "Hello, about conversation {i}: please check the attached details and reply."
