@@ -89,6 +89,18 @@ fn process_cpu() -> Duration {
     Duration::from_secs_f64((t(11) + t(12)) as f64 / 100.0)
 }
 
+/// This process's resident memory in MB (VmRSS).
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
 /// A deterministic pseudo-random sequence (splitmix64).
 struct Rng(u64);
 
@@ -209,6 +221,10 @@ async fn run() {
         ids.extend(t.await.unwrap());
     }
     let ids = Arc::new(ids);
+    println!(
+        "RSS after creating {n} conversations: {:.1} MB (server and client in one process)",
+        rss_mb()
+    );
 
     let acceptor = parley::server::bind(&cfg).await.expect("bind");
     let addr = parley::server::local_addr(&acceptor).expect("address");
@@ -306,6 +322,7 @@ async fn run() {
     let inbox = stats(lat);
     show("GET inbox page, one at a time", &inbox);
 
+    println!("RSS at the end: {:.1} MB", rss_mb());
     let _ = stop.send(());
     server.await.unwrap().expect("server");
 

@@ -13,6 +13,7 @@
 //!   each filter capped at `PARLEY_BENCH_QUERY_SECS` seconds (default 4)
 //! - `PARLEY_BENCH_DIR` where to put the data directory (default the system temp dir)
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -33,6 +34,60 @@ use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers shared by the measurements.
+
+/// Counts live heap bytes, so memory held can be told apart from RSS the allocator has not
+/// returned to the system. Costs two relaxed atomic operations per allocation.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(by: usize) {
+    let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            grew(l.size());
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) };
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(l) };
+        if !p.is_null() {
+            grew(l.size());
+        }
+        p
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        let q = unsafe { System.realloc(p, l, new) };
+        if !q.is_null() {
+            grew(new);
+            LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Live heap in kB.
+fn heap_kb() -> u64 {
+    (LIVE.load(Ordering::Relaxed) / 1024) as u64
+}
+
+/// Highest live heap so far in kB.
+fn heap_peak_kb() -> u64 {
+    (PEAK.load(Ordering::Relaxed) / 1024) as u64
+}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -200,7 +255,7 @@ const TOPIC_KINDS: [(TopicKind, &str); 6] = [
 /// a third due later; partners skewed (40/30/20/5/5 %); six in seven with a topic of one of six
 /// kinds (about seven conversations per topic ref at 100k); a third with a reference ID.
 fn conversation(i: usize) -> CreateInput {
-    let kind = if i.is_multiple_of(2) {
+    let kind = if i % 2 == 0 {
         Kind::Task
     } else {
         Kind::Message
@@ -233,9 +288,7 @@ fn conversation(i: usize) -> CreateInput {
         partner: partner.into(),
         subject: format!("Conversation {i}: the item description needs more detail"),
         topic,
-        reference_id: i
-            .is_multiple_of(3)
-            .then(|| format!("REF-{}", (i / 3) % 5000)),
+        reference_id: (i % 3 == 0).then(|| format!("REF-{}", (i / 3) % 5000)),
         due_date,
         body: Some(format!(
             "Hello, about conversation {i}: please check the attached details and reply."
@@ -246,7 +299,7 @@ fn conversation(i: usize) -> CreateInput {
 
 /// Writes after the create for some rows, so progress and state filters have something.
 fn follow_up(i: usize) -> Option<Cmd> {
-    if i.is_multiple_of(13) {
+    if i % 13 == 0 {
         Some(Cmd::Resolve)
     } else if i % 10 == 2 {
         Some(Cmd::SetProgress(Progress::Completed))
@@ -674,9 +727,9 @@ fn phases() {
         "phase create+save of a new conversation document        {}",
         ms(create_t)
     );
-    // Memory held by documents, as the writer's cache holds them.
+    // Memory held by documents, as the writer's cache holds them (live heap, not RSS).
     let held = 500;
-    let rss0 = rss_kb(None).0;
+    let h0 = heap_kb();
     let unsaved: Vec<AutoCommit> = (0..held)
         .map(|_| {
             let mut d = AutoCommit::new();
@@ -684,8 +737,7 @@ fn phases() {
             d
         })
         .collect();
-    let after_unsaved = rss_kb(None).0;
-    let before = after_unsaved;
+    let h1 = heap_kb();
     let fresh: Vec<AutoCommit> = (0..held)
         .map(|_| {
             let mut d = AutoCommit::new();
@@ -694,12 +746,12 @@ fn phases() {
             d
         })
         .collect();
-    let after_fresh = rss_kb(None).0;
+    let h2 = heap_kb();
     let bytes = fresh[0].clone().save();
     let loaded: Vec<AutoCommit> = (0..held)
         .map(|_| AutoCommit::load(&bytes).unwrap())
         .collect();
-    let after_loaded = rss_kb(None).0;
+    let h3 = heap_kb();
     let view = doc::read(&loaded[0]).unwrap();
     let replied: Vec<AutoCommit> = (0..held)
         .map(|_| {
@@ -713,14 +765,19 @@ fn phases() {
             d
         })
         .collect();
-    let after_replied = rss_kb(None).0;
+    let h4 = heap_kb();
+    let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / held as f64;
     println!(
-        "memory per document held: created {:.0} KB | created and saved {:.0} KB | loaded from a {} B save {:.0} KB | loaded, then one reply {:.0} KB",
-        (after_unsaved.saturating_sub(rss0)) as f64 / held as f64,
-        (after_fresh.saturating_sub(before)) as f64 / held as f64,
+        "size_of::<AutoCommit>() = {} B (held inline by value in the writer's cache map)",
+        std::mem::size_of::<AutoCommit>()
+    );
+    println!(
+        "heap per document held: created {:.0} KB | created and saved {:.0} KB | loaded from a {} B save {:.0} KB | loaded, then one reply {:.0} KB",
+        per(h0, h1),
+        per(h1, h2),
         bytes.len(),
-        (after_loaded.saturating_sub(after_fresh)) as f64 / held as f64,
-        (after_replied.saturating_sub(after_loaded)) as f64 / held as f64
+        per(h2, h3),
+        per(h3, h4)
     );
     drop((unsaved, fresh, loaded, replied));
     let mut messages = 1;
@@ -847,9 +904,6 @@ async fn run() {
         dir.display()
     );
 
-    println!("\n== CPU steps of one reply on the writer thread (no I/O) ==");
-    phases();
-
     let (svc, _) = open_service(&dir).await;
     svc.init_identity("acme", "Acme Retail", Role::Retailer)
         .await
@@ -888,14 +942,21 @@ async fn run() {
     println!("\n== Bulk load (128 concurrent creates; group commit) ==");
     let (t, w) = load(&svc, small, n10, 128, &ids).await;
     println!(
-        "loaded {small}..{n10} ({w} writes) in {:.2} s: {:.0} writes/s; RSS {} (peak {}); db {}",
+        "loaded {small}..{n10} ({w} writes) in {:.2} s: {:.0} writes/s; heap {} (peak {}), RSS {} (peak {}); db {}",
         t.as_secs_f64(),
         w as f64 / t.as_secs_f64(),
+        mb(heap_kb()),
+        mb(heap_peak_kb()),
         mb(rss_kb(None).0),
         mb(rss_kb(None).1),
         mb(dir_size(&dir) / 1024)
     );
     close_service(svc).await;
+    println!(
+        "store closed: heap {}, RSS {}",
+        mb(heap_kb()),
+        mb(rss_kb(None).0)
+    );
     let cs10 = cold_start(&dir, &token).await;
     println!(
         "cold start @{n10}: listening {} | /healthz {} | first inbox page {} | RSS after first page {} | after 11 pages {} (peak {})",
@@ -915,9 +976,11 @@ async fn run() {
             let to = (done + 10_000).min(n);
             let (t, w) = load(&svc, done, to, 128, &ids).await;
             println!(
-                "loaded {done}..{to} ({w} writes) in {:.2} s: {:.0} writes/s; RSS {} (peak {}); db {}",
+                "loaded {done}..{to} ({w} writes) in {:.2} s: {:.0} writes/s; heap {} (peak {}), RSS {} (peak {}); db {}",
                 t.as_secs_f64(),
                 w as f64 / t.as_secs_f64(),
+                mb(heap_kb()),
+                mb(heap_peak_kb()),
                 mb(rss_kb(None).0),
                 mb(rss_kb(None).1),
                 mb(dir_size(&dir) / 1024)
@@ -925,6 +988,11 @@ async fn run() {
             done = to;
         }
         close_service(svc).await;
+        println!(
+            "store closed: heap {}, RSS {}",
+            mb(heap_kb()),
+            mb(rss_kb(None).0)
+        );
         let cs = cold_start(&dir, &token).await;
         println!(
             "cold start @{n}: listening {} | /healthz {} | first inbox page {} | RSS after first page {} | after 11 pages {} (peak {})",
@@ -992,12 +1060,18 @@ async fn run() {
     println!("own conversation per writer: {rate_o:.0} durable replies/s");
     show("  latency under load (own)", &lat_o);
     println!(
-        "in-process RSS now {} (peak {}); db {}",
+        "in-process heap {} (peak {}), RSS {} (peak {}); db {}",
+        mb(heap_kb()),
+        mb(heap_peak_kb()),
         mb(rss_kb(None).0),
         mb(rss_kb(None).1),
         mb(dir_size(&dir) / 1024)
     );
     close_service(svc).await;
+
+    // Last, so that its allocations do not show in the RSS figures above.
+    println!("\n== CPU steps of one reply on the writer thread (no I/O) ==");
+    phases();
 
     println!("\n== Summary ==");
     println!(
