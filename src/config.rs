@@ -117,7 +117,10 @@ impl Config {
                     .into(),
             });
         }
-        let doc_cache = o.doc_cache.or(file.doc_cache).unwrap_or(1024);
+        let doc_cache = o
+            .doc_cache
+            .or(file.doc_cache)
+            .unwrap_or(crate::store::StoreOptions::default().doc_cache);
         if !(1..=1_000_000).contains(&doc_cache) {
             return Err(ConfigError::Invalid {
                 field: "doc_cache",
