@@ -255,7 +255,7 @@ const TOPIC_KINDS: [(TopicKind, &str); 6] = [
 /// a third due later; partners skewed (40/30/20/5/5 %); six in seven with a topic of one of six
 /// kinds (about seven conversations per topic ref at 100k); a third with a reference ID.
 fn conversation(i: usize) -> CreateInput {
-    let kind = if i % 2 == 0 {
+    let kind = if i.is_multiple_of(2) {
         Kind::Task
     } else {
         Kind::Message
@@ -288,7 +288,9 @@ fn conversation(i: usize) -> CreateInput {
         partner: partner.into(),
         subject: format!("Conversation {i}: the item description needs more detail"),
         topic,
-        reference_id: (i % 3 == 0).then(|| format!("REF-{}", (i / 3) % 5000)),
+        reference_id: i
+            .is_multiple_of(3)
+            .then(|| format!("REF-{}", (i / 3) % 5000)),
         due_date,
         body: Some(format!(
             "Hello, about conversation {i}: please check the attached details and reply."
@@ -299,7 +301,7 @@ fn conversation(i: usize) -> CreateInput {
 
 /// Writes after the create for some rows, so progress and state filters have something.
 fn follow_up(i: usize) -> Option<Cmd> {
-    if i % 13 == 0 {
+    if i.is_multiple_of(13) {
         Some(Cmd::Resolve)
     } else if i % 10 == 2 {
         Some(Cmd::SetProgress(Progress::Completed))
