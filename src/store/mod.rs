@@ -112,8 +112,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            // A document freshly written holds up to ~300 KB of Automerge working state (measured
-            // in benches/store.rs); 256 of them bound the writer's cache near 80 MB.
+            // About 20 KB of live heap each (benches/store.rs): a small, bounded working set.
             doc_cache: 256,
             db_cache_bytes: 64 * 1024 * 1024,
         }
