@@ -120,8 +120,13 @@ pub async fn json_errors(err: poem::Error) -> Response {
         _ => detail,
     };
     let json = serde_json::json!({ "error": code_for(status), "detail": detail });
-    Response::builder()
+    let mut resp = Response::builder()
         .status(status)
-        .content_type("application/json; charset=utf-8")
-        .body(json.to_string())
+        .content_type("application/json; charset=utf-8");
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        // The unread rest of the body is still on the wire: close the connection so no
+        // client reuses it for its next request (which would then fail mid-write).
+        resp = resp.header(poem::http::header::CONNECTION, "close");
+    }
+    resp.body(json.to_string())
 }
