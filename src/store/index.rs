@@ -115,6 +115,8 @@ pub fn index_conversation(
             add_count(&mut counts, f, 1)?;
         }
     }
+    drop((facets, counts));
+    super::pairs::update(tx, &old_f, &new_f)?;
     let mut pending = tx.open_table(DUE_PENDING)?;
     if let Some(d) = old_p {
         pending.remove((d, id))?;
@@ -173,6 +175,14 @@ pub fn sweep(ctx: &mut WriteCtx<'_>, day: i32) -> Result<()> {
             {
                 add_count(&mut counts, &action, 1)?;
             }
+            // Before the sweep the row was listed under its date-free facets only.
+            let before = s.facets();
+            let mut after = before.clone();
+            after.push(key.clone());
+            if !after.contains(&action) {
+                after.push(action.clone());
+            }
+            super::pairs::update(tx, &before, &after)?;
         }
     }
     drop((summaries, facets, counts));

@@ -9,6 +9,7 @@ pub mod accounts;
 mod cache;
 pub mod docs;
 pub mod index;
+mod pairs;
 pub mod peers;
 pub mod query;
 mod rebuild;
@@ -31,7 +32,7 @@ use crate::domain::{OrgId, Role};
 pub use writer::WriteCtx;
 
 /// Bumped whenever the derived tables change shape; a mismatch at open rebuilds them.
-pub const INDEX_VERSION: u64 = 3;
+pub const INDEX_VERSION: u64 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

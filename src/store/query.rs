@@ -3,7 +3,9 @@
 //! An inbox page walks one facet's entries newest-first from the cursor and stops after
 //! `limit` rows, so its cost is an index range of `limit` entries however many conversations
 //! are stored. With several filters the facet with the fewest entries drives the walk and the
-//! others are checked on each row; totals then need a walk of that facet.
+//! others are checked on each row by key lookups. Totals come from `FACET_COUNTS` for one
+//! filter and from `PAIR_COUNTS` for two; only rarer combinations (three filters, or two plus
+//! `overdue=false`) count by walking the smallest facet.
 
 use chrono::NaiveDate;
 use redb::{ReadTransaction, ReadableTable};
@@ -90,27 +92,38 @@ pub fn inbox(tx: &ReadTransaction, q: &InboxQuery) -> Result<InboxPage> {
     } else {
         facets.range(lo..=hi)?
     };
+    // A row passes when it is listed under every other filter's facet and, for
+    // `overdue=false`, not under `overdue`. Every facet entry of a conversation carries the
+    // same activity time, so membership is one key lookup, with no summary decoded.
+    let rest_keys: Vec<String> = rest.iter().map(Facet::key).collect();
+    let overdue_key = Facet::Overdue.key();
+    let passes = |activity: i64, id: u128| -> Result<bool> {
+        for k in &rest_keys {
+            if facets.get((k.as_str(), activity, id))?.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(!(q.exclude_overdue && facets.get((overdue_key.as_str(), activity, id))?.is_some()))
+    };
+
     let mut items = Vec::with_capacity(q.limit);
     let mut more = false;
     for entry in range.rev() {
         let (k, _) = entry?;
-        let (_, _, id) = k.value();
-        let s = get_summary(&summaries, id)?.ok_or_else(|| {
-            StoreError::Record(
-                format!("summary {id:x}"),
-                "listed in the index but missing".into(),
-            )
-        })?;
-        if !simple
-            && !(rest.iter().all(|f| s.matches(f, q.today))
-                && !(q.exclude_overdue && s.overdue(q.today)))
-        {
+        let (_, activity, id) = k.value();
+        if !simple && !passes(activity, id)? {
             continue;
         }
         if items.len() == q.limit {
             more = true;
             break;
         }
+        let s = get_summary(&summaries, id)?.ok_or_else(|| {
+            StoreError::Record(
+                format!("summary {id:x}"),
+                "listed in the index but missing".into(),
+            )
+        })?;
         let unread = unread_marks.get((q.user.as_str(), id))?.is_some();
         items.push((s, unread));
     }
@@ -123,21 +136,29 @@ pub fn inbox(tx: &ReadTransaction, q: &InboxQuery) -> Result<InboxPage> {
         None
     };
 
+    let pairs = tx.open_table(PAIR_COUNTS)?;
     let total = if simple {
         driver_count
     } else if rest.is_empty() && driver == Facet::All.key() {
-        driver_count.saturating_sub(count(&counts, &Facet::Overdue.key())?)
+        driver_count.saturating_sub(count(&counts, &overdue_key)?)
+    } else if !q.exclude_overdue
+        && rest_keys.len() == 1
+        && let Some(n) = super::pairs::count(&pairs, &driver, &rest_keys[0])?
+    {
+        n
+    } else if q.exclude_overdue
+        && rest_keys.is_empty()
+        && let Some(n) = super::pairs::count(&pairs, &driver, &overdue_key)?
+    {
+        driver_count.saturating_sub(n)
     } else {
-        // Combined filters: count by walking the smallest facet.
+        // Three or more filters, or one that is not paired: count by walking the smallest.
         let mut n = 0;
         for entry in facets
             .range((driver.as_str(), i64::MIN, 0u128)..=(driver.as_str(), i64::MAX, u128::MAX))?
         {
-            let (_, _, id) = entry?.0.value();
-            if let Some(s) = get_summary(&summaries, id)?
-                && rest.iter().all(|f| s.matches(f, q.today))
-                && !(q.exclude_overdue && s.overdue(q.today))
-            {
+            let (_, activity, id) = entry?.0.value();
+            if passes(activity, id)? {
                 n += 1;
             }
         }

@@ -124,9 +124,12 @@ impl Store {
             }
             let facets = tx.open_table(FACETS)?;
             let mut seen = std::collections::BTreeMap::<String, u64>::new();
+            let mut per_doc = std::collections::HashMap::<u128, Vec<String>>::new();
             for e in facets.iter()? {
                 let (k, _) = e?;
-                *seen.entry(k.value().0.to_string()).or_default() += 1;
+                let (facet, _, id) = k.value();
+                *seen.entry(facet.to_string()).or_default() += 1;
+                per_doc.entry(id).or_default().push(facet.to_string());
             }
             let counts = tx.open_table(FACET_COUNTS)?;
             for e in counts.iter()? {
@@ -136,6 +139,21 @@ impl Store {
                 }
             }
             r.bad_counts.extend(seen.into_keys());
+            let mut pairs = std::collections::BTreeMap::<(String, String), u64>::new();
+            for keys in per_doc.values() {
+                for p in super::pairs::pairs_of(keys) {
+                    *pairs.entry(p).or_default() += 1;
+                }
+            }
+            for e in tx.open_table(PAIR_COUNTS)?.iter()? {
+                let (k, v) = e?;
+                let (a, b) = k.value();
+                if pairs.remove(&(a.to_string(), b.to_string())) != Some(v.value()) {
+                    r.bad_counts.push(format!("{a}&{b}"));
+                }
+            }
+            r.bad_counts
+                .extend(pairs.into_keys().map(|(a, b)| format!("{a}&{b}")));
             Ok(r)
         })
         .await

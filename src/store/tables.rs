@@ -5,7 +5,8 @@
 //! `PARTNERS`, `UNREAD` (per-user read state, local to this node), `IDEMPOTENCY`, and the sync
 //! records `PEERS`, `INVITES`, `SYNC_STATES`, `PEER_CURSORS`.
 //! Derived (rebuilt from the documents by `rebuild`): `SUMMARIES`, `FACETS`, `FACET_COUNTS`,
-//! `DUE_PENDING`, `FEED`, `FEED_POS`, `HEADS` and the `META` keys `index_version` and `swept_day`.
+//! `PAIR_COUNTS`, `DUE_PENDING`, `FEED`, `FEED_POS`, `HEADS` and the `META` keys `index_version`
+//! and `swept_day`.
 
 use redb::TableDefinition;
 
@@ -23,6 +24,9 @@ pub const SUMMARIES: TableDefinition<u128, &[u8]> = TableDefinition::new("summar
 pub const FACETS: TableDefinition<(&str, i64, u128), ()> = TableDefinition::new("facets");
 /// Number of entries under each facet, so totals need no scan.
 pub const FACET_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("facet_counts");
+/// Number of conversations under both facets of a pair (`store::pairs`), so two-filter
+/// totals need no scan either.
+pub const PAIR_COUNTS: TableDefinition<(&str, &str), u64> = TableDefinition::new("pair_counts");
 /// (due day, id) of open tasks whose due date is not yet before `swept_day`; the sweep moves
 /// them to the `overdue` facet when their day passes.
 pub const DUE_PENDING: TableDefinition<(i32, u128), ()> = TableDefinition::new("due_pending");
@@ -60,6 +64,7 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(SUMMARIES)?;
     tx.open_table(FACETS)?;
     tx.open_table(FACET_COUNTS)?;
+    tx.open_table(PAIR_COUNTS)?;
     tx.open_table(DUE_PENDING)?;
     tx.open_table(FEED)?;
     tx.open_table(FEED_POS)?;
@@ -85,6 +90,7 @@ pub fn clear_derived(tx: &redb::WriteTransaction) -> Result<(), redb::TableError
     tx.delete_table(SUMMARIES)?;
     tx.delete_table(FACETS)?;
     tx.delete_table(FACET_COUNTS)?;
+    tx.delete_table(PAIR_COUNTS)?;
     tx.delete_table(DUE_PENDING)?;
     tx.delete_table(FEED)?;
     tx.delete_table(FEED_POS)?;
