@@ -166,6 +166,21 @@ pub fn apply(
     by: &Author,
     now: DateTime<Utc>,
 ) -> Result<Outcome, CommandError> {
+    apply_to(d, &mut conv.clone(), cmd, by, now)
+}
+
+/// Like [`apply`], and changes `conv` exactly as the document changes, so the caller has the
+/// view after the command without reading the document again (the store checks this claim in
+/// debug builds). After an error `conv` may be partly changed: discard it.
+pub fn apply_to(
+    d: &mut AutoCommit,
+    conv: &mut Conversation,
+    cmd: &Command,
+    by: &Author,
+    now: DateTime<Utc>,
+) -> Result<Outcome, CommandError> {
+    // The document keeps milliseconds; so does the view.
+    let now = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
     if !conv.participants.includes(&by.org) {
         return Err(DomainError::Forbidden(
             "this org is not a participant of the conversation".into(),
@@ -186,15 +201,17 @@ pub fn apply(
                     .into())
                 };
             }
-            doc::add_message(
-                d,
-                &Message {
-                    id: *id,
-                    author: by.clone(),
-                    body: body.clone(),
-                    sent_at: now,
-                },
-            )?;
+            let m = Message {
+                id: *id,
+                author: by.clone(),
+                body: body.clone(),
+                sent_at: now,
+            };
+            doc::add_message(d, &m)?;
+            let at = conv
+                .messages
+                .partition_point(|x| (x.sent_at, x.id) < (m.sent_at, m.id));
+            conv.messages.insert(at, m);
             Ok(Outcome::Changed)
         }
         Command::Update {
@@ -211,22 +228,24 @@ pub fn apply(
             if conv.state == want {
                 return Ok(Outcome::Unchanged);
             }
-            doc::set_resolved(d, (want == State::Resolved).then_some((now, by)))?;
+            let resolved = (want == State::Resolved).then_some((now, by));
+            doc::set_resolved(d, resolved)?;
             let action = if want == State::Resolved {
                 "resolved"
             } else {
                 "reopened"
             };
-            doc::add_event(
-                d,
-                &event(
-                    by,
-                    now,
-                    action,
-                    Some(conv.state.to_string()),
-                    Some(want.to_string()),
-                ),
-            )?;
+            let e = event(
+                by,
+                now,
+                action,
+                Some(conv.state.to_string()),
+                Some(want.to_string()),
+            );
+            record(d, conv, e)?;
+            conv.state = want;
+            conv.resolved_at = resolved.map(|(at, _)| at);
+            conv.resolved_by = resolved.map(|(_, by)| by.clone());
             Ok(Outcome::Changed)
         }
         Command::SetProgress(p) => {
@@ -241,15 +260,30 @@ pub fn apply(
             }
             doc::set_opt_str(d, "progress", Some(p.as_str()))?;
             let from = conv.progress.map(|p| p.to_string());
-            doc::add_event(d, &event(by, now, "progress", from, Some(p.to_string())))?;
+            record(
+                d,
+                conv,
+                event(by, now, "progress", from, Some(p.to_string())),
+            )?;
+            conv.progress = Some(*p);
             Ok(Outcome::Changed)
         }
     }
 }
 
+/// Writes a history event to the document and to the view, in the view's (at, id) order.
+fn record(d: &mut AutoCommit, conv: &mut Conversation, e: Event) -> Result<(), CommandError> {
+    doc::add_event(d, &e)?;
+    let at = conv
+        .history
+        .partition_point(|x| (x.at, x.id) < (e.at, e.id));
+    conv.history.insert(at, e);
+    Ok(())
+}
+
 fn update(
     d: &mut AutoCommit,
-    conv: &Conversation,
+    conv: &mut Conversation,
     by: &Author,
     now: DateTime<Utc>,
     subject: &Option<String>,
@@ -279,33 +313,36 @@ fn update(
     let mut outcome = Outcome::Unchanged;
     if let Some(s) = subject.filter(|s| *s != conv.subject) {
         doc::set_subject(d, &s)?;
-        doc::add_event(
-            d,
-            &event(by, now, "subject", Some(conv.subject.clone()), Some(s)),
-        )?;
+        let e = event(
+            by,
+            now,
+            "subject",
+            Some(conv.subject.clone()),
+            Some(s.clone()),
+        );
+        record(d, conv, e)?;
+        conv.subject = s;
         outcome = Outcome::Changed;
     }
     if let Some(r) = reference_id.as_ref().filter(|r| **r != conv.reference_id) {
         doc::set_opt_str(d, "reference_id", r.as_deref())?;
-        doc::add_event(
-            d,
-            &event(
-                by,
-                now,
-                "reference_id",
-                conv.reference_id.clone(),
-                r.clone(),
-            ),
-        )?;
+        let e = event(
+            by,
+            now,
+            "reference_id",
+            conv.reference_id.clone(),
+            r.clone(),
+        );
+        record(d, conv, e)?;
+        conv.reference_id = r.clone();
         outcome = Outcome::Changed;
     }
     if let Some(due) = due_date.filter(|due| *due != conv.due_date) {
         doc::set_opt_str(d, "due_date", due.map(|x| x.to_string()).as_deref())?;
         let show = |x: Option<NaiveDate>| x.map(|x| x.to_string());
-        doc::add_event(
-            d,
-            &event(by, now, "due_date", show(conv.due_date), show(due)),
-        )?;
+        let e = event(by, now, "due_date", show(conv.due_date), show(due));
+        record(d, conv, e)?;
+        conv.due_date = due;
         outcome = Outcome::Changed;
     }
     Ok(outcome)

@@ -52,16 +52,11 @@ fn check_key(key: &Option<String>) -> Result<()> {
 }
 
 fn load_view(ctx: &mut WriteCtx<'_>, id: Uuid) -> Result<Conversation> {
-    let d = ctx.doc_mut(id.as_u128())?.ok_or_else(|| not_found(id))?;
-    doc::read(d).map_err(|e| corrupt(id, e))
+    ctx.view(id.as_u128())?.ok_or_else(|| not_found(id))
 }
 
 fn not_found(id: Uuid) -> ServiceError {
     ServiceError::NotFound(format!("conversation {id} not found"))
-}
-
-fn reindex(ctx: &mut WriteCtx<'_>, id: Uuid, actor: Option<&str>) -> Result<(Conversation, u64)> {
-    Ok(index::reindex_doc(ctx, id, actor)?)
 }
 
 impl Service {
@@ -115,10 +110,12 @@ impl Service {
                     _ => None,
                 };
                 ctx.insert_doc(id.as_u128(), d)?;
+                ctx.set_view(id.as_u128(), &conv);
                 if let Some(r) = &topic_record {
                     crate::store::topics::put(ctx.tx(), r)?;
                 }
-                let (view, seq) = reindex(ctx, id, Some(&user))?;
+                let seq = index::reindex_view(ctx, &conv, Some(&user))?;
+                let view = conv;
                 if let Some(key) = &input.idempotency_key {
                     accounts::put_idempotent(ctx.tx(), &user, key, &IdempotentResult { conversation: id, message: None })?;
                 }
@@ -177,13 +174,13 @@ impl Service {
                     }
                     *mid = prev.message.unwrap_or(*mid);
                 }
-                let view = load_view(ctx, id)?;
+                let mut view = load_view(ctx, id)?;
                 let by = Author {
                     org: me,
                     user: user.clone(),
                 };
                 let d = ctx.doc_mut(id.as_u128())?.ok_or_else(|| not_found(id))?;
-                match commands::apply(d, &view, &cmd, &by, now) {
+                match commands::apply_to(d, &mut view, &cmd, &by, now) {
                     Err(e) => {
                         // Nothing is stored yet; drop the uncommitted operations.
                         d.rollback();
@@ -192,7 +189,10 @@ impl Service {
                     Ok(Outcome::Unchanged) => Ok((view, 0)),
                     Ok(Outcome::Changed) => {
                         ctx.save_doc(id.as_u128())?;
-                        let out = reindex(ctx, id, Some(&user))?;
+                        // The command changed the view as it changed the document: no re-read.
+                        ctx.set_view(id.as_u128(), &view);
+                        let seq = index::reindex_view(ctx, &view, Some(&user))?;
+                        let out = (view, seq);
                         if let (Some(k), Command::Reply { id: mid, .. }) = (&key, &cmd) {
                             let r = IdempotentResult {
                                 conversation: id,

@@ -149,8 +149,11 @@ impl Service {
         let _ = self.events.send(ChangeEvent { conversation, seq });
     }
 
+    /// Now, to the millisecond: what documents keep, so a view built from this time equals
+    /// the view read back from the document.
     pub fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
+        let t = self.clock.now();
+        DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
     }
 }
 

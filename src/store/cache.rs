@@ -1,14 +1,29 @@
 //! A small least-recently-used cache of loaded Automerge documents, owned by the writer thread.
 //! Bounded so memory follows the working set, not the number of stored conversations.
+//!
+//! Beside each document it can hold the typed view read from it, tagged with the heads it was
+//! read at: reading the view walks every message, so a conversation's writes would otherwise
+//! get slower as its thread grows. Invariant: a view is used only while the document's heads
+//! equal its tag, so any change that did not update the view (a peer's changes, a rollback)
+//! makes it stale, never wrong.
 
 use std::collections::HashMap;
 
+use automerge::ChangeHash;
+
 use super::docs::Loaded;
+use crate::domain::Conversation;
+
+struct Entry {
+    loaded: Loaded,
+    view: Option<(Vec<ChangeHash>, Conversation)>,
+    used: u64,
+}
 
 pub struct DocCache {
     cap: usize,
     tick: u64,
-    docs: HashMap<u128, (Loaded, u64)>,
+    docs: HashMap<u128, Entry>,
 }
 
 impl DocCache {
@@ -23,10 +38,27 @@ impl DocCache {
     pub fn get_mut(&mut self, id: u128) -> Option<&mut Loaded> {
         self.tick += 1;
         let t = self.tick;
-        self.docs.get_mut(&id).map(|(d, used)| {
-            *used = t;
-            d
+        self.docs.get_mut(&id).map(|e| {
+            e.used = t;
+            &mut e.loaded
         })
+    }
+
+    /// The cached view of document `id`, if it was read at the document's current heads.
+    pub fn view(&mut self, id: u128) -> Option<Conversation> {
+        let e = self.docs.get_mut(&id)?;
+        let heads = e.loaded.doc.get_heads();
+        match &e.view {
+            Some((at, v)) if *at == heads => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    /// Remembers `view` as what document `id` reads as at its current heads.
+    pub fn set_view(&mut self, id: u128, view: Conversation) {
+        if let Some(e) = self.docs.get_mut(&id) {
+            e.view = Some((e.loaded.doc.get_heads(), view));
+        }
     }
 
     pub fn insert(&mut self, id: u128, doc: Loaded) -> &mut Loaded {
@@ -35,7 +67,7 @@ impl DocCache {
             if let Some(oldest) = self
                 .docs
                 .iter()
-                .min_by_key(|(_, (_, t))| *t)
+                .min_by_key(|(_, e)| e.used)
                 .map(|(k, _)| *k)
             {
                 self.docs.remove(&oldest);
@@ -43,9 +75,12 @@ impl DocCache {
         }
         self.tick += 1;
         let t = self.tick;
-        let slot = self.docs.entry(id).or_insert((doc, t));
-        slot.1 = t;
-        &mut slot.0
+        let slot = self.docs.entry(id).insert_entry(Entry {
+            loaded: doc,
+            view: None,
+            used: t,
+        });
+        &mut slot.into_mut().loaded
     }
 
     pub fn remove(&mut self, id: u128) {

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::tables::*;
 use super::{Result, StoreError, WriteCtx};
-use crate::domain::{Conversation, Facet, Summary, doc};
+use crate::domain::{Conversation, Facet, Summary};
 
 fn meta_i64(t: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> Result<Option<i64>> {
     Ok(t.get(key)?
@@ -245,22 +245,38 @@ pub fn reindex_doc(
     id: Uuid,
     actor: Option<&str>,
 ) -> Result<(Conversation, u64)> {
+    let view = ctx.view(id.as_u128())?.ok_or_else(|| {
+        StoreError::Record(
+            format!("conversation {id}"),
+            "reindexed but not stored".into(),
+        )
+    })?;
+    let seq = reindex_view(ctx, &view, actor)?;
+    Ok((view, seq))
+}
+
+/// [`reindex_doc`] for a caller that already holds the document's current view.
+pub fn reindex_view(
+    ctx: &mut WriteCtx<'_>,
+    view: &Conversation,
+    actor: Option<&str>,
+) -> Result<u64> {
     let me = ctx.identity()?.org_id.clone();
-    let (view, heads) = {
-        let d = ctx.doc_mut(id.as_u128())?.ok_or_else(|| {
+    let id = view.id.as_u128();
+    let heads = ctx
+        .doc_mut(id)?
+        .ok_or_else(|| {
             StoreError::Record(
-                format!("conversation {id}"),
+                format!("conversation {}", view.id),
                 "reindexed but not stored".into(),
             )
-        })?;
-        let view = doc::read(d).map_err(|e| StoreError::Corrupt(id, e.to_string()))?;
-        (view, d.get_heads())
-    };
+        })?
+        .get_heads();
     let tx = ctx.tx();
-    let old = get_summary(&tx.open_table(SUMMARIES)?, id.as_u128())?;
-    let seq = index_conversation(tx, old.as_ref(), &Summary::of(&view, &me))?;
+    let old = get_summary(&tx.open_table(SUMMARIES)?, id)?;
+    let seq = index_conversation(tx, old.as_ref(), &Summary::of(view, &me))?;
     tx.open_table(HEADS)?
-        .insert(id.as_u128(), encode_heads(&heads).as_slice())?;
-    mark_activity(tx, id.as_u128(), actor)?;
-    Ok((view, seq))
+        .insert(id, encode_heads(&heads).as_slice())?;
+    mark_activity(tx, id, actor)?;
+    Ok(seq)
 }

@@ -16,8 +16,11 @@ use automerge::AutoCommit;
 use redb::{Database, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
+use uuid::Uuid;
+
 use super::cache::DocCache;
 use super::{Identity, StoreError, docs};
+use crate::domain::{Conversation, doc};
 
 const MAX_BATCH: usize = 512;
 const QUEUE: usize = 4096;
@@ -89,6 +92,40 @@ impl<'a> WriteCtx<'a> {
         }
         self.touched.push(id);
         Ok(self.cache.get_mut(id).map(|l| &mut l.doc))
+    }
+
+    /// The typed view of a document: the cached one while the document has not changed since
+    /// it was read, otherwise read now (and cached). `None` if there is no such document.
+    pub fn view(&mut self, id: u128) -> Result<Option<Conversation>, StoreError> {
+        if self.doc_mut(id)?.is_none() {
+            return Ok(None);
+        }
+        if let Some(v) = self.cache.view(id) {
+            return Ok(Some(v));
+        }
+        let Some(l) = self.cache.get_mut(id) else {
+            return Ok(None);
+        };
+        let v = doc::read(&l.doc)
+            .map_err(|e| StoreError::Corrupt(Uuid::from_u128(id), e.to_string()))?;
+        self.cache.set_view(id, v.clone());
+        Ok(Some(v))
+    }
+
+    /// Records what a document reads as after the caller changed it and the view alike (a
+    /// local command), so the next reader need not walk the document. Debug builds check the
+    /// claim against a full read.
+    pub fn set_view(&mut self, id: u128, view: &Conversation) {
+        #[cfg(debug_assertions)]
+        if let Some(l) = self.cache.get_mut(id) {
+            let read = doc::read(&l.doc);
+            assert_eq!(
+                read.as_ref().ok(),
+                Some(view),
+                "the updated view differs from the document"
+            );
+        }
+        self.cache.set_view(id, view.clone());
     }
 
     /// Stores a brand-new document.

@@ -202,6 +202,57 @@ fn concurrent_replies_are_all_kept_in_one_order() {
     assert_eq!(ra, rb);
 }
 
+/// One of the commands a user can give, for the property below.
+fn command_strategy() -> impl Strategy<Value = (Command, bool)> {
+    let cmd = prop_oneof![
+        "[a-z ]{0,12}".prop_map(|body| Command::Reply { id: new_id(), body }),
+        Just(Command::Resolve),
+        Just(Command::Reopen),
+        (0usize..4).prop_map(|p| Command::SetProgress(Progress::ALL[p])),
+        (
+            proptest::option::of("[a-z ]{0,8}"),
+            proptest::option::of(proptest::option::of("[A-Z]{1,4}")),
+            proptest::option::of(proptest::option::of(1u32..28)),
+        )
+            .prop_map(|(subject, reference_id, due)| Command::Update {
+                subject,
+                reference_id,
+                due_date: due.map(|d| d.map(|d| NaiveDate::from_ymd_opt(2026, 6, d).unwrap())),
+            }),
+    ];
+    (cmd, any::<bool>())
+}
+
+proptest! {
+    // Each case replays up to 12 commands and reads the document after each: fewer cases.
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// `apply_to` changes the view exactly as the document changes: after any sequence of
+    /// commands (valid or refused, by either org), the view it kept equals a fresh read.
+    #[test]
+    fn the_view_kept_by_a_command_equals_a_fresh_read(cmds in proptest::collection::vec(command_strategy(), 1..12)) {
+        let c = new_task(Some("2026-06-01"));
+        let mut d = doc_of(&c);
+        d.commit(); // as stored: a refused command rolls back only its own operations
+        let mut view = c;
+        for (i, (cmd, partner)) in cmds.iter().enumerate() {
+            let by = if *partner { author("bolt", "bo") } else { author("acme", "ann") };
+            let mut next = view.clone();
+            match commands::apply_to(&mut d, &mut next, cmd, &by, at(10 + i as i64)) {
+                Ok(_) => {
+                    // As the store does when it saves the change.
+                    d.commit();
+                    view = next;
+                }
+                Err(_) => {
+                    d.rollback();
+                }
+            }
+            prop_assert_eq!(&read(&d).unwrap(), &view);
+        }
+    }
+}
+
 proptest! {
     /// Any valid subject, reference ID and body round-trips through the document unchanged.
     #[test]
