@@ -259,6 +259,43 @@ async fn topic_records_one_by_one_from_csv_and_from_conversations() {
     assert!(v["next"].is_null());
     let (_, v) = n.get("/api/v1/topics?kind=order&prefix=PO-2").await;
     assert_eq!(v["items"].as_array().unwrap().len(), 1);
+    // Refs are found in any case, and listed in case-insensitive order across pages.
+    let (_, v) = n.get("/api/v1/topics?kind=order&prefix=po-").await;
+    let refs: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ref"].as_str().unwrap())
+        .collect();
+    assert_eq!(refs, ["PO-1", "PO-2"]);
+    let (s, _) = n
+        .post(
+            "/api/v1/topics",
+            json!({"kind": "order", "ref": "po-15", "title": "Lower-case order"}),
+        )
+        .await;
+    assert!(s.is_success());
+    let mut seen = vec![];
+    let mut after = String::new();
+    loop {
+        let (_, v) = n
+            .get(&format!(
+                "/api/v1/topics?kind=order&prefix=Po-1&limit=1&after={after}"
+            ))
+            .await;
+        seen.extend(
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["ref"].as_str().unwrap().to_string()),
+        );
+        match v["next"].as_str() {
+            Some(next) => after = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["PO-1", "po-15"]);
     n.stop().await;
 }
 

@@ -443,6 +443,31 @@ async fn the_web_ui_in_a_real_browser() {
         assert_eq!(fits, true, "{path} scrolls sideways at 800 px");
     }
 
+    step("a detail page pages through every conversation about its record");
+    for i in 0..53 {
+        n.create(
+            json!({"kind": "message", "partner": "bolt", "subject": format!("Pallet {i}"),
+            "topic": {"kind": "order", "ref": "PO-BULK"}}),
+        )
+        .await;
+    }
+    b.goto(&format!("{}/topics/order/PO-BULK", n.base)).await;
+    b.wait_contains("#topic-conversations-more", "50 of 53")
+        .await;
+    b.click("#topic-conversations-more").await;
+    b.wait_gone("#topic-conversations-more").await;
+    let rows = b
+        .exec(
+            "return document.querySelectorAll('#topic-conversations tbody tr').length",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        rows,
+        json!(53),
+        "every conversation about the order is listed"
+    );
+
     step("no errors in the console, then sign out");
     let errs = b.console_errors().await;
     assert!(errs.is_empty(), "console: {errs:?}");

@@ -66,7 +66,7 @@ export async function renderTopicList(main, kind, params) {
     more.disabled = !next;
   }
 
-  const search = h('input', { type: 'search', id: 'topic-search', value: prefix, placeholder: 'Ref starts with…' });
+  const search = h('input', { type: 'search', id: 'topic-search', value: prefix, placeholder: 'Ref starts with… (any case)' });
   const importResult = h('div', { id: 'import-result', role: 'status' });
   const file = h('input', { type: 'file', id: 'import-file', accept: '.csv,text/csv', onchange: async () => {
     const f = file.files[0];
@@ -107,11 +107,20 @@ export async function renderTopicDetail(main, kind, ref) {
     r = { kind, ref, title: ref, fields: {}, url: null, missing: true };
   }
   const convBox = h('div', { id: 'topic-conversations' });
-  async function loadConversations() {
-    const page = await get('/conversations' + qs({ topic_kind: kind, topic_ref: ref, limit: 50 }));
-    clear(convBox).append(page.items.length
-      ? conversationTable(page.items, `Conversations about ${ref}`)
-      : h('p', { class: 'empty' }, 'No conversations about this yet.'));
+  let shown = [];
+  // `more` appends the next page to the rows shown; otherwise the list starts again.
+  async function loadConversations(more = false) {
+    const cursor = more ? convBox.dataset.cursor : undefined;
+    const page = await get('/conversations' + qs({ topic_kind: kind, topic_ref: ref, limit: PAGE, cursor }));
+    shown = more ? shown.concat(page.items) : page.items;
+    convBox.dataset.cursor = page.next_cursor || '';
+    clear(convBox).append(shown.length
+      ? conversationTable(shown, `Conversations about ${ref}`)
+      : h('p', { class: 'empty' }, 'No conversations about this yet.'),
+    page.next_cursor
+      ? h('div', { class: 'pager' }, h('button', { type: 'button', id: 'topic-conversations-more', onclick: () => loadConversations(true) },
+        `Show more (${shown.length} of ${page.total})`))
+      : '');
   }
   const menu = h('ul', { class: 'menu', id: 'more-actions-menu', role: 'menu', hidden: true },
     h('li', { role: 'none' }, h('button', { type: 'button', role: 'menuitem', id: 'menu-start-conversation', onclick: () => {

@@ -62,6 +62,7 @@ pub(super) fn rebuild(db: &Database, identity: Option<&Identity>) -> Result<()> 
             }
         }
     }
+    super::topics::rebuild_folded(&tx)?;
     index::set_meta_i64(&tx, "index_version", INDEX_VERSION as i64)?;
     tx.commit()?;
     Ok(())

@@ -5,8 +5,8 @@
 //! `PARTNERS`, `UNREAD` (per-user read state, local to this node), `IDEMPOTENCY`, and the sync
 //! records `PEERS`, `INVITES`, `SYNC_STATES`, `PEER_CURSORS`.
 //! Derived (rebuilt from the documents by `rebuild`): `SUMMARIES`, `FACETS`, `FACET_COUNTS`,
-//! `PAIR_COUNTS`, `DUE_PENDING`, `FEED`, `FEED_POS`, `HEADS` and the `META` keys `index_version`
-//! and `swept_day`.
+//! `PAIR_COUNTS`, `DUE_PENDING`, `FEED`, `FEED_POS`, `HEADS`, `WORDS`, `TOPICS_FOLDED` and the
+//! `META` keys `index_version` and `swept_day`.
 
 use redb::TableDefinition;
 
@@ -53,6 +53,10 @@ pub const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::n
 pub const WORDS: TableDefinition<(&str, i64, u128), ()> = TableDefinition::new("words");
 /// Topic records by (kind, ref), JSON [`crate::domain::topics::TopicRecord`].
 pub const TOPICS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("topics");
+/// (kind, lower-cased ref, ref) of every topic record: list views page and search refs in
+/// this order, so "sku-1" finds "SKU-1". Derived from `TOPICS`.
+pub const TOPICS_FOLDED: TableDefinition<(&str, &str, &str), ()> =
+    TableDefinition::new("topics_folded");
 /// Browser sessions by SHA-256 of the session id (JSON); local to this node.
 pub const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
 
@@ -81,6 +85,7 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(PEER_CURSORS)?;
     tx.open_table(WORDS)?;
     tx.open_table(TOPICS)?;
+    tx.open_table(TOPICS_FOLDED)?;
     tx.open_table(SESSIONS)?;
     Ok(())
 }
@@ -96,6 +101,7 @@ pub fn clear_derived(tx: &redb::WriteTransaction) -> Result<(), redb::TableError
     tx.delete_table(FEED_POS)?;
     tx.delete_table(HEADS)?;
     tx.delete_table(WORDS)?;
+    tx.delete_table(TOPICS_FOLDED)?;
     create_all(tx)
 }
 
