@@ -371,6 +371,18 @@ async fn search_and_action_required() {
         .await;
     assert_eq!(subjects(&p2), vec!["Pallet 1", "Pallet 0"]);
     assert!(p2["next_cursor"].is_null());
+    // Results follow the latest activity: a reply moves a conversation to the top.
+    let pallet1 = p2["items"][0]["id"].as_str().unwrap().to_string();
+    let (s, _) = n
+        .post(
+            &format!("/api/v1/conversations/{pallet1}/messages"),
+            json!({"body": "Any news?"}),
+        )
+        .await;
+    assert!(s.is_success());
+    let (_, v) = n.get("/api/v1/conversations?q=pallet&limit=2").await;
+    assert_eq!(subjects(&v), vec!["Pallet 1", "Pallet 4"]);
+    assert_eq!(v["total"], 5);
     n.stop().await;
 }
 

@@ -32,7 +32,7 @@ use crate::domain::{OrgId, Role};
 pub use writer::WriteCtx;
 
 /// Bumped whenever the derived tables change shape; a mismatch at open rebuilds them.
-pub const INDEX_VERSION: u64 = 4;
+pub const INDEX_VERSION: u64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

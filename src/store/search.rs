@@ -1,12 +1,15 @@
 //! The search index: one `WORDS` entry per search term of a conversation, kept beside its
 //! facets in the same write transaction, and the search box's query over it.
 //!
-//! A query walks the entries of its most selective term by prefix (a range scan of the words that
-//! start with it), so its cost depends on how many conversations match, not on how many are
-//! stored. At most [`MAX_CANDIDATES`] entries are read; a query so broad that it matches more
-//! is answered from the newest of them and says so with `truncated`.
+//! Entries are keyed by (term, id) with no activity time, so a reply, which changes the
+//! activity time but not the terms, leaves them alone; only a new subject, reference ID or
+//! topic touches them. A query walks the entries of its most selective term by prefix (a range
+//! scan of the words that start with it), reads those rows and orders them newest activity
+//! first, so its cost depends on how many conversations match, not on how many are stored. At
+//! most [`MAX_CANDIDATES`] entries are read, the most recently created first; a query so broad
+//! that it matches more is answered from those and says so with `truncated`.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use chrono::NaiveDate;
 use redb::{ReadTransaction, WriteTransaction};
@@ -15,23 +18,42 @@ use super::index::get_summary;
 use super::query::{Cursor, InboxPage};
 use super::tables::*;
 use super::{Result, StoreError};
-use crate::domain::{Facet, Summary, search};
+use crate::domain::{Facet, search};
 
 pub const MAX_CANDIDATES: usize = 5_000;
 
-/// Replaces the search entries of one conversation (`old` as indexed, `new` as derived now).
-pub fn index_terms(tx: &WriteTransaction, old: Option<&Summary>, new: &Summary) -> Result<()> {
+/// Replaces the search entries of one conversation (`old` as indexed, `new` as derived now);
+/// touches nothing when its terms did not change.
+pub fn index_terms(
+    tx: &WriteTransaction,
+    old: Option<&crate::domain::Summary>,
+    new: &crate::domain::Summary,
+) -> Result<()> {
     let id = new.id.as_u128();
-    let mut words = tx.open_table(WORDS)?;
-    if let Some(o) = old {
-        for t in search::terms(o) {
-            words.remove((t.as_str(), o.activity_ms(), id))?;
-        }
+    let new_terms = search::terms(new);
+    let old_terms = old.map(search::terms).unwrap_or_default();
+    if old_terms == new_terms {
+        return Ok(());
     }
-    for t in search::terms(new) {
-        words.insert((t.as_str(), new.activity_ms(), id), ())?;
+    let mut words = tx.open_table(WORDS)?;
+    for t in old_terms.iter().filter(|t| !new_terms.contains(t)) {
+        words.remove((t.as_str(), id))?;
+    }
+    for t in new_terms.iter().filter(|t| !old_terms.contains(t)) {
+        words.insert((t.as_str(), id), ())?;
     }
     Ok(())
+}
+
+/// Every key of `WORDS` whose term starts with `prefix`, newest conversation first.
+fn prefix_range<'t>(
+    words: &'t redb::ReadOnlyTable<(&'static str, u128), ()>,
+    prefix: &str,
+) -> Result<redb::Range<'t, (&'static str, u128), ()>> {
+    // Terms are UTF-8, so every term starting with `prefix` sorts below `prefix` followed
+    // by the largest scalar value.
+    let hi = format!("{prefix}\u{10FFFF}");
+    Ok(words.range((prefix, 0u128)..(hi.as_str(), 0u128))?)
 }
 
 #[derive(Debug, Clone)]
@@ -57,62 +79,49 @@ pub fn search(tx: &ReadTransaction, q: &SearchQuery) -> Result<(InboxPage, bool)
     let mut driver = String::new();
     let mut fewest = usize::MAX;
     for t in &q.terms {
-        let mut n = 0;
-        for entry in words.range((t.as_str(), i64::MIN, 0u128)..)? {
-            if !entry?.0.value().0.starts_with(t.as_str()) || n > MAX_CANDIDATES {
-                break;
-            }
-            n += 1;
-        }
+        let n = prefix_range(&words, t)?.take(MAX_CANDIDATES + 1).count();
         if n < fewest {
             (fewest, driver) = (n, t.clone());
         }
     }
 
-    // Candidates: (activity, id), deduplicated (a row has several terms under one prefix).
-    let mut cands: HashMap<u128, i64> = HashMap::new();
+    // Candidates, deduplicated (a row has several terms under one prefix).
+    let mut cands: HashSet<u128> = HashSet::new();
     let mut truncated = false;
-    for (n, entry) in words
-        .range((driver.as_str(), i64::MIN, 0u128)..)?
-        .enumerate()
-    {
-        let (k, _) = entry?;
-        let (word, ms, id) = k.value();
-        if !word.starts_with(driver.as_str()) {
-            break;
-        }
+    for (n, entry) in prefix_range(&words, &driver)?.rev().enumerate() {
         if n >= MAX_CANDIDATES {
             truncated = true;
             break;
         }
-        cands.insert(id, ms);
+        cands.insert(entry?.0.value().1);
     }
-    let mut order: Vec<(i64, u128)> = cands.into_iter().map(|(id, ms)| (ms, id)).collect();
-    order.sort_unstable_by(|a, b| b.cmp(a));
-
-    let mut items = Vec::with_capacity(q.limit);
-    let mut total = 0u64;
-    let mut more = false;
-    for (ms, id) in order {
+    let mut rows = Vec::with_capacity(cands.len());
+    for id in cands {
         let s = get_summary(&summaries, id)?.ok_or_else(|| {
             StoreError::Record(format!("summary {id:x}"), "searchable but missing".into())
         })?;
         let ok = q.filters.iter().all(|f| s.matches(f, q.today))
             && !(q.exclude_overdue && s.overdue(q.today))
             && search::matches(&search::terms(&s), &q.terms);
-        if !ok {
-            continue;
+        if ok {
+            rows.push(s);
         }
-        total += 1;
-        let after_cursor = q.cursor.is_none_or(|c| (ms, id) < (c.activity_ms, c.id));
-        if !after_cursor {
+    }
+    rows.sort_unstable_by_key(|s| std::cmp::Reverse((s.activity_ms(), s.id.as_u128())));
+
+    let total = rows.len() as u64;
+    let mut items = Vec::with_capacity(q.limit);
+    let mut more = false;
+    for s in rows {
+        let key = (s.activity_ms(), s.id.as_u128());
+        if q.cursor.is_some_and(|c| key >= (c.activity_ms, c.id)) {
             continue;
         }
         if items.len() == q.limit {
             more = true;
-            continue;
+            break;
         }
-        let unread = unread_marks.get((q.user.as_str(), id))?.is_some();
+        let unread = unread_marks.get((q.user.as_str(), key.1))?.is_some();
         items.push((s, unread));
     }
     let next_cursor = if more {

@@ -48,9 +48,9 @@ pub const PARTNERS: TableDefinition<&str, &[u8]> = TableDefinition::new("partner
 /// (user, Idempotency-Key) -> JSON of what the first request created.
 pub const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("idempotency");
 
-/// (search term, last activity ms, id): one entry per term of a conversation's subject,
-/// reference ID and topic ref (`domain::search`). Derived.
-pub const WORDS: TableDefinition<(&str, i64, u128), ()> = TableDefinition::new("words");
+/// (search term, id): one entry per term of a conversation's subject, reference ID and topic
+/// ref (`domain::search`). No activity time, so replies leave it alone. Derived.
+pub const WORDS: TableDefinition<(&str, u128), ()> = TableDefinition::new("search_terms");
 /// Topic records by (kind, ref), JSON [`crate::domain::topics::TopicRecord`].
 pub const TOPICS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("topics");
 /// (kind, lower-cased ref, ref) of every topic record: list views page and search refs in
@@ -101,6 +101,8 @@ pub fn clear_derived(tx: &redb::WriteTransaction) -> Result<(), redb::TableError
     tx.delete_table(FEED_POS)?;
     tx.delete_table(HEADS)?;
     tx.delete_table(WORDS)?;
+    // Index version 4 and older kept search terms with their activity time under this name.
+    tx.delete_table(TableDefinition::<(&str, i64, u128), ()>::new("words"))?;
     tx.delete_table(TOPICS_FOLDED)?;
     create_all(tx)
 }
