@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     #[error(
-        "{0} is not an http:// URL this client can reach (https needs a TLS-terminating proxy in front)"
+        "{0} is not an http:// URL: nodes talk plain HTTP to each other (to encrypt the link, use a VPN or SSH tunnel and give its http:// address)"
     )]
     Url(String),
     #[error("cannot reach {0}: {1}")]
