@@ -117,12 +117,14 @@ pub fn index_conversation(
     }
     drop((facets, counts));
     super::pairs::update(tx, &old_f, &new_f)?;
-    let mut pending = tx.open_table(DUE_PENDING)?;
-    if let Some(d) = old_p {
-        pending.remove((d, id))?;
-    }
-    if let Some(d) = new_p {
-        pending.insert((d, id), ())?;
+    if old_p != new_p {
+        let mut pending = tx.open_table(DUE_PENDING)?;
+        if let Some(d) = old_p {
+            pending.remove((d, id))?;
+        }
+        if let Some(d) = new_p {
+            pending.insert((d, id), ())?;
+        }
     }
     super::search::index_terms(tx, old, new)?;
     let json =
