@@ -67,6 +67,21 @@ pub struct IdentityArgs {
     pub role: Option<RoleArg>,
 }
 
+/// Serving peers over TLS (needs a build with `--features tls`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// Also serve HTTPS here, for partners' nodes, e.g. 0.0.0.0:7879; invites then carry the
+    /// certificate's fingerprint and partners pin it.
+    #[arg(long, env = "PARLEY_TLS_LISTEN")]
+    pub tls_listen: Option<String>,
+    /// Certificate (PEM) to serve it with; default: one made on first start in <data dir>/tls.
+    #[arg(long, env = "PARLEY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "PARLEY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the node: HTTP API (and web UI) on --listen.
@@ -80,6 +95,8 @@ pub enum Command {
         /// The address partners' nodes dial, e.g. http://parley.example.net:7878.
         #[arg(long, env = "PARLEY_PUBLIC_URL")]
         public_url: Option<String>,
+        #[command(flatten)]
+        tls: TlsArgs,
         /// On first start: the identity to create.
         #[command(flatten)]
         identity: IdentityArgs,
@@ -191,7 +208,7 @@ pub(crate) fn config(
     listen: Option<String>,
     doc_cache: Option<usize>,
 ) -> anyhow::Result<Config> {
-    config_with(g, listen, doc_cache, None)
+    config_with(g, listen, doc_cache, None, TlsArgs::default())
 }
 
 pub(crate) fn config_with(
@@ -199,6 +216,7 @@ pub(crate) fn config_with(
     listen: Option<String>,
     doc_cache: Option<usize>,
     public_url: Option<String>,
+    tls: TlsArgs,
 ) -> anyhow::Result<Config> {
     Ok(Config::load(Overrides {
         config: g.config.clone(),
@@ -207,6 +225,9 @@ pub(crate) fn config_with(
         public_url,
         doc_cache,
         log: g.log.clone(),
+        tls_listen: tls.tls_listen,
+        tls_cert: tls.tls_cert,
+        tls_key: tls.tls_key,
     })?)
 }
 
@@ -223,9 +244,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             doc_cache,
             public_url,
+            tls,
             identity,
         } => {
-            let cfg = config_with(&cli.global, listen, doc_cache, public_url)?;
+            let cfg = config_with(&cli.global, listen, doc_cache, public_url, tls)?;
             init_tracing(&cfg.log);
             let svc = crate::server::open(&cfg, Clock::System).await?;
             if svc.identity().await?.is_none() {
@@ -234,21 +256,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             svc.set_public_url(cfg.public_url.clone());
             write_cli_token(&cfg, &svc.local_cli_token().await?)?;
             let stop = crate::server::shutdown_signal();
-            let acceptor = crate::server::bind(&cfg).await?;
+            let bound = crate::server::bind(&cfg).await?;
             let id = svc
                 .identity()
                 .await?
                 .context("identity missing after init")?;
-            if let Some(addr) = crate::server::local_addr(&acceptor) {
+            if let Some(addr) = crate::server::local_addr(&bound) {
                 println!(
                     "Parley {} for {} ({}) listening on http://{addr}",
                     env!("CARGO_PKG_VERSION"),
                     id.org_id,
                     id.role
                 );
-                std::io::stdout().flush().ok();
             }
-            crate::server::run(svc, acceptor, stop).await
+            if let (Some(addr), Some(fp)) = (bound.tls_addr(), bound.tls_fingerprint()) {
+                println!("serving partners over TLS on https://{addr} (certificate {fp})");
+            }
+            std::io::stdout().flush().ok();
+            crate::server::run(svc, bound, stop).await
         }
         Command::Init { identity } => {
             let cfg = config(&cli.global, None, None)?;

@@ -14,10 +14,19 @@ pub async fn run(g: &Global, cmd: PeerCmd) -> anyhow::Result<()> {
         PeerCmd::Invite { public_url } | PeerCmd::Add { public_url, .. } => public_url.clone(),
         _ => None,
     };
-    let cfg = config_with(g, None, None, public_url)?;
+    let cfg = config_with(g, None, None, public_url, Default::default())?;
     match open_offline(&cfg).await {
         Ok(svc) => {
             svc.set_public_url(cfg.advertised_url());
+            if cfg.tls_listen.is_some() {
+                // Invites made while the node is stopped carry its certificate too.
+                let c = crate::tls::load_or_create(
+                    &cfg.data_dir,
+                    cfg.tls_cert.as_deref(),
+                    cfg.tls_key.as_deref(),
+                )?;
+                svc.set_tls_fingerprint(Some(c.fingerprint));
+            }
             match cmd {
                 PeerCmd::Invite { .. } => {
                     let (code, expires) = svc.create_invite().await?;

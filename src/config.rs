@@ -36,6 +36,9 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     pub doc_cache: Option<usize>,
     pub log: Option<String>,
+    pub tls_listen: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Values from flags or environment (already merged by clap); `None` where neither was given.
@@ -47,6 +50,9 @@ pub struct Overrides {
     pub public_url: Option<String>,
     pub doc_cache: Option<usize>,
     pub log: Option<String>,
+    pub tls_listen: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The effective, validated configuration.
@@ -59,6 +65,11 @@ pub struct Config {
     pub public_url: Option<String>,
     pub doc_cache: usize,
     pub log: String,
+    /// Where to serve peers over TLS (feature `tls`), beside the plain `listen` address.
+    pub tls_listen: Option<SocketAddr>,
+    /// The certificate and key to serve it with; default: one made in `<data dir>/tls/`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
 }
@@ -113,7 +124,7 @@ impl Config {
             return Err(ConfigError::Invalid {
                 field: "public_url",
                 value: u.clone(),
-                reason: "use http://HOST:PORT, the address other nodes can reach this one at"
+                reason: "use http://HOST:PORT (or https://HOST:PORT with --tls-listen), the address other nodes can reach this one at"
                     .into(),
             });
         }
@@ -143,21 +154,67 @@ impl Config {
                 reason: "must not be empty".into(),
             });
         }
+        let tls_listen: Option<SocketAddr> = match o.tls_listen.or(file.tls_listen) {
+            None => None,
+            Some(s) => Some(s.parse().map_err(|_| ConfigError::Invalid {
+                field: "tls_listen",
+                value: s.clone(),
+                reason: "use IP:PORT, e.g. 0.0.0.0:7879".into(),
+            })?),
+        };
+        let tls_cert = o.tls_cert.or(file.tls_cert);
+        let tls_key = o.tls_key.or(file.tls_key);
+        if tls_cert.is_some() != tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                field: if tls_cert.is_some() { "tls_key" } else { "tls_cert" },
+                value: String::new(),
+                reason: "give both tls_cert and tls_key, or neither (a certificate is then made in the data directory)".into(),
+            });
+        }
+        if tls_cert.is_some() && tls_listen.is_none() {
+            return Err(ConfigError::Invalid {
+                field: "tls_cert",
+                value: String::new(),
+                reason: "is used only with tls_listen, the address to serve peers over TLS".into(),
+            });
+        }
+        if tls_listen.is_some() && !cfg!(feature = "tls") {
+            return Err(ConfigError::Invalid {
+                field: "tls_listen",
+                value: tls_listen.map(|a| a.to_string()).unwrap_or_default(),
+                reason: crate::tls::TlsError::NotBuilt("serve peers over TLS").to_string(),
+            });
+        }
+        if tls_listen.is_some_and(|t| t == listen && t.port() != 0) {
+            return Err(ConfigError::Invalid {
+                field: "tls_listen",
+                value: listen.to_string(),
+                reason: "must differ from listen, which keeps serving plain HTTP".into(),
+            });
+        }
         Ok(Config {
             data_dir,
             listen,
             public_url,
             doc_cache,
             log,
+            tls_listen,
+            tls_cert,
+            tls_key,
             file: path,
         })
     }
 
-    /// What to advertise to peers: `public_url`, else the listen address if it is a concrete IP.
+    /// What to advertise to peers: `public_url`, else the TLS address or the listen address
+    /// if it is a concrete IP.
     pub fn advertised_url(&self) -> Option<String> {
-        self.public_url.clone().or_else(|| {
-            (!self.listen.ip().is_unspecified()).then(|| format!("http://{}", self.listen))
-        })
+        if let Some(u) = &self.public_url {
+            return Some(u.clone());
+        }
+        match self.tls_listen {
+            Some(t) => (!t.ip().is_unspecified()).then(|| format!("https://{t}")),
+            None => (!self.listen.ip().is_unspecified()).then(|| format!("http://{}", self.listen)),
+        }
     }
 
     /// Where a CLI on this machine reaches the running node.
@@ -175,8 +232,20 @@ impl Config {
             Some(f) => format!("# read from {}\n", f.display()),
             None => "# no config file read; defaults, environment and flags only\n".into(),
         };
+        let tls = [
+            self.tls_listen.map(|a| format!("tls_listen = \"{a}\"\n")),
+            self.tls_cert
+                .as_ref()
+                .map(|p| format!("tls_cert = {:?}\n", p.display().to_string())),
+            self.tls_key
+                .as_ref()
+                .map(|p| format!("tls_key = {:?}\n", p.display().to_string())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<String>();
         format!(
-            "{from}data_dir = {:?}\nlisten = \"{}\"\n{}doc_cache = {}\nlog = {:?}\n",
+            "{from}data_dir = {:?}\nlisten = \"{}\"\n{}doc_cache = {}\nlog = {:?}\n{tls}",
             self.data_dir.display().to_string(),
             self.listen,
             self.public_url
@@ -235,5 +304,36 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("IP:PORT"), "{e}");
+    }
+
+    #[test]
+    fn tls_settings_are_checked() {
+        let e = Config::load(Overrides {
+            tls_listen: Some("127.0.0.1:7879".into()),
+            tls_cert: Some("c.pem".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("both tls_cert and tls_key"), "{e}");
+        let e = Config::load(Overrides {
+            tls_listen: Some("nope".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("tls_listen"), "{e}");
+        let r = Config::load(Overrides {
+            tls_listen: Some("127.0.0.1:7879".into()),
+            ..Default::default()
+        });
+        if cfg!(feature = "tls") {
+            let c = r.unwrap();
+            assert_eq!(
+                c.advertised_url().as_deref(),
+                Some("https://127.0.0.1:7879")
+            );
+        } else {
+            let e = r.unwrap_err();
+            assert!(e.to_string().contains("--features tls"), "{e}");
+        }
     }
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use poem::Server;
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use std::net::SocketAddr;
+
+use poem::listener::{Acceptor, AcceptorExt, BoxAcceptor, Listener, TcpListener};
 
 use crate::config::Config;
 use crate::service::{Clock, Service};
@@ -26,29 +28,111 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<Arc<Service>>
     Ok(Service::new(store, clock))
 }
 
-/// Binds the configured address.
-pub async fn bind(config: &Config) -> anyhow::Result<TcpAcceptor> {
-    TcpListener::bind(config.listen)
+/// The bound listeners: plain HTTP on `listen`, and with `tls_listen` HTTPS for peers.
+pub struct Bound {
+    acceptor: BoxAcceptor,
+    http: SocketAddr,
+    https: Option<SocketAddr>,
+    fingerprint: Option<String>,
+}
+
+impl Bound {
+    /// The HTTPS address, when the node serves peers over TLS.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.https
+    }
+
+    /// Fingerprint of the certificate served there.
+    pub fn tls_fingerprint(&self) -> Option<&str> {
+        self.fingerprint.as_deref()
+    }
+}
+
+/// Binds the configured addresses.
+pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
+    let plain = TcpListener::bind(config.listen)
         .into_acceptor()
         .await
-        .with_context(|| format!("cannot listen on {}: is another program using it? Use --listen to pick another address", config.listen))
+        .with_context(|| format!("cannot listen on {}: is another program using it? Use --listen to pick another address", config.listen))?;
+    let http = first_addr(&plain).context("the listener has no address")?;
+    let Some(tls_listen) = config.tls_listen else {
+        return Ok(Bound {
+            acceptor: plain.boxed(),
+            http,
+            https: None,
+            fingerprint: None,
+        });
+    };
+    let (dir, cert, key) = (
+        config.data_dir.clone(),
+        config.tls_cert.clone(),
+        config.tls_key.clone(),
+    );
+    let node_cert = tokio::task::spawn_blocking(move || {
+        crate::tls::load_or_create(&dir, cert.as_deref(), key.as_deref())
+    })
+    .await
+    .context("loading the TLS certificate")??;
+    let secure = tls_acceptor(tls_listen, &node_cert).await?;
+    let https = first_addr(&secure).context("the TLS listener has no address")?;
+    Ok(Bound {
+        acceptor: plain.combine(secure).boxed(),
+        http,
+        https: Some(https),
+        fingerprint: Some(node_cert.fingerprint),
+    })
+}
+
+#[cfg(feature = "tls")]
+async fn tls_acceptor(
+    addr: SocketAddr,
+    cert: &crate::tls::NodeCert,
+) -> anyhow::Result<BoxAcceptor> {
+    use poem::listener::{RustlsCertificate, RustlsConfig};
+    let config = RustlsConfig::new().fallback(
+        RustlsCertificate::new()
+            .cert(cert.cert_pem.clone())
+            .key(cert.key_pem.clone()),
+    );
+    let acceptor = TcpListener::bind(addr)
+        .rustls(config)
+        .into_acceptor()
+        .await
+        .with_context(|| format!("cannot serve TLS on {addr}: is the address in use, or the certificate or key unreadable?"))?;
+    Ok(acceptor.boxed())
+}
+
+#[cfg(not(feature = "tls"))]
+async fn tls_acceptor(
+    _addr: SocketAddr,
+    _cert: &crate::tls::NodeCert,
+) -> anyhow::Result<BoxAcceptor> {
+    Err(crate::tls::TlsError::NotBuilt("serve peers over TLS").into())
+}
+
+fn first_addr(a: &impl Acceptor) -> Option<SocketAddr> {
+    a.local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
 }
 
 /// Serves until `shutdown` completes, then lets requests in flight finish and drains the
 /// store's writer, so every acknowledged write is on disk before this returns.
 pub async fn run(
     svc: Arc<Service>,
-    acceptor: TcpAcceptor,
+    bound: Bound,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let store = svc.store().clone();
-    if svc.public_url().is_none()
-        && let Some(addr) = local_addr(&acceptor)
-        && !addr.ip().is_unspecified()
-    {
+    svc.set_tls_fingerprint(bound.fingerprint.clone());
+    if svc.public_url().is_none() {
         // Partners on this machine or network can dial the bound address; behind a proxy or on
-        // 0.0.0.0, --public-url says what to advertise.
-        svc.set_public_url(Some(format!("http://{addr}")));
+        // 0.0.0.0, --public-url says what to advertise. A node serving TLS advertises that.
+        let advertised = match bound.https {
+            Some(a) => (!a.ip().is_unspecified()).then(|| format!("https://{a}")),
+            None => (!bound.http.ip().is_unspecified()).then(|| format!("http://{}", bound.http)),
+        };
+        svc.set_public_url(advertised);
     }
     let rep = crate::replicator::Replicator::start(svc.clone()).await?;
     // Peer links and event streams are long-lived: end them as soon as shutdown starts, so the
@@ -60,7 +144,7 @@ pub async fn run(
         rep2.stop();
     };
     let app = crate::api::routes(svc, rep.clone());
-    let result = Server::new_with_acceptor(acceptor)
+    let result = Server::new_with_acceptor(bound.acceptor)
         .name("parley")
         .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
         .await;
@@ -70,12 +154,9 @@ pub async fn run(
     result.context("serving HTTP")
 }
 
-/// The address an acceptor is bound to (for `--listen 127.0.0.1:0`).
-pub fn local_addr(acceptor: &TcpAcceptor) -> Option<std::net::SocketAddr> {
-    acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
+/// The plain HTTP address the node is bound to (for `--listen 127.0.0.1:0`).
+pub fn local_addr(bound: &Bound) -> Option<SocketAddr> {
+    Some(bound.http)
 }
 
 /// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not when

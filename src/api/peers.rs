@@ -44,6 +44,8 @@ pub struct PeerOut {
     pub own_org: bool,
     /// Where this node dials it, if it does.
     pub url: Option<String>,
+    /// Fingerprint of the certificate pinned for its `https://` address.
+    pub tls: Option<String>,
     pub connected: bool,
     pub connected_since: Option<DateTime<Utc>>,
     /// Last time something from this peer was stored here.
@@ -68,6 +70,8 @@ pub struct AcceptBody {
     pub role: Role,
     pub url: Option<String>,
     pub key: String,
+    /// Fingerprint of the certificate the pairing node serves TLS with, to pin.
+    pub tls: Option<String>,
 }
 
 #[derive(Debug, Object)]
@@ -122,6 +126,7 @@ impl PeersApi {
             org_name: p.org_name,
             role: p.role.into(),
             url: p.url,
+            tls: p.tls,
             connected: link.is_some(),
             connected_since: link.map(|l| l.connected_since),
             last_sync_at: p.last_sync_at,
@@ -190,6 +195,7 @@ impl PeersApi {
             role: b.role.into(),
             url: b.url,
             key: b.key,
+            tls: b.tls,
         };
         let PairAnswer {
             node_id,

@@ -61,13 +61,19 @@ pub async fn connect(peer: &Peer, me: Uuid) -> Result<Transport, String> {
     h.insert("Authorization", val(format!("Bearer {}", peer.key))?);
     h.insert("X-Parley-Node", val(me.to_string())?);
     h.insert("Sec-WebSocket-Protocol", val(PROTOCOL.to_string())?);
-    let (ws, resp) = tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async(req),
-    )
+    let target = crate::http_client::parse_url(url).map_err(|e| e.to_string())?;
+    // A TLS peer is dialled only if it shows the certificate its invite named (`peer.tls`).
+    let tls = target
+        .tls
+        .then_some((target.host.as_str(), peer.tls.as_deref()));
+    let (ws, resp) = tokio::time::timeout(Duration::from_secs(10), async {
+        let stream = crate::tls::connect(&target.addr, tls).await?;
+        tokio_tungstenite::client_async(req, stream)
+            .await
+            .map_err(|e| format!("cannot connect to {url}: {e}"))
+    })
     .await
-    .map_err(|_| format!("{url} did not answer within 10 s"))?
-    .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    .map_err(|_| format!("{url} did not answer within 10 s"))??;
     let answered = resp
         .headers()
         .get("X-Parley-Node")

@@ -103,6 +103,7 @@ pub struct Service {
     events: broadcast::Sender<ChangeEvent>,
     peer_events: broadcast::Sender<PeerEvent>,
     public_url: std::sync::RwLock<Option<String>>,
+    tls_fingerprint: std::sync::RwLock<Option<String>>,
     clock: Clock,
     logins: LoginThrottle,
     /// Set when the node starts to shut down, so endless responses (live events) end and
@@ -119,6 +120,7 @@ impl Service {
             events,
             peer_events,
             public_url: Default::default(),
+            tls_fingerprint: Default::default(),
             clock,
             logins: LoginThrottle::default(),
             closing: tokio::sync::watch::Sender::new(false),

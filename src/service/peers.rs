@@ -28,6 +28,10 @@ pub struct InviteCode {
     pub node: Uuid,
     pub org: String,
     pub secret: String,
+    /// Fingerprint of the certificate the inviting node serves TLS with, when its `url` is
+    /// `https://` and it serves TLS itself: the other node pins it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
 }
 
 impl InviteCode {
@@ -67,6 +71,9 @@ pub struct PairRequest {
     pub role: Role,
     pub url: Option<String>,
     pub key: String,
+    /// B's certificate fingerprint, for A to pin when it dials B's `https://` address.
+    #[serde(default)]
+    pub tls: Option<String>,
 }
 
 /// A's answer.
@@ -102,6 +109,17 @@ pub fn keys_equal(a: &str, b: &str) -> bool {
 fn check_url(url: &str) -> Result<()> {
     crate::http_client::split_url(url).map_err(|e| DomainError::invalid("url", e.to_string()))?;
     Ok(())
+}
+
+fn check_pin(field: &'static str, pin: &Option<String>) -> Result<()> {
+    match pin {
+        Some(p) if !crate::tls::is_fingerprint(p) => Err(DomainError::invalid(
+            field,
+            "is not a certificate fingerprint (64 hex digits)",
+        )
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// Whether an org of `role` may be a peer: our own org (same role), or a partner of the
@@ -158,6 +176,22 @@ impl Service {
         self.public_url.read().ok().and_then(|u| u.clone())
     }
 
+    /// The fingerprint of the certificate this node serves peers with (`--tls-listen`).
+    pub fn set_tls_fingerprint(&self, fingerprint: Option<String>) {
+        if let Ok(mut f) = self.tls_fingerprint.write() {
+            *f = fingerprint;
+        }
+    }
+
+    /// What a peer dialling `url` (this node's address) should pin: our fingerprint when the
+    /// address is `https://` and we serve TLS ourselves.
+    fn pin_for(&self, url: Option<&str>) -> Option<String> {
+        let https = url.is_some_and(|u| u.starts_with("https://"));
+        https
+            .then(|| self.tls_fingerprint.read().ok().and_then(|f| f.clone()))
+            .flatten()
+    }
+
     pub fn subscribe_peers(&self) -> broadcast::Receiver<PeerEvent> {
         self.peer_events.subscribe()
     }
@@ -185,6 +219,7 @@ impl Service {
             .await?;
         let code = InviteCode {
             v: 1,
+            tls: self.pin_for(Some(&url)),
             url,
             node: me.node_id,
             org: me.org_id.to_string(),
@@ -200,6 +235,7 @@ impl Service {
         if let Some(u) = &req.url {
             check_url(u)?;
         }
+        check_pin("tls", &req.tls)?;
         if req.key.len() < 32 || req.key.len() > 200 {
             return Err(DomainError::invalid("key", "must be 32-200 characters").into());
         }
@@ -237,6 +273,7 @@ impl Service {
                     role: req.role,
                     url: req.url,
                     key: req.key,
+                    tls: req.tls,
                     created_at: now,
                     last_sync_at: None,
                 };
@@ -258,6 +295,7 @@ impl Service {
     pub async fn pair(&self, code: &str) -> Result<Peer> {
         let c = InviteCode::decode(code)?;
         check_url(&c.url)?;
+        check_pin("code", &c.tls)?;
         let me = self
             .identity()
             .await?
@@ -277,13 +315,15 @@ impl Service {
             role: me.role,
             url: self.public_url(),
             key: key.clone(),
+            tls: self.pin_for(self.public_url().as_deref()),
         };
         let body =
             serde_json::to_value(&req).map_err(|e| ServiceError::Unavailable(e.to_string()))?;
         let url = format!("{}/api/v1/peers/accept", c.url.trim_end_matches('/'));
-        let (status, text) = crate::http_client::request("POST", &url, &[], Some(&body))
-            .await
-            .map_err(|e| ServiceError::Unavailable(format!("pairing failed: {e}")))?;
+        let (status, text) =
+            crate::http_client::request_pinned("POST", &url, &[], Some(&body), c.tls.as_deref())
+                .await
+                .map_err(|e| ServiceError::Unavailable(format!("pairing failed: {e}")))?;
         if status != 200 {
             let detail = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
@@ -310,6 +350,7 @@ impl Service {
             role: a.role,
             url: Some(c.url),
             key,
+            tls: c.tls,
             created_at: now,
             last_sync_at: None,
         };

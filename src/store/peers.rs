@@ -21,6 +21,10 @@ pub struct Peer {
     pub url: Option<String>,
     /// The shared secret both sides present when connecting.
     pub key: String,
+    /// Fingerprint (hex SHA-256) of the certificate the peer serves TLS with, pinned when
+    /// dialling its `https://` address; `None` for plain links or a publicly trusted one.
+    #[serde(default)]
+    pub tls: Option<String>,
     pub created_at: DateTime<Utc>,
     pub last_sync_at: Option<DateTime<Utc>>,
 }

@@ -16,6 +16,8 @@ pub struct TestNode {
     pub org: String,
     pub base: String,
     addr: std::net::SocketAddr,
+    /// Where it serves peers over TLS, when started with [`TestNode::start_tls`].
+    pub tls_addr: Option<std::net::SocketAddr>,
     pub token: String,
     svc: Option<Arc<Service>>,
     pub dir: tempfile::TempDir,
@@ -27,10 +29,20 @@ pub struct TestNode {
 impl TestNode {
     /// A node of `org` with partners `bolt` (supplier) and `acme` (retailer), minus itself.
     pub async fn start(org: &str, role: Role) -> TestNode {
+        Self::start_with(org, role, false).await
+    }
+
+    /// A node that also serves peers over TLS, with a certificate it makes on first start.
+    pub async fn start_tls(org: &str, role: Role) -> TestNode {
+        Self::start_with(org, role, true).await
+    }
+
+    async fn start_with(org: &str, role: Role, tls: bool) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
         let cfg = Config::load(Overrides {
             data_dir: Some(dir.path().to_path_buf()),
             listen: Some("127.0.0.1:0".into()),
+            tls_listen: tls.then(|| "127.0.0.1:0".into()),
             ..Default::default()
         })
         .unwrap();
@@ -60,11 +72,13 @@ impl TestNode {
         }
         let acceptor = parley::server::bind(&cfg).await.unwrap();
         let addr = parley::server::local_addr(&acceptor).unwrap();
+        let tls_addr = acceptor.tls_addr();
         let (stop, task) = serve(svc.clone(), acceptor);
         TestNode {
             org: org.to_string(),
             base: format!("http://{addr}"),
             addr,
+            tls_addr,
             token,
             svc: Some(svc),
             dir,
@@ -94,6 +108,7 @@ impl TestNode {
         let cfg = Config::load(Overrides {
             data_dir: Some(self.dir.path().to_path_buf()),
             listen: Some(self.addr.to_string()),
+            tls_listen: self.tls_addr.map(|a| a.to_string()),
             ..Default::default()
         })
         .unwrap();
@@ -192,7 +207,7 @@ impl TestNode {
 
 fn serve(
     svc: Arc<Service>,
-    acceptor: poem::listener::TcpAcceptor,
+    acceptor: parley::server::Bound,
 ) -> (oneshot::Sender<()>, JoinHandle<()>) {
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
