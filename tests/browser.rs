@@ -413,6 +413,7 @@ async fn the_web_ui_in_a_real_browser() {
     b.click("form.pair button[type=submit]").await;
     b.wait_contains("#peers", "bolt Inc").await;
     b.wait_contains("#peers", "Connected").await;
+    b.wait_contains("#peers", "plain HTTP").await;
     // What acme had with bolt reached bolt's node.
     let kettle = conversation_by_subject(&n, "Kettle colours for spring").await;
     let path = format!("/api/v1/conversations/{}", kettle["id"].as_str().unwrap());

@@ -44,6 +44,13 @@ export async function renderPeers(main) {
     } catch (ex) { toast(ex.message); }
   } }, h('label', { for: 'pair-code' }, 'Invite code from the other node'), codeIn, h('button', { type: 'submit', class: 'primary' }, 'Pair'));
 
+  // How this node reaches the peer: over TLS (pinned to the invite's certificate) or plain.
+  function link(p) {
+    if (!p.url) return '';
+    const text = p.url.startsWith('https://') ? (p.tls ? 'TLS, pinned certificate' : 'TLS') : 'plain HTTP';
+    return h('span', { class: 'sub link-kind' }, ` · ${text}`);
+  }
+
   async function load() {
     const peers = await get('/peers');
     clear(body);
@@ -55,7 +62,7 @@ export async function renderPeers(main) {
       } }, 'Remove');
       body.append(h('tr', { dataset: { node: p.node_id } },
         h('td', {}, `${p.org_name} (${p.own_org ? 'our site' : p.role})`),
-        h('td', {}, h('code', {}, p.node_id.slice(0, 8))),
+        h('td', {}, h('code', {}, p.node_id.slice(0, 8)), link(p)),
         h('td', { class: 'status' }, status(p)),
         h('td', {}, when(p.last_sync_at)),
         h('td', {}, remove || '')));
