@@ -15,6 +15,7 @@ mod rebuild;
 pub mod search;
 pub mod sessions;
 pub mod sync_host;
+mod sync_index;
 pub mod tables;
 pub mod topics;
 mod writer;
