@@ -37,6 +37,12 @@ impl Active {
     /// Persist the state if its durable part changed. Call only once the document changes it
     /// describes are stored: a persisted state must never claim more than the store holds.
     fn persist<H: Host>(&mut self, host: &mut H, doc: DocId) -> Result<(), SessionError> {
+        // Nothing stored and nothing shared yet (we answered a peer that holds nothing of the
+        // document): the state says no more than a fresh one, so writing it would only cost a
+        // commit on every request of a first sync.
+        if self.saved.is_empty() && self.state.shared_heads.is_empty() {
+            return Ok(());
+        }
         let encoded = self.state.encode();
         if encoded != self.saved {
             host.save_sync_state(doc, &encoded)?;

@@ -43,7 +43,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             window: 2048,
-            max_requests: 256,
+            max_requests: 192,
             requests_per_frame: 64,
             max_active_docs: 4096,
             feed_page: 512,
