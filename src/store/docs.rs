@@ -178,8 +178,26 @@ mod tests {
             sizes.iter().all(|s| *s < 400),
             "a chunk carries only its own change: {sizes:?}"
         );
-        let d = load_read(&tx, id).unwrap().unwrap();
+        let mut d = load_read(&tx, id).unwrap().unwrap();
         let (v, _) = d.get(ROOT, "n").unwrap().unwrap();
         assert_eq!(v.to_string(), format!("{}", COMPACT_AFTER + 2));
+        // The chunks applied in one batch give the document a chunk-by-chunk replay gives.
+        let mut one_by_one = AutoCommit::load(
+            tx.open_table(DOCS)
+                .unwrap()
+                .get(id)
+                .unwrap()
+                .unwrap()
+                .value(),
+        )
+        .unwrap();
+        for item in chunks.range((id, 0)..=(id, u32::MAX)).unwrap() {
+            one_by_one
+                .load_incremental(item.unwrap().1.value())
+                .unwrap();
+        }
+        assert_eq!(d.get_heads(), one_by_one.get_heads());
+        let am = load_automerge(&tx, id).unwrap().unwrap();
+        assert_eq!(am.get_heads(), one_by_one.get_heads());
     }
 }
