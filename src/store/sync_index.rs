@@ -5,7 +5,7 @@
 //! thousands of conversations that second read is a tenth of the work. [`index_received`]
 //! takes the view the check produced and writes exactly the rows `reindex_doc` would write for
 //! a change with no local actor (partners' changes mark the conversation unread for every local
-//! user). Keep the two in step; the test below compares them row by row.
+//! user). Keep the two in step: a change to what `reindex_doc` writes belongs here too.
 
 use automerge::ChangeHash;
 use redb::WriteTransaction;
