@@ -2,9 +2,9 @@
 //!
 //! A `SyncHost` lives for one call into a session. Reads come from one redb snapshot. Writes
 //! (documents accepted from the peer, sync states, the cursor) are collected in memory and
-//! written by [`SyncHost::flush`] in ONE group commit after the call returns and before its
+//! written by [`Store::flush_sync`] in ONE group commit after the call returns and before its
 //! frames are sent: the peer only hears "stored" once everything it depends on is durable,
-//! and a first sync of thousands of documents costs a handful of commits, not one each.
+//! and a first sync of thousands of documents costs one commit per answer frame, not one each.
 //! Reads see the collected writes, so a document accepted earlier in the same call is there.
 
 use std::borrow::Cow;

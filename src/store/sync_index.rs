@@ -1,7 +1,7 @@
 //! Index maintenance for conversations stored from a peer, when the typed view was already
 //! read while checking the peer's changes against the write rules.
 //!
-//! [`index::reindex_doc`] reads the document again to derive the rows; for a first sync of
+//! [`reindex_doc`](super::index::reindex_doc) reads the document again to derive the rows; for a first sync of
 //! thousands of conversations that second read is a tenth of the work. [`index_received`]
 //! takes the view the check produced and writes exactly the rows `reindex_doc` would write for
 //! a change with no local actor (partners' changes mark the conversation unread for every local
