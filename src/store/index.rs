@@ -274,11 +274,25 @@ pub fn reindex_view(
             )
         })?
         .get_heads();
-    let tx = ctx.tx();
+    index_view(ctx.tx(), &me, view, &heads, actor)
+}
+
+/// Writes every derived row of the stored conversation `view`, whose document now has
+/// `heads`: inbox row, facets, search terms, feed position, heads; and marks it unread for
+/// every local user but `actor` (`None`: a partner's change, unread for everyone). The one
+/// place that does so, for local writes and for documents stored from a peer alike.
+pub fn index_view(
+    tx: &WriteTransaction,
+    me: &crate::domain::OrgId,
+    view: &Conversation,
+    heads: &[ChangeHash],
+    actor: Option<&str>,
+) -> Result<u64> {
+    let id = view.id.as_u128();
     let old = get_summary(&tx.open_table(SUMMARIES)?, id)?;
-    let seq = index_conversation(tx, old.as_ref(), &Summary::of(view, &me))?;
+    let seq = index_conversation(tx, old.as_ref(), &Summary::of(view, me))?;
     tx.open_table(HEADS)?
-        .insert(id, encode_heads(&heads).as_slice())?;
+        .insert(id, encode_heads(heads).as_slice())?;
     mark_activity(tx, id, actor)?;
     Ok(seq)
 }

@@ -2,14 +2,15 @@
 //!
 //! A `SyncHost` lives for one call into a session. Reads come from one redb snapshot. Writes
 //! (documents accepted from the peer, sync states, the cursor) are collected in memory and
-//! written by [`SyncHost::flush`] in ONE group commit after the call returns and before its
+//! written by [`Store::flush_sync`] in ONE group commit after the call returns and before its
 //! frames are sent: the peer only hears "stored" once everything it depends on is durable,
-//! and a first sync of thousands of documents costs a handful of commits, not one each.
+//! and a first sync of thousands of documents costs one commit per answer frame, not one each.
 //! Reads see the collected writes, so a document accepted earlier in the same call is there.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use automerge::{AutoCommit, Automerge, ChangeHash};
+use automerge::{Automerge, ChangeHash};
 use chrono::{DateTime, Utc};
 use parley_sync::{
     Cursor, DocId, DocUpdate, FeedEntry, FeedPage, Host, HostError, Presence, StoreError as Refusal,
@@ -17,12 +18,12 @@ use parley_sync::{
 use redb::{ReadTransaction, ReadableTable};
 use uuid::Uuid;
 
-use super::index::{decode_heads, decode_summary, reindex_doc};
+use super::index::{decode_heads, decode_summary, index_view};
 use super::peers::{self, Peer};
 use super::tables::*;
 use super::{Store, StoreError, docs};
 use crate::domain::rules::{Sender, check_update};
-use crate::domain::{OrgId, doc};
+use crate::domain::{Conversation, OrgId, doc};
 
 /// How many feed positions one `feed_since` call may pass over looking for shared documents.
 const SCAN_CAP: usize = 8192;
@@ -44,10 +45,21 @@ impl PeerScope {
     }
 }
 
+/// A document accepted from the peer, waiting for the flush.
+struct Received {
+    /// Heads of the stored version the peer's changes were applied to; empty when the
+    /// conversation is new here.
+    base: Vec<ChangeHash>,
+    /// The session's copy: the stored version with the peer's changes applied.
+    doc: Automerge,
+    /// The typed view of `doc`, read once by the write-rule check and reused for the indexes.
+    view: Conversation,
+}
+
 /// What one call into a session wants written.
 #[derive(Default)]
 pub struct Pending {
-    docs: HashMap<u128, (Vec<ChangeHash>, Automerge)>,
+    docs: HashMap<u128, Received>,
     order: Vec<u128>,
     states: HashMap<u128, Vec<u8>>,
     cursor: Option<Cursor>,
@@ -171,10 +183,21 @@ impl Host for SyncHost<'_> {
 
     fn load_doc(&mut self, doc: DocId) -> Result<Option<Automerge>, HostError> {
         let id = uid(doc);
-        if let Some((_, d)) = self.pending.docs.get(&id) {
-            return Ok(Some(d.clone()));
+        if let Some(r) = self.pending.docs.get(&id) {
+            return Ok(Some(r.doc.clone()));
         }
         docs::load_automerge(&self.rtx, id).map_err(h)
+    }
+
+    fn heads(&mut self, doc: DocId) -> Result<Option<Vec<ChangeHash>>, HostError> {
+        let id = uid(doc);
+        if let Some(r) = self.pending.docs.get(&id) {
+            return Ok(Some(r.doc.get_heads()));
+        }
+        // The heads index changes in the same transaction as the document.
+        let heads = self.rtx.open_table(HEADS).map_err(hr)?;
+        let stored = heads.get(id).map_err(hr)?.map(|b| decode_heads(b.value()));
+        Ok(stored)
     }
 
     fn has_heads(&mut self, doc: DocId, want: &[ChangeHash]) -> Result<Presence, HostError> {
@@ -229,13 +252,18 @@ impl Host for SyncHost<'_> {
             ));
         }
         let base = match self.pending.docs.get(&id) {
-            Some((base, _)) => base.clone(),
+            Some(r) => r.base.clone(),
             None => update.before.map(|b| b.get_heads()).unwrap_or_default(),
         };
         if !self.pending.docs.contains_key(&id) {
             self.pending.order.push(id);
         }
-        self.pending.docs.insert(id, (base, update.after.clone()));
+        let received = Received {
+            base,
+            doc: update.after.clone(),
+            view: after,
+        };
+        self.pending.docs.insert(id, received);
         Ok(())
     }
 
@@ -288,6 +316,10 @@ pub type Flushed = Vec<(Uuid, u64)>;
 
 impl Store {
     /// Writes what a session call collected, in one durable commit. Blocking.
+    ///
+    /// A conversation new here is stored as the session's copy, saved on this thread: it holds
+    /// exactly the peer's changes, already validated and read. One that exists gets the peer's
+    /// changes merged into the writer's copy (our own edits since the session read it stay).
     pub fn flush_sync(
         &self,
         peer: Uuid,
@@ -297,32 +329,54 @@ impl Store {
         if pending.is_empty() {
             return Ok(Vec::new());
         }
+        let saves: HashMap<u128, Vec<u8>> = pending
+            .docs
+            .iter()
+            .filter(|(_, r)| r.base.is_empty())
+            .map(|(id, r)| (*id, r.doc.save()))
+            .collect();
         self.write_blocking(move |ctx| -> Result<Flushed, StoreError> {
             let p = pending;
+            let me = ctx.identity()?.org_id.clone();
             let mut out = Vec::new();
             for id in &p.order {
-                let Some((base, after)) = p.docs.get(id) else {
+                let Some(r) = p.docs.get(id) else {
                     continue;
                 };
-                let changes = after.get_changes(base);
-                match ctx.doc_mut(*id)? {
-                    Some(cur) => {
-                        // Our own concurrent edits stay; the peer's changes merge in.
-                        cur.apply_changes(changes).map_err(|e| {
-                            StoreError::Corrupt(Uuid::from_u128(*id), e.to_string())
-                        })?;
-                        ctx.save_doc(*id)?;
-                    }
-                    None => {
-                        let mut d = AutoCommit::new();
-                        d.apply_changes(after.get_changes(&[])).map_err(|e| {
-                            StoreError::Corrupt(Uuid::from_u128(*id), e.to_string())
-                        })?;
-                        ctx.insert_doc(*id, d)?;
-                    }
-                }
-                let (_, seq) = reindex_doc(ctx, Uuid::from_u128(*id), None)?;
-                out.push((Uuid::from_u128(*id), seq));
+                let uuid = Uuid::from_u128(*id);
+                let corrupt =
+                    |e: automerge::AutomergeError| StoreError::Corrupt(uuid, e.to_string());
+                let seq = if !docs::exists_w(ctx.read_tx(), *id)? {
+                    let bytes = match saves.get(id) {
+                        Some(b) => Cow::Borrowed(b),
+                        None => Cow::Owned(r.doc.save()),
+                    };
+                    ctx.discard_doc(*id);
+                    docs::insert_saved(ctx.tx(), *id, &bytes)?;
+                    index_view(ctx.tx(), &me, &r.view, &r.doc.get_heads(), None)?
+                } else {
+                    let cur = ctx.doc_mut(*id)?.ok_or_else(|| {
+                        StoreError::Record(format!("conversation {uuid}"), "not loadable".into())
+                    })?;
+                    cur.apply_changes(r.doc.get_changes(&r.base))
+                        .map_err(corrupt)?;
+                    let merged = cur.get_heads();
+                    let view = if merged == r.doc.get_heads() {
+                        None
+                    } else {
+                        // Our own edits landed meanwhile: the checked view is not the result.
+                        Some(
+                            doc::read(&*cur)
+                                .map_err(|e| StoreError::Corrupt(uuid, e.to_string()))?,
+                        )
+                    };
+                    ctx.save_doc(*id)?;
+                    let view = view.as_ref().unwrap_or(&r.view);
+                    // The next local write to it starts from this view, not from a re-read.
+                    ctx.set_view(*id, view);
+                    index_view(ctx.tx(), &me, view, &merged, None)?
+                };
+                out.push((uuid, seq));
             }
             let tx = ctx.tx();
             for (id, st) in &p.states {

@@ -8,8 +8,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use automerge::Automerge;
 use automerge::sync::{self, SyncDoc};
+use automerge::{Automerge, ChangeHash};
 
 use crate::wire::{MAX_HEADS, varint};
 
@@ -94,6 +94,30 @@ pub(crate) fn is_pure_ack(msg: &sync::Message) -> bool {
     msg.changes.is_empty() && msg.need.is_empty()
 }
 
+/// Whether `msg` only acknowledges exactly `ours`: no changes, no request, and the same heads as
+/// the document holds here. Such a message cannot need a reply or change the document.
+pub(crate) fn acknowledges(msg: &sync::Message, ours: &[ChangeHash]) -> bool {
+    if !is_pure_ack(msg) || msg.heads.is_empty() {
+        return false;
+    }
+    let mut ours = ours.to_vec();
+    ours.sort();
+    msg.heads == ours
+}
+
+/// What `receive` does to `state` for a message that [`acknowledges`] the document's heads,
+/// without the document: every head is known here, so they become the shared heads, nothing
+/// sent is still unseen, and nothing is in flight.
+pub(crate) fn receive_ack(state: &mut sync::State, msg: sync::Message) {
+    state.in_flight = false;
+    state.sent_hashes.clear();
+    state.last_sent_heads.clone_from(&msg.heads);
+    state.shared_heads.clone_from(&msg.heads);
+    state.their_have = Some(msg.have);
+    state.their_heads = Some(msg.heads);
+    state.their_need = Some(msg.need);
+}
+
 /// The persisted state for a document, or a fresh one if none is stored (empty) or it cannot be
 /// decoded (a fresh state costs one extra round, never correctness).
 pub(crate) fn state_from(bytes: &[u8]) -> sync::State {
@@ -143,6 +167,55 @@ mod tests {
         msg.push(0);
         let err = decode_message(&msg).unwrap_err();
         assert!(err.contains("bloom"), "{err}");
+    }
+
+    /// The shortcut must leave the state exactly as Automerge's own `receive` would.
+    #[test]
+    fn an_acknowledgement_is_received_without_the_document() {
+        use automerge::transaction::Transactable;
+        use automerge::{AutoCommit, ROOT};
+        let mut doc = AutoCommit::new();
+        doc.put(ROOT, "subject", "boxes").unwrap();
+        doc.put(ROOT, "n", 1_u64).unwrap();
+        let mut a = doc.document().clone();
+        let mut b = Automerge::new();
+        let (mut sa, mut sb) = (sync::State::new(), sync::State::new());
+        // Run the exchange until b acknowledges a's heads.
+        let mut ack = None;
+        for _ in 0..10 {
+            if let Some(m) = a.generate_sync_message(&mut sa) {
+                b.receive_sync_message(&mut sb, m).unwrap();
+            }
+            match b.generate_sync_message(&mut sb) {
+                Some(m) if m.heads == a.get_heads() && is_pure_ack(&m) => {
+                    ack = Some(m);
+                    break;
+                }
+                Some(m) => a.receive_sync_message(&mut sa, m).unwrap(),
+                None => {}
+            }
+        }
+        let ack = ack.expect("b acknowledges");
+        assert!(acknowledges(&ack, &a.get_heads()));
+        assert!(!acknowledges(&ack, &[]));
+        let mut real = sa.clone();
+        let mut doc = a.clone();
+        receive(&mut doc, &mut real, ack.clone()).unwrap();
+        let mut short = sa.clone();
+        receive_ack(&mut short, ack);
+        assert_eq!(short.encode(), real.encode());
+        assert_eq!(short.shared_heads, real.shared_heads);
+        assert_eq!(short.last_sent_heads, real.last_sent_heads);
+        assert_eq!(short.their_heads, real.their_heads);
+        assert_eq!(short.their_need, real.their_need);
+        assert_eq!(short.their_have, real.their_have);
+        assert_eq!(short.sent_hashes, real.sent_hashes);
+        assert_eq!(short.in_flight, real.in_flight);
+        // And neither answers: the peer already holds everything.
+        assert!(
+            a.generate_sync_message(&mut short)
+                .is_none_or(|m| is_pure_ack(&m))
+        );
     }
 
     #[test]

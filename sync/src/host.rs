@@ -129,6 +129,14 @@ pub trait Host {
     /// The stored document, or `None` if it does not exist here.
     fn load_doc(&mut self, doc: DocId) -> Result<Option<Automerge>, HostError>;
 
+    /// The document's current heads, or `None` if it does not exist here. The default loads the
+    /// document; a host with a heads index should answer from it: the engine asks this before
+    /// deciding whether a message about the document needs the document at all (a peer's
+    /// acknowledgement of heads we hold does not).
+    fn heads(&mut self, doc: DocId) -> Result<Option<Vec<ChangeHash>>, HostError> {
+        Ok(self.load_doc(doc)?.map(|d| d.get_heads()))
+    }
+
     /// Whether `doc` contains all of `heads`. The default loads the document; a host with a
     /// heads index should answer the common "heads are equal" case without loading.
     fn has_heads(&mut self, doc: DocId, heads: &[ChangeHash]) -> Result<Presence, HostError> {

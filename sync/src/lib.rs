@@ -67,7 +67,10 @@
 //! past its end, restarts at 0; both sides apply the same rule, so they agree without asking).
 //!
 //! **Catch-up.** A announces its feed after 100, in pages, at most `Config::window` documents
-//! unconfirmed at a time. B compares heads and asks only for what it lacks.
+//! unconfirmed at a time. B compares heads and asks only for what it lacks: at most
+//! `Config::max_requests` documents at once, in frames of `Config::requests_per_frame`
+//! requests. A answers frame by frame, so it prepares the next answer while B stores the last
+//! one, and B asks for more as each answer is stored.
 //!
 //! ```text
 //! A ── FEED (100,120] [d1@104 heads h1, d2@119 heads h2] ──▶ B   B holds h1: d1 done
@@ -76,7 +79,11 @@
 //!                                                                host validates + stores,
 //!                                                                sync state saved, cursor 120
 //! A ◀── SYNC d2 (B's new heads) ; ACK 120 ────────────────── B
+//! A: holds those heads: sync state advanced, no reply
 //! ```
+//!
+//! The last message only acknowledges heads A holds; A advances its sync state from its heads
+//! index ([`Host::heads`]) without loading the document, and does not answer.
 //!
 //! B's cursor only passes a feed position once that document is stored (it is
 //! `min(end of announced range, lowest still-missing seq - 1)`), and it is saved after the

@@ -12,11 +12,23 @@ const HEADER_MAX: usize = 4 + 1 + 10 + 10;
 pub(crate) struct Outbox {
     records: Vec<Record>,
     ack: Option<u64>,
+    /// Indexes of records that must start a new frame, ascending.
+    cuts: Vec<usize>,
 }
 
 impl Outbox {
     pub(crate) fn push(&mut self, record: Record) {
         self.records.push(record);
+    }
+
+    /// End the current frame here: the next record starts a new one. The peer processes a
+    /// frame at a time and answers each, so splitting a batch of requests lets it answer the
+    /// first part while we are still busy with something else.
+    pub(crate) fn cut(&mut self) {
+        let at = self.records.len();
+        if at > 0 && self.cuts.last() != Some(&at) {
+            self.cuts.push(at);
+        }
     }
 
     /// Add a FEED range. Consecutive ranges are merged into one record while it stays within
@@ -56,9 +68,12 @@ impl Outbox {
         let mut frames = Vec::new();
         let mut body: Vec<u8> = Vec::new();
         let mut count = 0usize;
-        for record in &self.records {
+        let mut cuts = self.cuts.iter().peekable();
+        for (i, record) in self.records.iter().enumerate() {
             let bytes = encode_record(record);
+            let cut_here = cuts.next_if_eq(&&i).is_some();
             let full = count == MAX_RECORDS_PER_FRAME
+                || (count > 0 && cut_here)
                 || (count > 0 && HEADER_MAX + body.len() + bytes.len() > target);
             if full {
                 frames.push(finish(next_seq, count, &body));
@@ -124,6 +139,28 @@ mod tests {
         let all: Vec<_> = decoded.into_iter().flat_map(|f| f.records).collect();
         assert_eq!(all.len(), 11);
         assert_eq!(all.last(), Some(&Record::Ack { cursor: 7 }));
+    }
+
+    #[test]
+    fn a_cut_starts_a_new_frame() {
+        let mut out = Outbox::default();
+        out.cut();
+        for i in 0..5u8 {
+            out.push(Record::Unavailable {
+                doc: DocId([i; 16]),
+            });
+            if i % 2 == 1 {
+                out.cut();
+                out.cut();
+            }
+        }
+        out.ack(3);
+        let frames = out.into_frames(&mut 0, 1 << 20);
+        let counts: Vec<usize> = frames
+            .iter()
+            .map(|f| decode_frame(f).unwrap().records.len())
+            .collect();
+        assert_eq!(counts, vec![2, 2, 2], "the ack rides in the last frame");
     }
 
     #[test]

@@ -39,6 +39,39 @@ fn first_sync_both_directions() {
     assert!(ex.flights < 12, "took {} flights", ex.flights);
 }
 
+/// The sender loads a document once per first sync of it: to answer the request. The peer's
+/// acknowledgement of the heads it now holds is answered from the heads alone.
+#[test]
+fn acknowledgements_are_answered_without_loading_the_document() {
+    let mut rng = Rng::new(3);
+    let mut a = Node::new("a", "retailer", 1, 11);
+    let mut b = Node::new("b", "supplier", 2, 22);
+    let mut docs = Vec::new();
+    for i in 0..40 {
+        let d = id(&mut rng);
+        a.create(d, "supplier", "from a");
+        a.append(d, &format!("a-{i}"), "hello");
+        docs.push(d);
+    }
+    let (_, sa, _) = connect(&mut a, &mut b, 50, |_| false);
+    assert_converged(&a, &b, &docs);
+    assert!(sa.progress().initial_sync_complete, "{:?}", sa.progress());
+    assert_eq!(
+        a.loads,
+        docs.len(),
+        "one load per document, for the request"
+    );
+    // The acknowledgements advanced the persisted sync states all the same.
+    for d in &docs {
+        let state = a
+            .sync_states
+            .get(&("b".to_owned(), *d))
+            .expect("state saved");
+        let state = automerge::sync::State::decode(state).unwrap();
+        assert_eq!(Some(state.shared_heads), a.heads(*d), "doc {d}");
+    }
+}
+
 #[test]
 fn concurrent_edits_merge_and_live_changes_push() {
     let mut rng = Rng::new(2);

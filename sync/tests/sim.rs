@@ -89,6 +89,8 @@ impl Sim {
             max_active_docs: 2 + rng.below(6),
             feed_page: 1 + rng.below(5),
             frame_target_bytes: 512 + rng.below(4096),
+            // Not drawn from `rng`, so each seed keeps the scenario it had before this knob.
+            requests_per_frame: 1 + (seed % 3) as usize,
         };
         Sim {
             rng,

@@ -37,6 +37,12 @@ impl Active {
     /// Persist the state if its durable part changed. Call only once the document changes it
     /// describes are stored: a persisted state must never claim more than the store holds.
     fn persist<H: Host>(&mut self, host: &mut H, doc: DocId) -> Result<(), SessionError> {
+        // Nothing stored and nothing shared yet (we answered a peer that holds nothing of the
+        // document): the state says no more than a fresh one, so writing it would only cost a
+        // commit on every request of a first sync.
+        if self.saved.is_empty() && self.state.shared_heads.is_empty() {
+            return Ok(());
+        }
         let encoded = self.state.encode();
         if encoded != self.saved {
             host.save_sync_state(doc, &encoded)?;
@@ -147,6 +153,25 @@ impl Session {
         };
         self.docs.note_peer_heads(doc, message.heads.clone());
         let incoming_ack = am::is_pure_ack(&message);
+        // The peer acknowledges exactly the heads we hold (the last message of every exchange):
+        // there is nothing to apply, store or answer, only the sync state to advance. Decided
+        // from the host's heads, without loading the document.
+        if shared
+            && incoming_ack
+            && !self.inbound.is_pending(&doc)
+            && host
+                .heads(doc)?
+                .is_some_and(|ours| am::acknowledges(&message, &ours))
+        {
+            let mut active = match self.docs.active.remove(&doc) {
+                Some(a) => a,
+                None => Active::load(host, doc)?,
+            };
+            am::receive_ack(&mut active.state, message);
+            // Settled: the state is dropped from memory once persisted, as below.
+            active.persist(host, doc)?;
+            return Ok(());
+        }
         let before = host.load_doc(doc)?;
         if !shared && before.is_some() {
             self.unavailable(doc, out);

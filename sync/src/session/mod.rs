@@ -27,6 +27,10 @@ pub struct Config {
     pub window: usize,
     /// Documents we ask the peer for at once during catch-up.
     pub max_requests: usize,
+    /// Requests per frame. The peer answers a frame at a time, so with several frames of
+    /// requests out it prepares the next answer while we store the last one: both nodes work
+    /// at once instead of taking turns.
+    pub requests_per_frame: usize,
     /// Documents whose in-memory sync state is kept between messages.
     pub max_active_docs: usize,
     /// Entries asked of `Host::feed_since` per call.
@@ -39,7 +43,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             window: 2048,
-            max_requests: 256,
+            max_requests: 192,
+            requests_per_frame: 64,
             max_active_docs: 4096,
             feed_page: 512,
             frame_target_bytes: 1024 * 1024,
@@ -116,6 +121,7 @@ impl Session {
     pub fn new(mut config: Config) -> Self {
         config.window = config.window.clamp(1, MAX_WINDOW);
         config.max_requests = config.max_requests.max(1);
+        config.requests_per_frame = config.requests_per_frame.max(1);
         config.max_active_docs = config.max_active_docs.max(1);
         Session {
             config,
@@ -378,8 +384,14 @@ impl Session {
                 self.request_doc(doc, host, out)?;
             }
         }
+        let mut in_frame = 0;
         while let Some(doc) = self.inbound.next_to_request(self.config.max_requests) {
+            if in_frame == self.config.requests_per_frame {
+                out.cut();
+                in_frame = 0;
+            }
             self.request_doc(doc, host, out)?;
+            in_frame += 1;
         }
         self.pump(host, out)?;
         let cursor = self.inbound.cursor();

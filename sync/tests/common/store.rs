@@ -36,6 +36,8 @@ pub struct Node {
     pub stores: usize,
     /// Documents stored through sync, per document.
     pub stored_docs: BTreeMap<DocId, usize>,
+    /// Documents loaded through a `PeerView` (for "answered without loading" assertions).
+    pub loads: usize,
     /// Doc ids this node ever received in a frame (filled by the simulation).
     pub seen_ids: std::collections::BTreeSet<DocId>,
     /// When set, each durable write fails (before writing anything) with this percent chance,
@@ -58,6 +60,7 @@ impl Node {
             sync_states: BTreeMap::new(),
             stores: 0,
             stored_docs: BTreeMap::new(),
+            loads: 0,
             seen_ids: Default::default(),
             write_faults: None,
         }
@@ -185,7 +188,13 @@ impl Host for PeerView<'_> {
     }
 
     fn load_doc(&mut self, doc: DocId) -> Result<Option<Automerge>, HostError> {
-        Ok(self.node.load(doc))
+        let d = self.node.load(doc);
+        self.node.loads += usize::from(d.is_some());
+        Ok(d)
+    }
+
+    fn heads(&mut self, doc: DocId) -> Result<Option<Vec<ChangeHash>>, HostError> {
+        Ok(self.node.heads(doc))
     }
 
     fn has_heads(&mut self, doc: DocId, heads: &[ChangeHash]) -> Result<Presence, HostError> {
