@@ -75,7 +75,6 @@ pub async fn connect(host_port: &str, tls: Option<(&str, Option<&str>)>) -> Resu
     let tcp = TcpStream::connect(host_port)
         .await
         .map_err(|e| format!("cannot reach {host_port}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
     match tls {
         None => Ok(Box::new(tcp)),
         Some((name, pin)) => imp::handshake(tcp, name, pin).await,
