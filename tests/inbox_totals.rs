@@ -10,6 +10,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use parley::domain::commands::Command;
 use parley::domain::{Facet, Kind, OrgId, Progress, Role, State, Summary, Topic, TopicKind};
 use parley::service::{Clock, CreateInput, InboxFilter, Principal, Service};
+use parley::store::query::InboxPage;
 use parley::store::{Store, StoreOptions};
 
 fn admin() -> Principal {
@@ -28,28 +29,39 @@ async fn open(dir: &std::path::Path, now: DateTime<Utc>) -> Arc<Service> {
     Service::new(store, Clock::Fixed(now))
 }
 
-/// Every row, by paging through the unfiltered inbox.
-async fn all_rows(svc: &Service) -> Vec<Summary> {
+/// Every page of one query, following `next_cursor`.
+async fn pages(
+    svc: &Service,
+    filters: &[Facet],
+    overdue: Option<bool>,
+    limit: usize,
+) -> Vec<InboxPage> {
     let mut out = Vec::new();
     let mut cursor = None;
     loop {
-        let page = svc
-            .inbox(
-                &admin(),
-                InboxFilter {
-                    cursor: cursor.clone(),
-                    limit: 200,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        out.extend(page.items.into_iter().map(|(s, _)| s));
-        match page.next_cursor {
-            Some(c) => cursor = Some(c.encode()),
-            None => return out,
+        let f = InboxFilter {
+            filters: filters.to_vec(),
+            overdue,
+            cursor: cursor.clone(),
+            limit,
+            q: None,
+        };
+        let page = svc.inbox(&admin(), f).await.unwrap();
+        cursor = page.next_cursor.map(|c| c.encode());
+        out.push(page);
+        if cursor.is_none() {
+            return out;
         }
     }
+}
+
+/// Every row, by paging through the unfiltered inbox.
+async fn all_rows(svc: &Service) -> Vec<Summary> {
+    let pages = pages(svc, &[], None, 200).await;
+    pages
+        .into_iter()
+        .flat_map(|p| p.items.into_iter().map(|(s, _)| s))
+        .collect()
 }
 
 /// Checks total and rows of one query against the hand count; pages of 7 to cross pages.
@@ -62,21 +74,7 @@ async fn check(svc: &Service, rows: &[Summary], filters: Vec<Facet>, overdue: Op
         .map(|s| s.id)
         .collect();
     let mut got = HashSet::new();
-    let mut cursor = None;
-    loop {
-        let page = svc
-            .inbox(
-                &admin(),
-                InboxFilter {
-                    filters: filters.clone(),
-                    overdue,
-                    cursor: cursor.clone(),
-                    limit: 7,
-                    q: None,
-                },
-            )
-            .await
-            .unwrap();
+    for page in pages(svc, &filters, overdue, 7).await {
         assert_eq!(
             page.total,
             want.len() as u64,
@@ -84,10 +82,6 @@ async fn check(svc: &Service, rows: &[Summary], filters: Vec<Facet>, overdue: Op
         );
         for (s, _) in page.items {
             assert!(got.insert(s.id), "{} listed twice", s.id);
-        }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c.encode()),
-            None => break,
         }
     }
     assert_eq!(got, want, "rows of {filters:?} overdue={overdue:?}");
