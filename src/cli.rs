@@ -74,7 +74,7 @@ pub struct TlsArgs {
     /// certificate's fingerprint and partners pin it.
     #[arg(long, env = "PARLEY_TLS_LISTEN")]
     pub tls_listen: Option<String>,
-    /// Certificate (PEM) to serve it with; default: one made on first start in <data dir>/tls.
+    /// Certificate (PEM) to serve it with; default: one made on first start in DATA_DIR/tls.
     #[arg(long, env = "PARLEY_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// Private key (PEM) of --tls-cert.
@@ -92,7 +92,7 @@ pub enum Command {
         /// Conversations kept loaded in memory by the writer.
         #[arg(long, env = "PARLEY_DOC_CACHE")]
         doc_cache: Option<usize>,
-        /// The address partners' nodes dial, e.g. http://parley.example.net:7878.
+        /// The address partners' nodes dial, e.g. `http://parley.example.net:7878`.
         #[arg(long, env = "PARLEY_PUBLIC_URL")]
         public_url: Option<String>,
         #[command(flatten)]

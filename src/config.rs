@@ -61,7 +61,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     /// The address partners dial (`http://host:port`); default: the listen address unless it
-    /// is 0.0.0.0 or [::].
+    /// is 0.0.0.0 or `[::]`.
     pub public_url: Option<String>,
     pub doc_cache: usize,
     pub log: String,

@@ -1,7 +1,7 @@
 //! The only module that touches redb. It keeps the Automerge documents and every index derived
 //! from them, and changes a document and its indexes in one write transaction.
 //!
-//! Writes go through one writer thread ([`writer`]) that gathers the jobs waiting at that
+//! Writes go through one writer thread (`writer`) that gathers the jobs waiting at that
 //! moment into a single durable commit (group commit): a 2xx after `write` means the fsync'd
 //! commit has happened, and many concurrent writers share it. Reads run on the blocking pool.
 
