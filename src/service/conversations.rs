@@ -239,23 +239,6 @@ impl Service {
         if f.overdue == Some(true) {
             filters.push(Facet::Overdue);
         }
-        let terms = crate::domain::search::query_terms(f.q.as_deref().unwrap_or(""));
-        if !terms.is_empty() {
-            let q = crate::store::search::SearchQuery {
-                terms,
-                filters,
-                exclude_overdue: f.overdue == Some(false),
-                cursor,
-                limit: f.limit,
-                user: p.user.clone(),
-                today,
-            };
-            let (page, _) = self
-                .store
-                .read(move |tx| crate::store::search::search(tx, &q))
-                .await?;
-            return Ok(page);
-        }
         let q = InboxQuery {
             filters,
             exclude_overdue: f.overdue == Some(false),
@@ -264,6 +247,14 @@ impl Service {
             user: p.user.clone(),
             today,
         };
+        let terms = crate::domain::search::query_terms(f.q.as_deref().unwrap_or(""));
+        if !terms.is_empty() {
+            let (page, _) = self
+                .store
+                .read(move |tx| crate::store::search::search(tx, &terms, &q))
+                .await?;
+            return Ok(page);
+        }
         Ok(self.store.read(move |tx| query::inbox(tx, &q)).await?)
     }
 

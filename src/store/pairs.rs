@@ -57,6 +57,11 @@ fn add(
 
 /// Moves one conversation's pair counts from facet set `old` to `new`.
 pub fn update(tx: &WriteTransaction, old: &[String], new: &[String]) -> Result<()> {
+    // Most writes (a reply) keep a conversation's facets as they were; placement lists them in
+    // a fixed order, so comparing the lists spares building the pair sets.
+    if old == new {
+        return Ok(());
+    }
     let (old, new) = (pairs_of(old), pairs_of(new));
     if old == new {
         return Ok(());

@@ -127,14 +127,7 @@ pub fn inbox(tx: &ReadTransaction, q: &InboxQuery) -> Result<InboxPage> {
         let unread = unread_marks.get((q.user.as_str(), id))?.is_some();
         items.push((s, unread));
     }
-    let next_cursor = if more {
-        items.last().map(|(s, _)| Cursor {
-            activity_ms: s.activity_ms(),
-            id: s.id.as_u128(),
-        })
-    } else {
-        None
-    };
+    let next_cursor = next_cursor(&items, more);
 
     let pairs = tx.open_table(PAIR_COUNTS)?;
     let total = if simple {
@@ -164,17 +157,31 @@ pub fn inbox(tx: &ReadTransaction, q: &InboxQuery) -> Result<InboxPage> {
         }
         n
     };
-    let unread = tx
-        .open_table(UNREAD_COUNT)?
-        .get(q.user.as_str())?
-        .map(|v| v.value())
-        .unwrap_or(0);
+    let unread = unread_count(tx, &q.user)?;
     Ok(InboxPage {
         items,
         next_cursor,
         total,
         unread,
     })
+}
+
+/// Where the next page starts: after the last row, when there are more rows.
+pub(super) fn next_cursor(items: &[(Summary, bool)], more: bool) -> Option<Cursor> {
+    let (s, _) = items.last().filter(|_| more)?;
+    Some(Cursor {
+        activity_ms: s.activity_ms(),
+        id: s.id.as_u128(),
+    })
+}
+
+/// The user's unread count, kept exact by `index::set_unread`.
+pub(super) fn unread_count(tx: &ReadTransaction, user: &str) -> Result<u64> {
+    Ok(tx
+        .open_table(UNREAD_COUNT)?
+        .get(user)?
+        .map(|v| v.value())
+        .unwrap_or(0))
 }
 
 /// One entry of the changes feed.

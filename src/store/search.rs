@@ -11,14 +11,13 @@
 
 use std::collections::HashSet;
 
-use chrono::NaiveDate;
 use redb::{ReadTransaction, WriteTransaction};
 
 use super::index::get_summary;
-use super::query::{Cursor, InboxPage};
+use super::query::{InboxPage, InboxQuery, next_cursor, unread_count};
 use super::tables::*;
 use super::{Result, StoreError};
-use crate::domain::{Facet, search};
+use crate::domain::search;
 
 pub const MAX_CANDIDATES: usize = 5_000;
 
@@ -56,21 +55,10 @@ fn prefix_range<'t>(
     Ok(words.range((prefix, 0u128)..(hi.as_str(), 0u128))?)
 }
 
-#[derive(Debug, Clone)]
-pub struct SearchQuery {
-    /// From [`search::query_terms`]; not empty.
-    pub terms: Vec<String>,
-    pub filters: Vec<Facet>,
-    pub exclude_overdue: bool,
-    pub cursor: Option<Cursor>,
-    pub limit: usize,
-    pub user: String,
-    pub today: NaiveDate,
-}
-
-/// Conversations whose terms start with every query term and that pass the filters, newest
-/// activity first, paged like the inbox.
-pub fn search(tx: &ReadTransaction, q: &SearchQuery) -> Result<(InboxPage, bool)> {
+/// Conversations whose terms start with every one of `terms` (from
+/// [`search::query_terms`], not empty) and that pass the inbox query's filters, newest activity
+/// first, paged like the inbox.
+pub fn search(tx: &ReadTransaction, terms: &[String], q: &InboxQuery) -> Result<(InboxPage, bool)> {
     let words = tx.open_table(WORDS)?;
     let summaries = tx.open_table(SUMMARIES)?;
     let unread_marks = tx.open_table(UNREAD)?;
@@ -78,7 +66,7 @@ pub fn search(tx: &ReadTransaction, q: &SearchQuery) -> Result<(InboxPage, bool)
     // reference rather than a common word.
     let mut driver = String::new();
     let mut fewest = usize::MAX;
-    for t in &q.terms {
+    for t in terms {
         let n = prefix_range(&words, t)?.take(MAX_CANDIDATES + 1).count();
         if n < fewest {
             (fewest, driver) = (n, t.clone());
@@ -102,7 +90,7 @@ pub fn search(tx: &ReadTransaction, q: &SearchQuery) -> Result<(InboxPage, bool)
         })?;
         let ok = q.filters.iter().all(|f| s.matches(f, q.today))
             && !(q.exclude_overdue && s.overdue(q.today))
-            && search::matches(&search::terms(&s), &q.terms);
+            && search::matches(&search::terms(&s), terms);
         if ok {
             rows.push(s);
         }
@@ -124,19 +112,8 @@ pub fn search(tx: &ReadTransaction, q: &SearchQuery) -> Result<(InboxPage, bool)
         let unread = unread_marks.get((q.user.as_str(), key.1))?.is_some();
         items.push((s, unread));
     }
-    let next_cursor = if more {
-        items.last().map(|(s, _)| Cursor {
-            activity_ms: s.activity_ms(),
-            id: s.id.as_u128(),
-        })
-    } else {
-        None
-    };
-    let unread = tx
-        .open_table(UNREAD_COUNT)?
-        .get(q.user.as_str())?
-        .map(|v| v.value())
-        .unwrap_or(0);
+    let next_cursor = next_cursor(&items, more);
+    let unread = unread_count(tx, &q.user)?;
     Ok((
         InboxPage {
             items,
