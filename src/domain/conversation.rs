@@ -207,7 +207,19 @@ pub fn check_text(
             "must not contain control characters",
         ));
     }
+    if s.chars().any(is_bidi_control) {
+        return Err(DomainError::invalid(
+            field,
+            "must not contain bidirectional override or isolate characters (U+202A-U+202E, U+2066-U+2069)",
+        ));
+    }
     Ok(())
+}
+
+/// Characters that reorder how the text around them is displayed, so a subject could read
+/// differently from what it says ("Trojan Source"). Plain right-to-left text needs none.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Checks a message body: non-empty, at most 64 KiB of UTF-8.
@@ -219,6 +231,15 @@ pub fn check_body(body: &str) -> Result<(), DomainError> {
         return Err(DomainError::invalid(
             "body",
             format!("must be at most {} bytes", limits::BODY_BYTES),
+        ));
+    }
+    if body
+        .chars()
+        .any(|c| (c.is_control() && !matches!(c, '\n' | '\r' | '\t')) || is_bidi_control(c))
+    {
+        return Err(DomainError::invalid(
+            "body",
+            "must not contain control characters (other than line breaks and tabs) or bidirectional overrides",
         ));
     }
     Ok(())
@@ -297,5 +318,11 @@ mod tests {
         assert!(check_text("subject", "a\u{0}b", 5, true).is_err());
         assert!(check_body(&"x".repeat(limits::BODY_BYTES + 1)).is_err());
         assert!(check_body("line\nline").is_ok());
+        assert!(check_body("crlf\r\nline\tx").is_ok());
+        assert!(check_body("esc\u{1b}[31m").is_err());
+        assert!(check_text("subject", "abc\u{202E}fdp.exe", 50, true).is_err());
+        assert!(check_text("subject", "\u{2067}x\u{2069}", 50, true).is_err());
+        // Right-to-left text itself is fine.
+        assert!(check_text("subject", "שלום עולם", 50, true).is_ok());
     }
 }

@@ -38,6 +38,12 @@ pub const SCHEMA_VERSION: u64 = 1;
 pub enum DocError {
     #[error("document field {0} is missing or has the wrong type")]
     Field(String),
+    #[error("document field {0} is not part of the conversation schema")]
+    Unknown(String),
+    #[error("schema version {0} is not one this node reads (it reads {SCHEMA_VERSION}); upgrade this node")]
+    Schema(String),
+    #[error("{0}")]
+    Inconsistent(&'static str),
     #[error("automerge: {0}")]
     Automerge(#[from] automerge::AutomergeError),
 }
@@ -248,6 +254,97 @@ pub fn read_participants<D: ReadDoc>(doc: &D) -> R<Participants> {
         retailer: parse_org("participants.retailer", req_str(doc, &p, "retailer")?)?,
         supplier: parse_org("participants.supplier", req_str(doc, &p, "supplier")?)?,
     })
+}
+
+const ROOT_KEYS: &[&str] = &[
+    "schema",
+    "id",
+    "kind",
+    "subject",
+    "topic",
+    "reference_id",
+    "participants",
+    "created_by",
+    "created_at",
+    "messages",
+    "state",
+    "resolved_at",
+    "resolved_by",
+    "due_date",
+    "progress",
+    "history",
+];
+const TOPIC_KEYS: &[&str] = &["kind", "ref", "label", "url"];
+const PARTICIPANT_KEYS: &[&str] = &["retailer", "supplier"];
+const AUTHOR_KEYS: &[&str] = &["org", "user"];
+const MESSAGE_KEYS: &[&str] = &["org", "user", "body", "sent_at"];
+const EVENT_KEYS: &[&str] = &["at", "org", "user", "action", "from", "to"];
+
+fn only_keys<D: ReadDoc>(doc: &D, obj: &ObjId, path: &str, allowed: &[&str]) -> R<()> {
+    match doc.keys(obj).find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(DocError::Unknown(if path.is_empty() {
+            k
+        } else {
+            format!("{path}.{k}")
+        })),
+        None => Ok(()),
+    }
+}
+
+/// Reads the typed view of a document that arrived from elsewhere: like [`read`], and also
+/// refuses what `read` would pass over — keys the schema does not have, a schema version
+/// other than this one, and an open conversation that still says when it was resolved
+/// (unless two nodes set the state concurrently, where Automerge keeps both values and the
+/// leftover `resolved_at` of the losing side is an honest outcome).
+pub fn read_strict<D: ReadDoc>(doc: &D) -> R<Conversation> {
+    match doc.get(ROOT, "schema")? {
+        Some((Value::Scalar(s), _)) => match s.as_ref() {
+            ScalarValue::Uint(v) if *v == SCHEMA_VERSION => {}
+            ScalarValue::Int(v) if *v as u64 == SCHEMA_VERSION && *v > 0 => {}
+            other => return Err(DocError::Schema(other.to_string())),
+        },
+        Some(_) => return Err(DocError::Schema("an object".into())),
+        None => return Err(DocError::Field("schema".into())),
+    }
+    only_keys(doc, &ROOT, "", ROOT_KEYS)?;
+    if let Some(t) = get_map(doc, &ROOT, "topic")? {
+        only_keys(doc, &t, "topic", TOPIC_KEYS)?;
+    }
+    only_keys(
+        doc,
+        &req_map(doc, &ROOT, "participants")?,
+        "participants",
+        PARTICIPANT_KEYS,
+    )?;
+    only_keys(
+        doc,
+        &req_map(doc, &ROOT, "created_by")?,
+        "created_by",
+        AUTHOR_KEYS,
+    )?;
+    if let Some(r) = get_map(doc, &ROOT, "resolved_by")? {
+        only_keys(doc, &r, "resolved_by", AUTHOR_KEYS)?;
+    }
+    for (key, allowed) in [("messages", MESSAGE_KEYS), ("history", EVENT_KEYS)] {
+        let m = req_map(doc, &ROOT, key)?;
+        for item in doc.map_range(&m, ..) {
+            let o = match item.value {
+                automerge::ValueRef::Object(ObjType::Map) => item.id(),
+                _ => return Err(DocError::Field(format!("{key}.{}", item.key))),
+            };
+            only_keys(doc, &o, key, allowed)?;
+        }
+    }
+    let c = read(doc)?;
+    if c.state == State::Open
+        && (c.resolved_at.is_some() || c.resolved_by.is_some())
+        && doc.get_all(ROOT, "state")?.len() < 2
+    {
+        return Err(DocError::Inconsistent(
+            "an open conversation cannot carry resolved_at or resolved_by",
+        ));
+    }
+    Ok(c)
 }
 
 /// Reads the typed view; fails if the document does not follow the schema.

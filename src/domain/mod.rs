@@ -1,11 +1,12 @@
 //! Pure domain: identifiers, the conversation document schema and its rules.
 //! No I/O and no async here; the store and the service call into it.
 
+pub mod audience;
 pub mod commands;
 pub mod conversation;
 pub mod doc;
 pub mod ids;
-pub mod rules;
+pub mod policy;
 pub mod search;
 pub mod summary;
 pub mod topics;
@@ -50,4 +51,13 @@ pub mod limits {
     pub const TOPIC_URL_CHARS: usize = 2000;
     pub const ORG_NAME_CHARS: usize = 200;
     pub const IDEMPOTENCY_KEY_CHARS: usize = 200;
+    /// Messages one conversation may hold: a thread past it should start anew.
+    pub const MESSAGES_PER_CONVERSATION: usize = 10_000;
+    /// History entries one conversation may hold.
+    pub const HISTORY_PER_CONVERSATION: usize = 20_000;
+    /// The changes one peer sends us for one conversation in one exchange, as raw Automerge
+    /// bytes: a reply with a full 64 KiB body is about 66 KiB.
+    pub const CHANGE_BYTES: usize = 512 * 1024;
+    /// One stored conversation, all its changes together.
+    pub const CONVERSATION_BYTES: usize = 16 * 1024 * 1024;
 }

@@ -91,7 +91,7 @@ impl Conn {
         let now = self.svc.now();
         let (s, frames, flushed, events, progress, local_high) =
             tokio::task::spawn_blocking(move || -> Result<_, ConnError> {
-                let mut host = SyncHost::new(&store, &scope)?;
+                let mut host = SyncHost::new(&store, &scope, now)?;
                 let frames = match step {
                     Step::Start => s.start(&mut host),
                     Step::Receive(b) => s.receive(&b, &mut host),

@@ -7,10 +7,19 @@ use uuid::Uuid;
 
 use super::*;
 use crate::domain::commands::{self, Command, NewConversation, Outcome};
+use crate::domain::policy::{Authority, Gate};
 use crate::domain::{Author, Conversation, Facet, Kind, OrgId, Topic, doc, limits, new_id};
 use crate::store::accounts::{self, IdempotentResult};
 use crate::store::query::{self, Cursor, FeedEntry, InboxPage, InboxQuery};
 use crate::store::{WriteCtx, docs, index};
+
+fn gate(me: &crate::store::Identity, now: chrono::DateTime<chrono::Utc>) -> Gate<'_> {
+    Gate {
+        me: &me.org_id,
+        my_role: me.role,
+        now,
+    }
+}
 
 /// A create request, as the API received it.
 #[derive(Debug, Clone)]
@@ -100,6 +109,8 @@ impl Service {
                 };
                 let by = Author { org: me.org_id.clone(), user: user.clone() };
                 let conv = commands::new_conversation(n, by, me.role, &partner, partner_rec.role, now)?;
+                // The same gate as a partner's changes pass; `commands` gave the friendly error.
+                gate(&me, now).admit(None, &conv, &Authority::Org(me.org_id.clone())).map_err(DomainError::from)?;
                 let mut d = AutoCommit::new().with_actor(me.actor());
                 doc::create(&mut d, &conv).map_err(|e| corrupt(id, e))?;
                 // A topic nobody described yet gets a record, so it shows in list views.
@@ -174,17 +185,26 @@ impl Service {
                     }
                     *mid = prev.message.unwrap_or(*mid);
                 }
+                let ident = ctx.identity()?.clone();
                 let mut view = load_view(ctx, id)?;
+                let before = view.clone();
                 let by = Author {
                     org: me,
                     user: user.clone(),
                 };
                 let d = ctx.doc_mut(id.as_u128())?.ok_or_else(|| not_found(id))?;
-                match commands::apply_to(d, &mut view, &cmd, &by, now) {
+                let applied = commands::apply_to(d, &mut view, &cmd, &by, now).map_err(ServiceError::from).and_then(|o| {
+                    if o == Outcome::Changed {
+                        // The same gate as a partner's changes pass, on what will be stored.
+                        gate(&ident, now).admit(Some(&before), &view, &Authority::Org(by.org.clone())).map_err(DomainError::from)?;
+                    }
+                    Ok(o)
+                });
+                match applied {
                     Err(e) => {
                         // Nothing is stored yet; drop the uncommitted operations.
                         d.rollback();
-                        Err(e.into())
+                        Err(e)
                     }
                     Ok(Outcome::Unchanged) => Ok((view, 0)),
                     Ok(Outcome::Changed) => {

@@ -130,6 +130,7 @@ pub fn index_conversation(
     let json =
         serde_json::to_vec(new).map_err(|e| StoreError::Record("summary".into(), e.to_string()))?;
     tx.open_table(SUMMARIES)?.insert(id, json.as_slice())?;
+    super::audience::bump(tx, new.partner.as_str(), id)?;
     bump_feed(tx, id)
 }
 

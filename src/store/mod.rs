@@ -6,12 +6,14 @@
 //! commit has happened, and many concurrent writers share it. Reads run on the blocking pool.
 
 pub mod accounts;
+pub mod audience;
 mod cache;
 pub mod docs;
 pub mod index;
 mod pairs;
 pub mod peers;
 pub mod query;
+pub mod quota;
 mod rebuild;
 pub mod search;
 pub mod sessions;
@@ -32,7 +34,7 @@ use crate::domain::{OrgId, Role};
 pub use writer::WriteCtx;
 
 /// Bumped whenever the derived tables change shape; a mismatch at open rebuilds them.
-pub const INDEX_VERSION: u64 = 5;
+pub const INDEX_VERSION: u64 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -51,6 +53,10 @@ pub enum StoreError {
     Record(String, String),
     #[error("this write was not saved because another write in the same commit failed; retry it")]
     BatchAborted,
+    #[error(
+        "conversation {0} changed here while a peer's changes to it were checked, and the merged result is refused ({1}); the changes are checked again on the next exchange"
+    )]
+    Raced(Uuid, String),
     #[error("the store is shutting down; retry when the node is back")]
     Closed,
     #[error(
@@ -62,7 +68,10 @@ pub enum StoreError {
 impl StoreError {
     /// Whether trying the same request again may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::BatchAborted | StoreError::Closed)
+        matches!(
+            self,
+            StoreError::BatchAborted | StoreError::Closed | StoreError::Raced(..)
+        )
     }
 }
 
@@ -108,6 +117,8 @@ pub struct StoreOptions {
     pub doc_cache: usize,
     /// redb page cache in bytes.
     pub db_cache_bytes: usize,
+    /// Raw change bytes accepted from one peer per UTC day ([`quota`]).
+    pub peer_quota_bytes_per_day: u64,
 }
 
 impl Default for StoreOptions {
@@ -116,6 +127,7 @@ impl Default for StoreOptions {
             // About 20 KB of live heap each (benches/store.rs): a small, bounded working set.
             doc_cache: 256,
             db_cache_bytes: 64 * 1024 * 1024,
+            peer_quota_bytes_per_day: quota::DEFAULT_PEER_BYTES_PER_DAY,
         }
     }
 }
@@ -129,6 +141,7 @@ pub struct Store {
     /// This store's changes-feed incarnation, created with the database; peers' cursors into
     /// our feed are only trusted for this id.
     feed_id: u64,
+    peer_quota_bytes_per_day: u64,
 }
 
 impl Store {
@@ -160,6 +173,7 @@ impl Store {
             writer,
             swept_day: AtomicI32::new(swept),
             feed_id,
+            peer_quota_bytes_per_day: opts.peer_quota_bytes_per_day,
         }))
     }
 
@@ -199,6 +213,11 @@ impl Store {
         E: From<StoreError> + Send + 'static,
     {
         self.writer.submit_blocking(f)
+    }
+
+    /// What one peer may add per day ([`quota`]).
+    pub fn peer_quota_per_day(&self) -> u64 {
+        self.peer_quota_bytes_per_day
     }
 
     pub fn feed_id(&self) -> u64 {

@@ -21,9 +21,10 @@ use uuid::Uuid;
 use super::index::{decode_heads, decode_summary, index_view};
 use super::peers::{self, Peer};
 use super::tables::*;
-use super::{Store, StoreError, docs};
-use crate::domain::rules::{Sender, check_update};
-use crate::domain::{Conversation, OrgId, doc};
+use super::{Identity, Store, StoreError, accounts, audience, docs, quota};
+use crate::domain::audience::Audience;
+use crate::domain::policy::{Authority, Gate};
+use crate::domain::{Conversation, OrgId, Role, doc, limits};
 
 /// How many feed positions one `feed_since` call may pass over looking for shared documents.
 const SCAN_CAP: usize = 8192;
@@ -36,12 +37,9 @@ pub struct PeerScope {
 }
 
 impl PeerScope {
-    pub fn sender(&self) -> Sender {
-        if self.peer.org_id == self.me {
-            Sender::OwnOrg
-        } else {
-            Sender::Partner(self.peer.org_id.clone())
-        }
+    /// What the peer may see, and on whose authority its changes are written.
+    pub fn audience(&self) -> Audience {
+        Audience::of(&self.peer.org_id, &self.me)
     }
 }
 
@@ -63,6 +61,10 @@ pub struct Pending {
     order: Vec<u128>,
     states: HashMap<u128, Vec<u8>>,
     cursor: Option<Cursor>,
+    /// Raw change bytes accepted from the peer, counted against its daily quota at the flush.
+    bytes: u64,
+    /// The authority the accepted changes were checked under, for the check at the flush.
+    authority: Option<Authority>,
 }
 
 impl Pending {
@@ -78,7 +80,13 @@ impl Pending {
 
 pub struct SyncHost<'a> {
     scope: &'a PeerScope,
+    audience: Audience,
+    /// This node's org and role (read once per call; they never change).
+    me: OrgId,
+    my_role: Role,
+    now: DateTime<Utc>,
     feed_id: u64,
+    quota_per_day: u64,
     rtx: ReadTransaction,
     pending: Pending,
 }
@@ -100,13 +108,43 @@ fn uid(d: DocId) -> u128 {
 }
 
 impl<'a> SyncHost<'a> {
-    pub fn new(store: &Store, scope: &'a PeerScope) -> Result<Self, StoreError> {
+    /// A host for one call into `scope`'s session; `now` dates what the gate compares with.
+    pub fn new(
+        store: &Store,
+        scope: &'a PeerScope,
+        now: DateTime<Utc>,
+    ) -> Result<Self, StoreError> {
+        let rtx = store.begin_read()?;
+        let Identity { org_id, role, .. } =
+            accounts::read_identity(&rtx)?.ok_or(StoreError::NoIdentity)?;
+        let audience = Audience::of(&scope.peer.org_id, &org_id);
+        let feed_id = match &audience {
+            Audience::OwnSite => store.feed_id(),
+            Audience::Partner(o) => audience::feed_id(store.feed_id(), o.as_str()),
+        };
+        let pending = Pending {
+            authority: Some(audience.authority()),
+            ..Pending::default()
+        };
         Ok(SyncHost {
             scope,
-            feed_id: store.feed_id(),
-            rtx: store.begin_read()?,
-            pending: Pending::default(),
+            audience,
+            me: org_id,
+            my_role: role,
+            now,
+            feed_id,
+            quota_per_day: store.peer_quota_per_day(),
+            rtx,
+            pending,
         })
+    }
+
+    fn gate(&self) -> Gate<'_> {
+        Gate {
+            me: &self.me,
+            my_role: self.my_role,
+            now: self.now,
+        }
     }
 
     pub fn into_pending(self) -> Pending {
@@ -121,12 +159,85 @@ impl<'a> SyncHost<'a> {
         let Some(v) = summaries.get(id).map_err(hr)? else {
             return Ok(false);
         };
-        if self.scope.peer.org_id == self.scope.me {
+        if self.audience == Audience::OwnSite {
             return Ok(true);
         }
         let s = decode_summary(id, v.value()).map_err(h)?;
-        Ok(s.partner == self.scope.peer.org_id)
+        Ok(self.audience.may_see_partner(&s.partner))
     }
+
+    /// The partner's own feed, for a partner audience: positions count only what is shared.
+    fn partner_feed_since(
+        &mut self,
+        partner: &str,
+        since: u64,
+        limit: usize,
+    ) -> Result<FeedPage, HostError> {
+        let heads = self.rtx.open_table(HEADS).map_err(hr)?;
+        let entries = audience::since(&self.rtx, partner, since, limit.max(1)).map_err(h)?;
+        let mut page = FeedPage {
+            entries: Vec::with_capacity(entries.len()),
+            scanned_to: since,
+        };
+        for (seq, id) in entries {
+            page.scanned_to = seq;
+            let hs = heads
+                .get(id)
+                .map_err(hr)?
+                .map(|b| decode_heads(b.value()))
+                .unwrap_or_default();
+            page.entries.push(FeedEntry {
+                seq,
+                doc: DocId(id.to_be_bytes()),
+                heads: hs,
+            });
+        }
+        Ok(page)
+    }
+
+    /// Refuses a peer's version of a conversation whose raw changes break the size limits or
+    /// the peer's daily quota; returns the bytes it adds.
+    fn check_size(&self, update: &DocUpdate<'_>, id: u128) -> Result<u64, Refusal> {
+        let base = update.before.map(|b| b.get_heads()).unwrap_or_default();
+        let mut added = 0u64;
+        for c in update.after.get_changes(&base) {
+            let n = c.raw_bytes().len();
+            if n > limits::CHANGE_BYTES {
+                return Err(Refusal::Rejected(format!(
+                    "one change is {n} bytes; a change may be at most {} bytes",
+                    limits::CHANGE_BYTES
+                )));
+            }
+            added += n as u64;
+        }
+        let stored = if update.before.is_some() {
+            quota::stored_bytes(&self.rtx, id).map_err(|e| Refusal::Host(h(e)))?
+        } else {
+            0
+        };
+        if stored + added > limits::CONVERSATION_BYTES as u64 {
+            return Err(Refusal::Rejected(format!(
+                "the conversation would take {} bytes; one conversation may take at most {} bytes",
+                stored + added,
+                limits::CONVERSATION_BYTES
+            )));
+        }
+        let day = day_of(self.now);
+        let used = quota::used(&self.rtx, self.scope.peer.node_id.as_u128(), day)
+            .map_err(|e| Refusal::Host(h(e)))?;
+        if used + self.pending.bytes + added > self.quota_per_day {
+            return Err(Refusal::Rejected(format!(
+                "this node accepts at most {} bytes of changes per day from one peer; the rest waits until tomorrow",
+                self.quota_per_day
+            )));
+        }
+        Ok(added)
+    }
+}
+
+fn day_of(t: DateTime<Utc>) -> i32 {
+    use chrono::Datelike;
+    t.date_naive().num_days_from_ce()
 }
 
 impl Host for SyncHost<'_> {
@@ -135,6 +246,9 @@ impl Host for SyncHost<'_> {
     }
 
     fn feed_high(&mut self) -> Result<u64, HostError> {
+        if let Audience::Partner(o) = &self.audience {
+            return audience::high(&self.rtx, o.as_str()).map_err(h);
+        }
         let feed = self.rtx.open_table(FEED).map_err(hr)?;
         Ok(feed
             .last()
@@ -144,6 +258,10 @@ impl Host for SyncHost<'_> {
     }
 
     fn feed_since(&mut self, since: u64, limit: usize) -> Result<FeedPage, HostError> {
+        if let Audience::Partner(o) = &self.audience {
+            let o = o.as_str().to_owned();
+            return self.partner_feed_since(&o, since, limit);
+        }
         let feed = self.rtx.open_table(FEED).map_err(hr)?;
         let heads = self.rtx.open_table(HEADS).map_err(hr)?;
         let mut page = FeedPage {
@@ -239,18 +357,20 @@ impl Host for SyncHost<'_> {
                     .map_err(|e| Refusal::Rejected(format!("our copy is unreadable: {e}")))?,
             ),
         };
-        let after = check_update(
-            before.as_ref(),
-            update.after,
-            &self.scope.me,
-            &self.scope.sender(),
-        )
-        .map_err(Refusal::Rejected)?;
+        let added = self.check_size(&update, id)?;
+        let after = doc::read_strict(update.after).map_err(|e| {
+            Refusal::Rejected(format!(
+                "the document does not follow the conversation schema: {e}"
+            ))
+        })?;
         if after.id.as_u128() != id {
             return Err(Refusal::Rejected(
                 "the document's id does not match the id it was sent under".into(),
             ));
         }
+        self.gate()
+            .admit(before.as_ref(), &after, &self.audience.authority())
+            .map_err(|v| Refusal::Rejected(v.to_string()))?;
         let base = match self.pending.docs.get(&id) {
             Some(r) => r.base.clone(),
             None => update.before.map(|b| b.get_heads()).unwrap_or_default(),
@@ -258,6 +378,7 @@ impl Host for SyncHost<'_> {
         if !self.pending.docs.contains_key(&id) {
             self.pending.order.push(id);
         }
+        self.pending.bytes += added;
         let received = Received {
             base,
             doc: update.after.clone(),
@@ -303,7 +424,7 @@ impl Store {
         since: u64,
         cap: usize,
     ) -> Result<u64, StoreError> {
-        let mut host = SyncHost::new(self, scope)?;
+        let mut host = SyncHost::new(self, scope, Utc::now())?;
         let page = host
             .feed_since(since, cap)
             .map_err(|e| StoreError::Record("feed".into(), e.to_string()))?;
@@ -337,7 +458,13 @@ impl Store {
             .collect();
         self.write_blocking(move |ctx| -> Result<Flushed, StoreError> {
             let p = pending;
-            let me = ctx.identity()?.org_id.clone();
+            let ident = ctx.identity()?.clone();
+            let me = ident.org_id.clone();
+            let gate = Gate {
+                me: &ident.org_id,
+                my_role: ident.role,
+                now,
+            };
             let mut out = Vec::new();
             for id in &p.order {
                 let Some(r) = p.docs.get(id) else {
@@ -355,6 +482,9 @@ impl Store {
                     docs::insert_saved(ctx.tx(), *id, &bytes)?;
                     index_view(ctx.tx(), &me, &r.view, &r.doc.get_heads(), None)?
                 } else {
+                    let ours = ctx.view(*id)?.ok_or_else(|| {
+                        StoreError::Record(format!("conversation {uuid}"), "not loadable".into())
+                    })?;
                     let cur = ctx.doc_mut(*id)?.ok_or_else(|| {
                         StoreError::Record(format!("conversation {uuid}"), "not loadable".into())
                     })?;
@@ -364,11 +494,19 @@ impl Store {
                     let view = if merged == r.doc.get_heads() {
                         None
                     } else {
-                        // Our own edits landed meanwhile: the checked view is not the result.
-                        Some(
-                            doc::read(&*cur)
-                                .map_err(|e| StoreError::Corrupt(uuid, e.to_string()))?,
-                        )
+                        // Our own edits landed meanwhile: the checked view is not the result,
+                        // so the gate judges again what will be stored, against what we hold
+                        // now. A refusal aborts this commit whole; the next session checks
+                        // the peer's changes against our newer copy and refuses them there.
+                        let v = doc::read_strict(&*cur)
+                            .map_err(|e| StoreError::Corrupt(uuid, e.to_string()))?;
+                        if let Some(a) = &p.authority
+                            && let Err(why) = gate.admit(Some(&ours), &v, a)
+                        {
+                            ctx.discard_doc(*id);
+                            return Err(StoreError::Raced(uuid, why.to_string()));
+                        }
+                        Some(v)
                     };
                     ctx.save_doc(*id)?;
                     let view = view.as_ref().unwrap_or(&r.view);
@@ -384,6 +522,9 @@ impl Store {
             }
             if let Some(c) = p.cursor {
                 peers::put_cursor(tx, peer, (c.feed_id, c.seq))?;
+            }
+            if p.bytes > 0 {
+                quota::add(tx, peer.as_u128(), day_of(now), p.bytes)?;
             }
             if let Some(mut rec) = peers::get_peer_w(tx, peer)? {
                 rec.last_sync_at = Some(now);

@@ -5,7 +5,7 @@
 //! `PARTNERS`, `UNREAD` (per-user read state, local to this node), `IDEMPOTENCY`, and the sync
 //! records `PEERS`, `INVITES`, `SYNC_STATES`, `PEER_CURSORS`.
 //! Derived (rebuilt from the documents by `rebuild`): `SUMMARIES`, `FACETS`, `FACET_COUNTS`,
-//! `PAIR_COUNTS`, `DUE_PENDING`, `FEED`, `FEED_POS`, `HEADS`, `WORDS`, `TOPICS_FOLDED` and the
+//! `PAIR_COUNTS`, `DUE_PENDING`, `FEED`, `FEED_POS`, the partner feeds (`store::audience`), `HEADS`, `WORDS`, `TOPICS_FOLDED` and the
 //! `META` keys `index_version` and `swept_day`.
 
 use redb::TableDefinition;
@@ -87,6 +87,8 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(TOPICS)?;
     tx.open_table(TOPICS_FOLDED)?;
     tx.open_table(SESSIONS)?;
+    super::audience::create_tables(tx)?;
+    super::quota::create_tables(tx)?;
     Ok(())
 }
 
@@ -104,6 +106,7 @@ pub fn clear_derived(tx: &redb::WriteTransaction) -> Result<(), redb::TableError
     // Index version 4 and older kept search terms with their activity time under this name.
     tx.delete_table(TableDefinition::<(&str, i64, u128), ()>::new("words"))?;
     tx.delete_table(TOPICS_FOLDED)?;
+    super::audience::clear_derived(tx)?;
     create_all(tx)
 }
 
