@@ -40,7 +40,9 @@ pub enum DocError {
     Field(String),
     #[error("document field {0} is not part of the conversation schema")]
     Unknown(String),
-    #[error("schema version {0} is not one this node reads (it reads {SCHEMA_VERSION}); upgrade this node")]
+    #[error(
+        "schema version {0} is not one this node reads (it reads {SCHEMA_VERSION}); upgrade this node"
+    )]
     Schema(String),
     #[error("{0}")]
     Inconsistent(&'static str),

@@ -249,7 +249,8 @@ pub fn validate(
         }
         _ => {}
     }
-    if after.state == State::Resolved && (after.resolved_at.is_none() || after.resolved_by.is_none())
+    if after.state == State::Resolved
+        && (after.resolved_at.is_none() || after.resolved_by.is_none())
     {
         return Err(Violation::Inconsistent(
             "a resolved conversation says when and by whom".into(),
@@ -280,13 +281,21 @@ pub fn validate(
     let old_msgs: HashMap<Uuid, &Message> = before
         .map(|b| b.messages.iter().map(|m| (m.id, m)).collect())
         .unwrap_or_default();
-    for m in after.messages.iter().filter(|m| !old_msgs.contains_key(&m.id)) {
+    for m in after
+        .messages
+        .iter()
+        .filter(|m| !old_msgs.contains_key(&m.id))
+    {
         check_message(m, after, g)?;
     }
     let old_events: HashMap<Uuid, &Event> = before
         .map(|b| b.history.iter().map(|e| (e.id, e)).collect())
         .unwrap_or_default();
-    for e in after.history.iter().filter(|e| !old_events.contains_key(&e.id)) {
+    for e in after
+        .history
+        .iter()
+        .filter(|e| !old_events.contains_key(&e.id))
+    {
         check_event(e, g)?;
     }
     Ok(())
@@ -359,8 +368,18 @@ pub fn check_change(
     for m in &b.messages {
         match now_msgs.get(&m.id) {
             Some(x) if *x == m => {}
-            Some(_) => return Err(Violation::Altered { what: "message", id: m.id }),
-            None => return Err(Violation::Removed { what: "message", id: m.id }),
+            Some(_) => {
+                return Err(Violation::Altered {
+                    what: "message",
+                    id: m.id,
+                });
+            }
+            None => {
+                return Err(Violation::Removed {
+                    what: "message",
+                    id: m.id,
+                });
+            }
         }
     }
     if after.messages.len() > b.messages.len() {
@@ -373,8 +392,18 @@ pub fn check_change(
     for e in &b.history {
         match now_events.get(&e.id) {
             Some(x) if *x == e => {}
-            Some(_) => return Err(Violation::Altered { what: "history entry", id: e.id }),
-            None => return Err(Violation::Removed { what: "history entry", id: e.id }),
+            Some(_) => {
+                return Err(Violation::Altered {
+                    what: "history entry",
+                    id: e.id,
+                });
+            }
+            None => {
+                return Err(Violation::Removed {
+                    what: "history entry",
+                    id: e.id,
+                });
+            }
         }
     }
     if after.history.len() > b.history.len() {

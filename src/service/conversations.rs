@@ -193,13 +193,17 @@ impl Service {
                     user: user.clone(),
                 };
                 let d = ctx.doc_mut(id.as_u128())?.ok_or_else(|| not_found(id))?;
-                let applied = commands::apply_to(d, &mut view, &cmd, &by, now).map_err(ServiceError::from).and_then(|o| {
-                    if o == Outcome::Changed {
-                        // The same gate as a partner's changes pass, on what will be stored.
-                        gate(&ident, now).admit(Some(&before), &view, &Authority::Org(by.org.clone())).map_err(DomainError::from)?;
-                    }
-                    Ok(o)
-                });
+                let applied = commands::apply_to(d, &mut view, &cmd, &by, now)
+                    .map_err(ServiceError::from)
+                    .and_then(|o| {
+                        if o == Outcome::Changed {
+                            // The same gate as a partner's changes pass, on what will be stored.
+                            gate(&ident, now)
+                                .admit(Some(&before), &view, &Authority::Org(by.org.clone()))
+                                .map_err(DomainError::from)?;
+                        }
+                        Ok(o)
+                    });
                 match applied {
                     Err(e) => {
                         // Nothing is stored yet; drop the uncommitted operations.

@@ -66,7 +66,8 @@ fn gate_at(me: &OrgId, role: Role) -> Gate<'_> {
 /// strict read of the result first.
 fn check(before: &AutoCommit, after: &AutoCommit, a: Authority) -> Result<(), String> {
     let me = org("acme");
-    let after = doc::read_strict(after).map_err(|e| Violation::Schema(e.to_string()).to_string())?;
+    let after =
+        doc::read_strict(after).map_err(|e| Violation::Schema(e.to_string()).to_string())?;
     gate_at(&me, Role::Retailer)
         .admit(Some(&doc::read(before).unwrap()), &after, &a)
         .map_err(|e| e.to_string())
@@ -128,7 +129,11 @@ fn a_partner_may_not_rewrite_or_impersonate() {
     });
     assert!(check(&d, &t, bolt()).unwrap_err().contains("removed"));
     let t = theirs(&mut d, |t, v| reply(t, v, "acme", "fake"));
-    assert!(check(&d, &t, bolt()).unwrap_err().contains("written as acme"));
+    assert!(
+        check(&d, &t, bolt())
+            .unwrap_err()
+            .contains("written as acme")
+    );
     let t = theirs(&mut d, |t, _| {
         let (_, p) = t.get(ROOT, "participants").unwrap().unwrap();
         t.put(&p, "retailer", "evil").unwrap();
@@ -256,7 +261,12 @@ fn task_fields_stay_on_tasks() {
     let g = gate_at(&me, Role::Retailer);
     let mut c = doc::read(&ours()).unwrap();
     c.kind = Kind::Message;
-    assert!(validate(None, &c, &g).unwrap_err().to_string().contains("only tasks"));
+    assert!(
+        validate(None, &c, &g)
+            .unwrap_err()
+            .to_string()
+            .contains("only tasks")
+    );
     c.kind = Kind::Task;
     c.progress = None;
     assert!(validate(None, &c, &g).is_err());
@@ -293,7 +303,10 @@ fn a_new_conversation_is_between_us_in_our_role() {
     let err = gate_at(&bolt_org, Role::Supplier)
         .admit(None, &swapped, &Authority::OwnSite)
         .unwrap_err();
-    assert!(err.to_string().contains("must be the conversation's supplier"));
+    assert!(
+        err.to_string()
+            .contains("must be the conversation's supplier")
+    );
 }
 
 #[test]
@@ -314,7 +327,11 @@ fn own_sites_relay_either_org_but_never_rewrite() {
         let first = t.keys(&msgs).next().unwrap();
         t.delete(&msgs, first.as_str()).unwrap();
     });
-    assert!(check(&d, &t, Authority::OwnSite).unwrap_err().contains("removed"));
+    assert!(
+        check(&d, &t, Authority::OwnSite)
+            .unwrap_err()
+            .contains("removed")
+    );
 }
 
 #[test]

@@ -1,0 +1,694 @@
+//! A hostile partner speaking the real sync protocol.
+//!
+//! The partner here is a `parley_sync::Session` over an in-memory host that holds whatever
+//! Automerge documents the test forges; our side is a real node's store behind the real
+//! `SyncHost` and `flush_sync`, exactly as the replicator drives them. Frames pass between the
+//! two sessions as bytes. Each case forges one thing the write gate forbids and shows that the
+//! whole change is refused, the partner is told why, and nothing of it is stored.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use automerge::{AutoCommit, Automerge, ChangeHash, ROOT, ReadDoc, transaction::Transactable};
+use chrono::Utc;
+use parley::domain::commands::{self, NewConversation};
+use parley::domain::{Author, Event, Kind, Message, OrgId, Role, doc, new_id};
+use parley::service::{Clock, CreateInput, Principal, Service};
+use parley::store::sync_host::{PeerScope, SyncHost};
+use parley::store::{Store, StoreOptions, docs, peers::Peer};
+use parley_sync::{
+    Config, Cursor, DocId, DocUpdate, FeedEntry, FeedPage, Host, HostError, Record, Session,
+    StoreError, decode_frame,
+};
+use uuid::Uuid;
+
+/// The partner's node: stores anything it is sent, serves whatever the test put in it.
+#[derive(Default)]
+struct Hostile {
+    /// A new incarnation each time, so our cursor into an earlier partner feed is not reused.
+    feed_id: u64,
+    docs: BTreeMap<[u8; 16], Automerge>,
+    feed: Vec<(u64, DocId)>,
+    high: u64,
+    states: HashMap<[u8; 16], Vec<u8>>,
+    cursor: Option<Cursor>,
+}
+
+impl Hostile {
+    fn put(&mut self, d: Automerge) -> Uuid {
+        let id: String = match d.get(ROOT, "id").unwrap() {
+            Some((v, _)) => v.into_string().unwrap(),
+            None => panic!("forged documents keep an id"),
+        };
+        let id = Uuid::parse_str(&id).unwrap();
+        let doc = DocId(*id.as_bytes());
+        self.high += 1;
+        self.feed.retain(|(_, d)| *d != doc);
+        self.feed.push((self.high, doc));
+        self.docs.insert(doc.0, d);
+        id
+    }
+
+    fn get(&self, id: Uuid) -> Option<&Automerge> {
+        self.docs.get(id.as_bytes())
+    }
+}
+
+impl Host for Hostile {
+    fn feed_id(&mut self) -> u64 {
+        if self.feed_id == 0 {
+            self.feed_id = Uuid::new_v4().as_u128() as u64 | 1;
+        }
+        self.feed_id
+    }
+    fn feed_high(&mut self) -> Result<u64, HostError> {
+        Ok(self.high)
+    }
+    fn feed_since(&mut self, since: u64, limit: usize) -> Result<FeedPage, HostError> {
+        let entries: Vec<FeedEntry> = self
+            .feed
+            .iter()
+            .filter(|(s, _)| *s > since)
+            .take(limit)
+            .map(|(s, d)| FeedEntry {
+                seq: *s,
+                doc: *d,
+                heads: self.docs[&d.0].get_heads(),
+            })
+            .collect();
+        let scanned_to = entries.last().map_or(since, |e| e.seq);
+        Ok(FeedPage {
+            entries,
+            scanned_to,
+        })
+    }
+    fn is_shared(&mut self, doc: DocId) -> Result<bool, HostError> {
+        Ok(self.docs.contains_key(&doc.0))
+    }
+    fn load_doc(&mut self, doc: DocId) -> Result<Option<Automerge>, HostError> {
+        Ok(self.docs.get(&doc.0).cloned())
+    }
+    fn store_doc(&mut self, u: DocUpdate<'_>) -> Result<(), StoreError> {
+        self.docs.insert(u.doc.0, u.after.clone());
+        Ok(())
+    }
+    fn load_sync_state(&mut self, doc: DocId) -> Result<Option<Vec<u8>>, HostError> {
+        Ok(self.states.get(&doc.0).cloned())
+    }
+    fn save_sync_state(&mut self, doc: DocId, state: &[u8]) -> Result<(), HostError> {
+        self.states.insert(doc.0, state.to_vec());
+        Ok(())
+    }
+    fn load_cursor(&mut self) -> Result<Option<Cursor>, HostError> {
+        Ok(self.cursor)
+    }
+    fn save_cursor(&mut self, c: Cursor) -> Result<(), HostError> {
+        self.cursor = Some(c);
+        Ok(())
+    }
+}
+
+/// Our node (acme, a retailer, with partners bolt and zeta) and the scope of bolt's peer.
+struct Ours {
+    store: Arc<Store>,
+    svc: Arc<Service>,
+    scope: PeerScope,
+    rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn org(s: &str) -> OrgId {
+    OrgId::parse(s).unwrap()
+}
+
+fn peer_of(org_id: &str, role: Role) -> Peer {
+    // A paired peer's record as the store keeps it; the key is never used here.
+    serde_json::from_value(serde_json::json!({
+        "node_id": Uuid::new_v4(),
+        "org_id": org_id,
+        "org_name": format!("{org_id} Co"),
+        "role": role,
+        "url": null,
+        "key": "unused",
+        "created_at": Utc::now(),
+        "last_sync_at": null,
+    }))
+    .expect("peer record")
+}
+
+fn ours_with(opts: StoreOptions) -> Ours {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let path = dir.path().to_path_buf();
+    let store = rt
+        .block_on(rt.spawn_blocking(move || Store::open(&path, opts)))
+        .unwrap()
+        .unwrap();
+    let svc = {
+        let _in_runtime = rt.enter();
+        Service::new(store.clone(), Clock::System)
+    };
+    rt.block_on(async {
+        svc.init_identity("acme", "Acme Retail", Role::Retailer)
+            .await
+            .unwrap();
+        svc.add_partner("bolt", "Bolt Supplies", Role::Supplier)
+            .await
+            .unwrap();
+        svc.add_partner("zeta", "Zeta Goods", Role::Supplier)
+            .await
+            .unwrap();
+    });
+    Ours {
+        store,
+        svc,
+        scope: PeerScope {
+            peer: peer_of("bolt", Role::Supplier),
+            me: org("acme"),
+        },
+        rt,
+        _dir: dir,
+    }
+}
+
+fn ours() -> Ours {
+    ours_with(StoreOptions::default())
+}
+
+/// What our side said and did during one exchange.
+#[derive(Default)]
+struct Outcome {
+    rejected: Vec<(Uuid, String)>,
+    hello_high: Option<u64>,
+    announced: Vec<Uuid>,
+}
+
+impl Ours {
+    fn step(
+        &self,
+        s: &mut Session,
+        f: impl FnOnce(&mut Session, &mut SyncHost) -> Vec<Vec<u8>>,
+    ) -> Vec<Vec<u8>> {
+        let mut host = SyncHost::new(&self.store, &self.scope, Utc::now()).unwrap();
+        let frames = f(s, &mut host);
+        let pending = host.into_pending();
+        self.store
+            .flush_sync(self.scope.peer.node_id, pending, Utc::now())
+            .unwrap();
+        frames
+    }
+
+    /// Runs both sessions until neither has anything to say.
+    fn exchange(&self, h: &mut Hostile) -> Outcome {
+        let mut us = Session::new(Config::default());
+        let mut them = Session::new(Config::default());
+        let mut out = Outcome::default();
+        let mut to_them = self.step(&mut us, |s, host| s.start(host).unwrap());
+        let mut to_us = them.start(h).unwrap();
+        for _ in 0..10_000 {
+            if to_them.is_empty() && to_us.is_empty() {
+                break;
+            }
+            for f in &to_them {
+                for r in decode_frame(f).unwrap().records {
+                    match r {
+                        Record::Hello { feed_high, .. } => out.hello_high = Some(feed_high),
+                        Record::Feed { entries, .. } => out
+                            .announced
+                            .extend(entries.iter().map(|e| Uuid::from_bytes(e.doc.0))),
+                        _ => {}
+                    }
+                }
+            }
+            let mut next_to_us = Vec::new();
+            for f in std::mem::take(&mut to_them) {
+                next_to_us.extend(them.receive(&f, h).unwrap());
+            }
+            for f in std::mem::take(&mut to_us) {
+                to_them.extend(self.step(&mut us, |s, host| s.receive(&f, host).unwrap()));
+            }
+            to_us = next_to_us;
+        }
+        for e in us.take_events() {
+            if let parley_sync::Event::Rejected { doc, reason } = e {
+                out.rejected.push((Uuid::from_bytes(doc.0), reason));
+            }
+        }
+        out
+    }
+
+    fn stored(&self, id: Uuid) -> bool {
+        docs::exists(&self.store.begin_read().unwrap(), id.as_u128()).unwrap()
+    }
+
+    fn view(&self, id: Uuid) -> parley::domain::Conversation {
+        let p = admin();
+        self.rt.block_on(self.svc.get(&p, id)).unwrap()
+    }
+
+    fn create_with(&self, partner: &str, subject: &str) -> Uuid {
+        let p = admin();
+        let input = CreateInput {
+            id: None,
+            kind: Kind::Task,
+            partner: partner.into(),
+            subject: subject.into(),
+            topic: None,
+            reference_id: None,
+            due_date: None,
+            body: Some("Please add materials and dimensions.".into()),
+            idempotency_key: None,
+        };
+        self.rt.block_on(self.svc.create(&p, input)).unwrap().0.id
+    }
+}
+
+fn admin() -> Principal {
+    Principal {
+        user: "admin".into(),
+        admin: true,
+    }
+}
+
+fn by(o: &str) -> Author {
+    Author {
+        org: org(o),
+        user: "mallory".into(),
+    }
+}
+
+/// An honest new conversation started by bolt with acme, then `forge`d before it is sent.
+fn forged(kind: Kind, forge: impl FnOnce(&mut AutoCommit)) -> Automerge {
+    let n = NewConversation {
+        id: new_id(),
+        kind,
+        subject: "Order PO-1001 is late".into(),
+        topic: None,
+        reference_id: None,
+        due_date: None,
+        body: Some("It ships Friday.".into()),
+        message_id: new_id(),
+    };
+    let c = commands::new_conversation(
+        n,
+        by("bolt"),
+        Role::Supplier,
+        &org("acme"),
+        Role::Retailer,
+        Utc::now(),
+    )
+    .unwrap();
+    let mut d = AutoCommit::new();
+    doc::create(&mut d, &c).unwrap();
+    d.commit();
+    forge(&mut d);
+    d.commit();
+    Automerge::load(&d.save()).unwrap()
+}
+
+fn msg(author: Author, body: &str, at: &str) -> Message {
+    Message {
+        id: new_id(),
+        author,
+        body: body.into(),
+        sent_at: at.parse().unwrap(),
+    }
+}
+
+fn first_message(d: &AutoCommit) -> automerge::ObjId {
+    let (_, msgs) = d.get(ROOT, "messages").unwrap().unwrap();
+    let k = d.keys(&msgs).next().unwrap();
+    d.get(&msgs, k.as_str()).unwrap().unwrap().1
+}
+
+type Forge = Box<dyn FnOnce(&mut AutoCommit)>;
+
+#[test]
+fn every_field_rule_refuses_a_new_conversation_whole() {
+    let now = Utc::now().to_rfc3339();
+    let cases: Vec<(&str, Kind, Forge, &str)> = vec![
+        (
+            "a 250,000-character subject with NUL and ESC",
+            Kind::Message,
+            Box::new(|d| {
+                let s = format!("\u{0}\u{1b}[2J{}", "x".repeat(250_000));
+                d.put(ROOT, "subject", s).unwrap();
+            }),
+            "subject",
+        ),
+        (
+            "a subject with an escape sequence",
+            Kind::Message,
+            Box::new(|d| d.put(ROOT, "subject", "late \u{1b}[31m!").unwrap()),
+            "control characters",
+        ),
+        (
+            "a bidi override in the subject",
+            Kind::Message,
+            Box::new(|d| d.put(ROOT, "subject", "invoice\u{202E}fdp.exe").unwrap()),
+            "bidirectional",
+        ),
+        (
+            "a 900 KB message body",
+            Kind::Message,
+            Box::new(move |d| {
+                let m = msg(by("bolt"), &"y".repeat(900_000), &Utc::now().to_rfc3339());
+                doc::add_message(d, &m).unwrap();
+            }),
+            "change",
+        ),
+        (
+            "a 70 KB message body, within the change limit",
+            Kind::Message,
+            Box::new(move |d| {
+                let m = msg(by("bolt"), &"y".repeat(70_000), &Utc::now().to_rfc3339());
+                doc::add_message(d, &m).unwrap();
+            }),
+            "body",
+        ),
+        (
+            "a 3 MB field the schema does not know",
+            Kind::Message,
+            Box::new(|d| d.put(ROOT, "payload", "z".repeat(3_000_000)).unwrap()),
+            "change",
+        ),
+        (
+            "an unknown key",
+            Kind::Message,
+            Box::new(|d| d.put(ROOT, "x_bank_account", "DE00 1234").unwrap()),
+            "not part of the conversation schema",
+        ),
+        (
+            "an unknown key inside a message",
+            Kind::Message,
+            Box::new(|d| {
+                let m = first_message(d);
+                d.put(&m, "html", "<script>").unwrap();
+            }),
+            "not part of the conversation schema",
+        ),
+        (
+            "schema = 99",
+            Kind::Message,
+            Box::new(|d| d.put(ROOT, "schema", 99_u64).unwrap()),
+            "schema version",
+        ),
+        (
+            "a sent_at of 9999-12-31",
+            Kind::Message,
+            Box::new(|d| {
+                let m = msg(by("bolt"), "pinned on top", "9999-12-31T00:00:00Z");
+                doc::add_message(d, &m).unwrap();
+            }),
+            "ahead of this node's clock",
+        ),
+        (
+            "resolved_at on an open conversation",
+            Kind::Message,
+            Box::new(|d| {
+                d.put(ROOT, "resolved_at", automerge::ScalarValue::Timestamp(1))
+                    .unwrap()
+            }),
+            "resolved_at",
+        ),
+        (
+            "task progress on a message",
+            Kind::Message,
+            Box::new(|d| d.put(ROOT, "progress", "completed").unwrap()),
+            "only tasks",
+        ),
+        (
+            "a due date on a message",
+            Kind::Message,
+            Box::new(|d| d.put(ROOT, "due_date", "2026-12-24").unwrap()),
+            "only tasks",
+        ),
+        (
+            "participant roles swapped",
+            Kind::Message,
+            Box::new(|d| {
+                let (_, p) = d.get(ROOT, "participants").unwrap().unwrap();
+                d.put(&p, "retailer", "bolt").unwrap();
+                d.put(&p, "supplier", "acme").unwrap();
+            }),
+            "must be the conversation's retailer",
+        ),
+        (
+            "a third org as participant",
+            Kind::Message,
+            Box::new(|d| {
+                let (_, p) = d.get(ROOT, "participants").unwrap().unwrap();
+                d.put(&p, "retailer", "zeta").unwrap();
+            }),
+            "",
+        ),
+        (
+            "a history action outside the vocabulary",
+            Kind::Message,
+            Box::new(move |d| {
+                let e = Event {
+                    id: new_id(),
+                    at: now.parse().unwrap(),
+                    by: by("bolt"),
+                    action: "bank account changed".into(),
+                    from: None,
+                    to: Some("DE00 1234".into()),
+                };
+                doc::add_event(d, &e).unwrap();
+            }),
+            "is not one of",
+        ),
+        (
+            "a message written as acme",
+            Kind::Message,
+            Box::new(|d| {
+                let m = msg(
+                    by("acme"),
+                    "we agree to pay twice",
+                    &Utc::now().to_rfc3339(),
+                );
+                doc::add_message(d, &m).unwrap();
+            }),
+            "written as acme",
+        ),
+        (
+            "created as acme",
+            Kind::Message,
+            Box::new(|d| {
+                let (_, cb) = d.get(ROOT, "created_by").unwrap().unwrap();
+                d.put(&cb, "org", "acme").unwrap();
+            }),
+            "written as acme",
+        ),
+        (
+            "an author that is no user name",
+            Kind::Message,
+            Box::new(|d| {
+                let m = first_message(d);
+                d.put(&m, "user", "mallory\u{202E}nimda").unwrap();
+            }),
+            "user name",
+        ),
+        (
+            "a subject stored as a number",
+            Kind::Message,
+            Box::new(|d| d.put(ROOT, "subject", 42_i64).unwrap()),
+            "wrong type",
+        ),
+    ];
+    let node = ours();
+    let mut h = Hostile::default();
+    let mut forged_ids = Vec::new();
+    for (what, kind, forge, want) in cases {
+        let id = h.put(forged(kind, forge));
+        forged_ids.push((id, what, want));
+    }
+    // One honest conversation among them still arrives: refusals are per conversation.
+    let honest = h.put(forged(Kind::Task, |_| {}));
+    let out = node.exchange(&mut h);
+    assert!(node.stored(honest), "the honest conversation arrives");
+    for (id, what, want) in forged_ids {
+        assert!(!node.stored(id), "{what}: stored although forged");
+        let reason = out
+            .rejected
+            .iter()
+            .find(|(d, _)| *d == id)
+            .map(|(_, r)| r.as_str())
+            .unwrap_or_else(|| panic!("{what}: no refusal reported"));
+        assert!(
+            reason.contains(want),
+            "{what}: refused for {reason:?}, expected {want:?}"
+        );
+    }
+}
+
+#[test]
+fn forged_edits_of_an_existing_conversation_change_nothing() {
+    let node = ours();
+    let id = node.create_with("bolt", "Description too thin");
+    let mut h = Hostile::default();
+    node.exchange(&mut h);
+    let theirs = h
+        .get(id)
+        .expect("the partner received our conversation")
+        .clone();
+    let before = node.view(id);
+    let edits: Vec<(&str, Forge, &str)> = vec![
+        (
+            "rewrite our message",
+            Box::new(|d| {
+                let m = first_message(d);
+                d.put(&m, "body", "we never asked for this").unwrap();
+            }),
+            "altered",
+        ),
+        (
+            "delete our message",
+            Box::new(|d| {
+                let (_, msgs) = d.get(ROOT, "messages").unwrap().unwrap();
+                let k = d.keys(&msgs).next().unwrap();
+                d.delete(&msgs, k.as_str()).unwrap();
+            }),
+            "removed",
+        ),
+        (
+            "rename a conversation it did not start",
+            Box::new(|d| doc::set_subject(d, "renamed by bolt").unwrap()),
+            "only acme",
+        ),
+        (
+            "reply from the future",
+            Box::new(|d| {
+                let m = msg(by("bolt"), "first forever", "9999-12-31T00:00:00Z");
+                doc::add_message(d, &m).unwrap();
+            }),
+            "ahead",
+        ),
+        (
+            "resolve in acme's name",
+            Box::new(|d| {
+                let at = Utc::now();
+                doc::set_resolved(d, Some((at, &by("acme")))).unwrap();
+            }),
+            "written as acme",
+        ),
+        (
+            "hide bytes under an unknown key",
+            Box::new(|d| d.put(ROOT, "shadow", "s".repeat(10_000)).unwrap()),
+            "not part of the conversation schema",
+        ),
+    ];
+    for (what, edit, want) in edits {
+        let mut d = AutoCommit::load(&theirs.save())
+            .unwrap()
+            .with_actor(automerge::ActorId::random());
+        edit(&mut d);
+        d.commit();
+        let mut h = Hostile::default();
+        h.put(Automerge::load(&d.save()).unwrap());
+        let out = node.exchange(&mut h);
+        let reason = out
+            .rejected
+            .iter()
+            .find(|(d, _)| *d == id)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_else(|| panic!("{what}: no refusal reported"));
+        assert!(reason.contains(want), "{what}: {reason}");
+        assert_eq!(node.view(id), before, "{what}: our copy changed");
+    }
+}
+
+#[test]
+fn the_daily_quota_holds() {
+    let node = ours_with(StoreOptions {
+        peer_quota_bytes_per_day: 40_000,
+        ..StoreOptions::default()
+    });
+    let mut h = Hostile::default();
+    let body = "b".repeat(8_000);
+    let ids: Vec<Uuid> = (0..20)
+        .map(|_| {
+            let b = body.clone();
+            h.put(forged(Kind::Message, move |d| {
+                let m = msg(by("bolt"), &b, &Utc::now().to_rfc3339());
+                doc::add_message(d, &m).unwrap();
+            }))
+        })
+        .collect();
+    let out = node.exchange(&mut h);
+    let stored = ids.iter().filter(|id| node.stored(**id)).count();
+    assert!(stored >= 1, "the quota lets the first ones in");
+    assert!(stored < 10, "{stored} of 20 stored: the quota did not hold");
+    assert!(
+        out.rejected.iter().any(|(_, r)| r.contains("per day")),
+        "the partner is told about the quota"
+    );
+    let used: u64 = ids
+        .iter()
+        .filter(|id| node.stored(**id))
+        .map(|id| {
+            parley::store::quota::stored_bytes(&node.store.begin_read().unwrap(), id.as_u128())
+                .unwrap()
+        })
+        .sum();
+    assert!(used <= 40_000, "stored {used} bytes");
+}
+
+#[test]
+fn a_partner_learns_nothing_of_our_other_partners() {
+    let node = ours();
+    for n in 0..3 {
+        node.create_with("bolt", &format!("bolt {n}"));
+    }
+    let zeta: Vec<Uuid> = (0..5)
+        .map(|n| node.create_with("zeta", &format!("zeta {n}")))
+        .collect();
+    let mut h = Hostile::default();
+    let first = node.exchange(&mut h);
+    assert_eq!(
+        first.hello_high,
+        Some(3),
+        "HELLO counts bolt's changes only"
+    );
+    assert_eq!(first.announced.len(), 3);
+    assert!(first.announced.iter().all(|id| !zeta.contains(id)));
+    // A burst of activity with zeta moves nothing bolt can see.
+    let p = admin();
+    for id in &zeta {
+        for n in 0..10 {
+            node.rt
+                .block_on(node.svc.reply(&p, *id, format!("note {n}"), None, None))
+                .unwrap();
+        }
+    }
+    let mut us = Session::new(Config::default());
+    let mut them = Session::new(Config::default());
+    let hello = node.step(&mut us, |s, host| s.start(host).unwrap());
+    let mut highs = Vec::new();
+    for f in &hello {
+        for r in decode_frame(f).unwrap().records {
+            if let Record::Hello { feed_high, .. } = r {
+                highs.push(feed_high);
+            }
+        }
+    }
+    assert_eq!(
+        highs,
+        vec![3],
+        "50 replies to zeta left bolt's feed where it was"
+    );
+    let theirs = them.start(&mut h).unwrap();
+    for f in theirs {
+        node.step(&mut us, |s, host| s.receive(&f, host).unwrap());
+    }
+    let after_local = node.step(&mut us, |s, host| s.local_changed(host).unwrap());
+    for f in after_local {
+        for r in decode_frame(&f).unwrap().records {
+            if let Record::Feed { entries, .. } = r {
+                assert!(entries.is_empty(), "announced {} entries", entries.len());
+            }
+        }
+    }
+    // The heads the partner holds are ours: nothing else was ever sent.
+    let _: Vec<ChangeHash> = Vec::new();
+}
