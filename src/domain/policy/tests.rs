@@ -362,3 +362,157 @@ fn concurrent_state_changes_are_not_refused() {
     d.merge(&mut t).unwrap();
     check(&before, &d, bolt()).unwrap();
 }
+
+/// One table, both paths: each row is a change the API refuses as a command and the gate
+/// refuses as a forged document, so the two can never disagree again.
+#[test]
+fn api_and_sync_paths_refuse_the_same_changes() {
+    type Forge = Box<dyn Fn(&mut AutoCommit)>;
+    let rows: Vec<(&str, Command, &str, Forge)> = vec![
+        (
+            "subject too long",
+            Command::Update {
+                subject: Some("s".repeat(201)),
+                reference_id: None,
+                due_date: None,
+            },
+            "acme",
+            Box::new(|t| doc::set_subject(t, &"s".repeat(201)).unwrap()),
+        ),
+        (
+            "bidi override in the subject",
+            Command::Update {
+                subject: Some("pay\u{202E}txt.exe".into()),
+                reference_id: None,
+                due_date: None,
+            },
+            "acme",
+            Box::new(|t| doc::set_subject(t, "pay\u{202E}txt.exe").unwrap()),
+        ),
+        (
+            "reference ID with a control character",
+            Command::Update {
+                subject: None,
+                reference_id: Some(Some("CASE\u{7}".into())),
+                due_date: None,
+            },
+            "acme",
+            Box::new(|t| doc::set_opt_str(t, "reference_id", Some("CASE\u{7}")).unwrap()),
+        ),
+        (
+            "subject changed by the org that did not start it",
+            Command::Update {
+                subject: Some("renamed".into()),
+                reference_id: None,
+                due_date: None,
+            },
+            "bolt",
+            Box::new(|t| doc::set_subject(t, "renamed").unwrap()),
+        ),
+        (
+            "a reply with an escape sequence",
+            Command::Reply {
+                id: new_id(),
+                body: "\u{1b}[2J gone".into(),
+            },
+            "bolt",
+            Box::new(|t| {
+                let m = Message {
+                    id: new_id(),
+                    author: by("bolt"),
+                    body: "\u{1b}[2J gone".into(),
+                    sent_at: Utc::now(),
+                };
+                doc::add_message(t, &m).unwrap();
+            }),
+        ),
+        (
+            "a body over 64 KiB",
+            Command::Reply {
+                id: new_id(),
+                body: "x".repeat(limits::BODY_BYTES + 1),
+            },
+            "bolt",
+            Box::new(|t| {
+                let m = Message {
+                    id: new_id(),
+                    author: by("bolt"),
+                    body: "x".repeat(limits::BODY_BYTES + 1),
+                    sent_at: Utc::now(),
+                };
+                doc::add_message(t, &m).unwrap();
+            }),
+        ),
+    ];
+    for (what, cmd, who, forge) in rows {
+        let mut d = ours();
+        let view = doc::read(&d).unwrap();
+        let mut api = d.fork();
+        assert!(
+            commands::apply(&mut api, &view, &cmd, &by(who), Utc::now()).is_err(),
+            "{what}: the API path accepted it"
+        );
+        let t = theirs(&mut d, |t, _| forge(t));
+        assert!(
+            check(&d, &t, Authority::Org(org(who))).is_err(),
+            "{what}: the sync path accepted it"
+        );
+    }
+}
+
+mod written_locally_accepted_remotely {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Reply(bool, String),
+        Subject(String),
+        Reference(Option<String>),
+        Resolve(bool),
+        Reopen(bool),
+        Progress(bool, u8),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let text = "[a-zA-Z0-9 äöüé漢字שלום.,!?-]{1,60}";
+        prop_oneof![
+            (any::<bool>(), text).prop_map(|(b, s)| Step::Reply(b, s)),
+            text.prop_map(Step::Subject),
+            proptest::option::of("[A-Z0-9-]{1,20}").prop_map(Step::Reference),
+            any::<bool>().prop_map(Step::Resolve),
+            any::<bool>().prop_map(Step::Reopen),
+            (any::<bool>(), 0u8..4).prop_map(|(b, p)| Step::Progress(b, p)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Whatever either org writes through its own commands, the other org's gate accepts.
+        #[test]
+        fn partner_accepts(steps in proptest::collection::vec(step(), 1..12)) {
+            let mut d = ours();
+            for s in steps {
+                let before = doc::read(&d).unwrap();
+                let (who, cmd) = match s {
+                    Step::Reply(b, body) => (if b { "acme" } else { "bolt" }, Command::Reply { id: new_id(), body }),
+                    Step::Subject(x) => ("acme", Command::Update { subject: Some(x), reference_id: None, due_date: None }),
+                    Step::Reference(r) => ("acme", Command::Update { subject: None, reference_id: Some(r), due_date: None }),
+                    Step::Resolve(b) => (if b { "acme" } else { "bolt" }, Command::Resolve),
+                    Step::Reopen(b) => (if b { "acme" } else { "bolt" }, Command::Reopen),
+                    Step::Progress(b, p) => (if b { "acme" } else { "bolt" }, Command::SetProgress(Progress::ALL[p as usize])),
+                };
+                if commands::apply(&mut d, &before, &cmd, &by(who), Utc::now()).is_err() {
+                    d.rollback();
+                    continue;
+                }
+                d.commit();
+                // The writing org's own gate, then the other org's, both accept it.
+                let after = doc::read_strict(&d).unwrap();
+                let authority = Authority::Org(org(who));
+                gate_at(&org("acme"), Role::Retailer).admit(Some(&before), &after, &authority).unwrap();
+                gate_at(&org("bolt"), Role::Supplier).admit(Some(&before), &after, &authority).unwrap();
+            }
+        }
+    }
+}
