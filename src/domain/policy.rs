@@ -198,7 +198,7 @@ pub fn validate(
     after: &Conversation,
     g: &Gate,
 ) -> Result<(), Violation> {
-    let changed = |f: &dyn Fn(&Conversation) -> bool| before.is_none_or(|b| f(b));
+    let changed = |f: &dyn Fn(&Conversation) -> bool| before.is_none_or(f);
     if changed(&|b| b.subject != after.subject) {
         text("subject", &after.subject, limits::SUBJECT_CHARS, true)?;
     }

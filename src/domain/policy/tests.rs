@@ -155,7 +155,8 @@ fn a_partner_may_not_rewrite_or_impersonate() {
 #[test]
 fn fields_that_arrive_meet_the_api_limits() {
     let mut d = ours();
-    let cases: Vec<(&str, Box<dyn Fn(&mut AutoCommit, &Conversation)>)> = vec![
+    type Edit = Box<dyn Fn(&mut AutoCommit, &Conversation)>;
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "subject",
             Box::new(|t, _| doc::set_subject(t, &"x".repeat(250_000)).unwrap()),
