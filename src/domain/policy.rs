@@ -364,54 +364,20 @@ pub fn check_change(
     {
         return Err(Violation::Immutable("id, participants, kind and creator"));
     }
-    let now_msgs: HashMap<Uuid, &Message> = after.messages.iter().map(|m| (m.id, m)).collect();
-    for m in &b.messages {
-        match now_msgs.get(&m.id) {
-            Some(x) if *x == m => {}
-            Some(_) => {
-                return Err(Violation::Altered {
-                    what: "message",
-                    id: m.id,
-                });
-            }
-            None => {
-                return Err(Violation::Removed {
-                    what: "message",
-                    id: m.id,
-                });
-            }
-        }
-    }
-    if after.messages.len() > b.messages.len() {
-        let old: HashMap<Uuid, ()> = b.messages.iter().map(|m| (m.id, ())).collect();
-        for m in after.messages.iter().filter(|m| !old.contains_key(&m.id)) {
-            written_as("message", m.id, &m.author)?;
-        }
-    }
-    let now_events: HashMap<Uuid, &Event> = after.history.iter().map(|e| (e.id, e)).collect();
-    for e in &b.history {
-        match now_events.get(&e.id) {
-            Some(x) if *x == e => {}
-            Some(_) => {
-                return Err(Violation::Altered {
-                    what: "history entry",
-                    id: e.id,
-                });
-            }
-            None => {
-                return Err(Violation::Removed {
-                    what: "history entry",
-                    id: e.id,
-                });
-            }
-        }
-    }
-    if after.history.len() > b.history.len() {
-        let old: HashMap<Uuid, ()> = b.history.iter().map(|e| (e.id, ())).collect();
-        for e in after.history.iter().filter(|e| !old.contains_key(&e.id)) {
-            written_as("history entry", e.id, &e.by)?;
-        }
-    }
+    append_only(
+        "message",
+        &b.messages,
+        &after.messages,
+        |m| (m.id, &m.author),
+        &written_as,
+    )?;
+    append_only(
+        "history entry",
+        &b.history,
+        &after.history,
+        |e| (e.id, &e.by),
+        &written_as,
+    )?;
     if let Some(a) = actor
         && after.created_by.org != *a
     {
@@ -431,6 +397,34 @@ pub fn check_change(
         }
     }
     resolved_in_own_name(Some(b), after, actor)
+}
+
+/// Messages and history only grow: every item of `before` is in `after` unchanged, and every
+/// new one passes `written_as`.
+fn append_only<T: PartialEq>(
+    what: &'static str,
+    before: &[T],
+    after: &[T],
+    key: impl Fn(&T) -> (Uuid, &Author),
+    written_as: &dyn Fn(&'static str, Uuid, &Author) -> Result<(), Violation>,
+) -> Result<(), Violation> {
+    let now: HashMap<Uuid, &T> = after.iter().map(|x| (key(x).0, x)).collect();
+    for x in before {
+        let id = key(x).0;
+        match now.get(&id) {
+            Some(y) if *y == x => {}
+            Some(_) => return Err(Violation::Altered { what, id }),
+            None => return Err(Violation::Removed { what, id }),
+        }
+    }
+    if after.len() > before.len() {
+        let old: HashMap<Uuid, ()> = before.iter().map(|x| (key(x).0, ())).collect();
+        for x in after.iter().filter(|x| !old.contains_key(&key(x).0)) {
+            let (id, by) = key(x);
+            written_as(what, id, by)?;
+        }
+    }
+    Ok(())
 }
 
 fn resolved_in_own_name(

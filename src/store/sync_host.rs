@@ -181,16 +181,7 @@ impl<'a> SyncHost<'a> {
         };
         for (seq, id) in entries {
             page.scanned_to = seq;
-            let hs = heads
-                .get(id)
-                .map_err(hr)?
-                .map(|b| decode_heads(b.value()))
-                .unwrap_or_default();
-            page.entries.push(FeedEntry {
-                seq,
-                doc: DocId(id.to_be_bytes()),
-                heads: hs,
-            });
+            page.entries.push(feed_entry(&heads, seq, id)?);
         }
         Ok(page)
     }
@@ -233,6 +224,24 @@ impl<'a> SyncHost<'a> {
         }
         Ok(added)
     }
+}
+
+/// A feed entry for conversation `id` at `seq`, with its current heads from the index.
+fn feed_entry(
+    heads: &impl ReadableTable<u128, &'static [u8]>,
+    seq: u64,
+    id: u128,
+) -> Result<FeedEntry, HostError> {
+    let hs = heads
+        .get(id)
+        .map_err(hr)?
+        .map(|b| decode_heads(b.value()))
+        .unwrap_or_default();
+    Ok(FeedEntry {
+        seq,
+        doc: DocId(id.to_be_bytes()),
+        heads: hs,
+    })
 }
 
 fn day_of(t: DateTime<Utc>) -> i32 {
@@ -280,16 +289,7 @@ impl Host for SyncHost<'_> {
             }
             page.scanned_to = seq;
             if self.shared_id(id)? {
-                let hs = heads
-                    .get(id)
-                    .map_err(hr)?
-                    .map(|b| decode_heads(b.value()))
-                    .unwrap_or_default();
-                page.entries.push(FeedEntry {
-                    seq,
-                    doc: DocId(id.to_be_bytes()),
-                    heads: hs,
-                });
+                page.entries.push(feed_entry(&heads, seq, id)?);
             }
         }
         Ok(page)
