@@ -327,17 +327,7 @@ pub fn read_strict<D: ReadDoc>(doc: &D) -> R<Conversation> {
     if let Some(r) = get_map(doc, &ROOT, "resolved_by")? {
         only_keys(doc, &r, "resolved_by", AUTHOR_KEYS)?;
     }
-    for (key, allowed) in [("messages", MESSAGE_KEYS), ("history", EVENT_KEYS)] {
-        let m = req_map(doc, &ROOT, key)?;
-        for item in doc.map_range(&m, ..) {
-            let o = match item.value {
-                automerge::ValueRef::Object(ObjType::Map) => item.id(),
-                _ => return Err(DocError::Field(format!("{key}.{}", item.key))),
-            };
-            only_keys(doc, &o, key, allowed)?;
-        }
-    }
-    let c = read(doc)?;
+    let c = read_with(doc, true)?;
     if c.state == State::Open
         && (c.resolved_at.is_some() || c.resolved_by.is_some())
         && doc.get_all(ROOT, "state")?.len() < 2
@@ -351,6 +341,113 @@ pub fn read_strict<D: ReadDoc>(doc: &D) -> R<Conversation> {
 
 /// Reads the typed view; fails if the document does not follow the schema.
 pub fn read<D: ReadDoc>(doc: &D) -> R<Conversation> {
+    read_with(doc, false)
+}
+
+/// The fields of one message or history entry, read in one pass over the object: each is
+/// looked at once, and with `strict` a key the schema does not have is an error.
+struct Item {
+    org: Option<String>,
+    user: Option<String>,
+    body: Option<String>,
+    action: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    sent_at: Option<i64>,
+    at: Option<i64>,
+}
+
+impl Item {
+    fn scan<D: ReadDoc>(doc: &D, obj: &ObjId, path: &str, strict: bool) -> R<Item> {
+        let mut f = Item {
+            org: None,
+            user: None,
+            body: None,
+            action: None,
+            from: None,
+            to: None,
+            sent_at: None,
+            at: None,
+        };
+        let allowed = if path == "messages" {
+            MESSAGE_KEYS
+        } else {
+            EVENT_KEYS
+        };
+        for item in doc.map_range(obj, ..) {
+            let key = item.key.as_ref();
+            if !allowed.contains(&key) {
+                if strict {
+                    return Err(DocError::Unknown(format!("{path}.{key}")));
+                }
+                continue;
+            }
+            let wrong = || DocError::Field(format!("{path}.{key}"));
+            let automerge::ValueRef::Scalar(v) = &item.value else {
+                return Err(wrong());
+            };
+            match (key, v) {
+                ("sent_at" | "at", automerge::ScalarValueRef::Timestamp(ms)) => {
+                    *if key == "at" {
+                        &mut f.at
+                    } else {
+                        &mut f.sent_at
+                    } = Some(*ms)
+                }
+                (_, automerge::ScalarValueRef::Str(s)) => {
+                    let slot = match key {
+                        "org" => &mut f.org,
+                        "user" => &mut f.user,
+                        "body" => &mut f.body,
+                        "action" => &mut f.action,
+                        "from" => &mut f.from,
+                        "to" => &mut f.to,
+                        _ => return Err(wrong()),
+                    };
+                    *slot = Some(s.to_string());
+                }
+                _ => return Err(wrong()),
+            }
+        }
+        Ok(f)
+    }
+
+    fn str(&mut self, key: &str) -> R<Option<String>> {
+        Ok(match key {
+            "from" => self.from.take(),
+            "to" => self.to.take(),
+            "body" => self.body.take(),
+            "action" => self.action.take(),
+            _ => return Err(DocError::Field(key.into())),
+        })
+    }
+
+    fn req_str(&mut self, key: &str) -> R<String> {
+        self.str(key)?.ok_or_else(|| DocError::Field(key.into()))
+    }
+
+    fn req_ts(&mut self, key: &str) -> R<DateTime<Utc>> {
+        let ms = if key == "at" { self.at } else { self.sent_at };
+        ms.and_then(DateTime::from_timestamp_millis)
+            .ok_or_else(|| DocError::Field(key.into()))
+    }
+
+    fn author(&mut self) -> R<Author> {
+        let org = self
+            .org
+            .take()
+            .ok_or_else(|| DocError::Field("org".into()))?;
+        Ok(Author {
+            org: OrgId::parse(&org).map_err(|_| DocError::Field("org".into()))?,
+            user: self
+                .user
+                .take()
+                .ok_or_else(|| DocError::Field("user".into()))?,
+        })
+    }
+}
+
+fn read_with<D: ReadDoc>(doc: &D, strict: bool) -> R<Conversation> {
     let id =
         Uuid::parse_str(&req_str(doc, &ROOT, "id")?).map_err(|_| DocError::Field("id".into()))?;
     let kind = parse_enum("kind", req_str(doc, &ROOT, "kind")?, Kind::parse)?;
@@ -367,12 +464,15 @@ pub fn read<D: ReadDoc>(doc: &D) -> R<Conversation> {
     let msgs = req_map(doc, &ROOT, "messages")?;
     for item in doc.map_range(&msgs, ..) {
         let mid = Uuid::parse_str(&item.key).map_err(|_| DocError::Field("messages.id".into()))?;
-        let o = item.id();
+        if !matches!(item.value, automerge::ValueRef::Object(ObjType::Map)) {
+            return Err(DocError::Field(format!("messages.{mid}")));
+        }
+        let mut f = Item::scan(doc, &item.id(), "messages", strict)?;
         messages.push(Message {
             id: mid,
-            author: get_author(doc, &o)?,
-            body: req_str(doc, &o, "body")?,
-            sent_at: req_ts(doc, &o, "sent_at")?,
+            author: f.author()?,
+            body: f.req_str("body")?,
+            sent_at: f.req_ts("sent_at")?,
         });
     }
     messages.sort_by_key(|m| (m.sent_at, m.id));
@@ -380,14 +480,17 @@ pub fn read<D: ReadDoc>(doc: &D) -> R<Conversation> {
     let hist = req_map(doc, &ROOT, "history")?;
     for item in doc.map_range(&hist, ..) {
         let eid = Uuid::parse_str(&item.key).map_err(|_| DocError::Field("history.id".into()))?;
-        let o = item.id();
+        if !matches!(item.value, automerge::ValueRef::Object(ObjType::Map)) {
+            return Err(DocError::Field(format!("history.{eid}")));
+        }
+        let mut f = Item::scan(doc, &item.id(), "history", strict)?;
         history.push(Event {
             id: eid,
-            at: req_ts(doc, &o, "at")?,
-            by: get_author(doc, &o)?,
-            action: req_str(doc, &o, "action")?,
-            from: get_str(doc, &o, "from")?,
-            to: get_str(doc, &o, "to")?,
+            at: f.req_ts("at")?,
+            by: f.author()?,
+            action: f.req_str("action")?,
+            from: f.str("from")?,
+            to: f.str("to")?,
         });
     }
     history.sort_by_key(|e| (e.at, e.id));
