@@ -32,7 +32,8 @@ use crate::domain::{OrgId, Role};
 pub use writer::WriteCtx;
 
 /// Bumped whenever the derived tables change shape; a mismatch at open rebuilds them.
-pub const INDEX_VERSION: u64 = 5;
+/// 6: inbox rows carry a checksum of their bytes.
+pub const INDEX_VERSION: u64 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -43,8 +44,13 @@ pub enum StoreError {
     Locked(PathBuf),
     #[error("database error: {0}; if this persists, stop the node and run `parley check`")]
     Db(Box<redb::Error>),
+    /// A stored document does not verify: it is neither served nor changed (by a local user
+    /// or by sync) until it is restored, and nothing else is affected.
     #[error(
-        "conversation {0} is damaged ({1}); the rest of the node keeps working — restore it from a backup or a peer"
+        "conversation {0} is damaged: its stored bytes do not verify ({1}). It is neither shown nor \
+         changed until it is restored, and every other conversation keeps working; stop the node, \
+         run `parley check` to list the damaged conversations, and restore this one from a backup \
+         of the data directory or from a partner's copy"
     )]
     Corrupt(Uuid, String),
     #[error("stored record {0} is unreadable ({1}); run `parley check`")]

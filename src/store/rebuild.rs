@@ -1,7 +1,7 @@
 //! Rebuilding and checking the derived tables from the documents: the documents are the truth,
 //! so a lost or outdated index is never data loss. The only code that walks every document.
 
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
 use super::index::{self, get_summary};
@@ -77,6 +77,111 @@ fn summary_of(
     let c = doc::read(&d)
         .map_err(|e| super::StoreError::Corrupt(Uuid::from_u128(id), e.to_string()))?;
     Ok(Some((Summary::of(&c, &me.org_id), d.get_heads())))
+}
+
+/// The inbox row of `id` derived from its document inside a write transaction; `None` if the
+/// document is missing or damaged (a damaged one answers its own requests with the damage).
+pub(super) fn derive_w(tx: &WriteTransaction, id: u128) -> Result<Option<Summary>> {
+    let me: Option<Identity> = match tx.open_table(META)?.get("identity")? {
+        Some(v) => serde_json::from_slice(v.value()).ok(),
+        None => None,
+    };
+    let Some(me) = me else { return Ok(None) };
+    derived(id, docs::load(tx, id).map(|d| d.map(|l| l.doc)), &me)
+}
+
+/// The inbox row of `id` derived from its document, for readers.
+pub(super) fn derive_read(tx: &ReadTransaction, id: u128, me: &Identity) -> Result<Option<Summary>> {
+    derived(id, docs::load_read(tx, id), me)
+}
+
+fn derived(
+    id: u128,
+    loaded: Result<Option<automerge::AutoCommit>>,
+    me: &Identity,
+) -> Result<Option<Summary>> {
+    match loaded.and_then(|d| summary_of(id, d, me)) {
+        Ok(s) => Ok(s.map(|(s, _)| s)),
+        Err(e @ super::StoreError::Corrupt(..)) => {
+            tracing::error!(error = %e, "a damaged conversation is left out of the inbox");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads inbox rows for a query. A row whose stored bytes do not verify is derived again from
+/// its document, so one damaged record costs a document load instead of failing the inbox
+/// for everyone; readers cannot write, so the stored row stays as it is until the
+/// conversation's next write or `parley check --repair` replaces it.
+pub struct Rows<'t> {
+    tx: &'t ReadTransaction,
+    table: redb::ReadOnlyTable<u128, &'static [u8]>,
+    me: Option<Option<Identity>>,
+}
+
+impl<'t> Rows<'t> {
+    pub fn new(tx: &'t ReadTransaction) -> Result<Self> {
+        Ok(Rows {
+            tx,
+            table: tx.open_table(SUMMARIES)?,
+            me: None,
+        })
+    }
+
+    /// The row of `id`, or `None` if it has none (not indexed, or its document is damaged).
+    pub fn get(&mut self, id: u128) -> Result<Option<Summary>> {
+        match get_summary(&self.table, id) {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "deriving a damaged inbox row from its document; `parley check --repair` stores it again");
+                if self.me.is_none() {
+                    self.me = Some(super::accounts::read_identity(self.tx)?);
+                }
+                match self.me.as_ref().and_then(|m| m.as_ref()) {
+                    Some(me) => derive_read(self.tx, id, me),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+}
+
+/// Takes every derived entry of conversation `id` out of the facets, counts, pair counts,
+/// overdue watch and search terms without knowing what they were: the inbox row that says so
+/// is damaged. Walks those tables whole, which only damage makes necessary.
+pub(super) fn forget(tx: &WriteTransaction, id: u128) -> Result<()> {
+    let mut facets = tx.open_table(FACETS)?;
+    let listed: Vec<(String, i64)> = facets
+        .iter()?
+        .filter_map(|e| match e {
+            Ok((k, _)) => {
+                let (f, at, i) = k.value();
+                (i == id).then(|| Ok((f.to_string(), at)))
+            }
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let mut counts = tx.open_table(FACET_COUNTS)?;
+    let mut names = Vec::new();
+    for (f, at) in &listed {
+        facets.remove((f.as_str(), *at, id))?;
+        if !names.contains(f) {
+            let n = counts.get(f.as_str())?.map(|v| v.value()).unwrap_or(0);
+            if n <= 1 {
+                counts.remove(f.as_str())?;
+            } else {
+                counts.insert(f.as_str(), n - 1)?;
+            }
+            names.push(f.clone());
+        }
+    }
+    drop((facets, counts));
+    super::pairs::update(tx, &names, &[])?;
+    tx.open_table(DUE_PENDING)?
+        .retain(|(_, i), _| i != id)?;
+    tx.open_table(WORDS)?.retain(|(_, i), _| i != id)?;
+    Ok(())
 }
 
 /// What `parley check` found.
