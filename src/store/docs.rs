@@ -172,6 +172,28 @@ pub fn append(tx: &WriteTransaction, id: u128, loaded: &mut Loaded) -> Result<()
     Ok(())
 }
 
+/// Writes a document's stored records back unchanged. redb verifies page checksums when it
+/// recovers from an unclean stop and refuses to open a file in which any page fails; a document
+/// whose bytes were damaged outside redb (a bad sector, a flipped bit) would thus take the whole
+/// file with it at the next crash. Rewriting its records gives their pages fresh checksums: the
+/// damage stays in that document, which still fails to load and is still reported.
+pub fn rewrite_stored(tx: &WriteTransaction, id: u128) -> Result<()> {
+    let mut docs = tx.open_table(DOCS)?;
+    let full = docs.get(id)?.map(|v| v.value().to_vec());
+    if let Some(full) = full {
+        docs.insert(id, full.as_slice())?;
+    }
+    let mut chunks = tx.open_table(CHUNKS)?;
+    let all: Vec<((u128, u32), Vec<u8>)> = chunks
+        .range((id, 0)..=(id, u32::MAX))?
+        .map(|e| e.map(|(k, v)| (k.value(), v.value().to_vec())))
+        .collect::<std::result::Result<_, _>>()?;
+    for (k, v) in all {
+        chunks.insert(k, v.as_slice())?;
+    }
+    Ok(())
+}
+
 /// Ids of every stored document, in order; only the index rebuild walks them all.
 pub fn all_ids(tx: &ReadTransaction) -> Result<Vec<u128>> {
     let t = tx.open_table(DOCS)?;

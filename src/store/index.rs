@@ -87,7 +87,7 @@ pub fn get_summary(
 
 /// The facets a row is listed under given the sweep day, and the day it waits on if it is a
 /// task that is not overdue yet.
-fn placement(s: &Summary, swept_day: i32) -> (Vec<String>, Option<i32>) {
+pub(super) fn placement(s: &Summary, swept_day: i32) -> (Vec<String>, Option<i32>) {
     let mut facets = s.facets();
     let mut pending = None;
     if let Some(due) = s.overdue_watch() {

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 mod cache;
+pub mod check;
 pub mod docs;
 pub mod index;
 mod pairs;
@@ -44,6 +45,12 @@ pub enum StoreError {
     Locked(PathBuf),
     #[error("database error: {0}; if this persists, stop the node and run `parley check`")]
     Db(Box<redb::Error>),
+    #[error(
+        "the database file {0} cannot be opened: {1}. Some page of it was damaged outside Parley \
+         (a disk fault, a copy cut short), and the file cannot be recovered after an unclean stop; \
+         restore the data directory from a backup"
+    )]
+    Unopenable(PathBuf, String),
     /// A stored document does not verify: it is neither served nor changed (by a local user
     /// or by sync) until it is restored, and nothing else is affected.
     #[error(
@@ -150,6 +157,9 @@ impl Store {
             .create(&path)
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(dir.to_path_buf()),
+                redb::DatabaseError::Storage(redb::StorageError::Corrupted(e)) => {
+                    StoreError::Unopenable(path.clone(), e)
+                }
                 e => e.into(),
             })?;
         let db = Arc::new(db);

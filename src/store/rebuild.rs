@@ -54,7 +54,8 @@ pub(super) fn rebuild(db: &Database, identity: Option<&Identity>) -> Result<()> 
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::error!(conversation = %Uuid::from_u128(*id), error = %e, "skipping a damaged conversation")
+                    tracing::error!(conversation = %Uuid::from_u128(*id), error = %e, "skipping a damaged conversation");
+                    docs::rewrite_stored(&tx, *id)?;
                 }
             }
             if n % 10_000 == 9_999 {
@@ -184,87 +185,7 @@ pub(super) fn forget(tx: &WriteTransaction, id: u128) -> Result<()> {
     Ok(())
 }
 
-/// What `parley check` found.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct CheckReport {
-    pub conversations: usize,
-    /// Documents that fail to load or do not follow the schema.
-    pub damaged: Vec<Uuid>,
-    /// Conversations whose inbox row differs from what the document says.
-    pub mismatched: Vec<Uuid>,
-    /// Facet counts that differ from the entries they count.
-    pub bad_counts: Vec<String>,
-}
-
-impl CheckReport {
-    pub fn is_clean(&self) -> bool {
-        self.damaged.is_empty() && self.mismatched.is_empty() && self.bad_counts.is_empty()
-    }
-}
-
 impl Store {
-    /// Compares every derived row with its document. Walks everything: a maintenance command.
-    pub async fn check(&self) -> Result<CheckReport> {
-        self.read(|tx| {
-            let me = super::accounts::read_identity(tx)?;
-            let mut r = CheckReport::default();
-            let summaries = tx.open_table(SUMMARIES)?;
-            for id in docs::all_ids(tx)? {
-                r.conversations += 1;
-                let derived = match (docs::load_read(tx, id), me.as_ref()) {
-                    (Ok(Some(d)), Some(me)) => match doc::read(&d) {
-                        Ok(c) => Summary::of(&c, &me.org_id),
-                        Err(_) => {
-                            r.damaged.push(Uuid::from_u128(id));
-                            continue;
-                        }
-                    },
-                    _ => {
-                        r.damaged.push(Uuid::from_u128(id));
-                        continue;
-                    }
-                };
-                if get_summary(&summaries, id)?.as_ref() != Some(&derived) {
-                    r.mismatched.push(Uuid::from_u128(id));
-                }
-            }
-            let facets = tx.open_table(FACETS)?;
-            let mut seen = std::collections::BTreeMap::<String, u64>::new();
-            let mut per_doc = std::collections::HashMap::<u128, Vec<String>>::new();
-            for e in facets.iter()? {
-                let (k, _) = e?;
-                let (facet, _, id) = k.value();
-                *seen.entry(facet.to_string()).or_default() += 1;
-                per_doc.entry(id).or_default().push(facet.to_string());
-            }
-            let counts = tx.open_table(FACET_COUNTS)?;
-            for e in counts.iter()? {
-                let (k, v) = e?;
-                if seen.remove(k.value()) != Some(v.value()) {
-                    r.bad_counts.push(k.value().to_string());
-                }
-            }
-            r.bad_counts.extend(seen.into_keys());
-            let mut pairs = std::collections::BTreeMap::<(String, String), u64>::new();
-            for keys in per_doc.values() {
-                for p in super::pairs::pairs_of(keys) {
-                    *pairs.entry(p).or_default() += 1;
-                }
-            }
-            for e in tx.open_table(PAIR_COUNTS)?.iter()? {
-                let (k, v) = e?;
-                let (a, b) = k.value();
-                if pairs.remove(&(a.to_string(), b.to_string())) != Some(v.value()) {
-                    r.bad_counts.push(format!("{a}&{b}"));
-                }
-            }
-            r.bad_counts
-                .extend(pairs.into_keys().map(|(a, b)| format!("{a}&{b}")));
-            Ok(r)
-        })
-        .await
-    }
-
     /// Drops and rebuilds every derived table (`parley check --repair`). Blocking.
     pub fn rebuild_indexes(&self) -> Result<()> {
         let me = super::accounts::read_identity(&self.db.begin_read()?)?;
