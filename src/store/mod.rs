@@ -142,6 +142,8 @@ pub struct Store {
     /// This store's changes-feed incarnation, created with the database; peers' cursors into
     /// our feed are only trusted for this id.
     feed_id: u64,
+    /// Conversations whose damaged records this process has rewritten already.
+    contained: std::sync::Mutex<std::collections::HashSet<u128>>,
 }
 
 impl Store {
@@ -176,6 +178,7 @@ impl Store {
             writer,
             swept_day: AtomicI32::new(swept),
             feed_id,
+            contained: Default::default(),
         }))
     }
 

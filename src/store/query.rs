@@ -53,6 +53,8 @@ pub struct InboxPage {
     pub next_cursor: Option<Cursor>,
     pub total: u64,
     pub unread: u64,
+    /// Rows that did not verify and were derived from their documents instead.
+    pub damaged_rows: Vec<u128>,
 }
 
 fn count(t: &impl ReadableTable<&'static str, u64>, facet: &str) -> Result<u64> {
@@ -162,6 +164,7 @@ pub fn inbox(tx: &ReadTransaction, q: &InboxQuery) -> Result<InboxPage> {
         next_cursor,
         total,
         unread,
+        damaged_rows: rows.damaged,
     })
 }
 

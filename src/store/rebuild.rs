@@ -113,12 +113,14 @@ fn derived(
 
 /// Reads inbox rows for a query. A row whose stored bytes do not verify is derived again from
 /// its document, so one damaged record costs a document load instead of failing the inbox
-/// for everyone; readers cannot write, so the stored row stays as it is until the
-/// conversation's next write or `parley check --repair` replaces it.
+/// for everyone; readers cannot write, so the ids of such rows are collected for a write that
+/// replaces them.
 pub struct Rows<'t> {
     tx: &'t ReadTransaction,
     table: redb::ReadOnlyTable<u128, &'static [u8]>,
     me: Option<Option<Identity>>,
+    /// Rows that did not verify, for the caller to have contained ([`Store::contain`]).
+    pub damaged: Vec<u128>,
 }
 
 impl<'t> Rows<'t> {
@@ -127,6 +129,7 @@ impl<'t> Rows<'t> {
             tx,
             table: tx.open_table(SUMMARIES)?,
             me: None,
+            damaged: Vec::new(),
         })
     }
 
@@ -135,7 +138,8 @@ impl<'t> Rows<'t> {
         match get_summary(&self.table, id) {
             Ok(s) => Ok(s),
             Err(e) => {
-                tracing::warn!(error = %e, "deriving a damaged inbox row from its document; `parley check --repair` stores it again");
+                tracing::warn!(error = %e, "deriving a damaged inbox row from its document");
+                self.damaged.push(id);
                 if self.me.is_none() {
                     self.me = Some(super::accounts::read_identity(self.tx)?);
                 }
@@ -146,6 +150,32 @@ impl<'t> Rows<'t> {
             }
         }
     }
+}
+
+/// Rewrites the damaged records of conversation `id` so that their pages verify again (see
+/// [`docs::rewrite_stored`]): a damaged document's records are written back unchanged (it
+/// stays damaged, and says so), a damaged inbox row is derived again from its document.
+/// Called after a request met the damage, so that a later unclean stop, whose recovery
+/// verifies every page, cannot make the whole file unopenable because of it.
+pub(super) fn contain(tx: &WriteTransaction, id: u128) -> Result<()> {
+    if let Err(super::StoreError::Corrupt(..)) = docs::load(tx, id) {
+        docs::rewrite_stored(tx, id)?;
+    }
+    let summaries = tx.open_table(SUMMARIES)?;
+    let stored = summaries.get(id)?.map(|v| v.value().to_vec());
+    let Some(bytes) = stored else { return Ok(()) };
+    if index::decode_summary(id, &bytes).is_ok() {
+        return Ok(());
+    }
+    drop(summaries);
+    // Its facet entries still match its document (they changed together): only the row's
+    // bytes are bad.
+    let fresh = match derive_w(tx, id)? {
+        Some(s) => index::encode_summary(&s)?,
+        None => bytes,
+    };
+    tx.open_table(SUMMARIES)?.insert(id, fresh.as_slice())?;
+    Ok(())
 }
 
 /// Takes every derived entry of conversation `id` out of the facets, counts, pair counts,
@@ -186,6 +216,30 @@ pub(super) fn forget(tx: &WriteTransaction, id: u128) -> Result<()> {
 }
 
 impl Store {
+    /// Has the damaged records of these conversations rewritten ([`contain`]), once per
+    /// conversation and process; failures are logged, not returned: the request that met the
+    /// damage has its answer already.
+    pub async fn contain(&self, ids: Vec<u128>) {
+        let fresh: Vec<u128> = match self.contained.lock() {
+            Ok(mut seen) => ids.into_iter().filter(|id| seen.insert(*id)).collect(),
+            Err(_) => return,
+        };
+        if fresh.is_empty() {
+            return;
+        }
+        let r = self
+            .write(move |ctx| -> Result<()> {
+                for id in &fresh {
+                    contain(ctx.tx(), *id)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "could not rewrite damaged records");
+        }
+    }
+
     /// Drops and rebuilds every derived table (`parley check --repair`). Blocking.
     pub fn rebuild_indexes(&self) -> Result<()> {
         let me = super::accounts::read_identity(&self.db.begin_read()?)?;

@@ -118,6 +118,7 @@ pub fn search(tx: &ReadTransaction, terms: &[String], q: &InboxQuery) -> Result<
             next_cursor,
             total,
             unread,
+            damaged_rows: summaries.damaged,
         },
         truncated,
     ))

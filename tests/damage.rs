@@ -1,0 +1,328 @@
+//! Damage stays where it is.
+//!
+//! A byte flipped on disk (a bad sector, a bit rot, a copy cut short) once spread: one flipped
+//! byte in an inbox row made the inbox answer 500 to everyone, one in a document chunk served
+//! that conversation with messages silently missing and went on accepting writes into it, and
+//! after one `parley check` or one unclean stop the database no longer opened at all, because
+//! redb verifies every page checksum when it recovers and refuses a file in which one fails.
+//!
+//! These tests flip real bytes in the database file of a real node (found by writing a unique
+//! marker and searching the file for it), run the real binary on it, stop it with SIGKILL, and
+//! check what the node and `parley check` say: the damaged conversation is named by its own
+//! requests and by the check, refused for writing, and everything else keeps working;
+//! `parley check` leaves the file byte for byte as it was; `parley check --repair` rebuilds
+//! what is derived.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+const BIN: &str = env!("CARGO_BIN_EXE_parley");
+
+/// Runs a CLI command to completion: (succeeded, stdout and stderr).
+fn cli(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("PARLEY_LOG", "warn")
+        .output()
+        .expect("running parley");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn cli_ok(dir: &Path, args: &[&str]) -> String {
+    let (ok, text) = cli(dir, args);
+    assert!(ok, "parley {args:?} failed:\n{text}");
+    text
+}
+
+/// A running `parley serve`; killed with SIGKILL if dropped while still running.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    /// Starts the node; `Err` with what it printed if it exits before listening.
+    fn start(dir: &Path) -> Result<Server, String> {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("PARLEY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning parley serve");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let out_tx = tx.clone();
+        // Reports the address once, keeps draining so the node never blocks on a full pipe,
+        // and reports the end of output (the process exited).
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(i) = line.find("listening on http://") {
+                    let _ = out_tx.send(Ok(line[i + "listening on ".len()..].trim().to_string()));
+                }
+            }
+            let _ = out_tx.send(Err(String::new()));
+        });
+        std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("node: {line}");
+                all.push_str(&line);
+                all.push('\n');
+            }
+            let _ = tx.send(Err(all));
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut said = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Ok(base)) => return Ok(Server { child, base }),
+                Ok(Err(text)) => {
+                    said.push_str(&text);
+                    if let Ok(Some(status)) = child.try_wait() {
+                        return Err(format!("parley serve exited with {status}:\n{said}"));
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    return Err(format!("parley serve did not listen within 30 s:\n{said}"));
+                }
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    /// SIGKILL: no graceful shutdown, nothing after the last commit.
+    fn crash(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reaping the node");
+    }
+
+    /// SIGTERM, then waits for the graceful shutdown.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "node exited with {status} on SIGTERM");
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "node did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+async fn start(dir: &Path) -> Result<Server, String> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || Server::start(&dir)).await.unwrap()
+}
+
+async fn crash(s: Server) {
+    tokio::task::spawn_blocking(move || s.crash()).await.unwrap()
+}
+
+async fn stop(s: Server) {
+    tokio::task::spawn_blocking(move || s.stop()).await.unwrap()
+}
+
+/// A node's data directory with an identity, an admin token and partner `bolt`.
+struct Node {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Node {
+    fn new() -> Node {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let out = cli_ok(
+            &dir,
+            &["init", "--org-id", "acme", "--org-name", "Acme", "--role", "retailer"],
+        );
+        let token = out
+            .lines()
+            .find_map(|l| l.split("created API token for admin (shown once): ").nth(1))
+            .unwrap_or_else(|| panic!("no token in `parley init` output:\n{out}"))
+            .trim()
+            .to_string();
+        cli_ok(
+            &dir,
+            &["partner", "add", "--id", "bolt", "--name", "Bolt", "--role", "supplier"],
+        );
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        Node { _tmp: tmp, dir, http }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.join("parley.redb")
+    }
+
+    async fn call(&self, s: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(m, s.url(path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn create(&self, s: &Server, subject: &str, reference: Option<&str>) -> Uuid {
+        let mut body = json!({ "kind": "message", "partner": "bolt", "subject": subject });
+        if let Some(r) = reference {
+            body["reference_id"] = json!(r);
+        }
+        let (st, v) = self.call(s, "POST", "/conversations", Some(body)).await;
+        assert_eq!(st, 201, "{v}");
+        v["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    async fn reply(&self, s: &Server, id: Uuid, body: &str) -> (u16, Value) {
+        self.call(s, "POST", &format!("/conversations/{id}/messages"), Some(json!({ "body": body })))
+            .await
+    }
+
+    /// The ids the inbox lists, walking every page; panics unless each page answers 200.
+    async fn inbox(&self, s: &Server, query: &str) -> Vec<Uuid> {
+        let (st, v) = self.call(s, "GET", &format!("/conversations?limit=200{query}"), None).await;
+        assert_eq!(st, 200, "the inbox must answer: {v}");
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().parse().unwrap())
+            .collect()
+    }
+}
+
+fn sha(path: &Path) -> Vec<u8> {
+    Sha256::digest(std::fs::read(path).unwrap()).to_vec()
+}
+
+/// Flips one byte in the middle of every occurrence of `marker` in the file; returns how many.
+/// Old copies of a page left in free space are flipped too, which does no harm.
+fn flip(path: &Path, marker: &str) -> usize {
+    let mut bytes = std::fs::read(path).unwrap();
+    let m = marker.as_bytes();
+    let at: Vec<usize> = bytes.windows(m.len()).enumerate().filter(|(_, w)| *w == m).map(|(i, _)| i).collect();
+    for i in &at {
+        bytes[i + m.len() / 2] ^= 0x01;
+    }
+    std::fs::write(path, bytes).unwrap();
+    at.len()
+}
+
+/// `parley check` without `--repair`: fails, names what it must, and leaves the file as it was.
+fn check_reports(node: &Node, wants: &[&str]) -> String {
+    let before = sha(&node.db());
+    let (ok, out) = cli(&node.dir, &["check"]);
+    assert!(!ok, "check must fail on damage:\n{out}");
+    for w in wants {
+        assert!(out.contains(w), "expected {w:?} in `parley check` output:\n{out}");
+    }
+    assert_eq!(sha(&node.db()), before, "`parley check` changed the database file:\n{out}");
+    out
+}
+
+/// The damaged conversation answers its own requests with `damaged`, naming it and saying
+/// what to do; it lists, loads and takes replies for nobody; the others are served.
+async fn assert_contained(node: &Node, s: &Server, victim: Uuid, healthy: Uuid) {
+    let (st, v) = node.call(s, "GET", &format!("/conversations/{victim}"), None).await;
+    assert_eq!(st, 500, "{v}");
+    assert_eq!(v["error"], "damaged", "{v}");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(detail.contains(&victim.to_string()) && detail.contains("parley check"), "{v}");
+    assert!(node.inbox(s, "").await.contains(&healthy));
+    let (st, v) = node.call(s, "GET", &format!("/conversations/{healthy}"), None).await;
+    assert_eq!(st, 200, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_in_a_document_chunk_is_named_refused_and_contained() {
+    let node = Node::new();
+    let s = start(&node.dir).await.unwrap();
+    let marker = format!("chunkmark{}", Uuid::new_v4().simple());
+    let victim = node.create(&s, "Victim of a bad sector", None).await;
+    assert_eq!(node.reply(&s, victim, &format!("the body that gets damaged: {marker}")).await.0, 201);
+    assert_eq!(node.reply(&s, victim, "a later reply, stored in its own chunk").await.0, 201);
+    let healthy = node.create(&s, "Healthy neighbour", None).await;
+    assert_eq!(node.reply(&s, healthy, "fine").await.0, 201);
+    stop(s).await;
+
+    assert!(flip(&node.db(), &marker) >= 1, "the marker must be in the file");
+    check_reports(&node, &[&format!("damaged: {victim}"), "page checksums fail"]);
+
+    // Reads only, then an unclean stop: nothing but meeting the damage rewrote its page.
+    let s = start(&node.dir).await.unwrap();
+    assert_contained(&node, &s, victim, healthy).await;
+    crash(s).await;
+    let s = start(&node.dir).await.expect("the node must open after an unclean stop");
+    assert_contained(&node, &s, victim, healthy).await;
+
+    // Never written to: a reply and an edit are refused, and the document stays as it was.
+    let (st, v) = node.reply(&s, victim, "into a damaged document").await;
+    assert_eq!((st, v["error"].as_str()), (500, Some("damaged")), "{v}");
+    let (st, v) = node
+        .call(&s, "PATCH", &format!("/conversations/{victim}"), Some(json!({"subject": "renamed"})))
+        .await;
+    assert_eq!((st, v["error"].as_str()), (500, Some("damaged")), "{v}");
+    assert_eq!(node.reply(&s, healthy, "still taking replies").await.0, 201);
+    crash(s).await;
+
+    let s = start(&node.dir).await.expect("opens after a second unclean stop");
+    assert_contained(&node, &s, victim, healthy).await;
+    stop(s).await;
+    // The check names it; its pages verify again.
+    let out = check_reports(&node, &[&format!("damaged: {victim}"), "page checksums verify"]);
+    assert!(!out.contains("index differs"), "{out}");
+    let out = cli(&node.dir, &["check", "--repair"]).1;
+    assert!(out.contains(&format!("damaged: {victim}")), "{out}");
+}
