@@ -326,3 +326,92 @@ async fn a_flipped_byte_in_a_document_chunk_is_named_refused_and_contained() {
     let out = cli(&node.dir, &["check", "--repair"]).1;
     assert!(out.contains(&format!("damaged: {victim}")), "{out}");
 }
+
+/// Flips the byte at `offset` into every occurrence of `needle`; returns how many.
+fn flip_at(path: &Path, needle: &str, offset: usize) -> usize {
+    let mut bytes = std::fs::read(path).unwrap();
+    let m = needle.as_bytes();
+    let at: Vec<usize> = bytes.windows(m.len()).enumerate().filter(|(_, w)| *w == m).map(|(i, _)| i).collect();
+    for i in &at {
+        bytes[i + offset] ^= 0x01;
+    }
+    std::fs::write(path, bytes).unwrap();
+    at.len()
+}
+
+async fn subject_in_inbox(node: &Node, s: &Server, id: Uuid) -> String {
+    let (st, v) = node.call(s, "GET", "/conversations?limit=200", None).await;
+    assert_eq!(st, 200, "{v}");
+    let row = v["items"].as_array().unwrap().iter().find(|i| i["id"] == json!(id));
+    row.unwrap_or_else(|| panic!("{id} is not listed: {v}"))["subject"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_in_an_inbox_row_is_derived_again_from_its_document() {
+    let node = Node::new();
+    let s = start(&node.dir).await.unwrap();
+    // The row's JSON is the only place where the subject follows `"subject":"`.
+    let still_json = format!("Still valid JSON {}", Uuid::new_v4().simple());
+    let broken = format!("Broken JSON {}", Uuid::new_v4().simple());
+    let a = node.create(&s, &still_json, None).await;
+    let b = node.create(&s, &broken, None).await;
+    let healthy = node.create(&s, "Healthy neighbour", None).await;
+    stop(s).await;
+
+    // A letter of one subject (still valid JSON: only the row's checksum can tell), and the
+    // `:` before the other (no longer JSON: this answered 500 to everyone).
+    let needle_a = format!("\"subject\":\"{still_json}\"");
+    let needle_b = format!("\"subject\":\"{broken}\"");
+    assert!(flip_at(&node.db(), &needle_a, needle_a.len() - 5) >= 1);
+    assert!(flip_at(&node.db(), &needle_b, 9) >= 1);
+    check_reports(
+        &node,
+        &[&format!("index differs from document: {a}"), &format!("index differs from document: {b}")],
+    );
+
+    let s = start(&node.dir).await.unwrap();
+    // A write meets b's damaged row first: its entries are forgotten and it is listed afresh.
+    assert_eq!(node.reply(&s, b, "a reply over a damaged row").await.0, 201);
+    // The inbox answers everyone, with a's row derived from its document.
+    let listed = node.inbox(&s, "").await;
+    assert!(listed.contains(&a) && listed.contains(&b) && listed.contains(&healthy), "{listed:?}");
+    assert_eq!(subject_in_inbox(&node, &s, a).await, still_json);
+    assert_eq!(subject_in_inbox(&node, &s, b).await, broken);
+    let (st, v) = node.call(&s, "GET", &format!("/conversations/{a}"), None).await;
+    assert_eq!(st, 200, "{v}");
+    crash(s).await;
+
+    let s = start(&node.dir).await.expect("the node must open after an unclean stop");
+    assert_eq!(subject_in_inbox(&node, &s, a).await, still_json);
+    assert_eq!(node.reply(&s, a, "and a reply after it").await.0, 201);
+    crash(s).await;
+    // The rows were rewritten from the documents: nothing is left to repair.
+    let out = cli_ok(&node.dir, &["check"]);
+    assert!(out.contains("all indexes agree") && out.contains("page checksums verify"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_in_a_search_entry_is_reported_and_rebuilt_by_repair() {
+    let node = Node::new();
+    let s = start(&node.dir).await.unwrap();
+    let term = format!("qx{}", Uuid::new_v4().simple());
+    // Search terms are stored lower-cased; the document and the row keep the subject's case.
+    let victim = node.create(&s, &format!("Find me by QX{}", &term[2..].to_uppercase()), None).await;
+    let healthy = node.create(&s, "Healthy neighbour", None).await;
+    assert_eq!(node.inbox(&s, &format!("&q={term}")).await, vec![victim]);
+    stop(s).await;
+
+    assert!(flip(&node.db(), &term) >= 1);
+    check_reports(&node, &[&format!("index differs from document: {victim}"), "page checksums fail"]);
+
+    let out = cli_ok(&node.dir, &["check", "--repair"]);
+    assert!(out.contains("indexes rebuilt") && out.contains("all indexes agree"), "{out}");
+    assert!(out.contains("page checksums verify"), "{out}");
+    let s = start(&node.dir).await.unwrap();
+    assert_eq!(node.inbox(&s, &format!("&q={term}")).await, vec![victim]);
+    assert!(node.inbox(&s, "").await.contains(&healthy));
+    crash(s).await;
+    let s = start(&node.dir).await.expect("the node must open after an unclean stop");
+    assert_eq!(node.inbox(&s, &format!("&q={term}")).await, vec![victim]);
+    stop(s).await;
+}
