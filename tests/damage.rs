@@ -95,13 +95,17 @@ impl Server {
         });
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut said = String::new();
+        let mut closed = 0;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(Ok(base)) => return Ok(Server { child, base }),
                 Ok(Err(text)) => {
                     said.push_str(&text);
-                    if let Ok(Some(status)) = child.try_wait() {
+                    closed += 1;
+                    // Both pipes closed before an address: the process is exiting.
+                    if closed == 2 {
+                        let status = child.wait().expect("reaping parley serve");
                         return Err(format!("parley serve exited with {status}:\n{said}"));
                     }
                 }
@@ -126,14 +130,23 @@ impl Server {
     /// SIGTERM, then waits for the graceful shutdown.
     fn stop(mut self) {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(status.success(), "node exited with {status} on SIGTERM");
                 return;
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "node did not stop on SIGTERM");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "node did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -150,11 +163,15 @@ impl Drop for Server {
 
 async fn start(dir: &Path) -> Result<Server, String> {
     let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || Server::start(&dir)).await.unwrap()
+    tokio::task::spawn_blocking(move || Server::start(&dir))
+        .await
+        .unwrap()
 }
 
 async fn crash(s: Server) {
-    tokio::task::spawn_blocking(move || s.crash()).await.unwrap()
+    tokio::task::spawn_blocking(move || s.crash())
+        .await
+        .unwrap()
 }
 
 async fn stop(s: Server) {
@@ -174,7 +191,15 @@ impl Node {
         let dir = tmp.path().join("data");
         let out = cli_ok(
             &dir,
-            &["init", "--org-id", "acme", "--org-name", "Acme", "--role", "retailer"],
+            &[
+                "init",
+                "--org-id",
+                "acme",
+                "--org-name",
+                "Acme",
+                "--role",
+                "retailer",
+            ],
         );
         let token = out
             .lines()
@@ -184,7 +209,9 @@ impl Node {
             .to_string();
         cli_ok(
             &dir,
-            &["partner", "add", "--id", "bolt", "--name", "Bolt", "--role", "supplier"],
+            &[
+                "partner", "add", "--id", "bolt", "--name", "Bolt", "--role", "supplier",
+            ],
         );
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
@@ -196,14 +223,24 @@ impl Node {
             .timeout(Duration::from_secs(20))
             .build()
             .unwrap();
-        Node { _tmp: tmp, dir, http }
+        Node {
+            _tmp: tmp,
+            dir,
+            http,
+        }
     }
 
     fn db(&self) -> PathBuf {
         self.dir.join("parley.redb")
     }
 
-    async fn call(&self, s: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        s: &Server,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.http.request(m, s.url(path));
         if let Some(b) = body {
@@ -212,7 +249,10 @@ impl Node {
         let r = req.send().await.unwrap();
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     async fn create(&self, s: &Server, subject: &str, reference: Option<&str>) -> Uuid {
@@ -226,13 +266,20 @@ impl Node {
     }
 
     async fn reply(&self, s: &Server, id: Uuid, body: &str) -> (u16, Value) {
-        self.call(s, "POST", &format!("/conversations/{id}/messages"), Some(json!({ "body": body })))
-            .await
+        self.call(
+            s,
+            "POST",
+            &format!("/conversations/{id}/messages"),
+            Some(json!({ "body": body })),
+        )
+        .await
     }
 
     /// The ids the inbox lists, walking every page; panics unless each page answers 200.
     async fn inbox(&self, s: &Server, query: &str) -> Vec<Uuid> {
-        let (st, v) = self.call(s, "GET", &format!("/conversations?limit=200{query}"), None).await;
+        let (st, v) = self
+            .call(s, "GET", &format!("/conversations?limit=200{query}"), None)
+            .await;
         assert_eq!(st, 200, "the inbox must answer: {v}");
         v["items"]
             .as_array()
@@ -252,7 +299,12 @@ fn sha(path: &Path) -> Vec<u8> {
 fn flip(path: &Path, marker: &str) -> usize {
     let mut bytes = std::fs::read(path).unwrap();
     let m = marker.as_bytes();
-    let at: Vec<usize> = bytes.windows(m.len()).enumerate().filter(|(_, w)| *w == m).map(|(i, _)| i).collect();
+    let at: Vec<usize> = bytes
+        .windows(m.len())
+        .enumerate()
+        .filter(|(_, w)| *w == m)
+        .map(|(i, _)| i)
+        .collect();
     for i in &at {
         bytes[i + m.len() / 2] ^= 0x01;
     }
@@ -266,22 +318,36 @@ fn check_reports(node: &Node, wants: &[&str]) -> String {
     let (ok, out) = cli(&node.dir, &["check"]);
     assert!(!ok, "check must fail on damage:\n{out}");
     for w in wants {
-        assert!(out.contains(w), "expected {w:?} in `parley check` output:\n{out}");
+        assert!(
+            out.contains(w),
+            "expected {w:?} in `parley check` output:\n{out}"
+        );
     }
-    assert_eq!(sha(&node.db()), before, "`parley check` changed the database file:\n{out}");
+    assert_eq!(
+        sha(&node.db()),
+        before,
+        "`parley check` changed the database file:\n{out}"
+    );
     out
 }
 
 /// The damaged conversation answers its own requests with `damaged`, naming it and saying
 /// what to do; it lists, loads and takes replies for nobody; the others are served.
 async fn assert_contained(node: &Node, s: &Server, victim: Uuid, healthy: Uuid) {
-    let (st, v) = node.call(s, "GET", &format!("/conversations/{victim}"), None).await;
+    let (st, v) = node
+        .call(s, "GET", &format!("/conversations/{victim}"), None)
+        .await;
     assert_eq!(st, 500, "{v}");
     assert_eq!(v["error"], "damaged", "{v}");
     let detail = v["detail"].as_str().unwrap();
-    assert!(detail.contains(&victim.to_string()) && detail.contains("parley check"), "{v}");
+    assert!(
+        detail.contains(&victim.to_string()) && detail.contains("parley check"),
+        "{v}"
+    );
     assert!(node.inbox(s, "").await.contains(&healthy));
-    let (st, v) = node.call(s, "GET", &format!("/conversations/{healthy}"), None).await;
+    let (st, v) = node
+        .call(s, "GET", &format!("/conversations/{healthy}"), None)
+        .await;
     assert_eq!(st, 200, "{v}");
 }
 
@@ -291,37 +357,65 @@ async fn a_flipped_byte_in_a_document_chunk_is_named_refused_and_contained() {
     let s = start(&node.dir).await.unwrap();
     let marker = format!("chunkmark{}", Uuid::new_v4().simple());
     let victim = node.create(&s, "Victim of a bad sector", None).await;
-    assert_eq!(node.reply(&s, victim, &format!("the body that gets damaged: {marker}")).await.0, 201);
-    assert_eq!(node.reply(&s, victim, "a later reply, stored in its own chunk").await.0, 201);
+    assert_eq!(
+        node.reply(&s, victim, &format!("the body that gets damaged: {marker}"))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        node.reply(&s, victim, "a later reply, stored in its own chunk")
+            .await
+            .0,
+        201
+    );
     let healthy = node.create(&s, "Healthy neighbour", None).await;
     assert_eq!(node.reply(&s, healthy, "fine").await.0, 201);
     stop(s).await;
 
-    assert!(flip(&node.db(), &marker) >= 1, "the marker must be in the file");
-    check_reports(&node, &[&format!("damaged: {victim}"), "page checksums fail"]);
+    assert!(
+        flip(&node.db(), &marker) >= 1,
+        "the marker must be in the file"
+    );
+    check_reports(
+        &node,
+        &[&format!("damaged: {victim}"), "page checksums fail"],
+    );
 
     // Reads only, then an unclean stop: nothing but meeting the damage rewrote its page.
     let s = start(&node.dir).await.unwrap();
     assert_contained(&node, &s, victim, healthy).await;
     crash(s).await;
-    let s = start(&node.dir).await.expect("the node must open after an unclean stop");
+    let s = start(&node.dir)
+        .await
+        .expect("the node must open after an unclean stop");
     assert_contained(&node, &s, victim, healthy).await;
 
     // Never written to: a reply and an edit are refused, and the document stays as it was.
     let (st, v) = node.reply(&s, victim, "into a damaged document").await;
     assert_eq!((st, v["error"].as_str()), (500, Some("damaged")), "{v}");
     let (st, v) = node
-        .call(&s, "PATCH", &format!("/conversations/{victim}"), Some(json!({"subject": "renamed"})))
+        .call(
+            &s,
+            "PATCH",
+            &format!("/conversations/{victim}"),
+            Some(json!({"subject": "renamed"})),
+        )
         .await;
     assert_eq!((st, v["error"].as_str()), (500, Some("damaged")), "{v}");
     assert_eq!(node.reply(&s, healthy, "still taking replies").await.0, 201);
     crash(s).await;
 
-    let s = start(&node.dir).await.expect("opens after a second unclean stop");
+    let s = start(&node.dir)
+        .await
+        .expect("opens after a second unclean stop");
     assert_contained(&node, &s, victim, healthy).await;
     stop(s).await;
     // The check names it; its pages verify again.
-    let out = check_reports(&node, &[&format!("damaged: {victim}"), "page checksums verify"]);
+    let out = check_reports(
+        &node,
+        &[&format!("damaged: {victim}"), "page checksums verify"],
+    );
     assert!(!out.contains("index differs"), "{out}");
     let out = cli(&node.dir, &["check", "--repair"]).1;
     assert!(out.contains(&format!("damaged: {victim}")), "{out}");
@@ -331,7 +425,12 @@ async fn a_flipped_byte_in_a_document_chunk_is_named_refused_and_contained() {
 fn flip_at(path: &Path, needle: &str, offset: usize) -> usize {
     let mut bytes = std::fs::read(path).unwrap();
     let m = needle.as_bytes();
-    let at: Vec<usize> = bytes.windows(m.len()).enumerate().filter(|(_, w)| *w == m).map(|(i, _)| i).collect();
+    let at: Vec<usize> = bytes
+        .windows(m.len())
+        .enumerate()
+        .filter(|(_, w)| *w == m)
+        .map(|(i, _)| i)
+        .collect();
     for i in &at {
         bytes[i + offset] ^= 0x01;
     }
@@ -342,8 +441,15 @@ fn flip_at(path: &Path, needle: &str, offset: usize) -> usize {
 async fn subject_in_inbox(node: &Node, s: &Server, id: Uuid) -> String {
     let (st, v) = node.call(s, "GET", "/conversations?limit=200", None).await;
     assert_eq!(st, 200, "{v}");
-    let row = v["items"].as_array().unwrap().iter().find(|i| i["id"] == json!(id));
-    row.unwrap_or_else(|| panic!("{id} is not listed: {v}"))["subject"].as_str().unwrap().to_string()
+    let row = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == json!(id));
+    row.unwrap_or_else(|| panic!("{id} is not listed: {v}"))["subject"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,7 +472,10 @@ async fn a_flipped_byte_in_an_inbox_row_is_derived_again_from_its_document() {
     assert!(flip_at(&node.db(), &needle_b, 9) >= 1);
     check_reports(
         &node,
-        &[&format!("index differs from document: {a}"), &format!("index differs from document: {b}")],
+        &[
+            &format!("index differs from document: {a}"),
+            &format!("index differs from document: {b}"),
+        ],
     );
 
     let s = start(&node.dir).await.unwrap();
@@ -374,20 +483,30 @@ async fn a_flipped_byte_in_an_inbox_row_is_derived_again_from_its_document() {
     assert_eq!(node.reply(&s, b, "a reply over a damaged row").await.0, 201);
     // The inbox answers everyone, with a's row derived from its document.
     let listed = node.inbox(&s, "").await;
-    assert!(listed.contains(&a) && listed.contains(&b) && listed.contains(&healthy), "{listed:?}");
+    assert!(
+        listed.contains(&a) && listed.contains(&b) && listed.contains(&healthy),
+        "{listed:?}"
+    );
     assert_eq!(subject_in_inbox(&node, &s, a).await, still_json);
     assert_eq!(subject_in_inbox(&node, &s, b).await, broken);
-    let (st, v) = node.call(&s, "GET", &format!("/conversations/{a}"), None).await;
+    let (st, v) = node
+        .call(&s, "GET", &format!("/conversations/{a}"), None)
+        .await;
     assert_eq!(st, 200, "{v}");
     crash(s).await;
 
-    let s = start(&node.dir).await.expect("the node must open after an unclean stop");
+    let s = start(&node.dir)
+        .await
+        .expect("the node must open after an unclean stop");
     assert_eq!(subject_in_inbox(&node, &s, a).await, still_json);
     assert_eq!(node.reply(&s, a, "and a reply after it").await.0, 201);
     crash(s).await;
     // The rows were rewritten from the documents: nothing is left to repair.
     let out = cli_ok(&node.dir, &["check"]);
-    assert!(out.contains("all indexes agree") && out.contains("page checksums verify"), "{out}");
+    assert!(
+        out.contains("all indexes agree") && out.contains("page checksums verify"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,22 +515,39 @@ async fn a_flipped_byte_in_a_search_entry_is_reported_and_rebuilt_by_repair() {
     let s = start(&node.dir).await.unwrap();
     let term = format!("qx{}", Uuid::new_v4().simple());
     // Search terms are stored lower-cased; the document and the row keep the subject's case.
-    let victim = node.create(&s, &format!("Find me by QX{}", &term[2..].to_uppercase()), None).await;
+    let victim = node
+        .create(
+            &s,
+            &format!("Find me by QX{}", &term[2..].to_uppercase()),
+            None,
+        )
+        .await;
     let healthy = node.create(&s, "Healthy neighbour", None).await;
     assert_eq!(node.inbox(&s, &format!("&q={term}")).await, vec![victim]);
     stop(s).await;
 
     assert!(flip(&node.db(), &term) >= 1);
-    check_reports(&node, &[&format!("index differs from document: {victim}"), "page checksums fail"]);
+    check_reports(
+        &node,
+        &[
+            &format!("index differs from document: {victim}"),
+            "page checksums fail",
+        ],
+    );
 
     let out = cli_ok(&node.dir, &["check", "--repair"]);
-    assert!(out.contains("indexes rebuilt") && out.contains("all indexes agree"), "{out}");
+    assert!(
+        out.contains("indexes rebuilt") && out.contains("all indexes agree"),
+        "{out}"
+    );
     assert!(out.contains("page checksums verify"), "{out}");
     let s = start(&node.dir).await.unwrap();
     assert_eq!(node.inbox(&s, &format!("&q={term}")).await, vec![victim]);
     assert!(node.inbox(&s, "").await.contains(&healthy));
     crash(s).await;
-    let s = start(&node.dir).await.expect("the node must open after an unclean stop");
+    let s = start(&node.dir)
+        .await
+        .expect("the node must open after an unclean stop");
     assert_eq!(node.inbox(&s, &format!("&q={term}")).await, vec![victim]);
     stop(s).await;
 }

@@ -280,14 +280,9 @@ impl Service {
         let user = p.user.clone();
         self.store
             .write(move |ctx| -> Result<_> {
-                let summaries = ctx
-                    .read_tx()
-                    .open_table(crate::store::tables::SUMMARIES)
-                    .map_err(StoreError::from)?;
-                if index::get_summary(&summaries, id.as_u128())?.is_none() {
+                if !index::is_listed(ctx.read_tx(), id.as_u128())? {
                     return Err(not_found(id));
                 }
-                drop(summaries);
                 index::set_unread(ctx.tx(), &user, id.as_u128(), !read)?;
                 Ok(())
             })

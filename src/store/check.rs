@@ -128,7 +128,10 @@ pub fn check_tx(tx: &ReadTransaction) -> Result<CheckReport> {
         let (k, _) = e?;
         let (facet, at, id) = k.value();
         *seen.entry(facet.to_string()).or_default() += 1;
-        listed.entry(id).or_default().insert((facet.to_string(), at));
+        listed
+            .entry(id)
+            .or_default()
+            .insert((facet.to_string(), at));
     }
     let mut terms = HashMap::<u128, BTreeSet<String>>::new();
     for e in tx.open_table(WORDS)?.iter()? {
@@ -145,7 +148,11 @@ pub fn check_tx(tx: &ReadTransaction) -> Result<CheckReport> {
             mismatched.insert(*id);
         }
     }
-    r.strays += listed.keys().chain(terms.keys()).filter(|id| !known(id)).count();
+    r.strays += listed
+        .keys()
+        .chain(terms.keys())
+        .filter(|id| !known(id))
+        .count();
     r.mismatched = mismatched.into_iter().map(Uuid::from_u128).collect();
 
     let counts = tx.open_table(FACET_COUNTS)?;
@@ -178,7 +185,7 @@ pub fn check_tx(tx: &ReadTransaction) -> Result<CheckReport> {
 impl Store {
     /// Compares every derived row with its document. Walks everything: a maintenance command.
     pub async fn check(&self) -> Result<CheckReport> {
-        self.read(|tx| check_tx(tx)).await
+        self.read(check_tx).await
     }
 }
 

@@ -79,9 +79,13 @@ fn load_with(
         return Ok(None);
     };
     let rest = chunks_of(chunks, id)?;
-    strict_load(id, full.value(), &rest, AutoCommit::load_with_options, |d| {
-        d.get_missing_deps(&[]).len()
-    })
+    strict_load(
+        id,
+        full.value(),
+        &rest,
+        AutoCommit::load_with_options,
+        |d| d.get_missing_deps(&[]).len(),
+    )
     .map(Some)
 }
 
@@ -291,7 +295,14 @@ mod tests {
             tx.commit().unwrap();
         }
         let tx = db.begin_read().unwrap();
-        let full = tx.open_table(DOCS).unwrap().get(id).unwrap().unwrap().value().to_vec();
+        let full = tx
+            .open_table(DOCS)
+            .unwrap()
+            .get(id)
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_vec();
         let chunks: Vec<Vec<u8>> = tx
             .open_table(CHUNKS)
             .unwrap()
@@ -302,9 +313,13 @@ mod tests {
         assert_eq!(chunks.len(), 3);
         let heads = doc.doc.get_heads();
         let strict = |full: &[u8], chunks: &[Vec<u8>]| {
-            let a = strict_load(id, full, &chunks.concat(), AutoCommit::load_with_options, |d| {
-                d.get_missing_deps(&[]).len()
-            });
+            let a = strict_load(
+                id,
+                full,
+                &chunks.concat(),
+                AutoCommit::load_with_options,
+                |d| d.get_missing_deps(&[]).len(),
+            );
             let b = strict_load(
                 id,
                 full,

@@ -85,6 +85,12 @@ pub fn get_summary(
         .transpose()
 }
 
+/// Whether conversation `id` has an inbox row. Presence only: a row whose bytes are damaged
+/// still stands for a stored conversation.
+pub fn is_listed(tx: &WriteTransaction, id: u128) -> Result<bool> {
+    Ok(tx.open_table(SUMMARIES)?.get(id)?.is_some())
+}
+
 /// The facets a row is listed under given the sweep day, and the day it waits on if it is a
 /// task that is not overdue yet.
 pub(super) fn placement(s: &Summary, swept_day: i32) -> (Vec<String>, Option<i32>) {

@@ -11,8 +11,8 @@ use chrono::NaiveDate;
 use redb::{ReadTransaction, ReadableTable};
 use uuid::Uuid;
 
-use super::tables::*;
 use super::Result;
+use super::tables::*;
 use crate::domain::{Facet, Summary};
 
 /// Position after the last row of a page: (last activity ms, id).

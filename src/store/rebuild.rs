@@ -92,7 +92,11 @@ pub(super) fn derive_w(tx: &WriteTransaction, id: u128) -> Result<Option<Summary
 }
 
 /// The inbox row of `id` derived from its document, for readers.
-pub(super) fn derive_read(tx: &ReadTransaction, id: u128, me: &Identity) -> Result<Option<Summary>> {
+pub(super) fn derive_read(
+    tx: &ReadTransaction,
+    id: u128,
+    me: &Identity,
+) -> Result<Option<Summary>> {
     derived(id, docs::load_read(tx, id), me)
 }
 
@@ -209,8 +213,7 @@ pub(super) fn forget(tx: &WriteTransaction, id: u128) -> Result<()> {
     }
     drop((facets, counts));
     super::pairs::update(tx, &names, &[])?;
-    tx.open_table(DUE_PENDING)?
-        .retain(|(_, i), _| i != id)?;
+    tx.open_table(DUE_PENDING)?.retain(|(_, i), _| i != id)?;
     tx.open_table(WORDS)?.retain(|(_, i), _| i != id)?;
     Ok(())
 }

@@ -13,9 +13,9 @@ use std::collections::HashSet;
 
 use redb::{ReadTransaction, WriteTransaction};
 
+use super::Result;
 use super::query::{InboxPage, InboxQuery, next_cursor, unread_count};
 use super::tables::*;
-use super::Result;
 use crate::domain::search;
 
 pub const MAX_CANDIDATES: usize = 5_000;
@@ -85,7 +85,9 @@ pub fn search(tx: &ReadTransaction, terms: &[String], q: &InboxQuery) -> Result<
     let mut rows = Vec::with_capacity(cands.len());
     for id in cands {
         // A damaged entry or document leaves the row out instead of failing the search.
-        let Some(s) = summaries.get(id)? else { continue };
+        let Some(s) = summaries.get(id)? else {
+            continue;
+        };
         let ok = q.filters.iter().all(|f| s.matches(f, q.today))
             && !(q.exclude_overdue && s.overdue(q.today))
             && search::matches(&search::terms(&s), terms);
