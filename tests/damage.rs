@@ -384,6 +384,11 @@ async fn a_flipped_byte_in_a_document_chunk_is_named_refused_and_contained() {
 
     // Reads only, then an unclean stop: nothing but meeting the damage rewrote its page.
     let s = start(&node.dir).await.unwrap();
+    let (ok, out) = cli(&node.dir, &["check"]);
+    assert!(
+        !ok && out.contains("in use"),
+        "check against a running node: {out}"
+    );
     assert_contained(&node, &s, victim, healthy).await;
     crash(s).await;
     let s = start(&node.dir)
@@ -534,6 +539,14 @@ async fn a_flipped_byte_in_a_search_entry_is_reported_and_rebuilt_by_repair() {
             "page checksums fail",
         ],
     );
+    // A one-off command closes the file cleanly (it used to exit with it open, so the next
+    // open had to recover, verified every page and refused the file), and so does a node
+    // stopped gracefully.
+    cli_ok(&node.dir, &["partner", "list"]);
+    let s = start(&node.dir)
+        .await
+        .expect("opens after a one-off command");
+    stop(s).await;
 
     let out = cli_ok(&node.dir, &["check", "--repair"]);
     assert!(

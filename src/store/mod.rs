@@ -251,3 +251,17 @@ impl Store {
         self.writer.close();
     }
 }
+
+/// Closes the database cleanly when the last handle goes, also when nobody called
+/// [`Store::shutdown`] (every one-off CLI command). A process that exits with the file open
+/// leaves it needing recovery on the next open, and recovery verifies every page checksum:
+/// one page damaged outside Parley, even one holding only derived data, then fails the
+/// whole open. Joining the writer drops its handle on the database, so ours is the last.
+impl Drop for Store {
+    fn drop(&mut self) {
+        // The writer cannot wait for itself; then its own handle closes the file as it ends.
+        if std::thread::current().name() != Some("parley-writer") {
+            self.writer.close();
+        }
+    }
+}
