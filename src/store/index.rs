@@ -352,3 +352,50 @@ pub fn index_view(
     mark_activity(tx, id, actor)?;
     Ok(seq)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Author, Kind, OrgId, State};
+
+    /// Any single byte of a stored row, changed in any way, is caught: with a flipped letter
+    /// inside the subject the JSON still parses, so only the tag can tell.
+    #[test]
+    fn a_row_with_any_byte_changed_does_not_decode() {
+        let t = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let s = Summary {
+            id: Uuid::from_u128(42),
+            kind: Kind::Message,
+            partner: OrgId::parse("bolt").unwrap(),
+            subject: "Thin description".into(),
+            topic: None,
+            reference_id: Some("PO-1".into()),
+            state: State::Open,
+            progress: None,
+            due_date: None,
+            created_by: Author {
+                org: OrgId::parse("acme").unwrap(),
+                user: "ann".into(),
+            },
+            created_at: t,
+            last_activity_at: t,
+            message_count: 3,
+            last_message_org: None,
+            last_message_preview: Some("see the photos".into()),
+        };
+        let bytes = encode_summary(&s).unwrap();
+        assert_eq!(decode_summary(42, &bytes).unwrap(), s);
+        for i in 0..bytes.len() {
+            for mask in [0x01u8, 0x20, 0xff] {
+                let mut b = bytes.clone();
+                b[i] ^= mask;
+                assert!(
+                    decode_summary(42, &b).is_err(),
+                    "byte {i} changed with {mask:#x} went unnoticed"
+                );
+            }
+        }
+        assert!(decode_summary(42, &bytes[..bytes.len() - 1]).is_err());
+        assert!(decode_summary(42, b"{}").is_err());
+    }
+}
