@@ -452,7 +452,7 @@ fn print_check(r: &crate::store::check::CheckReport) {
         Pages::Verified => println!("page checksums verify"),
         Pages::NotChecked => {}
         Pages::Damaged(e) => println!(
-            "page checksums fail: {e}; after an unclean stop this file will not open until the damaged pages are rewritten"
+            "page checksums fail: {e}; the bytes of some records were damaged outside Parley (`--repair` rewrites the derived ones and the records of damaged documents)"
         ),
     }
 }

@@ -40,7 +40,8 @@ pub enum Pages {
     #[default]
     NotChecked,
     Verified,
-    /// Some page fails its checksum: redb refuses to open such a file after an unclean stop.
+    /// Some page fails its checksum: bytes were damaged outside redb. The node still opens
+    /// (see [`super::begin_write`]), and the records' own checks find what they hit.
     Damaged(String),
 }
 

@@ -97,6 +97,24 @@ from_redb!(
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Every write transaction of the store: with quick repair, so that a damaged page cannot make
+/// the whole database unopenable.
+///
+/// After an unclean stop redb must rebuild its allocator state. Without quick repair it does
+/// so by walking every page and verifying its checksum, and refuses the file ("All roots are
+/// corrupted") if one page fails, even a page holding only derived index data: one flipped
+/// byte then took every document with it. With quick repair each commit records the
+/// allocator state and uses two-phase commit, so recovery loads that state and needs no
+/// walk; damage stays in the records it hit, where Parley's own checks find it (documents
+/// verify on load, inbox rows carry a checksum, `parley check` compares every index with
+/// the documents and verifies page checksums on a copy). The price is a second flush per
+/// commit, shared by every write in a group commit.
+pub(crate) fn begin_write(db: &Database) -> Result<redb::WriteTransaction> {
+    let mut tx = db.begin_write()?;
+    tx.set_quick_repair(true);
+    Ok(tx)
+}
+
 /// Who this node is. Created once by `parley init` (or the first `serve`), never changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
@@ -165,7 +183,7 @@ impl Store {
                 e => e.into(),
             })?;
         let db = Arc::new(db);
-        let tx = db.begin_write()?;
+        let tx = begin_write(&db)?;
         tables::create_all(&tx)?;
         let feed_id = index::feed_id_or_create(&tx)?;
         tx.commit()?;

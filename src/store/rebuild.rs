@@ -34,7 +34,7 @@ pub(super) fn rebuild(db: &Database, identity: Option<&Identity>) -> Result<()> 
             "rebuilding indexes from the documents"
         );
     }
-    let tx = db.begin_write()?;
+    let tx = super::begin_write(db)?;
     // Feed numbers keep rising across a rebuild, so peers' cursors stay meaningful.
     let floor = tx
         .open_table(FEED)?
