@@ -121,6 +121,24 @@ pub fn check_tx(tx: &ReadTransaction) -> Result<CheckReport> {
             r.strays += 1;
         }
     }
+    // The changes feed: each conversation once, where its position says.
+    let feed = tx.open_table(FEED)?;
+    let pos = tx.open_table(FEED_POS)?;
+    for id in expected.keys() {
+        let at = pos.get(*id)?.map(|v| v.value());
+        let listed = match at {
+            Some(seq) => feed.get(seq)?.map(|v| v.value()) == Some(*id),
+            None => false,
+        };
+        if !listed {
+            mismatched.insert(*id);
+        }
+    }
+    for item in feed.iter()? {
+        if !known(&item?.1.value()) {
+            r.strays += 1;
+        }
+    }
 
     // Facet entries, grouped by conversation, against what each document says.
     let mut seen = std::collections::BTreeMap::<String, u64>::new();
