@@ -55,11 +55,11 @@ fn strict_load<D>(
     let opts = LoadOptions::new()
         .on_partial_load(OnPartialLoad::Error)
         .verification_mode(VerificationMode::Check);
-    let mut doc = load(bytes, opts).map_err(|e| corrupt(id, e))?;
     // An empty input loads as an empty document: a stored save is never empty.
     if full.is_empty() {
         return Err(corrupt(id, "its stored save is empty"));
     }
+    let mut doc = load(bytes, opts).map_err(|e| corrupt(id, e))?;
     let n = missing(&mut doc);
     if n > 0 {
         return Err(corrupt(
@@ -176,11 +176,12 @@ pub fn append(tx: &WriteTransaction, id: u128, loaded: &mut Loaded) -> Result<()
     Ok(())
 }
 
-/// Writes a document's stored records back unchanged. redb verifies page checksums when it
-/// recovers from an unclean stop and refuses to open a file in which any page fails; a document
-/// whose bytes were damaged outside redb (a bad sector, a flipped bit) would thus take the whole
-/// file with it at the next crash. Rewriting its records gives their pages fresh checksums: the
-/// damage stays in that document, which still fails to load and is still reported.
+/// Writes a document's stored records back unchanged, so that the pages holding them get fresh
+/// checksums. A document whose bytes were damaged outside redb (a bad sector, a flipped bit)
+/// stays damaged, and still fails to load and says so, but its pages verify again: redb's
+/// `check_integrity` (what `parley check` runs) passes, and so would a recovery that walks the
+/// file (one without quick repair, see [`super::begin_write`]), which refuses the whole file
+/// when one page fails.
 pub fn rewrite_stored(tx: &WriteTransaction, id: u128) -> Result<()> {
     let mut docs = tx.open_table(DOCS)?;
     let full = docs.get(id)?.map(|v| v.value().to_vec());

@@ -159,8 +159,8 @@ impl<'t> Rows<'t> {
 /// Rewrites the damaged records of conversation `id` so that their pages verify again (see
 /// [`docs::rewrite_stored`]): a damaged document's records are written back unchanged (it
 /// stays damaged, and says so), a damaged inbox row is derived again from its document.
-/// Called after a request met the damage, so that a later unclean stop, whose recovery
-/// verifies every page, cannot make the whole file unopenable because of it.
+/// Called after a request met the damage, so that the file's pages verify again (see
+/// [`docs::rewrite_stored`]) and the damage stays in the records it hit.
 pub(super) fn contain(tx: &WriteTransaction, id: u128) -> Result<()> {
     if let Err(super::StoreError::Corrupt(..)) = docs::load(tx, id) {
         docs::rewrite_stored(tx, id)?;
