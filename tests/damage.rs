@@ -98,6 +98,8 @@ async fn a_flipped_byte_in_a_document_chunk_is_named_refused_and_contained() {
     );
     assert_contained(&node, &s, victim, healthy).await;
     crash(s).await;
+    // The file needs recovery now; the check recovers a copy and leaves the file as it is.
+    check_reports(&node, &[&format!("damaged: {victim}")]);
     let s = start(&node.dir)
         .await
         .expect("the node must open after an unclean stop");
