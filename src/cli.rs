@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::config::{Config, Overrides};
 use crate::domain::Role;
 use crate::service::{Clock, NewToken, Service};
+use crate::store::check::Pages;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -399,30 +400,60 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { repair } => {
             let cfg = config(&cli.global, None, None)?;
             init_tracing(&cfg.log);
-            let svc = open_offline(&cfg).await?;
-            let store = svc.store().clone();
             if repair {
-                tokio::task::spawn_blocking(move || store.rebuild_indexes()).await??;
+                let svc = open_offline(&cfg).await?;
+                let store = svc.store().clone();
+                drop(svc);
+                // Closes the database cleanly before the check below reopens it: a file left
+                // open at exit needs recovery on the next open.
+                tokio::task::spawn_blocking(move || {
+                    let rebuilt = store.rebuild_indexes();
+                    store.shutdown();
+                    drop(store);
+                    rebuilt
+                })
+                .await??;
                 println!("indexes rebuilt from the documents");
             }
-            let r = svc.store().check().await?;
-            println!("{} conversations checked", r.conversations);
-            for id in &r.damaged {
-                println!("damaged: {id}");
-            }
-            for id in &r.mismatched {
-                println!("index differs from document: {id}");
-            }
-            for f in &r.bad_counts {
-                println!("wrong count: {f}");
-            }
+            let dir = cfg.data_dir.clone();
+            let r = tokio::task::spawn_blocking(move || crate::store::check::check_offline(&dir))
+                .await??;
+            print_check(&r);
             if r.is_clean() {
                 println!("all indexes agree with the documents");
                 Ok(())
-            } else {
+            } else if r.damaged.is_empty() && !matches!(r.pages, Pages::Damaged(_)) {
                 bail!("problems found; run `parley check --repair` to rebuild the indexes")
+            } else {
+                bail!(
+                    "damage found; run `parley check --repair` to rebuild what is derived, and restore each \
+                     damaged conversation from a backup of the data directory or from a partner's copy"
+                )
             }
         }
+    }
+}
+
+fn print_check(r: &crate::store::check::CheckReport) {
+    println!("{} conversations checked", r.conversations);
+    for id in &r.damaged {
+        println!("damaged: {id} (its stored bytes do not verify; it is neither shown nor changed)");
+    }
+    for id in &r.mismatched {
+        println!("index differs from document: {id}");
+    }
+    for f in &r.bad_counts {
+        println!("wrong count: {f}");
+    }
+    if r.strays > 0 {
+        println!("index entries naming no stored conversation: {}", r.strays);
+    }
+    match &r.pages {
+        Pages::Verified => println!("page checksums verify"),
+        Pages::NotChecked => {}
+        Pages::Damaged(e) => println!(
+            "page checksums fail: {e}; the bytes of some records were damaged outside Parley (`--repair` rewrites the derived ones and the records of damaged documents)"
+        ),
     }
 }
 

@@ -170,7 +170,7 @@ impl Service {
     ) -> Result<Conversation> {
         let user = p.user.clone();
         let now = self.now();
-        let (view, seq) = self
+        let r = self
             .store
             .write(move |ctx| -> Result<_> {
                 let me = ctx.identity()?.org_id.clone();
@@ -228,7 +228,8 @@ impl Service {
                     }
                 }
             })
-            .await?;
+            .await;
+        let (view, seq) = self.contain_damage(r).await?;
         if seq > 0 {
             self.notify(id, seq);
         }
@@ -236,12 +237,24 @@ impl Service {
     }
 
     pub async fn get(&self, _p: &Principal, id: Uuid) -> Result<Conversation> {
-        self.store
+        let r = self
+            .store
             .read(move |tx| -> Result<_> {
                 let d = docs::load_read(tx, id.as_u128())?.ok_or_else(|| not_found(id))?;
                 doc::read(&d).map_err(|e| corrupt(id, e))
             })
-            .await
+            .await;
+        self.contain_damage(r).await
+    }
+
+    /// A request met a damaged document: it answers with the damage, and the damaged records
+    /// are rewritten so that their pages verify (the document stays damaged; see
+    /// `Store::contain`).
+    async fn contain_damage<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(ServiceError::Store(StoreError::Corrupt(id, _))) = &r {
+            self.store.contain(vec![id.as_u128()]).await;
+        }
+        r
     }
 
     pub async fn inbox(&self, p: &Principal, f: InboxFilter) -> Result<InboxPage> {
@@ -272,14 +285,18 @@ impl Service {
             today,
         };
         let terms = crate::domain::search::query_terms(f.q.as_deref().unwrap_or(""));
-        if !terms.is_empty() {
-            let (page, _) = self
-                .store
+        let page = if terms.is_empty() {
+            self.store.read(move |tx| query::inbox(tx, &q)).await?
+        } else {
+            self.store
                 .read(move |tx| crate::store::search::search(tx, &terms, &q))
-                .await?;
-            return Ok(page);
+                .await?
+                .0
+        };
+        if !page.damaged_rows.is_empty() {
+            self.store.contain(page.damaged_rows.clone()).await;
         }
-        Ok(self.store.read(move |tx| query::inbox(tx, &q)).await?)
+        Ok(page)
     }
 
     /// Marks a conversation read (`true`) or unread for this user only.
@@ -287,14 +304,9 @@ impl Service {
         let user = p.user.clone();
         self.store
             .write(move |ctx| -> Result<_> {
-                let summaries = ctx
-                    .read_tx()
-                    .open_table(crate::store::tables::SUMMARIES)
-                    .map_err(StoreError::from)?;
-                if index::get_summary(&summaries, id.as_u128())?.is_none() {
+                if !index::is_listed(ctx.read_tx(), id.as_u128())? {
                     return Err(not_found(id));
                 }
-                drop(summaries);
                 index::set_unread(ctx.tx(), &user, id.as_u128(), !read)?;
                 Ok(())
             })

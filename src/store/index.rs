@@ -43,9 +43,37 @@ pub fn set_meta_i64(tx: &WriteTransaction, key: &str, v: i64) -> Result<()> {
     Ok(())
 }
 
+/// 64-bit FNV-1a. Each step xors in a byte and multiplies by an odd constant, both
+/// bijections of the state, so two inputs of one length that differ in one byte always hash
+/// differently: any single flipped byte of a record is caught.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// An inbox row as stored: its JSON followed by the JSON's 8-byte FNV-1a tag, so a damaged
+/// record is recognised as such (a flipped letter inside a subject is still valid JSON) and
+/// re-derived from its document instead of being shown.
+pub fn encode_summary(s: &Summary) -> Result<Vec<u8>> {
+    let mut out =
+        serde_json::to_vec(s).map_err(|e| StoreError::Record("summary".into(), e.to_string()))?;
+    let tag = fnv1a(&out);
+    out.extend_from_slice(&tag.to_le_bytes());
+    Ok(out)
+}
+
+/// Reads a stored inbox row; an error if its bytes do not verify.
 pub fn decode_summary(id: u128, bytes: &[u8]) -> Result<Summary> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Record(format!("summary {:x}", id), e.to_string()))
+    let damaged = |why: String| StoreError::Record(format!("summary {}", Uuid::from_u128(id)), why);
+    let Some(split) = bytes.len().checked_sub(8) else {
+        return Err(damaged("too short".into()));
+    };
+    let (json, tag) = bytes.split_at(split);
+    if tag != fnv1a(json).to_le_bytes() {
+        return Err(damaged("its bytes do not match their checksum".into()));
+    }
+    serde_json::from_slice(json).map_err(|e| damaged(e.to_string()))
 }
 
 pub fn get_summary(
@@ -57,9 +85,15 @@ pub fn get_summary(
         .transpose()
 }
 
+/// Whether conversation `id` has an inbox row. Presence only: a row whose bytes are damaged
+/// still stands for a stored conversation.
+pub fn is_listed(tx: &WriteTransaction, id: u128) -> Result<bool> {
+    Ok(tx.open_table(SUMMARIES)?.get(id)?.is_some())
+}
+
 /// The facets a row is listed under given the sweep day, and the day it waits on if it is a
 /// task that is not overdue yet.
-fn placement(s: &Summary, swept_day: i32) -> (Vec<String>, Option<i32>) {
+pub(super) fn placement(s: &Summary, swept_day: i32) -> (Vec<String>, Option<i32>) {
     let mut facets = s.facets();
     let mut pending = None;
     if let Some(due) = s.overdue_watch() {
@@ -127,9 +161,8 @@ pub fn index_conversation(
         }
     }
     super::search::index_terms(tx, old, new)?;
-    let json =
-        serde_json::to_vec(new).map_err(|e| StoreError::Record("summary".into(), e.to_string()))?;
-    tx.open_table(SUMMARIES)?.insert(id, json.as_slice())?;
+    tx.open_table(SUMMARIES)?
+        .insert(id, encode_summary(new)?.as_slice())?;
     super::audience::bump(tx, new.partner.as_str(), id)?;
     bump_feed(tx, id)
 }
@@ -168,8 +201,16 @@ pub fn sweep(ctx: &mut WriteCtx<'_>, day: i32) -> Result<()> {
     let mut counts = tx.open_table(FACET_COUNTS)?;
     let key = Facet::Overdue.key();
     let action = Facet::ActionRequired.key();
+    let mut healed = Vec::new();
     for (_, id) in due {
-        if let Some(s) = get_summary(&summaries, id)? {
+        let stored = get_summary(&summaries, id);
+        let row = match stored {
+            Ok(row) => row,
+            // Its facet entries still match its document (they changed together): only the
+            // row's bytes are bad. Derive it again and store it whole.
+            Err(_) => super::rebuild::derive_w(tx, id)?.inspect(|s| healed.push(s.clone())),
+        };
+        if let Some(s) = row {
             facets.insert((key.as_str(), s.activity_ms(), id), ())?;
             add_count(&mut counts, &key, 1)?;
             if facets
@@ -189,6 +230,11 @@ pub fn sweep(ctx: &mut WriteCtx<'_>, day: i32) -> Result<()> {
         }
     }
     drop((summaries, facets, counts));
+    let mut summaries = tx.open_table(SUMMARIES)?;
+    for s in healed {
+        summaries.insert(s.id.as_u128(), encode_summary(&s)?.as_slice())?;
+    }
+    drop(summaries);
     set_meta_i64(tx, "swept_day", day as i64)
 }
 
@@ -290,10 +336,67 @@ pub fn index_view(
     actor: Option<&str>,
 ) -> Result<u64> {
     let id = view.id.as_u128();
-    let old = get_summary(&tx.open_table(SUMMARIES)?, id)?;
+    let stored = get_summary(&tx.open_table(SUMMARIES)?, id);
+    let old = match stored {
+        Ok(old) => old,
+        Err(e) => {
+            // The row that says where the conversation is listed is unreadable: take every
+            // entry of it out by search, then list it afresh.
+            tracing::warn!(conversation = %view.id, error = %e, "re-deriving a damaged inbox row");
+            super::rebuild::forget(tx, id)?;
+            None
+        }
+    };
     let seq = index_conversation(tx, old.as_ref(), &Summary::of(view, me))?;
     tx.open_table(HEADS)?
         .insert(id, encode_heads(heads).as_slice())?;
     mark_activity(tx, id, actor)?;
     Ok(seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Author, Kind, OrgId, State};
+
+    /// Any single byte of a stored row, changed in any way, is caught: with a flipped letter
+    /// inside the subject the JSON still parses, so only the tag can tell.
+    #[test]
+    fn a_row_with_any_byte_changed_does_not_decode() {
+        let t = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let s = Summary {
+            id: Uuid::from_u128(42),
+            kind: Kind::Message,
+            partner: OrgId::parse("bolt").unwrap(),
+            subject: "Thin description".into(),
+            topic: None,
+            reference_id: Some("PO-1".into()),
+            state: State::Open,
+            progress: None,
+            due_date: None,
+            created_by: Author {
+                org: OrgId::parse("acme").unwrap(),
+                user: "ann".into(),
+            },
+            created_at: t,
+            last_activity_at: t,
+            message_count: 3,
+            last_message_org: None,
+            last_message_preview: Some("see the photos".into()),
+        };
+        let bytes = encode_summary(&s).unwrap();
+        assert_eq!(decode_summary(42, &bytes).unwrap(), s);
+        for i in 0..bytes.len() {
+            for mask in [0x01u8, 0x20, 0xff] {
+                let mut b = bytes.clone();
+                b[i] ^= mask;
+                assert!(
+                    decode_summary(42, &b).is_err(),
+                    "byte {i} changed with {mask:#x} went unnoticed"
+                );
+            }
+        }
+        assert!(decode_summary(42, &bytes[..bytes.len() - 1]).is_err());
+        assert!(decode_summary(42, b"{}").is_err());
+    }
 }

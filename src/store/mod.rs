@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod audience;
 mod cache;
+pub mod check;
 pub mod docs;
 pub mod index;
 mod pairs;
@@ -34,7 +35,9 @@ use crate::domain::{OrgId, Role};
 pub use writer::WriteCtx;
 
 /// Bumped whenever the derived tables change shape; a mismatch at open rebuilds them.
-pub const INDEX_VERSION: u64 = 6;
+/// 6: inbox rows carry a checksum of their bytes.
+/// 7: one changes feed per partner org (`audience`).
+pub const INDEX_VERSION: u64 = 7;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -46,7 +49,18 @@ pub enum StoreError {
     #[error("database error: {0}; if this persists, stop the node and run `parley check`")]
     Db(Box<redb::Error>),
     #[error(
-        "conversation {0} is damaged ({1}); the rest of the node keeps working — restore it from a backup or a peer"
+        "the database file {0} cannot be opened: {1}. Some page of it was damaged outside Parley \
+         (a disk fault, a copy cut short), and the file cannot be recovered after an unclean stop; \
+         restore the data directory from a backup"
+    )]
+    Unopenable(PathBuf, String),
+    /// A stored document does not verify: it is neither served nor changed (by a local user
+    /// or by sync) until it is restored, and nothing else is affected.
+    #[error(
+        "conversation {0} is damaged: its stored bytes do not verify ({1}). It is neither shown nor \
+         changed until it is restored, and every other conversation keeps working; stop the node, \
+         run `parley check` to list the damaged conversations, and restore this one from a backup \
+         of the data directory or from a partner's copy"
     )]
     Corrupt(Uuid, String),
     #[error("stored record {0} is unreadable ({1}); run `parley check`")]
@@ -92,6 +106,24 @@ from_redb!(
 );
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Every write transaction of the store: with quick repair, so that a damaged page cannot make
+/// the whole database unopenable.
+///
+/// After an unclean stop redb must rebuild its allocator state. Without quick repair it does
+/// so by walking every page and verifying its checksum, and refuses the file ("All roots are
+/// corrupted") if one page fails, even a page holding only derived index data: one flipped
+/// byte then took every document with it. With quick repair each commit records the
+/// allocator state and uses two-phase commit, so recovery loads that state and needs no
+/// walk; damage stays in the records it hit, where Parley's own checks find it (documents
+/// verify on load, inbox rows carry a checksum, `parley check` compares every index with
+/// the documents and verifies page checksums on a copy). The price is a second flush per
+/// commit, shared by every write in a group commit.
+pub(crate) fn begin_write(db: &Database) -> Result<redb::WriteTransaction> {
+    let mut tx = db.begin_write()?;
+    tx.set_quick_repair(true);
+    Ok(tx)
+}
 
 /// Who this node is. Created once by `parley init` (or the first `serve`), never changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +173,8 @@ pub struct Store {
     /// This store's changes-feed incarnation, created with the database; peers' cursors into
     /// our feed are only trusted for this id.
     feed_id: u64,
+    /// Conversations whose damaged records this process has rewritten already.
+    contained: std::sync::Mutex<std::collections::HashSet<u128>>,
     peer_quota_bytes_per_day: u64,
 }
 
@@ -157,10 +191,13 @@ impl Store {
             .create(&path)
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(dir.to_path_buf()),
+                redb::DatabaseError::Storage(redb::StorageError::Corrupted(e)) => {
+                    StoreError::Unopenable(path.clone(), e)
+                }
                 e => e.into(),
             })?;
         let db = Arc::new(db);
-        let tx = db.begin_write()?;
+        let tx = begin_write(&db)?;
         tables::create_all(&tx)?;
         let feed_id = index::feed_id_or_create(&tx)?;
         tx.commit()?;
@@ -173,6 +210,7 @@ impl Store {
             writer,
             swept_day: AtomicI32::new(swept),
             feed_id,
+            contained: Default::default(),
             peer_quota_bytes_per_day: opts.peer_quota_bytes_per_day,
         }))
     }
@@ -249,5 +287,19 @@ impl Store {
     /// Stops the writer after the jobs already queued; called on shutdown.
     pub fn shutdown(&self) {
         self.writer.close();
+    }
+}
+
+/// Closes the database cleanly when the last handle goes, also when nobody called
+/// [`Store::shutdown`] (every one-off CLI command). A process that exits with the file open
+/// leaves it needing recovery on the next open, which (for a file last written without quick
+/// repair, see [`begin_write`]) verifies every page checksum and fails the whole open for one
+/// damaged page. Joining the writer drops its handle on the database, so ours is the last.
+impl Drop for Store {
+    fn drop(&mut self) {
+        // The writer cannot wait for itself; then its own handle closes the file as it ends.
+        if std::thread::current().name() != Some("parley-writer") {
+            self.writer.close();
+        }
     }
 }

@@ -11,9 +11,8 @@ use chrono::NaiveDate;
 use redb::{ReadTransaction, ReadableTable};
 use uuid::Uuid;
 
-use super::index::{decode_summary, get_summary};
+use super::Result;
 use super::tables::*;
-use super::{Result, StoreError};
 use crate::domain::{Facet, Summary};
 
 /// Position after the last row of a page: (last activity ms, id).
@@ -54,6 +53,8 @@ pub struct InboxPage {
     pub next_cursor: Option<Cursor>,
     pub total: u64,
     pub unread: u64,
+    /// Rows that did not verify and were derived from their documents instead.
+    pub damaged_rows: Vec<u128>,
 }
 
 fn count(t: &impl ReadableTable<&'static str, u64>, facet: &str) -> Result<u64> {
@@ -63,7 +64,7 @@ fn count(t: &impl ReadableTable<&'static str, u64>, facet: &str) -> Result<u64> 
 pub fn inbox(tx: &ReadTransaction, q: &InboxQuery) -> Result<InboxPage> {
     let counts = tx.open_table(FACET_COUNTS)?;
     let facets = tx.open_table(FACETS)?;
-    let summaries = tx.open_table(SUMMARIES)?;
+    let mut rows = super::rebuild::Rows::new(tx)?;
     let unread_marks = tx.open_table(UNREAD)?;
 
     // Drive the walk with the smallest facet.
@@ -118,12 +119,12 @@ pub fn inbox(tx: &ReadTransaction, q: &InboxQuery) -> Result<InboxPage> {
             more = true;
             break;
         }
-        let s = get_summary(&summaries, id)?.ok_or_else(|| {
-            StoreError::Record(
-                format!("summary {id:x}"),
-                "listed in the index but missing".into(),
-            )
-        })?;
+        // A facet entry without a row (its id damaged, or its document damaged) is left out
+        // rather than failing the page for everyone; `parley check` reports it.
+        let Some(s) = rows.get(id)? else {
+            tracing::warn!(conversation = %Uuid::from_u128(id), "an inbox entry has no readable row; run `parley check`");
+            continue;
+        };
         let unread = unread_marks.get((q.user.as_str(), id))?.is_some();
         items.push((s, unread));
     }
@@ -163,6 +164,7 @@ pub fn inbox(tx: &ReadTransaction, q: &InboxQuery) -> Result<InboxPage> {
         next_cursor,
         total,
         unread,
+        damaged_rows: rows.damaged,
     })
 }
 
@@ -194,16 +196,15 @@ pub struct FeedEntry {
 /// Conversations changed after `since`, oldest change first, and the feed's last sequence.
 pub fn changes(tx: &ReadTransaction, since: u64, limit: usize) -> Result<(Vec<FeedEntry>, u64)> {
     let feed = tx.open_table(FEED)?;
-    let summaries = tx.open_table(SUMMARIES)?;
+    let mut rows = super::rebuild::Rows::new(tx)?;
     let last = feed.last()?.map(|(k, _)| k.value()).unwrap_or(0);
     let mut out = Vec::new();
     for entry in feed.range(since.saturating_add(1)..)?.take(limit) {
         let (k, v) = entry?;
-        let id = v.value();
-        if let Some(bytes) = summaries.get(id)? {
+        if let Some(summary) = rows.get(v.value())? {
             out.push(FeedEntry {
                 seq: k.value(),
-                summary: decode_summary(id, bytes.value())?,
+                summary,
             });
         }
     }

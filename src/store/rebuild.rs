@@ -1,7 +1,7 @@
 //! Rebuilding and checking the derived tables from the documents: the documents are the truth,
 //! so a lost or outdated index is never data loss. The only code that walks every document.
 
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
 use super::index::{self, get_summary};
@@ -34,7 +34,7 @@ pub(super) fn rebuild(db: &Database, identity: Option<&Identity>) -> Result<()> 
             "rebuilding indexes from the documents"
         );
     }
-    let tx = db.begin_write()?;
+    let tx = super::begin_write(db)?;
     // Feed numbers keep rising across a rebuild, so peers' cursors stay meaningful.
     let floor = tx
         .open_table(FEED)?
@@ -54,7 +54,8 @@ pub(super) fn rebuild(db: &Database, identity: Option<&Identity>) -> Result<()> 
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::error!(conversation = %Uuid::from_u128(*id), error = %e, "skipping a damaged conversation")
+                    tracing::error!(conversation = %Uuid::from_u128(*id), error = %e, "skipping a damaged conversation");
+                    docs::rewrite_stored(&tx, *id)?;
                 }
             }
             if n % 10_000 == 9_999 {
@@ -79,85 +80,167 @@ fn summary_of(
     Ok(Some((Summary::of(&c, &me.org_id), d.get_heads())))
 }
 
-/// What `parley check` found.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct CheckReport {
-    pub conversations: usize,
-    /// Documents that fail to load or do not follow the schema.
-    pub damaged: Vec<Uuid>,
-    /// Conversations whose inbox row differs from what the document says.
-    pub mismatched: Vec<Uuid>,
-    /// Facet counts that differ from the entries they count.
-    pub bad_counts: Vec<String>,
+/// The inbox row of `id` derived from its document inside a write transaction; `None` if the
+/// document is missing or damaged (a damaged one answers its own requests with the damage).
+pub(super) fn derive_w(tx: &WriteTransaction, id: u128) -> Result<Option<Summary>> {
+    let me: Option<Identity> = match tx.open_table(META)?.get("identity")? {
+        Some(v) => serde_json::from_slice(v.value()).ok(),
+        None => None,
+    };
+    let Some(me) = me else { return Ok(None) };
+    derived(id, docs::load(tx, id).map(|d| d.map(|l| l.doc)), &me)
 }
 
-impl CheckReport {
-    pub fn is_clean(&self) -> bool {
-        self.damaged.is_empty() && self.mismatched.is_empty() && self.bad_counts.is_empty()
+/// The inbox row of `id` derived from its document, for readers.
+pub(super) fn derive_read(
+    tx: &ReadTransaction,
+    id: u128,
+    me: &Identity,
+) -> Result<Option<Summary>> {
+    derived(id, docs::load_read(tx, id), me)
+}
+
+fn derived(
+    id: u128,
+    loaded: Result<Option<automerge::AutoCommit>>,
+    me: &Identity,
+) -> Result<Option<Summary>> {
+    match loaded.and_then(|d| summary_of(id, d, me)) {
+        Ok(s) => Ok(s.map(|(s, _)| s)),
+        Err(e @ super::StoreError::Corrupt(..)) => {
+            tracing::error!(error = %e, "a damaged conversation is left out of the inbox");
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 
-impl Store {
-    /// Compares every derived row with its document. Walks everything: a maintenance command.
-    pub async fn check(&self) -> Result<CheckReport> {
-        self.read(|tx| {
-            let me = super::accounts::read_identity(tx)?;
-            let mut r = CheckReport::default();
-            let summaries = tx.open_table(SUMMARIES)?;
-            for id in docs::all_ids(tx)? {
-                r.conversations += 1;
-                let derived = match (docs::load_read(tx, id), me.as_ref()) {
-                    (Ok(Some(d)), Some(me)) => match doc::read(&d) {
-                        Ok(c) => Summary::of(&c, &me.org_id),
-                        Err(_) => {
-                            r.damaged.push(Uuid::from_u128(id));
-                            continue;
-                        }
-                    },
-                    _ => {
-                        r.damaged.push(Uuid::from_u128(id));
-                        continue;
-                    }
-                };
-                if get_summary(&summaries, id)?.as_ref() != Some(&derived) {
-                    r.mismatched.push(Uuid::from_u128(id));
-                }
-            }
-            let facets = tx.open_table(FACETS)?;
-            let mut seen = std::collections::BTreeMap::<String, u64>::new();
-            let mut per_doc = std::collections::HashMap::<u128, Vec<String>>::new();
-            for e in facets.iter()? {
-                let (k, _) = e?;
-                let (facet, _, id) = k.value();
-                *seen.entry(facet.to_string()).or_default() += 1;
-                per_doc.entry(id).or_default().push(facet.to_string());
-            }
-            let counts = tx.open_table(FACET_COUNTS)?;
-            for e in counts.iter()? {
-                let (k, v) = e?;
-                if seen.remove(k.value()) != Some(v.value()) {
-                    r.bad_counts.push(k.value().to_string());
-                }
-            }
-            r.bad_counts.extend(seen.into_keys());
-            let mut pairs = std::collections::BTreeMap::<(String, String), u64>::new();
-            for keys in per_doc.values() {
-                for p in super::pairs::pairs_of(keys) {
-                    *pairs.entry(p).or_default() += 1;
-                }
-            }
-            for e in tx.open_table(PAIR_COUNTS)?.iter()? {
-                let (k, v) = e?;
-                let (a, b) = k.value();
-                if pairs.remove(&(a.to_string(), b.to_string())) != Some(v.value()) {
-                    r.bad_counts.push(format!("{a}&{b}"));
-                }
-            }
-            r.bad_counts
-                .extend(pairs.into_keys().map(|(a, b)| format!("{a}&{b}")));
-            Ok(r)
+/// Reads inbox rows for a query. A row whose stored bytes do not verify is derived again from
+/// its document, so one damaged record costs a document load instead of failing the inbox
+/// for everyone; readers cannot write, so the ids of such rows are collected for a write that
+/// replaces them.
+pub struct Rows<'t> {
+    tx: &'t ReadTransaction,
+    table: redb::ReadOnlyTable<u128, &'static [u8]>,
+    me: Option<Option<Identity>>,
+    /// Rows that did not verify, for the caller to have contained ([`Store::contain`]).
+    pub damaged: Vec<u128>,
+}
+
+impl<'t> Rows<'t> {
+    pub fn new(tx: &'t ReadTransaction) -> Result<Self> {
+        Ok(Rows {
+            tx,
+            table: tx.open_table(SUMMARIES)?,
+            me: None,
+            damaged: Vec::new(),
         })
-        .await
+    }
+
+    /// The row of `id`, or `None` if it has none (not indexed, or its document is damaged).
+    pub fn get(&mut self, id: u128) -> Result<Option<Summary>> {
+        match get_summary(&self.table, id) {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "deriving a damaged inbox row from its document");
+                self.damaged.push(id);
+                if self.me.is_none() {
+                    self.me = Some(super::accounts::read_identity(self.tx)?);
+                }
+                match self.me.as_ref().and_then(|m| m.as_ref()) {
+                    Some(me) => derive_read(self.tx, id, me),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+}
+
+/// Rewrites the damaged records of conversation `id` so that their pages verify again (see
+/// [`docs::rewrite_stored`]): a damaged document's records are written back unchanged (it
+/// stays damaged, and says so), a damaged inbox row is derived again from its document.
+/// Called after a request met the damage, so that the file's pages verify again (see
+/// [`docs::rewrite_stored`]) and the damage stays in the records it hit.
+pub(super) fn contain(tx: &WriteTransaction, id: u128) -> Result<()> {
+    if let Err(super::StoreError::Corrupt(..)) = docs::load(tx, id) {
+        docs::rewrite_stored(tx, id)?;
+    }
+    let summaries = tx.open_table(SUMMARIES)?;
+    let stored = summaries.get(id)?.map(|v| v.value().to_vec());
+    let Some(bytes) = stored else { return Ok(()) };
+    if index::decode_summary(id, &bytes).is_ok() {
+        return Ok(());
+    }
+    drop(summaries);
+    // Its facet entries still match its document (they changed together): only the row's
+    // bytes are bad.
+    let fresh = match derive_w(tx, id)? {
+        Some(s) => index::encode_summary(&s)?,
+        None => bytes,
+    };
+    tx.open_table(SUMMARIES)?.insert(id, fresh.as_slice())?;
+    Ok(())
+}
+
+/// Takes every derived entry of conversation `id` out of the facets, counts, pair counts,
+/// overdue watch and search terms without knowing what they were: the inbox row that says so
+/// is damaged. Walks those tables whole, which only damage makes necessary.
+pub(super) fn forget(tx: &WriteTransaction, id: u128) -> Result<()> {
+    let mut facets = tx.open_table(FACETS)?;
+    let listed: Vec<(String, i64)> = facets
+        .iter()?
+        .filter_map(|e| match e {
+            Ok((k, _)) => {
+                let (f, at, i) = k.value();
+                (i == id).then(|| Ok((f.to_string(), at)))
+            }
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let mut counts = tx.open_table(FACET_COUNTS)?;
+    let mut names = Vec::new();
+    for (f, at) in &listed {
+        facets.remove((f.as_str(), *at, id))?;
+        if !names.contains(f) {
+            let n = counts.get(f.as_str())?.map(|v| v.value()).unwrap_or(0);
+            if n <= 1 {
+                counts.remove(f.as_str())?;
+            } else {
+                counts.insert(f.as_str(), n - 1)?;
+            }
+            names.push(f.clone());
+        }
+    }
+    drop((facets, counts));
+    super::pairs::update(tx, &names, &[])?;
+    tx.open_table(DUE_PENDING)?.retain(|(_, i), _| i != id)?;
+    tx.open_table(WORDS)?.retain(|(_, i), _| i != id)?;
+    Ok(())
+}
+
+impl Store {
+    /// Has the damaged records of these conversations rewritten ([`contain`]), once per
+    /// conversation and process; failures are logged, not returned: the request that met the
+    /// damage has its answer already.
+    pub async fn contain(&self, ids: Vec<u128>) {
+        let fresh: Vec<u128> = match self.contained.lock() {
+            Ok(mut seen) => ids.into_iter().filter(|id| seen.insert(*id)).collect(),
+            Err(_) => return,
+        };
+        if fresh.is_empty() {
+            return;
+        }
+        let r = self
+            .write(move |ctx| -> Result<()> {
+                for id in &fresh {
+                    contain(ctx.tx(), *id)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "could not rewrite damaged records");
+        }
     }
 
     /// Drops and rebuilds every derived table (`parley check --repair`). Blocking.

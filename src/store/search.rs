@@ -13,10 +13,9 @@ use std::collections::HashSet;
 
 use redb::{ReadTransaction, WriteTransaction};
 
-use super::index::get_summary;
+use super::Result;
 use super::query::{InboxPage, InboxQuery, next_cursor, unread_count};
 use super::tables::*;
-use super::{Result, StoreError};
 use crate::domain::search;
 
 pub const MAX_CANDIDATES: usize = 5_000;
@@ -60,7 +59,7 @@ fn prefix_range<'t>(
 /// first, paged like the inbox.
 pub fn search(tx: &ReadTransaction, terms: &[String], q: &InboxQuery) -> Result<(InboxPage, bool)> {
     let words = tx.open_table(WORDS)?;
-    let summaries = tx.open_table(SUMMARIES)?;
+    let mut summaries = super::rebuild::Rows::new(tx)?;
     let unread_marks = tx.open_table(UNREAD)?;
     // Drive with the term that has the fewest entries (each counted up to the cap), e.g. a
     // reference rather than a common word.
@@ -85,9 +84,10 @@ pub fn search(tx: &ReadTransaction, terms: &[String], q: &InboxQuery) -> Result<
     }
     let mut rows = Vec::with_capacity(cands.len());
     for id in cands {
-        let s = get_summary(&summaries, id)?.ok_or_else(|| {
-            StoreError::Record(format!("summary {id:x}"), "searchable but missing".into())
-        })?;
+        // A damaged entry or document leaves the row out instead of failing the search.
+        let Some(s) = summaries.get(id)? else {
+            continue;
+        };
         let ok = q.filters.iter().all(|f| s.matches(f, q.today))
             && !(q.exclude_overdue && s.overdue(q.today))
             && search::matches(&search::terms(&s), terms);
@@ -120,6 +120,7 @@ pub fn search(tx: &ReadTransaction, terms: &[String], q: &InboxQuery) -> Result<
             next_cursor,
             total,
             unread,
+            damaged_rows: summaries.damaged,
         },
         truncated,
     ))

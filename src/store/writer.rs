@@ -187,7 +187,7 @@ fn run(
                 Err(_) => break,
             }
         }
-        let tx = match db.begin_write() {
+        let tx = match super::begin_write(&db) {
             Ok(tx) => tx,
             Err(e) => {
                 // Dropping the jobs drops their reply channels: each caller gets `Closed`.

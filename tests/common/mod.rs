@@ -2,6 +2,8 @@
 //! an admin token, and helpers to call its HTTP API.
 #![allow(dead_code)]
 
+pub mod bin;
+
 use std::sync::Arc;
 
 use parley::config::{Config, Overrides};
