@@ -404,7 +404,12 @@ async fn the_web_ui_in_a_real_browser() {
 
     step("pair with a partner's node on the Partners page and see the link");
     let bolt = TestNode::start("bolt", Role::Supplier).await;
-    let (s, inv) = bolt.post("/api/v1/peers/invites", json!({})).await;
+    let (s, inv) = bolt
+        .post(
+            "/api/v1/peers/invites",
+            json!({"org_id": "acme", "role": "retailer"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{inv}");
     b.click(".mainnav a[data-nav=peers]").await;
     b.wait_contains("main h1", "Partners").await;

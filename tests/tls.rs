@@ -35,7 +35,9 @@ async fn nodes_pair_and_sync_over_tls_with_a_pinned_certificate() {
     let bolt = TestNode::start_tls("bolt", Role::Supplier).await;
 
     // The invite names the TLS address and the certificate to pin.
-    let (s, inv) = acme.post("/api/v1/peers/invites", json!({})).await;
+    let (s, inv) = acme
+        .post("/api/v1/peers/invites", common::invite_for(&acme, &bolt))
+        .await;
     assert_eq!(s, StatusCode::OK, "{inv}");
     let code = decode_invite(inv["code"].as_str().unwrap());
     let tls_addr = acme.tls_addr.unwrap();
@@ -90,7 +92,9 @@ async fn nodes_pair_and_sync_over_tls_with_a_pinned_certificate() {
 async fn a_node_without_the_pinned_certificate_is_refused() {
     let acme = TestNode::start_tls("acme", Role::Retailer).await;
     let bolt = TestNode::start("bolt", Role::Supplier).await;
-    let (_, inv) = acme.post("/api/v1/peers/invites", json!({})).await;
+    let (_, inv) = acme
+        .post("/api/v1/peers/invites", common::invite_for(&acme, &bolt))
+        .await;
     let mut code = decode_invite(inv["code"].as_str().unwrap());
     // An invite whose pin names another certificate: as if someone stood between the nodes.
     code["tls"] = json!("0".repeat(64));

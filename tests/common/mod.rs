@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 pub struct TestNode {
     pub org: String,
+    pub role: Role,
     pub base: String,
     addr: std::net::SocketAddr,
     /// Where it serves peers over TLS, when started with [`TestNode::start_tls`].
@@ -38,11 +39,22 @@ impl TestNode {
     }
 
     async fn start_with(org: &str, role: Role, tls: bool) -> TestNode {
+        Self::start_opts(org, role, tls, true).await
+    }
+
+    /// A node with the outbound-address rules as configured by default: loopback peers
+    /// refused (every other test node allows them, since everything runs on 127.0.0.1).
+    pub async fn start_strict(org: &str, role: Role) -> TestNode {
+        Self::start_opts(org, role, false, false).await
+    }
+
+    async fn start_opts(org: &str, role: Role, tls: bool, allow_loopback: bool) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
         let cfg = Config::load(Overrides {
             data_dir: Some(dir.path().to_path_buf()),
             listen: Some("127.0.0.1:0".into()),
             tls_listen: tls.then(|| "127.0.0.1:0".into()),
+            allow_loopback_peers: Some(allow_loopback),
             ..Default::default()
         })
         .unwrap();
@@ -76,6 +88,7 @@ impl TestNode {
         let (stop, task) = serve(svc.clone(), acceptor);
         TestNode {
             org: org.to_string(),
+            role,
             base: format!("http://{addr}"),
             addr,
             tls_addr,
@@ -109,6 +122,7 @@ impl TestNode {
             data_dir: Some(self.dir.path().to_path_buf()),
             listen: Some(self.addr.to_string()),
             tls_listen: self.tls_addr.map(|a| a.to_string()),
+            allow_loopback_peers: Some(true),
             ..Default::default()
         })
         .unwrap();
@@ -220,9 +234,26 @@ fn serve(
     (stop, task)
 }
 
-/// Pairs `b` with `a` through an invite made by `a`.
+/// The invite body `a` makes for a node like `b`: another site when they share an org, else
+/// a node of `b`'s org.
+pub fn invite_for(a: &TestNode, b: &TestNode) -> Value {
+    if a.org == b.org {
+        serde_json::json!({ "own_site": true })
+    } else {
+        serde_json::json!({ "org_id": b.org, "org_name": format!("{} Inc", b.org), "role": b.role.to_string() })
+    }
+}
+
+/// Makes an invite on `a` with `body` and returns its code.
+pub async fn invite(a: &TestNode, body: Value) -> String {
+    let (s, inv) = a.post("/api/v1/peers/invites", body).await;
+    assert_eq!(s, StatusCode::OK, "{inv}");
+    inv["code"].as_str().unwrap().to_string()
+}
+
+/// Pairs `b` with `a` through an invite made by `a` for `b`'s org.
 pub async fn pair(a: &TestNode, b: &TestNode) {
-    let (s, inv) = a.post("/api/v1/peers/invites", serde_json::json!({})).await;
+    let (s, inv) = a.post("/api/v1/peers/invites", invite_for(a, b)).await;
     assert_eq!(s, StatusCode::OK, "{inv}");
     let (s, p) = b
         .post("/api/v1/peers", serde_json::json!({"code": inv["code"]}))
