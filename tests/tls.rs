@@ -5,24 +5,10 @@
 
 mod common;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{TestNode, eventually, pair};
+use common::{TestNode, decode_invite, encode_invite, eventually, pair};
 use parley::domain::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-fn decode_invite(code: &str) -> Value {
-    let b64 = code.strip_prefix("parley-invite:").unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(b64).unwrap()).unwrap()
-}
-
-fn encode_invite(v: &Value) -> String {
-    format!(
-        "parley-invite:{}",
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
-    )
-}
 
 async fn message_count(n: &TestNode, id: &str) -> Option<usize> {
     let (s, v) = n.get(&format!("/api/v1/conversations/{id}")).await;

@@ -226,6 +226,12 @@ impl Service {
                 let intended = match wanted {
                     None => InviteFor::OwnSite,
                     Some((org, name, role)) => {
+                        if org == me.org_id {
+                            return Err(DomainError::Unprocessable(format!(
+                                "{org} is this node's own org; to add another site of it make an own-site invite (`parley peer invite --own-site`)"
+                            ))
+                            .into());
+                        }
                         let known = accounts::get_partner_w(ctx.read_tx(), &org)?;
                         let (name, role) = match (known, name, role) {
                             (Some(p), _, Some(r)) if r != p.role => {

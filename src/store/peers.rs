@@ -92,6 +92,15 @@ pub fn list_peers(tx: &ReadTransaction) -> Result<Vec<Peer>> {
     Ok(out)
 }
 
+pub fn list_peers_w(tx: &WriteTransaction) -> Result<Vec<Peer>> {
+    let t = tx.open_table(PEERS)?;
+    let mut out = Vec::new();
+    for item in t.iter()? {
+        out.push(decode("peer", item?.1.value())?);
+    }
+    Ok(out)
+}
+
 /// Records a peer. Callers check first that no peer has this node id: re-pairing must never
 /// overwrite a peer (its sync states and cursor would pass to the newcomer).
 pub fn put_peer(tx: &WriteTransaction, p: &Peer) -> Result<()> {

@@ -118,9 +118,16 @@ impl TestNode {
 
     /// Starts the server again on the same data directory and address.
     pub async fn resume(&mut self) {
+        let listen = self.addr.to_string();
+        self.resume_on(&listen).await;
+    }
+
+    /// Starts the server again on the same data directory, listening on `listen` (e.g.
+    /// `127.0.0.1:0` for a new port); `base` follows.
+    pub async fn resume_on(&mut self, listen: &str) {
         let cfg = Config::load(Overrides {
             data_dir: Some(self.dir.path().to_path_buf()),
-            listen: Some(self.addr.to_string()),
+            listen: Some(listen.to_string()),
             tls_listen: self.tls_addr.map(|a| a.to_string()),
             allow_loopback_peers: Some(true),
             ..Default::default()
@@ -135,9 +142,16 @@ impl TestNode {
         };
         self.svc = Some(svc.clone());
         let acceptor = parley::server::bind(&cfg).await.unwrap();
+        self.addr = parley::server::local_addr(&acceptor).unwrap();
+        self.base = format!("http://{}", self.addr);
         let (stop, task) = serve(svc, acceptor);
         self.stop = Some(stop);
         self.task = Some(task);
+    }
+
+    /// Where the node listens (plain HTTP).
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
     }
 
     pub async fn call(
@@ -259,6 +273,25 @@ pub async fn pair(a: &TestNode, b: &TestNode) {
         .post("/api/v1/peers", serde_json::json!({"code": inv["code"]}))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
+}
+
+/// The JSON inside an invite code.
+pub fn decode_invite(code: &str) -> Value {
+    use base64::Engine;
+    let b64 = code.strip_prefix("parley-invite:").unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(b64)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// An invite code carrying `v` (for tests that forge or alter codes).
+pub fn encode_invite(v: &Value) -> String {
+    use base64::Engine;
+    format!(
+        "parley-invite:{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    )
 }
 
 /// Polls `f` until it returns `Some`, for up to `secs` seconds.
