@@ -415,10 +415,17 @@ async fn the_web_ui_in_a_real_browser() {
     b.wait_contains("main h1", "Partners").await;
     b.type_into("#pair-code", inv["code"].as_str().unwrap())
         .await;
+    // The page says what the code pairs this node as before it pairs.
+    b.wait_contains("#pair-preview", "pairs this node as acme")
+        .await;
     b.click("form.pair button[type=submit]").await;
     b.wait_contains("#peers", "bolt Inc").await;
     b.wait_contains("#peers", "Connected").await;
     b.wait_contains("#peers", "plain HTTP").await;
+    // An invite names whom it is for: here another site of acme.
+    b.click("#invite-own-site").await;
+    b.click("#make-invite").await;
+    b.wait_contains("#invite-code", "parley-invite:").await;
     // What acme had with bolt reached bolt's node.
     let kettle = conversation_by_subject(&n, "Kettle colours for spring").await;
     let path = format!("/api/v1/conversations/{}", kettle["id"].as_str().unwrap());

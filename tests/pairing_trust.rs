@@ -145,7 +145,7 @@ async fn an_invite_for_one_org_pairs_no_other() {
         v.sort();
         v
     });
-    assert_eq!(inbox_ids(&zenith).await, [to_zenith.clone()]);
+    assert_eq!(inbox_ids(&zenith).await, [to_zenith]);
     for imp in &impostors {
         assert!(peers(imp).await.is_empty(), "{} recorded a peer", imp.org);
         assert!(
@@ -480,6 +480,9 @@ async fn connected(n: &TestNode) -> Option<()> {
     (peers(n).await.first()?["connected"] == true).then_some(())
 }
 
+/// The bytes a relay saw from the client on one connection.
+type Tap = Arc<Mutex<Vec<u8>>>;
+
 /// Reads one HTTP request head (and a body of `Content-Length`) from `s`.
 async fn read_request(s: &mut TcpStream) -> Vec<u8> {
     let mut buf = Vec::new();
@@ -575,14 +578,14 @@ async fn a_fake_node_at_a_peers_address_learns_nothing_usable() {
     server.resume_on("127.0.0.1:0").await;
     let target = server.addr();
     let relay = TcpListener::bind(old_addr).await.unwrap();
-    let taps: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+    let taps: Arc<Mutex<Vec<Tap>>> = Arc::default();
     let taps2 = taps.clone();
     let relay_task = tokio::spawn(async move {
         loop {
             let Ok((client, _)) = relay.accept().await else {
                 return;
             };
-            let tap: Arc<Mutex<Vec<u8>>> = Arc::default();
+            let tap: Tap = Arc::default();
             taps2.lock().unwrap().push(tap.clone());
             tokio::spawn(async move {
                 let Ok(upstream) = TcpStream::connect(target).await else {

@@ -8,7 +8,7 @@ mod common;
 use common::{TestNode, decode_invite, encode_invite, eventually, pair};
 use parley::domain::Role;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 async fn message_count(n: &TestNode, id: &str) -> Option<usize> {
     let (s, v) = n.get(&format!("/api/v1/conversations/{id}")).await;

@@ -4,6 +4,7 @@
 mod accounts;
 mod conversations;
 mod invites;
+mod pair;
 mod peer_auth;
 mod peers;
 mod sessions;
