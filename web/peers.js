@@ -73,7 +73,19 @@ export async function renderPeers(main) {
       preview.className = p.problem ? 'error' : 'preview';
     } catch (ex) { if (previewFor === code) { preview.textContent = ex.message; preview.className = 'error'; } }
   }
-  codeIn.addEventListener('input', () => { showPreview().catch(() => {}); });
+  // Ask the node only about a whole code (one that decodes), not about every keystroke.
+  function whole(code) {
+    const b64 = code.startsWith('parley-invite:') && code.slice('parley-invite:'.length).replace(/-/g, '+').replace(/_/g, '/');
+    if (!b64) return false;
+    try { return typeof JSON.parse(atob(b64 + '='.repeat((4 - b64.length % 4) % 4))) === 'object'; } catch { return false; }
+  }
+  let previewTimer;
+  codeIn.addEventListener('input', () => {
+    clearTimeout(previewTimer);
+    const code = codeIn.value.trim();
+    if (!whole(code)) { preview.textContent = code ? 'Paste the whole code.' : ''; preview.className = 'preview'; previewFor = ''; return; }
+    previewTimer = setTimeout(() => { showPreview().catch(() => {}); }, 150);
+  });
   const pairForm = h('form', { class: 'pair', onsubmit: async (e) => {
     e.preventDefault();
     try {

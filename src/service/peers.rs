@@ -65,11 +65,6 @@ fn secret() -> String {
     hex::encode(super::peer_auth::nonce())
 }
 
-/// Keys are compared in constant time so response timing does not leak them.
-pub fn keys_equal(a: &str, b: &str) -> bool {
-    super::peer_auth::ct_eq(&sha(a), &sha(b))
-}
-
 pub(super) fn check_pin(field: &'static str, pin: &Option<String>) -> Result<()> {
     match pin {
         Some(p) if !crate::tls::is_fingerprint(p) => Err(DomainError::invalid(
