@@ -84,12 +84,15 @@ pub fn mac(key: &str, msg: &[u8]) -> [u8; 32] {
     m.finalize().into_bytes().into()
 }
 
+/// 32 random bytes: nonces, invite secrets, key seeds.
 pub fn nonce() -> [u8; 32] {
     let mut n = [0u8; 32];
-    // Without randomness no nonce is safe; an all-zero one would still be refused by the
-    // other side's single-use table after its first use, and getrandom fails only on
-    // platforms Parley does not run on.
-    let _ = getrandom::fill(&mut n);
+    if getrandom::fill(&mut n).is_err() {
+        // The OS randomness source failed (it does not on the systems Parley runs on); fall
+        // back to the v4 UUID generator rather than to a predictable value.
+        n[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+        n[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+    }
     n
 }
 
