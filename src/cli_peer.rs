@@ -202,9 +202,14 @@ async fn remote(cfg: &Config, cmd: PeerCmd) -> anyhow::Result<()> {
             let v = call("GET", "/peers".into(), None).await?;
             for p in v.as_array().into_iter().flatten() {
                 let state = if p["connected"] == true {
-                    "connected"
+                    "connected".to_string()
+                } else if p["stopped"] == true {
+                    format!(
+                        "stopped dialing: {}",
+                        p["last_error"].as_str().unwrap_or("?")
+                    )
                 } else {
-                    "disconnected"
+                    "disconnected".to_string()
                 };
                 let last = p["last_sync_at"].as_str().unwrap_or("never");
                 let pending = p["pending"]
