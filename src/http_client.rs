@@ -344,10 +344,79 @@ mod tests {
         assert!(check_peer_url("http://parley.lan:7878", false).is_ok());
     }
 
+    /// Serves one canned reply on a local port and returns the URL.
+    async fn serve_once(reply: Vec<u8>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(&reply).await;
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_chunk_boundary_inside_a_character_is_fine() {
+        // "é" is two bytes; the first chunk ends between them.
+        let reply = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n\"\xc3\r\n2\r\n\xa9\"\r\n0\r\n\r\n".to_vec();
+        let url = serve_once(reply).await;
+        let (status, body) = request("GET", &url, None, None, Dest::Local).await.unwrap();
+        assert_eq!((status, body.as_str()), (200, "\"é\""));
+    }
+
+    #[tokio::test]
+    async fn replies_over_the_limit_fail_instead_of_being_cut() {
+        let mut reply = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n".to_vec();
+        reply.extend(std::iter::repeat_n(b'x', MAX_REPLY + 10));
+        let url = serve_once(reply).await;
+        let e = request("GET", &url, None, None, Dest::Local)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, HttpError::TooLarge(..)), "{e}");
+        let mut declared = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+            MAX_REPLY + 1
+        )
+        .into_bytes();
+        declared.extend_from_slice(b"xx");
+        let url = serve_once(declared).await;
+        let e = request("GET", &url, None, None, Dest::Local)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, HttpError::TooLarge(..)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn peers_on_loopback_are_refused_before_connecting() {
+        let url = serve_once(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_vec()).await;
+        let strict = Dest::Peer {
+            pin: None,
+            allow_loopback: false,
+        };
+        let e = request("GET", &url, None, None, strict).await.unwrap_err();
+        assert!(matches!(e, HttpError::Address(_)), "{e}");
+        let by_name = url.replace("127.0.0.1", "localhost");
+        assert!(request("GET", &by_name, None, None, strict).await.is_err());
+    }
+
     #[tokio::test]
     async fn names_are_checked_as_resolved() {
         let e = resolve("localhost", 80, false).await.unwrap_err();
         assert!(e.contains("loopback"), "{e}");
         assert!(!resolve("localhost", 80, true).await.unwrap().is_empty());
+        // The resolver the HTTP client uses applies the same rules.
+        use reqwest::dns::Resolve;
+        let name = |s: &str| s.parse::<reqwest::dns::Name>().unwrap();
+        let strict = Guarded {
+            allow_loopback: false,
+        };
+        assert!(strict.resolve(name("localhost")).await.is_err());
+        let open = Guarded {
+            allow_loopback: true,
+        };
+        assert!(open.resolve(name("localhost")).await.is_ok());
     }
 }

@@ -596,10 +596,13 @@ async fn a_fake_node_at_a_peers_address_learns_nothing_usable() {
                 let up = async move {
                     let mut buf = [0u8; 8192];
                     while let Ok(n) = cr.read(&mut buf).await {
-                        if n == 0 || uw.write_all(&buf[..n]).await.is_err() {
+                        if n == 0 {
                             break;
                         }
                         tap.lock().unwrap().extend_from_slice(&buf[..n]);
+                        if uw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
                     }
                 };
                 let down = async move {
@@ -629,9 +632,14 @@ async fn a_fake_node_at_a_peers_address_learns_nothing_usable() {
     // Replaying exactly what it saw does not get in: the challenge was used once already.
     let mut s = TcpStream::connect(target).await.unwrap();
     s.write_all(&upgrade[..end]).await.unwrap();
-    let mut answer = vec![0u8; 512];
-    let n = s.read(&mut answer).await.unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 512];
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the node closed without answering the replay");
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer).to_string();
     assert!(
         answer.starts_with("HTTP/1.1 401"),
         "the replay was accepted: {answer}"
