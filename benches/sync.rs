@@ -633,6 +633,7 @@ async fn prepare(
     let cfg = Config::load(Overrides {
         data_dir: Some(dir.to_path_buf()),
         listen: Some("127.0.0.1:0".into()),
+        allow_loopback_peers: Some(true),
         ..Default::default()
     })
     .unwrap();
@@ -664,6 +665,7 @@ impl Node {
         let cfg = Config::load(Overrides {
             data_dir: Some(dir.path().to_path_buf()),
             listen: Some("127.0.0.1:0".into()),
+            allow_loopback_peers: Some(true),
             ..Default::default()
         })
         .unwrap();
@@ -735,7 +737,9 @@ async fn http_post(
 
 /// Pairs `b` with the node at `a_base` through an invite made there.
 async fn pair(http: &reqwest::Client, a_base: &str, a_token: &str, b: &Node) {
-    let (s, inv) = http_post(http, a_base, a_token, "/api/v1/peers/invites", json!({})).await;
+    let me = b.svc.identity().await.unwrap().unwrap();
+    let body = json!({"org_id": me.org_id.to_string(), "org_name": me.org_name, "role": me.role.to_string()});
+    let (s, inv) = http_post(http, a_base, a_token, "/api/v1/peers/invites", body).await;
     assert_eq!(s, 200, "{inv}");
     let (s, p) = http_post(
         &b.http,

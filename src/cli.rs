@@ -38,6 +38,11 @@ pub struct Global {
     /// Log filter, e.g. info or parley=debug.
     #[arg(long, global = true, env = "PARLEY_LOG")]
     pub log: Option<String>,
+    /// Let peers have loopback addresses (127.0.0.1, localhost): only when every node runs on
+    /// this machine.
+    #[arg(long, global = true, env = "PARLEY_ALLOW_LOOPBACK_PEERS", num_args = 0..=1,
+          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_loopback_peers: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -185,8 +190,26 @@ pub enum PartnerCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum PeerCmd {
-    /// Print a one-time invite code (valid 24 h) for another node.
+    /// Print a one-time invite code (valid 24 h) for a node of one partner org, or (with
+    /// --own-site) for another site of this node's org. Only a node of exactly that org can
+    /// use it.
     Invite {
+        /// The partner org the invite is for, e.g. bolt-supply.
+        #[arg(
+            long,
+            required_unless_present = "own_site",
+            conflicts_with = "own_site"
+        )]
+        org: Option<String>,
+        /// The partner org's name (needed for a new partner; default: the known partner's).
+        #[arg(long, requires = "org")]
+        name: Option<String>,
+        /// The partner org's role (needed for a new partner).
+        #[arg(long, value_enum, requires = "org")]
+        role: Option<RoleArg>,
+        /// The invite is for another site of this node's own org.
+        #[arg(long)]
+        own_site: bool,
         /// The address other nodes dial to reach this one (default: from the config).
         #[arg(long, env = "PARLEY_PUBLIC_URL")]
         public_url: Option<String>,
@@ -229,6 +252,7 @@ pub(crate) fn config_with(
         tls_listen: tls.tls_listen,
         tls_cert: tls.tls_cert,
         tls_key: tls.tls_key,
+        allow_loopback_peers: g.allow_loopback_peers,
     })?)
 }
 

@@ -5,13 +5,53 @@
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::cli::{CLI_TOKEN_FILE, Global, PeerCmd, config_with, open_offline};
+use crate::cli::{CLI_TOKEN_FILE, Global, PeerCmd, RoleArg, config_with, open_offline};
 use crate::config::Config;
+use crate::domain::Role;
+use crate::service::{InvitePreview, InviteTarget};
 use crate::store::StoreError;
+
+fn target(
+    org: Option<String>,
+    name: Option<String>,
+    role: Option<RoleArg>,
+    own_site: bool,
+) -> anyhow::Result<InviteTarget> {
+    Ok(match (own_site, org) {
+        (true, _) => InviteTarget::OwnSite,
+        (false, Some(org_id)) => InviteTarget::Partner {
+            org_id,
+            org_name: name,
+            role: role.map(Role::from),
+        },
+        (false, None) => {
+            bail!("say whom the invite is for: --org ID [--name NAME --role ROLE], or --own-site")
+        }
+    })
+}
+
+/// "this invite pairs you as X with Y", printed before pairing.
+fn describe(p: &InvitePreview) -> String {
+    if p.own_site {
+        format!(
+            "this invite pairs this node as another site of {} ({}) with its node {}",
+            p.inviter_org, p.inviter_name, p.inviter_node
+        )
+    } else {
+        format!(
+            "this invite pairs this node as {} ({}, {}) with {} ({}, {})",
+            p.for_org, p.for_name, p.for_role, p.inviter_org, p.inviter_name, p.inviter_role
+        )
+    }
+}
+
+fn invite_hint() -> &'static str {
+    "on the other node run: parley peer add CODE"
+}
 
 pub async fn run(g: &Global, cmd: PeerCmd) -> anyhow::Result<()> {
     let public_url = match &cmd {
-        PeerCmd::Invite { public_url } | PeerCmd::Add { public_url, .. } => public_url.clone(),
+        PeerCmd::Invite { public_url, .. } | PeerCmd::Add { public_url, .. } => public_url.clone(),
         _ => None,
     };
     let cfg = config_with(g, None, None, public_url, Default::default())?;
@@ -28,14 +68,21 @@ pub async fn run(g: &Global, cmd: PeerCmd) -> anyhow::Result<()> {
                 svc.set_tls_fingerprint(Some(c.fingerprint));
             }
             match cmd {
-                PeerCmd::Invite { .. } => {
-                    let (code, expires) = svc.create_invite().await?;
-                    eprintln!(
-                        "invite valid until {expires}; on the other node run: parley peer add CODE"
-                    );
+                PeerCmd::Invite {
+                    org,
+                    name,
+                    role,
+                    own_site,
+                    ..
+                } => {
+                    let t = target(org, name, role, own_site)?;
+                    let (code, expires) = svc.create_invite(t).await?;
+                    eprintln!("invite valid until {expires}; {}", invite_hint());
                     println!("{code}");
                 }
                 PeerCmd::Add { code, .. } => {
+                    let (_, preview) = svc.inspect_invite(&code).await?;
+                    eprintln!("{}", describe(&preview));
                     let p = svc.pair(&code).await?;
                     println!(
                         "paired with {} ({}, node {})",
@@ -82,7 +129,7 @@ async fn remote(cfg: &Config, cmd: PeerCmd) -> anyhow::Result<()> {
             path.display()
         )
     })?;
-    let auth = format!("Bearer {}", token.trim());
+    let auth = token.trim().to_string();
     let base = cfg.local_url();
     let call = |method: &'static str, p: String, body: Option<Value>| {
         let (auth, base) = (auth.clone(), base.clone());
@@ -90,8 +137,9 @@ async fn remote(cfg: &Config, cmd: PeerCmd) -> anyhow::Result<()> {
             let (status, text) = crate::http_client::request(
                 method,
                 &format!("{base}/api/v1{p}"),
-                &[("Authorization", &auth)],
+                Some(&auth),
                 body.as_ref(),
+                crate::http_client::Dest::Local,
             )
             .await
             .with_context(|| format!("reaching the running node at {base}"))?;
@@ -109,15 +157,39 @@ async fn remote(cfg: &Config, cmd: PeerCmd) -> anyhow::Result<()> {
         }
     };
     match cmd {
-        PeerCmd::Invite { .. } => {
-            let v = call("POST", "/peers/invites".into(), Some(json!({}))).await?;
+        PeerCmd::Invite {
+            org,
+            name,
+            role,
+            own_site,
+            ..
+        } => {
+            let body = match target(org, name, role, own_site)? {
+                InviteTarget::OwnSite => json!({ "own_site": true }),
+                InviteTarget::Partner {
+                    org_id,
+                    org_name,
+                    role,
+                } => json!({ "org_id": org_id, "org_name": org_name, "role": role }),
+            };
+            let v = call("POST", "/peers/invites".into(), Some(body)).await?;
             eprintln!(
-                "invite valid until {}; on the other node run: parley peer add CODE",
-                v["expires_at"].as_str().unwrap_or("?")
+                "invite valid until {}; {}",
+                v["expires_at"].as_str().unwrap_or("?"),
+                invite_hint()
             );
             println!("{}", v["code"].as_str().unwrap_or_default());
         }
         PeerCmd::Add { code, .. } => {
+            let pv = call(
+                "POST",
+                "/peers/invites/inspect".into(),
+                Some(json!({ "code": code })),
+            )
+            .await?;
+            if let Ok(preview) = serde_json::from_value::<InvitePreview>(pv.clone()) {
+                eprintln!("{}", describe(&preview));
+            }
             let p = call("POST", "/peers".into(), Some(json!({ "code": code }))).await?;
             println!(
                 "paired with {} ({}, node {})",
@@ -130,9 +202,14 @@ async fn remote(cfg: &Config, cmd: PeerCmd) -> anyhow::Result<()> {
             let v = call("GET", "/peers".into(), None).await?;
             for p in v.as_array().into_iter().flatten() {
                 let state = if p["connected"] == true {
-                    "connected"
+                    "connected".to_string()
+                } else if p["stopped"] == true {
+                    format!(
+                        "stopped dialing: {}",
+                        p["last_error"].as_str().unwrap_or("?")
+                    )
                 } else {
-                    "disconnected"
+                    "disconnected".to_string()
                 };
                 let last = p["last_sync_at"].as_str().unwrap_or("never");
                 let pending = p["pending"]

@@ -39,6 +39,7 @@ pub struct FileConfig {
     pub tls_listen: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub allow_loopback_peers: Option<bool>,
 }
 
 /// Values from flags or environment (already merged by clap); `None` where neither was given.
@@ -53,6 +54,7 @@ pub struct Overrides {
     pub tls_listen: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub allow_loopback_peers: Option<bool>,
 }
 
 /// The effective, validated configuration.
@@ -70,6 +72,10 @@ pub struct Config {
     /// The certificate and key to serve it with; default: one made in `<data dir>/tls/`.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Whether peers may have loopback addresses (127.0.0.0/8, ::1, `localhost`). Off by
+    /// default: an invite or pairing request naming one would make this node dial itself or a
+    /// local service. For nodes that all run on one machine (and for tests).
+    pub allow_loopback_peers: bool,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
 }
@@ -201,6 +207,10 @@ impl Config {
             tls_listen,
             tls_cert,
             tls_key,
+            allow_loopback_peers: o
+                .allow_loopback_peers
+                .or(file.allow_loopback_peers)
+                .unwrap_or(false),
             file: path,
         })
     }
@@ -240,6 +250,8 @@ impl Config {
             self.tls_key
                 .as_ref()
                 .map(|p| format!("tls_key = {:?}\n", p.display().to_string())),
+            self.allow_loopback_peers
+                .then(|| "allow_loopback_peers = true\n".to_string()),
         ]
         .into_iter()
         .flatten()

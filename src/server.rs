@@ -25,7 +25,9 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<Arc<Service>>
         .await
         .context("opening the store")?
         .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
-    Ok(Service::new(store, clock))
+    let svc = Service::new(store, clock);
+    svc.set_allow_loopback_peers(config.allow_loopback_peers);
+    Ok(svc)
 }
 
 /// The bound listeners: plain HTTP on `listen`, and with `tls_listen` HTTPS for peers.

@@ -68,17 +68,30 @@ pub fn default_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     (d.join("node-cert.pem"), d.join("node-key.pem"))
 }
 
-/// Opens a connection to `host_port`; with `tls`, a TLS session to the server called
-/// `server_name` whose certificate has fingerprint `pin` (or, without one, chains to the
+/// Opens a connection to the first of `addrs` that answers (already resolved and checked
+/// against the outbound-address rules by the caller); with `tls`, a TLS session to the server
+/// called `server_name` whose certificate has fingerprint `pin` (or, without one, chains to the
 /// system's roots).
-pub async fn connect(host_port: &str, tls: Option<(&str, Option<&str>)>) -> Result<Stream, String> {
-    let tcp = TcpStream::connect(host_port)
-        .await
-        .map_err(|e| format!("cannot reach {host_port}: {e}"))?;
+pub async fn connect(
+    addrs: &[std::net::SocketAddr],
+    tls: Option<(&str, Option<&str>)>,
+) -> Result<Stream, String> {
+    let tcp = TcpStream::connect(addrs).await.map_err(|e| {
+        let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+        format!("cannot reach {}: {e}", list.join(", "))
+    })?;
     match tls {
         None => Ok(Box::new(tcp)),
         Some((name, pin)) => imp::handshake(tcp, name, pin).await,
     }
+}
+
+/// Sets up `https://` for the HTTP client: pinned to `pin` when given, else the system roots.
+pub fn reqwest_tls(
+    b: reqwest::ClientBuilder,
+    pin: Option<&str>,
+) -> Result<reqwest::ClientBuilder, String> {
+    imp::reqwest_tls(b, pin)
 }
 
 /// This node's certificate: the files given, else the one kept in the data directory, made on
@@ -195,6 +208,13 @@ mod imp {
         })
     }
 
+    pub fn reqwest_tls(
+        b: reqwest::ClientBuilder,
+        pin: Option<&str>,
+    ) -> Result<reqwest::ClientBuilder, String> {
+        Ok(b.tls_backend_preconfigured(client_config(pin)?))
+    }
+
     pub async fn handshake(
         tcp: TcpStream,
         name: &str,
@@ -288,6 +308,13 @@ mod imp {
         _pin: Option<&str>,
     ) -> Result<Stream, String> {
         Err(TlsError::NotBuilt("reach https:// peers").to_string() + &format!(" ({name})"))
+    }
+
+    pub fn reqwest_tls(
+        _b: reqwest::ClientBuilder,
+        _pin: Option<&str>,
+    ) -> Result<reqwest::ClientBuilder, String> {
+        Err(TlsError::NotBuilt("reach https:// peers").to_string())
     }
 
     pub fn load_or_create(

@@ -404,16 +404,28 @@ async fn the_web_ui_in_a_real_browser() {
 
     step("pair with a partner's node on the Partners page and see the link");
     let bolt = TestNode::start("bolt", Role::Supplier).await;
-    let (s, inv) = bolt.post("/api/v1/peers/invites", json!({})).await;
+    let (s, inv) = bolt
+        .post(
+            "/api/v1/peers/invites",
+            json!({"org_id": "acme", "role": "retailer"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{inv}");
     b.click(".mainnav a[data-nav=peers]").await;
     b.wait_contains("main h1", "Partners").await;
     b.type_into("#pair-code", inv["code"].as_str().unwrap())
         .await;
+    // The page says what the code pairs this node as before it pairs.
+    b.wait_contains("#pair-preview", "pairs this node as acme")
+        .await;
     b.click("form.pair button[type=submit]").await;
     b.wait_contains("#peers", "bolt Inc").await;
     b.wait_contains("#peers", "Connected").await;
     b.wait_contains("#peers", "plain HTTP").await;
+    // An invite names whom it is for: here another site of acme.
+    b.click("#invite-own-site").await;
+    b.click("#make-invite").await;
+    b.wait_contains("#invite-code", "parley-invite:").await;
     // What acme had with bolt reached bolt's node.
     let kettle = conversation_by_subject(&n, "Kettle colours for spring").await;
     let path = format!("/api/v1/conversations/{}", kettle["id"].as_str().unwrap());

@@ -10,6 +10,8 @@ fn parley(dir: &std::path::Path) -> Command {
         .arg(dir)
         .env_remove("PARLEY_LISTEN")
         .env_remove("PARLEY_ORG_ID")
+        // Every node in these tests runs on this machine.
+        .env("PARLEY_ALLOW_LOOPBACK_PEERS", "1")
         .stdin(Stdio::null());
     c
 }
@@ -282,17 +284,30 @@ fn peer_commands_work_while_the_node_runs() {
         .map(|l| l.unwrap())
         .find(|l| l.contains("listening on http://"))
         .expect("listening line");
-    let code = ok(parley(a.path()).args(["peer", "invite"]));
+    // An invite names whom it is for.
+    let o = run(parley(a.path()).args(["peer", "invite"]));
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("--org"), "{}", text(&o));
+    let code = ok(parley(a.path()).args([
+        "peer", "invite", "--org", "bolt", "--name", "Bolt", "--role", "supplier",
+    ]));
     assert!(code.starts_with("parley-invite:"), "{code}");
-    // b is stopped: it pairs by calling a directly.
-    let paired = ok(parley(b.path()).args(["peer", "add", &code]));
+    // b is stopped: it pairs by calling a directly, and is told what the invite pairs it as.
+    let o = run(parley(b.path()).args(["peer", "add", &code]));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("pairs this node as bolt (Bolt, supplier) with acme"),
+        "{}",
+        text(&o)
+    );
+    let paired = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(paired.contains("paired with acme"), "{paired}");
     let list = ok(parley(a.path()).args(["peer", "list"]));
     assert!(list.contains("bolt"), "{list}");
-    // The same code cannot be used twice.
+    // Pairing again with a node that is already a peer is refused: remove it first.
     let o = run(parley(b.path()).args(["peer", "add", &code]));
     assert!(!o.status.success());
-    assert!(text(&o).contains("unknown or already used"), "{}", text(&o));
+    assert!(text(&o).contains("already paired"), "{}", text(&o));
     let node_id = list.split('\t').next().unwrap().to_string();
     ok(parley(a.path()).args(["peer", "remove", &node_id]));
     assert!(!ok(parley(a.path()).args(["peer", "list"])).contains("bolt"));

@@ -5,24 +5,10 @@
 
 mod common;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{TestNode, eventually, pair};
+use common::{TestNode, decode_invite, encode_invite, eventually, pair};
 use parley::domain::Role;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-
-fn decode_invite(code: &str) -> Value {
-    let b64 = code.strip_prefix("parley-invite:").unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(b64).unwrap()).unwrap()
-}
-
-fn encode_invite(v: &Value) -> String {
-    format!(
-        "parley-invite:{}",
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
-    )
-}
+use serde_json::json;
 
 async fn message_count(n: &TestNode, id: &str) -> Option<usize> {
     let (s, v) = n.get(&format!("/api/v1/conversations/{id}")).await;
@@ -35,7 +21,9 @@ async fn nodes_pair_and_sync_over_tls_with_a_pinned_certificate() {
     let bolt = TestNode::start_tls("bolt", Role::Supplier).await;
 
     // The invite names the TLS address and the certificate to pin.
-    let (s, inv) = acme.post("/api/v1/peers/invites", json!({})).await;
+    let (s, inv) = acme
+        .post("/api/v1/peers/invites", common::invite_for(&acme, &bolt))
+        .await;
     assert_eq!(s, StatusCode::OK, "{inv}");
     let code = decode_invite(inv["code"].as_str().unwrap());
     let tls_addr = acme.tls_addr.unwrap();
@@ -90,7 +78,9 @@ async fn nodes_pair_and_sync_over_tls_with_a_pinned_certificate() {
 async fn a_node_without_the_pinned_certificate_is_refused() {
     let acme = TestNode::start_tls("acme", Role::Retailer).await;
     let bolt = TestNode::start("bolt", Role::Supplier).await;
-    let (_, inv) = acme.post("/api/v1/peers/invites", json!({})).await;
+    let (_, inv) = acme
+        .post("/api/v1/peers/invites", common::invite_for(&acme, &bolt))
+        .await;
     let mut code = decode_invite(inv["code"].as_str().unwrap());
     // An invite whose pin names another certificate: as if someone stood between the nodes.
     code["tls"] = json!("0".repeat(64));

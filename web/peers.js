@@ -9,7 +9,8 @@ function when(t) {
 }
 
 function status(p) {
-  if (!p.connected) return 'Not connected';
+  if (p.stopped) return `Stopped: ${p.last_error}`;
+  if (!p.connected) return p.last_error ? `Not connected: ${p.last_error}` : 'Not connected';
   if (!p.caught_up) {
     const left = (p.incoming || 0) + (p.pending || 0);
     return `Syncing — ${left} conversation${left === 1 ? '' : 's'} to go`;
@@ -26,19 +27,72 @@ export async function renderPeers(main) {
     body));
   const admin = app.session && app.session.admin;
   const codeOut = h('output', { id: 'invite-code', class: 'code' });
-  const invite = h('button', { type: 'button', id: 'make-invite', onclick: async () => {
+  // An invite names whom it is for: a partner org's node, or another site of this org.
+  const forOrg = h('input', { id: 'invite-org', name: 'org_id', autocomplete: 'off', placeholder: 'e.g. bolt-supply' });
+  const forName = h('input', { id: 'invite-name', name: 'org_name', autocomplete: 'off' });
+  const forRole = h('select', { id: 'invite-role', name: 'role' },
+    h('option', { value: '' }, '(as recorded)'), h('option', { value: 'supplier' }, 'Supplier'), h('option', { value: 'retailer' }, 'Retailer'));
+  const ownSite = h('input', { id: 'invite-own-site', type: 'checkbox', name: 'own_site', onchange: () => {
+    for (const el of [forOrg, forName, forRole]) el.disabled = ownSite.checked;
+  } });
+  const inviteForm = h('form', { class: 'invite', onsubmit: async (e) => {
+    e.preventDefault();
+    const body = ownSite.checked ? { own_site: true } : {
+      org_id: forOrg.value.trim(),
+      org_name: forName.value.trim() || undefined,
+      role: forRole.value || undefined,
+    };
     try {
-      const inv = await api('POST', '/peers/invites', {});
+      const inv = await api('POST', '/peers/invites', body);
       codeOut.textContent = inv.code;
-      toast('Invite made: give the code to the other node. It works once, for 24 hours.');
-    } catch (e) { toast(e.message); }
-  } }, 'Make an invite code');
+      const who = ownSite.checked ? 'another site of this org' : `a node of ${body.org_id}`;
+      toast(`Invite made for ${who}: give the code to that node. It works once, for 24 hours, and only there.`);
+    } catch (ex) { toast(ex.message); }
+  } },
+    h('div', { class: 'row' }, h('label', { for: 'invite-org' }, 'Partner org id'), forOrg),
+    h('div', { class: 'row' }, h('label', { for: 'invite-name' }, 'Its name (new partners)'), forName),
+    h('div', { class: 'row' }, h('label', { for: 'invite-role' }, 'Its role (new partners)'), forRole),
+    h('label', { for: 'invite-own-site' }, ownSite, ' For another site of our own org'),
+    h('button', { type: 'submit', id: 'make-invite' }, 'Make an invite code'));
   const codeIn = h('input', { id: 'pair-code', name: 'code', required: true, autocomplete: 'off' });
+  const preview = h('p', { id: 'pair-preview', class: 'preview', 'aria-live': 'polite' });
+  // What the code pairs this node as, and with whom, shown before pairing.
+  let previewFor = '';
+  async function showPreview() {
+    const code = codeIn.value.trim();
+    if (code === previewFor) return;
+    previewFor = code;
+    if (!code) { preview.textContent = ''; return; }
+    try {
+      const p = await api('POST', '/peers/invites/inspect', { code });
+      if (previewFor !== code) return;
+      const as = p.own_site ? `another site of ${p.inviter_org}` : `${p.for_org} (${p.for_name}, ${p.for_role})`;
+      preview.textContent = p.problem
+        ? `This invite cannot be used here: ${p.problem}`
+        : `This invite pairs this node as ${as} with ${p.inviter_name} (${p.inviter_org}, ${p.inviter_role}).`;
+      preview.className = p.problem ? 'error' : 'preview';
+    } catch (ex) { if (previewFor === code) { preview.textContent = ex.message; preview.className = 'error'; } }
+  }
+  // Ask the node only about a whole code (one that decodes), not about every keystroke.
+  function whole(code) {
+    const b64 = code.startsWith('parley-invite:') && code.slice('parley-invite:'.length).replace(/-/g, '+').replace(/_/g, '/');
+    if (!b64) return false;
+    try { return typeof JSON.parse(atob(b64 + '='.repeat((4 - b64.length % 4) % 4))) === 'object'; } catch { return false; }
+  }
+  let previewTimer;
+  codeIn.addEventListener('input', () => {
+    clearTimeout(previewTimer);
+    const code = codeIn.value.trim();
+    if (!whole(code)) { preview.textContent = code ? 'Paste the whole code.' : ''; preview.className = 'preview'; previewFor = ''; return; }
+    previewTimer = setTimeout(() => { showPreview().catch(() => {}); }, 150);
+  });
   const pairForm = h('form', { class: 'pair', onsubmit: async (e) => {
     e.preventDefault();
     try {
       const p = await api('POST', '/peers', { code: codeIn.value.trim() });
       codeIn.value = '';
+      preview.textContent = '';
+      previewFor = '';
       toast(`Paired with ${p.org_name}`);
       await load();
     } catch (ex) { toast(ex.message); }
@@ -72,7 +126,9 @@ export async function renderPeers(main) {
     h('h1', {}, 'Partners'),
     h('p', {}, 'The nodes this one syncs with: partners\u2019 nodes and the other sites of your org.'),
     table,
-    admin ? h('section', { 'aria-labelledby': 'pair-h' }, h('h2', { id: 'pair-h' }, 'Pair with another node'), invite, codeOut, pairForm) : '');
+    admin ? h('section', { 'aria-labelledby': 'pair-h' }, h('h2', { id: 'pair-h' }, 'Pair with another node'),
+      h('p', { class: 'hint' }, 'An invite is for one org: a partner\u2019s node, or another site of your own org. Only a node of that org can use it.'),
+      inviteForm, codeOut, pairForm, preview) : '');
   await load();
   const timer = setInterval(() => { if (app.page && app.page.name === 'peers') load().catch(() => {}); else clearInterval(timer); }, 2000);
   app.page = { name: 'peers', refresh: () => {} };

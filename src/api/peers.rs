@@ -13,7 +13,7 @@ use super::auth::BearerAuth;
 use super::error::ApiError;
 use super::models::Role;
 use crate::replicator::Replicator;
-use crate::service::{PairAnswer, PairRequest, Service};
+use crate::service::{Hello, InviteTarget, PairAnswer, PairRequest, Service};
 use crate::store::peers::Peer;
 
 pub struct PeersApi {
@@ -26,6 +26,49 @@ pub struct InviteOut {
     /// Give this to the other node: `parley peer add CODE` or `POST /api/v1/peers`.
     pub code: String,
     pub expires_at: DateTime<Utc>,
+}
+
+/// Whom an invite is for: `{org_id, org_name, role}` for a node of a partner org (name and
+/// role may be left out for a partner this node already knows: its next node), or
+/// `{own_site: true}` for another site of this node's own org.
+#[derive(Debug, Object)]
+pub struct InviteIn {
+    pub org_id: Option<String>,
+    pub org_name: Option<String>,
+    pub role: Option<Role>,
+    pub own_site: Option<bool>,
+}
+
+/// What an invite code pairs a node as, and with whom.
+#[derive(Debug, Object)]
+pub struct InvitePreviewOut {
+    pub inviter_node: Uuid,
+    pub inviter_org: String,
+    pub inviter_name: String,
+    pub inviter_role: Role,
+    /// The org a node must belong to to use the invite.
+    pub for_org: String,
+    pub for_name: String,
+    pub for_role: Role,
+    /// `true`: the invite is for another site of the inviter's own org.
+    pub own_site: bool,
+    /// Why this node cannot use the invite, if it cannot.
+    pub problem: Option<String>,
+}
+
+/// A dialing peer's hello: its node id and a fresh nonce (64 hex digits).
+#[derive(Debug, Object)]
+pub struct HelloIn {
+    pub node_id: Uuid,
+    pub nonce: String,
+}
+
+/// This node's challenge and its proof of identity for the dialing peer.
+#[derive(Debug, Object)]
+pub struct HelloOut {
+    pub node_id: Uuid,
+    pub nonce: String,
+    pub proof: String,
 }
 
 #[derive(Debug, Object)]
@@ -58,6 +101,11 @@ pub struct PeerOut {
     pub caught_up: Option<bool>,
     /// While connected: conversations the peer announced that are still to arrive here.
     pub incoming: Option<u64>,
+    /// Why the last attempt to connect or sync failed, if it did.
+    pub last_error: Option<String>,
+    /// `true` when this node stopped dialing the peer after a failure retrying cannot fix
+    /// (`last_error` says which); pairing again or a restart starts it again.
+    pub stopped: bool,
 }
 
 /// The inviting node's side of pairing (called by the other node, authorised by the invite).
@@ -69,7 +117,8 @@ pub struct AcceptBody {
     pub org_name: String,
     pub role: Role,
     pub url: Option<String>,
-    pub key: String,
+    /// The pairing node's identity key (hex Ed25519).
+    pub public_key: String,
     /// Fingerprint of the certificate the pairing node serves TLS with, to pin.
     pub tls: Option<String>,
 }
@@ -80,6 +129,7 @@ pub struct AcceptOut {
     pub org_id: String,
     pub org_name: String,
     pub role: Role,
+    pub public_key: String,
 }
 
 #[derive(ApiResponse)]
@@ -119,7 +169,10 @@ impl PeersApi {
             }
             _ => None,
         };
+        let failure = self.rep.failure(p.node_id);
         PeerOut {
+            last_error: failure.as_ref().map(|f| f.error.clone()),
+            stopped: failure.is_some_and(|f| f.stopped),
             own_org: me.as_ref().is_some_and(|m| m.org_id == p.org_id),
             node_id: p.node_id,
             org_id: p.org_id.to_string(),
@@ -157,10 +210,75 @@ impl PeersApi {
         method = "post",
         operation_id = "createInvite"
     )]
-    async fn invite(&self, auth: BearerAuth) -> R<Json<InviteOut>> {
+    async fn invite(&self, auth: BearerAuth, body: Json<InviteIn>) -> R<Json<InviteOut>> {
         auth.require_admin()?;
-        let (code, expires_at) = self.svc.create_invite().await?;
+        let b = body.0;
+        let target = match (b.own_site.unwrap_or(false), b.org_id) {
+            (true, None) if b.org_name.is_none() && b.role.is_none() => InviteTarget::OwnSite,
+            (true, _) => {
+                return Err(ApiError::bad_request(
+                    "own_site: an own-site invite names no org; send {\"own_site\": true} alone",
+                ));
+            }
+            (false, Some(org_id)) => InviteTarget::Partner {
+                org_id,
+                org_name: b.org_name,
+                role: b.role.map(Into::into),
+            },
+            (false, None) => {
+                return Err(ApiError::bad_request(
+                    "say whom the invite is for: {\"org_id\", \"org_name\", \"role\"} for a partner's node, or {\"own_site\": true} for another site of this org",
+                ));
+            }
+        };
+        let (code, expires_at) = self.svc.create_invite(target).await?;
         Ok(Json(InviteOut { code, expires_at }))
+    }
+
+    /// What an invite code would pair this node as, and with whom (admin)
+    #[oai(
+        path = "/peers/invites/inspect",
+        method = "post",
+        operation_id = "inspectInvite"
+    )]
+    async fn inspect(&self, auth: BearerAuth, body: Json<AddPeer>) -> R<Json<InvitePreviewOut>> {
+        auth.require_admin()?;
+        let (_, p) = self.svc.inspect_invite(&body.0.code).await?;
+        Ok(Json(InvitePreviewOut {
+            inviter_node: p.inviter_node,
+            inviter_org: p.inviter_org,
+            inviter_name: p.inviter_name,
+            inviter_role: p.inviter_role.into(),
+            for_org: p.for_org,
+            for_name: p.for_name,
+            for_role: p.for_role.into(),
+            own_site: p.own_site,
+            problem: p.problem,
+        }))
+    }
+
+    /// A paired node opening a sync connection asks for a challenge; this node proves who it
+    /// is (authorised by being a paired node)
+    #[oai(path = "/peers/hello", method = "post", operation_id = "peerHello")]
+    async fn hello(&self, body: Json<HelloIn>) -> R<Json<HelloOut>> {
+        let Hello {
+            node_id,
+            nonce,
+            proof,
+        } = match self.svc.peer_hello(body.0.node_id, &body.0.nonce).await {
+            Err(crate::service::ServiceError::Unauthenticated) => {
+                return Err(ApiError::Unauthorized(Json(super::error::ErrorBody {
+                    error: "unknown_peer".into(),
+                    detail: "this node is not paired with that node (it may have been removed); pair again with a new invite".into(),
+                })));
+            }
+            r => r?,
+        };
+        Ok(Json(HelloOut {
+            node_id,
+            nonce,
+            proof,
+        }))
     }
 
     /// Pair with the node that made an invite code (admin)
@@ -194,7 +312,7 @@ impl PeersApi {
             org_name: b.org_name,
             role: b.role.into(),
             url: b.url,
-            key: b.key,
+            public_key: b.public_key,
             tls: b.tls,
         };
         let PairAnswer {
@@ -202,12 +320,14 @@ impl PeersApi {
             org_id,
             org_name,
             role,
+            public_key,
         } = self.svc.accept_pairing(req).await?;
         Ok(Json(AcceptOut {
             node_id,
             org_id,
             org_name,
             role: role.into(),
+            public_key,
         }))
     }
 }

@@ -1,6 +1,8 @@
-//! `GET /api/v1/sync`: the WebSocket a peer syncs over. The peer is authenticated before the
-//! upgrade (`X-Parley-Node` + `Authorization: Bearer KEY`); an unknown or revoked peer gets
-//! 401 and never reaches the sync engine.
+//! `GET /api/v1/sync`: the WebSocket a peer syncs over. The peer proves who it is before the
+//! upgrade: `X-Parley-Node`, the challenge this node gave it (`X-Parley-Nonce`, from
+//! `POST /api/v1/peers/hello`, usable once) and its proof over that exchange
+//! (`X-Parley-Proof`, see `service::peer_auth`). An unknown or revoked peer, a wrong proof or a
+//! replayed challenge gets 401 and never reaches the sync engine.
 
 use std::sync::Arc;
 
@@ -48,22 +50,21 @@ pub async fn sync(
     let node = req
         .header("X-Parley-Node")
         .and_then(|v| Uuid::parse_str(v).ok());
-    let key = req
-        .header("Authorization")
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
-    let (Some(node), Some(key)) = (node, key) else {
+    let nonce = req.header("X-Parley-Nonce").map(str::to_string);
+    let proof = req.header("X-Parley-Proof").map(str::to_string);
+    let (Some(node), Some(nonce), Some(proof)) = (node, nonce, proof) else {
         return refuse(
             StatusCode::UNAUTHORIZED,
-            "a peer must send X-Parley-Node and Authorization: Bearer KEY",
+            "a peer must send X-Parley-Node, X-Parley-Nonce and X-Parley-Proof (from POST /api/v1/peers/hello)",
         );
     };
-    let peer = match svc.authenticate_peer(node, &key).await {
+    let (peer, accepted) = match svc.authenticate_peer(node, &nonce, &proof).await {
         Ok(p) => p,
         Err(_) => {
+            tracing::warn!(%node, "refused a sync connection: unknown peer, wrong proof or used challenge");
             return refuse(
                 StatusCode::UNAUTHORIZED,
-                "unknown peer or wrong key; pair again with an invite",
+                "unknown peer, wrong proof or a challenge already used; ask for a new challenge, or pair again",
             );
         }
     };
@@ -87,5 +88,6 @@ pub async fn sync(
             rep.serve_incoming(peer, t).await;
         })
         .with_header("X-Parley-Node", me.to_string())
+        .with_header("X-Parley-Proof", accepted)
         .into_response()
 }

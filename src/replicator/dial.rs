@@ -1,6 +1,8 @@
-//! Outgoing connections: dial a peer's `/api/v1/sync` WebSocket, authenticate, and retry with
-//! capped exponential backoff and jitter while the peer is unreachable.
+//! Outgoing connections: prove both ends with the peer (`POST /api/v1/peers/hello`), dial its
+//! `/api/v1/sync` WebSocket, and retry with capped exponential backoff and jitter while the
+//! peer is unreachable.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
@@ -8,6 +10,8 @@ use uuid::Uuid;
 
 use super::conn::Transport;
 use super::pump::{self, Codec, Kind};
+use crate::http_client;
+use crate::service::{Hello, Service};
 use crate::store::peers::Peer;
 
 pub const PROTOCOL: &str = "parley-sync.1";
@@ -47,40 +51,120 @@ fn codec() -> Codec<Message> {
     }
 }
 
-/// Opens one authenticated connection to `peer`.
-pub async fn connect(peer: &Peer, me: Uuid) -> Result<Transport, String> {
+/// Why a dial failed, and whether trying again can help.
+#[derive(Debug, Clone)]
+pub struct DialError {
+    pub message: String,
+    /// Retrying cannot help until an admin acts (the peer removed us, its address is refused
+    /// by the outbound-address rules).
+    pub permanent: bool,
+}
+
+impl DialError {
+    fn retry(message: impl Into<String>) -> Self {
+        DialError {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+    fn permanent(message: impl Into<String>) -> Self {
+        DialError {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+}
+
+impl std::fmt::Display for DialError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Opens one connection to `peer`, proven at both ends (`service::peer_auth`): the peer's
+/// proof is checked before this node sends its own, and the upgrade's acceptance proof before
+/// any sync frame. Nothing secret is sent.
+pub async fn connect(svc: &Arc<Service>, peer: &Peer, me: Uuid) -> Result<Transport, DialError> {
     let url = peer
         .url
         .as_deref()
-        .ok_or("the peer has no address to dial")?;
+        .ok_or_else(|| DialError::permanent("the peer has no address to dial"))?;
+    let allow = svc.allow_loopback_peers();
+    let target = http_client::check_peer_url(url, allow)
+        .map_err(|e| DialError::permanent(format!("not dialing {url}: {e}")))?;
+    let dest = http_client::Dest::Peer {
+        pin: peer.tls.as_deref(),
+        allow_loopback: allow,
+    };
+    let cn = crate::service::peer_nonce();
+    let hello_url = format!("{}/api/v1/peers/hello", url.trim_end_matches('/'));
+    let body = serde_json::json!({ "node_id": me, "nonce": hex::encode(cn) });
+    let (status, text) = http_client::request("POST", &hello_url, None, Some(&body), dest)
+        .await
+        .map_err(|e| match e {
+            http_client::HttpError::Address(m) => DialError::permanent(m),
+            e => DialError::retry(e.to_string()),
+        })?;
+    if status == 401 {
+        return Err(DialError::permanent(format!(
+            "the node at {url} does not know this node (it was removed there); pair again with a new invite"
+        )));
+    }
+    if status != 200 {
+        return Err(DialError::retry(format!(
+            "{url} answered {status} to hello"
+        )));
+    }
+    let hello: Hello = serde_json::from_str(&text)
+        .map_err(|_| DialError::retry(format!("{url} answered hello with something else")))?;
+    let proof = svc
+        .answer_hello(peer, me, &cn, &hello)
+        .await
+        .map_err(|e| DialError::retry(e.to_string()))?
+        .ok_or_else(|| {
+            DialError::retry(format!(
+                "the node at {url} could not prove it is peer {}; nothing was sent to it",
+                peer.node_id
+            ))
+        })?;
     let mut req = sync_url(url)
         .into_client_request()
-        .map_err(|e| format!("bad peer address {url}: {e}"))?;
+        .map_err(|e| DialError::permanent(format!("bad peer address {url}: {e}")))?;
     let h = req.headers_mut();
-    let val = |s: String| s.parse().map_err(|_| "bad header value".to_string());
-    h.insert("Authorization", val(format!("Bearer {}", peer.key))?);
+    let val = |s: String| s.parse().map_err(|_| DialError::retry("bad header value"));
     h.insert("X-Parley-Node", val(me.to_string())?);
+    h.insert("X-Parley-Nonce", val(hello.nonce.clone())?);
+    h.insert("X-Parley-Proof", val(proof)?);
     h.insert("Sec-WebSocket-Protocol", val(PROTOCOL.to_string())?);
-    let target = crate::http_client::parse_url(url).map_err(|e| e.to_string())?;
     // A TLS peer is dialled only if it shows the certificate its invite named (`peer.tls`).
     let tls = target
         .tls
         .then_some((target.host.as_str(), peer.tls.as_deref()));
     let (ws, resp) = tokio::time::timeout(Duration::from_secs(10), async {
-        let stream = crate::tls::connect(&target.addr, tls).await?;
+        let addrs = http_client::resolve(&target.host, target.port, allow).await?;
+        let stream = crate::tls::connect(&addrs, tls).await?;
         tokio_tungstenite::client_async(req, stream)
             .await
             .map_err(|e| format!("cannot connect to {url}: {e}"))
     })
     .await
-    .map_err(|_| format!("{url} did not answer within 10 s"))??;
+    .map_err(|_| DialError::retry(format!("{url} did not answer within 10 s")))?
+    .map_err(DialError::retry)?;
     let answered = resp
         .headers()
         .get("X-Parley-Node")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| Uuid::parse_str(v).ok());
-    if answered != Some(peer.node_id) {
-        return Err(format!("the node at {url} is not peer {}", peer.node_id));
+    let accepted = resp
+        .headers()
+        .get("X-Parley-Proof")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| svc.verify_accepted(peer, me, &cn, &hello.nonce, p));
+    if answered != Some(peer.node_id) || !accepted {
+        return Err(DialError::retry(format!(
+            "the node at {url} did not prove it is peer {}; closing before any sync",
+            peer.node_id
+        )));
     }
     Ok(pump::spawn(ws, codec()))
 }

@@ -27,6 +27,17 @@ struct Entry {
     since: DateTime<Utc>,
 }
 
+/// Why the last attempt with a peer failed; `stopped` when this node gave up dialing it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub error: String,
+    pub stopped: bool,
+}
+
+/// Refusals in a row after which a "permanent" dial failure stops the dialer: one refusal can
+/// be a race (the peer has not yet recorded a pairing that just completed here).
+const PERMANENT_AFTER: u32 = 3;
+
 /// What `/api/v1/peers` shows of a live connection.
 #[derive(Debug, Clone, Copy)]
 pub struct LinkStatus {
@@ -41,6 +52,7 @@ pub struct Replicator {
     /// The last state of each peer's ended link, for "waiting" counts while it is away.
     last_seen: Mutex<HashMap<Uuid, Live>>,
     dialers: Mutex<HashMap<Uuid, JoinHandle<()>>>,
+    failures: Mutex<HashMap<Uuid, Failure>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     next_gen: std::sync::atomic::AtomicU64,
 }
@@ -59,6 +71,7 @@ impl Replicator {
             conns: Mutex::default(),
             last_seen: Mutex::default(),
             dialers: Mutex::default(),
+            failures: Mutex::default(),
             tasks: Mutex::default(),
             next_gen: Default::default(),
         });
@@ -122,13 +135,16 @@ impl Replicator {
 
     async fn dial_loop(self: Arc<Self>, id: Uuid) {
         let mut attempt = 0u32;
+        let mut refusals = 0u32;
         loop {
             let peer = match self.svc.peer(id).await {
                 Ok(Some(p)) => p,
                 _ => return, // removed
             };
-            match dial::connect(&peer, self.me).await {
+            match dial::connect(&self.svc, &peer, self.me).await {
                 Ok(t) => {
+                    refusals = 0;
+                    self.set_failure(id, None);
                     let started = std::time::Instant::now();
                     tracing::info!(peer = %id, org = %peer.org_id, "connected to peer");
                     let r = self.run(peer, t).await;
@@ -137,21 +153,70 @@ impl Replicator {
                     }
                     if let Err(e) = r {
                         tracing::warn!(peer = %id, error = %e, "sync connection ended");
+                        let stop = e.is_permanent();
+                        self.set_failure(
+                            id,
+                            Some(Failure {
+                                error: e.to_string(),
+                                stopped: stop,
+                            }),
+                        );
+                        if stop {
+                            tracing::warn!(peer = %id, error = %e, "stopped dialing the peer: retrying cannot help");
+                            return;
+                        }
                     }
                 }
-                Err(e) => tracing::debug!(peer = %id, error = %e, "cannot reach peer"),
+                Err(e) => {
+                    refusals = if e.permanent { refusals + 1 } else { 0 };
+                    let stop = refusals >= PERMANENT_AFTER;
+                    self.set_failure(
+                        id,
+                        Some(Failure {
+                            error: e.message.clone(),
+                            stopped: stop,
+                        }),
+                    );
+                    if stop {
+                        tracing::warn!(peer = %id, error = %e, "stopped dialing the peer: retrying cannot help");
+                        return;
+                    }
+                    tracing::debug!(peer = %id, error = %e, "cannot reach peer");
+                }
             }
             tokio::time::sleep(dial::backoff(attempt)).await;
             attempt = attempt.saturating_add(1);
         }
     }
 
+    fn set_failure(&self, id: Uuid, f: Option<Failure>) {
+        if let Ok(mut m) = self.failures.lock() {
+            match f {
+                Some(f) => m.insert(id, f),
+                None => m.remove(&id),
+            };
+        }
+    }
+
+    /// Why the last attempt with this peer failed, if it did.
+    pub fn failure(&self, id: Uuid) -> Option<Failure> {
+        self.failures.lock().ok()?.get(&id).cloned()
+    }
+
     /// Serves a connection the peer opened (already authenticated).
     pub async fn serve_incoming(self: &Arc<Self>, peer: Peer, t: Transport) {
         let id = peer.node_id;
         tracing::info!(peer = %id, org = %peer.org_id, "peer connected");
+        self.set_failure(id, None);
         if let Err(e) = self.run(peer, t).await {
             tracing::warn!(peer = %id, error = %e, "sync connection ended");
+            self.set_failure(
+                id,
+                Some(Failure {
+                    error: e.to_string(),
+                    stopped: false,
+                }),
+            );
         }
     }
 
@@ -203,6 +268,7 @@ impl Replicator {
 
     /// Cuts a revoked peer off: its dialer stops and its connection closes.
     fn cut(&self, id: Uuid) {
+        self.set_failure(id, None);
         if let Some(d) = self.dialers.lock().ok().and_then(|mut d| d.remove(&id)) {
             d.abort();
         }

@@ -3,6 +3,9 @@
 
 mod accounts;
 mod conversations;
+mod invites;
+mod pair;
+mod peer_auth;
 mod peers;
 mod sessions;
 mod topics;
@@ -20,7 +23,9 @@ use crate::store::{Store, StoreError};
 
 pub use accounts::{NewToken, TokenSecret};
 pub use conversations::{CreateInput, InboxFilter};
-pub use peers::{InviteCode, PairAnswer, PairRequest, PeerEvent, keys_equal};
+pub use invites::{InviteCode, InvitePreview, InviteTarget};
+pub use peer_auth::{Direction, Hello, ct_eq, nonce as peer_nonce, transcript};
+pub use peers::{PairAnswer, PairRequest, PeerEvent};
 pub use sessions::{LoginThrottle, NewSession, SESSION_TTL};
 pub use topics::{ImportReport, TopicPage, import_detail};
 
@@ -104,6 +109,8 @@ pub struct Service {
     peer_events: broadcast::Sender<PeerEvent>,
     public_url: std::sync::RwLock<Option<String>>,
     tls_fingerprint: std::sync::RwLock<Option<String>>,
+    allow_loopback_peers: std::sync::atomic::AtomicBool,
+    peer_auth: peer_auth::PeerAuth,
     clock: Clock,
     logins: LoginThrottle,
     /// Set when the node starts to shut down, so endless responses (live events) end and
@@ -121,6 +128,8 @@ impl Service {
             peer_events,
             public_url: Default::default(),
             tls_fingerprint: Default::default(),
+            allow_loopback_peers: Default::default(),
+            peer_auth: Default::default(),
             clock,
             logins: LoginThrottle::default(),
             closing: tokio::sync::watch::Sender::new(false),

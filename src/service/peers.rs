@@ -1,65 +1,28 @@
 //! Pairing with peer nodes, and the peer list.
 //!
-//! Pairing, step by step: node A makes an invite (its address, its node id and a one-time
-//! secret, valid 24 h). Node B, given the code, makes a fresh shared key and calls A's
-//! `POST /api/v1/peers/accept` with the secret, its own identity and the key. A checks and
-//! burns the secret, records B, and answers with its identity; B records A. From then on every
-//! sync connection presents the key, and either side can revoke the other.
+//! Pairing, step by step: an admin of node A makes an invite *for* someone — a partner org
+//! (id, name, role) or another site of A's own org. The code carries A's address, node id,
+//! org, identity key, whom the invite is for, and a one-time secret (valid 24 h). Node B,
+//! given the code, first checks that it is the org the invite names (and shows the admin
+//! "this invite pairs you as B with A"); then calls A's `POST /api/v1/peers/accept` with the
+//! secret, its identity and its identity key. A checks the secret, checks that B presents
+//! exactly the org the invite is for and that B's node id is not already a peer, burns the
+//! secret, records B, and answers with its identity; B checks the answer against the code and
+//! records A. From then on every sync connection is proven at both ends
+//! (`peer_auth`), and either side can revoke the other.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::invites::{self, INVITE_VERSION, InviteCode, InviteTarget, claim_problem};
+use super::peer_auth::parse_public_key;
 use super::*;
 use crate::domain::{OrgId, Role, check_text, limits};
 use crate::store::accounts::{self, Partner};
-use crate::store::peers::{self, Invite, Peer};
+use crate::store::peers::{self, Invite, InviteFor, Peer};
 
-const INVITE_PREFIX: &str = "parley-invite:";
 const INVITE_TTL_HOURS: i64 = 24;
-
-/// What an invite code carries.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct InviteCode {
-    pub v: u32,
-    pub url: String,
-    pub node: Uuid,
-    pub org: String,
-    pub secret: String,
-    /// Fingerprint of the certificate the inviting node serves TLS with, when its `url` is
-    /// `https://` and it serves TLS itself: the other node pins it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<String>,
-}
-
-impl InviteCode {
-    pub fn encode(&self) -> String {
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        format!("{INVITE_PREFIX}{}", URL_SAFE_NO_PAD.encode(json))
-    }
-
-    pub fn decode(code: &str) -> Result<InviteCode> {
-        let bad = || {
-            DomainError::invalid(
-                "code",
-                "is not a Parley invite code; copy the whole code that `parley peer invite` printed",
-            )
-        };
-        let b64 = code.trim().strip_prefix(INVITE_PREFIX).ok_or_else(bad)?;
-        let bytes = URL_SAFE_NO_PAD.decode(b64).map_err(|_| bad())?;
-        let c: InviteCode = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-        if c.v != 1 {
-            return Err(DomainError::invalid(
-                "code",
-                "was made by a newer Parley; upgrade this node",
-            )
-            .into());
-        }
-        Ok(c)
-    }
-}
 
 /// B's side of pairing, sent to A.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,7 +33,8 @@ pub struct PairRequest {
     pub org_name: String,
     pub role: Role,
     pub url: Option<String>,
-    pub key: String,
+    /// B's identity key (hex Ed25519).
+    pub public_key: String,
     /// B's certificate fingerprint, for A to pin when it dials B's `https://` address.
     #[serde(default)]
     pub tls: Option<String>,
@@ -83,6 +47,7 @@ pub struct PairAnswer {
     pub org_id: String,
     pub org_name: String,
     pub role: Role,
+    pub public_key: String,
 }
 
 /// A peer was added or removed; the replicator follows these.
@@ -97,21 +62,10 @@ fn sha(s: &str) -> Vec<u8> {
 }
 
 fn secret() -> String {
-    format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
+    hex::encode(super::peer_auth::nonce())
 }
 
-/// Keys are compared in constant time so response timing does not leak them.
-pub fn keys_equal(a: &str, b: &str) -> bool {
-    let (a, b) = (sha(a), sha(b));
-    a.iter().zip(&b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn check_url(url: &str) -> Result<()> {
-    crate::http_client::split_url(url).map_err(|e| DomainError::invalid("url", e.to_string()))?;
-    Ok(())
-}
-
-fn check_pin(field: &'static str, pin: &Option<String>) -> Result<()> {
+pub(super) fn check_pin(field: &'static str, pin: &Option<String>) -> Result<()> {
     match pin {
         Some(p) if !crate::tls::is_fingerprint(p) => Err(DomainError::invalid(
             field,
@@ -122,27 +76,27 @@ fn check_pin(field: &'static str, pin: &Option<String>) -> Result<()> {
     }
 }
 
-/// Whether an org of `role` may be a peer: our own org (same role), or a partner of the
-/// other role.
-fn check_peer_org(me: &crate::store::Identity, org: &OrgId, role: Role) -> Result<()> {
-    if *org == me.org_id && role != me.role {
-        return Err(DomainError::Unprocessable(format!(
-            "{org} is this node's org but the peer says it is a {role}"
-        ))
-        .into());
-    }
-    if *org != me.org_id && role == me.role {
-        return Err(DomainError::Unprocessable(format!(
-            "{org} is a {role} like this node's org; partners trade across roles"
-        ))
-        .into());
+pub(super) fn check_key(field: &'static str, key: &str) -> Result<()> {
+    if parse_public_key(key).is_none() {
+        return Err(
+            DomainError::invalid(field, "is not an Ed25519 public key (64 hex digits)").into(),
+        );
     }
     Ok(())
 }
 
-/// Records the peer's org as a partner if it is a new partner org. Call after
-/// [`check_peer_org`]; runs inside a write job.
-fn ensure_partner(
+/// The refusal for a node id that is already a peer: re-pairing must never take over an
+/// existing peer's record, sync states and cursor.
+pub(super) fn already_paired(p: &Peer) -> ServiceError {
+    DomainError::Conflict(format!(
+        "node {} is already paired (org {}); to pair it again, remove the old peer first (`parley peer remove {}`)",
+        p.node_id, p.org_id, p.node_id
+    ))
+    .into()
+}
+
+/// Records the peer's org as a partner if it is a new partner org; runs inside a write job.
+pub(super) fn ensure_partner(
     tx: &redb::WriteTransaction,
     me: &crate::store::Identity,
     org: &OrgId,
@@ -150,8 +104,17 @@ fn ensure_partner(
     role: Role,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    if *org != me.org_id && accounts::get_partner_w(tx, org)?.is_none() {
-        accounts::put_partner(
+    if *org == me.org_id {
+        return Ok(());
+    }
+    match accounts::get_partner_w(tx, org)? {
+        Some(p) if p.role != role => Err(DomainError::Conflict(format!(
+            "{org} is recorded here as a {}, not a {role}",
+            p.role
+        ))
+        .into()),
+        Some(_) => Ok(()),
+        None => Ok(accounts::put_partner(
             tx,
             &Partner {
                 id: org.clone(),
@@ -159,9 +122,20 @@ fn ensure_partner(
                 role,
                 created_at: now,
             },
-        )?;
+        )?),
     }
-    Ok(())
+}
+
+/// Maps the inviting node's refusal to ours: a refusal is permanent (the same request will
+/// be refused again), only an unreachable or failing node is worth retrying.
+pub(super) fn remote_refusal(status: u16, detail: String) -> ServiceError {
+    let msg = format!("the inviting node refused pairing: {detail}");
+    match status {
+        400 | 422 => DomainError::Unprocessable(msg).into(),
+        401 | 403 | 404 | 410 => DomainError::Forbidden(msg).into(),
+        409 => DomainError::Conflict(msg).into(),
+        _ => ServiceError::Unavailable(format!("{msg} ({status}); try again later")),
+    }
 }
 
 impl Service {
@@ -185,7 +159,7 @@ impl Service {
 
     /// What a peer dialling `url` (this node's address) should pin: our fingerprint when the
     /// address is `https://` and we serve TLS ourselves.
-    fn pin_for(&self, url: Option<&str>) -> Option<String> {
+    pub(super) fn pin_for(&self, url: Option<&str>) -> Option<String> {
         let https = url.is_some_and(|u| u.starts_with("https://"));
         https
             .then(|| self.tls_fingerprint.read().ok().and_then(|f| f.clone()))
@@ -196,49 +170,145 @@ impl Service {
         self.peer_events.subscribe()
     }
 
-    /// Makes a one-time invite code for another node to pair with this one.
-    pub async fn create_invite(&self) -> Result<(String, DateTime<Utc>)> {
+    /// Whether peers may have loopback addresses (`allow_loopback_peers`; tests and
+    /// single-machine setups).
+    pub fn set_allow_loopback_peers(&self, allow: bool) {
+        self.allow_loopback_peers
+            .store(allow, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn allow_loopback_peers(&self) -> bool {
+        self.allow_loopback_peers
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A peer's address as written: well-formed and allowed by the outbound-address rules.
+    pub(super) fn check_peer_url(&self, field: &'static str, url: &str) -> Result<()> {
+        crate::http_client::check_peer_url(url, self.allow_loopback_peers())
+            .map_err(|e| DomainError::invalid(field, e.to_string()))?;
+        Ok(())
+    }
+
+    /// Makes a one-time invite code for a node of `target` to pair with this one.
+    pub async fn create_invite(&self, target: InviteTarget) -> Result<(String, DateTime<Utc>)> {
         let url = self.public_url().ok_or_else(|| {
             DomainError::Unprocessable("this node does not know the address partners should dial; start it with --public-url http://HOST:PORT".into())
         })?;
+        let wanted = match &target {
+            InviteTarget::Partner {
+                org_id,
+                org_name,
+                role,
+            } => {
+                if let Some(n) = org_name {
+                    check_text("org_name", n, limits::ORG_NAME_CHARS, true)?;
+                }
+                Some((OrgId::parse(org_id)?, org_name.clone(), *role))
+            }
+            InviteTarget::OwnSite => None,
+        };
+        let key = self.node_public_key().await?;
         let s = secret();
         let now = self.now();
-        let inv = Invite {
-            created_at: now,
-            expires_at: now + Duration::hours(INVITE_TTL_HOURS),
-        };
         let hash = sha(&s);
-        let expires = inv.expires_at;
-        let me = self
+        let expires = now + Duration::hours(INVITE_TTL_HOURS);
+        let (me, intended) = self
             .store
             .write(move |ctx| -> Result<_> {
                 let me = ctx.identity()?.clone();
+                let intended = match wanted {
+                    None => InviteFor::OwnSite,
+                    Some((org, name, role)) => {
+                        if org == me.org_id {
+                            return Err(DomainError::Unprocessable(format!(
+                                "{org} is this node's own org; to add another site of it make an own-site invite (`parley peer invite --own-site`)"
+                            ))
+                            .into());
+                        }
+                        let known = accounts::get_partner_w(ctx.read_tx(), &org)?;
+                        let (name, role) = match (known, name, role) {
+                            (Some(p), _, Some(r)) if r != p.role => {
+                                return Err(DomainError::Unprocessable(format!(
+                                    "{org} is a partner here as a {}, not a {r}",
+                                    p.role
+                                ))
+                                .into());
+                            }
+                            (Some(p), name, _) => (name.unwrap_or(p.name), p.role),
+                            (None, Some(n), Some(r)) => (n, r),
+                            (None, _, _) => {
+                                return Err(DomainError::Unprocessable(format!(
+                                    "{org} is not a partner yet: give its name and role too (--name, --role)"
+                                ))
+                                .into());
+                            }
+                        };
+                        invites::check_partner_target(&me, &org, role)?;
+                        InviteFor::Partner {
+                            org_id: org,
+                            org_name: name.trim().to_string(),
+                            role,
+                        }
+                    }
+                };
+                let inv = Invite {
+                    created_at: now,
+                    expires_at: expires,
+                    intended: Some(intended.clone()),
+                };
                 peers::put_invite(ctx.tx(), &hash, &inv)?;
-                Ok(me)
+                Ok((me, intended))
             })
             .await?;
+        let (for_org, for_name, for_role, own_site) = match intended {
+            InviteFor::OwnSite => (me.org_id.to_string(), me.org_name.clone(), me.role, true),
+            InviteFor::Partner {
+                org_id,
+                org_name,
+                role,
+            } => (org_id.to_string(), org_name, role, false),
+        };
         let code = InviteCode {
-            v: 1,
+            v: INVITE_VERSION,
             tls: self.pin_for(Some(&url)),
             url,
             node: me.node_id,
             org: me.org_id.to_string(),
+            org_name: me.org_name.clone(),
+            role: me.role,
+            key,
+            for_org,
+            for_name,
+            for_role,
+            own_site,
             secret: s,
         };
         Ok((code.encode(), expires))
     }
 
-    /// A's side: checks the invite, burns it, records the peer.
+    /// A's side: checks the invite and the claim, burns the invite, records the peer. Any
+    /// refusal stores nothing and is logged.
     pub async fn accept_pairing(&self, req: PairRequest) -> Result<PairAnswer> {
+        let (node, claimed) = (req.node_id, req.org_id.clone());
+        let r = self.accept_inner(req).await;
+        match &r {
+            Ok(_) => tracing::info!(%node, org = %claimed, "paired with a new peer"),
+            Err(e) => {
+                tracing::warn!(%node, org = %claimed, error = %e, "refused a pairing request")
+            }
+        }
+        r
+    }
+
+    async fn accept_inner(&self, req: PairRequest) -> Result<PairAnswer> {
         let org = OrgId::parse(&req.org_id)?;
         check_text("org_name", &req.org_name, limits::ORG_NAME_CHARS, true)?;
         if let Some(u) = &req.url {
-            check_url(u)?;
+            self.check_peer_url("url", u)?;
         }
         check_pin("tls", &req.tls)?;
-        if req.key.len() < 32 || req.key.len() > 200 {
-            return Err(DomainError::invalid("key", "must be 32-200 characters").into());
-        }
+        check_key("public_key", &req.public_key)?;
+        let my_key = self.node_public_key().await?;
         let now = self.now();
         let hash = sha(&req.secret);
         let (answer, node) = self
@@ -256,23 +326,38 @@ impl Service {
                     )
                     .into());
                 }
+                let intended = invite.intended.ok_or_else(|| {
+                    DomainError::Forbidden(
+                        "this invite was made by an older Parley and names no org; ask for a new one".into(),
+                    )
+                })?;
                 if req.node_id == me.node_id {
                     return Err(DomainError::Unprocessable(
                         "a node cannot pair with itself".into(),
                     )
                     .into());
                 }
-                check_peer_org(&me, &org, req.role)?;
+                if let Some(problem) = claim_problem(&me, &intended, &org, req.role) {
+                    return Err(DomainError::Forbidden(problem).into());
+                }
+                if let Some(old) = peers::get_peer_w(ctx.read_tx(), req.node_id)? {
+                    return Err(already_paired(&old));
+                }
+                let org_name = match &intended {
+                    InviteFor::Partner { org_name, .. } => org_name.clone(),
+                    InviteFor::OwnSite => me.org_name.clone(),
+                };
                 let tx = ctx.tx();
-                ensure_partner(tx, &me, &org, &req.org_name, req.role, now)?;
+                ensure_partner(tx, &me, &org, &org_name, req.role, now)?;
                 peers::remove_invite(tx, &hash)?;
                 let peer = Peer {
                     node_id: req.node_id,
                     org_id: org,
-                    org_name: req.org_name.trim().to_string(),
+                    org_name,
                     role: req.role,
                     url: req.url,
-                    key: req.key,
+                    key: String::new(),
+                    public_key: Some(req.public_key),
                     tls: req.tls,
                     created_at: now,
                     last_sync_at: None,
@@ -283,90 +368,13 @@ impl Service {
                     org_id: me.org_id.to_string(),
                     org_name: me.org_name.clone(),
                     role: me.role,
+                    public_key: my_key,
                 };
                 Ok((a, peer.node_id))
             })
             .await?;
         let _ = self.peer_events.send(PeerEvent::Added(node));
         Ok(answer)
-    }
-
-    /// B's side: pairs with the node that made `code`.
-    pub async fn pair(&self, code: &str) -> Result<Peer> {
-        let c = InviteCode::decode(code)?;
-        check_url(&c.url)?;
-        check_pin("code", &c.tls)?;
-        let me = self
-            .identity()
-            .await?
-            .ok_or(ServiceError::Store(StoreError::NoIdentity))?;
-        if c.node == me.node_id {
-            return Err(DomainError::Unprocessable(
-                "this invite was made by this node; use it on the other node".into(),
-            )
-            .into());
-        }
-        let key = format!("pk_{}", secret());
-        let req = PairRequest {
-            secret: c.secret.clone(),
-            node_id: me.node_id,
-            org_id: me.org_id.to_string(),
-            org_name: me.org_name.clone(),
-            role: me.role,
-            url: self.public_url(),
-            key: key.clone(),
-            tls: self.pin_for(self.public_url().as_deref()),
-        };
-        let body =
-            serde_json::to_value(&req).map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-        let url = format!("{}/api/v1/peers/accept", c.url.trim_end_matches('/'));
-        let (status, text) =
-            crate::http_client::request_pinned("POST", &url, &[], Some(&body), c.tls.as_deref())
-                .await
-                .map_err(|e| ServiceError::Unavailable(format!("pairing failed: {e}")))?;
-        if status != 200 {
-            let detail = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["detail"].as_str().map(String::from))
-                .unwrap_or(text);
-            return Err(ServiceError::Unavailable(format!(
-                "the inviting node refused pairing ({status}): {detail}"
-            )));
-        }
-        let a: PairAnswer = serde_json::from_str(&text).map_err(|e| {
-            ServiceError::Unavailable(format!("the inviting node answered oddly: {e}"))
-        })?;
-        if a.node_id != c.node || a.org_id != c.org {
-            return Err(ServiceError::Unavailable(
-                "the node at the invite's address is not the one that made the invite".into(),
-            ));
-        }
-        let org = OrgId::parse(&a.org_id)?;
-        let now = self.now();
-        let peer = Peer {
-            node_id: a.node_id,
-            org_id: org.clone(),
-            org_name: a.org_name.clone(),
-            role: a.role,
-            url: Some(c.url),
-            key,
-            tls: c.tls,
-            created_at: now,
-            last_sync_at: None,
-        };
-        let p2 = peer.clone();
-        self.store
-            .write(move |ctx| -> Result<_> {
-                let me = ctx.identity()?.clone();
-                check_peer_org(&me, &org, a.role)?;
-                let tx = ctx.tx();
-                ensure_partner(tx, &me, &org, &a.org_name, a.role, now)?;
-                peers::put_peer(tx, &p2)?;
-                Ok(())
-            })
-            .await?;
-        let _ = self.peer_events.send(PeerEvent::Added(peer.node_id));
-        Ok(peer)
     }
 
     pub async fn peers(&self) -> Result<Vec<Peer>> {
@@ -390,13 +398,5 @@ impl Service {
             .await?;
         let _ = self.peer_events.send(PeerEvent::Removed(node));
         Ok(())
-    }
-
-    /// Checks a connecting peer's key.
-    pub async fn authenticate_peer(&self, node: Uuid, key: &str) -> Result<Peer> {
-        match self.peer(node).await? {
-            Some(p) if keys_equal(&p.key, key) => Ok(p),
-            _ => Err(ServiceError::Unauthenticated),
-        }
     }
 }

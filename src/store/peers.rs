@@ -19,8 +19,15 @@ pub struct Peer {
     pub role: Role,
     /// Where to dial it; `None` when only the peer dials us.
     pub url: Option<String>,
-    /// The shared secret both sides present when connecting.
+    /// Legacy shared secret, kept only for peers paired before nodes had identity keys: both
+    /// sides prove they hold it with an HMAC over a fresh challenge; it never travels. Empty
+    /// for peers paired since, which are proven by [`Peer::public_key`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub key: String,
+    /// The peer's Ed25519 identity key (hex), exchanged at pairing: it signs every challenge
+    /// when a sync connection opens. `None` for a peer paired before identity keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
     /// Fingerprint (hex SHA-256) of the certificate the peer serves TLS with, pinned when
     /// dialling its `https://` address; `None` for plain links or a publicly trusted one.
     #[serde(default)]
@@ -29,10 +36,29 @@ pub struct Peer {
     pub last_sync_at: Option<DateTime<Utc>>,
 }
 
+/// Who an invite is for, chosen by the admin who made it. Pairing succeeds only if the
+/// accepting node presents exactly this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InviteFor {
+    /// A node of a partner org: a new partner, or one more node of a known one.
+    Partner {
+        org_id: OrgId,
+        org_name: String,
+        role: Role,
+    },
+    /// Another site of this node's own org.
+    OwnSite,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Invite {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// `None` only for an invite made before invites named their org; such an invite is
+    /// refused (it would pair whoever holds it as whatever they claim).
+    #[serde(default)]
+    pub intended: Option<InviteFor>,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result<T> {
@@ -66,6 +92,17 @@ pub fn list_peers(tx: &ReadTransaction) -> Result<Vec<Peer>> {
     Ok(out)
 }
 
+pub fn list_peers_w(tx: &WriteTransaction) -> Result<Vec<Peer>> {
+    let t = tx.open_table(PEERS)?;
+    let mut out = Vec::new();
+    for item in t.iter()? {
+        out.push(decode("peer", item?.1.value())?);
+    }
+    Ok(out)
+}
+
+/// Records a peer. Callers check first that no peer has this node id: re-pairing must never
+/// overwrite a peer (its sync states and cursor would pass to the newcomer).
 pub fn put_peer(tx: &WriteTransaction, p: &Peer) -> Result<()> {
     tx.open_table(PEERS)?
         .insert(p.node_id.as_u128(), encode(p)?.as_slice())?;
@@ -100,6 +137,27 @@ pub fn remove_invite(tx: &WriteTransaction, secret_hash: &[u8]) -> Result<()> {
     tx.open_table(INVITES)?.remove(secret_hash)?;
     Ok(())
 }
+
+/// This node's Ed25519 identity key (the 32-byte seed), made on first use. It lives beside
+/// the node's identity (`META`), so a backup of the database carries both.
+pub fn node_key(tx: &WriteTransaction) -> Result<[u8; 32]> {
+    let mut t = tx.open_table(META)?;
+    if let Some(v) = t.get(NODE_KEY)? {
+        return <[u8; 32]>::try_from(v.value()).map_err(|_| {
+            StoreError::Record(
+                "node key".into(),
+                "is not 32 bytes; restore the database from a backup".into(),
+            )
+        });
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed)
+        .map_err(|e| StoreError::Record("node key".into(), format!("no randomness: {e}")))?;
+    t.insert(NODE_KEY, seed.as_slice())?;
+    Ok(seed)
+}
+
+const NODE_KEY: &str = "node_key";
 
 pub fn sync_state(tx: &ReadTransaction, peer: Uuid, doc: u128) -> Result<Option<Vec<u8>>> {
     Ok(tx

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 pub struct TestNode {
     pub org: String,
+    pub role: Role,
     pub base: String,
     addr: std::net::SocketAddr,
     /// Where it serves peers over TLS, when started with [`TestNode::start_tls`].
@@ -40,11 +41,22 @@ impl TestNode {
     }
 
     async fn start_with(org: &str, role: Role, tls: bool) -> TestNode {
+        Self::start_opts(org, role, tls, true).await
+    }
+
+    /// A node with the outbound-address rules as configured by default: loopback peers
+    /// refused (every other test node allows them, since everything runs on 127.0.0.1).
+    pub async fn start_strict(org: &str, role: Role) -> TestNode {
+        Self::start_opts(org, role, false, false).await
+    }
+
+    async fn start_opts(org: &str, role: Role, tls: bool, allow_loopback: bool) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
         let cfg = Config::load(Overrides {
             data_dir: Some(dir.path().to_path_buf()),
             listen: Some("127.0.0.1:0".into()),
             tls_listen: tls.then(|| "127.0.0.1:0".into()),
+            allow_loopback_peers: Some(allow_loopback),
             ..Default::default()
         })
         .unwrap();
@@ -78,6 +90,7 @@ impl TestNode {
         let (stop, task) = serve(svc.clone(), acceptor);
         TestNode {
             org: org.to_string(),
+            role,
             base: format!("http://{addr}"),
             addr,
             tls_addr,
@@ -107,10 +120,18 @@ impl TestNode {
 
     /// Starts the server again on the same data directory and address.
     pub async fn resume(&mut self) {
+        let listen = self.addr.to_string();
+        self.resume_on(&listen).await;
+    }
+
+    /// Starts the server again on the same data directory, listening on `listen` (e.g.
+    /// `127.0.0.1:0` for a new port); `base` follows.
+    pub async fn resume_on(&mut self, listen: &str) {
         let cfg = Config::load(Overrides {
             data_dir: Some(self.dir.path().to_path_buf()),
-            listen: Some(self.addr.to_string()),
+            listen: Some(listen.to_string()),
             tls_listen: self.tls_addr.map(|a| a.to_string()),
+            allow_loopback_peers: Some(true),
             ..Default::default()
         })
         .unwrap();
@@ -123,9 +144,16 @@ impl TestNode {
         };
         self.svc = Some(svc.clone());
         let acceptor = parley::server::bind(&cfg).await.unwrap();
+        self.addr = parley::server::local_addr(&acceptor).unwrap();
+        self.base = format!("http://{}", self.addr);
         let (stop, task) = serve(svc, acceptor);
         self.stop = Some(stop);
         self.task = Some(task);
+    }
+
+    /// Where the node listens (plain HTTP).
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
     }
 
     pub async fn call(
@@ -222,14 +250,50 @@ fn serve(
     (stop, task)
 }
 
-/// Pairs `b` with `a` through an invite made by `a`.
+/// The invite body `a` makes for a node like `b`: another site when they share an org, else
+/// a node of `b`'s org.
+pub fn invite_for(a: &TestNode, b: &TestNode) -> Value {
+    if a.org == b.org {
+        serde_json::json!({ "own_site": true })
+    } else {
+        serde_json::json!({ "org_id": b.org, "org_name": format!("{} Inc", b.org), "role": b.role.to_string() })
+    }
+}
+
+/// Makes an invite on `a` with `body` and returns its code.
+pub async fn invite(a: &TestNode, body: Value) -> String {
+    let (s, inv) = a.post("/api/v1/peers/invites", body).await;
+    assert_eq!(s, StatusCode::OK, "{inv}");
+    inv["code"].as_str().unwrap().to_string()
+}
+
+/// Pairs `b` with `a` through an invite made by `a` for `b`'s org.
 pub async fn pair(a: &TestNode, b: &TestNode) {
-    let (s, inv) = a.post("/api/v1/peers/invites", serde_json::json!({})).await;
+    let (s, inv) = a.post("/api/v1/peers/invites", invite_for(a, b)).await;
     assert_eq!(s, StatusCode::OK, "{inv}");
     let (s, p) = b
         .post("/api/v1/peers", serde_json::json!({"code": inv["code"]}))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
+}
+
+/// The JSON inside an invite code.
+pub fn decode_invite(code: &str) -> Value {
+    use base64::Engine;
+    let b64 = code.strip_prefix("parley-invite:").unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(b64)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// An invite code carrying `v` (for tests that forge or alter codes).
+pub fn encode_invite(v: &Value) -> String {
+    use base64::Engine;
+    format!(
+        "parley-invite:{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    )
 }
 
 /// Polls `f` until it returns `Some`, for up to `secs` seconds.
