@@ -6,6 +6,8 @@
 //! two sessions as bytes. Each case forges one thing the write gate forbids and shows that the
 //! whole change is refused, the partner is told why, and nothing of it is stored.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -138,6 +140,22 @@ fn peer_of(org_id: &str, role: Role) -> Peer {
 
 fn ours_with(opts: StoreOptions) -> Ours {
     let dir = tempfile::tempdir().unwrap();
+    let mut o = open_in(dir, opts);
+    o.rt.block_on(async {
+        o.svc
+            .init_identity("acme", "Acme Retail", Role::Retailer)
+            .await
+            .unwrap();
+        for (id, name) in [("bolt", "Bolt Supplies"), ("zeta", "Zeta Goods")] {
+            o.svc.add_partner(id, name, Role::Supplier).await.unwrap();
+        }
+    });
+    o.scope.peer = peer_of("bolt", Role::Supplier);
+    o
+}
+
+/// Opens the store in `dir` as a node would at start.
+fn open_in(dir: tempfile::TempDir, opts: StoreOptions) -> Ours {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let path = dir.path().to_path_buf();
     let store = rt
@@ -148,17 +166,6 @@ fn ours_with(opts: StoreOptions) -> Ours {
         let _in_runtime = rt.enter();
         Service::new(store.clone(), Clock::System)
     };
-    rt.block_on(async {
-        svc.init_identity("acme", "Acme Retail", Role::Retailer)
-            .await
-            .unwrap();
-        svc.add_partner("bolt", "Bolt Supplies", Role::Supplier)
-            .await
-            .unwrap();
-        svc.add_partner("zeta", "Zeta Goods", Role::Supplier)
-            .await
-            .unwrap();
-    });
     Ours {
         store,
         svc,
@@ -184,6 +191,25 @@ struct Outcome {
 }
 
 impl Ours {
+    /// Stops the node cleanly, lets `f` do what it likes to the database file, and starts it
+    /// again on the same data directory, as the same peer's counterpart.
+    fn restart(self, f: impl FnOnce(&std::path::Path)) -> Ours {
+        let Ours {
+            store,
+            svc,
+            scope,
+            rt,
+            _dir: dir,
+        } = self;
+        drop(svc);
+        drop(rt);
+        drop(store);
+        f(&dir.path().join("parley.redb"));
+        let mut o = open_in(dir, StoreOptions::default());
+        o.scope = scope;
+        o
+    }
+
     fn step(
         &self,
         s: &mut Session,
@@ -244,6 +270,13 @@ impl Ours {
     fn view(&self, id: Uuid) -> parley::domain::Conversation {
         let p = admin();
         self.rt.block_on(self.svc.get(&p, id)).unwrap()
+    }
+
+    fn reply(&self, id: Uuid, body: &str) {
+        let p = admin();
+        self.rt
+            .block_on(self.svc.reply(&p, id, body.into(), None, None))
+            .unwrap();
     }
 
     fn create_with(&self, partner: &str, subject: &str) -> Uuid {
@@ -691,4 +724,63 @@ fn a_partner_learns_nothing_of_our_other_partners() {
     }
     // The heads the partner holds are ours: nothing else was ever sent.
     let _: Vec<ChangeHash> = Vec::new();
+}
+
+#[test]
+fn a_damaged_conversation_does_not_stop_the_others_from_syncing() {
+    let node = ours();
+    let victim = node.create_with("bolt", "Dented kettles");
+    node.reply(victim, "VICTIM-MARKER-0123456789 photos attached");
+    let healthy = node.create_with("bolt", "Order PO-1001 is late");
+    let mut h = Hostile::default();
+    node.exchange(&mut h);
+    assert!(h.get(victim).is_some() && h.get(healthy).is_some());
+    let node = node.restart(|db| {
+        assert!(
+            common::bin::flip(db, "VICTIM-MARKER-0123456789") > 0,
+            "marker found"
+        );
+    });
+    // The partner replies to both; the healthy one arrives, the damaged one is left alone,
+    // and the exchange runs to its end.
+    let mut h2 = Hostile::default();
+    for id in [victim, healthy] {
+        let mut d = AutoCommit::load(&h.get(id).unwrap().save())
+            .unwrap()
+            .with_actor(automerge::ActorId::random());
+        let v = doc::read(&d).unwrap();
+        commands::apply(
+            &mut d,
+            &v,
+            &commands::Command::Reply {
+                id: new_id(),
+                body: "replied at bolt".into(),
+            },
+            &by("bolt"),
+            Utc::now(),
+        )
+        .unwrap();
+        d.commit();
+        h2.put(Automerge::load(&d.save()).unwrap());
+    }
+    let out = node.exchange(&mut h2);
+    let healthy_now = node.view(healthy);
+    assert!(
+        healthy_now
+            .messages
+            .iter()
+            .any(|m| m.body == "replied at bolt"),
+        "the healthy conversation's reply arrived"
+    );
+    // Damaged here, it is not asked for (nothing could be stored into it) and nothing fails.
+    assert!(
+        out.rejected.iter().all(|(d, _)| *d != healthy),
+        "{:?}",
+        out.rejected
+    );
+    let p = admin();
+    assert!(
+        node.rt.block_on(node.svc.get(&p, victim)).is_err(),
+        "still damaged, never served"
+    );
 }

@@ -81,9 +81,13 @@ impl Pending {
 pub struct SyncHost<'a> {
     scope: &'a PeerScope,
     audience: Audience,
-    /// This node's org and role (read once per call; they never change).
+    /// This node (read once per call; it never changes).
+    ident: Identity,
     me: OrgId,
     my_role: Role,
+    /// Conversations whose stored bytes did not verify during this call: skipped, never
+    /// written, so one damaged document cannot end the exchange for all the others.
+    damaged: std::collections::HashSet<u128>,
     now: DateTime<Utc>,
     feed_id: u64,
     quota_per_day: u64,
@@ -115,8 +119,8 @@ impl<'a> SyncHost<'a> {
         now: DateTime<Utc>,
     ) -> Result<Self, StoreError> {
         let rtx = store.begin_read()?;
-        let Identity { org_id, role, .. } =
-            accounts::read_identity(&rtx)?.ok_or(StoreError::NoIdentity)?;
+        let ident = accounts::read_identity(&rtx)?.ok_or(StoreError::NoIdentity)?;
+        let (org_id, role) = (ident.org_id.clone(), ident.role);
         let audience = Audience::of(&scope.peer.org_id, &org_id);
         let feed_id = match &audience {
             Audience::OwnSite => store.feed_id(),
@@ -129,8 +133,10 @@ impl<'a> SyncHost<'a> {
         Ok(SyncHost {
             scope,
             audience,
+            ident,
             me: org_id,
             my_role: role,
+            damaged: Default::default(),
             now,
             feed_id,
             quota_per_day: store.peer_quota_per_day(),
@@ -162,7 +168,15 @@ impl<'a> SyncHost<'a> {
         if self.audience == Audience::OwnSite {
             return Ok(true);
         }
-        let s = decode_summary(id, v.value()).map_err(h)?;
+        let s = match decode_summary(id, v.value()) {
+            Ok(s) => s,
+            // A damaged row is derived again from the document; a damaged document is shared
+            // with nobody until it is restored.
+            Err(_) => match super::rebuild::derive_read(&self.rtx, id, &self.ident).map_err(h)? {
+                Some(s) => s,
+                None => return Ok(false),
+            },
+        };
         Ok(self.audience.may_see_partner(&s.partner))
     }
 
@@ -304,7 +318,14 @@ impl Host for SyncHost<'_> {
         if let Some(r) = self.pending.docs.get(&id) {
             return Ok(Some(r.doc.clone()));
         }
-        docs::load_automerge(&self.rtx, id).map_err(h)
+        match docs::load_automerge(&self.rtx, id) {
+            Err(e @ StoreError::Corrupt(..)) => {
+                tracing::error!(peer = %self.scope.peer.node_id, error = %e, "not syncing a damaged conversation");
+                self.damaged.insert(id);
+                Ok(None)
+            }
+            other => other.map_err(h),
+        }
     }
 
     fn heads(&mut self, doc: DocId) -> Result<Option<Vec<ChangeHash>>, HostError> {
@@ -342,6 +363,8 @@ impl Host for SyncHost<'_> {
             }
         }
         Ok(match self.load_doc(doc)? {
+            // Damaged here: nothing to ask for until it is restored.
+            None if self.damaged.contains(&id) => Presence::Has,
             None => Presence::Missing,
             Some(d) if parley_sync::contains_all(&d, want) => Presence::Has,
             Some(_) => Presence::Lacks,
@@ -350,6 +373,15 @@ impl Host for SyncHost<'_> {
 
     fn store_doc(&mut self, update: DocUpdate<'_>) -> Result<(), Refusal> {
         let id = uid(update.doc);
+        if self.damaged.contains(&id)
+            || (update.before.is_none()
+                && !self.pending.docs.contains_key(&id)
+                && docs::exists(&self.rtx, id).map_err(|e| Refusal::Host(h(e)))?)
+        {
+            return Err(Refusal::Rejected(
+                "this conversation is damaged on the receiving node and takes no changes until it is restored".into(),
+            ));
+        }
         let before = match update.before {
             None => None,
             Some(b) => Some(
