@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::models::Role;
 use crate::replicator::Replicator;
 use crate::service::{Hello, InviteTarget, PairAnswer, PairRequest, Service};
-use crate::store::peers::Peer;
+use crate::service::Peer;
 
 pub struct PeersApi {
     pub svc: Arc<Service>,
@@ -152,19 +152,12 @@ impl PeersApi {
         let link = self.rep.status(p.node_id);
         // Away: what was still waiting when the link dropped, plus what changed since.
         let away = match (&link, self.rep.last_seen(p.node_id), &me) {
-            (None, Some(last), Some(me)) => {
-                let scope = crate::store::sync_host::PeerScope {
-                    peer: p.clone(),
-                    me: me.org_id.clone(),
-                };
-                let store = self.svc.store().clone();
-                let since = last.local_high;
-                let changed = tokio::task::spawn_blocking(move || {
-                    store.shared_changes_since(&scope, since, 100_000)
-                })
-                .await
-                .ok()
-                .and_then(|r| r.ok());
+            (None, Some(last), Some(_)) => {
+                let changed = self
+                    .svc
+                    .shared_changes_since(&p, last.local_high, 100_000)
+                    .await
+                    .ok();
                 changed.map(|n| n + last.progress.pending_to_send())
             }
             _ => None,

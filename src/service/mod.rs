@@ -25,6 +25,7 @@ pub use accounts::{NewToken, TokenSecret};
 pub use conversations::{CreateInput, InboxFilter};
 pub use invites::{InviteCode, InvitePreview, InviteTarget};
 pub use peer_auth::{Direction, Hello, ct_eq, nonce as peer_nonce, transcript};
+pub use crate::store::peers::Peer;
 pub use peers::{PairAnswer, PairRequest, PeerEvent};
 pub use sessions::{LoginThrottle, NewSession, SESSION_TTL};
 pub use topics::{ImportReport, TopicPage, import_detail};

@@ -400,3 +400,17 @@ impl Service {
         Ok(())
     }
 }
+
+impl Service {
+    /// How many conversations shared with `peer` changed after position `since` of the feed
+    /// that peer reads (at most `cap`): what waits for a peer that is away.
+    pub async fn shared_changes_since(&self, peer: &Peer, since: u64, cap: usize) -> Result<u64> {
+        let me = self.identity().await?.ok_or(StoreError::NoIdentity)?;
+        let scope = crate::store::sync_host::PeerScope {
+            peer: peer.clone(),
+            me: me.org_id,
+        };
+        let store = self.store.clone();
+        Ok(blocking(move || store.shared_changes_since(&scope, since, cap)).await??)
+    }
+}
