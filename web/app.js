@@ -110,27 +110,55 @@ function renderLogin(message) {
   const name = h('input', { id: 'login-name', name: 'name', autocomplete: 'username', required: true, autocapitalize: 'none' });
   const pw = h('input', { id: 'login-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
   const button = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
-  const form = h('form', { class: 'login', 'aria-describedby': 'login-error', onsubmit: async (e) => {
+  // Shown while the node refuses sign-ins for this name or address: a spinner and the wait.
+  const slowed = h('p', { class: 'slowed', id: 'login-slowed', role: 'status', hidden: true });
+  let timer = null;
+  const waitOut = (secs) => {
+    clearInterval(timer);
+    let left = Math.max(1, secs);
+    const show = () => {
+      clear(slowed).append(h('span', { class: 'spinner', 'aria-hidden': 'true' }),
+        `Sign-in is slowed down after failed attempts. You can try again in ${left} s.`);
+    };
+    slowed.hidden = false;
+    button.disabled = true;
+    show();
+    timer = setInterval(() => {
+      left -= 1;
+      if (left > 0) return show();
+      clearInterval(timer);
+      slowed.hidden = true;
+      button.disabled = false;
+    }, 1000);
+  };
+  const form = h('form', { class: 'login', 'aria-describedby': 'login-error login-slowed', onsubmit: async (e) => {
     e.preventDefault();
     button.disabled = true;
     err.textContent = '';
+    let braked = false;
     try {
       const s = await api('POST', '/session', { name: name.value, password: pw.value }, { quiet401: true });
+      clearInterval(timer);
       await signedIn(s);
     } catch (ex) {
-      err.textContent = ex.status === 401
-        ? 'Wrong user name or password. Check both and try again.'
-        : ex.message;
+      if (ex.status === 429) {
+        braked = true;
+        waitOut(ex.retryAfter || 60);
+      } else {
+        err.textContent = ex.status === 401
+          ? 'Wrong user name or password. Check both and try again; after several failed attempts sign-in is slowed down.'
+          : ex.message;
+      }
       pw.value = '';
       pw.focus();
     } finally {
-      button.disabled = false;
+      if (!braked) button.disabled = false;
     }
   } },
     h('h1', {}, 'Sign in to Parley'),
     h('label', { for: 'login-name' }, 'User name'), name,
     h('label', { for: 'login-password' }, 'Password'), pw,
-    err, button);
+    err, slowed, button);
   clear(main).append(form);
   name.focus();
 }

@@ -11,6 +11,7 @@ mod models;
 mod peers;
 mod session;
 mod sync;
+pub mod timeouts;
 mod topics;
 pub mod web;
 
@@ -18,9 +19,8 @@ use std::sync::Arc;
 
 use poem::http::StatusCode;
 use poem::middleware::Tracing;
-use poem::{Body, Endpoint, EndpointExt, Request, Route, get, handler};
+use poem::{Endpoint, EndpointExt, Request, Route, get, handler};
 use poem_openapi::{OpenApiService, Tags as OaTags};
-use tokio::io::AsyncReadExt;
 
 use crate::replicator::Replicator;
 use crate::service::Service;
@@ -80,8 +80,16 @@ fn healthz() -> &'static str {
     "ok"
 }
 
-/// Every HTTP route of the node.
-pub fn routes(svc: Arc<Service>, rep: Arc<Replicator>) -> impl Endpoint {
+/// How long a request body may take to arrive, from the end of its head.
+#[derive(Clone, Copy)]
+struct BodyTimeout(std::time::Duration);
+
+/// Every HTTP route of the node; `body_timeout` bounds the time a request body may take.
+pub fn routes(
+    svc: Arc<Service>,
+    rep: Arc<Replicator>,
+    body_timeout: std::time::Duration,
+) -> impl Endpoint {
     let api = openapi(&svc, &rep);
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
@@ -98,10 +106,13 @@ pub fn routes(svc: Arc<Service>, rep: Arc<Replicator>) -> impl Endpoint {
         .with(Tracing)
         .data(svc)
         .data(rep)
+        .data(BodyTimeout(body_timeout))
 }
 
 /// Refuses bodies over [`MAX_BODY`]: by their `Content-Length` (413) or, for a body sent
-/// without one, by cutting it off at the limit, which then fails to parse (400).
+/// without one, by cutting it off at the limit, which then fails to parse (400). A body that
+/// has not all arrived within the body timeout fails to read (400), and the connection, its
+/// body unread, is closed.
 async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<poem::Response> {
     let declared = req
         .headers()
@@ -114,11 +125,17 @@ async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<poem
             StatusCode::PAYLOAD_TOO_LARGE,
         ));
     }
-    if declared.is_none() {
+    let has_body = declared.is_some_and(|n| n > 0)
+        || req
+            .headers()
+            .contains_key(poem::http::header::TRANSFER_ENCODING);
+    if has_body {
+        let timeout = req
+            .data::<BodyTimeout>()
+            .map(|t| t.0)
+            .unwrap_or(crate::config::Timeouts::default().body);
         let body = req.take_body();
-        req.set_body(Body::from_async_read(
-            body.into_async_read().take(MAX_BODY as u64 + 1),
-        ));
+        req.set_body(timeouts::timed_body(body, MAX_BODY as u64 + 1, timeout));
     }
     next.call(req).await.map(poem::IntoResponse::into_response)
 }

@@ -21,7 +21,7 @@ use crate::store::{Store, StoreError};
 pub use accounts::{NewToken, TokenSecret};
 pub use conversations::{CreateInput, InboxFilter};
 pub use peers::{InviteCode, PairAnswer, PairRequest, PeerEvent, keys_equal};
-pub use sessions::{LoginThrottle, NewSession, SESSION_TTL};
+pub use sessions::{LoginThrottle, NewSession, SESSION_TTL, SIGNIN_WINDOW};
 pub use topics::{ImportReport, TopicPage, import_detail};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,11 @@ pub enum ServiceError {
     /// A browser sign-in failed; which part was wrong is not said.
     #[error("wrong user name or password")]
     LoginFailed,
+    /// Too many failed sign-ins for this user name or address: refused without checking.
+    #[error(
+        "too many failed sign-ins for this user name or from this address; try again in {retry_after_secs} s"
+    )]
+    SignInSlowed { retry_after_secs: u64 },
     /// An import had bad rows; nothing of it was stored.
     #[error("{}", topics::import_detail(.0))]
     Import(Vec<crate::domain::topics::LineError>),

@@ -37,8 +37,18 @@ impl TestNode {
         Self::start_with(org, role, true).await
     }
 
-    async fn start_with(org: &str, role: Role, tls: bool) -> TestNode {
+    /// A node whose data directory holds `parley.toml` with these lines before it starts.
+    pub async fn start_configured(org: &str, role: Role, toml: &str) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(parley::config::CONFIG_FILE), toml).unwrap();
+        Self::start_in(dir, org, role, false).await
+    }
+
+    async fn start_with(org: &str, role: Role, tls: bool) -> TestNode {
+        Self::start_in(tempfile::tempdir().unwrap(), org, role, tls).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, org: &str, role: Role, tls: bool) -> TestNode {
         let cfg = Config::load(Overrides {
             data_dir: Some(dir.path().to_path_buf()),
             listen: Some("127.0.0.1:0".into()),
@@ -86,6 +96,11 @@ impl TestNode {
             stop: Some(stop),
             task: Some(task),
         }
+    }
+
+    /// The address the node serves plain HTTP on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
     }
 
     pub fn svc(&self) -> &Arc<Service> {
