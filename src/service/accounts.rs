@@ -194,6 +194,7 @@ impl Service {
         Ok(self.store.read(accounts::list_tokens).await?)
     }
 
+    /// Revokes a token; live channels opened with it end at once.
     pub async fn revoke_token(&self, id: Uuid) -> Result<()> {
         self.store
             .write(move |ctx| -> Result<_> {
@@ -201,7 +202,9 @@ impl Service {
                     .ok_or_else(|| ServiceError::NotFound(format!("token {id} not found")))?;
                 Ok(accounts::remove_token(ctx.tx(), &key)?)
             })
-            .await
+            .await?;
+        self.credentials_changed();
+        Ok(())
     }
 
     /// Resolves a bearer token to the user it acts as.
@@ -339,6 +342,8 @@ impl Service {
                 Ok(())
             })
             .await?;
+        // The old CLI tokens are gone.
+        self.credentials_changed();
         Ok(secret)
     }
 }

@@ -21,7 +21,7 @@ use crate::store::{Store, StoreError};
 pub use accounts::{NewToken, TokenSecret};
 pub use conversations::{CreateInput, InboxFilter};
 pub use peers::{InviteCode, PairAnswer, PairRequest, PeerEvent, keys_equal};
-pub use sessions::{LoginThrottle, NewSession, SESSION_TTL, SIGNIN_WINDOW};
+pub use sessions::{Credential, LoginThrottle, NewSession, SESSION_TTL, SIGNIN_WINDOW};
 pub use topics::{ImportReport, TopicPage, import_detail};
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +114,9 @@ pub struct Service {
     /// Set when the node starts to shut down, so endless responses (live events) end and
     /// the graceful shutdown does not wait for open browser tabs.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Bumped after a token is revoked or a session ends, so that live channels opened with a
+    /// credential check it again at once (see `sessions::Credential`).
+    credentials: tokio::sync::watch::Sender<u64>,
 }
 
 impl Service {
@@ -129,6 +132,7 @@ impl Service {
             clock,
             logins: LoginThrottle::default(),
             closing: tokio::sync::watch::Sender::new(false),
+            credentials: tokio::sync::watch::Sender::new(0),
         })
     }
 

@@ -231,6 +231,16 @@ fn random_secret(prefix: &str) -> String {
     )
 }
 
+/// What a request signed in with, kept by live channels (event streams) to check it again
+/// when credentials change, and at a session's expiry.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// An API token's secret.
+    Token(String),
+    /// A browser session's cookie value.
+    Session(String),
+}
+
 /// A new sign-in: the cookie value (shown once) and its record.
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -326,7 +336,8 @@ impl Service {
             .await
     }
 
-    /// Ends a session; ending one that is already gone is not an error.
+    /// Ends a session; ending one that is already gone is not an error. Live channels opened
+    /// with it end too.
     pub async fn logout(&self, id: &str) -> Result<()> {
         let h = hash(id);
         self.store
@@ -334,7 +345,32 @@ impl Service {
                 sessions::remove(ctx.tx(), &h)?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.credentials_changed();
+        Ok(())
+    }
+
+    /// Tells live channels that some credential may have stopped working.
+    pub(crate) fn credentials_changed(&self) {
+        self.credentials.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever a credential may have stopped working: a live channel holding one
+    /// checks it again with [`Service::still_valid`] and closes if it is gone.
+    pub fn watch_credentials(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.credentials.subscribe()
+    }
+
+    /// Whether the credential a live channel was opened with still signs its user in.
+    pub async fn still_valid(&self, c: &Credential) -> Result<bool> {
+        Ok(match c {
+            Credential::Token(t) => match self.authenticate(t).await {
+                Ok(_) => true,
+                Err(ServiceError::Unauthenticated) => false,
+                Err(e) => return Err(e),
+            },
+            Credential::Session(id) => self.session(id).await?.is_some(),
+        })
     }
 }
 
