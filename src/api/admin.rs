@@ -94,7 +94,8 @@ impl From<UserRec> for UserOut {
 #[derive(Debug, Object)]
 pub struct NewTokenBody {
     pub name: String,
-    /// Act as this user; without it the token acts as an integration user named like the token.
+    /// Act as this user; without it the token acts as an integration user named like the
+    /// token (made if missing). A name that is a person's or an admin's is refused (409).
     pub user: Option<String>,
 }
 
