@@ -21,6 +21,7 @@ pub struct AdminApi {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Node {
     pub node_id: Uuid,
     pub org_id: String,
@@ -30,6 +31,7 @@ pub struct Node {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Partner {
     /// The partner org's id, e.g. `bolt-supplies`.
     pub id: String,
@@ -38,6 +40,7 @@ pub struct Partner {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PartnerOut {
     pub id: String,
     pub name: String,
@@ -57,6 +60,7 @@ impl From<PartnerRec> for PartnerOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewUser {
     pub name: String,
     /// At least 8 characters.
@@ -66,6 +70,7 @@ pub struct NewUser {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UserOut {
     pub id: Uuid,
     pub name: String,
@@ -92,6 +97,7 @@ impl From<UserRec> for UserOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewTokenBody {
     pub name: String,
     /// Act as this user; without it the token acts as an integration user named like the
@@ -100,6 +106,7 @@ pub struct NewTokenBody {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TokenOut {
     pub id: Uuid,
     pub name: String,

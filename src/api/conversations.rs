@@ -21,6 +21,7 @@ pub struct ConversationsApi {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewConversation {
     /// Optional client-chosen id: retrying a create with the same id never duplicates it.
     pub id: Option<Uuid>,
@@ -40,6 +41,7 @@ pub struct NewConversation {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewMessage {
     /// Optional client-chosen id: retrying a reply with the same id never duplicates it.
     pub id: Option<Uuid>,
@@ -50,6 +52,7 @@ pub struct NewMessage {
 /// Fields to change. An absent field stays as it is; `reference_id` or `due_date` set to
 /// `null` removes it.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ConversationPatch {
     pub subject: Option<String>,
     pub reference_id: MaybeUndefined<String>,
@@ -57,11 +60,13 @@ pub struct ConversationPatch {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ProgressBody {
     pub progress: Progress,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Change {
     pub seq: u64,
     pub id: Uuid,
@@ -73,6 +78,7 @@ pub struct Change {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ChangesPage {
     /// Oldest first; each conversation appears once, at its latest change.
     pub changes: Vec<Change>,

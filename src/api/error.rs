@@ -29,6 +29,12 @@ pub enum ApiError {
     NotFound(Json<ErrorBody>),
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// The body is over 1 MiB.
+    #[oai(status = 413)]
+    TooLarge(Json<ErrorBody>),
+    /// The body's `Content-Type` is missing or not one the operation takes.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
     /// Too many failed sign-ins: wait the `Retry-After` seconds.

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::Tags;
 use super::auth::{BearerAuth, SessionUser};
+use super::error::ApiError;
 use super::session::session_cookie;
 use crate::service::{ChangeEvent, Credential, Service};
 
@@ -108,7 +109,7 @@ impl EventsApi {
         &self,
         req: &Request,
         _auth: BearerAuth,
-    ) -> EventStream<BoxStream<'static, ChangeOut>> {
+    ) -> Result<EventStream<BoxStream<'static, ChangeOut>>, ApiError> {
         let mut credentials = self.svc.watch_credentials();
         // Checked once more right away: a revocation between the request's check and this
         // subscription must not be missed.
@@ -141,6 +142,6 @@ impl EventsApi {
             }
             None => stream.boxed(),
         };
-        EventStream::new(stream).keep_alive(Duration::from_secs(15))
+        Ok(EventStream::new(stream).keep_alive(Duration::from_secs(15)))
     }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use poem::http::StatusCode;
 use poem::middleware::Tracing;
-use poem::{Endpoint, EndpointExt, Request, Route, get, handler};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Route, get, handler};
 use poem_openapi::{OpenApiService, Tags as OaTags};
 
 use crate::replicator::Replicator;
@@ -91,6 +91,7 @@ pub fn routes(
     body_timeout: std::time::Duration,
 ) -> impl Endpoint {
     let api = openapi(&svc, &rep);
+    let methods = Arc::new(MethodTable::of(&api.spec()));
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     Route::new()
@@ -103,6 +104,10 @@ pub fn routes(
         .around(session::cookie_auth)
         .around(limit_body)
         .catch_all_error(error::json_errors)
+        .around(move |next, req| {
+            let methods = methods.clone();
+            async move { methods.allow(next, req).await }
+        })
         .with(Tracing)
         .data(svc)
         .data(rep)
@@ -137,5 +142,57 @@ async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<poem
         let body = req.take_body();
         req.set_body(timeouts::timed_body(body, MAX_BODY as u64 + 1, timeout));
     }
-    next.call(req).await.map(poem::IntoResponse::into_response)
+    next.call(req).await.map(IntoResponse::into_response)
+}
+
+/// The methods of each documented path, from the OpenAPI document itself, so that a 405
+/// answer can say in `Allow` what the path does take (RFC 9110) without a second list.
+struct MethodTable(Vec<(Vec<String>, String)>);
+
+impl MethodTable {
+    fn of(spec: &str) -> MethodTable {
+        let doc: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
+        let mut rows = Vec::new();
+        if let Some(paths) = doc["paths"].as_object() {
+            for (path, ops) in paths {
+                let segments = format!("/api/v1{path}")
+                    .split('/')
+                    .map(str::to_string)
+                    .collect();
+                let mut methods: Vec<String> = ops
+                    .as_object()
+                    .map(|o| o.keys().map(|m| m.to_uppercase()).collect())
+                    .unwrap_or_default();
+                methods.sort();
+                rows.push((segments, methods.join(", ")));
+            }
+        }
+        MethodTable(rows)
+    }
+
+    fn lookup(&self, path: &str) -> Option<&str> {
+        let parts: Vec<&str> = path.split('/').collect();
+        self.0
+            .iter()
+            .find(|(segs, _)| {
+                segs.len() == parts.len()
+                    && segs
+                        .iter()
+                        .zip(&parts)
+                        .all(|(s, p)| s == p || (s.starts_with('{') && !p.is_empty()))
+            })
+            .map(|(_, m)| m.as_str())
+    }
+
+    async fn allow<E: Endpoint>(&self, next: E, req: Request) -> poem::Result<poem::Response> {
+        let path = req.uri().path().to_string();
+        let mut resp = next.call(req).await?.into_response();
+        if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+            && let Some(m) = self.lookup(&path)
+            && let Ok(v) = poem::http::HeaderValue::from_str(m)
+        {
+            resp.headers_mut().insert(poem::http::header::ALLOW, v);
+        }
+        Ok(resp)
+    }
 }

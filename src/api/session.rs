@@ -34,6 +34,7 @@ pub struct SessionApi {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Login {
     /// Required: a local user's name.
     pub name: Option<String>,
@@ -43,6 +44,7 @@ pub struct Login {
 
 /// The signed-in user, this node's org, and the token to send in `X-CSRF-Token`.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SessionOut {
     pub user: String,
     pub admin: bool,
@@ -54,6 +56,7 @@ pub struct SessionOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SessionStatus {
     pub signed_in: bool,
     pub session: Option<SessionOut>,

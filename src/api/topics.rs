@@ -25,6 +25,7 @@ pub struct TopicsApi {
 
 /// A record as sent: `kind`, `ref` and `title` are required.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TopicBody {
     pub kind: Option<TopicKind>,
     #[oai(rename = "ref")]
@@ -37,6 +38,7 @@ pub struct TopicBody {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TopicOut {
     pub kind: TopicKind,
     #[oai(rename = "ref")]
@@ -63,6 +65,7 @@ impl From<TopicRecord> for TopicOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TopicPageOut {
     pub items: Vec<TopicOut>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -70,6 +73,7 @@ pub struct TopicPageOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ImportOut {
     pub created: u64,
     pub updated: u64,
