@@ -168,7 +168,8 @@ async fn one_address_guessing_at_many_names_is_limited_too() {
 
 /// The figure in BENCHMARKS.md: 40 attackers guessing at one name without pause for a
 /// minute, counting the guesses that reached password hashing.
-/// `cargo test --release --test signin -- --ignored --nocapture`
+/// `cargo test --test signin -- --ignored --nocapture` (the count does not depend on how
+/// fast hashing is, so a debug build measures it as well as a release build)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn bench_guesses_reaching_hashing_per_minute() {

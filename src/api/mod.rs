@@ -72,13 +72,66 @@ fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()
 
 /// The OpenAPI document, for tooling.
 pub fn spec_json(svc: &Arc<Service>, rep: &Arc<Replicator>) -> String {
-    openapi(svc, rep).spec()
+    document(&openapi(svc, rep).spec())
+}
+
+/// The generated document, corrected where it would not say what the API does: an optional
+/// field of a body also takes `null` (poem-openapi reads `null` as absent), so it is marked
+/// `nullable`; and dates are `format: date` (`YYYY-MM-DD`), the standard name for what the
+/// API parses.
+fn document(spec: &str) -> String {
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(spec) else {
+        return spec.to_string();
+    };
+    let schemas = doc
+        .get_mut("components")
+        .and_then(|c| c.get_mut("schemas"))
+        .and_then(|s| s.as_object_mut());
+    if let Some(schemas) = schemas {
+        for schema in schemas.values_mut() {
+            let required: Vec<String> = schema
+                .get("required")
+                .and_then(|r| r.as_array())
+                .map(|r| r.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .unwrap_or_default();
+            let Some(props) = schema
+                .get_mut("properties")
+                .and_then(|p| p.as_object_mut())
+            else {
+                continue;
+            };
+            for (name, prop) in props.iter_mut() {
+                if required.contains(name) {
+                    continue;
+                }
+                if let Some(r) = prop.get("$ref").cloned() {
+                    // Siblings of `$ref` are ignored in OpenAPI 3.0: wrap it.
+                    *prop = serde_json::json!({"allOf": [{"$ref": r}], "nullable": true});
+                } else if let Some(o) = prop.as_object_mut() {
+                    o.insert("nullable".into(), true.into());
+                }
+            }
+        }
+    }
+    let text = doc.to_string();
+    text.replace("\"format\":\"naive-date\"", "\"format\":\"date\"")
+}
+
+#[handler]
+fn spec_endpoint(spec: poem::web::Data<&SpecText>) -> poem::Response {
+    poem::Response::builder()
+        .content_type("application/json; charset=utf-8")
+        .body(spec.0.0.as_str().to_string())
 }
 
 #[handler]
 fn healthz() -> &'static str {
     "ok"
 }
+
+/// The OpenAPI document as served, built once.
+#[derive(Clone)]
+struct SpecText(Arc<String>);
 
 /// How long a request body may take to arrive, from the end of its head.
 #[derive(Clone, Copy)]
@@ -91,13 +144,13 @@ pub fn routes(
     body_timeout: std::time::Duration,
 ) -> impl Endpoint {
     let api = openapi(&svc, &rep);
-    let methods = Arc::new(MethodTable::of(&api.spec()));
-    let spec = api.spec_endpoint();
+    let spec = SpecText(Arc::new(document(&api.spec())));
+    let methods = Arc::new(MethodTable::of(&spec.0));
     let docs = api.swagger_ui();
     Route::new()
         .at("/api/v1/sync", get(sync::sync))
         .nest("/api/v1", api)
-        .at("/api/openapi.json", spec)
+        .at("/api/openapi.json", get(spec_endpoint).data(spec))
         .nest("/api/docs", docs)
         .at("/healthz", get(healthz))
         .nest("/", web::Spa)

@@ -35,9 +35,11 @@ api_enum!(#[oai(rename = "Role")] Role => Role { Retailer, Supplier });
 pub struct Topic {
     pub kind: TopicKind,
     /// The object's identifier, e.g. `PO-1001` or `SKU-12345`.
-    #[oai(rename = "ref")]
+    #[oai(rename = "ref", validator(max_length = 100))]
     pub reference: String,
+    #[oai(validator(max_length = 200))]
     pub label: Option<String>,
+    #[oai(validator(max_length = 2000))]
     pub url: Option<String>,
 }
 

@@ -37,8 +37,10 @@ pub struct SessionApi {
 #[oai(skip_serializing_if_is_none)]
 pub struct Login {
     /// Required: a local user's name.
+    #[oai(validator(min_length = 1, max_length = 64))]
     pub name: Option<String>,
     /// Required.
+    #[oai(validator(min_length = 1, max_length = 1024))]
     pub password: Option<String>,
 }
 

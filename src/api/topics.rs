@@ -28,12 +28,15 @@ pub struct TopicsApi {
 #[oai(skip_serializing_if_is_none)]
 pub struct TopicBody {
     pub kind: Option<TopicKind>,
-    #[oai(rename = "ref")]
+    #[oai(rename = "ref", validator(max_length = 100))]
     pub reference: Option<String>,
+    #[oai(validator(max_length = 200))]
     pub title: Option<String>,
+    /// An `http://`, `https://` or `mailto:` address.
+    #[oai(validator(max_length = 2000))]
     pub url: Option<String>,
     /// Up to 20 more fields, e.g. `{"status": "shipped"}`.
-    #[oai(default)]
+    #[oai(default, validator(max_properties = 20))]
     pub fields: BTreeMap<String, String>,
 }
 
@@ -139,7 +142,10 @@ impl TopicsApi {
         /// `next` of the previous page.
         after: Query<Option<String>>,
         /// 1-200, default 50.
-        #[oai(default = "default_limit")]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "200"))
+        )]
         limit: Query<u32>,
     ) -> R<Json<TopicPageOut>> {
         let page = self
