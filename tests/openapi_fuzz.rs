@@ -59,7 +59,12 @@ async fn run(bin: &PathBuf, spec: &str, what: &str, extra: &[&str]) {
         // An event stream never ends, so it cannot be read to its end and checked.
         .args(["--exclude-operation-id", "events"])
         .args(["--max-examples", "8", "--seed", "7", "--workers", "1"])
-        .args(["--max-time", &RUN_SECS.to_string(), "--request-timeout", "10"])
+        .args([
+            "--max-time",
+            &RUN_SECS.to_string(),
+            "--request-timeout",
+            "10",
+        ])
         .args(["--suppress-health-check", "all", "--no-color"])
         .args(["--generation-database", "none"])
         .args(extra)

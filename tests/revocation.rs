@@ -73,7 +73,10 @@ async fn create(n: &TestNode, subject: &str) -> String {
 async fn a_revoked_token_loses_its_open_event_stream() {
     let n = TestNode::start("acme", Role::Retailer).await;
     let (s, t) = n
-        .post("/api/v1/tokens", json!({"name": "dashboard", "user": "admin"}))
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "dashboard", "user": "admin"}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{t}");
     let secret = t["token"].as_str().unwrap().to_string();
@@ -96,8 +99,14 @@ async fn a_revoked_token_loses_its_open_event_stream() {
     assert_eq!(s, StatusCode::NO_CONTENT);
     let after = create(&n, "After").await;
     let rest = read_to_end(&mut stream).await;
-    assert!(!rest.contains(&after), "an event after revocation: {rest:?}");
-    assert!(!rest.contains("data:"), "an event after revocation: {rest:?}");
+    assert!(
+        !rest.contains(&after),
+        "an event after revocation: {rest:?}"
+    );
+    assert!(
+        !rest.contains("data:"),
+        "an event after revocation: {rest:?}"
+    );
     // The other stream lives on and sees the change; the revoked token opens nothing more.
     read_until(&mut other, &after).await;
     let (s, _) = n.call("GET", "/api/v1/events", None, Some(&secret)).await;

@@ -64,7 +64,11 @@ async fn flood(base: &str, name: &str, n: usize, distinct: bool) -> usize {
         .map(|i| {
             let (base, name) = (base.to_string(), name.to_string());
             tokio::spawn(async move {
-                let name = if distinct { format!("{name}-{i}") } else { name };
+                let name = if distinct {
+                    format!("{name}-{i}")
+                } else {
+                    name
+                };
                 sign_in(&base, &name, &format!("guess-{i}"), None).await
             })
         })
@@ -127,7 +131,9 @@ async fn a_browser_that_signed_in_before_keeps_its_room_while_the_name_is_guesse
     let checked = flood(&n.base, "admin", 40, false).await;
     assert!((1..=USER_LIMIT).contains(&checked), "{checked} checked");
     assert_eq!(
-        sign_in(&n.base, "admin", "correct-horse", None).await.status,
+        sign_in(&n.base, "admin", "correct-horse", None)
+            .await
+            .status,
         StatusCode::TOO_MANY_REQUESTS
     );
     // A made-up mark, or the mark of a sign-in as someone else, is no way around it.

@@ -49,7 +49,10 @@ async fn half_a_request_line_is_closed_within_the_header_timeout() {
     w.write_all(b"GET /healthz HT").await.unwrap();
     let (got, at) = until_closed(r, Duration::from_secs(15)).await;
     assert!(got.is_empty() || !got.contains("200 OK"), "{got}");
-    assert!(at - start >= Duration::from_millis(1500), "closed too early");
+    assert!(
+        at - start >= Duration::from_millis(1500),
+        "closed too early"
+    );
     n.stop().await;
 }
 
@@ -60,7 +63,9 @@ async fn a_head_trickled_a_byte_at_a_time_is_closed_too() {
     let start = Instant::now();
     // Never silent for long (the idle timeout alone would not catch it), never done.
     let closed = tokio::spawn(until_closed(r, Duration::from_secs(15)));
-    w.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    w.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let trickle = async {
         loop {
             if w.write_all(b"X-Pad: slow\r\n").await.is_err() {
@@ -75,7 +80,11 @@ async fn a_head_trickled_a_byte_at_a_time_is_closed_too() {
     }
     let (got, at) = closed.await.unwrap();
     assert!(!got.contains("200 OK"), "{got}");
-    assert!(at - start < Duration::from_secs(10), "took {:?}", at - start);
+    assert!(
+        at - start < Duration::from_secs(10),
+        "took {:?}",
+        at - start
+    );
     n.stop().await;
 }
 
@@ -95,7 +104,10 @@ async fn a_body_that_stops_halfway_is_closed_within_the_body_timeout() {
         got.is_empty() || got.starts_with("HTTP/1.1 4"),
         "a half-sent body must not be taken: {got}"
     );
-    assert!(at - start >= Duration::from_millis(1500), "closed too early");
+    assert!(
+        at - start >= Duration::from_millis(1500),
+        "closed too early"
+    );
     // Nothing was stored.
     let (_, list) = n.get("/api/v1/conversations").await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "{list}");

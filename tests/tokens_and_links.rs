@@ -34,7 +34,10 @@ async fn a_token_without_a_user_never_acts_as_a_person_of_its_name() {
         .iter()
         .find(|u| u["name"] == "erp-sync")
         .expect("the integration user");
-    assert_eq!((u["kind"].as_str(), u["admin"].as_bool()), (Some("integration"), Some(false)));
+    assert_eq!(
+        (u["kind"].as_str(), u["admin"].as_bool()),
+        (Some("integration"), Some(false))
+    );
     let secret = t["token"].as_str().unwrap();
     let (s, _) = n.call("GET", "/api/v1/users", None, Some(secret)).await;
     assert_eq!(s, StatusCode::FORBIDDEN);

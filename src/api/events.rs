@@ -136,9 +136,7 @@ impl EventsApi {
         let stream = match expiry {
             Some(at) => {
                 let left = (at - chrono::Utc::now()).to_std().unwrap_or_default();
-                stream
-                    .take_until(tokio::time::sleep(left))
-                    .boxed()
+                stream.take_until(tokio::time::sleep(left)).boxed()
             }
             None => stream.boxed(),
         };

@@ -92,12 +92,13 @@ fn document(spec: &str) -> String {
             let required: Vec<String> = schema
                 .get("required")
                 .and_then(|r| r.as_array())
-                .map(|r| r.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
-            let Some(props) = schema
-                .get_mut("properties")
-                .and_then(|p| p.as_object_mut())
-            else {
+            let Some(props) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) else {
                 continue;
             };
             for (name, prop) in props.iter_mut() {

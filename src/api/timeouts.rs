@@ -94,9 +94,7 @@ impl<T> HeadDeadline<T> {
             && !bytes.is_empty()
         {
             self.phase = Phase::Head { tail: 0 };
-            self.deadline
-                .as_mut()
-                .reset(Instant::now() + self.timeout);
+            self.deadline.as_mut().reset(Instant::now() + self.timeout);
         }
         if let Phase::Head { mut tail } = self.phase {
             for &b in bytes {

@@ -87,9 +87,7 @@ fn check_link_scheme(url: &str) -> Result<(), DomainError> {
         return Ok(());
     }
     let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
-    let allowed = scheme
-        .as_deref()
-        .is_some_and(|s| LINK_SCHEMES.contains(&s));
+    let allowed = scheme.as_deref().is_some_and(|s| LINK_SCHEMES.contains(&s));
     if !allowed || url.chars().any(char::is_whitespace) {
         return Err(DomainError::invalid(
             "url",
@@ -323,7 +321,12 @@ mod tests {
             url: Some(url.into()),
             fields: BTreeMap::new(),
         };
-        for ok in ["https://shop.example/sku-1", "HTTP://x", "mailto:buyer@example.com", ""] {
+        for ok in [
+            "https://shop.example/sku-1",
+            "HTTP://x",
+            "mailto:buyer@example.com",
+            "",
+        ] {
             assert!(input(ok).validate().is_ok(), "{ok}");
         }
         for bad in [

@@ -117,7 +117,12 @@ impl LoginThrottle {
     }
 
     /// The keys an attempt counts against, with their limits.
-    fn keys_for(&self, user: &str, from: Option<IpAddr>, mark: Option<&str>) -> Vec<(String, usize)> {
+    fn keys_for(
+        &self,
+        user: &str,
+        from: Option<IpAddr>,
+        mark: Option<&str>,
+    ) -> Vec<(String, usize)> {
         let user = user.to_lowercase();
         if let Some(m) = mark.filter(|m| self.valid_mark(&user, m)) {
             return vec![(format!("device:{m}"), USER_LIMIT)];
@@ -145,7 +150,11 @@ impl LoginThrottle {
         let mut wait = Duration::ZERO;
         for (k, limit) in &keys {
             let Some(s) = map.get_mut(k) else { continue };
-            while s.failures.front().is_some_and(|t| now.duration_since(*t) >= window) {
+            while s
+                .failures
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= window)
+            {
                 s.failures.pop_front();
             }
             if s.failures.len() + s.in_flight >= *limit {
@@ -164,7 +173,10 @@ impl LoginThrottle {
         let new = keys.iter().filter(|(k, _)| !map.contains_key(k)).count();
         if map.len() + new > MAX_KEYS {
             map.retain(|_, s| {
-                s.in_flight > 0 || s.failures.back().is_some_and(|t| now.duration_since(*t) < window)
+                s.in_flight > 0
+                    || s.failures
+                        .back()
+                        .is_some_and(|t| now.duration_since(*t) < window)
             });
             if map.len() + new > MAX_KEYS {
                 // Too many names and addresses are failing at once to keep count of another:
@@ -207,7 +219,10 @@ fn hmac(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
         ipad[i] ^= b;
         opad[i] ^= b;
     }
-    let inner = Sha256::new().chain_update(ipad).chain_update(msg).finalize();
+    let inner = Sha256::new()
+        .chain_update(ipad)
+        .chain_update(msg)
+        .finalize();
     Sha256::new()
         .chain_update(opad)
         .chain_update(inner)
@@ -268,12 +283,12 @@ impl Service {
         device: Option<&str>,
     ) -> Result<NewSession> {
         let name = truncate(name, 65);
-        let attempt = self
-            .logins
-            .admit(name, from, device)
-            .map_err(|wait| ServiceError::SignInSlowed {
-                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-            })?;
+        let attempt =
+            self.logins
+                .admit(name, from, device)
+                .map_err(|wait| ServiceError::SignInSlowed {
+                    retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+                })?;
         if name.len() > 64 || password.len() > 1024 {
             attempt.failed();
             return Err(ServiceError::LoginFailed);
@@ -396,7 +411,10 @@ mod tests {
         let held: Vec<_> = (0..USER_LIMIT)
             .map(|_| t.admit("Admin", ip, None).ok().unwrap())
             .collect();
-        assert_eq!(t.admit("admin", None, None).err(), Some(Duration::from_secs(1)));
+        assert_eq!(
+            t.admit("admin", None, None).err(),
+            Some(Duration::from_secs(1))
+        );
         held.into_iter().for_each(Attempt::failed);
         let wait = t.admit("admin", ip, None).err().unwrap();
         assert!(wait > SIGNIN_WINDOW - Duration::from_secs(5), "{wait:?}");
