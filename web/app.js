@@ -111,40 +111,41 @@ function renderLogin(message) {
   const pw = h('input', { id: 'login-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
   const button = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
   // Shown while the node refuses sign-ins for this name or address: a spinner and the wait.
+  // The button stays usable: another user name may well be let in.
   const slowed = h('p', { class: 'slowed', id: 'login-slowed', role: 'status', hidden: true });
   let timer = null;
   const waitOut = (secs) => {
     clearInterval(timer);
-    let left = Math.max(1, secs);
+    const until = Date.now() + Math.max(1, secs) * 1000;
     const show = () => {
+      const left = Math.ceil((until - Date.now()) / 1000);
+      if (left <= 0) {
+        clearInterval(timer);
+        slowed.hidden = true;
+        return;
+      }
+      const wait = left >= 120 ? `${Math.ceil(left / 60)} minutes` : `${left} s`;
       clear(slowed).append(h('span', { class: 'spinner', 'aria-hidden': 'true' }),
-        `Sign-in is slowed down after failed attempts. You can try again in ${left} s.`);
+        `Sign-in is slowed down after failed attempts for this user name or from this address. Try again in ${wait}.`);
     };
     slowed.hidden = false;
-    button.disabled = true;
     show();
-    timer = setInterval(() => {
-      left -= 1;
-      if (left > 0) return show();
-      clearInterval(timer);
-      slowed.hidden = true;
-      button.disabled = false;
-    }, 1000);
+    timer = setInterval(show, 1000);
   };
   const form = h('form', { class: 'login', 'aria-describedby': 'login-error login-slowed', onsubmit: async (e) => {
     e.preventDefault();
     button.disabled = true;
     err.textContent = '';
-    let braked = false;
     try {
       const s = await api('POST', '/session', { name: name.value, password: pw.value }, { quiet401: true });
       clearInterval(timer);
       await signedIn(s);
     } catch (ex) {
       if (ex.status === 429) {
-        braked = true;
         waitOut(ex.retryAfter || 60);
       } else {
+        clearInterval(timer);
+        slowed.hidden = true;
         err.textContent = ex.status === 401
           ? 'Wrong user name or password. Check both and try again; after several failed attempts sign-in is slowed down.'
           : ex.message;
@@ -152,7 +153,7 @@ function renderLogin(message) {
       pw.value = '';
       pw.focus();
     } finally {
-      if (!braked) button.disabled = false;
+      button.disabled = false;
     }
   } },
     h('h1', {}, 'Sign in to Parley'),
