@@ -2,6 +2,7 @@
 //! conversation rules applied inside store writes, and blocking work kept off the executor.
 
 mod accounts;
+mod brake;
 mod conversations;
 mod peers;
 mod sessions;
@@ -19,9 +20,10 @@ use crate::domain::doc::DocError;
 use crate::store::{Store, StoreError};
 
 pub use accounts::{NewToken, TokenSecret};
+pub use brake::{LoginThrottle, SIGNIN_WINDOW};
 pub use conversations::{CreateInput, InboxFilter};
 pub use peers::{InviteCode, PairAnswer, PairRequest, PeerEvent, keys_equal};
-pub use sessions::{Credential, LoginThrottle, NewSession, SESSION_TTL, SIGNIN_WINDOW};
+pub use sessions::{Credential, NewSession, SESSION_TTL};
 pub use topics::{ImportReport, TopicPage, import_detail};
 
 #[derive(Debug, thiserror::Error)]
