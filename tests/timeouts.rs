@@ -115,6 +115,37 @@ async fn a_body_that_stops_halfway_is_closed_within_the_body_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickled_a_byte_at_a_time_is_cut_off_too() {
+    let n = TestNode::start_configured("acme", Role::Retailer, CONFIG).await;
+    let (r, mut w) = TcpStream::connect(n.addr()).await.unwrap().into_split();
+    let head = format!(
+        "POST /api/v1/conversations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n",
+        n.token
+    );
+    let start = Instant::now();
+    let closed = tokio::spawn(until_closed(r, Duration::from_secs(15)));
+    w.write_all(head.as_bytes()).await.unwrap();
+    let trickle = async {
+        while w.write_all(b" ").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::select! {
+        _ = trickle => {}
+        _ = tokio::time::sleep(Duration::from_secs(15)) => panic!("still writing after 15 s"),
+    }
+    let (got, at) = closed.await.unwrap();
+    assert!(got.is_empty() || got.starts_with("HTTP/1.1 4"), "{got}");
+    assert!(
+        at - start < Duration::from_secs(10),
+        "took {:?}",
+        at - start
+    );
+    n.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let n = TestNode::start_configured("acme", Role::Retailer, CONFIG).await;
     let (mut r, mut w) = TcpStream::connect(n.addr()).await.unwrap().into_split();
