@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -40,6 +41,34 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub allow_loopback_peers: Option<bool>,
+    pub header_timeout_secs: Option<u64>,
+    pub body_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub signin_window_secs: Option<u64>,
+}
+
+/// How long a connection may take over each part of a request (file-only settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From a connection's start, or the first byte of a later request, to the end of the
+    /// request head.
+    pub header: Duration,
+    /// From the end of the head to the end of the body.
+    pub body: Duration,
+    /// No byte either way for this long closes the connection (idle keep-alive included). Live
+    /// event streams send a keep-alive every 15 s and peer links ping every 5 s, so this is
+    /// at least 20 s.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header: Duration::from_secs(10),
+            body: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Values from flags or environment (already merged by clap); `None` where neither was given.
@@ -76,6 +105,9 @@ pub struct Config {
     /// default: an invite or pairing request naming one would make this node dial itself or a
     /// local service. For nodes that all run on one machine (and for tests).
     pub allow_loopback_peers: bool,
+    pub timeouts: Timeouts,
+    /// How long a failed sign-in counts against its user name and address.
+    pub signin_window: Duration,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
 }
@@ -89,6 +121,24 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         path: path.into(),
         message: e.to_string(),
     })
+}
+
+/// A duration setting in whole seconds, between `min` and a day.
+fn secs(
+    field: &'static str,
+    v: Option<u64>,
+    default: Duration,
+    min: u64,
+) -> Result<Duration, ConfigError> {
+    let Some(n) = v else { return Ok(default) };
+    if !(min..=86_400).contains(&n) {
+        return Err(ConfigError::Invalid {
+            field,
+            value: n.to_string(),
+            reason: format!("must be between {min} and 86400 seconds"),
+        });
+    }
+    Ok(Duration::from_secs(n))
 }
 
 impl Config {
@@ -198,7 +248,21 @@ impl Config {
                 reason: "must differ from listen, which keeps serving plain HTTP".into(),
             });
         }
+        let d = Timeouts::default();
+        let timeouts = Timeouts {
+            header: secs("header_timeout_secs", file.header_timeout_secs, d.header, 1)?,
+            body: secs("body_timeout_secs", file.body_timeout_secs, d.body, 1)?,
+            idle: secs("idle_timeout_secs", file.idle_timeout_secs, d.idle, 20)?,
+        };
+        let signin_window = secs(
+            "signin_window_secs",
+            file.signin_window_secs,
+            crate::service::SIGNIN_WINDOW,
+            1,
+        )?;
         Ok(Config {
+            timeouts,
+            signin_window,
             data_dir,
             listen,
             public_url,
@@ -256,8 +320,16 @@ impl Config {
         .into_iter()
         .flatten()
         .collect::<String>();
+        let t = &self.timeouts;
+        let limits = format!(
+            "header_timeout_secs = {}\nbody_timeout_secs = {}\nidle_timeout_secs = {}\nsignin_window_secs = {}\n",
+            t.header.as_secs(),
+            t.body.as_secs(),
+            t.idle.as_secs(),
+            self.signin_window.as_secs()
+        );
         format!(
-            "{from}data_dir = {:?}\nlisten = \"{}\"\n{}doc_cache = {}\nlog = {:?}\n{tls}",
+            "{from}data_dir = {:?}\nlisten = \"{}\"\n{}doc_cache = {}\nlog = {:?}\n{tls}{limits}",
             self.data_dir.display().to_string(),
             self.listen,
             self.public_url
@@ -297,6 +369,10 @@ mod tests {
         })
         .unwrap();
         assert_eq!((again.listen, again.doc_cache), (c.listen, c.doc_cache));
+        assert_eq!(
+            (again.timeouts, again.signin_window),
+            (c.timeouts, c.signin_window)
+        );
     }
 
     #[test]
@@ -316,6 +392,13 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("IP:PORT"), "{e}");
+        std::fs::write(dir.path().join("t.toml"), "idle_timeout_secs = 5\n").unwrap();
+        let e = Config::load(Overrides {
+            config: Some(dir.path().join("t.toml")),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("idle_timeout_secs"), "{e}");
     }
 
     #[test]

@@ -27,12 +27,14 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<Arc<Service>>
         .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
     let svc = Service::new(store, clock);
     svc.set_allow_loopback_peers(config.allow_loopback_peers);
+    svc.set_signin_window(config.signin_window);
     Ok(svc)
 }
 
 /// The bound listeners: plain HTTP on `listen`, and with `tls_listen` HTTPS for peers.
 pub struct Bound {
     acceptor: BoxAcceptor,
+    timeouts: crate::config::Timeouts,
     http: SocketAddr,
     https: Option<SocketAddr>,
     fingerprint: Option<String>,
@@ -60,6 +62,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
     let Some(tls_listen) = config.tls_listen else {
         return Ok(Bound {
             acceptor: plain.boxed(),
+            timeouts: config.timeouts,
             http,
             https: None,
             fingerprint: None,
@@ -79,6 +82,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
     let https = first_addr(&secure).context("the TLS listener has no address")?;
     Ok(Bound {
         acceptor: plain.combine(secure).boxed(),
+        timeouts: config.timeouts,
         http,
         https: Some(https),
         fingerprint: Some(node_cert.fingerprint),
@@ -145,9 +149,16 @@ pub async fn run(
         closing.begin_shutdown();
         rep2.stop();
     };
-    let app = crate::api::routes(svc, rep.clone());
-    let result = Server::new_with_acceptor(bound.acceptor)
+    let app = crate::api::routes(svc, rep.clone(), bound.timeouts.body);
+    // Slow clients: heads are timed per connection, bodies per request, and a connection
+    // with no traffic either way (idle keep-alive, a stalled upload) is closed.
+    let acceptor = crate::api::timeouts::HeadTimeoutAcceptor {
+        inner: bound.acceptor,
+        timeout: bound.timeouts.header,
+    };
+    let result = Server::new_with_acceptor(acceptor)
         .name("parley")
+        .idle_timeout(bound.timeouts.idle)
         .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
         .await;
     tokio::task::spawn_blocking(move || store.shutdown())

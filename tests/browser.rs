@@ -489,6 +489,18 @@ async fn the_web_ui_in_a_real_browser() {
     let (s, _) = n.call("GET", "/api/v1/conversations", None, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
+    step("after repeated failures the sign-in form says sign-in is slowed down");
+    for i in 0..5 {
+        let body = json!({"name": "nobody", "password": format!("guess-{i}")});
+        let (s, _) = n.call("POST", "/api/v1/session", Some(body), None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    b.type_into("#login-name", "nobody").await;
+    b.type_into("#login-password", "guess-again").await;
+    b.click(".login button[type=submit]").await;
+    let msg = b.wait_contains("#login-slowed", "slowed down").await;
+    assert!(msg.contains("Try again in"), "{msg}");
+
     b.close().await;
     drop(driver);
     bolt.stop().await;

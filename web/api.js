@@ -7,10 +7,12 @@ export function setCsrf(token) { csrf = token; }
 export function whenSignedOut(f) { onSignedOut = f; }
 
 export class ApiError extends Error {
-  constructor(status, code, detail) {
+  constructor(status, code, detail, retryAfter) {
     super(detail || `request failed (${status})`);
     this.status = status;
     this.code = code;
+    // Seconds to wait before trying again (429), from the Retry-After header.
+    this.retryAfter = retryAfter;
   }
 }
 
@@ -39,7 +41,8 @@ export async function api(method, path, body, { quiet401 = false } = {}) {
   }
   if (!r.ok) {
     if (r.status === 401 && !quiet401) onSignedOut();
-    throw new ApiError(r.status, data && data.error, data && data.detail);
+    const wait = parseInt(r.headers.get('Retry-After') || '', 10);
+    throw new ApiError(r.status, data && data.error, data && data.detail, Number.isFinite(wait) ? wait : undefined);
   }
   return data;
 }

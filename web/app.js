@@ -110,17 +110,46 @@ function renderLogin(message) {
   const name = h('input', { id: 'login-name', name: 'name', autocomplete: 'username', required: true, autocapitalize: 'none' });
   const pw = h('input', { id: 'login-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
   const button = h('button', { type: 'submit', class: 'primary' }, 'Sign in');
-  const form = h('form', { class: 'login', 'aria-describedby': 'login-error', onsubmit: async (e) => {
+  // Shown while the node refuses sign-ins for this name or address: a spinner and the wait.
+  // The button stays usable: another user name may well be let in.
+  const slowed = h('p', { class: 'slowed', id: 'login-slowed', role: 'status', hidden: true });
+  let timer = null;
+  const waitOut = (secs) => {
+    clearInterval(timer);
+    const until = Date.now() + Math.max(1, secs) * 1000;
+    const show = () => {
+      const left = Math.ceil((until - Date.now()) / 1000);
+      if (left <= 0) {
+        clearInterval(timer);
+        slowed.hidden = true;
+        return;
+      }
+      const wait = left >= 120 ? `${Math.ceil(left / 60)} minutes` : `${left} s`;
+      clear(slowed).append(h('span', { class: 'spinner', 'aria-hidden': 'true' }),
+        `Sign-in is slowed down after failed attempts for this user name or from this address. Try again in ${wait}.`);
+    };
+    slowed.hidden = false;
+    show();
+    timer = setInterval(show, 1000);
+  };
+  const form = h('form', { class: 'login', 'aria-describedby': 'login-error login-slowed', onsubmit: async (e) => {
     e.preventDefault();
     button.disabled = true;
     err.textContent = '';
     try {
       const s = await api('POST', '/session', { name: name.value, password: pw.value }, { quiet401: true });
+      clearInterval(timer);
       await signedIn(s);
     } catch (ex) {
-      err.textContent = ex.status === 401
-        ? 'Wrong user name or password. Check both and try again.'
-        : ex.message;
+      if (ex.status === 429) {
+        waitOut(ex.retryAfter || 60);
+      } else {
+        clearInterval(timer);
+        slowed.hidden = true;
+        err.textContent = ex.status === 401
+          ? 'Wrong user name or password. Check both and try again; after several failed attempts sign-in is slowed down.'
+          : ex.message;
+      }
       pw.value = '';
       pw.focus();
     } finally {
@@ -130,7 +159,7 @@ function renderLogin(message) {
     h('h1', {}, 'Sign in to Parley'),
     h('label', { for: 'login-name' }, 'User name'), name,
     h('label', { for: 'login-password' }, 'Password'), pw,
-    err, button);
+    err, slowed, button);
   clear(main).append(form);
   name.focus();
 }

@@ -147,9 +147,19 @@ export async function renderTopicDetail(main, kind, ref) {
     r.missing ? h('p', { class: 'hint' }, 'No record describes this yet; conversations about it are listed below.') : '',
     fields.length || r.url ? h('dl', { class: 'facts' },
       fields.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]),
-      r.url ? [h('dt', {}, 'Link'), h('dd', {}, h('a', { href: r.url, target: '_blank', rel: 'noopener' }, r.url))] : '') : '',
+      r.url ? [h('dt', {}, 'Link'), h('dd', {}, safeLink(r.url))] : '') : '',
     h('h2', {}, 'Conversations'),
     convBox);
   await loadConversations();
   app.page = { name: 'topic', refresh: () => loadConversations() };
+}
+
+// A record's link as a link only when it is a web or mail address; anything else (a
+// `javascript:` URL stored before the node checked schemes, say) is shown as plain text.
+function safeLink(url) {
+  let ok = false;
+  try { ok = ['http:', 'https:', 'mailto:'].includes(new URL(url).protocol); } catch { ok = false; }
+  return ok && !/\s/.test(url)
+    ? h('a', { href: url, target: '_blank', rel: 'noopener noreferrer' }, url)
+    : h('span', { class: 'unlinked' }, url);
 }

@@ -21,6 +21,7 @@ pub struct AdminApi {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Node {
     pub node_id: Uuid,
     pub org_id: String,
@@ -30,14 +31,18 @@ pub struct Node {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Partner {
-    /// The partner org's id, e.g. `bolt-supplies`.
+    /// The partner org's id, e.g. `bolt-supplies`: 1-64 of a-z, 0-9, `-`, `_`, `.`.
+    #[oai(validator(min_length = 1, max_length = 64))]
     pub id: String,
+    #[oai(validator(max_length = 200))]
     pub name: String,
     pub role: Role,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PartnerOut {
     pub id: String,
     pub name: String,
@@ -57,15 +62,20 @@ impl From<PartnerRec> for PartnerOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewUser {
+    /// 1-64 letters, digits, `-`, `_`, `.` or `@`.
+    #[oai(validator(min_length = 1, max_length = 64))]
     pub name: String,
-    /// At least 8 characters.
+    /// 8 to 1024 characters.
+    #[oai(validator(min_length = 8, max_length = 1024))]
     pub password: String,
     #[oai(default)]
     pub admin: bool,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UserOut {
     pub id: Uuid,
     pub name: String,
@@ -92,13 +102,18 @@ impl From<UserRec> for UserOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewTokenBody {
+    /// 1-64 letters, digits, `-`, `_`, `.` or `@`.
+    #[oai(validator(min_length = 1, max_length = 64))]
     pub name: String,
-    /// Act as this user; without it the token acts as an integration user named like the token.
+    /// Act as this user; without it the token acts as an integration user named like the
+    /// token (made if missing). A name that is a person's or an admin's is refused (409).
     pub user: Option<String>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TokenOut {
     pub id: Uuid,
     pub name: String,

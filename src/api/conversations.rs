@@ -21,47 +21,58 @@ pub struct ConversationsApi {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewConversation {
     /// Optional client-chosen id: retrying a create with the same id never duplicates it.
     pub id: Option<Uuid>,
     /// Required.
     pub kind: Option<Kind>,
     /// Required: the partner org's id.
+    #[oai(validator(max_length = 64))]
     pub partner: Option<String>,
     /// Required: 1-200 characters.
+    #[oai(validator(max_length = 200))]
     pub subject: Option<String>,
     pub topic: Option<Topic>,
     /// Up to 100 characters.
+    #[oai(validator(max_length = 100))]
     pub reference_id: Option<String>,
     /// Tasks only.
     pub due_date: Option<NaiveDate>,
-    /// The first message, up to 64 KiB.
+    /// The first message, up to 64 KiB of UTF-8.
+    #[oai(validator(max_length = 65536))]
     pub body: Option<String>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewMessage {
     /// Optional client-chosen id: retrying a reply with the same id never duplicates it.
     pub id: Option<Uuid>,
-    /// Required: 1 byte to 64 KiB.
+    /// Required: 1 byte to 64 KiB of UTF-8.
+    #[oai(validator(max_length = 65536))]
     pub body: Option<String>,
 }
 
 /// Fields to change. An absent field stays as it is; `reference_id` or `due_date` set to
 /// `null` removes it.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ConversationPatch {
+    #[oai(validator(max_length = 200))]
     pub subject: Option<String>,
     pub reference_id: MaybeUndefined<String>,
     pub due_date: MaybeUndefined<NaiveDate>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ProgressBody {
     pub progress: Progress,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Change {
     pub seq: u64,
     pub id: Uuid,
@@ -73,6 +84,7 @@ pub struct Change {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ChangesPage {
     /// Oldest first; each conversation appears once, at its latest change.
     pub changes: Vec<Change>,
@@ -185,6 +197,8 @@ impl ConversationsApi {
         progress: Query<Option<Progress>>,
         /// `true`: only overdue tasks; `false`: everything but overdue tasks.
         overdue: Query<Option<bool>>,
+        /// A partner org's id.
+        #[oai(validator(min_length = 1, max_length = 64))]
         partner: Query<Option<String>>,
         topic_kind: Query<Option<TopicKind>>,
         topic_ref: Query<Option<String>>,
@@ -199,7 +213,10 @@ impl ConversationsApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// 1-200, default 50.
-        #[oai(default = "default_limit")]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "200"))
+        )]
         limit: Query<u32>,
     ) -> R<Json<InboxPage>> {
         let mut filters = Vec::new();
@@ -370,10 +387,13 @@ impl ConversationsApi {
         &self,
         _auth: BearerAuth,
         /// Sequence number already seen; 0 for the start.
-        #[oai(default)]
+        #[oai(default, validator(minimum(value = "0")))]
         since: Query<u64>,
         /// 1-1000, default 100.
-        #[oai(default = "default_changes_limit")]
+        #[oai(
+            default = "default_changes_limit",
+            validator(minimum(value = "1"), maximum(value = "1000"))
+        )]
         limit: Query<u32>,
     ) -> R<Json<ChangesPage>> {
         let (entries, last_seq) = self.svc.changes(since.0, limit.0 as usize).await?;

@@ -29,8 +29,17 @@ pub enum ApiError {
     NotFound(Json<ErrorBody>),
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// The body is over 1 MiB.
+    #[oai(status = 413)]
+    TooLarge(Json<ErrorBody>),
+    /// The body's `Content-Type` is missing or not one the operation takes.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
+    /// Too many failed sign-ins: wait the `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
     #[oai(status = 503)]
@@ -66,6 +75,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unauthenticated => ApiError::Unauthorized(body("unauthorized", &e)),
             ServiceError::Unavailable(_) => ApiError::Unavailable(body("unavailable", &e)),
             ServiceError::LoginFailed => ApiError::Unauthorized(body("login_failed", &e)),
+            ServiceError::SignInSlowed { retry_after_secs } => {
+                ApiError::TooManyRequests(body("slowed_down", &e), *retry_after_secs)
+            }
             ServiceError::Import(_) => ApiError::BadRequest(body("invalid_csv", &e)),
             ServiceError::Store(s) => match s {
                 StoreError::NoIdentity => ApiError::Unavailable(body("no_identity", s)),

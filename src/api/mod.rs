@@ -11,6 +11,7 @@ mod models;
 mod peers;
 mod session;
 mod sync;
+pub mod timeouts;
 mod topics;
 pub mod web;
 
@@ -18,9 +19,8 @@ use std::sync::Arc;
 
 use poem::http::StatusCode;
 use poem::middleware::Tracing;
-use poem::{Body, Endpoint, EndpointExt, Request, Route, get, handler};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Route, get, handler};
 use poem_openapi::{OpenApiService, Tags as OaTags};
-use tokio::io::AsyncReadExt;
 
 use crate::replicator::Replicator;
 use crate::service::Service;
@@ -72,7 +72,57 @@ fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()
 
 /// The OpenAPI document, for tooling.
 pub fn spec_json(svc: &Arc<Service>, rep: &Arc<Replicator>) -> String {
-    openapi(svc, rep).spec()
+    document(&openapi(svc, rep).spec())
+}
+
+/// The generated document, corrected where it would not say what the API does: an optional
+/// field of a body also takes `null` (poem-openapi reads `null` as absent), so it is marked
+/// `nullable`; and dates are `format: date` (`YYYY-MM-DD`), the standard name for what the
+/// API parses.
+fn document(spec: &str) -> String {
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(spec) else {
+        return spec.to_string();
+    };
+    let schemas = doc
+        .get_mut("components")
+        .and_then(|c| c.get_mut("schemas"))
+        .and_then(|s| s.as_object_mut());
+    if let Some(schemas) = schemas {
+        for schema in schemas.values_mut() {
+            let required: Vec<String> = schema
+                .get("required")
+                .and_then(|r| r.as_array())
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let Some(props) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) else {
+                continue;
+            };
+            for (name, prop) in props.iter_mut() {
+                if required.contains(name) {
+                    continue;
+                }
+                if let Some(r) = prop.get("$ref").cloned() {
+                    // Siblings of `$ref` are ignored in OpenAPI 3.0: wrap it.
+                    *prop = serde_json::json!({"allOf": [{"$ref": r}], "nullable": true});
+                } else if let Some(o) = prop.as_object_mut() {
+                    o.insert("nullable".into(), true.into());
+                }
+            }
+        }
+    }
+    let text = doc.to_string();
+    text.replace("\"format\":\"naive-date\"", "\"format\":\"date\"")
+}
+
+#[handler]
+fn spec_endpoint(spec: poem::web::Data<&SpecText>) -> poem::Response {
+    poem::Response::builder()
+        .content_type("application/json; charset=utf-8")
+        .body(spec.0.0.as_str().to_string())
 }
 
 #[handler]
@@ -80,28 +130,48 @@ fn healthz() -> &'static str {
     "ok"
 }
 
-/// Every HTTP route of the node.
-pub fn routes(svc: Arc<Service>, rep: Arc<Replicator>) -> impl Endpoint {
+/// The OpenAPI document as served, built once.
+#[derive(Clone)]
+struct SpecText(Arc<String>);
+
+/// How long a request body may take to arrive, from the end of its head.
+#[derive(Clone, Copy)]
+struct BodyTimeout(std::time::Duration);
+
+/// Every HTTP route of the node; `body_timeout` bounds the time a request body may take.
+pub fn routes(
+    svc: Arc<Service>,
+    rep: Arc<Replicator>,
+    body_timeout: std::time::Duration,
+) -> impl Endpoint {
     let api = openapi(&svc, &rep);
-    let spec = api.spec_endpoint();
+    let spec = SpecText(Arc::new(document(&api.spec())));
+    let methods = Arc::new(MethodTable::of(&spec.0));
     let docs = api.swagger_ui();
     Route::new()
         .at("/api/v1/sync", get(sync::sync))
         .nest("/api/v1", api)
-        .at("/api/openapi.json", spec)
+        .at("/api/openapi.json", get(spec_endpoint).data(spec))
         .nest("/api/docs", docs)
         .at("/healthz", get(healthz))
         .nest("/", web::Spa)
         .around(session::cookie_auth)
         .around(limit_body)
         .catch_all_error(error::json_errors)
+        .around(move |next, req| {
+            let methods = methods.clone();
+            async move { methods.allow(next, req).await }
+        })
         .with(Tracing)
         .data(svc)
         .data(rep)
+        .data(BodyTimeout(body_timeout))
 }
 
 /// Refuses bodies over [`MAX_BODY`]: by their `Content-Length` (413) or, for a body sent
-/// without one, by cutting it off at the limit, which then fails to parse (400).
+/// without one, by cutting it off at the limit, which then fails to parse (400). A body that
+/// has not all arrived within the body timeout fails to read (400), and the connection, its
+/// body unread, is closed.
 async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<poem::Response> {
     let declared = req
         .headers()
@@ -114,11 +184,69 @@ async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<poem
             StatusCode::PAYLOAD_TOO_LARGE,
         ));
     }
-    if declared.is_none() {
+    let has_body = declared.is_some_and(|n| n > 0)
+        || req
+            .headers()
+            .contains_key(poem::http::header::TRANSFER_ENCODING);
+    if has_body {
+        let timeout = req
+            .data::<BodyTimeout>()
+            .map(|t| t.0)
+            .unwrap_or(crate::config::Timeouts::default().body);
         let body = req.take_body();
-        req.set_body(Body::from_async_read(
-            body.into_async_read().take(MAX_BODY as u64 + 1),
-        ));
+        req.set_body(timeouts::timed_body(body, MAX_BODY as u64 + 1, timeout));
     }
-    next.call(req).await.map(poem::IntoResponse::into_response)
+    next.call(req).await.map(IntoResponse::into_response)
+}
+
+/// The methods of each documented path, from the OpenAPI document itself, so that a 405
+/// answer can say in `Allow` what the path does take (RFC 9110) without a second list.
+struct MethodTable(Vec<(Vec<String>, String)>);
+
+impl MethodTable {
+    fn of(spec: &str) -> MethodTable {
+        let doc: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
+        let mut rows = Vec::new();
+        if let Some(paths) = doc["paths"].as_object() {
+            for (path, ops) in paths {
+                let segments = format!("/api/v1{path}")
+                    .split('/')
+                    .map(str::to_string)
+                    .collect();
+                let mut methods: Vec<String> = ops
+                    .as_object()
+                    .map(|o| o.keys().map(|m| m.to_uppercase()).collect())
+                    .unwrap_or_default();
+                methods.sort();
+                rows.push((segments, methods.join(", ")));
+            }
+        }
+        MethodTable(rows)
+    }
+
+    fn lookup(&self, path: &str) -> Option<&str> {
+        let parts: Vec<&str> = path.split('/').collect();
+        self.0
+            .iter()
+            .find(|(segs, _)| {
+                segs.len() == parts.len()
+                    && segs
+                        .iter()
+                        .zip(&parts)
+                        .all(|(s, p)| s == p || (s.starts_with('{') && !p.is_empty()))
+            })
+            .map(|(_, m)| m.as_str())
+    }
+
+    async fn allow<E: Endpoint>(&self, next: E, req: Request) -> poem::Result<poem::Response> {
+        let path = req.uri().path().to_string();
+        let mut resp = next.call(req).await?.into_response();
+        if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+            && let Some(m) = self.lookup(&path)
+            && let Ok(v) = poem::http::HeaderValue::from_str(m)
+        {
+            resp.headers_mut().insert(poem::http::header::ALLOW, v);
+        }
+        Ok(resp)
+    }
 }

@@ -31,12 +31,15 @@ api_enum!(#[oai(rename = "Role")] Role => Role { Retailer, Supplier });
 
 /// A link to the business object a conversation is about.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Topic {
     pub kind: TopicKind,
     /// The object's identifier, e.g. `PO-1001` or `SKU-12345`.
-    #[oai(rename = "ref")]
+    #[oai(rename = "ref", validator(max_length = 100))]
     pub reference: String,
+    #[oai(validator(max_length = 200))]
     pub label: Option<String>,
+    #[oai(validator(max_length = 2000))]
     pub url: Option<String>,
 }
 
@@ -62,6 +65,7 @@ impl From<Topic> for domain::Topic {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Author {
     pub org: String,
     pub user: String,
@@ -77,12 +81,14 @@ impl From<domain::Author> for Author {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Participants {
     pub retailer: String,
     pub supplier: String,
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Message {
     pub id: Uuid,
     pub author: Author,
@@ -92,6 +98,7 @@ pub struct Message {
 
 /// A change of state, progress or a field.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct HistoryEvent {
     pub id: Uuid,
     pub at: DateTime<Utc>,
@@ -104,6 +111,7 @@ pub struct HistoryEvent {
 
 /// A conversation with its thread and history.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Conversation {
     pub id: Uuid,
     pub kind: Kind,
@@ -179,6 +187,7 @@ impl Conversation {
 
 /// One row of the inbox.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct InboxItem {
     pub id: Uuid,
     pub kind: Kind,
@@ -226,6 +235,7 @@ impl InboxItem {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct InboxPage {
     pub items: Vec<InboxItem>,
     /// Pass as `cursor` for the next page; absent on the last page.

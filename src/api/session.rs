@@ -22,6 +22,11 @@ use super::models::Role;
 use crate::service::{SESSION_TTL, Service, ServiceError};
 
 pub const COOKIE: &str = "parley_session";
+/// The device mark a successful sign-in leaves, so that this browser keeps room to sign in
+/// while others guess at the same name (see `service::sessions`). Kept past sign-out.
+pub const DEVICE_COOKIE: &str = "parley_device";
+/// A year: the mark is worth keeping, and it is only valid until the node restarts.
+const DEVICE_MAX_AGE: i64 = 365 * 24 * 3600;
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 pub struct SessionApi {
@@ -29,15 +34,19 @@ pub struct SessionApi {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Login {
     /// Required: a local user's name.
+    #[oai(validator(min_length = 1, max_length = 64))]
     pub name: Option<String>,
     /// Required.
+    #[oai(validator(min_length = 1, max_length = 1024))]
     pub password: Option<String>,
 }
 
 /// The signed-in user, this node's org, and the token to send in `X-CSRF-Token`.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SessionOut {
     pub user: String,
     pub admin: bool,
@@ -49,6 +58,7 @@ pub struct SessionOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SessionStatus {
     pub signed_in: bool,
     pub session: Option<SessionOut>,
@@ -61,6 +71,32 @@ pub enum LoggedIn {
     Ok(Json<SessionOut>, #[oai(header = "Set-Cookie")] String),
 }
 
+/// [`LoggedIn`] plus a second `Set-Cookie` for the device mark (a derived response can set a
+/// header only once, so this one is appended here).
+pub struct LoginAnswer {
+    inner: LoggedIn,
+    device: String,
+}
+
+impl IntoResponse for LoginAnswer {
+    fn into_response(self) -> Response {
+        let mut resp = self.inner.into_response();
+        if let Ok(v) = HeaderValue::from_str(&self.device) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+        resp
+    }
+}
+
+impl poem_openapi::ApiResponse for LoginAnswer {
+    fn meta() -> poem_openapi::registry::MetaResponses {
+        LoggedIn::meta()
+    }
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        LoggedIn::register(registry)
+    }
+}
+
 #[derive(ApiResponse)]
 pub enum LoggedOut {
     /// Signed out; the cookie is cleared.
@@ -70,13 +106,17 @@ pub enum LoggedOut {
 
 /// The value of the session cookie, if the request has one.
 pub fn session_cookie(req: &Request) -> Option<String> {
+    cookie_value(req, COOKIE)
+}
+
+fn cookie_value(req: &Request, name: &str) -> Option<String> {
     req.headers()
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
 }
 
@@ -89,8 +129,12 @@ fn is_https(req: &Request) -> bool {
 }
 
 fn cookie(req: &Request, value: &str, max_age: i64) -> String {
+    named_cookie(req, COOKIE, value, max_age)
+}
+
+fn named_cookie(req: &Request, name: &str, value: &str, max_age: i64) -> String {
     let secure = if is_https(req) { "; Secure" } else { "" };
-    format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}")
+    format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}")
 }
 
 /// Compares without stopping at the first difference.
@@ -126,15 +170,23 @@ impl SessionApi {
 #[OpenApi(tag = "Tags::Session")]
 impl SessionApi {
     /// Sign in with a local user's password (for the web UI)
+    ///
+    /// Failed sign-ins are counted per user name and per address; beyond the limit an attempt
+    /// is refused at once with 429 and `Retry-After` (seconds). A browser that signed in
+    /// before keeps its own room (the `parley_device` cookie).
     #[oai(path = "/session", method = "post", operation_id = "login")]
-    async fn login(&self, req: &Request, body: Json<Login>) -> Result<LoggedIn, ApiError> {
+    async fn login(&self, req: &Request, body: Json<Login>) -> Result<LoginAnswer, ApiError> {
         let name = body.0.name.unwrap_or_default();
         let password = body.0.password.unwrap_or_default();
         if name.is_empty() || password.is_empty() {
             return Err(ApiError::bad_request("name and password are required"));
         }
         let ip = req.remote_addr().as_socket_addr().map(|a| a.ip());
-        let s = self.svc.login(&name, &password, ip).await?;
+        let device = cookie_value(req, DEVICE_COOKIE);
+        let s = self
+            .svc
+            .login(&name, &password, ip, device.as_deref())
+            .await?;
         let out = self
             .out(
                 s.principal.user,
@@ -144,7 +196,10 @@ impl SessionApi {
             )
             .await?;
         let set = cookie(req, &s.id, SESSION_TTL.num_seconds());
-        Ok(LoggedIn::Ok(Json(out), set))
+        Ok(LoginAnswer {
+            inner: LoggedIn::Ok(Json(out), set),
+            device: named_cookie(req, DEVICE_COOKIE, &s.device, DEVICE_MAX_AGE),
+        })
     }
 
     /// Who is signed in with this browser's cookie (never fails: `signed_in` says)

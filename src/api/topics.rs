@@ -25,18 +25,23 @@ pub struct TopicsApi {
 
 /// A record as sent: `kind`, `ref` and `title` are required.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TopicBody {
     pub kind: Option<TopicKind>,
-    #[oai(rename = "ref")]
+    #[oai(rename = "ref", validator(max_length = 100))]
     pub reference: Option<String>,
+    #[oai(validator(max_length = 200))]
     pub title: Option<String>,
+    /// An `http://`, `https://` or `mailto:` address.
+    #[oai(validator(max_length = 2000))]
     pub url: Option<String>,
     /// Up to 20 more fields, e.g. `{"status": "shipped"}`.
-    #[oai(default)]
+    #[oai(default, validator(max_properties = 20))]
     pub fields: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TopicOut {
     pub kind: TopicKind,
     #[oai(rename = "ref")]
@@ -63,6 +68,7 @@ impl From<TopicRecord> for TopicOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TopicPageOut {
     pub items: Vec<TopicOut>,
     /// Pass as `after` for the next page; absent on the last page.
@@ -70,6 +76,7 @@ pub struct TopicPageOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ImportOut {
     pub created: u64,
     pub updated: u64,
@@ -135,7 +142,10 @@ impl TopicsApi {
         /// `next` of the previous page.
         after: Query<Option<String>>,
         /// 1-200, default 50.
-        #[oai(default = "default_limit")]
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "200"))
+        )]
         limit: Query<u32>,
     ) -> R<Json<TopicPageOut>> {
         let page = self

@@ -48,6 +48,7 @@ impl TopicInput {
         check_text("title", &self.title, limits::TOPIC_LABEL_CHARS, true)?;
         if let Some(u) = &self.url {
             check_text("url", u, limits::TOPIC_URL_CHARS, false)?;
+            check_link_scheme(u)?;
         }
         if self.fields.len() > MAX_FIELDS {
             return Err(DomainError::invalid(
@@ -73,6 +74,27 @@ impl TopicInput {
             updated_at: now,
         }
     }
+}
+
+/// Schemes a record's link may use: it is shown as a link that opens on a click, so anything
+/// that runs or reads in the page's context (`javascript:`, `data:`, `file:`, …) is refused.
+pub const LINK_SCHEMES: [&str; 3] = ["http", "https", "mailto"];
+
+/// Checks that a non-empty link starts with one of [`LINK_SCHEMES`] and holds no spaces (a
+/// browser strips leading spaces and tabs, which could hide a scheme).
+fn check_link_scheme(url: &str) -> Result<(), DomainError> {
+    if url.is_empty() {
+        return Ok(());
+    }
+    let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+    let allowed = scheme.as_deref().is_some_and(|s| LINK_SCHEMES.contains(&s));
+    if !allowed || url.chars().any(char::is_whitespace) {
+        return Err(DomainError::invalid(
+            "url",
+            "must be an http://, https:// or mailto: address without spaces",
+        ));
+    }
+    Ok(())
 }
 
 /// The record a conversation's topic implies when no record exists yet.
@@ -289,6 +311,39 @@ pub fn parse_import(text: &str) -> Result<Vec<TopicInput>, Vec<LineError>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_web_and_mail_links_are_taken() {
+        let input = |url: &str| TopicInput {
+            kind: TopicKind::Item,
+            reference: "SKU-1".into(),
+            title: "Kettle".into(),
+            url: Some(url.into()),
+            fields: BTreeMap::new(),
+        };
+        for ok in [
+            "https://shop.example/sku-1",
+            "HTTP://x",
+            "mailto:buyer@example.com",
+            "",
+        ] {
+            assert!(input(ok).validate().is_ok(), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "JavaScript:alert(1)",
+            "data:text/html,<script>",
+            "vbscript:x",
+            "file:///etc/passwd",
+            "/relative/path",
+            "shop.example",
+            " javascript:alert(1)",
+            "https://x/ y",
+        ] {
+            let e = input(bad).validate().unwrap_err();
+            assert!(e.to_string().contains("http://"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn csv_quotes_and_line_numbers() {

@@ -19,7 +19,8 @@ pub struct TokenSecret {
 #[derive(Debug, Clone)]
 pub struct NewToken {
     pub name: String,
-    /// Act as this existing user; without it the token gets an integration user of its name.
+    /// Act as this existing user; without it the token acts as the integration user of its
+    /// name, made if missing (a name that is a person's or an admin's is refused).
     pub user: Option<String>,
 }
 
@@ -163,7 +164,20 @@ impl Service {
                             .name
                     }
                     None => {
-                        if accounts::get_user_w(ctx.read_tx(), &t.name)?.is_none() {
+                        // A token of its own name acts as an integration user: never as a
+                        // person or an admin who happens to have that name.
+                        let existing = accounts::get_user_w(ctx.read_tx(), &t.name)?;
+                        if let Some(u) = &existing
+                            && (u.kind != UserKind::Integration || u.admin)
+                        {
+                            let who = if u.kind == UserKind::Person { "a person" } else { "an admin integration" };
+                            return Err(DomainError::Conflict(format!(
+                                "{} is {who} on this node, so a token named so would act as them; give the token another name, or pass user {} to act as them on purpose",
+                                u.name, u.name
+                            ))
+                            .into());
+                        }
+                        if existing.is_none() {
                             let u = User {
                                 id: Uuid::now_v7(),
                                 name: t.name.clone(),
@@ -194,6 +208,7 @@ impl Service {
         Ok(self.store.read(accounts::list_tokens).await?)
     }
 
+    /// Revokes a token; live channels opened with it end at once.
     pub async fn revoke_token(&self, id: Uuid) -> Result<()> {
         self.store
             .write(move |ctx| -> Result<_> {
@@ -201,7 +216,9 @@ impl Service {
                     .ok_or_else(|| ServiceError::NotFound(format!("token {id} not found")))?;
                 Ok(accounts::remove_token(ctx.tx(), &key)?)
             })
-            .await
+            .await?;
+        self.credentials_changed();
+        Ok(())
     }
 
     /// Resolves a bearer token to the user it acts as.
@@ -339,6 +356,8 @@ impl Service {
                 Ok(())
             })
             .await?;
+        // The old CLI tokens are gone.
+        self.credentials_changed();
         Ok(secret)
     }
 }

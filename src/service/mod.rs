@@ -2,6 +2,7 @@
 //! conversation rules applied inside store writes, and blocking work kept off the executor.
 
 mod accounts;
+mod brake;
 mod conversations;
 mod invites;
 mod pair;
@@ -22,12 +23,13 @@ use crate::domain::doc::DocError;
 use crate::store::{Store, StoreError};
 
 pub use accounts::{NewToken, TokenSecret};
+pub use brake::{LoginThrottle, SIGNIN_WINDOW};
 pub use conversations::{CreateInput, InboxFilter};
+pub use crate::store::peers::Peer;
 pub use invites::{InviteCode, InvitePreview, InviteTarget};
 pub use peer_auth::{Direction, Hello, ct_eq, nonce as peer_nonce, transcript};
-pub use crate::store::peers::Peer;
 pub use peers::{PairAnswer, PairRequest, PeerEvent};
-pub use sessions::{LoginThrottle, NewSession, SESSION_TTL};
+pub use sessions::{Credential, NewSession, SESSION_TTL};
 pub use topics::{ImportReport, TopicPage, import_detail};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,11 @@ pub enum ServiceError {
     /// A browser sign-in failed; which part was wrong is not said.
     #[error("wrong user name or password")]
     LoginFailed,
+    /// Too many failed sign-ins for this user name or address: refused without checking.
+    #[error(
+        "too many failed sign-ins for this user name or from this address; try again in {retry_after_secs} s"
+    )]
+    SignInSlowed { retry_after_secs: u64 },
     /// An import had bad rows; nothing of it was stored.
     #[error("{}", topics::import_detail(.0))]
     Import(Vec<crate::domain::topics::LineError>),
@@ -117,6 +124,9 @@ pub struct Service {
     /// Set when the node starts to shut down, so endless responses (live events) end and
     /// the graceful shutdown does not wait for open browser tabs.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Bumped after a token is revoked or a session ends, so that live channels opened with a
+    /// credential check it again at once (see `sessions::Credential`).
+    credentials: tokio::sync::watch::Sender<u64>,
 }
 
 impl Service {
@@ -134,6 +144,7 @@ impl Service {
             clock,
             logins: LoginThrottle::default(),
             closing: tokio::sync::watch::Sender::new(false),
+            credentials: tokio::sync::watch::Sender::new(0),
         })
     }
 

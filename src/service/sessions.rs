@@ -1,10 +1,8 @@
-//! Browser sign-in: sessions for the web UI, with a CSRF token each, and a brake on repeated
-//! failed sign-ins (per user name and per client address, kept in memory).
+//! Browser sign-in: sessions for the web UI, with a CSRF token each, behind the sign-in brake
+//! (`brake.rs`), and the credential checks that keep live channels honest.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -14,67 +12,6 @@ use crate::store::{accounts, sessions};
 
 /// How long a sign-in lasts.
 pub const SESSION_TTL: chrono::Duration = chrono::Duration::days(7);
-/// Failed attempts forgiven without delay.
-const FREE_FAILURES: u32 = 3;
-/// Failures older than this are forgotten.
-const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
-const MAX_DELAY: Duration = Duration::from_secs(10);
-/// Bound on remembered keys, so a flood of names cannot grow memory without end.
-const MAX_KEYS: usize = 10_000;
-
-/// Failed sign-ins per key (`user:NAME`, `ip:ADDR`): after a few, each attempt on that key
-/// waits longer before it is answered (0.5 s, 1 s, 2 s, … up to 10 s).
-#[derive(Default)]
-pub struct LoginThrottle {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-}
-
-impl LoginThrottle {
-    pub fn delay(&self, keys: &[String]) -> Duration {
-        let Ok(map) = self.failures.lock() else {
-            return MAX_DELAY;
-        };
-        keys.iter()
-            .filter_map(|k| map.get(k))
-            .filter(|(_, at)| at.elapsed() < FAILURE_WINDOW)
-            .map(|(n, _)| backoff(*n))
-            .max()
-            .unwrap_or_default()
-    }
-
-    pub fn failed(&self, keys: &[String]) {
-        if let Ok(mut map) = self.failures.lock() {
-            if map.len() >= MAX_KEYS {
-                map.retain(|_, (_, at)| at.elapsed() < FAILURE_WINDOW);
-            }
-            for k in keys {
-                if map.len() >= MAX_KEYS && !map.contains_key(k) {
-                    continue;
-                }
-                let e = map.entry(k.clone()).or_insert((0, Instant::now()));
-                if e.1.elapsed() >= FAILURE_WINDOW {
-                    e.0 = 0;
-                }
-                e.0 += 1;
-                e.1 = Instant::now();
-            }
-        }
-    }
-
-    pub fn succeeded(&self, key: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            map.remove(key);
-        }
-    }
-}
-
-fn backoff(failures: u32) -> Duration {
-    if failures < FREE_FAILURES {
-        return Duration::ZERO;
-    }
-    let exp = (failures - FREE_FAILURES).min(10);
-    (Duration::from_millis(500) * 2u32.pow(exp)).min(MAX_DELAY)
-}
 
 fn hash(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
@@ -88,40 +25,58 @@ fn random_secret(prefix: &str) -> String {
     )
 }
 
+/// What a request signed in with, kept by live channels (event streams) to check it again
+/// when credentials change, and at a session's expiry.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// An API token's secret.
+    Token(String),
+    /// A browser session's cookie value.
+    Session(String),
+}
+
 /// A new sign-in: the cookie value (shown once) and its record.
 #[derive(Debug, Clone)]
 pub struct NewSession {
     pub id: String,
+    /// The device mark for the browser to keep (see the module doc).
+    pub device: String,
     pub record: SessionRecord,
     pub principal: Principal,
 }
 
 impl Service {
-    /// Signs a user in with a password. A wrong name and a wrong password fail alike; after a
-    /// few failures for the name or the address, answers are slowed down.
+    /// Sets how long a failed sign-in counts against its user name and address.
+    pub fn set_signin_window(&self, window: Duration) {
+        self.logins.set_window(window);
+    }
+
+    /// Signs a user in with a password. A wrong name and a wrong password fail alike. An
+    /// attempt the brake does not admit fails at once, before any password hashing, with the
+    /// time to wait (see the module doc); `device` is the mark of an earlier sign-in.
     pub async fn login(
         &self,
         name: &str,
         password: &str,
         from: Option<IpAddr>,
+        device: Option<&str>,
     ) -> Result<NewSession> {
-        let mut keys = vec![format!("user:{}", name.to_lowercase())];
-        if let Some(ip) = from {
-            keys.push(format!("ip:{ip}"));
-        }
-        let wait = self.logins.delay(&keys);
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
+        let name = truncate(name, 65);
+        let attempt =
+            self.logins
+                .admit(name, from, device)
+                .map_err(|wait| ServiceError::SignInSlowed {
+                    retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+                })?;
         if name.len() > 64 || password.len() > 1024 {
-            self.logins.failed(&keys);
+            attempt.failed();
             return Err(ServiceError::LoginFailed);
         }
         let Some(principal) = self.verify_password(name, password).await? else {
-            self.logins.failed(&keys);
+            attempt.failed();
             return Err(ServiceError::LoginFailed);
         };
-        self.logins.succeeded(&keys[0]);
+        attempt.succeeded();
         let id = random_secret("ps_");
         let now = self.now();
         let record = SessionRecord {
@@ -140,6 +95,7 @@ impl Service {
             .await?;
         Ok(NewSession {
             id,
+            device: self.logins.device_mark(&principal.user),
             record,
             principal,
         })
@@ -174,7 +130,8 @@ impl Service {
             .await
     }
 
-    /// Ends a session; ending one that is already gone is not an error.
+    /// Ends a session; ending one that is already gone is not an error. Live channels opened
+    /// with it end too.
     pub async fn logout(&self, id: &str) -> Result<()> {
         let h = hash(id);
         self.store
@@ -182,31 +139,41 @@ impl Service {
                 sessions::remove(ctx.tx(), &h)?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.credentials_changed();
+        Ok(())
+    }
+
+    /// Tells live channels that some credential may have stopped working.
+    pub(crate) fn credentials_changed(&self) {
+        self.credentials.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever a credential may have stopped working: a live channel holding one
+    /// checks it again with [`Service::still_valid`] and closes if it is gone.
+    pub fn watch_credentials(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.credentials.subscribe()
+    }
+
+    /// Whether the credential a live channel was opened with still signs its user in.
+    pub async fn still_valid(&self, c: &Credential) -> Result<bool> {
+        Ok(match c {
+            Credential::Token(t) => match self.authenticate(t).await {
+                Ok(_) => true,
+                Err(ServiceError::Unauthenticated) => false,
+                Err(e) => return Err(e),
+            },
+            Credential::Session(id) => self.session(id).await?.is_some(),
+        })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failures_slow_down_then_cap() {
-        let t = LoginThrottle::default();
-        let keys = vec!["user:x".to_string()];
-        for _ in 0..FREE_FAILURES {
-            assert_eq!(t.delay(&keys), Duration::ZERO);
-            t.failed(&keys);
-        }
-        assert_eq!(t.delay(&keys), Duration::from_millis(500));
-        t.failed(&keys);
-        assert_eq!(t.delay(&keys), Duration::from_secs(1));
-        for _ in 0..20 {
-            t.failed(&keys);
-        }
-        assert_eq!(t.delay(&keys), MAX_DELAY);
-        assert_eq!(t.delay(&["ip:1.2.3.4".into()]), Duration::ZERO);
-        t.succeeded("user:x");
-        assert_eq!(t.delay(&keys), Duration::ZERO);
+/// At most `max` bytes of `s`, cut at a character boundary: names longer than any user name
+/// are all counted under one key, so they cannot be used to make endless keys.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
     }
+    &s[..end]
 }

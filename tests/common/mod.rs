@@ -41,17 +41,29 @@ impl TestNode {
     }
 
     async fn start_with(org: &str, role: Role, tls: bool) -> TestNode {
-        Self::start_opts(org, role, tls, true).await
+        Self::start_in(tempfile::tempdir().unwrap(), org, role, tls, true).await
     }
 
     /// A node with the outbound-address rules as configured by default: loopback peers
     /// refused (every other test node allows them, since everything runs on 127.0.0.1).
     pub async fn start_strict(org: &str, role: Role) -> TestNode {
-        Self::start_opts(org, role, false, false).await
+        Self::start_in(tempfile::tempdir().unwrap(), org, role, false, false).await
     }
 
-    async fn start_opts(org: &str, role: Role, tls: bool, allow_loopback: bool) -> TestNode {
+    /// A node whose data directory holds `parley.toml` with these lines before it starts.
+    pub async fn start_configured(org: &str, role: Role, toml: &str) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(parley::config::CONFIG_FILE), toml).unwrap();
+        Self::start_in(dir, org, role, false, true).await
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        org: &str,
+        role: Role,
+        tls: bool,
+        allow_loopback: bool,
+    ) -> TestNode {
         let cfg = Config::load(Overrides {
             data_dir: Some(dir.path().to_path_buf()),
             listen: Some("127.0.0.1:0".into()),
@@ -103,6 +115,11 @@ impl TestNode {
         }
     }
 
+    /// The address the node serves plain HTTP on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
     pub fn svc(&self) -> &Arc<Service> {
         self.svc.as_ref().expect("the node is paused")
     }
@@ -149,11 +166,6 @@ impl TestNode {
         let (stop, task) = serve(svc, acceptor);
         self.stop = Some(stop);
         self.task = Some(task);
-    }
-
-    /// Where the node listens (plain HTTP).
-    pub fn addr(&self) -> std::net::SocketAddr {
-        self.addr
     }
 
     pub async fn call(
