@@ -1237,6 +1237,8 @@ async fn memory(figs: &mut Figures) {
             .arg(dir.path())
             .args(["--listen", "127.0.0.1:0"])
             .env("PARLEY_LOG", "warn")
+            // Every node of the bench runs on this machine.
+            .env("PARLEY_ALLOW_LOOPBACK_PEERS", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
