@@ -45,6 +45,7 @@ pub struct FileConfig {
     pub body_timeout_secs: Option<u64>,
     pub idle_timeout_secs: Option<u64>,
     pub signin_window_secs: Option<u64>,
+    pub peer_quota_mb_per_day: Option<u64>,
 }
 
 /// How long a connection may take over each part of a request (file-only settings).
@@ -108,6 +109,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// How long a failed sign-in counts against its user name and address.
     pub signin_window: Duration,
+    /// Bytes of changes accepted from one peer per UTC day (`store::quota`).
+    pub peer_quota_bytes_per_day: u64,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
 }
@@ -260,9 +263,21 @@ impl Config {
             crate::service::SIGNIN_WINDOW,
             1,
         )?;
+        let peer_quota_bytes_per_day = match file.peer_quota_mb_per_day {
+            None => crate::store::quota::DEFAULT_PEER_BYTES_PER_DAY,
+            Some(mb) if (1..=1_000_000).contains(&mb) => mb * 1024 * 1024,
+            Some(mb) => {
+                return Err(ConfigError::Invalid {
+                    field: "peer_quota_mb_per_day",
+                    value: mb.to_string(),
+                    reason: "must be between 1 and 1000000 MiB".into(),
+                });
+            }
+        };
         Ok(Config {
             timeouts,
             signin_window,
+            peer_quota_bytes_per_day,
             data_dir,
             listen,
             public_url,
@@ -322,11 +337,12 @@ impl Config {
         .collect::<String>();
         let t = &self.timeouts;
         let limits = format!(
-            "header_timeout_secs = {}\nbody_timeout_secs = {}\nidle_timeout_secs = {}\nsignin_window_secs = {}\n",
+            "header_timeout_secs = {}\nbody_timeout_secs = {}\nidle_timeout_secs = {}\nsignin_window_secs = {}\npeer_quota_mb_per_day = {}\n",
             t.header.as_secs(),
             t.body.as_secs(),
             t.idle.as_secs(),
-            self.signin_window.as_secs()
+            self.signin_window.as_secs(),
+            self.peer_quota_bytes_per_day / (1024 * 1024)
         );
         format!(
             "{from}data_dir = {:?}\nlisten = \"{}\"\n{}doc_cache = {}\nlog = {:?}\n{tls}{limits}",
@@ -370,8 +386,12 @@ mod tests {
         .unwrap();
         assert_eq!((again.listen, again.doc_cache), (c.listen, c.doc_cache));
         assert_eq!(
-            (again.timeouts, again.signin_window),
-            (c.timeouts, c.signin_window)
+            (
+                again.timeouts,
+                again.signin_window,
+                again.peer_quota_bytes_per_day
+            ),
+            (c.timeouts, c.signin_window, c.peer_quota_bytes_per_day)
         );
     }
 
@@ -399,6 +419,23 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("idle_timeout_secs"), "{e}");
+        for (line, ok) in [
+            ("peer_quota_mb_per_day = 0\n", false),
+            ("peer_quota_mb_per_day = 64\n", true),
+        ] {
+            std::fs::write(dir.path().join("q.toml"), line).unwrap();
+            let r = Config::load(Overrides {
+                config: Some(dir.path().join("q.toml")),
+                ..Default::default()
+            });
+            match r {
+                Ok(c) => assert!(ok && c.peer_quota_bytes_per_day == 64 << 20),
+                Err(e) => assert!(
+                    !ok && e.to_string().contains("peer_quota_mb_per_day"),
+                    "{e}"
+                ),
+            }
+        }
     }
 
     #[test]

@@ -13,8 +13,8 @@ use super::auth::BearerAuth;
 use super::error::ApiError;
 use super::models::Role;
 use crate::replicator::Replicator;
-use crate::service::{Hello, InviteTarget, PairAnswer, PairRequest, Service};
 use crate::service::Peer;
+use crate::service::{Hello, InviteTarget, PairAnswer, PairRequest, Service};
 
 pub struct PeersApi {
     pub svc: Arc<Service>,
