@@ -166,17 +166,30 @@ async fn run() {
     svc.init_identity("acme", "Acme Retail", Role::Retailer)
         .await
         .unwrap();
-    svc.add_partner("bolt", "Bolt Supplies", Role::Supplier)
-        .await
-        .unwrap();
-    svc.add_user("admin", Some("password123".into()), true)
-        .await
-        .unwrap();
+    svc.add_partner(
+        &parley::service::Principal::operator(),
+        "bolt",
+        "Bolt Supplies",
+        Role::Supplier,
+    )
+    .await
+    .unwrap();
+    svc.add_user(
+        &parley::service::Principal::operator(),
+        "admin",
+        Some("password123".into()),
+        true,
+    )
+    .await
+    .unwrap();
     let token = svc
-        .create_token(NewToken {
-            name: "bench".into(),
-            user: Some("admin".into()),
-        })
+        .create_token(
+            &parley::service::Principal::operator(),
+            NewToken {
+                name: "bench".into(),
+                user: Some("admin".into()),
+            },
+        )
         .await
         .unwrap()
         .secret;

@@ -911,18 +911,31 @@ async fn run() {
         .await
         .unwrap();
     for p in PARTNERS {
-        svc.add_partner(p, &format!("{p} supplies"), Role::Supplier)
-            .await
-            .unwrap();
-    }
-    svc.add_user("admin", Some("password123".into()), true)
+        svc.add_partner(
+            &parley::service::Principal::operator(),
+            p,
+            &format!("{p} supplies"),
+            Role::Supplier,
+        )
         .await
         .unwrap();
+    }
+    svc.add_user(
+        &parley::service::Principal::operator(),
+        "admin",
+        Some("password123".into()),
+        true,
+    )
+    .await
+    .unwrap();
     let token = svc
-        .create_token(NewToken {
-            name: "bench".into(),
-            user: Some("admin".into()),
-        })
+        .create_token(
+            &parley::service::Principal::operator(),
+            NewToken {
+                name: "bench".into(),
+                user: Some("admin".into()),
+            },
+        )
         .await
         .unwrap()
         .secret;

@@ -641,19 +641,34 @@ async fn prepare(
     svc.init_identity(org, &format!("{org} Inc"), role)
         .await
         .unwrap();
-    svc.add_user("admin", Some("correct-horse".into()), true)
-        .await
-        .unwrap();
+    svc.add_user(
+        &parley::service::Principal::operator(),
+        "admin",
+        Some("correct-horse".into()),
+        true,
+    )
+    .await
+    .unwrap();
     let token = svc
-        .create_token(NewToken {
-            name: "bench".into(),
-            user: Some("admin".into()),
-        })
+        .create_token(
+            &parley::service::Principal::operator(),
+            NewToken {
+                name: "bench".into(),
+                user: Some("admin".into()),
+            },
+        )
         .await
         .unwrap()
         .secret;
     for (id, r) in partners {
-        svc.add_partner(id, &format!("{id} Co"), *r).await.unwrap();
+        svc.add_partner(
+            &parley::service::Principal::operator(),
+            id,
+            &format!("{id} Co"),
+            *r,
+        )
+        .await
+        .unwrap();
     }
     (svc, token)
 }

@@ -318,7 +318,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     password_stdin,
                 } => {
                     let pw = read_password(password_stdin)?;
-                    let u = svc.add_user(&name, Some(pw), admin).await?;
+                    let u = svc
+                        .add_user(
+                            &crate::service::Principal::operator(),
+                            &name,
+                            Some(pw),
+                            admin,
+                        )
+                        .await?;
                     println!(
                         "added user {}{}",
                         u.name,
@@ -326,7 +333,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
                 UserCmd::List => {
-                    for u in svc.users().await? {
+                    for u in svc.users(&crate::service::Principal::operator()).await? {
                         let kind = format!("{:?}", u.kind).to_lowercase();
                         println!(
                             "{}\t{}\t{}",
@@ -345,7 +352,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let svc = open_offline(&cfg).await?;
             match cmd {
                 TokenCmd::Create { name, user } => {
-                    let t = svc.create_token(NewToken { name, user }).await?;
+                    let t = svc
+                        .create_token(
+                            &crate::service::Principal::operator(),
+                            NewToken { name, user },
+                        )
+                        .await?;
                     eprintln!(
                         "token {} for user {} (shown once; keep it safe):",
                         t.record.name, t.record.user
@@ -353,7 +365,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("{}", t.secret);
                 }
                 TokenCmd::List => {
-                    for t in svc.tokens().await? {
+                    for t in svc.tokens(&crate::service::Principal::operator()).await? {
                         println!(
                             "{}\t{}\t{}\t{}",
                             t.id,
@@ -364,7 +376,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 TokenCmd::Revoke { id } => {
-                    svc.revoke_token(id).await?;
+                    svc.revoke_token(&crate::service::Principal::operator(), id)
+                        .await?;
                     println!("revoked token {id}");
                 }
             }
@@ -376,7 +389,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let svc = open_offline(&cfg).await?;
             match cmd {
                 PartnerCmd::Add { id, name, role } => {
-                    let (p, created) = svc.add_partner(&id, &name, role.into()).await?;
+                    let (p, created) = svc
+                        .add_partner(
+                            &crate::service::Principal::operator(),
+                            &id,
+                            &name,
+                            role.into(),
+                        )
+                        .await?;
                     println!(
                         "{} partner {} ({}, {})",
                         if created { "added" } else { "already had" },
@@ -569,14 +589,27 @@ async fn init(
         id.role,
         cfg.data_dir.display()
     );
-    if svc.users().await?.is_empty() {
+    if svc
+        .users(&crate::service::Principal::operator())
+        .await?
+        .is_empty()
+    {
         let password = format!("{}", Uuid::new_v4().simple())[..20].to_string();
-        svc.add_user("admin", Some(password.clone()), true).await?;
+        svc.add_user(
+            &crate::service::Principal::operator(),
+            "admin",
+            Some(password.clone()),
+            true,
+        )
+        .await?;
         let t = svc
-            .create_token(NewToken {
-                name: "admin-token".into(),
-                user: Some("admin".into()),
-            })
+            .create_token(
+                &crate::service::Principal::operator(),
+                NewToken {
+                    name: "admin-token".into(),
+                    user: Some("admin".into()),
+                },
+            )
             .await?;
         println!("created admin user `admin` with password: {password}");
         println!("created API token for admin (shown once): {}", t.secret);

@@ -76,14 +76,20 @@ pub async fn run(g: &Global, cmd: PeerCmd) -> anyhow::Result<()> {
                     ..
                 } => {
                     let t = target(org, name, role, own_site)?;
-                    let (code, expires) = svc.create_invite(t).await?;
+                    let (code, expires) = svc
+                        .create_invite(&crate::service::Principal::operator(), t)
+                        .await?;
                     eprintln!("invite valid until {expires}; {}", invite_hint());
                     println!("{code}");
                 }
                 PeerCmd::Add { code, .. } => {
-                    let (_, preview) = svc.inspect_invite(&code).await?;
+                    let (_, preview) = svc
+                        .inspect_invite(&crate::service::Principal::operator(), &code)
+                        .await?;
                     eprintln!("{}", describe(&preview));
-                    let p = svc.pair(&code).await?;
+                    let p = svc
+                        .pair(&crate::service::Principal::operator(), &code)
+                        .await?;
                     println!(
                         "paired with {} ({}, node {})",
                         p.org_id, p.org_name, p.node_id
@@ -104,7 +110,8 @@ pub async fn run(g: &Global, cmd: PeerCmd) -> anyhow::Result<()> {
                     }
                 }
                 PeerCmd::Remove { node_id } => {
-                    svc.remove_peer(node_id).await?;
+                    svc.remove_peer(&crate::service::Principal::operator(), node_id)
+                        .await?;
                     println!("removed peer {node_id}");
                 }
             }

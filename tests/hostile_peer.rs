@@ -147,7 +147,15 @@ fn ours_with(opts: StoreOptions) -> Ours {
             .await
             .unwrap();
         for (id, name) in [("bolt", "Bolt Supplies"), ("zeta", "Zeta Goods")] {
-            o.svc.add_partner(id, name, Role::Supplier).await.unwrap();
+            o.svc
+                .add_partner(
+                    &parley::service::Principal::operator(),
+                    id,
+                    name,
+                    Role::Supplier,
+                )
+                .await
+                .unwrap();
         }
     });
     o.scope.peer = peer_of("bolt", Role::Supplier);

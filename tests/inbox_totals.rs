@@ -130,11 +130,23 @@ async fn two_filter_totals_agree_with_a_hand_count_across_the_overdue_sweep() {
     svc.init_identity("acme", "Acme Retail", Role::Retailer)
         .await
         .unwrap();
-    svc.add_user("admin", Some("password123".into()), true)
+    svc.add_user(
+        &parley::service::Principal::operator(),
+        "admin",
+        Some("password123".into()),
+        true,
+    )
+    .await
+    .unwrap();
+    for (id, name) in [("bolt", "Bolt"), ("gear", "Gear")] {
+        svc.add_partner(
+            &parley::service::Principal::operator(),
+            id,
+            name,
+            Role::Supplier,
+        )
         .await
         .unwrap();
-    for (id, name) in [("bolt", "Bolt"), ("gear", "Gear")] {
-        svc.add_partner(id, name, Role::Supplier).await.unwrap();
     }
     let p = admin();
     // Tasks due from 2026-06-05 to 2026-06-16: some overdue on day 1, more after a week.

@@ -79,15 +79,30 @@ async fn write_everything_reopen_and_read_it_all_back() {
     svc.init_identity("acme", "Acme Retail", Role::Retailer)
         .await
         .unwrap();
-    svc.add_user("admin", Some("password123".into()), true)
-        .await
-        .unwrap();
-    svc.add_user("bea", Some("password123".into()), false)
-        .await
-        .unwrap();
-    svc.add_partner("bolt", "Bolt Supplies", Role::Supplier)
-        .await
-        .unwrap();
+    svc.add_user(
+        &parley::service::Principal::operator(),
+        "admin",
+        Some("password123".into()),
+        true,
+    )
+    .await
+    .unwrap();
+    svc.add_user(
+        &parley::service::Principal::operator(),
+        "bea",
+        Some("password123".into()),
+        false,
+    )
+    .await
+    .unwrap();
+    svc.add_partner(
+        &parley::service::Principal::operator(),
+        "bolt",
+        "Bolt Supplies",
+        Role::Supplier,
+    )
+    .await
+    .unwrap();
     let p = admin();
 
     // 40 conversations: more than the 4-document cache, so documents are evicted and reloaded.
@@ -272,9 +287,14 @@ async fn a_damaged_document_is_contained() {
     svc.init_identity("acme", "Acme Retail", Role::Retailer)
         .await
         .unwrap();
-    svc.add_partner("bolt", "Bolt Supplies", Role::Supplier)
-        .await
-        .unwrap();
+    svc.add_partner(
+        &parley::service::Principal::operator(),
+        "bolt",
+        "Bolt Supplies",
+        Role::Supplier,
+    )
+    .await
+    .unwrap();
     let p = admin();
     let (good, _) = svc
         .create(&p, input(Kind::Message, "good", None, None))
@@ -322,9 +342,14 @@ async fn a_panicking_write_does_not_stop_the_writer() {
     svc.init_identity("acme", "Acme Retail", Role::Retailer)
         .await
         .unwrap();
-    svc.add_partner("bolt", "Bolt Supplies", Role::Supplier)
-        .await
-        .unwrap();
+    svc.add_partner(
+        &parley::service::Principal::operator(),
+        "bolt",
+        "Bolt Supplies",
+        Role::Supplier,
+    )
+    .await
+    .unwrap();
     let r: Result<(), parley::store::StoreError> =
         svc.store().write(|_ctx| panic!("a job that panics")).await;
     assert!(r.is_err());

@@ -199,10 +199,9 @@ impl AdminApi {
     /// Add a partner org (admin)
     #[oai(path = "/partners", method = "post", operation_id = "addPartner")]
     async fn add_partner(&self, auth: BearerAuth, body: Json<Partner>) -> R<PartnerCreated> {
-        auth.require_admin()?;
         let (p, created) = self
             .svc
-            .add_partner(&body.0.id, &body.0.name, body.0.role.into())
+            .add_partner(&auth.0, &body.0.id, &body.0.name, body.0.role.into())
             .await?;
         Ok(if created {
             PartnerCreated::Created(Json(p.into()))
@@ -214,10 +213,9 @@ impl AdminApi {
     /// Local users (admin)
     #[oai(path = "/users", method = "get", operation_id = "listUsers")]
     async fn users(&self, auth: BearerAuth) -> R<Json<Vec<UserOut>>> {
-        auth.require_admin()?;
         Ok(Json(
             self.svc
-                .users()
+                .users(&auth.0)
                 .await?
                 .into_iter()
                 .map(Into::into)
@@ -228,10 +226,9 @@ impl AdminApi {
     /// Add a local user (admin)
     #[oai(path = "/users", method = "post", operation_id = "addUser")]
     async fn add_user(&self, auth: BearerAuth, body: Json<NewUser>) -> R<CreatedUser> {
-        auth.require_admin()?;
         let u = self
             .svc
-            .add_user(&body.0.name, Some(body.0.password), body.0.admin)
+            .add_user(&auth.0, &body.0.name, Some(body.0.password), body.0.admin)
             .await?;
         Ok(CreatedUser::Created(Json(u.into())))
     }
@@ -239,10 +236,9 @@ impl AdminApi {
     /// API tokens (admin)
     #[oai(path = "/tokens", method = "get", operation_id = "listTokens")]
     async fn tokens(&self, auth: BearerAuth) -> R<Json<Vec<TokenOut>>> {
-        auth.require_admin()?;
         Ok(Json(
             self.svc
-                .tokens()
+                .tokens(&auth.0)
                 .await?
                 .into_iter()
                 .map(|t| TokenOut::of(t, None))
@@ -253,13 +249,15 @@ impl AdminApi {
     /// Create an API token (admin); the answer holds the token, shown once
     #[oai(path = "/tokens", method = "post", operation_id = "createToken")]
     async fn create_token(&self, auth: BearerAuth, body: Json<NewTokenBody>) -> R<CreatedToken> {
-        auth.require_admin()?;
         let t = self
             .svc
-            .create_token(NewToken {
-                name: body.0.name,
-                user: body.0.user,
-            })
+            .create_token(
+                &auth.0,
+                NewToken {
+                    name: body.0.name,
+                    user: body.0.user,
+                },
+            )
             .await?;
         Ok(CreatedToken::Created(Json(TokenOut::of(
             t.record,
@@ -270,8 +268,7 @@ impl AdminApi {
     /// Revoke an API token (admin)
     #[oai(path = "/tokens/:id", method = "delete", operation_id = "revokeToken")]
     async fn revoke_token(&self, auth: BearerAuth, id: Path<Uuid>) -> R<Deleted> {
-        auth.require_admin()?;
-        self.svc.revoke_token(id.0).await?;
+        self.svc.revoke_token(&auth.0, id.0).await?;
         Ok(Deleted::Deleted)
     }
 }

@@ -204,7 +204,6 @@ impl PeersApi {
         operation_id = "createInvite"
     )]
     async fn invite(&self, auth: BearerAuth, body: Json<InviteIn>) -> R<Json<InviteOut>> {
-        auth.require_admin()?;
         let b = body.0;
         let target = match (b.own_site.unwrap_or(false), b.org_id) {
             (true, None) if b.org_name.is_none() && b.role.is_none() => InviteTarget::OwnSite,
@@ -224,7 +223,7 @@ impl PeersApi {
                 ));
             }
         };
-        let (code, expires_at) = self.svc.create_invite(target).await?;
+        let (code, expires_at) = self.svc.create_invite(&auth.0, target).await?;
         Ok(Json(InviteOut { code, expires_at }))
     }
 
@@ -235,8 +234,7 @@ impl PeersApi {
         operation_id = "inspectInvite"
     )]
     async fn inspect(&self, auth: BearerAuth, body: Json<AddPeer>) -> R<Json<InvitePreviewOut>> {
-        auth.require_admin()?;
-        let (_, p) = self.svc.inspect_invite(&body.0.code).await?;
+        let (_, p) = self.svc.inspect_invite(&auth.0, &body.0.code).await?;
         Ok(Json(InvitePreviewOut {
             inviter_node: p.inviter_node,
             inviter_org: p.inviter_org,
@@ -277,16 +275,14 @@ impl PeersApi {
     /// Pair with the node that made an invite code (admin)
     #[oai(path = "/peers", method = "post", operation_id = "addPeer")]
     async fn add(&self, auth: BearerAuth, body: Json<AddPeer>) -> R<Added> {
-        auth.require_admin()?;
-        let p = self.svc.pair(&body.0.code).await?;
+        let p = self.svc.pair(&auth.0, &body.0.code).await?;
         Ok(Added::Created(Json(self.out(p).await)))
     }
 
     /// Revoke a peer: its key stops working and its connection is cut (admin)
     #[oai(path = "/peers/:id", method = "delete", operation_id = "removePeer")]
     async fn remove(&self, auth: BearerAuth, id: Path<Uuid>) -> R<Removed> {
-        auth.require_admin()?;
-        self.svc.remove_peer(id.0).await?;
+        self.svc.remove_peer(&auth.0, id.0).await?;
         Ok(Removed::Removed)
     }
 

@@ -79,10 +79,12 @@ impl Service {
 
     pub async fn add_user(
         &self,
+        p: &Principal,
         name: &str,
         password: Option<String>,
         admin: bool,
     ) -> Result<User> {
+        p.require_admin()?;
         validate_user_name(name)?;
         let hash = match password {
             None => None,
@@ -118,7 +120,8 @@ impl Service {
             .await
     }
 
-    pub async fn users(&self) -> Result<Vec<User>> {
+    pub async fn users(&self, p: &Principal) -> Result<Vec<User>> {
+        p.require_admin()?;
         Ok(self.store.read(accounts::list_users).await?)
     }
 
@@ -145,7 +148,8 @@ impl Service {
         }))
     }
 
-    pub async fn create_token(&self, t: NewToken) -> Result<TokenSecret> {
+    pub async fn create_token(&self, p: &Principal, t: NewToken) -> Result<TokenSecret> {
+        p.require_admin()?;
         validate_user_name(&t.name)?;
         let secret = new_secret();
         let hash = token_hash(&secret);
@@ -204,12 +208,14 @@ impl Service {
         Ok(TokenSecret { record, secret })
     }
 
-    pub async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+    pub async fn tokens(&self, p: &Principal) -> Result<Vec<TokenRecord>> {
+        p.require_admin()?;
         Ok(self.store.read(accounts::list_tokens).await?)
     }
 
     /// Revokes a token; live channels opened with it end at once.
-    pub async fn revoke_token(&self, id: Uuid) -> Result<()> {
+    pub async fn revoke_token(&self, p: &Principal, id: Uuid) -> Result<()> {
+        p.require_admin()?;
         self.store
             .write(move |ctx| -> Result<_> {
                 let key = accounts::find_token(ctx.read_tx(), id)?
@@ -244,7 +250,14 @@ impl Service {
             .ok_or(ServiceError::Unauthenticated)
     }
 
-    pub async fn add_partner(&self, id: &str, name: &str, role: Role) -> Result<(Partner, bool)> {
+    pub async fn add_partner(
+        &self,
+        p: &Principal,
+        id: &str,
+        name: &str,
+        role: Role,
+    ) -> Result<(Partner, bool)> {
+        p.require_admin()?;
         let org = OrgId::parse(id)?;
         check_text("name", name, limits::ORG_NAME_CHARS, true)?;
         let p = Partner {

@@ -84,6 +84,29 @@ pub struct Principal {
     pub admin: bool,
 }
 
+impl Principal {
+    /// The operator at the node's own machine: the CLI working on the data directory (which
+    /// only its owner can open) and the node's first start.
+    pub fn operator() -> Principal {
+        Principal {
+            user: "admin".into(),
+            admin: true,
+        }
+    }
+
+    /// The one authorization check of the admin use-cases, at the top of each.
+    pub fn require_admin(&self) -> Result<()> {
+        if self.admin {
+            Ok(())
+        } else {
+            Err(DomainError::Forbidden(
+                "this needs an admin user; ask an admin, or add one with `parley user add NAME --admin`".into(),
+            )
+            .into())
+        }
+    }
+}
+
 /// Something changed in a conversation: sent to live views and the replicator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeEvent {

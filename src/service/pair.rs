@@ -12,7 +12,12 @@ use crate::store::peers::{self, Peer};
 impl Service {
     /// What an invite code would pair this node as, and with whom; `problem` says why this
     /// node cannot use it.
-    pub async fn inspect_invite(&self, code: &str) -> Result<(InviteCode, InvitePreview)> {
+    pub async fn inspect_invite(
+        &self,
+        p: &Principal,
+        code: &str,
+    ) -> Result<(InviteCode, InvitePreview)> {
+        p.require_admin()?;
         let c = InviteCode::decode(code)?;
         self.check_peer_url("code", &c.url)?;
         check_pin("code", &c.tls)?;
@@ -65,8 +70,9 @@ impl Service {
     }
 
     /// B's side: pairs with the node that made `code`, if the code is for this node's org.
-    pub async fn pair(&self, code: &str) -> Result<Peer> {
-        let (c, preview) = self.inspect_invite(code).await?;
+    pub async fn pair(&self, p: &Principal, code: &str) -> Result<Peer> {
+        p.require_admin()?;
+        let (c, preview) = self.inspect_invite(p, code).await?;
         if let Some(p) = preview.problem {
             tracing::warn!(inviter = %c.node, org = %c.org, problem = %p, "refused to use an invite");
             return Err(match self.peer(c.node).await? {

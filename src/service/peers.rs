@@ -190,7 +190,12 @@ impl Service {
     }
 
     /// Makes a one-time invite code for a node of `target` to pair with this one.
-    pub async fn create_invite(&self, target: InviteTarget) -> Result<(String, DateTime<Utc>)> {
+    pub async fn create_invite(
+        &self,
+        p: &Principal,
+        target: InviteTarget,
+    ) -> Result<(String, DateTime<Utc>)> {
+        p.require_admin()?;
         let url = self.public_url().ok_or_else(|| {
             DomainError::Unprocessable("this node does not know the address partners should dial; start it with --public-url http://HOST:PORT".into())
         })?;
@@ -386,7 +391,8 @@ impl Service {
     }
 
     /// Revokes a peer: its key stops working and live connections are cut.
-    pub async fn remove_peer(&self, node: Uuid) -> Result<()> {
+    pub async fn remove_peer(&self, p: &Principal, node: Uuid) -> Result<()> {
+        p.require_admin()?;
         self.store
             .write(move |ctx| -> Result<_> {
                 if peers::get_peer_w(ctx.read_tx(), node)?.is_none() {

@@ -76,14 +76,22 @@ impl TestNode {
         svc.init_identity(org, &format!("{org} Inc"), role)
             .await
             .unwrap();
-        svc.add_user("admin", Some("correct-horse".into()), true)
-            .await
-            .unwrap();
+        svc.add_user(
+            &parley::service::Principal::operator(),
+            "admin",
+            Some("correct-horse".into()),
+            true,
+        )
+        .await
+        .unwrap();
         let token = svc
-            .create_token(NewToken {
-                name: "t".into(),
-                user: Some("admin".into()),
-            })
+            .create_token(
+                &parley::service::Principal::operator(),
+                NewToken {
+                    name: "t".into(),
+                    user: Some("admin".into()),
+                },
+            )
             .await
             .unwrap()
             .secret;
@@ -93,7 +101,14 @@ impl TestNode {
             ("zeta", Role::Retailer),
         ] {
             if id != org {
-                svc.add_partner(id, &format!("{id} Co"), r).await.unwrap();
+                svc.add_partner(
+                    &parley::service::Principal::operator(),
+                    id,
+                    &format!("{id} Co"),
+                    r,
+                )
+                .await
+                .unwrap();
             }
         }
         let acceptor = parley::server::bind(&cfg).await.unwrap();
