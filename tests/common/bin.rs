@@ -50,6 +50,8 @@ impl Server {
             .arg(dir)
             .args(["--listen", "127.0.0.1:0"])
             .env("PARLEY_LOG", "warn")
+            // Every node of a test runs on this machine.
+            .env("PARLEY_ALLOW_LOOPBACK_PEERS", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -172,20 +174,19 @@ pub struct Node {
 }
 
 impl Node {
+    /// Acme, a retailer, with partner Bolt (a supplier).
     pub fn new() -> Node {
+        Node::of("acme", "retailer", &[("bolt", "supplier")])
+    }
+
+    /// A node of `org` in `role`, set up through the CLI with these partners.
+    pub fn of(org: &str, role: &str, partners: &[(&str, &str)]) -> Node {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
+        let name = format!("{org} Inc");
         let out = cli_ok(
             &dir,
-            &[
-                "init",
-                "--org-id",
-                "acme",
-                "--org-name",
-                "Acme",
-                "--role",
-                "retailer",
-            ],
+            &["init", "--org-id", org, "--org-name", &name, "--role", role],
         );
         let token = out
             .lines()
@@ -193,12 +194,13 @@ impl Node {
             .unwrap_or_else(|| panic!("no token in `parley init` output:\n{out}"))
             .trim()
             .to_string();
-        cli_ok(
-            &dir,
-            &[
-                "partner", "add", "--id", "bolt", "--name", "Bolt", "--role", "supplier",
-            ],
-        );
+        for (id, r) in partners {
+            let name = format!("{id} Co");
+            cli_ok(
+                &dir,
+                &["partner", "add", "--id", id, "--name", &name, "--role", r],
+            );
+        }
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
             reqwest::header::AUTHORIZATION,
