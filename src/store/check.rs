@@ -41,7 +41,7 @@ pub enum Pages {
     NotChecked,
     Verified,
     /// Some page fails its checksum: bytes were damaged outside redb. The node still opens
-    /// (see [`super::begin_write`]), and the records' own checks find what they hit.
+    /// (see `begin_write`), and the records' own checks find what they hit.
     Damaged(String),
 }
 

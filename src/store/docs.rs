@@ -180,7 +180,7 @@ pub fn append(tx: &WriteTransaction, id: u128, loaded: &mut Loaded) -> Result<()
 /// checksums. A document whose bytes were damaged outside redb (a bad sector, a flipped bit)
 /// stays damaged, and still fails to load and says so, but its pages verify again: redb's
 /// `check_integrity` (what `parley check` runs) passes, and so would a recovery that walks the
-/// file (one without quick repair, see [`super::begin_write`]), which refuses the whole file
+/// file (one without quick repair, see `begin_write`), which refuses the whole file
 /// when one page fails.
 pub fn rewrite_stored(tx: &WriteTransaction, id: u128) -> Result<()> {
     let mut docs = tx.open_table(DOCS)?;

@@ -293,7 +293,7 @@ impl Store {
 /// Closes the database cleanly when the last handle goes, also when nobody called
 /// [`Store::shutdown`] (every one-off CLI command). A process that exits with the file open
 /// leaves it needing recovery on the next open, which (for a file last written without quick
-/// repair, see [`begin_write`]) verifies every page checksum and fails the whole open for one
+/// repair, see `begin_write`) verifies every page checksum and fails the whole open for one
 /// damaged page. Joining the writer drops its handle on the database, so ours is the last.
 impl Drop for Store {
     fn drop(&mut self) {

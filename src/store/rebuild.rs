@@ -219,7 +219,7 @@ pub(super) fn forget(tx: &WriteTransaction, id: u128) -> Result<()> {
 }
 
 impl Store {
-    /// Has the damaged records of these conversations rewritten ([`contain`]), once per
+    /// Has the damaged records of these conversations rewritten (`contain`), once per
     /// conversation and process; failures are logged, not returned: the request that met the
     /// damage has its answer already.
     pub async fn contain(&self, ids: Vec<u128>) {
