@@ -31,8 +31,10 @@ use crate::store::peers::{self, Peer};
 
 /// How long a server nonce stays valid: one dial, with room for a slow link.
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(30);
-/// Open challenges kept at most; a flood of hellos cannot grow memory past this.
-const MAX_CHALLENGES: usize = 1024;
+/// Open challenges kept per dialer: a flood of hellos naming one peer (node ids are public)
+/// displaces only that peer's oldest challenges, never another peer's, and memory stays
+/// bounded by the number of peers (a hello from an unknown node keeps nothing).
+const CHALLENGES_PER_DIALER: usize = 8;
 const CONTEXT: &[u8] = b"parley/peer-auth/v1\0";
 
 /// Which end a proof speaks for.
@@ -119,11 +121,44 @@ struct Pending {
     expires: Instant,
 }
 
+/// Open challenges by server nonce, and each dialer's in the order they were issued.
+#[derive(Default)]
+struct Challenges {
+    by_nonce: HashMap<[u8; 32], Pending>,
+    by_dialer: HashMap<Uuid, std::collections::VecDeque<[u8; 32]>>,
+}
+
+impl Challenges {
+    fn issue(&mut self, sn: [u8; 32], p: Pending) {
+        let q = self.by_dialer.entry(p.dialer).or_default();
+        // Expired or used ones first, then the oldest if still full.
+        q.retain(|n| self.by_nonce.get(n).is_some_and(|x| x.expires > Instant::now()));
+        while q.len() >= CHALLENGES_PER_DIALER {
+            if let Some(old) = q.pop_front() {
+                self.by_nonce.remove(&old);
+            }
+        }
+        q.push_back(sn);
+        self.by_nonce.insert(sn, p);
+    }
+
+    fn take(&mut self, sn: &[u8; 32]) -> Option<Pending> {
+        let p = self.by_nonce.remove(sn)?;
+        if let Some(q) = self.by_dialer.get_mut(&p.dialer) {
+            q.retain(|n| n != sn);
+            if q.is_empty() {
+                self.by_dialer.remove(&p.dialer);
+            }
+        }
+        Some(p)
+    }
+}
+
 /// What the service keeps for peer authentication: the node's key and open challenges.
 #[derive(Default)]
 pub struct PeerAuth {
     key: OnceLock<SigningKey>,
-    challenges: Mutex<HashMap<[u8; 32], Pending>>,
+    challenges: Mutex<Challenges>,
 }
 
 /// Checks `proof` (hex) by `peer` over `msg`: a signature by its identity key, or for a peer
@@ -198,13 +233,7 @@ impl Service {
                 .lock()
                 .map_err(|_| ServiceError::Unavailable("try again".into()))?;
             let now = Instant::now();
-            c.retain(|_, p| p.expires > now);
-            if c.len() >= MAX_CHALLENGES {
-                return Err(ServiceError::Unavailable(
-                    "too many connections are opening at once; try again shortly".into(),
-                ));
-            }
-            c.insert(
+            c.issue(
                 sn,
                 Pending {
                     dialer,
@@ -234,7 +263,7 @@ impl Service {
             .challenges
             .lock()
             .ok()
-            .and_then(|mut c| c.remove(&sn))
+            .and_then(|mut c| c.take(&sn))
             .ok_or(ServiceError::Unauthenticated)?;
         if pending.dialer != dialer || pending.expires < Instant::now() {
             return Err(ServiceError::Unauthenticated);
@@ -301,6 +330,29 @@ impl Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hello_flood_naming_one_peer_leaves_the_others_alone() {
+        let mut c = Challenges::default();
+        let (victim, honest) = (Uuid::new_v4(), Uuid::new_v4());
+        let pending = |dialer| Pending {
+            dialer,
+            client_nonce: nonce(),
+            expires: Instant::now() + CHALLENGE_TTL,
+        };
+        let mine = nonce();
+        c.issue(mine, pending(honest));
+        for _ in 0..10_000 {
+            c.issue(nonce(), pending(victim));
+        }
+        assert_eq!(c.by_nonce.len(), 1 + CHALLENGES_PER_DIALER, "memory stays bounded");
+        assert!(c.take(&mine).is_some(), "the other peer's challenge survived the flood");
+        assert!(c.take(&mine).is_none(), "a challenge is used once");
+        // The flooded peer's newest challenges still work for it.
+        let last = nonce();
+        c.issue(last, pending(victim));
+        assert!(c.take(&last).is_some());
+    }
 
     #[test]
     fn transcripts_bind_direction_nodes_and_nonces() {
