@@ -138,6 +138,10 @@ pub fn check_peer_url(url: &str, allow_loopback: bool) -> Result<Target, HttpErr
 }
 
 /// Resolves `host:port` and keeps the addresses the rules allow; refuses when none is left.
+/// What [`resolve`] says when a name resolves only to addresses the rules refuse: a fact about
+/// the address, not a passing failure, so dialing it again cannot help.
+pub const NO_USABLE_ADDRESS: &str = "resolves to no usable address";
+
 pub async fn resolve(
     host: &str,
     port: u16,
@@ -160,7 +164,7 @@ pub async fn resolve(
         .collect();
     if ok.is_empty() {
         return Err(match why {
-            Some(e) => format!("{host} resolves to no usable address: {e}"),
+            Some(e) => format!("{host} {NO_USABLE_ADDRESS}: {e}"),
             None => format!("{host} resolves to no address"),
         });
     }

@@ -115,3 +115,16 @@ async fn only_the_org_an_invite_names_pairs_through_the_real_binary() {
     stop(b).await;
     stop(a).await;
 }
+
+/// The data directory holds the node's identity key: only its owner may read it.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_directory_is_its_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let n = Node::of("acme", "retailer", &[]);
+    let s = start(&n.dir).await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&n.dir), 0o700, "data directory");
+    assert_eq!(mode(&n.db()), 0o600, "database file");
+    stop(s).await;
+}

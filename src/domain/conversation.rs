@@ -184,15 +184,43 @@ pub fn is_overdue(
     overdue_eligible(kind, state, progress) && due.is_some_and(|d| d < today)
 }
 
-/// Checks a user-supplied text field: trimmed non-empty when `required`, at most `max` chars,
-/// no control characters other than newline and tab.
+/// Checks a user-supplied one-line text field (a subject, a reference ID, a name): something
+/// visible when `required`, at most `max` chars, no control characters at all (a line break
+/// in a subject would forge a second line in a mail client or a CSV export), no bidirectional
+/// overrides.
 pub fn check_text(
     field: &'static str,
     s: &str,
     max: usize,
     required: bool,
 ) -> Result<(), DomainError> {
-    if required && s.trim().is_empty() {
+    check_chars(field, s, max, required, false)
+}
+
+/// [`check_text`] for a field that may span lines (a topic record's field value): line
+/// breaks and tabs are allowed.
+pub fn check_multiline_text(
+    field: &'static str,
+    s: &str,
+    max: usize,
+    required: bool,
+) -> Result<(), DomainError> {
+    check_chars(field, s, max, required, true)
+}
+
+/// Characters that show nothing: a field made only of them (and spaces) reads as empty.
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
+}
+
+fn check_chars(
+    field: &'static str,
+    s: &str,
+    max: usize,
+    required: bool,
+    lines: bool,
+) -> Result<(), DomainError> {
+    if required && s.chars().all(is_invisible) {
         return Err(DomainError::invalid(field, "must not be empty"));
     }
     if s.chars().count() > max {
@@ -201,10 +229,16 @@ pub fn check_text(
             format!("must be at most {max} characters"),
         ));
     }
-    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if s.chars()
+        .any(|c| c.is_control() && !(lines && matches!(c, '\n' | '\r' | '\t')))
+    {
         return Err(DomainError::invalid(
             field,
-            "must not contain control characters",
+            if lines {
+                "must not contain control characters other than line breaks and tabs"
+            } else {
+                "must be one line, without control characters"
+            },
         ));
     }
     if s.chars().any(is_bidi_control) {
@@ -316,6 +350,9 @@ mod tests {
         assert!(check_text("subject", "héllo", 5, true).is_ok());
         assert!(check_text("subject", "héllo!", 5, true).is_err());
         assert!(check_text("subject", "a\u{0}b", 5, true).is_err());
+        assert!(check_text("subject", "line\nbreak", 50, true).is_err());
+        assert!(check_text("subject", "\u{200B}\u{200B} ", 50, true).is_err());
+        assert!(check_multiline_text("value", "two\nlines", 50, true).is_ok());
         assert!(check_body(&"x".repeat(limits::BODY_BYTES + 1)).is_err());
         assert!(check_body("line\nline").is_ok());
         assert!(check_body("crlf\r\nline\tx").is_ok());

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{DomainError, Topic, TopicKind, check_text, limits};
+use super::{DomainError, Topic, TopicKind, check_multiline_text, check_text, limits};
 
 /// At most this many extra fields per record, each name and value bounded.
 pub const MAX_FIELDS: usize = 20;
@@ -58,7 +58,7 @@ impl TopicInput {
         }
         for (k, v) in &self.fields {
             check_text("field name", k, FIELD_NAME_CHARS, true)?;
-            check_text("field value", v, FIELD_VALUE_CHARS, false)?;
+            check_multiline_text("field value", v, FIELD_VALUE_CHARS, false)?;
         }
         Ok(self)
     }

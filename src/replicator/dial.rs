@@ -96,6 +96,14 @@ pub async fn connect(svc: &Arc<Service>, peer: &Peer, me: Uuid) -> Result<Transp
         pin: peer.tls.as_deref(),
         allow_loopback: allow,
     };
+    // A name that resolves only to refused addresses stops the dialing, like a refused URL.
+    if let Err(e) = http_client::resolve(&target.host, target.port, allow).await {
+        return Err(if e.contains(http_client::NO_USABLE_ADDRESS) {
+            DialError::permanent(format!("not dialing {url}: {e}"))
+        } else {
+            DialError::retry(e)
+        });
+    }
     let cn = crate::service::peer_nonce();
     let hello_url = format!("{}/api/v1/peers/hello", url.trim_end_matches('/'));
     let body = serde_json::json!({ "node_id": me, "nonce": hex::encode(cn) });

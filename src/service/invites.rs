@@ -77,6 +77,19 @@ impl InviteCode {
             _ => {}
         }
         let c: InviteCode = serde_json::from_value(v).map_err(|_| bad())?;
+        // Names in a code are shown and stored like any other input.
+        crate::domain::check_text(
+            "code.org_name",
+            &c.org_name,
+            crate::domain::limits::ORG_NAME_CHARS,
+            true,
+        )?;
+        crate::domain::check_text(
+            "code.for_name",
+            &c.for_name,
+            crate::domain::limits::ORG_NAME_CHARS,
+            false,
+        )?;
         Ok(c)
     }
 
@@ -178,6 +191,37 @@ mod tests {
             org_name: "Acme".into(),
             role: Role::Retailer,
             created_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn names_in_a_code_meet_the_text_rules() {
+        let code = |org_name: &str| {
+            InviteCode {
+                v: INVITE_VERSION,
+                url: "http://10.0.0.5:7878".into(),
+                node: Uuid::new_v4(),
+                org: "acme".into(),
+                org_name: org_name.into(),
+                role: Role::Retailer,
+                key: "00".repeat(32),
+                for_org: "bolt".into(),
+                for_name: "Bolt".into(),
+                for_role: Role::Supplier,
+                own_site: false,
+                secret: "s".into(),
+                tls: None,
+            }
+            .encode()
+        };
+        assert!(InviteCode::decode(&code("Acme Retail")).is_ok());
+        for bad in [
+            "Acme\u{202E}liateR",
+            "A\u{7}\u{1b}[31m",
+            &"x".repeat(3000),
+            "\u{200B}",
+        ] {
+            assert!(InviteCode::decode(&code(bad)).is_err(), "{bad:?} accepted");
         }
     }
 

@@ -124,6 +124,12 @@ impl Service {
             .into());
         }
         let org = OrgId::parse(&a.org_id)?;
+        crate::domain::check_text(
+            "org_name",
+            &a.org_name,
+            crate::domain::limits::ORG_NAME_CHARS,
+            true,
+        )?;
         let now = self.now();
         let peer = Peer {
             node_id: a.node_id,

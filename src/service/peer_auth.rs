@@ -132,7 +132,11 @@ impl Challenges {
     fn issue(&mut self, sn: [u8; 32], p: Pending) {
         let q = self.by_dialer.entry(p.dialer).or_default();
         // Expired or used ones first, then the oldest if still full.
-        q.retain(|n| self.by_nonce.get(n).is_some_and(|x| x.expires > Instant::now()));
+        q.retain(|n| {
+            self.by_nonce
+                .get(n)
+                .is_some_and(|x| x.expires > Instant::now())
+        });
         while q.len() >= CHALLENGES_PER_DIALER {
             if let Some(old) = q.pop_front() {
                 self.by_nonce.remove(&old);
@@ -345,8 +349,15 @@ mod tests {
         for _ in 0..10_000 {
             c.issue(nonce(), pending(victim));
         }
-        assert_eq!(c.by_nonce.len(), 1 + CHALLENGES_PER_DIALER, "memory stays bounded");
-        assert!(c.take(&mine).is_some(), "the other peer's challenge survived the flood");
+        assert_eq!(
+            c.by_nonce.len(),
+            1 + CHALLENGES_PER_DIALER,
+            "memory stays bounded"
+        );
+        assert!(
+            c.take(&mine).is_some(),
+            "the other peer's challenge survived the flood"
+        );
         assert!(c.take(&mine).is_none(), "a challenge is used once");
         // The flooded peer's newest challenges still work for it.
         let last = nonce();

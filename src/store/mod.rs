@@ -107,6 +107,19 @@ from_redb!(
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Narrows `path` to `mode`; a file system without Unix modes keeps what it has (logged).
+fn private(path: &Path, mode: u32) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            tracing::warn!(path = %path.display(), error = %e, "could not make this readable by its owner only");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+}
+
 /// Every write transaction of the store: with quick repair, so that a damaged page cannot make
 /// the whole database unopenable.
 ///
@@ -196,6 +209,9 @@ impl Store {
                 }
                 e => e.into(),
             })?;
+        // The file holds the node's identity key and hashed credentials: its owner only.
+        private(dir, 0o700);
+        private(&path, 0o600);
         let db = Arc::new(db);
         let tx = begin_write(&db)?;
         tables::create_all(&tx)?;
