@@ -217,6 +217,7 @@ pub async fn request(
         Dest::Local => (true, None),
     };
     let t = check_peer_url(url, allow_loopback)?;
+    crate::tls::ensure_provider();
     let mut b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()

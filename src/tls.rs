@@ -86,6 +86,20 @@ pub async fn connect(
     }
 }
 
+/// Makes aws-lc the process's rustls provider, once. With TLS built in, the HTTP client's
+/// rustls backend needs a provider to build any client, even one that only speaks
+/// `http://`; without it, building one panics.
+pub fn ensure_provider() {
+    #[cfg(feature = "tls")]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // Err: another provider was installed first, which serves as well.
+            let _ = tokio_rustls::rustls::crypto::aws_lc_rs::default_provider().install_default();
+        });
+    }
+}
+
 /// Sets up `https://` for the HTTP client: pinned to `pin` when given, else the system roots.
 pub fn reqwest_tls(
     b: reqwest::ClientBuilder,
