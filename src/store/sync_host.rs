@@ -24,7 +24,7 @@ use super::tables::*;
 use super::{Identity, Store, StoreError, accounts, audience, docs, quota};
 use crate::domain::audience::Audience;
 use crate::domain::policy::{Authority, Gate};
-use crate::domain::{Conversation, OrgId, Role, doc, limits};
+use crate::domain::{Conversation, OrgId, doc, limits};
 
 /// How many feed positions one `feed_since` call may pass over looking for shared documents.
 const SCAN_CAP: usize = 8192;
@@ -83,8 +83,6 @@ pub struct SyncHost<'a> {
     audience: Audience,
     /// This node (read once per call; it never changes).
     ident: Identity,
-    me: OrgId,
-    my_role: Role,
     /// Conversations whose stored bytes did not verify during this call: skipped, never
     /// written, so one damaged document cannot end the exchange for all the others.
     damaged: std::collections::HashSet<u128>,
@@ -120,8 +118,7 @@ impl<'a> SyncHost<'a> {
     ) -> Result<Self, StoreError> {
         let rtx = store.begin_read()?;
         let ident = accounts::read_identity(&rtx)?.ok_or(StoreError::NoIdentity)?;
-        let (org_id, role) = (ident.org_id.clone(), ident.role);
-        let audience = Audience::of(&scope.peer.org_id, &org_id);
+        let audience = Audience::of(&scope.peer.org_id, &ident.org_id);
         let feed_id = match &audience {
             Audience::OwnSite => store.feed_id(),
             Audience::Partner(o) => audience::feed_id(store.feed_id(), o.as_str()),
@@ -134,8 +131,6 @@ impl<'a> SyncHost<'a> {
             scope,
             audience,
             ident,
-            me: org_id,
-            my_role: role,
             damaged: Default::default(),
             now,
             feed_id,
@@ -147,8 +142,8 @@ impl<'a> SyncHost<'a> {
 
     fn gate(&self) -> Gate<'_> {
         Gate {
-            me: &self.me,
-            my_role: self.my_role,
+            me: &self.ident.org_id,
+            my_role: self.ident.role,
             now: self.now,
         }
     }
