@@ -10,70 +10,31 @@
 //! Without a browser the test fails when `CI` is set and otherwise says SKIP loudly.
 
 mod common;
+#[path = "browser/kit.rs"]
+#[allow(dead_code)]
+mod kit;
 #[path = "browser/wd.rs"]
 mod wd;
 
-use std::path::PathBuf;
+use kit::{shoot, step, tools_or_skip};
 
 use common::TestNode;
 use parley::domain::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use wd::{Driver, Session, Tools};
-
-fn tools_or_skip() -> Option<Tools> {
-    match Tools::find() {
-        Some(t) => Some(t),
-        None if std::env::var_os("CI").is_some() => {
-            panic!(
-                "CI is set but no chromium/chromedriver was found: install Debian's chromium and chromium-driver (.ci/run does)"
-            )
-        }
-        None => {
-            eprintln!(
-                "\n*** SKIP: browser tests need chromium and chromedriver (apt-get install chromium chromium-driver) ***\n"
-            );
-            None
-        }
-    }
-}
-
-/// README screenshots are refreshed with `PARLEY_SCREENSHOTS=1 cargo test --test browser`;
-/// other runs write them under target/ so that a test run leaves the work tree clean.
-fn screenshot_path(name: &str) -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = if std::env::var_os("PARLEY_SCREENSHOTS").is_some() {
-        root.join("docs/screenshots")
-    } else {
-        root.join("target/screenshots")
-    };
-    let _ = std::fs::create_dir_all(&dir);
-    dir.join(name)
-}
-
-/// Takes a screenshot for the README, without a passing notice in it.
-async fn shoot(b: &Session, name: &str) {
-    b.exec(
-        "document.getElementById('toast').classList.remove('show')",
-        json!([]),
-    )
-    .await;
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    b.screenshot(&screenshot_path(name)).await;
-}
-
-fn step(s: &str) {
-    eprintln!("browser: {s}");
-}
+use wd::{Driver, Session};
 
 async fn inbox_row_text(b: &Session, subject: &str) -> String {
     let xs = b.find_all("#inbox-list tbody tr").await;
     assert!(!xs.is_empty(), "the inbox is empty");
-    let text = b.text("#inbox-list tbody").await;
-    text.lines()
-        .find(|l| l.contains(subject))
-        .unwrap_or_default()
-        .to_string()
+    b.exec(
+        "const r = [...document.querySelectorAll('#inbox-list tbody tr')].find((r) => r.textContent.includes(arguments[0])); return r ? r.textContent : ''",
+        json!([subject]),
+    )
+    .await
+    .as_str()
+    .unwrap_or_default()
+    .to_string()
 }
 
 async fn conversation_by_subject(n: &TestNode, subject: &str) -> Value {
@@ -98,6 +59,9 @@ async fn send_task(b: &Session, subject: &str, reference: &str, due: &str, shot:
     b.click("#compose-options").await;
     b.click("#opt-reference-id").await;
     b.type_into("#compose-reference-id", reference).await;
+    // A choice closes the Options menu.
+    b.wait_gone("#compose-options-menu").await;
+    b.click("#compose-options").await;
     b.click("#opt-due-date").await;
     b.set_value("#compose-due-date", due).await;
     b.type_into("#compose-body", "Please check and confirm.")
@@ -295,7 +259,12 @@ async fn the_web_ui_in_a_real_browser() {
     b.click(&format!("#inbox-list a[href='/c/{id}']")).await;
     b.wait_contains("main", "Overdue").await;
     b.click("#progress-complete").await;
-    b.wait_contains("#conversation-state", "Completed").await;
+    // Completing offers to resolve too; this one stays open.
+    b.wait("#complete-resolve").await;
+    b.click("#complete-resolve").await;
+    b.click("#confirm-yes").await;
+    b.wait_contains("#conversation-progress", "Completed").await;
+    assert_eq!(b.text("#conversation-state").await, "Open");
     b.wait_text("main .facts", "no Overdue mark", |t| !t.contains("Overdue"))
         .await;
     b.click("#inbox-icon").await;

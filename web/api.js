@@ -32,7 +32,8 @@ export async function api(method, path, body, { quiet401 = false } = {}) {
   try {
     r = await fetch('/api/v1' + path, { method, headers, body: payload, credentials: 'same-origin' });
   } catch (e) {
-    throw new ApiError(0, 'offline', 'The node did not answer. Is it running?');
+    window.dispatchEvent(new Event('parley:offline'));
+    throw new ApiError(0, 'offline', 'The node did not answer. Is it running? Nothing was changed; try again when it is back.');
   }
   const text = await r.text();
   let data = null;

@@ -7,6 +7,8 @@ import { renderConversation } from './conversation.js';
 import { renderTopicList, renderTopicDetail } from './topics.js';
 import { openCompose, composeFromQuery } from './compose.js';
 import { renderPeers } from './peers.js';
+import { installShortcuts } from './keys.js';
+import { notifyNew } from './notify.js';
 
 export const app = {
   session: null,
@@ -101,6 +103,11 @@ export async function refreshUnread(known) {
   count.textContent = n > 99 ? '99+' : String(n);
   icon.setAttribute('aria-label', n ? `Inbox, ${n} unread` : 'Inbox, nothing unread');
   icon.title = icon.getAttribute('aria-label');
+  // The Unread folder's count and the tab title show the same number as the header.
+  const folderCount = document.getElementById('count-unread');
+  if (folderCount) folderCount.textContent = n ? `${n > 99 ? '99+' : n}` : '';
+  document.title = n ? `(${n > 99 ? '99+' : n}) Parley` : 'Parley';
+  notifyNew(n);
 }
 
 function renderLogin(message) {
@@ -171,6 +178,7 @@ async function signedIn(s) {
   document.getElementById('whoami').textContent = `${s.user} · ${s.org_name}`;
   try { app.partners = await get('/partners'); } catch { app.partners = []; }
   startLive();
+  installShortcuts();
   if (location.pathname === '/login') history.replaceState(null, '', '/');
   await route();
 }
@@ -194,6 +202,9 @@ let pending = null;
 function startLive() {
   stopLive();
   source = new EventSource('/api/v1/events');
+  // The stream drops the moment the node stops: say so at once, then watch for its return.
+  source.onerror = () => { if (app.session) nodeDown(); };
+  source.onopen = () => nodeUp();
   source.onmessage = (e) => {
     let ev;
     try { ev = JSON.parse(e.data); } catch { return; }
@@ -213,6 +224,39 @@ function flush() {
 function stopLive() {
   if (source) { source.close(); source = null; }
 }
+
+// The banner shown while the node does not answer. A probe every 2 s (and the event stream's
+// own reconnects) notice when it is back; then the page refreshes itself.
+let down = false;
+let probe = null;
+const banner = document.getElementById('offline-banner');
+export function nodeDown() {
+  if (!down) {
+    down = true;
+    banner.hidden = false;
+  }
+  if (!probe) probe = setInterval(check, 2000);
+}
+async function check() {
+  try {
+    const r = await fetch('/api/v1/session', { credentials: 'same-origin', cache: 'no-store' });
+    if (r.ok || r.status === 401) nodeUp();
+  } catch { /* still away */ }
+}
+function nodeUp() {
+  clearInterval(probe);
+  probe = null;
+  if (!down) return;
+  down = false;
+  banner.hidden = true;
+  if (source && source.readyState === EventSource.CLOSED) startLive();
+  if (app.page && app.page.refresh) app.page.refresh(new Set(['*']));
+  refreshUnread();
+}
+// A request that finds no node shows the banner too (e.g. the stream had not noticed yet).
+window.addEventListener('parley:offline', () => { if (app.session) nodeDown(); });
+// A node that hangs rather than closing the stream: check now and then while visible.
+setInterval(() => { if (app.session && !down && !document.hidden) check().catch(() => {}); }, 15000);
 window.addEventListener('pagehide', stopLive);
 
 async function boot() {

@@ -2,8 +2,9 @@
 // detail views, and by the deep link /new?kind=task&topic=item:SKU-1&subject=…
 
 import { api, get, ApiError } from './api.js';
-import { h, clear, toast, topicHref, TOPIC_KINDS, TOPIC_LABEL } from './dom.js';
+import { h, clear, toast, ask, today, topicHref, TOPIC_KINDS, TOPIC_LABEL } from './dom.js';
 import { app } from './app.js';
+import { loadDraft, saveDraft, clearDraft } from './drafts.js';
 
 // Reads a deep link's query into compose options. `topic` is KIND:REF.
 export async function composeFromQuery(p) {
@@ -39,8 +40,14 @@ function asTopic(t) {
 
 let dialog = null;
 
-export function openCompose(opts = {}, { onSent, onClose } = {}) {
+// `draft`: the plain Compose window, which restores and keeps a draft. Windows opened with
+// something filled in (a deep link, a record) start from that instead.
+export function openCompose(opts = {}, { onSent, onClose, draft = false } = {}) {
   if (dialog) dialog.remove();
+  if (draft) {
+    const d = loadDraft('compose');
+    if (d) opts = { ...d, topics: [] };
+  }
   let topics = opts.topics || [];
   const err = h('div', { class: 'error', role: 'alert', id: 'compose-error' });
 
@@ -74,17 +81,33 @@ export function openCompose(opts = {}, { onSent, onClose } = {}) {
   renderTopic();
 
   // Options menu: Reference ID, and Due Date for tasks.
-  const refCheck = h('input', { type: 'checkbox', id: 'opt-reference-id', checked: !!opts.reference_id, onchange: syncOptions });
-  const dueCheck = h('input', { type: 'checkbox', id: 'opt-due-date', checked: !!opts.due_date, onchange: syncOptions });
+  // A choice closes the menu and moves to the field it shows.
+  const choose = (input) => () => { syncOptions(); closeMenu(); if (input.checked) (input === refCheck ? refInput : dueInput).focus(); else optionsButton.focus(); };
+  const refCheck = h('input', { type: 'checkbox', id: 'opt-reference-id', checked: !!opts.reference_id });
+  const dueCheck = h('input', { type: 'checkbox', id: 'opt-due-date', checked: !!opts.due_date });
+  refCheck.addEventListener('change', choose(refCheck));
+  dueCheck.addEventListener('change', choose(dueCheck));
   const dueOption = h('label', { for: 'opt-due-date', class: 'check' }, dueCheck, 'Due Date');
   const menu = h('div', { class: 'options-menu', id: 'compose-options-menu', hidden: true, role: 'group', 'aria-label': 'Options' },
     h('label', { for: 'opt-reference-id', class: 'check' }, refCheck, 'Reference ID'), dueOption);
   const optionsButton = h('button', { type: 'button', id: 'compose-options', 'aria-expanded': 'false', 'aria-controls': 'compose-options-menu',
-    onclick: () => { menu.hidden = !menu.hidden; optionsButton.setAttribute('aria-expanded', String(!menu.hidden)); if (!menu.hidden) refCheck.focus(); } }, 'Options ▾');
+    onclick: () => { if (menu.hidden) openMenu(); else closeMenu(); } }, 'Options ▾');
+  function openMenu() { menu.hidden = false; optionsButton.setAttribute('aria-expanded', 'true'); refCheck.focus(); }
+  function closeMenu() { menu.hidden = true; optionsButton.setAttribute('aria-expanded', 'false'); }
   const refInput = h('input', { id: 'compose-reference-id', name: 'reference_id', maxlength: 100, value: opts.reference_id || '' });
-  const dueInput = h('input', { id: 'compose-due-date', name: 'due_date', type: 'date', value: opts.due_date || '' });
+  const dueInput = h('input', { id: 'compose-due-date', name: 'due_date', type: 'date', value: opts.due_date || '', 'aria-describedby': 'compose-due-warning' });
+  const dueWarning = h('p', { class: 'warning', id: 'compose-due-warning', role: 'status' });
+  // A due date in the past is allowed (the task is overdue at once) but asked about first.
+  let pastDueAccepted = '';
+  const checkDue = () => {
+    const past = dueInput.value && dueInput.value < today();
+    dueWarning.textContent = past ? 'This due date is in the past: the task will be overdue as soon as it is sent.' : '';
+    return past;
+  };
+  dueInput.addEventListener('input', checkDue);
+  dueInput.addEventListener('change', checkDue);
   const refRow = h('div', { class: 'row', id: 'row-reference-id' }, h('label', { for: 'compose-reference-id' }, 'Reference ID'), refInput);
-  const dueRow = h('div', { class: 'row', id: 'row-due-date' }, h('label', { for: 'compose-due-date' }, 'Due date'), dueInput);
+  const dueRow = h('div', { class: 'row', id: 'row-due-date' }, h('label', { for: 'compose-due-date' }, 'Due date'), dueInput, dueWarning);
 
   const kind = () => form.querySelector('input[name=kind]:checked').value;
   function syncKind() {
@@ -106,10 +129,11 @@ export function openCompose(opts = {}, { onSent, onClose } = {}) {
     refRow, dueRow,
     h('div', { class: 'row' }, h('label', { for: 'compose-body' }, 'Message'), body),
     err,
+    menu,
     h('div', { class: 'dialog-foot' },
-      h('div', { class: 'options' }, optionsButton, menu),
+      h('div', { class: 'options' }, optionsButton),
       h('span', { class: 'spacer' }),
-      h('button', { type: 'button', id: 'compose-cancel', onclick: () => dialog.close() }, 'Cancel'),
+      h('button', { type: 'button', id: 'compose-cancel', onclick: () => leave() }, 'Cancel'),
       send));
   topicBox.setAttribute('aria-labelledby', 'compose-topic-label');
   topicBox.setAttribute('role', 'group');
@@ -131,6 +155,12 @@ export function openCompose(opts = {}, { onSent, onClose } = {}) {
     if (!base.subject) { err.textContent = 'Write a subject.'; subject.focus(); return; }
     if (refCheck.checked && !base.reference_id) { err.textContent = 'Fill in the Reference ID, or untick it in Options.'; refInput.focus(); return; }
     if (k === 'task' && dueCheck.checked && !base.due_date) { err.textContent = 'Pick a due date, or untick it in Options.'; dueInput.focus(); return; }
+    if (base.due_date && checkDue() && pastDueAccepted !== base.due_date) {
+      const go = await ask('Send with a due date in the past?', `The due date ${base.due_date} has passed: the task will show as overdue at once.`,
+        [['change', 'Change the date'], ['send', 'Send anyway', true]]);
+      if (go !== 'send') { dueInput.focus(); return; }
+      pastDueAccepted = base.due_date;
+    }
     let list = topics.map(asTopic);
     if (!list.length && topicKind.value && topicRef.value.trim()) {
       list = [asTopic({ kind: topicKind.value, ref: topicRef.value.trim() })];
@@ -143,6 +173,8 @@ export function openCompose(opts = {}, { onSent, onClose } = {}) {
       }
       const what = k === 'task' ? 'Task' : 'Message';
       toast(made.length > 1 ? `${made.length} conversations started.` : `${what} sent: ${base.subject}`);
+      if (draft) clearDraft('compose');
+      sent = true;
       dialog.close();
       if (onSent) onSent(made);
     } catch (ex) {
@@ -152,8 +184,46 @@ export function openCompose(opts = {}, { onSent, onClose } = {}) {
     }
   }
 
+  // What is typed is kept as a draft as it is typed (plain Compose only).
+  let sent = false;
+  const filled = () => !!(subject.value.trim() || body.value.trim() || refInput.value.trim() || (topicRef && topicRef.value.trim()));
+  const snapshot = () => (filled() ? {
+    kind: kind(), partner: partner.value, subject: subject.value, body: body.value,
+    reference_id: refCheck.checked ? refInput.value : '', due_date: dueCheck.checked ? dueInput.value : '',
+  } : null);
+  if (draft) form.addEventListener('input', () => saveDraft('compose', snapshot()));
+  if (draft) form.addEventListener('change', () => saveDraft('compose', snapshot()));
+  // Cancel or Esc on a filled form asks first; nothing typed is lost without saying so.
+  let asking = false;
+  async function leave() {
+    if (!filled() || asking) { if (!asking) dialog.close(); return; }
+    asking = true;
+    const keep = draft ? [['keep', 'Keep as draft', true]] : [];
+    const a = await ask('Close New Conversation?', draft ? 'What you wrote is kept as a draft for the next Compose, unless you discard it.' : 'What you wrote here is not sent.',
+      [['back', 'Continue writing'], ...keep, ['discard', 'Discard']]);
+    asking = false;
+    if (a === 'keep') { saveDraft('compose', snapshot()); dialog.close(); } else if (a === 'discard') { if (draft) clearDraft('compose'); dialog.close(); } else subject.focus();
+  }
+
   dialog = h('dialog', { id: 'compose', class: 'compose', 'aria-labelledby': 'compose-title' }, form);
+  dialog.addEventListener('cancel', (e) => {
+    // Esc closes the open Options menu first, and a filled form only after asking.
+    e.preventDefault();
+    if (!menu.hidden) { closeMenu(); optionsButton.focus(); return; }
+    leave();
+  });
+  dialog.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); form.requestSubmit(); }
+    if (e.key === 'Escape' && !e.defaultPrevented) {
+      e.preventDefault();
+      if (!menu.hidden) { closeMenu(); optionsButton.focus(); } else leave();
+    }
+  });
+  dialog.addEventListener('click', (e) => {
+    if (!menu.hidden && !e.target.closest('#compose-options-menu, #compose-options')) closeMenu();
+  });
   dialog.addEventListener('close', () => {
+    if (draft && !sent) saveDraft('compose', snapshot());
     if (onClose) onClose();
     const d = dialog;
     setTimeout(() => d && d.remove(), 0);

@@ -2,8 +2,10 @@
 // history and mark as unread. Updates live when someone else changes it.
 
 import { api, get, post } from './api.js';
-import { h, clear, toast, topicLink, stateLabel, badge, when, KIND_LABEL, PROGRESS_LABEL } from './dom.js';
+import { h, clear, toast, topicLink, stateLabel, progressLabel, badge, when, ask, confirmDialog, today, KIND_LABEL, PROGRESS_LABEL } from './dom.js';
 import { app, navigate, refreshUnread } from './app.js';
+import { partnerName } from './inbox.js';
+import { loadDraft, saveDraft, clearDraft } from './drafts.js';
 
 const ACTION_TEXT = {
   created: 'started the conversation',
@@ -20,23 +22,6 @@ function show(action, v) {
   return action === 'progress' ? (PROGRESS_LABEL[v] || v) : v;
 }
 
-// A small modal asking to confirm; resolves true or false.
-function confirmDialog(title, text, yes) {
-  return new Promise((resolve) => {
-    const d = h('dialog', { class: 'confirm', id: 'confirm', 'aria-labelledby': 'confirm-title', 'aria-describedby': 'confirm-text' },
-      h('form', { method: 'dialog' },
-        h('h2', { id: 'confirm-title' }, title),
-        h('p', { id: 'confirm-text' }, text),
-        h('div', { class: 'dialog-foot' }, h('span', { class: 'spacer' }),
-          h('button', { value: 'no', id: 'confirm-no' }, 'Cancel'),
-          h('button', { value: 'yes', class: 'primary', id: 'confirm-yes' }, yes))));
-    d.addEventListener('close', () => { resolve(d.returnValue === 'yes'); d.remove(); });
-    document.body.append(d);
-    d.showModal();
-    d.querySelector('#confirm-no').focus();
-  });
-}
-
 function updateDialog(c, onDone) {
   const err = h('p', { class: 'error', role: 'alert' });
   const subject = h('input', { id: 'update-subject', value: c.subject, required: true, maxlength: 200 });
@@ -44,8 +29,17 @@ function updateDialog(c, onDone) {
   const ref = h('input', { id: 'update-reference-id', value: c.reference_id || '', maxlength: 100 });
   const refRow = h('div', { class: 'row' }, h('label', { for: 'update-reference-id' }, 'Reference ID'), ref);
   const dueCheck = h('input', { type: 'checkbox', id: 'update-has-due', checked: !!c.due_date });
-  const due = h('input', { id: 'update-due-date', type: 'date', value: c.due_date || '' });
-  const dueRow = h('div', { class: 'row' }, h('label', { for: 'update-due-date' }, 'Due date'), due);
+  const due = h('input', { id: 'update-due-date', type: 'date', value: c.due_date || '', 'aria-describedby': 'update-due-warning' });
+  const dueWarning = h('p', { class: 'warning', id: 'update-due-warning', role: 'status' });
+  const checkDue = () => {
+    const past = !!due.value && due.value < today() && due.value !== c.due_date;
+    dueWarning.textContent = past ? 'This due date is in the past: the task will be overdue at once.' : '';
+    return past;
+  };
+  due.addEventListener('input', checkDue);
+  due.addEventListener('change', checkDue);
+  let pastAccepted = '';
+  const dueRow = h('div', { class: 'row' }, h('label', { for: 'update-due-date' }, 'Due date'), due, dueWarning);
   const sync = () => { refRow.hidden = !refCheck.checked; dueRow.hidden = !dueCheck.checked; };
   refCheck.addEventListener('change', sync);
   dueCheck.addEventListener('change', sync);
@@ -55,6 +49,12 @@ function updateDialog(c, onDone) {
       const patch = { subject: subject.value.trim() };
       patch.reference_id = refCheck.checked && ref.value.trim() ? ref.value.trim() : null;
       if (c.kind === 'task') patch.due_date = dueCheck.checked && due.value ? due.value : null;
+      if (patch.due_date && checkDue() && pastAccepted !== patch.due_date) {
+        const go = await ask('Save a due date in the past?', `The due date ${patch.due_date} has passed: the task will show as overdue at once.`,
+          [['change', 'Change the date'], ['send', 'Save anyway', true]]);
+        if (go !== 'send') { due.focus(); return; }
+        pastAccepted = patch.due_date;
+      }
       try {
         const out = await api('PATCH', `/conversations/${c.id}`, patch);
         d.close();
@@ -77,6 +77,29 @@ function updateDialog(c, onDone) {
   subject.focus();
 }
 
+const FIELD_TEXT = { subject: 'the subject', state: 'open or resolved', progress: 'the task\u2019s progress', due_date: 'the due date', reference_id: 'the Reference ID' };
+
+function showValue(field, v) {
+  if (v === null || v === undefined) return '(none)';
+  if (field === 'progress') return PROGRESS_LABEL[v] || v;
+  if (field === 'state') return v === 'resolved' ? 'Resolved' : 'Open';
+  return v;
+}
+
+// Two nodes changed the same thing while apart: say so, and which change stands.
+function crossed(c) {
+  const list = c.conflicts || [];
+  if (!list.length) return '';
+  const who = (a) => (a ? ` (${a.user}, ${a.org})` : '');
+  return h('div', { class: 'notice crossed', id: 'crossed', role: 'note' },
+    h('strong', {}, 'Changes crossed.'),
+    h('ul', {}, list.map((x) => h('li', {},
+      `While the nodes were apart, ${FIELD_TEXT[x.field] || x.field} was changed on both sides: `,
+      h('strong', {}, showValue(x.field, x.standing)), who(x.standing_by), ' stands; ',
+      (x.others || []).map((o, i) => [i ? ', ' : '', showValue(x.field, o), who((x.others_by || [])[i])]),
+      ' was set too. Change it again to settle it.'))));
+}
+
 export async function renderConversation(main, id) {
   let c = await get(`/conversations/${id}`);
   const me = app.session.org_id;
@@ -84,7 +107,14 @@ export async function renderConversation(main, id) {
   const thread = h('ol', { class: 'thread', id: 'thread', 'aria-label': 'Messages' });
   const history = h('ol', { class: 'history', id: 'history' });
   const err = h('p', { class: 'error', role: 'alert', id: 'reply-error' });
-  const replyBox = h('textarea', { id: 'reply-body', rows: 4, required: true });
+  const replyBox = h('textarea', { id: 'reply-body', rows: 4, required: true, 'aria-keyshortcuts': 'Control+Enter' });
+  // The reply being written is kept as a draft per conversation until it is sent.
+  const draftKey = `reply.${id}`;
+  replyBox.value = (loadDraft(draftKey) || {}).body || '';
+  replyBox.addEventListener('input', () => saveDraft(draftKey, replyBox.value.trim() ? { body: replyBox.value } : null));
+  replyBox.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); replyForm.requestSubmit(); }
+  });
   const replyButton = h('button', { type: 'submit', class: 'primary', id: 'reply-send' }, 'Send reply');
 
   async function act(f, done) {
@@ -99,6 +129,30 @@ export async function renderConversation(main, id) {
     } catch (ex) { err.textContent = ex.message; }
   }
 
+  // Completing a task offers to resolve the conversation in the same step.
+  async function completeTask() {
+    const also = h('label', { class: 'check', for: 'complete-resolve' }, h('input', { type: 'checkbox', id: 'complete-resolve', checked: true }), 'Also resolve the conversation');
+    const a = await ask('Mark this task completed?', 'The task leaves the Tasks and Action required views.', [['no', 'Cancel'], ['yes', 'Mark completed', true]], also);
+    if (a !== 'yes') return;
+    const resolve = also.querySelector('input').checked;
+    await act(async () => {
+      const out = await api('PUT', `/conversations/${id}/progress`, { progress: 'completed' });
+      return resolve && out.state === 'open' ? post(`/conversations/${id}/resolve`) : out;
+    }, resolve ? 'Task completed and resolved.' : 'Task marked completed.');
+  }
+  // Cancelling asks first, with an optional reason that is sent to the partner as a message.
+  async function cancelTask() {
+    const reason = h('textarea', { id: 'cancel-reason', rows: 3, maxlength: 5000 });
+    const extra = h('div', { class: 'row' }, h('label', { for: 'cancel-reason' }, 'Reason (optional, sent to the partner)'), reason);
+    const a = await ask('Cancel this task?', 'A cancelled task stays in the conversation; you can reopen the task later.', [['no', 'Keep the task'], ['yes', 'Cancel task', true]], extra);
+    if (a !== 'yes') return;
+    const why = reason.value.trim();
+    await act(async () => {
+      if (why) await post(`/conversations/${id}/messages`, { body: `Task cancelled: ${why}` });
+      return api('PUT', `/conversations/${id}/progress`, { progress: 'cancelled' });
+    }, 'Task cancelled.');
+  }
+
   function draw() {
     const mine = c.created_by.org === me;
     const actions = [];
@@ -106,14 +160,14 @@ export async function renderConversation(main, id) {
     if (c.kind === 'task' && c.state === 'open') {
       if (c.progress === 'open') actions.push(h('button', { type: 'button', id: 'progress-start', onclick: () => act(() => api('PUT', `/conversations/${id}/progress`, { progress: 'in_progress' }), 'Task started.') }, 'Start'));
       if (c.progress !== 'completed' && c.progress !== 'cancelled') {
-        actions.push(h('button', { type: 'button', id: 'progress-complete', onclick: () => act(() => api('PUT', `/conversations/${id}/progress`, { progress: 'completed' }), 'Task marked completed.') }, 'Mark completed'));
-        actions.push(h('button', { type: 'button', id: 'progress-cancel', onclick: () => act(() => api('PUT', `/conversations/${id}/progress`, { progress: 'cancelled' }), 'Task cancelled.') }, 'Cancel task'));
+        actions.push(h('button', { type: 'button', id: 'progress-complete', onclick: completeTask }, 'Mark completed'));
+        actions.push(h('button', { type: 'button', id: 'progress-cancel', onclick: cancelTask }, 'Cancel task'));
       } else {
         actions.push(h('button', { type: 'button', id: 'progress-reopen', onclick: () => act(() => api('PUT', `/conversations/${id}/progress`, { progress: 'open' }), 'Task open again.') }, 'Reopen task'));
       }
     }
     if (c.state === 'open') {
-      actions.push(h('button', { type: 'button', id: 'resolve-button', onclick: async () => {
+      actions.push(h('button', { type: 'button', id: 'resolve-button', 'aria-keyshortcuts': 'e', onclick: async () => {
         if (await confirmDialog('Resolve this conversation?', 'It moves to the Resolved folder. You can reopen it from there.', 'Resolve')) {
           act(() => post(`/conversations/${id}/resolve`), 'Resolved: moved to the Resolved folder.');
         }
@@ -127,20 +181,25 @@ export async function renderConversation(main, id) {
 
     const facts = [
       ['Kind', KIND_LABEL[c.kind]],
-      ['Partner', c.partner],
+      ['Partner', h('span', { title: c.partner }, partnerName(c.partner))],
       ['Topic', c.topic ? topicLink(c.topic) : '—'],
       ['Reference ID', c.reference_id || '—'],
       c.kind === 'task' ? ['Due date', [c.due_date || '—', c.overdue ? [' ', badge('Overdue', 'overdue')] : '']] : null,
+      c.kind === 'task' ? ['Progress', h('span', { id: 'conversation-progress' }, progressLabel(c))] : null,
       ['State', h('span', { id: 'conversation-state' }, stateLabel(c))],
       ['Started', `${when(c.created_at)} by ${c.created_by.user} (${c.created_by.org})`],
     ].filter(Boolean);
     clear(head).append(
       h('p', { class: 'back' }, h('a', { href: c.state === 'resolved' ? '/?folder=resolved' : '/' }, '← Inbox')),
       h('h1', { id: 'conversation-subject' }, c.subject),
+      c.undelivered ? h('p', { class: 'notice undelivered', id: 'undelivered' }, badge('Not yet delivered', 'undelivered'),
+        ` The latest changes here have not reached ${partnerName(c.partner)}\u2019s node yet. They are sent when it can be reached.`) : '',
+      crossed(c),
       h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
       h('div', { class: 'actions', role: 'toolbar', 'aria-label': 'Conversation actions' }, actions));
-    clear(thread).append(...(c.messages.length ? c.messages.map((m) => h('li', { class: m.author.org === me ? 'mine' : 'theirs' },
-      h('div', { class: 'meta' }, h('strong', {}, m.author.user), ` (${m.author.org}) · `, h('time', { datetime: m.sent_at }, when(m.sent_at))),
+    clear(thread).append(...(c.messages.length ? c.messages.map((m) => h('li', { class: m.author.org === me ? 'mine' : 'theirs', dataset: { id: m.id } },
+      h('div', { class: 'meta' }, h('strong', {}, m.author.user), ` (${m.author.org}) · `, h('time', { datetime: m.sent_at }, when(m.sent_at)),
+        m.delivered === false ? [' ', badge('Not yet delivered', 'undelivered')] : ''),
       h('div', { class: 'body' }, m.body))) : [h('li', { class: 'empty' }, 'No messages yet.')]));
     clear(history).append(...c.history.map((e) => h('li', {},
       h('time', { datetime: e.at }, new Date(e.at).toLocaleString()), ' ',
@@ -155,9 +214,11 @@ export async function renderConversation(main, id) {
     await act(async () => {
       const out = await post(`/conversations/${id}/messages`, { body: replyBox.value });
       replyBox.value = '';
+      clearDraft(draftKey);
       return out;
     }, 'Reply sent.');
     replyButton.disabled = false;
+    replyBox.focus();
   } },
   h('label', { for: 'reply-body' }, 'Reply'), replyBox, err, h('div', { class: 'dialog-foot' }, h('span', { class: 'spacer' }), replyButton));
 
@@ -167,18 +228,31 @@ export async function renderConversation(main, id) {
     replyForm,
     h('details', { class: 'history-box' }, h('summary', {}, 'History of changes'), history));
   await post(`/conversations/${id}/read`).catch(() => {});
-  app.page = {
+  // While something here has not reached the partner, look again now and then: delivery
+  // itself sends no event to this page.
+  let recheck = null;
+  const watch = () => {
+    clearTimeout(recheck);
+    if (c.undelivered || c.messages.some((m) => m.delivered === false)) {
+      recheck = setTimeout(() => { if (app.page === page) page.refresh(new Set([id])).catch(() => {}); }, 3000);
+    }
+  };
+  const page = {
     name: 'conversation',
     refresh: async (ids) => {
       if (!ids.has(id) && !ids.has('*')) return;
+      watch();
       const fresh = await get(`/conversations/${id}`);
       // Our own changes come back as events too; redraw only what is new, so buttons do not
       // move under the pointer.
       if (JSON.stringify(fresh) === JSON.stringify(c)) return;
       c = fresh;
       draw();
+      watch();
       await post(`/conversations/${id}/read`).catch(() => {});
       refreshUnread();
     },
   };
+  app.page = page;
+  watch();
 }

@@ -61,10 +61,56 @@ export function when(iso) {
     : d.toLocaleDateString([], { year: 'numeric', month: 'short', day: 'numeric' });
 }
 
+// Open or resolved: the conversation's state, never mixed with a task's progress.
 export function stateLabel(c) {
+  return c.state === 'resolved' ? 'Resolved' : 'Open';
+}
+
+// A task's progress; empty for a message.
+export function progressLabel(c) {
+  return c.kind === 'task' ? (PROGRESS_LABEL[c.progress] || 'Open') : '';
+}
+
+export const finished = (c) => c.kind === 'task' && (c.progress === 'completed' || c.progress === 'cancelled');
+
+// The folder a conversation is listed in, for search results across folders.
+export function folderOf(c) {
   if (c.state === 'resolved') return 'Resolved';
-  if (c.kind === 'task') return PROGRESS_LABEL[c.progress] || 'Open';
-  return 'Open';
+  return 'Inbox';
+}
+
+// A field name from a CSV header or an integration (`unit_price`, `leadTime`) as a label.
+export function fieldLabel(name) {
+  const words = String(name).replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/[_\-.]+/g, ' ').trim().toLowerCase();
+  return words ? words[0].toUpperCase() + words.slice(1) : String(name);
+}
+
+// Today as YYYY-MM-DD in local time, as a date input gives it.
+export function today() {
+  const d = new Date();
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+}
+
+// A small modal asking to confirm; resolves to the value of the button pressed ('' on Esc).
+// `buttons` are [value, label, primary?]; the first is focused. `extra` goes above them.
+export function ask(title, text, buttons, extra) {
+  return new Promise((resolve) => {
+    const d = h('dialog', { class: 'confirm', id: 'confirm', 'aria-labelledby': 'confirm-title', 'aria-describedby': 'confirm-text' },
+      h('form', { method: 'dialog' },
+        h('h2', { id: 'confirm-title' }, title),
+        h('p', { id: 'confirm-text' }, text),
+        extra || '',
+        h('div', { class: 'dialog-foot' }, h('span', { class: 'spacer' }),
+          buttons.map(([v, label, primary]) => h('button', { value: v, id: `confirm-${v}`, class: primary ? 'primary' : '' }, label)))));
+    d.addEventListener('close', () => { resolve(d.returnValue || ''); d.remove(); });
+    document.body.append(d);
+    d.showModal();
+    d.querySelector(`#confirm-${buttons[0][0]}`).focus();
+  });
+}
+
+export async function confirmDialog(title, text, yes) {
+  return (await ask(title, text, [['no', 'Cancel'], ['yes', yes, true]])) === 'yes';
 }
 
 export function badge(text, cls) { return h('span', { class: `badge ${cls || ''}` }, text); }

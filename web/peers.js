@@ -8,9 +8,30 @@ function when(t) {
   return t ? new Date(t).toLocaleString() : 'never';
 }
 
+// How long ago, in words: "3 minutes", "2 hours", "4 days".
+export function ago(t) {
+  const s = Math.max(0, (Date.now() - new Date(t).getTime()) / 1000);
+  const n = (v, unit) => `${v} ${unit}${v === 1 ? '' : 's'}`;
+  if (s < 90) return n(Math.round(s), 'second');
+  if (s < 90 * 60) return n(Math.round(s / 60), 'minute');
+  if (s < 36 * 3600) return n(Math.round(s / 3600), 'hour');
+  return n(Math.round(s / 86400), 'day');
+}
+
+// What waits to go to a partner that is away, and since when it has been away.
+function away(p) {
+  const since = p.disconnected_since || p.last_sync_at;
+  const parts = [];
+  if (since) parts.push(`away for ${ago(since)}`);
+  else parts.push('not reached since this node started');
+  if (p.pending) parts.push(`${p.pending} conversation${p.pending === 1 ? '' : 's'} waiting to go to it`);
+  else if (p.pending === 0) parts.push('nothing waiting to go to it');
+  return parts.join(' · ');
+}
+
 function status(p) {
-  if (p.stopped) return `Stopped: ${p.last_error}`;
-  if (!p.connected) return p.last_error ? `Not connected: ${p.last_error}` : 'Not connected';
+  if (p.stopped) return `Stopped: ${p.last_error} — ${away(p)}`;
+  if (!p.connected) return `Not connected — ${away(p)}${p.last_error ? `. Last error: ${p.last_error}` : ''}`;
   if (!p.caught_up) {
     const left = (p.incoming || 0) + (p.pending || 0);
     return `Syncing — ${left} conversation${left === 1 ? '' : 's'} to go`;
@@ -22,11 +43,22 @@ export async function renderPeers(main) {
   const body = h('tbody');
   const table = h('div', { class: 'table-wrap' }, h('table', { class: 'list', id: 'peers' },
     h('thead', {}, h('tr', {},
-      h('th', { scope: 'col' }, 'Org'), h('th', { scope: 'col' }, 'Node'), h('th', { scope: 'col' }, 'Status'),
+      h('th', { scope: 'col' }, 'Partner'), h('th', { scope: 'col' }, 'Node'), h('th', { scope: 'col' }, 'Status'),
       h('th', { scope: 'col' }, 'Last sync'), h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, 'Actions')))),
     body));
   const admin = app.session && app.session.admin;
   const codeOut = h('output', { id: 'invite-code', class: 'code' });
+  const copy = h('button', { type: 'button', id: 'copy-invite', hidden: true, onclick: async () => {
+    const code = codeOut.textContent;
+    let ok = false;
+    try { await navigator.clipboard.writeText(code); ok = true; } catch {
+      // Without the clipboard API (plain HTTP on another host): select it for Ctrl+C.
+      const r = document.createRange(); r.selectNodeContents(codeOut);
+      const sel = getSelection(); sel.removeAllRanges(); sel.addRange(r);
+      try { ok = document.execCommand('copy'); } catch { ok = false; }
+    }
+    toast(ok ? 'Invite code copied.' : 'The code is selected: press Ctrl+C to copy it.');
+  } }, 'Copy code');
   // An invite names whom it is for: a partner org's node, or another site of this org.
   const forOrg = h('input', { id: 'invite-org', name: 'org_id', autocomplete: 'off', placeholder: 'e.g. bolt-supply' });
   const forName = h('input', { id: 'invite-name', name: 'org_name', autocomplete: 'off' });
@@ -45,6 +77,7 @@ export async function renderPeers(main) {
     try {
       const inv = await api('POST', '/peers/invites', body);
       codeOut.textContent = inv.code;
+      copy.hidden = false;
       const who = ownSite.checked ? 'another site of this org' : `a node of ${body.org_id}`;
       toast(`Invite made for ${who}: give the code to that node. It works once, for 24 hours, and only there.`);
     } catch (ex) { toast(ex.message); }
@@ -108,15 +141,19 @@ export async function renderPeers(main) {
   async function load() {
     const peers = await get('/peers');
     clear(body);
-    if (!peers.length) body.append(h('tr', {}, h('td', { colspan: 5 }, 'No paired nodes yet.')));
+    if (!peers.length) {
+      body.append(h('tr', {}, h('td', { colspan: 5 }, admin
+        ? 'No paired nodes yet. Make an invite code below for a partner, or paste the code a partner gave you.'
+        : 'No paired nodes yet. An administrator of this node pairs it with partners.')));
+    }
     for (const p of peers) {
       const remove = admin && h('button', { type: 'button', class: 'link', onclick: async () => {
         if (!confirm(`Stop syncing with ${p.org_name} (${p.node_id})? Its key stops working at once.`)) return;
         try { await api('DELETE', `/peers/${p.node_id}`); await load(); } catch (e) { toast(e.message); }
       } }, 'Remove');
       body.append(h('tr', { dataset: { node: p.node_id } },
-        h('td', {}, `${p.org_name} (${p.own_org ? 'our site' : p.role})`),
-        h('td', {}, h('code', {}, p.node_id.slice(0, 8)), link(p)),
+        h('td', {}, h('strong', {}, p.org_name), h('span', { class: 'sub' }, ` ${p.org_id} · ${p.own_org ? 'our site' : p.role}`)),
+        h('td', {}, h('code', { title: `Node ${p.node_id}`, class: 'node-id' }, p.node_id.slice(0, 8)), link(p)),
         h('td', { class: 'status' }, status(p)),
         h('td', {}, when(p.last_sync_at)),
         h('td', {}, remove || '')));
@@ -128,7 +165,7 @@ export async function renderPeers(main) {
     table,
     admin ? h('section', { 'aria-labelledby': 'pair-h' }, h('h2', { id: 'pair-h' }, 'Pair with another node'),
       h('p', { class: 'hint' }, 'An invite is for one org: a partner\u2019s node, or another site of your own org. Only a node of that org can use it.'),
-      inviteForm, codeOut, pairForm, preview) : '');
+      inviteForm, h('div', { class: 'code-row' }, codeOut, copy), pairForm, preview) : '');
   await load();
   const timer = setInterval(() => { if (app.page && app.page.name === 'peers') load().catch(() => {}); else clearInterval(timer); }, 2000);
   app.page = { name: 'peers', refresh: () => {} };

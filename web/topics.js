@@ -2,7 +2,7 @@
 // Start a conversation, and every conversation about the record).
 
 import { api, get, qs } from './api.js';
-import { h, clear, toast, topicHref, TOPIC_LABEL, TOPIC_PLURAL } from './dom.js';
+import { h, clear, topicHref, fieldLabel, TOPIC_LABEL, TOPIC_PLURAL } from './dom.js';
 import { app, navigate } from './app.js';
 import { openCompose } from './compose.js';
 import { conversationTable } from './inbox.js';
@@ -28,8 +28,18 @@ export async function renderTopicList(main, kind, params) {
 
   const status = h('p', { class: 'status', 'aria-live': 'polite', id: 'selection-status' });
   const box = h('div', { id: 'topic-list' });
+  // The result of starting conversations stays on the page (a notice, not a passing toast)
+  // and the rows they were started for are cleared.
+  const started = h('p', { class: 'ok', id: 'started-status', role: 'status' });
   const start = h('button', { type: 'button', class: 'primary', id: 'start-conversation', disabled: true,
-    onclick: () => startConversation([...selected.values()], () => toast('See it in the Inbox or on the detail page.')) }, 'Start a conversation');
+    onclick: () => startConversation([...selected.values()], (made) => {
+      const n = made.length;
+      clear(started).append(`${n === 1 ? 'One conversation' : `${n} conversations`} started, one per selected record. `,
+        h('a', { href: '/' }, 'See them in the Inbox'), '.');
+      selected.clear();
+      for (const cb of box.querySelectorAll('input[type=checkbox]')) cb.checked = false;
+      syncSelection();
+    }) }, 'Start a conversation');
   const prev = h('button', { type: 'button', id: 'topics-prev', onclick: () => { after = afters.pop() || null; load(); } }, 'Previous');
   const more = h('button', { type: 'button', id: 'topics-next', onclick: () => { afters.push(after); after = next; load(); } }, 'Next');
 
@@ -51,7 +61,7 @@ export async function renderTopicList(main, kind, params) {
     clear(box).append(records.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'list topics' },
       h('caption', { class: 'sr-only' }, title),
       h('thead', {}, h('tr', {}, h('th', { scope: 'col', class: 'select' }, all), h('th', { scope: 'col' }, 'Ref'), h('th', { scope: 'col' }, 'Title'),
-        fieldNames.map((f) => h('th', { scope: 'col' }, f)), h('th', { scope: 'col', class: 'col-when' }, 'Updated'))),
+        fieldNames.map((f) => h('th', { scope: 'col', title: f }, fieldLabel(f))), h('th', { scope: 'col', class: 'col-when' }, 'Updated'))),
       h('tbody', {}, records.map((r) => h('tr', { dataset: { ref: r.ref } },
         h('td', { class: 'select' }, h('input', { type: 'checkbox', 'aria-label': `Select ${r.ref}`, checked: selected.has(r.ref), onchange: (e) => {
           if (e.target.checked) selected.set(r.ref, r); else selected.delete(r.ref);
@@ -61,7 +71,9 @@ export async function renderTopicList(main, kind, params) {
         h('td', {}, r.title),
         fieldNames.map((f) => h('td', {}, r.fields[f] || '')),
         h('td', { class: 'col-when' }, new Date(r.updated_at).toLocaleDateString())))))) :
-      h('p', { class: 'empty' }, prefix ? 'No records start with that ref.' : `No ${title.toLowerCase()} yet. Import a CSV file, add them with POST /api/v1/topics, or start a conversation about one.`));
+      h('p', { class: 'empty' }, prefix
+        ? 'No record starts with that ref. Check the spelling, or clear the search.'
+        : `No ${title.toLowerCase()} yet. Import a CSV file of them with “Import CSV…”, or ask whoever runs your ERP to send them to Parley. A conversation about one can be started from the Inbox with Compose.`));
     prev.disabled = afters.length === 0;
     more.disabled = !next;
   }
@@ -92,7 +104,7 @@ export async function renderTopicList(main, kind, params) {
       } }, h('label', { for: 'topic-search', class: 'sr-only' }, `Search ${title.toLowerCase()} by ref`), search, h('button', { type: 'submit' }, 'Search')),
       h('span', { class: 'spacer' }),
       file, h('label', { for: 'import-file', class: 'button' }, 'Import CSV…')),
-    importResult, status, box, h('div', { class: 'pager' }, prev, more));
+    importResult, started, status, box, h('div', { class: 'pager' }, prev, more));
   await load();
   syncSelection();
   app.page = { name: 'topics' };
@@ -116,7 +128,7 @@ export async function renderTopicDetail(main, kind, ref) {
     convBox.dataset.cursor = page.next_cursor || '';
     clear(convBox).append(shown.length
       ? conversationTable(shown, `Conversations about ${ref}`)
-      : h('p', { class: 'empty' }, 'No conversations about this yet.'),
+      : h('p', { class: 'empty' }, 'No conversations about this yet. Use More actions → Start a conversation to ask your partner about it.'),
     page.next_cursor
       ? h('div', { class: 'pager' }, h('button', { type: 'button', id: 'topic-conversations-more', onclick: () => loadConversations(true) },
         `Show more (${shown.length} of ${page.total})`))
@@ -146,7 +158,7 @@ export async function renderTopicDetail(main, kind, ref) {
       h('div', { class: 'menu-wrap' }, moreButton, menu)),
     r.missing ? h('p', { class: 'hint' }, 'No record describes this yet; conversations about it are listed below.') : '',
     fields.length || r.url ? h('dl', { class: 'facts' },
-      fields.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]),
+      fields.map(([k, v]) => [h('dt', { title: k }, fieldLabel(k)), h('dd', {}, v)]),
       r.url ? [h('dt', {}, 'Link'), h('dd', {}, safeLink(r.url))] : '') : '',
     h('h2', {}, 'Conversations'),
     convBox);

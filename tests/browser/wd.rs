@@ -10,7 +10,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-pub const WAIT: Duration = Duration::from_secs(10);
+pub const WAIT: Duration = Duration::from_secs(20);
 
 /// Where the browser and its driver are, if installed.
 pub struct Tools {
@@ -345,6 +345,16 @@ impl Session {
         .await
     }
 
+    /// Runs an asynchronous script; it calls its last argument with the result.
+    pub async fn exec_async(&self, script: &str, args: Value) -> Value {
+        self.must(
+            "POST",
+            "/execute/async",
+            Some(json!({"script": script, "args": args})),
+        )
+        .await
+    }
+
     pub async fn screenshot(&self, path: &Path) {
         let v = self.must("GET", "/screenshot", None).await;
         let png = base64::engine::general_purpose::STANDARD
@@ -369,6 +379,62 @@ impl Session {
             .filter(|e| matches!(e["level"].as_str(), Some("SEVERE") | Some("WARNING")))
             .map(|e| e["message"].as_str().unwrap_or_default().to_string())
             .collect()
+    }
+
+    /// Presses keys as a user would, on whatever has the focus: each item is one key or a
+    /// chord (`["Control", "Enter"]`), held down together and released in reverse.
+    pub async fn press(&self, chord: &[&str]) {
+        let code = |k: &str| -> String {
+            match k {
+                "Escape" => "\u{E00C}".into(),
+                "Tab" => "\u{E004}".into(),
+                "Enter" => "\u{E007}".into(),
+                "Control" => "\u{E009}".into(),
+                "Shift" => "\u{E008}".into(),
+                other => other.to_string(),
+            }
+        };
+        let mut actions: Vec<Value> = chord
+            .iter()
+            .map(|k| json!({"type": "keyDown", "value": code(k)}))
+            .collect();
+        actions.extend(
+            chord
+                .iter()
+                .rev()
+                .map(|k| json!({"type": "keyUp", "value": code(k)})),
+        );
+        self.must(
+            "POST",
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        )
+        .await;
+        self.cmd("DELETE", "/actions", None).await.ok();
+    }
+
+    /// Waits until `script` (a function body) returns true; `what` names it in the failure.
+    pub async fn wait_true(&self, script: &str, args: Value, what: &str) {
+        let t = Instant::now();
+        loop {
+            if self.exec(script, args.clone()).await == json!(true) {
+                return;
+            }
+            assert!(t.elapsed() < WAIT, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The id of the element that has the keyboard focus ("" for none).
+    pub async fn focused(&self) -> String {
+        self.exec(
+            "const a = document.activeElement; return a ? (a.id || a.getAttribute('href') || a.tagName) : ''",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
     }
 
     pub async fn resize(&self, width: u32, height: u32) {

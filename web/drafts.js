@@ -1,0 +1,22 @@
+// Drafts of New Conversation and of replies, kept in the browser's local storage per user so
+// that they survive closing the window, a reload and a lost connection. Cleared once sent.
+
+import { app } from './app.js';
+
+const key = (what) => `parley.draft.${app.session ? app.session.org_id + '/' + app.session.user : '-'}.${what}`;
+
+export function loadDraft(what) {
+  try {
+    const v = JSON.parse(localStorage.getItem(key(what)) || 'null');
+    return v && typeof v === 'object' ? v : null;
+  } catch { return null; }
+}
+
+export function saveDraft(what, value) {
+  try {
+    if (value) localStorage.setItem(key(what), JSON.stringify(value));
+    else localStorage.removeItem(key(what));
+  } catch { /* storage full or disabled: the draft lives as long as the page */ }
+}
+
+export const clearDraft = (what) => saveDraft(what, null);
