@@ -417,14 +417,56 @@ async fn the_inbox_in_a_days_use() {
     b.wait_contains("main h1", "Partners").await;
     axe(&b, "Partners").await;
 
-    step("when the node stops answering an open page says so at once, and recovers by itself");
+    step("desktop notifications, when switched on, tell of new unread conversations in a background tab");
     b.goto(&format!("{base}/")).await;
     b.wait("#inbox-list tbody tr").await;
-    assert!(b.find("#offline-banner").await.is_none(), "no banner while the node answers");
+    b.cdp(
+        "Browser.grantPermissions",
+        json!({"permissions": ["notifications"], "origin": base}),
+    )
+    .await;
+    b.click("#desktop-notifications").await;
+    b.wait_true("return localStorage.getItem('parley.desktop-notifications') === 'on'", json!([]), "the setting").await;
+    // The tab goes to the background; what the page shows is recorded as it is shown.
+    b.exec(
+        "Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+         window.__shown = [];
+         const Real = window.Notification;
+         window.Notification = class extends Real { constructor(t, o) { super(t, o); window.__shown.push(o.body); } };",
+        json!([]),
+    )
+    .await;
+    let (s, v) = n
+        .call(
+            "POST",
+            "/api/v1/conversations",
+            Some(json!({"kind": "message", "partner": "bolt", "subject": "Pallets arrived damaged"})),
+            Some(&erp),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    b.wait_true("return window.__shown.length === 1 && /unread conversation/.test(window.__shown[0])", json!([]), "one desktop notification").await;
+    b.goto(&format!("{base}/")).await;
+
+    step("when the node stops answering an open page says so at once, and recovers by itself; the reply is kept");
+    b.goto(&format!("{base}/c/{}", id_of(&late))).await;
+    b.wait("#reply-body").await;
+    assert_eq!(
+        b.exec("return document.getElementById('offline-banner').hidden", json!([])).await,
+        true,
+        "no banner while the node answers"
+    );
     n.pause().await;
     b.wait_contains("#offline-banner", "not answering").await;
+    b.type_into("#reply-body", "Written while the node was down").await;
+    b.press(&["Control", "Enter"]).await;
+    b.wait_contains("#reply-error", "did not answer").await;
+    assert_eq!(b.prop("#reply-body", "value").await, "Written while the node was down");
     n.resume().await;
     b.wait_gone("#offline-banner").await;
+    b.click("#reply-send").await;
+    b.wait_contains("#thread", "Written while the node was down").await;
+    b.goto(&format!("{base}/")).await;
     n.create(json!({"kind": "message", "partner": "bolt", "subject": "After the outage"})).await;
     b.wait_contains("#inbox-list", "After the outage").await;
 

@@ -9,6 +9,7 @@ import { openCompose, composeFromQuery } from './compose.js';
 import { renderPeers } from './peers.js';
 import { installShortcuts } from './keys.js';
 import { notifyNew } from './notify.js';
+import { clearAllDrafts } from './drafts.js';
 
 export const app = {
   session: null,
@@ -184,6 +185,7 @@ async function signedIn(s) {
 }
 
 document.getElementById('logout').addEventListener('click', async () => {
+  clearAllDrafts();
   try { await api('DELETE', '/session'); } catch { /* signed out either way */ }
   signedOut();
 });

@@ -184,7 +184,8 @@ export function openCompose(opts = {}, { onSent, onClose, draft = false } = {}) 
     }
   }
 
-  // What is typed is kept as a draft as it is typed (plain Compose only).
+  // What is typed is kept as a draft as it is typed (plain Compose only). `sent`: sent or
+  // discarded, so closing keeps nothing.
   let sent = false;
   const filled = () => !!(subject.value.trim() || body.value.trim() || refInput.value.trim() || (topicRef && topicRef.value.trim()));
   const snapshot = () => (filled() ? {
@@ -202,7 +203,11 @@ export function openCompose(opts = {}, { onSent, onClose, draft = false } = {}) 
     const a = await ask('Close New Conversation?', draft ? 'What you wrote is kept as a draft for the next Compose, unless you discard it.' : 'What you wrote here is not sent.',
       [['back', 'Continue writing'], ...keep, ['discard', 'Discard']]);
     asking = false;
-    if (a === 'keep') { saveDraft('compose', snapshot()); dialog.close(); } else if (a === 'discard') { if (draft) clearDraft('compose'); dialog.close(); } else subject.focus();
+    if (a === 'keep') { saveDraft('compose', snapshot()); dialog.close(); } else if (a === 'discard') {
+      if (draft) clearDraft('compose');
+      sent = true; // nothing to keep on close
+      dialog.close();
+    } else subject.focus();
   }
 
   dialog = h('dialog', { id: 'compose', class: 'compose', 'aria-labelledby': 'compose-title' }, form);

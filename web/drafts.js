@@ -20,3 +20,12 @@ export function saveDraft(what, value) {
 }
 
 export const clearDraft = (what) => saveDraft(what, null);
+
+// Signing out on purpose removes this user's drafts from the browser (it may be shared);
+// a session that merely expires keeps them for the next sign-in.
+export function clearAllDrafts() {
+  try {
+    const prefix = key('');
+    for (const k of Object.keys(localStorage)) if (k.startsWith(prefix)) localStorage.removeItem(k);
+  } catch { /* nothing stored */ }
+}

@@ -345,6 +345,16 @@ impl Session {
         .await
     }
 
+    /// A Chrome DevTools command (e.g. granting a permission as a user's click would).
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.must(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": cmd, "params": params})),
+        )
+        .await
+    }
+
     /// Runs an asynchronous script; it calls its last argument with the result.
     pub async fn exec_async(&self, script: &str, args: Value) -> Value {
         self.must(
