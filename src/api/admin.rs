@@ -13,8 +13,7 @@ use super::auth::BearerAuth;
 use super::error::ApiError;
 use super::models::Role;
 use crate::service::{NewToken, Service, ServiceError};
-use crate::store::StoreError;
-use crate::store::accounts::{Partner as PartnerRec, TokenRecord, User as UserRec, UserKind};
+use crate::service::{Partner as PartnerRec, TokenRecord, User as UserRec, UserKind};
 
 pub struct AdminApi {
     pub svc: Arc<Service>,
@@ -173,7 +172,7 @@ impl AdminApi {
             .svc
             .identity()
             .await?
-            .ok_or(ServiceError::Store(StoreError::NoIdentity))?;
+            .ok_or_else(ServiceError::no_identity)?;
         Ok(Json(Node {
             node_id: id.node_id,
             org_id: id.org_id.to_string(),

@@ -133,9 +133,7 @@ impl ConversationsApi {
     async fn me(&self) -> R<OrgId> {
         let id = self.svc.identity().await?;
         Ok(id
-            .ok_or(crate::service::ServiceError::Store(
-                crate::store::StoreError::NoIdentity,
-            ))?
+            .ok_or_else(crate::service::ServiceError::no_identity)?
             .org_id)
     }
 

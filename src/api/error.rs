@@ -6,8 +6,7 @@ use poem::http::StatusCode;
 use poem_openapi::{ApiResponse, Object, payload::Json};
 
 use crate::domain::DomainError;
-use crate::service::ServiceError;
-use crate::store::StoreError;
+use crate::service::{ServiceError, StoreFault};
 
 #[derive(Debug, Clone, Object)]
 pub struct ErrorBody {
@@ -79,14 +78,14 @@ impl From<ServiceError> for ApiError {
                 ApiError::TooManyRequests(body("slowed_down", &e), *retry_after_secs)
             }
             ServiceError::Import(_) => ApiError::BadRequest(body("invalid_csv", &e)),
-            ServiceError::Store(s) => match s {
-                StoreError::NoIdentity => ApiError::Unavailable(body("no_identity", s)),
-                s if s.is_transient() => ApiError::Unavailable(body("retry", s)),
-                StoreError::Corrupt(..) => {
+            ServiceError::Store(s) => match e.store_fault().unwrap_or(StoreFault::Internal) {
+                StoreFault::NoIdentity => ApiError::Unavailable(body("no_identity", s)),
+                StoreFault::Retry => ApiError::Unavailable(body("retry", s)),
+                StoreFault::Damaged => {
                     tracing::error!(error = %s, "damaged conversation");
                     ApiError::Internal(body("damaged", s))
                 }
-                _ => {
+                StoreFault::Internal => {
                     tracing::error!(error = %s, "storage error");
                     ApiError::Internal(body("storage", s))
                 }

@@ -154,7 +154,7 @@ impl SessionApi {
             .svc
             .identity()
             .await?
-            .ok_or(ServiceError::Store(crate::store::StoreError::NoIdentity))?;
+            .ok_or_else(ServiceError::no_identity)?;
         Ok(SessionOut {
             user,
             admin,

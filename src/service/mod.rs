@@ -22,6 +22,7 @@ use crate::domain::commands::CommandError;
 use crate::domain::doc::DocError;
 use crate::store::{Store, StoreError};
 
+pub use crate::store::accounts::{Partner, TokenRecord, User, UserKind};
 pub use crate::store::peers::Peer;
 pub use accounts::{NewToken, TokenSecret};
 pub use brake::{LoginThrottle, SIGNIN_WINDOW};
@@ -58,6 +59,40 @@ pub enum ServiceError {
     /// An import had bad rows; nothing of it was stored.
     #[error("{}", topics::import_detail(.0))]
     Import(Vec<crate::domain::topics::LineError>),
+}
+
+/// What a storage failure means to a caller, so that the API can answer it without knowing
+/// the store's own error type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFault {
+    /// The node has no identity yet (`parley init`).
+    NoIdentity,
+    /// Busy or raced: the same request may succeed when tried again.
+    Retry,
+    /// A stored conversation is damaged (`parley check` says more).
+    Damaged,
+    /// Anything else: the node's log has the details.
+    Internal,
+}
+
+impl ServiceError {
+    /// The node has no identity yet: every use-case needing one answers this.
+    pub fn no_identity() -> Self {
+        ServiceError::Store(StoreError::NoIdentity)
+    }
+
+    /// For a storage failure, what it means to the caller; `None` for every other error.
+    pub fn store_fault(&self) -> Option<StoreFault> {
+        let ServiceError::Store(s) = self else {
+            return None;
+        };
+        Some(match s {
+            StoreError::NoIdentity => StoreFault::NoIdentity,
+            s if s.is_transient() => StoreFault::Retry,
+            StoreError::Corrupt(..) => StoreFault::Damaged,
+            _ => StoreFault::Internal,
+        })
+    }
 }
 
 impl From<CommandError> for ServiceError {
