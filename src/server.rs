@@ -54,13 +54,18 @@ impl Bound {
     }
 }
 
-/// Binds the configured addresses.
+/// Binds the configured addresses, and records the plain one in the listen file before
+/// anyone is told the node listens.
 pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
     let plain = TcpListener::bind(config.listen)
         .into_acceptor()
         .await
         .with_context(|| format!("cannot listen on {}: is another program using it? Use --listen to pick another address", config.listen))?;
     let http = first_addr(&plain).context("the listener has no address")?;
+    // Without the file the node still serves; only a CLI without --listen cannot find it.
+    if let Err(e) = write_listen_file(&config.data_dir.join(LISTEN_FILE), http) {
+        tracing::warn!(error = %format!("{e:#}"), "the CLI will not find this node by its data directory");
+    }
     let Some(tls_listen) = config.tls_listen else {
         return Ok(Bound {
             acceptor: plain.boxed(),
@@ -155,10 +160,6 @@ pub async fn run(
     };
     let app = crate::api::routes(svc, rep.clone(), bound.timeouts.body);
     let listen_file = bound.data_dir.join(LISTEN_FILE);
-    // Without the file the node still serves; only a CLI without --listen cannot find it.
-    if let Err(e) = write_listen_file(&listen_file, bound.http) {
-        tracing::warn!(error = %format!("{e:#}"), "the CLI will not find this node by its data directory");
-    }
     // Slow clients: heads are timed per connection, bodies per request, and a connection
     // with no traffic either way (idle keep-alive, a stalled upload) is closed.
     let acceptor = crate::api::timeouts::HeadTimeoutAcceptor {
