@@ -383,3 +383,6 @@ fn update(
     }
     Ok(outcome)
 }
+
+#[cfg(test)]
+mod tests;
