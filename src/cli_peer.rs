@@ -287,3 +287,43 @@ async fn remote(cfg: &Config, base: &str, from: &str, cmd: PeerCmd) -> anyhow::R
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &std::path::Path, toml: Option<&str>) -> Config {
+        if let Some(t) = toml {
+            std::fs::write(dir.join(crate::config::CONFIG_FILE), t).unwrap();
+        }
+        Config::load(crate::config::Overrides {
+            data_dir: Some(dir.to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    /// Flag, then PARLEY_LISTEN, then the listen file, then the config file, then the default;
+    /// each answer says where it came from.
+    #[test]
+    fn the_running_node_is_looked_for_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let c = cfg(d.path(), None);
+        let (url, from) = locate(None, None, &c).unwrap();
+        assert_eq!((url.as_str(), from.as_str()), ("http://127.0.0.1:7878", "the default address"));
+        let c = cfg(d.path(), Some("listen = \"0.0.0.0:7001\"\n"));
+        let (url, from) = locate(None, None, &c).unwrap();
+        assert_eq!(url, "http://127.0.0.1:7001");
+        assert!(from.contains("parley.toml"), "{from}");
+        std::fs::write(d.path().join("listen"), "127.0.0.1:7002\n").unwrap();
+        let (url, from) = locate(None, None, &c).unwrap();
+        assert_eq!(url, "http://127.0.0.1:7002");
+        assert!(from.contains("listen file"), "{from}");
+        let (url, from) = locate(None, Some("127.0.0.1:7003".into()), &c).unwrap();
+        assert_eq!((url.as_str(), from.as_str()), ("http://127.0.0.1:7003", "PARLEY_LISTEN"));
+        let (url, from) = locate(Some("http://[::1]:7004/".into()), Some("127.0.0.1:7003".into()), &c).unwrap();
+        assert_eq!((url.as_str(), from.as_str()), ("http://[::1]:7004", "--listen"));
+        let e = locate(Some("seven".into()), None, &c).unwrap_err();
+        assert!(format!("{e:#}").contains("--listen") && format!("{e:#}").contains("IP:PORT"), "{e:#}");
+    }
+}

@@ -185,6 +185,10 @@ async fn the_unread_folder_total_is_the_unread_count() {
     // The reply moved it to the top of her Unread folder.
     let (ids, _) = walk(&n, &bea, "folder=unread", 3).await;
     assert_eq!(ids[0], made[2]);
+    // The order is derived: a rebuild from the documents and her marks gives it back.
+    n.svc().store().rebuild_indexes().unwrap();
+    check(now_unread.clone()).await;
+    assert_eq!(walk(&n, &bea, "folder=unread", 3).await.0, ids);
     // Filters narrow the folder; the total follows them.
     let (ids, counts) = walk(&n, &bea, "folder=unread&kind=task", 2).await;
     let want: HashSet<&String> = [&made[2], &made[4]].into_iter().collect();

@@ -216,3 +216,36 @@ pub fn search(
         damaged_rows: found.damaged_rows,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each order reads back its own cursors and refuses the other's, so a cursor can never
+    /// be taken for a position in an order it was not made in.
+    #[test]
+    fn cursors_round_trip_within_their_sort_only() {
+        let id = Uuid::now_v7().as_u128();
+        let activity = Cursor {
+            activity_ms: -5,
+            id,
+        };
+        let dated = DueCursor::Dated { day: 739_000, id };
+        let undated = DueCursor::Undated(Cursor {
+            activity_ms: 1_780_000_000_000,
+            id,
+        });
+        let a = PageCursor::Activity(activity).encode();
+        assert_eq!(PageCursor::decode(&a, Sort::Activity), Some(PageCursor::Activity(activity)));
+        assert_eq!(PageCursor::decode(&a, Sort::Due), None);
+        for d in [dated, undated] {
+            let s = PageCursor::Due(d).encode();
+            assert_eq!(PageCursor::decode(&s, Sort::Due), Some(PageCursor::Due(d)));
+            assert_eq!(PageCursor::decode(&s, Sort::Activity), None, "{s}");
+        }
+        for bad in ["", "d", "n", "d1", "d+1.x", "n+1.x", "1.", "+1.00000000000000000000000000000000"] {
+            assert_eq!(PageCursor::decode(bad, Sort::Activity), None, "{bad}");
+            assert_eq!(PageCursor::decode(bad, Sort::Due), None, "{bad}");
+        }
+    }
+}
