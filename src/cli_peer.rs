@@ -152,10 +152,16 @@ pub(crate) fn locate(
                 };
                 (cfg.listen.to_string(), from)
             }
-            Err(e) => bail!("cannot read {}: {e}; give the node's address with --listen", file.display()),
+            Err(e) => bail!(
+                "cannot read {}: {e}; give the node's address with --listen",
+                file.display()
+            ),
         }
     };
-    Ok((base_url(value.trim()).with_context(|| format!("{value:?} (from {from})"))?, from))
+    Ok((
+        base_url(value.trim()).with_context(|| format!("{value:?} (from {from})"))?,
+        from,
+    ))
 }
 
 /// `IP:PORT` (an unspecified IP meaning this machine) or an `http(s)://` URL, as a base URL.
@@ -310,7 +316,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let c = cfg(d.path(), None);
         let (url, from) = locate(None, None, &c).unwrap();
-        assert_eq!((url.as_str(), from.as_str()), ("http://127.0.0.1:7878", "the default address"));
+        assert_eq!(
+            (url.as_str(), from.as_str()),
+            ("http://127.0.0.1:7878", "the default address")
+        );
         let c = cfg(d.path(), Some("listen = \"0.0.0.0:7001\"\n"));
         let (url, from) = locate(None, None, &c).unwrap();
         assert_eq!(url, "http://127.0.0.1:7001");
@@ -320,10 +329,24 @@ mod tests {
         assert_eq!(url, "http://127.0.0.1:7002");
         assert!(from.contains("listen file"), "{from}");
         let (url, from) = locate(None, Some("127.0.0.1:7003".into()), &c).unwrap();
-        assert_eq!((url.as_str(), from.as_str()), ("http://127.0.0.1:7003", "PARLEY_LISTEN"));
-        let (url, from) = locate(Some("http://[::1]:7004/".into()), Some("127.0.0.1:7003".into()), &c).unwrap();
-        assert_eq!((url.as_str(), from.as_str()), ("http://[::1]:7004", "--listen"));
+        assert_eq!(
+            (url.as_str(), from.as_str()),
+            ("http://127.0.0.1:7003", "PARLEY_LISTEN")
+        );
+        let (url, from) = locate(
+            Some("http://[::1]:7004/".into()),
+            Some("127.0.0.1:7003".into()),
+            &c,
+        )
+        .unwrap();
+        assert_eq!(
+            (url.as_str(), from.as_str()),
+            ("http://[::1]:7004", "--listen")
+        );
         let e = locate(Some("seven".into()), None, &c).unwrap_err();
-        assert!(format!("{e:#}").contains("--listen") && format!("{e:#}").contains("IP:PORT"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("--listen") && format!("{e:#}").contains("IP:PORT"),
+            "{e:#}"
+        );
     }
 }

@@ -188,7 +188,12 @@ fn write_listen_file(path: &std::path::Path, addr: SocketAddr) -> anyhow::Result
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, format!("{addr}\n"))
         .and_then(|()| std::fs::rename(&tmp, path))
-        .with_context(|| format!("writing {}: is the data directory writable?", path.display()))
+        .with_context(|| {
+            format!(
+                "writing {}: is the data directory writable?",
+                path.display()
+            )
+        })
 }
 
 /// On a clean stop the file goes, unless another node on this data directory wrote it since.

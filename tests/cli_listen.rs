@@ -31,7 +31,9 @@ fn peer_commands_work(dir: &Path) {
     assert!(ok, "peer list: {text}");
     let (ok, text) = cli(
         dir,
-        &["peer", "invite", "--org", "bolt", "--name", "Bolt", "--role", "supplier"],
+        &[
+            "peer", "invite", "--org", "bolt", "--name", "Bolt", "--role", "supplier",
+        ],
     );
     assert!(ok, "peer invite: {text}");
     assert!(text.contains("parley-invite:"), "{text}");
@@ -100,7 +102,10 @@ fn a_listen_file_where_nothing_answers_is_named_in_the_error() {
     let (ok, text) = cli(&node.dir, &["peer", "list"]);
     assert!(!ok, "{text}");
     assert!(text.contains(&dead), "names the address: {text}");
-    assert!(text.contains("listen file"), "names where it came from: {text}");
+    assert!(
+        text.contains("listen file"),
+        "names where it came from: {text}"
+    );
     assert!(text.contains("--listen"), "says what to do: {text}");
     // An explicit address wins over the file, as does PARLEY_LISTEN.
     let (ok, text) = cli(&node.dir, &["peer", "list", "--listen", &real]);
@@ -111,7 +116,11 @@ fn a_listen_file_where_nothing_answers_is_named_in_the_error() {
         .env("PARLEY_LISTEN", &real)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // PARLEY_LISTEN naming a dead address says so, and where it came from.
     let out = Command::new(BIN)
         .args(["peer", "list", "--data-dir"])
@@ -121,12 +130,18 @@ fn a_listen_file_where_nothing_answers_is_named_in_the_error() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains(&dead) && err.contains("PARLEY_LISTEN"), "{err}");
+    assert!(
+        err.contains(&dead) && err.contains("PARLEY_LISTEN"),
+        "{err}"
+    );
     // A garbled file is refused with its name, not dialled.
     std::fs::write(node.dir.join("listen"), "not an address\n").unwrap();
     let (ok, text) = cli(&node.dir, &["peer", "list"]);
     assert!(!ok);
-    assert!(text.contains("listen file") && text.contains("not an address"), "{text}");
+    assert!(
+        text.contains("listen file") && text.contains("not an address"),
+        "{text}"
+    );
 
     // Killed, the node leaves its file behind; the next command finds the data directory
     // free and opens it directly instead of dialling the stale address.

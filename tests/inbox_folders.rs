@@ -15,7 +15,12 @@ use serde_json::{Value, json};
 
 /// Every page of `query` (which must not hold `limit` or `cursor`), following `next_cursor`:
 /// the ids in order, and each page's `total` and `unread`.
-async fn walk(n: &TestNode, token: &str, query: &str, limit: u32) -> (Vec<String>, Vec<(u64, u64)>) {
+async fn walk(
+    n: &TestNode,
+    token: &str,
+    query: &str,
+    limit: u32,
+) -> (Vec<String>, Vec<(u64, u64)>) {
     let mut ids = Vec::new();
     let mut counts = Vec::new();
     let mut cursor: Option<String> = None;
@@ -29,7 +34,10 @@ async fn walk(n: &TestNode, token: &str, query: &str, limit: u32) -> (Vec<String
         for item in page["items"].as_array().unwrap() {
             ids.push(item["id"].as_str().unwrap().to_string());
         }
-        counts.push((page["total"].as_u64().unwrap(), page["unread"].as_u64().unwrap()));
+        counts.push((
+            page["total"].as_u64().unwrap(),
+            page["unread"].as_u64().unwrap(),
+        ));
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_string()),
             None => return (ids, counts),
@@ -62,10 +70,22 @@ async fn each_folder_lists_what_it_promises_with_exact_totals() {
     let n = TestNode::start("acme", Role::Retailer).await;
     let msg = id(&n.create(json!({"kind": "message", "partner": "bolt", "subject": "Stock", "body": "Why out of stock?"})).await);
     let task = id(&n.create(json!({"kind": "task", "partner": "bolt", "subject": "Photos", "due_date": "2031-01-01"})).await);
-    let late = id(&n.create(json!({"kind": "task", "partner": "bolt", "subject": "Late", "due_date": yesterday()})).await);
-    let done = id(&n.create(json!({"kind": "task", "partner": "bolt", "subject": "Done", "due_date": yesterday()})).await);
-    let cancelled = id(&n.create(json!({"kind": "task", "partner": "bolt", "subject": "Dropped"})).await);
-    let closed = id(&n.create(json!({"kind": "message", "partner": "bolt", "subject": "Closed"})).await);
+    let late = id(&n
+        .create(
+            json!({"kind": "task", "partner": "bolt", "subject": "Late", "due_date": yesterday()}),
+        )
+        .await);
+    let done = id(&n
+        .create(
+            json!({"kind": "task", "partner": "bolt", "subject": "Done", "due_date": yesterday()}),
+        )
+        .await);
+    let cancelled = id(&n
+        .create(json!({"kind": "task", "partner": "bolt", "subject": "Dropped"}))
+        .await);
+    let closed = id(&n
+        .create(json!({"kind": "message", "partner": "bolt", "subject": "Closed"}))
+        .await);
 
     let all = [&msg, &task, &late, &done, &cancelled, &closed].map(String::as_str);
     expect(&n, "folder=inbox", &all).await;
@@ -74,11 +94,26 @@ async fn each_folder_lists_what_it_promises_with_exact_totals() {
     expect(&n, "folder=action", &[&late, &done]).await;
     expect(&n, "folder=resolved", &[]).await;
 
-    let (s, _) = n.put(&format!("/api/v1/conversations/{done}/progress"), json!({"progress": "completed"})).await;
+    let (s, _) = n
+        .put(
+            &format!("/api/v1/conversations/{done}/progress"),
+            json!({"progress": "completed"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = n.put(&format!("/api/v1/conversations/{cancelled}/progress"), json!({"progress": "cancelled"})).await;
+    let (s, _) = n
+        .put(
+            &format!("/api/v1/conversations/{cancelled}/progress"),
+            json!({"progress": "cancelled"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = n.post(&format!("/api/v1/conversations/{closed}/resolve"), json!({})).await;
+    let (s, _) = n
+        .post(
+            &format!("/api/v1/conversations/{closed}/resolve"),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
 
     // Finished tasks leave Tasks and Action required while they are still open.
@@ -111,9 +146,18 @@ async fn each_folder_lists_what_it_promises_with_exact_totals() {
 /// A second user, for whom everything the admin wrote is unread.
 async fn second_user(n: &TestNode) -> String {
     let op = Principal::operator();
-    n.svc().add_user(&op, "bea", Some("correct-horse".into()), false).await.unwrap();
     n.svc()
-        .create_token(&op, NewToken { name: "bea".into(), user: Some("bea".into()) })
+        .add_user(&op, "bea", Some("correct-horse".into()), false)
+        .await
+        .unwrap();
+    n.svc()
+        .create_token(
+            &op,
+            NewToken {
+                name: "bea".into(),
+                user: Some("bea".into()),
+            },
+        )
         .await
         .unwrap()
         .secret
@@ -132,7 +176,12 @@ async fn the_unread_folder_total_is_the_unread_count() {
         };
         made.push(id(&n.create(body).await));
     }
-    let (s, _) = n.post(&format!("/api/v1/conversations/{}/resolve", made[1]), json!({})).await;
+    let (s, _) = n
+        .post(
+            &format!("/api/v1/conversations/{}/resolve", made[1]),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
 
     // Checks the folder for bea against the unread count of every page and her marks.
@@ -143,9 +192,16 @@ async fn the_unread_folder_total_is_the_unread_count() {
                 let (ids, counts) = walk(n, &bea, &format!("folder=unread&sort={sort}"), 3).await;
                 let got: HashSet<String> = ids.iter().cloned().collect();
                 assert_eq!(got.len(), ids.len(), "listed twice: {ids:?}");
-                assert_eq!(got, want.iter().cloned().collect::<HashSet<_>>(), "sort={sort}");
+                assert_eq!(
+                    got,
+                    want.iter().cloned().collect::<HashSet<_>>(),
+                    "sort={sort}"
+                );
                 for (total, unread) in counts {
-                    assert_eq!(total, unread, "sort={sort}: total is the header's unread count");
+                    assert_eq!(
+                        total, unread,
+                        "sort={sort}: total is the header's unread count"
+                    );
                     assert_eq!(total, want.len() as u64);
                 }
             }
@@ -169,15 +225,39 @@ async fn the_unread_folder_total_is_the_unread_count() {
     assert_eq!(ids, newest_first);
 
     for i in [0, 3, 6] {
-        let (s, _) = n.call("POST", &format!("/api/v1/conversations/{}/read", made[i]), None, Some(&bea)).await;
+        let (s, _) = n
+            .call(
+                "POST",
+                &format!("/api/v1/conversations/{}/read", made[i]),
+                None,
+                Some(&bea),
+            )
+            .await;
         assert_eq!(s, StatusCode::OK);
     }
-    let left: Vec<String> = made.iter().enumerate().filter(|(i, _)| ![0, 3, 6].contains(i)).map(|(_, x)| x.clone()).collect();
+    let left: Vec<String> = made
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ![0, 3, 6].contains(i))
+        .map(|(_, x)| x.clone())
+        .collect();
     check(left.clone()).await;
     // Marked unread again; and a reply by the admin makes it unread for bea (it already is).
-    let (s, _) = n.call("POST", &format!("/api/v1/conversations/{}/unread", made[3]), None, Some(&bea)).await;
+    let (s, _) = n
+        .call(
+            "POST",
+            &format!("/api/v1/conversations/{}/unread", made[3]),
+            None,
+            Some(&bea),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = n.post(&format!("/api/v1/conversations/{}/messages", made[2]), json!({"body": "Any news?"})).await;
+    let (s, _) = n
+        .post(
+            &format!("/api/v1/conversations/{}/messages", made[2]),
+            json!({"body": "Any news?"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     let mut now_unread = left.clone();
     now_unread.push(made[3].clone());
@@ -201,14 +281,25 @@ async fn the_unread_folder_total_is_the_unread_count() {
 async fn sort_by_due_pages_every_conversation_once() {
     let n = TestNode::start("acme", Role::Retailer).await;
     let mut dated = Vec::new();
-    for (i, due) in ["2031-03-01", "2031-01-15", "2031-03-01", "2031-02-01", "2031-03-01"].iter().enumerate() {
+    for (i, due) in [
+        "2031-03-01",
+        "2031-01-15",
+        "2031-03-01",
+        "2031-02-01",
+        "2031-03-01",
+    ]
+    .iter()
+    .enumerate()
+    {
         let c = n.create(json!({"kind": "task", "partner": "bolt", "subject": format!("Due {i}"), "due_date": due})).await;
         dated.push((due.to_string(), id(&c)));
     }
     let mut undated = Vec::new();
     for i in 0..4 {
         let kind = if i == 0 { "task" } else { "message" };
-        undated.push(id(&n.create(json!({"kind": kind, "partner": "bolt", "subject": format!("Plain {i}")})).await));
+        undated.push(id(&n
+            .create(json!({"kind": kind, "partner": "bolt", "subject": format!("Plain {i}")}))
+            .await));
     }
     // Soonest first, ties by id; then newest activity first.
     let mut want: Vec<String> = {
@@ -227,17 +318,36 @@ async fn sort_by_due_pages_every_conversation_once() {
     assert_eq!(s, StatusCode::OK);
     let seen: Vec<String> = first["items"].as_array().unwrap().iter().map(id).collect();
     assert_eq!(seen, want[..3]);
-    let (s, _) = n.post(&format!("/api/v1/conversations/{}/messages", seen[0]), json!({"body": "seen"})).await;
+    let (s, _) = n
+        .post(
+            &format!("/api/v1/conversations/{}/messages", seen[0]),
+            json!({"body": "seen"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, _) = n.post(&format!("/api/v1/conversations/{}/messages", undated[1]), json!({"body": "not yet seen"})).await;
+    let (s, _) = n
+        .post(
+            &format!("/api/v1/conversations/{}/messages", undated[1]),
+            json!({"body": "not yet seen"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, _) = n.post(&format!("/api/v1/conversations/{}/resolve", want[4]), json!({})).await;
+    let (s, _) = n
+        .post(
+            &format!("/api/v1/conversations/{}/resolve", want[4]),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     let added = id(&n.create(json!({"kind": "task", "partner": "bolt", "subject": "Due last", "due_date": "2032-01-01"})).await);
     let mut rest = Vec::new();
     let mut cursor = first["next_cursor"].as_str().unwrap().to_string();
     loop {
-        let (s, page) = n.get(&format!("/api/v1/conversations?sort=due&limit=2&cursor={cursor}")).await;
+        let (s, page) = n
+            .get(&format!(
+                "/api/v1/conversations?sort=due&limit=2&cursor={cursor}"
+            ))
+            .await;
         assert_eq!(s, StatusCode::OK, "{page}");
         assert_eq!(page["total"], 10);
         rest.extend(page["items"].as_array().unwrap().iter().map(id));
@@ -256,7 +366,11 @@ async fn sort_by_due_pages_every_conversation_once() {
 
     // Within a folder: only tasks, the dated ones first.
     let (ids, counts) = walk(&n, &n.token, "folder=tasks&sort=due", 2).await;
-    assert_eq!(ids.len(), 6 - 1 + 1, "four open dated tasks, the new one, the plain task");
+    assert_eq!(
+        ids.len(),
+        6 - 1 + 1,
+        "four open dated tasks, the new one, the plain task"
+    );
     assert_eq!(ids.last(), Some(&undated[0]));
     assert!(counts.iter().all(|(t, _)| *t == ids.len() as u64));
     // Search within the order.
@@ -271,7 +385,8 @@ async fn bad_folder_sort_or_cursor_is_refused_and_changes_nothing() {
     let n = TestNode::start("acme", Role::Retailer).await;
     for i in 0..3 {
         n.create(json!({"kind": "task", "partner": "bolt", "subject": format!("T{i}"), "due_date": "2031-01-01"})).await;
-        n.create(json!({"kind": "message", "partner": "bolt", "subject": format!("M{i}")})).await;
+        n.create(json!({"kind": "message", "partner": "bolt", "subject": format!("M{i}")}))
+            .await;
     }
     let (_, before) = n.get("/api/v1/conversations?limit=200").await;
     let (_, by_activity) = n.get("/api/v1/conversations?limit=2").await;
@@ -279,10 +394,24 @@ async fn bad_folder_sort_or_cursor_is_refused_and_changes_nothing() {
     let (_, by_due) = n.get("/api/v1/conversations?limit=2&sort=due").await;
     let due_cursor = by_due["next_cursor"].as_str().unwrap().to_string();
     // Past the dated rows: a cursor into the undated part.
-    let (_, later) = n.get(&format!("/api/v1/conversations?limit=2&sort=due&cursor={due_cursor}")).await;
+    let (_, later) = n
+        .get(&format!(
+            "/api/v1/conversations?limit=2&sort=due&cursor={due_cursor}"
+        ))
+        .await;
     let undated_cursor = later["next_cursor"].as_str().unwrap().to_string();
-    let (_, later) = n.get(&format!("/api/v1/conversations?limit=2&sort=due&cursor={undated_cursor}")).await;
-    assert!(later["items"].as_array().unwrap().iter().all(|i| i["due_date"].is_null()));
+    let (_, later) = n
+        .get(&format!(
+            "/api/v1/conversations?limit=2&sort=due&cursor={undated_cursor}"
+        ))
+        .await;
+    assert!(
+        later["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["due_date"].is_null())
+    );
 
     for (query, what) in [
         ("folder=archive".to_string(), "folder"),
@@ -292,12 +421,24 @@ async fn bad_folder_sort_or_cursor_is_refused_and_changes_nothing() {
         ("sort=due&cursor=".to_string() + &activity_cursor, "cursor"),
         ("cursor=".to_string() + &due_cursor, "cursor"),
         ("cursor=".to_string() + &undated_cursor, "cursor"),
-        ("sort=activity&cursor=".to_string() + &undated_cursor, "cursor"),
+        (
+            "sort=activity&cursor=".to_string() + &undated_cursor,
+            "cursor",
+        ),
         ("sort=due&cursor=x".to_string(), "cursor"),
-        ("sort=due&cursor=d%2B5.00000000000000000000000000000000".to_string(), "cursor"),
+        (
+            "sort=due&cursor=d%2B5.00000000000000000000000000000000".to_string(),
+            "cursor",
+        ),
         ("sort=due&cursor=n".to_string(), "cursor"),
-        ("cursor=%2B5.00000000000000000000000000000000".to_string(), "cursor"),
-        ("folder=unread&sort=due&cursor=".to_string() + &activity_cursor, "cursor"),
+        (
+            "cursor=%2B5.00000000000000000000000000000000".to_string(),
+            "cursor",
+        ),
+        (
+            "folder=unread&sort=due&cursor=".to_string() + &activity_cursor,
+            "cursor",
+        ),
     ] {
         let (s, v) = n.get(&format!("/api/v1/conversations?{query}")).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{query}: {v}");
@@ -320,7 +461,12 @@ async fn folder_ids(n: &TestNode, query: &str) -> Vec<String> {
 
 /// The history actions of a conversation, oldest first.
 fn actions(v: &Value) -> Vec<String> {
-    v["history"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap().to_string()).collect()
+    v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,13 +484,25 @@ async fn a_reply_to_a_resolved_conversation_reopens_it_on_both_nodes() {
     .await;
     // The supplier answers in its Action required folder (the retailer wrote last), resolves it.
     assert_eq!(folder_ids(&bolt, "folder=action").await, vec![cid.clone()]);
-    let (s, _) = bolt.post(&format!("/api/v1/conversations/{cid}/messages"), json!({"body": "Shipped today"})).await;
+    let (s, _) = bolt
+        .post(
+            &format!("/api/v1/conversations/{cid}/messages"),
+            json!({"body": "Shipped today"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, _) = bolt.post(&format!("/api/v1/conversations/{cid}/resolve"), json!({})).await;
+    let (s, _) = bolt
+        .post(&format!("/api/v1/conversations/{cid}/resolve"), json!({}))
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = bolt.post(&format!("/api/v1/conversations/{cid}/read"), json!({})).await;
+    let (s, _) = bolt
+        .post(&format!("/api/v1/conversations/{cid}/read"), json!({}))
+        .await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(folder_ids(&bolt, "folder=resolved").await, vec![cid.clone()]);
+    assert_eq!(
+        folder_ids(&bolt, "folder=resolved").await,
+        vec![cid.clone()]
+    );
     assert!(folder_ids(&bolt, "folder=inbox").await.is_empty());
     assert!(folder_ids(&bolt, "folder=unread").await.is_empty());
     eventually(20, "the resolve at acme", || async {
@@ -353,7 +511,12 @@ async fn a_reply_to_a_resolved_conversation_reopens_it_on_both_nodes() {
     .await;
 
     // The retailer replies to the resolved conversation: it is open again, in one change.
-    let (s, v) = acme.post(&format!("/api/v1/conversations/{cid}/messages"), json!({"body": "Not arrived"})).await;
+    let (s, v) = acme
+        .post(
+            &format!("/api/v1/conversations/{cid}/messages"),
+            json!({"body": "Not arrived"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["state"], "open");
     assert_eq!(actions(&v), ["created", "resolved", "reopened"]);
@@ -376,20 +539,35 @@ async fn a_reply_to_a_resolved_conversation_reopens_it_on_both_nodes() {
 
     // A task the supplier finishes leaves the retailer's Action required even though the
     // supplier wrote last; a progress change on a resolved task reopens it.
-    let t = acme.create(json!({"kind": "task", "partner": "bolt", "subject": "Photos"})).await;
+    let t = acme
+        .create(json!({"kind": "task", "partner": "bolt", "subject": "Photos"}))
+        .await;
     let tid = id(&t);
     eventually(20, "the task at bolt", || async {
         let (s, _) = bolt.get(&format!("/api/v1/conversations/{tid}")).await;
         (s == StatusCode::OK).then_some(())
     })
     .await;
-    let (s, _) = bolt.post(&format!("/api/v1/conversations/{tid}/messages"), json!({"body": "Uploaded"})).await;
+    let (s, _) = bolt
+        .post(
+            &format!("/api/v1/conversations/{tid}/messages"),
+            json!({"body": "Uploaded"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     eventually(20, "the task awaiting acme's reply", || async {
-        folder_ids(&acme, "folder=action").await.contains(&tid).then_some(())
+        folder_ids(&acme, "folder=action")
+            .await
+            .contains(&tid)
+            .then_some(())
     })
     .await;
-    let (s, _) = bolt.put(&format!("/api/v1/conversations/{tid}/progress"), json!({"progress": "completed"})).await;
+    let (s, _) = bolt
+        .put(
+            &format!("/api/v1/conversations/{tid}/progress"),
+            json!({"progress": "completed"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     eventually(20, "the completed task out of acme's folders", || async {
         let a = folder_ids(&acme, "folder=action").await;
@@ -397,23 +575,35 @@ async fn a_reply_to_a_resolved_conversation_reopens_it_on_both_nodes() {
         (!a.contains(&tid) && !t.contains(&tid)).then_some(())
     })
     .await;
-    let (s, _) = acme.post(&format!("/api/v1/conversations/{tid}/resolve"), json!({})).await;
+    let (s, _) = acme
+        .post(&format!("/api/v1/conversations/{tid}/resolve"), json!({}))
+        .await;
     assert_eq!(s, StatusCode::OK);
     eventually(20, "the resolve at bolt", || async {
         (conversation(&bolt, &tid).await["state"] == "resolved").then_some(())
     })
     .await;
-    let (s, v) = bolt.put(&format!("/api/v1/conversations/{tid}/progress"), json!({"progress": "in_progress"})).await;
+    let (s, v) = bolt
+        .put(
+            &format!("/api/v1/conversations/{tid}/progress"),
+            json!({"progress": "in_progress"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["state"], "open");
     let n = actions(&v).len();
     assert_eq!(actions(&v)[n - 2..], ["reopened", "progress"]);
     eventually(20, "the reopened task in acme's Tasks", || async {
-        folder_ids(&acme, "folder=tasks").await.contains(&tid).then_some(())
+        folder_ids(&acme, "folder=tasks")
+            .await
+            .contains(&tid)
+            .then_some(())
     })
     .await;
     // Resolving or reopening as such is unchanged: no extra entry.
-    let (s, v) = bolt.post(&format!("/api/v1/conversations/{tid}/reopen"), json!({})).await;
+    let (s, v) = bolt
+        .post(&format!("/api/v1/conversations/{tid}/reopen"), json!({}))
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(actions(&v).len(), n);
     acme.stop().await;

@@ -13,8 +13,8 @@ use super::Tags;
 use super::auth::BearerAuth;
 use super::error::ApiError;
 use super::models::*;
-use crate::domain::{self, Facet, OrgId, commands::Command};
 use crate::domain::summary::Folder as DomainFolder;
+use crate::domain::{self, Facet, OrgId, commands::Command};
 use crate::service::{CreateInput, InboxFilter, InboxView, Service};
 use crate::store::query::Sort as DomainSort;
 

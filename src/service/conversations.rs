@@ -8,9 +8,9 @@ use uuid::Uuid;
 use super::*;
 use crate::domain::commands::{self, Command, NewConversation, Outcome};
 use crate::domain::policy::{Authority, Gate};
+use crate::domain::summary::Folder;
 use crate::domain::{Author, Conversation, Facet, Kind, OrgId, Topic, doc, limits, new_id};
 use crate::store::accounts::{self, IdempotentResult};
-use crate::domain::summary::Folder;
 use crate::store::query::{self, FeedEntry, InboxPage, InboxQuery, PageCursor, Sort};
 use crate::store::{WriteCtx, docs, index};
 

@@ -79,15 +79,8 @@ impl DueCursor {
 }
 
 /// Keeps `DUE_ORDER` in step with one conversation's row changing from `old` to `new`.
-pub(super) fn update(
-    tx: &WriteTransaction,
-    old: Option<&Summary>,
-    new: &Summary,
-) -> Result<()> {
-    let entry = |s: &Summary| {
-        s.due_date
-            .map(|d| (d.num_days_from_ce(), s.activity_ms()))
-    };
+pub(super) fn update(tx: &WriteTransaction, old: Option<&Summary>, new: &Summary) -> Result<()> {
+    let entry = |s: &Summary| s.due_date.map(|d| (d.num_days_from_ce(), s.activity_ms()));
     let (before, after) = (old.and_then(entry), entry(new));
     if before == after {
         return Ok(());
@@ -203,7 +196,9 @@ pub fn search(
     };
     rows.sort_by_key(|(s, _)| key(&pos(s)));
     let total = rows.len() as u64;
-    let start = after.map_or(0, |a| rows.partition_point(|(s, _)| key(&pos(s)) <= key(&a)));
+    let start = after.map_or(0, |a| {
+        rows.partition_point(|(s, _)| key(&pos(s)) <= key(&a))
+    });
     let mut items: Vec<(Summary, bool)> = rows.drain(start..).collect();
     let more = items.len() > q.limit;
     items.truncate(q.limit);
@@ -236,14 +231,26 @@ mod tests {
             id,
         });
         let a = PageCursor::Activity(activity).encode();
-        assert_eq!(PageCursor::decode(&a, Sort::Activity), Some(PageCursor::Activity(activity)));
+        assert_eq!(
+            PageCursor::decode(&a, Sort::Activity),
+            Some(PageCursor::Activity(activity))
+        );
         assert_eq!(PageCursor::decode(&a, Sort::Due), None);
         for d in [dated, undated] {
             let s = PageCursor::Due(d).encode();
             assert_eq!(PageCursor::decode(&s, Sort::Due), Some(PageCursor::Due(d)));
             assert_eq!(PageCursor::decode(&s, Sort::Activity), None, "{s}");
         }
-        for bad in ["", "d", "n", "d1", "d+1.x", "n+1.x", "1.", "+1.00000000000000000000000000000000"] {
+        for bad in [
+            "",
+            "d",
+            "n",
+            "d1",
+            "d+1.x",
+            "n+1.x",
+            "1.",
+            "+1.00000000000000000000000000000000",
+        ] {
             assert_eq!(PageCursor::decode(bad, Sort::Activity), None, "{bad}");
             assert_eq!(PageCursor::decode(bad, Sort::Due), None, "{bad}");
         }

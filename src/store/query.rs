@@ -246,7 +246,9 @@ impl Plan {
         let overdue = Facet::Overdue.key();
         if let (Driver::Facet(d), false) = (&self.driver, self.unread_check) {
             if self.rest.is_empty() && *d == Facet::All.key() {
-                return Ok(self.driver_count.saturating_sub(count(&t.counts, &overdue)?));
+                return Ok(self
+                    .driver_count
+                    .saturating_sub(count(&t.counts, &overdue)?));
             }
             if !self.exclude_overdue
                 && self.rest.len() == 1

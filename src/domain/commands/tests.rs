@@ -30,8 +30,15 @@ fn resolved_task() -> (AutoCommit, Conversation) {
         message_id: new_id(),
     };
     let bolt = OrgId::parse("bolt").unwrap();
-    let c = new_conversation(n, author("acme"), Role::Retailer, &bolt, Role::Supplier, at(0))
-        .unwrap();
+    let c = new_conversation(
+        n,
+        author("acme"),
+        Role::Retailer,
+        &bolt,
+        Role::Supplier,
+        at(0),
+    )
+    .unwrap();
     let mut d = AutoCommit::new().with_actor(ActorId::random());
     doc::create(&mut d, &c).unwrap();
     let mut v = c;
@@ -49,7 +56,11 @@ fn bolts_gate(before: &Conversation, after: &Conversation) -> Result<(), policy:
         my_role: Role::Supplier,
         now: at(10),
     };
-    g.admit(Some(before), after, &Authority::Org(OrgId::parse("acme").unwrap()))
+    g.admit(
+        Some(before),
+        after,
+        &Authority::Org(OrgId::parse("acme").unwrap()),
+    )
 }
 
 #[test]
