@@ -61,8 +61,9 @@ fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_string()
 }
 
-fn yesterday() -> String {
-    (chrono::Utc::now().date_naive() - chrono::Duration::days(1)).to_string()
+/// A due date long past, so a task is overdue whatever the day the test runs.
+fn long_ago() -> String {
+    "2025-01-02".to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,12 +73,12 @@ async fn each_folder_lists_what_it_promises_with_exact_totals() {
     let task = id(&n.create(json!({"kind": "task", "partner": "bolt", "subject": "Photos", "due_date": "2031-01-01"})).await);
     let late = id(&n
         .create(
-            json!({"kind": "task", "partner": "bolt", "subject": "Late", "due_date": yesterday()}),
+            json!({"kind": "task", "partner": "bolt", "subject": "Late", "due_date": long_ago()}),
         )
         .await);
     let done = id(&n
         .create(
-            json!({"kind": "task", "partner": "bolt", "subject": "Done", "due_date": yesterday()}),
+            json!({"kind": "task", "partner": "bolt", "subject": "Done", "due_date": long_ago()}),
         )
         .await);
     let cancelled = id(&n
@@ -214,14 +215,20 @@ async fn the_unread_folder_total_is_the_unread_count() {
     // Any state: the resolved one too. Newest activity first.
     check(made.clone()).await;
     let (ids, _) = walk(&n, &bea, "folder=unread", 3).await;
-    let newest_first: Vec<String> = {
-        let mut m = made.clone();
-        // The resolve was the latest activity.
-        let r = m.remove(1);
-        m.reverse();
-        m.insert(0, r);
-        m
+    // Newest activity first (the resolve is the latest activity of its conversation), ties
+    // by id: as `last_activity_at` and the ids say.
+    let (_, all) = n.get("/api/v1/conversations?folder=all&limit=200").await;
+    let at = |i: &Value| {
+        chrono::DateTime::parse_from_rfc3339(i["last_activity_at"].as_str().unwrap()).unwrap()
     };
+    let mut newest_first: Vec<_> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (at(i), id(i)))
+        .collect();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    let newest_first: Vec<String> = newest_first.into_iter().map(|(_, i)| i).collect();
     assert_eq!(ids, newest_first);
 
     for i in [0, 3, 6] {
@@ -608,4 +615,91 @@ async fn a_reply_to_a_resolved_conversation_reopens_it_on_both_nodes() {
     assert_eq!(actions(&v).len(), n);
     acme.stop().await;
     bolt.stop().await;
+}
+
+/// What each folder promises, as a predicate on an inbox item (one node: no partner
+/// messages, so Action required is the overdue tasks).
+fn in_folder(folder: &str, i: &Value) -> bool {
+    let open = i["state"] == "open";
+    let active =
+        i["kind"] == "task" && open && (i["progress"] == "open" || i["progress"] == "in_progress");
+    match folder {
+        "inbox" => open,
+        "tasks" => active,
+        "action" => i["overdue"] == true,
+        "resolved" => !open,
+        _ => true,
+    }
+}
+
+/// Every folder with every filter, in both orders: rows and totals agree with a count by
+/// hand over all conversations, after a mix of resolves, completions and cancellations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_totals_agree_with_a_hand_count_for_every_filter() {
+    let n = TestNode::start("acme", Role::Retailer).await;
+    for i in 0..24 {
+        let due = match i % 4 {
+            0 => Some(long_ago()),
+            1 => Some("2031-05-01".to_string()),
+            _ => None,
+        };
+        let kind = if i % 3 == 0 { "message" } else { "task" };
+        let mut body = json!({"kind": kind, "partner": "bolt", "subject": format!("Item {i}")});
+        if kind == "task"
+            && let Some(d) = due
+        {
+            body["due_date"] = json!(d);
+        }
+        let c = id(&n.create(body).await);
+        if kind == "task" && i % 5 < 3 {
+            let p = ["completed", "cancelled", "in_progress"][i % 5];
+            let (s, _) = n
+                .put(
+                    &format!("/api/v1/conversations/{c}/progress"),
+                    json!({"progress": p}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK);
+        }
+        if i % 7 == 2 {
+            let (s, _) = n
+                .post(&format!("/api/v1/conversations/{c}/resolve"), json!({}))
+                .await;
+            assert_eq!(s, StatusCode::OK);
+        }
+    }
+    let (_, everything) = n.get("/api/v1/conversations?limit=200").await;
+    let items = everything["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 24);
+    let filters: [(&str, fn(&Value) -> bool); 7] = [
+        ("", |_| true),
+        ("kind=task", |i| i["kind"] == "task"),
+        ("kind=message", |i| i["kind"] == "message"),
+        ("progress=completed", |i| i["progress"] == "completed"),
+        ("overdue=true", |i| i["overdue"] == true),
+        ("overdue=false", |i| i["overdue"] == false),
+        ("kind=task&overdue=false&partner=bolt", |i| {
+            i["kind"] == "task" && i["overdue"] == false
+        }),
+    ];
+    for folder in ["inbox", "tasks", "action", "resolved", "all"] {
+        for (query, keep) in &filters {
+            let want: HashSet<String> = items
+                .iter()
+                .filter(|i| in_folder(folder, i) && keep(i))
+                .map(id)
+                .collect();
+            for sort in ["activity", "due"] {
+                let q = format!("folder={folder}&sort={sort}&{query}");
+                let (ids, counts) = walk(&n, &n.token, &q, 4).await;
+                assert_eq!(ids.len(), want.len(), "{q}: {ids:?}");
+                assert_eq!(ids.iter().cloned().collect::<HashSet<_>>(), want, "{q}");
+                assert!(
+                    counts.iter().all(|(t, _)| *t == want.len() as u64),
+                    "{q}: {counts:?}"
+                );
+            }
+        }
+    }
+    n.stop().await;
 }
