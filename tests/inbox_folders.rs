@@ -617,6 +617,9 @@ async fn a_reply_to_a_resolved_conversation_reopens_it_on_both_nodes() {
     bolt.stop().await;
 }
 
+/// Whether an inbox item passes a filter, by hand.
+type Keep = fn(&Value) -> bool;
+
 /// What each folder promises, as a predicate on an inbox item (one node: no partner
 /// messages, so Action required is the overdue tasks).
 fn in_folder(folder: &str, i: &Value) -> bool {
@@ -671,7 +674,7 @@ async fn folder_totals_agree_with_a_hand_count_for_every_filter() {
     let (_, everything) = n.get("/api/v1/conversations?limit=200").await;
     let items = everything["items"].as_array().unwrap().clone();
     assert_eq!(items.len(), 24);
-    let filters: [(&str, fn(&Value) -> bool); 7] = [
+    let filters: [(&str, Keep); 7] = [
         ("", |_| true),
         ("kind=task", |i| i["kind"] == "task"),
         ("kind=message", |i| i["kind"] == "message"),
