@@ -24,10 +24,12 @@ use std::time::{Duration, Instant};
 use automerge::AutoCommit;
 use chrono::{Days, Utc};
 use parley::domain::commands::{self, Command as Cmd, NewConversation};
+use parley::domain::summary::Folder;
 use parley::domain::{
     Author, Facet, Kind, OrgId, Progress, Role, State, Summary, Topic, TopicKind, doc, new_id,
 };
-use parley::service::{Clock, CreateInput, InboxFilter, NewToken, Principal, Service};
+use parley::service::{Clock, CreateInput, InboxFilter, InboxView, NewToken, Principal, Service};
+use parley::store::query::Sort;
 use parley::store::{Store, StoreOptions};
 use redb::TableDefinition;
 use uuid::Uuid;
@@ -511,10 +513,54 @@ fn filters() -> Vec<(&'static str, Vec<Facet>, Option<bool>)> {
     ]
 }
 
+/// Folders and the due-date order, each over the filters it is used with most.
+fn views() -> Vec<(&'static str, Vec<Facet>, Option<bool>, InboxView)> {
+    let view = |folder, sort| InboxView {
+        folder: Some(folder),
+        sort,
+    };
+    vec![
+        (
+            "folder=tasks",
+            vec![],
+            None,
+            view(Folder::Tasks, Sort::Activity),
+        ),
+        (
+            "folder=action",
+            vec![],
+            None,
+            view(Folder::Action, Sort::Activity),
+        ),
+        (
+            "folder=unread",
+            vec![],
+            None,
+            view(Folder::Unread, Sort::Activity),
+        ),
+        (
+            "folder=tasks&sort=due",
+            vec![],
+            None,
+            view(Folder::Tasks, Sort::Due),
+        ),
+        (
+            "folder=all&sort=due",
+            vec![],
+            None,
+            view(Folder::All, Sort::Due),
+        ),
+    ]
+}
+
 async fn bench_inbox(svc: &Arc<Service>, per: usize, budget: Duration) -> Vec<(String, Stats)> {
     let p = admin();
     let mut out = Vec::new();
-    for (name, facets, overdue) in filters() {
+    let cases = filters()
+        .into_iter()
+        .map(|(n, f, o)| (n, f, o, InboxView::default()))
+        .chain(views());
+    for (name, facets, overdue, view) in cases {
         let f = |cursor: Option<String>| InboxFilter {
             filters: facets.clone(),
             overdue,
@@ -523,13 +569,13 @@ async fn bench_inbox(svc: &Arc<Service>, per: usize, budget: Duration) -> Vec<(S
             ..Default::default()
         };
         // Warm-up, and the totals for the record.
-        let page = svc.inbox(&p, f(None)).await.expect("inbox");
+        let page = svc.inbox_view(&p, f(None), view).await.expect("inbox");
         let (total, rows) = (page.total, page.items.len());
         let started = Instant::now();
         let mut first = Vec::new();
         while first.len() < per && (first.len() < 20 || started.elapsed() < budget) {
             let t = Instant::now();
-            let page = svc.inbox(&p, f(None)).await.expect("inbox");
+            let page = svc.inbox_view(&p, f(None), view).await.expect("inbox");
             first.push(t.elapsed());
             std::hint::black_box(page);
         }
@@ -543,7 +589,10 @@ async fn bench_inbox(svc: &Arc<Service>, per: usize, budget: Duration) -> Vec<(S
             && (next.len() < 20 || started.elapsed() < budget)
         {
             let t = Instant::now();
-            let page = svc.inbox(&p, f(cursor.clone())).await.expect("inbox");
+            let page = svc
+                .inbox_view(&p, f(cursor.clone()), view)
+                .await
+                .expect("inbox");
             next.push(t.elapsed());
             // At the end, start over from the second page.
             cursor = page

@@ -122,8 +122,7 @@ pub enum Command {
     #[command(subcommand)]
     Partner(PartnerCmd),
     /// Pair with other nodes and manage them (works while the node runs).
-    #[command(subcommand)]
-    Peer(PeerCmd),
+    Peer(PeerArgs),
     /// Print the effective configuration as TOML.
     PrintConfig {
         #[arg(long, env = "PARLEY_LISTEN")]
@@ -186,6 +185,18 @@ pub enum PartnerCmd {
     },
     /// List partners.
     List,
+}
+
+/// `parley peer …`, and where the running node is when it runs.
+#[derive(Debug, Args)]
+pub struct PeerArgs {
+    /// The running node's address (IP:PORT or http://HOST:PORT). Default: PARLEY_LISTEN,
+    /// then the `listen` file the node writes in its data directory, then the config file's
+    /// listen, then 127.0.0.1:7878.
+    #[arg(long = "listen", visible_alias = "url", global = true)]
+    pub listen: Option<String>,
+    #[command(subcommand)]
+    pub cmd: PeerCmd,
 }
 
 #[derive(Debug, Subcommand)]
@@ -413,7 +424,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Peer(cmd) => crate::cli_peer::run(&cli.global, cmd).await,
+        Command::Peer(p) => crate::cli_peer::run(&cli.global, p.listen, p.cmd).await,
         Command::Import { file } => {
             let cfg = config(&cli.global, None, None)?;
             init_tracing(&cfg.log);

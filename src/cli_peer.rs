@@ -1,12 +1,14 @@
 //! `parley peer …`: pairing and peer management. With the node stopped these open the data
 //! directory directly; while it runs (its database is locked) they call its HTTP API with the
-//! token it left in the data directory, so pairing never needs a restart.
+//! token it left in the data directory, so pairing never needs a restart. The running node is
+//! found at, in order: `--listen`, `PARLEY_LISTEN`, the listen file it wrote in its data
+//! directory, the config file's `listen`, the default address.
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use crate::cli::{CLI_TOKEN_FILE, Global, PeerCmd, RoleArg, config_with, open_offline};
-use crate::config::Config;
+use crate::config::{Config, ListenFrom};
 use crate::domain::Role;
 use crate::service::{InvitePreview, InviteTarget};
 use crate::store::StoreError;
@@ -49,7 +51,7 @@ fn invite_hint() -> &'static str {
     "on the other node run: parley peer add CODE"
 }
 
-pub async fn run(g: &Global, cmd: PeerCmd) -> anyhow::Result<()> {
+pub async fn run(g: &Global, listen: Option<String>, cmd: PeerCmd) -> anyhow::Result<()> {
     let public_url = match &cmd {
         PeerCmd::Invite { public_url, .. } | PeerCmd::Add { public_url, .. } => public_url.clone(),
         _ => None,
@@ -121,14 +123,63 @@ pub async fn run(g: &Global, cmd: PeerCmd) -> anyhow::Result<()> {
             if e.downcast_ref::<StoreError>()
                 .is_some_and(|s| matches!(s, StoreError::Locked(_))) =>
         {
-            remote(&cfg, cmd).await
+            let (base, from) = locate(listen, std::env::var("PARLEY_LISTEN").ok(), &cfg)?;
+            remote(&cfg, &base, &from, cmd).await
         }
         Err(e) => Err(e),
     }
 }
 
-/// The same commands against the running node's API.
-async fn remote(cfg: &Config, cmd: PeerCmd) -> anyhow::Result<()> {
+/// The running node's base URL and where it was found, for `--listen` (`flag`) and
+/// `PARLEY_LISTEN` (`env`): the first of the sources that names an address is used.
+pub(crate) fn locate(
+    flag: Option<String>,
+    env: Option<String>,
+    cfg: &Config,
+) -> anyhow::Result<(String, String)> {
+    let file = cfg.data_dir.join(crate::server::LISTEN_FILE);
+    let (value, from) = if let Some(f) = flag {
+        (f, "--listen".to_string())
+    } else if let Some(e) = env.filter(|e| !e.trim().is_empty()) {
+        (e, "PARLEY_LISTEN".to_string())
+    } else {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => (text, format!("the listen file {}", file.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let from = match (cfg.listen_from, &cfg.file) {
+                    (ListenFrom::File, Some(path)) => format!("listen in {}", path.display()),
+                    _ => "the default address".to_string(),
+                };
+                (cfg.listen.to_string(), from)
+            }
+            Err(e) => bail!(
+                "cannot read {}: {e}; give the node's address with --listen",
+                file.display()
+            ),
+        }
+    };
+    Ok((
+        base_url(value.trim()).with_context(|| format!("{value:?} (from {from})"))?,
+        from,
+    ))
+}
+
+/// `IP:PORT` (an unspecified IP meaning this machine) or an `http(s)://` URL, as a base URL.
+fn base_url(v: &str) -> anyhow::Result<String> {
+    if v.starts_with("http://") || v.starts_with("https://") {
+        return Ok(v.trim_end_matches('/').to_string());
+    }
+    let mut a: std::net::SocketAddr = v
+        .parse()
+        .map_err(|_| anyhow::anyhow!("is not an address: use IP:PORT or http://HOST:PORT"))?;
+    if a.ip().is_unspecified() {
+        a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    Ok(format!("http://{a}"))
+}
+
+/// The same commands against the running node's API at `base` (found at `from`).
+async fn remote(cfg: &Config, base: &str, from: &str, cmd: PeerCmd) -> anyhow::Result<()> {
     let path = cfg.data_dir.join(CLI_TOKEN_FILE);
     let token = std::fs::read_to_string(&path).with_context(|| {
         format!(
@@ -137,9 +188,8 @@ async fn remote(cfg: &Config, cmd: PeerCmd) -> anyhow::Result<()> {
         )
     })?;
     let auth = token.trim().to_string();
-    let base = cfg.local_url();
     let call = |method: &'static str, p: String, body: Option<Value>| {
-        let (auth, base) = (auth.clone(), base.clone());
+        let (auth, base, from) = (auth.clone(), base.to_string(), from.to_string());
         async move {
             let (status, text) = crate::http_client::request(
                 method,
@@ -149,7 +199,12 @@ async fn remote(cfg: &Config, cmd: PeerCmd) -> anyhow::Result<()> {
                 crate::http_client::Dest::Local,
             )
             .await
-            .with_context(|| format!("reaching the running node at {base}"))?;
+            .with_context(|| {
+                format!(
+                    "the data directory is in use by a running node, but nothing answers at {base} \
+                     (from {from}); give the node's address with --listen or PARLEY_LISTEN"
+                )
+            })?;
             let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
             if !(200..300).contains(&status) {
                 bail!(
@@ -237,4 +292,61 @@ async fn remote(cfg: &Config, cmd: PeerCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &std::path::Path, toml: Option<&str>) -> Config {
+        if let Some(t) = toml {
+            std::fs::write(dir.join(crate::config::CONFIG_FILE), t).unwrap();
+        }
+        Config::load(crate::config::Overrides {
+            data_dir: Some(dir.to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    /// Flag, then PARLEY_LISTEN, then the listen file, then the config file, then the default;
+    /// each answer says where it came from.
+    #[test]
+    fn the_running_node_is_looked_for_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let c = cfg(d.path(), None);
+        let (url, from) = locate(None, None, &c).unwrap();
+        assert_eq!(
+            (url.as_str(), from.as_str()),
+            ("http://127.0.0.1:7878", "the default address")
+        );
+        let c = cfg(d.path(), Some("listen = \"0.0.0.0:7001\"\n"));
+        let (url, from) = locate(None, None, &c).unwrap();
+        assert_eq!(url, "http://127.0.0.1:7001");
+        assert!(from.contains("parley.toml"), "{from}");
+        std::fs::write(d.path().join("listen"), "127.0.0.1:7002\n").unwrap();
+        let (url, from) = locate(None, None, &c).unwrap();
+        assert_eq!(url, "http://127.0.0.1:7002");
+        assert!(from.contains("listen file"), "{from}");
+        let (url, from) = locate(None, Some("127.0.0.1:7003".into()), &c).unwrap();
+        assert_eq!(
+            (url.as_str(), from.as_str()),
+            ("http://127.0.0.1:7003", "PARLEY_LISTEN")
+        );
+        let (url, from) = locate(
+            Some("http://[::1]:7004/".into()),
+            Some("127.0.0.1:7003".into()),
+            &c,
+        )
+        .unwrap();
+        assert_eq!(
+            (url.as_str(), from.as_str()),
+            ("http://[::1]:7004", "--listen")
+        );
+        let e = locate(Some("seven".into()), None, &c).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("--listen") && format!("{e:#}").contains("IP:PORT"),
+            "{e:#}"
+        );
+    }
 }

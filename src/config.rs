@@ -113,6 +113,17 @@ pub struct Config {
     pub peer_quota_bytes_per_day: u64,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
+    /// Where `listen` came from, for a CLI that looks for the running node.
+    pub listen_from: ListenFrom,
+}
+
+/// Which layer of the configuration set `listen`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenFrom {
+    /// A flag or `PARLEY_LISTEN` (clap merges those two).
+    Override,
+    File,
+    Default,
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -167,6 +178,11 @@ impl Config {
             .data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        let listen_from = match (&o.listen, &file.listen) {
+            (Some(_), _) => ListenFrom::Override,
+            (None, Some(_)) => ListenFrom::File,
+            (None, None) => ListenFrom::Default,
+        };
         let listen_s = o
             .listen
             .or(file.listen)
@@ -291,6 +307,7 @@ impl Config {
                 .or(file.allow_loopback_peers)
                 .unwrap_or(false),
             file: path,
+            listen_from,
         })
     }
 

@@ -39,6 +39,7 @@ pub struct Bound {
     http: SocketAddr,
     https: Option<SocketAddr>,
     fingerprint: Option<String>,
+    data_dir: std::path::PathBuf,
 }
 
 impl Bound {
@@ -53,13 +54,18 @@ impl Bound {
     }
 }
 
-/// Binds the configured addresses.
+/// Binds the configured addresses, and records the plain one in the listen file before
+/// anyone is told the node listens.
 pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
     let plain = TcpListener::bind(config.listen)
         .into_acceptor()
         .await
         .with_context(|| format!("cannot listen on {}: is another program using it? Use --listen to pick another address", config.listen))?;
     let http = first_addr(&plain).context("the listener has no address")?;
+    // Without the file the node still serves; only a CLI without --listen cannot find it.
+    if let Err(e) = write_listen_file(&config.data_dir.join(LISTEN_FILE), http) {
+        tracing::warn!(error = %format!("{e:#}"), "the CLI will not find this node by its data directory");
+    }
     let Some(tls_listen) = config.tls_listen else {
         return Ok(Bound {
             acceptor: plain.boxed(),
@@ -67,6 +73,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
             http,
             https: None,
             fingerprint: None,
+            data_dir: config.data_dir.clone(),
         });
     };
     let (dir, cert, key) = (
@@ -87,6 +94,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
         http,
         https: Some(https),
         fingerprint: Some(node_cert.fingerprint),
+        data_dir: config.data_dir.clone(),
     })
 }
 
@@ -151,6 +159,7 @@ pub async fn run(
         rep2.stop();
     };
     let app = crate::api::routes(svc, rep.clone(), bound.timeouts.body);
+    let listen_file = bound.data_dir.join(LISTEN_FILE);
     // Slow clients: heads are timed per connection, bodies per request, and a connection
     // with no traffic either way (idle keep-alive, a stalled upload) is closed.
     let acceptor = crate::api::timeouts::HeadTimeoutAcceptor {
@@ -165,7 +174,34 @@ pub async fn run(
     tokio::task::spawn_blocking(move || store.shutdown())
         .await
         .ok();
+    remove_listen_file(&listen_file, bound.http);
     result.context("serving HTTP")
+}
+
+/// The file in the data directory that says where the running node listens (`IP:PORT` and a
+/// newline), for the CLI on this machine: the address actually bound, so `--listen
+/// 127.0.0.1:0` is found as well as any other.
+pub const LISTEN_FILE: &str = "listen";
+
+/// Writes the listen file whole or not at all: a reader never sees half an address.
+fn write_listen_file(path: &std::path::Path, addr: SocketAddr) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{addr}\n"))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| {
+            format!(
+                "writing {}: is the data directory writable?",
+                path.display()
+            )
+        })
+}
+
+/// On a clean stop the file goes, unless another node on this data directory wrote it since.
+fn remove_listen_file(path: &std::path::Path, addr: SocketAddr) {
+    let ours = std::fs::read_to_string(path).is_ok_and(|s| s.trim() == addr.to_string());
+    if ours && let Err(e) = std::fs::remove_file(path) {
+        tracing::warn!(file = %path.display(), error = %e, "could not remove the listen file");
+    }
 }
 
 /// The plain HTTP address the node is bound to (for `--listen 127.0.0.1:0`).

@@ -6,18 +6,61 @@ use chrono::{DateTime, NaiveDate, Utc};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use uuid::Uuid;
 
 use super::Tags;
 use super::auth::BearerAuth;
 use super::error::ApiError;
 use super::models::*;
+use crate::domain::summary::Folder as DomainFolder;
 use crate::domain::{self, Facet, OrgId, commands::Command};
-use crate::service::{CreateInput, InboxFilter, Service};
+use crate::service::{CreateInput, InboxFilter, InboxView, Service};
+use crate::store::query::Sort as DomainSort;
 
 pub struct ConversationsApi {
     pub svc: Arc<Service>,
+}
+
+/// An inbox folder, decided by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "Folder", rename_all = "snake_case")]
+pub enum Folder {
+    /// Open conversations.
+    Inbox,
+    /// Open tasks that are neither completed nor cancelled.
+    Tasks,
+    /// Action required: awaiting our reply or overdue, never a finished task.
+    Action,
+    /// Resolved conversations.
+    Resolved,
+    /// Unread by the signed-in user, in any state; `total` equals `unread`.
+    Unread,
+    /// Every conversation.
+    All,
+}
+
+impl From<Folder> for DomainFolder {
+    fn from(f: Folder) -> Self {
+        match f {
+            Folder::Inbox => DomainFolder::Inbox,
+            Folder::Tasks => DomainFolder::Tasks,
+            Folder::Action => DomainFolder::Action,
+            Folder::Resolved => DomainFolder::Resolved,
+            Folder::Unread => DomainFolder::Unread,
+            Folder::All => DomainFolder::All,
+        }
+    }
+}
+
+/// The order of an inbox page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "Sort", rename_all = "snake_case")]
+pub enum Sort {
+    /// Newest activity first.
+    Activity,
+    /// Soonest due date first (ties by id), then those without one, newest activity first.
+    Due,
 }
 
 #[derive(Debug, Object)]
@@ -180,7 +223,7 @@ impl ConversationsApi {
         })
     }
 
-    /// The inbox: conversations, newest activity first
+    /// The inbox: a folder's conversations, newest activity first or by due date
     #[oai(
         path = "/conversations",
         method = "get",
@@ -208,7 +251,11 @@ impl ConversationsApi {
         /// Search: conversations whose subject words, reference ID or topic ref start with
         /// each word given.
         q: Query<Option<String>>,
-        /// `next_cursor` of the previous page.
+        /// The folder; without one, the filters alone decide (every conversation).
+        folder: Query<Option<Folder>>,
+        /// `activity` (default) or `due`.
+        sort: Query<Option<Sort>>,
+        /// `next_cursor` of the previous page of the same sort.
         cursor: Query<Option<String>>,
         /// 1-200, default 50.
         #[oai(
@@ -254,7 +301,14 @@ impl ConversationsApi {
             limit: limit.0 as usize,
             q: q.0,
         };
-        let page = self.svc.inbox(&auth.0, f).await?;
+        let view = InboxView {
+            folder: folder.0.map(Into::into),
+            sort: match sort.0 {
+                Some(Sort::Due) => DomainSort::Due,
+                Some(Sort::Activity) | None => DomainSort::Activity,
+            },
+        };
+        let page = self.svc.inbox_view(&auth.0, f, view).await?;
         let today = self.svc.today();
         Ok(Json(InboxPage {
             items: page

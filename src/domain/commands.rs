@@ -187,6 +187,42 @@ pub fn apply_to(
         )
         .into());
     }
+    // A reply or change to a resolved conversation reopens it in the same change, so that
+    // both orgs see it back in their Inbox. The `reopened` entry's id is taken before the
+    // command runs: ids of one process rise, so at the same instant it sorts before the
+    // command's own entry.
+    let reopen = (conv.state == State::Resolved
+        && matches!(
+            cmd,
+            Command::Reply { .. } | Command::Update { .. } | Command::SetProgress(_)
+        ))
+    .then(new_id);
+    let outcome = run(d, conv, cmd, by, now)?;
+    if let (Some(id), Outcome::Changed) = (reopen, outcome) {
+        doc::set_resolved(d, None)?;
+        let mut e = event(
+            by,
+            now,
+            "reopened",
+            Some(State::Resolved.to_string()),
+            Some(State::Open.to_string()),
+        );
+        e.id = id;
+        record(d, conv, e)?;
+        conv.state = State::Open;
+        conv.resolved_at = None;
+        conv.resolved_by = None;
+    }
+    Ok(outcome)
+}
+
+fn run(
+    d: &mut AutoCommit,
+    conv: &mut Conversation,
+    cmd: &Command,
+    by: &Author,
+    now: DateTime<Utc>,
+) -> Result<Outcome, CommandError> {
     match cmd {
         Command::Reply { id, body } => {
             check_body(body)?;
@@ -347,3 +383,6 @@ fn update(
     }
     Ok(outcome)
 }
+
+#[cfg(test)]
+mod tests;

@@ -91,12 +91,29 @@ impl Summary {
             f.push(Facet::AwaitingReply.key());
             f.push(Facet::ActionRequired.key());
         }
+        if self.active_task() {
+            f.push(Facet::ActiveTask.key());
+        }
+        if self.due_date.is_none() {
+            f.push(Facet::NoDueDate.key());
+        }
         f
     }
 
     /// Open, and the last message came from the partner: the partner waits for our answer.
+    /// A finished task (completed or cancelled) waits for nobody, whoever wrote last.
     pub fn awaiting_reply(&self) -> bool {
-        self.state == State::Open && self.last_message_org.as_ref() == Some(&self.partner)
+        self.state == State::Open
+            && self.last_message_org.as_ref() == Some(&self.partner)
+            && !matches!(
+                self.progress,
+                Some(Progress::Completed | Progress::Cancelled)
+            )
+    }
+
+    /// An open task that is not finished: the Tasks folder. The same tasks can become overdue.
+    pub fn active_task(&self) -> bool {
+        overdue_eligible(self.kind, self.state, self.progress)
     }
 
     /// Whether this row passes a filter; used when a query combines several.
@@ -114,6 +131,8 @@ impl Summary {
             Facet::StateKind(s, k) => self.state == *s && self.kind == *k,
             Facet::AwaitingReply => self.awaiting_reply(),
             Facet::ActionRequired => self.awaiting_reply() || self.overdue(today),
+            Facet::ActiveTask => self.active_task(),
+            Facet::NoDueDate => self.due_date.is_none(),
         }
     }
 }
@@ -137,6 +156,10 @@ pub enum Facet {
     /// Overdue or awaiting reply. Like overdue it depends on the date, so the overdue part is
     /// kept by the store's sweep.
     ActionRequired,
+    /// An open task, neither completed nor cancelled (the Tasks folder).
+    ActiveTask,
+    /// Without a due date: the part of the due-date order that follows the dated ones.
+    NoDueDate,
 }
 
 impl Facet {
@@ -172,6 +195,38 @@ impl Facet {
             Facet::StateKind(s, k) => format!("state_kind:{s}:{k}"),
             Facet::AwaitingReply => "awaiting_reply".into(),
             Facet::ActionRequired => "action_required".into(),
+            Facet::ActiveTask => "active_task".into(),
+            Facet::NoDueDate => "no_due_date".into(),
+        }
+    }
+}
+
+/// The folders of the inbox, decided here so that every client lists the same conversations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Folder {
+    /// Open conversations.
+    Inbox,
+    /// Open tasks that are not finished.
+    Tasks,
+    /// Awaiting our reply or overdue; never a finished task.
+    Action,
+    Resolved,
+    /// Unread by the signed-in user, in any state; read marks are per user, so this folder is
+    /// not a facet but the user's own unread entries.
+    Unread,
+    /// Everything (search across folders).
+    All,
+}
+
+impl Folder {
+    /// The facet the folder lists, if it is one.
+    pub fn facet(self) -> Option<Facet> {
+        match self {
+            Folder::Inbox => Some(Facet::State(State::Open)),
+            Folder::Tasks => Some(Facet::ActiveTask),
+            Folder::Action => Some(Facet::ActionRequired),
+            Folder::Resolved => Some(Facet::State(State::Resolved)),
+            Folder::Unread | Folder::All => None,
         }
     }
 }
@@ -230,5 +285,18 @@ mod tests {
         assert!(s.matches(&Facet::ActionRequired, today));
         s.state = State::Resolved;
         assert!(!s.facets().contains(&Facet::ActionRequired.key()));
+        // A finished task waits for nobody, even with the partner's message last.
+        s.state = State::Open;
+        s.kind = Kind::Task;
+        s.progress = Some(Progress::InProgress);
+        assert!(s.facets().contains(&Facet::ActionRequired.key()));
+        assert!(s.facets().contains(&Facet::ActiveTask.key()));
+        for done in [Progress::Completed, Progress::Cancelled] {
+            s.progress = Some(done);
+            let f = s.facets();
+            assert!(!f.contains(&Facet::ActionRequired.key()), "{done:?}");
+            assert!(!f.contains(&Facet::ActiveTask.key()), "{done:?}");
+            assert!(!s.matches(&Facet::ActionRequired, today));
+        }
     }
 }

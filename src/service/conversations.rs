@@ -8,9 +8,10 @@ use uuid::Uuid;
 use super::*;
 use crate::domain::commands::{self, Command, NewConversation, Outcome};
 use crate::domain::policy::{Authority, Gate};
+use crate::domain::summary::Folder;
 use crate::domain::{Author, Conversation, Facet, Kind, OrgId, Topic, doc, limits, new_id};
 use crate::store::accounts::{self, IdempotentResult};
-use crate::store::query::{self, Cursor, FeedEntry, InboxPage, InboxQuery};
+use crate::store::query::{self, FeedEntry, InboxPage, InboxQuery, PageCursor, Sort};
 use crate::store::{WriteCtx, docs, index};
 
 fn gate(me: &crate::store::Identity, now: chrono::DateTime<chrono::Utc>) -> Gate<'_> {
@@ -45,6 +46,14 @@ pub struct InboxFilter {
     /// Search box text: conversations whose subject words, reference ID or topic ref start
     /// with each of its words.
     pub q: Option<String>,
+}
+
+/// Which folder and order an inbox page is of. The default is the inbox as it always was:
+/// no folder (the filters alone), newest activity first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InboxView {
+    pub folder: Option<Folder>,
+    pub sort: Sort,
 }
 
 fn check_key(key: &Option<String>) -> Result<()> {
@@ -258,13 +267,23 @@ impl Service {
     }
 
     pub async fn inbox(&self, p: &Principal, f: InboxFilter) -> Result<InboxPage> {
+        self.inbox_view(p, f, InboxView::default()).await
+    }
+
+    /// One page of a folder in an order. Every parameter is checked before anything is read.
+    pub async fn inbox_view(
+        &self,
+        p: &Principal,
+        f: InboxFilter,
+        view: InboxView,
+    ) -> Result<InboxPage> {
         let today = self.clock.today();
         let cursor = match &f.cursor {
             None => None,
-            Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
+            Some(c) => Some(PageCursor::decode(c, view.sort).ok_or_else(|| {
                 DomainError::invalid(
                     "cursor",
-                    "is not a cursor this node issued; start again without one",
+                    "is not a cursor this node issued for this sort; start again without one",
                 )
             })?),
         };
@@ -276,23 +295,39 @@ impl Service {
         if f.overdue == Some(true) {
             filters.push(Facet::Overdue);
         }
+        filters.extend(view.folder.and_then(Folder::facet));
+        let unread_only = view.folder == Some(Folder::Unread);
         let q = InboxQuery {
             filters,
             exclude_overdue: f.overdue == Some(false),
-            cursor,
+            cursor: match cursor {
+                Some(PageCursor::Activity(c)) => Some(c),
+                _ => None,
+            },
             limit: f.limit,
             user: p.user.clone(),
             today,
         };
         let terms = crate::domain::search::query_terms(f.q.as_deref().unwrap_or(""));
-        let page = if terms.is_empty() {
-            self.store.read(move |tx| query::inbox(tx, &q)).await?
-        } else {
-            self.store
-                .read(move |tx| crate::store::search::search(tx, &terms, &q))
-                .await?
-                .0
-        };
+        let sort = view.sort;
+        let page = self
+            .store
+            .read(move |tx| -> crate::store::Result<InboxPage> {
+                use crate::store::{due_sort, search};
+                if !terms.is_empty() {
+                    return if !unread_only && sort == Sort::Activity {
+                        Ok(search::search(tx, &terms, &q)?.0)
+                    } else {
+                        due_sort::search(tx, &terms, &q, unread_only, sort, cursor)
+                    };
+                }
+                match cursor {
+                    Some(PageCursor::Due(c)) => due_sort::page(tx, &q, unread_only, Some(c)),
+                    _ if sort == Sort::Due => due_sort::page(tx, &q, unread_only, None),
+                    _ => query::folder_page(tx, &q, unread_only),
+                }
+            })
+            .await?;
         if !page.damaged_rows.is_empty() {
             self.store.contain(page.damaged_rows.clone()).await;
         }

@@ -161,6 +161,8 @@ pub fn index_conversation(
         }
     }
     super::search::index_terms(tx, old, new)?;
+    super::due_sort::update(tx, old, new)?;
+    super::order::row_changed(tx, old, new)?;
     tx.open_table(SUMMARIES)?
         .insert(id, encode_summary(new)?.as_slice())?;
     super::audience::bump(tx, new.partner.as_str(), id)?;
@@ -272,6 +274,8 @@ pub fn set_unread(tx: &WriteTransaction, user: &str, id: u128, unread: bool) -> 
             cur.saturating_sub(1)
         };
         counts.insert(user, next)?;
+        drop((marks, counts));
+        super::order::mark_changed(tx, user, id, unread)?;
     }
     Ok(())
 }

@@ -10,7 +10,9 @@ pub mod audience;
 mod cache;
 pub mod check;
 pub mod docs;
+pub mod due_sort;
 pub mod index;
+mod order;
 mod pairs;
 pub mod peers;
 pub mod query;
@@ -37,7 +39,9 @@ pub use writer::WriteCtx;
 /// Bumped whenever the derived tables change shape; a mismatch at open rebuilds them.
 /// 6: inbox rows carry a checksum of their bytes.
 /// 7: one changes feed per partner org (`audience`).
-pub const INDEX_VERSION: u64 = 7;
+/// 8: folders (`active_task`, `no_due_date`, finished tasks out of `action_required`), the
+///    due-date order and the per-user unread order.
+pub const INDEX_VERSION: u64 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

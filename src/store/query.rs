@@ -1,17 +1,21 @@
 //! Read-side queries over the derived tables: the inbox page and the changes feed.
 //!
-//! An inbox page walks one facet's entries newest-first from the cursor and stops after
-//! `limit` rows, so its cost is an index range of `limit` entries however many conversations
-//! are stored. With several filters the facet with the fewest entries drives the walk and the
+//! An inbox page walks one range newest-first from the cursor and stops after `limit` rows,
+//! so its cost is an index range of `limit` entries however many conversations are stored.
+//! The range is one facet's entries or, for the Unread folder, the user's `UNREAD_ORDER`
+//! entries; with several filters the range with the fewest entries drives the walk and the
 //! others are checked on each row by key lookups. Totals come from `FACET_COUNTS` for one
-//! filter and from `PAIR_COUNTS` for two; only rarer combinations (three filters, or two plus
-//! `overdue=false`) count by walking the smallest facet.
+//! filter, from `PAIR_COUNTS` for two and from `UNREAD_COUNT` for the Unread folder alone (so
+//! that folder's total is the header's unread count by construction); only rarer
+//! combinations (three filters, two plus `overdue=false`, the Unread folder with a filter)
+//! count by walking the smallest range.
 
 use chrono::NaiveDate;
-use redb::{ReadTransaction, ReadableTable};
+use redb::{ReadOnlyTable, ReadTransaction, ReadableTable};
 use uuid::Uuid;
 
 use super::Result;
+use super::due_sort::DueCursor;
 use super::tables::*;
 use crate::domain::{Facet, Summary};
 
@@ -28,10 +32,48 @@ impl Cursor {
     }
     pub fn decode(s: &str) -> Option<Cursor> {
         let (a, b) = s.split_once('.')?;
+        // `i64::from_str` takes a leading `+`; a cursor this node wrote never has one.
+        if !a.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            return None;
+        }
         Some(Cursor {
             activity_ms: a.parse().ok()?,
             id: Uuid::try_parse(b).ok()?.as_u128(),
         })
+    }
+}
+
+/// The order of an inbox page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sort {
+    /// Newest activity first.
+    #[default]
+    Activity,
+    /// Soonest due date first (ties by id), then those without one, newest activity first.
+    Due,
+}
+
+/// Where the next page starts, in the order of the page it came from. The encodings of the
+/// two orders never parse as each other, so a cursor of one order is refused by the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageCursor {
+    Activity(Cursor),
+    Due(DueCursor),
+}
+
+impl PageCursor {
+    pub fn encode(&self) -> String {
+        match self {
+            PageCursor::Activity(c) => c.encode(),
+            PageCursor::Due(c) => c.encode(),
+        }
+    }
+    /// A cursor of `sort`; `None` if `s` is not one this node issued for that order.
+    pub fn decode(s: &str, sort: Sort) -> Option<PageCursor> {
+        match sort {
+            Sort::Activity => Cursor::decode(s).map(PageCursor::Activity),
+            Sort::Due => DueCursor::decode(s).map(PageCursor::Due),
+        }
     }
 }
 
@@ -50,7 +92,7 @@ pub struct InboxQuery {
 #[derive(Debug, Clone)]
 pub struct InboxPage {
     pub items: Vec<(Summary, bool)>,
-    pub next_cursor: Option<Cursor>,
+    pub next_cursor: Option<PageCursor>,
     pub total: u64,
     pub unread: u64,
     /// Rows that did not verify and were derived from their documents instead.
@@ -61,120 +103,220 @@ fn count(t: &impl ReadableTable<&'static str, u64>, facet: &str) -> Result<u64> 
     Ok(t.get(facet)?.map(|v| v.value()).unwrap_or(0))
 }
 
-pub fn inbox(tx: &ReadTransaction, q: &InboxQuery) -> Result<InboxPage> {
-    let counts = tx.open_table(FACET_COUNTS)?;
-    let facets = tx.open_table(FACETS)?;
-    let mut rows = super::rebuild::Rows::new(tx)?;
-    let unread_marks = tx.open_table(UNREAD)?;
+/// The tables a page reads, opened once.
+pub(super) struct Tables {
+    pub facets: ReadOnlyTable<(&'static str, i64, u128), ()>,
+    pub marks: ReadOnlyTable<(&'static str, u128), ()>,
+    unread_order: ReadOnlyTable<(&'static str, i64, u128), ()>,
+    counts: ReadOnlyTable<&'static str, u64>,
+    pairs: ReadOnlyTable<(&'static str, &'static str), u64>,
+}
 
-    // Drive the walk with the smallest facet.
-    let mut filters = q.filters.clone();
-    Facet::combine(&mut filters);
-    if filters.is_empty() {
-        filters.push(Facet::All);
+impl Tables {
+    pub fn open(tx: &ReadTransaction) -> Result<Tables> {
+        Ok(Tables {
+            facets: tx.open_table(FACETS)?,
+            marks: tx.open_table(UNREAD)?,
+            unread_order: tx.open_table(UNREAD_ORDER)?,
+            counts: tx.open_table(FACET_COUNTS)?,
+            pairs: tx.open_table(PAIR_COUNTS)?,
+        })
     }
-    let mut sized = Vec::with_capacity(filters.len());
-    for f in filters {
-        let key = f.key();
-        sized.push((count(&counts, &key)?, key, f));
-    }
-    sized.sort_by_key(|(n, _, _)| *n);
-    let (driver_count, driver, _) = sized[0].clone();
-    let rest: Vec<Facet> = sized[1..].iter().map(|(_, _, f)| f.clone()).collect();
-    let simple = rest.is_empty() && !q.exclude_overdue;
+}
 
-    let lo = (driver.as_str(), i64::MIN, 0u128);
-    let hi = match q.cursor {
-        Some(c) => (driver.as_str(), c.activity_ms, c.id),
-        None => (driver.as_str(), i64::MAX, u128::MAX),
-    };
-    let range = if q.cursor.is_some() {
-        facets.range(lo..hi)?
-    } else {
-        facets.range(lo..=hi)?
-    };
-    // A row passes when it is listed under every other filter's facet and, for
-    // `overdue=false`, not under `overdue`. Every facet entry of a conversation carries the
-    // same activity time, so membership is one key lookup, with no summary decoded.
-    let rest_keys: Vec<String> = rest.iter().map(Facet::key).collect();
-    let overdue_key = Facet::Overdue.key();
-    let passes = |activity: i64, id: u128| -> Result<bool> {
-        for k in &rest_keys {
-            if facets.get((k.as_str(), activity, id))?.is_none() {
+/// Which range drives a walk: one facet's entries, or the user's unread entries. Both are
+/// keyed (name, activity ms, id), so a row found in one is looked up in the others by key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Driver {
+    Facet(String),
+    Unread,
+}
+
+/// How rows are chosen for a query: the driving range and what every row must also pass.
+pub(super) struct Plan {
+    driver: Driver,
+    driver_count: u64,
+    /// Facet keys every row is also listed under.
+    rest: Vec<String>,
+    /// Rows must be unread by `user`, and the driver is a facet.
+    unread_check: bool,
+    exclude_overdue: bool,
+    user: String,
+}
+
+impl Plan {
+    /// `unread_only`: the Unread folder of `q.user`, whose unread count is `unread`.
+    pub fn new(t: &Tables, q: &InboxQuery, unread_only: bool, unread: u64) -> Result<Plan> {
+        let mut filters = q.filters.clone();
+        Facet::combine(&mut filters);
+        if filters.is_empty() && !unread_only {
+            filters.push(Facet::All);
+        }
+        let mut sized = Vec::with_capacity(filters.len());
+        for f in filters {
+            let key = f.key();
+            if !sized.iter().any(|(_, k)| *k == key) {
+                sized.push((count(&t.counts, &key)?, key));
+            }
+        }
+        sized.sort();
+        let by_unread = unread_only && sized.first().is_none_or(|(n, _)| unread <= *n);
+        let (driver, driver_count, rest) = if by_unread {
+            let rest = sized.into_iter().map(|(_, k)| k).collect();
+            (Driver::Unread, unread, rest)
+        } else {
+            let mut keys = sized.into_iter();
+            let (n, k) = keys.next().unwrap_or((0, Facet::All.key()));
+            (Driver::Facet(k), n, keys.map(|(_, k)| k).collect())
+        };
+        Ok(Plan {
+            driver,
+            driver_count,
+            rest,
+            unread_check: unread_only && !by_unread,
+            exclude_overdue: q.exclude_overdue,
+            user: q.user.clone(),
+        })
+    }
+
+    /// Plain: every row of the driving range passes.
+    fn simple(&self) -> bool {
+        self.rest.is_empty() && !self.unread_check && !self.exclude_overdue
+    }
+
+    /// A row of the driving range passes the other checks: listed under every other facet,
+    /// unread if the folder asks, and not overdue for `overdue=false`. Every entry of a
+    /// conversation carries the same activity time, so each check is one key lookup, with no
+    /// row decoded.
+    pub fn passes(&self, t: &Tables, activity: i64, id: u128) -> Result<bool> {
+        for k in &self.rest {
+            if t.facets.get((k.as_str(), activity, id))?.is_none() {
                 return Ok(false);
             }
         }
-        Ok(!(q.exclude_overdue && facets.get((overdue_key.as_str(), activity, id))?.is_some()))
-    };
+        if self.unread_check && t.marks.get((self.user.as_str(), id))?.is_none() {
+            return Ok(false);
+        }
+        Ok(!(self.exclude_overdue
+            && t.facets
+                .get((Facet::Overdue.key().as_str(), activity, id))?
+                .is_some()))
+    }
 
+    /// Whether a row found elsewhere (the due-date order) is in the driving range too.
+    pub fn in_driver(&self, t: &Tables, activity: i64, id: u128) -> Result<bool> {
+        Ok(match &self.driver {
+            Driver::Facet(k) => t.facets.get((k.as_str(), activity, id))?.is_some(),
+            Driver::Unread => t.marks.get((self.user.as_str(), id))?.is_some(),
+        })
+    }
+
+    /// Calls `visit` with every passing row after `after`, newest activity first, until it
+    /// returns `false`.
+    pub fn walk(
+        &self,
+        t: &Tables,
+        after: Option<Cursor>,
+        mut visit: impl FnMut(i64, u128) -> Result<bool>,
+    ) -> Result<()> {
+        let (table, name) = match &self.driver {
+            Driver::Facet(k) => (&t.facets, k.as_str()),
+            Driver::Unread => (&t.unread_order, self.user.as_str()),
+        };
+        let lo = (name, i64::MIN, 0u128);
+        let range = match after {
+            Some(c) => table.range(lo..(name, c.activity_ms, c.id))?,
+            None => table.range(lo..=(name, i64::MAX, u128::MAX))?,
+        };
+        let simple = self.simple();
+        for entry in range.rev() {
+            let (_, activity, id) = entry?.0.value();
+            if (simple || self.passes(t, activity, id)?) && !visit(activity, id)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// How many rows pass: from the counts where they say, else by walking the driver.
+    pub fn total(&self, t: &Tables) -> Result<u64> {
+        if self.simple() {
+            return Ok(self.driver_count);
+        }
+        let overdue = Facet::Overdue.key();
+        if let (Driver::Facet(d), false) = (&self.driver, self.unread_check) {
+            if self.rest.is_empty() && *d == Facet::All.key() {
+                return Ok(self
+                    .driver_count
+                    .saturating_sub(count(&t.counts, &overdue)?));
+            }
+            if !self.exclude_overdue
+                && self.rest.len() == 1
+                && let Some(n) = super::pairs::count(&t.pairs, d, &self.rest[0])?
+            {
+                return Ok(n);
+            }
+            if self.exclude_overdue
+                && self.rest.is_empty()
+                && let Some(n) = super::pairs::count(&t.pairs, d, &overdue)?
+            {
+                return Ok(self.driver_count.saturating_sub(n));
+            }
+        }
+        // Three or more filters, or ones that are not paired: count by walking the smallest.
+        let mut n = 0;
+        self.walk(t, None, |_, _| {
+            n += 1;
+            Ok(true)
+        })?;
+        Ok(n)
+    }
+}
+
+pub fn inbox(tx: &ReadTransaction, q: &InboxQuery) -> Result<InboxPage> {
+    folder_page(tx, q, false)
+}
+
+/// An inbox page newest activity first; `unread_only`: the Unread folder of `q.user`.
+pub fn folder_page(tx: &ReadTransaction, q: &InboxQuery, unread_only: bool) -> Result<InboxPage> {
+    let t = Tables::open(tx)?;
+    let mut rows = super::rebuild::Rows::new(tx)?;
+    let unread = unread_count(tx, &q.user)?;
+    let plan = Plan::new(&t, q, unread_only, unread)?;
     let mut items = Vec::with_capacity(q.limit);
     let mut more = false;
-    for entry in range.rev() {
-        let (k, _) = entry?;
-        let (_, activity, id) = k.value();
-        if !simple && !passes(activity, id)? {
-            continue;
-        }
+    plan.walk(&t, q.cursor, |_, id| {
         if items.len() == q.limit {
             more = true;
-            break;
+            return Ok(false);
         }
         // A facet entry without a row (its id damaged, or its document damaged) is left out
         // rather than failing the page for everyone; `parley check` reports it.
         let Some(s) = rows.get(id)? else {
             tracing::warn!(conversation = %Uuid::from_u128(id), "an inbox entry has no readable row; run `parley check`");
-            continue;
+            return Ok(true);
         };
-        let unread = unread_marks.get((q.user.as_str(), id))?.is_some();
+        let unread = t.marks.get((q.user.as_str(), id))?.is_some();
         items.push((s, unread));
-    }
+        Ok(true)
+    })?;
     let next_cursor = next_cursor(&items, more);
-
-    let pairs = tx.open_table(PAIR_COUNTS)?;
-    let total = if simple {
-        driver_count
-    } else if rest.is_empty() && driver == Facet::All.key() {
-        driver_count.saturating_sub(count(&counts, &overdue_key)?)
-    } else if !q.exclude_overdue
-        && rest_keys.len() == 1
-        && let Some(n) = super::pairs::count(&pairs, &driver, &rest_keys[0])?
-    {
-        n
-    } else if q.exclude_overdue
-        && rest_keys.is_empty()
-        && let Some(n) = super::pairs::count(&pairs, &driver, &overdue_key)?
-    {
-        driver_count.saturating_sub(n)
-    } else {
-        // Three or more filters, or one that is not paired: count by walking the smallest.
-        let mut n = 0;
-        for entry in facets
-            .range((driver.as_str(), i64::MIN, 0u128)..=(driver.as_str(), i64::MAX, u128::MAX))?
-        {
-            let (_, activity, id) = entry?.0.value();
-            if passes(activity, id)? {
-                n += 1;
-            }
-        }
-        n
-    };
-    let unread = unread_count(tx, &q.user)?;
     Ok(InboxPage {
         items,
         next_cursor,
-        total,
+        total: plan.total(&t)?,
         unread,
         damaged_rows: rows.damaged,
     })
 }
 
 /// Where the next page starts: after the last row, when there are more rows.
-pub(super) fn next_cursor(items: &[(Summary, bool)], more: bool) -> Option<Cursor> {
+pub(super) fn next_cursor(items: &[(Summary, bool)], more: bool) -> Option<PageCursor> {
     let (s, _) = items.last().filter(|_| more)?;
-    Some(Cursor {
+    Some(PageCursor::Activity(Cursor {
         activity_ms: s.activity_ms(),
         id: s.id.as_u128(),
-    })
+    }))
 }
 
 /// The user's unread count, kept exact by `index::set_unread`.

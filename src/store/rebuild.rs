@@ -183,8 +183,9 @@ pub(super) fn contain(tx: &WriteTransaction, id: u128) -> Result<()> {
 }
 
 /// Takes every derived entry of conversation `id` out of the facets, counts, pair counts,
-/// overdue watch and search terms without knowing what they were: the inbox row that says so
-/// is damaged. Walks those tables whole, which only damage makes necessary.
+/// overdue watch, due-date and unread orders and search terms without knowing what they were:
+/// the inbox row that says so is damaged. Walks those tables whole, which only damage makes
+/// necessary.
 pub(super) fn forget(tx: &WriteTransaction, id: u128) -> Result<()> {
     let mut facets = tx.open_table(FACETS)?;
     let listed: Vec<(String, i64)> = facets
@@ -215,6 +216,9 @@ pub(super) fn forget(tx: &WriteTransaction, id: u128) -> Result<()> {
     super::pairs::update(tx, &names, &[])?;
     tx.open_table(DUE_PENDING)?.retain(|(_, i), _| i != id)?;
     tx.open_table(WORDS)?.retain(|(_, i), _| i != id)?;
+    tx.open_table(DUE_ORDER)?.retain(|(_, i), _| i != id)?;
+    tx.open_table(UNREAD_ORDER)?
+        .retain(|(_, _, i), _| i != id)?;
     Ok(())
 }
 

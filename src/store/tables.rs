@@ -5,7 +5,7 @@
 //! `PARTNERS`, `UNREAD` (per-user read state, local to this node), `IDEMPOTENCY`, and the sync
 //! records `PEERS`, `INVITES`, `SYNC_STATES`, `PEER_CURSORS`.
 //! Derived (rebuilt from the documents by `rebuild`): `SUMMARIES`, `FACETS`, `FACET_COUNTS`,
-//! `PAIR_COUNTS`, `DUE_PENDING`, `FEED`, `FEED_POS`, the partner feeds (`store::audience`), `HEADS`, `WORDS`, `TOPICS_FOLDED` and the
+//! `PAIR_COUNTS`, `DUE_PENDING`, `DUE_ORDER`, `UNREAD_ORDER`, `FEED`, `FEED_POS`, the partner feeds (`store::audience`), `HEADS`, `WORDS`, `TOPICS_FOLDED` and the
 //! `META` keys `index_version` and `swept_day`.
 
 use redb::TableDefinition;
@@ -30,6 +30,10 @@ pub const PAIR_COUNTS: TableDefinition<(&str, &str), u64> = TableDefinition::new
 /// (due day, id) of open tasks whose due date is not yet before `swept_day`; the sweep moves
 /// them to the `overdue` facet when their day passes.
 pub const DUE_PENDING: TableDefinition<(i32, u128), ()> = TableDefinition::new("due_pending");
+/// (due day, id) -> last activity ms, for every conversation with a due date whatever its
+/// state: the `sort=due` order. The activity time lets a row be checked against facets
+/// (keyed by activity) without reading it.
+pub const DUE_ORDER: TableDefinition<(i32, u128), i64> = TableDefinition::new("due_order");
 /// Current heads of each document (32-byte hashes, concatenated), so sync can compare heads
 /// without loading documents.
 pub const HEADS: TableDefinition<u128, &[u8]> = TableDefinition::new("heads");
@@ -40,6 +44,10 @@ pub const FEED_POS: TableDefinition<u128, u64> = TableDefinition::new("feed_pos"
 /// (user, conversation) for each conversation a user has not read; `UNREAD_COUNT` per user.
 pub const UNREAD: TableDefinition<(&str, u128), ()> = TableDefinition::new("unread");
 pub const UNREAD_COUNT: TableDefinition<&str, u64> = TableDefinition::new("unread_count");
+/// (user, last activity ms, id) for every `UNREAD` mark of a listed conversation: the Unread
+/// folder, newest activity first. Derived from `UNREAD` and the inbox rows.
+pub const UNREAD_ORDER: TableDefinition<(&str, i64, u128), ()> =
+    TableDefinition::new("unread_order");
 
 /// Local users by name (JSON), API tokens by SHA-256 of the token (JSON), partners by org id.
 pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
@@ -70,6 +78,8 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(FACET_COUNTS)?;
     tx.open_table(PAIR_COUNTS)?;
     tx.open_table(DUE_PENDING)?;
+    tx.open_table(DUE_ORDER)?;
+    tx.open_table(UNREAD_ORDER)?;
     tx.open_table(FEED)?;
     tx.open_table(FEED_POS)?;
     tx.open_table(HEADS)?;
@@ -99,6 +109,8 @@ pub fn clear_derived(tx: &redb::WriteTransaction) -> Result<(), redb::TableError
     tx.delete_table(FACET_COUNTS)?;
     tx.delete_table(PAIR_COUNTS)?;
     tx.delete_table(DUE_PENDING)?;
+    tx.delete_table(DUE_ORDER)?;
+    tx.delete_table(UNREAD_ORDER)?;
     tx.delete_table(FEED)?;
     tx.delete_table(FEED_POS)?;
     tx.delete_table(HEADS)?;
