@@ -94,6 +94,9 @@ pub struct Message {
     pub author: Author,
     pub body: String,
     pub sent_at: DateTime<Utc>,
+    /// `false` for a message of this org that no node of the partner org holds yet; a
+    /// partner's message is always `true`.
+    pub delivered: bool,
 }
 
 /// A change of state, progress or a field.
@@ -135,6 +138,38 @@ pub struct Conversation {
     pub last_activity_at: DateTime<Utc>,
     pub messages: Vec<Message>,
     pub history: Vec<HistoryEvent>,
+    /// Changed on this node, and no node of the partner org holds it as it is here yet.
+    pub undelivered: bool,
+    /// Fields two nodes changed while apart; empty when nothing crossed.
+    pub conflicts: Vec<FieldConflict>,
+}
+
+/// A field two nodes set while apart: Automerge keeps both values and shows `standing` on
+/// every node until someone sets the field again.
+#[derive(Debug, Clone, Object)]
+pub struct FieldConflict {
+    /// `subject`, `state`, `progress`, `due_date` or `reference_id`.
+    pub field: String,
+    /// The value shown (progress as `completed` etc., dates as YYYY-MM-DD); null for none.
+    pub standing: Option<String>,
+    /// Who set the standing value, when the history tells.
+    pub standing_by: Option<Author>,
+    /// The values that crossed with it.
+    pub others: Vec<Option<String>>,
+    /// Who set each of `others` (same order), when the history tells.
+    pub others_by: Vec<Option<Author>>,
+}
+
+impl From<domain::doc::conflicts::Conflict> for FieldConflict {
+    fn from(c: domain::doc::conflicts::Conflict) -> Self {
+        FieldConflict {
+            field: c.field.to_string(),
+            standing: c.standing.value,
+            standing_by: c.standing.by.map(Into::into),
+            others_by: c.others.iter().map(|o| o.by.clone().map(Into::into)).collect(),
+            others: c.others.into_iter().map(|o| o.value).collect(),
+        }
+    }
 }
 
 impl Conversation {
@@ -167,6 +202,7 @@ impl Conversation {
                     author: m.author.into(),
                     body: m.body,
                     sent_at: m.sent_at,
+                    delivered: true,
                 })
                 .collect(),
             history: c
@@ -181,7 +217,20 @@ impl Conversation {
                     to: e.to,
                 })
                 .collect(),
+            undelivered: false,
+            conflicts: Vec::new(),
         }
+    }
+
+    /// The detail view: [`Conversation::of`] with delivery and crossed changes.
+    pub fn detail(d: crate::service::Detail, me: &domain::OrgId, today: NaiveDate) -> Self {
+        let mut c = Conversation::of(d.conversation, me, today);
+        c.undelivered = d.undelivered;
+        for m in &mut c.messages {
+            m.delivered = !d.undelivered_messages.contains(&m.id);
+        }
+        c.conflicts = d.conflicts.into_iter().map(Into::into).collect();
+        c
     }
 }
 
@@ -208,6 +257,8 @@ pub struct InboxItem {
     pub last_message_preview: Option<String>,
     /// Unread by the signed-in user.
     pub unread: bool,
+    /// Changed on this node and not yet held by a node of the partner org.
+    pub undelivered: bool,
 }
 
 impl InboxItem {
@@ -230,6 +281,7 @@ impl InboxItem {
             last_message_org: s.last_message_org.map(|o| o.to_string()),
             last_message_preview: s.last_message_preview,
             unread,
+            undelivered: false,
         }
     }
 }

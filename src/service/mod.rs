@@ -25,7 +25,7 @@ use crate::store::{Store, StoreError};
 pub use crate::store::peers::Peer;
 pub use accounts::{NewToken, TokenSecret};
 pub use brake::{LoginThrottle, SIGNIN_WINDOW};
-pub use conversations::{CreateInput, InboxFilter};
+pub use conversations::{CreateInput, Detail, InboxFilter};
 pub use invites::{InviteCode, InvitePreview, InviteTarget};
 pub use peer_auth::{Direction, Hello, ct_eq, nonce as peer_nonce, transcript};
 pub use peers::{PairAnswer, PairRequest, PeerEvent};
