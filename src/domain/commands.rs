@@ -255,7 +255,7 @@ pub fn apply_to(
                 )
                 .into());
             }
-            if conv.progress == Some(*p) {
+            if conv.progress == Some(*p) && !doc::conflicts::crossed(d, "progress") {
                 return Ok(Outcome::Unchanged);
             }
             doc::set_opt_str(d, "progress", Some(p.as_str()))?;

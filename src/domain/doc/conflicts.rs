@@ -30,6 +30,12 @@ pub struct Conflict {
     pub others: Vec<Setting>,
 }
 
+/// Whether `field` holds more than one value: setting it then changes the document even when
+/// the value set is the one already standing (that is how a user settles a crossing).
+pub fn crossed<D: ReadDoc>(doc: &D, field: &str) -> bool {
+    doc.get_all(ROOT, field).is_ok_and(|all| all.len() > 1)
+}
+
 /// Whether `s` is a value of `field` as the API shows it; a value the schema would refuse
 /// (only a losing value of a crossing is not checked on arrival) is left out of the report.
 fn valid(field: &str, s: &str) -> bool {
