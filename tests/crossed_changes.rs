@@ -17,9 +17,10 @@ async fn detail(n: &TestNode, id: &str) -> Option<Value> {
 
 async fn connected(n: &TestNode, org: &str) -> bool {
     let (_, peers) = n.get("/api/v1/peers").await;
-    peers
-        .as_array()
-        .is_some_and(|ps| ps.iter().any(|p| p["org_id"] == org && p["connected"] == true))
+    peers.as_array().is_some_and(|ps| {
+        ps.iter()
+            .any(|p| p["org_id"] == org && p["connected"] == true)
+    })
 }
 
 async fn away(n: &TestNode, org: &str) -> Option<()> {
@@ -93,7 +94,11 @@ async fn completed_here_and_cancelled_there_is_told_on_both_nodes_until_set_agai
     );
 
     // Someone sets it again, to the value that stands: the crossing is gone everywhere.
-    let settler = if standing == "completed" { &bolt } else { &acme };
+    let settler = if standing == "completed" {
+        &bolt
+    } else {
+        &acme
+    };
     set_progress(settler, &id, standing).await;
     eventually(60, "no crossing on either node", || async {
         let a = detail(&acme, &id).await?;
@@ -106,9 +111,15 @@ async fn completed_here_and_cancelled_there_is_told_on_both_nodes_until_set_agai
     })
     .await;
     // Setting it once more without a crossing changes nothing.
-    let before = detail(&acme, &id).await.unwrap()["history"].as_array().unwrap().len();
+    let before = detail(&acme, &id).await.unwrap()["history"]
+        .as_array()
+        .unwrap()
+        .len();
     set_progress(&acme, &id, standing).await;
-    let after = detail(&acme, &id).await.unwrap()["history"].as_array().unwrap().len();
+    let after = detail(&acme, &id).await.unwrap()["history"]
+        .as_array()
+        .unwrap()
+        .len();
     assert_eq!(before, after);
     bolt.stop().await;
     acme.stop().await;

@@ -43,7 +43,11 @@ async fn delivered(n: &TestNode, id: &str) -> Option<bool> {
 
 async fn peer_row(n: &TestNode, org: &str) -> Option<Value> {
     let (_, peers) = n.get("/api/v1/peers").await;
-    peers.as_array()?.iter().find(|p| p["org_id"] == org).cloned()
+    peers
+        .as_array()?
+        .iter()
+        .find(|p| p["org_id"] == org)
+        .cloned()
 }
 
 async fn connected(n: &TestNode, org: &str) -> Option<()> {
@@ -76,8 +80,11 @@ async fn a_change_made_while_the_partner_is_away_is_undelivered_until_it_arrives
     })
     .await;
     assert!(away["disconnected_since"].is_string(), "{away}");
-    let since: chrono::DateTime<chrono::Utc> =
-        away["disconnected_since"].as_str().unwrap().parse().unwrap();
+    let since: chrono::DateTime<chrono::Utc> = away["disconnected_since"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(since <= chrono::Utc::now());
 
     // Three conversations and a reply to the delivered one, while bolt is down.
@@ -274,16 +281,26 @@ async fn claim_heads(n: &TestNode, peer: parley::store::peers::Peer, id: uuid::U
 async fn only_a_node_of_the_partner_org_can_acknowledge_delivery() {
     let acme = TestNode::start("acme", Role::Retailer).await;
     let c = acme
-        .create(json!({"kind": "message", "partner": "bolt", "subject": "For bolt only", "body": "hi"}))
+        .create(
+            json!({"kind": "message", "partner": "bolt", "subject": "For bolt only", "body": "hi"}),
+        )
         .await;
     let id = c["id"].as_str().unwrap().to_string();
     let uuid = uuid::Uuid::parse_str(&id).unwrap();
     assert_eq!(delivered(&acme, &id).await, Some(false));
     // A hostile node of a third org, and a node of our own org, both claim to hold it all.
     claim_heads(&acme, peer_of("zeta", "retailer"), uuid).await;
-    assert_eq!(delivered(&acme, &id).await, Some(false), "a third org cleared it");
+    assert_eq!(
+        delivered(&acme, &id).await,
+        Some(false),
+        "a third org cleared it"
+    );
     claim_heads(&acme, peer_of("acme", "retailer"), uuid).await;
-    assert_eq!(delivered(&acme, &id).await, Some(false), "our own site cleared it");
+    assert_eq!(
+        delivered(&acme, &id).await,
+        Some(false),
+        "our own site cleared it"
+    );
     // The same claim from a node of the partner org is what delivery means.
     claim_heads(&acme, peer_of("bolt", "supplier"), uuid).await;
     assert_eq!(delivered(&acme, &id).await, Some(true));

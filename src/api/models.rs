@@ -166,7 +166,11 @@ impl From<domain::doc::conflicts::Conflict> for FieldConflict {
             field: c.field.to_string(),
             standing: c.standing.value,
             standing_by: c.standing.by.map(Into::into),
-            others_by: c.others.iter().map(|o| o.by.clone().map(Into::into)).collect(),
+            others_by: c
+                .others
+                .iter()
+                .map(|o| o.by.clone().map(Into::into))
+                .collect(),
             others: c.others.into_iter().map(|o| o.value).collect(),
         }
     }

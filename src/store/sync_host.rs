@@ -576,7 +576,9 @@ impl Store {
                         .map(|s| (*id, s.shared_heads))
                 });
                 for (id, held) in shared.chain(p.acked.iter().cloned()) {
-                    if delivery::settle(tx, rec, &me, id, &held)? && !out.iter().any(|(u, _)| u.as_u128() == id) {
+                    if delivery::settle(tx, rec, &me, id, &held)?
+                        && !out.iter().any(|(u, _)| u.as_u128() == id)
+                    {
                         // Watchers (the inbox) hear that its delivery changed.
                         out.push((Uuid::from_u128(id), delivery::feed_pos(tx, id)?));
                     }

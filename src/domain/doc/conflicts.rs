@@ -131,8 +131,12 @@ fn change_authors(doc: &Automerge) -> Result<Vec<ChangeAuthor>, automerge::Autom
         if c.by.is_some() {
             continue;
         }
-        let org = doc.get(&obj, "org")?.and_then(|(v, _)| v.into_string().ok());
-        let user = doc.get(&obj, "user")?.and_then(|(v, _)| v.into_string().ok());
+        let org = doc
+            .get(&obj, "org")?
+            .and_then(|(v, _)| v.into_string().ok());
+        let user = doc
+            .get(&obj, "user")?
+            .and_then(|(v, _)| v.into_string().ok());
         if let (Some(org), Some(user)) = (org, user)
             && let Ok(org) = OrgId::parse(&org)
         {
@@ -170,7 +174,13 @@ mod tests {
         let c = read(&doc).unwrap();
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].field, "progress");
-        let standing = doc.get(ROOT, "progress").unwrap().unwrap().0.into_string().ok();
+        let standing = doc
+            .get(ROOT, "progress")
+            .unwrap()
+            .unwrap()
+            .0
+            .into_string()
+            .ok();
         assert_eq!(c[0].standing.value, standing);
         assert_eq!(c[0].others.len(), 1);
         assert_ne!(c[0].others[0].value, standing);
@@ -188,10 +198,11 @@ mod tests {
         b.put(ROOT, "progress", "exploded").unwrap();
         a.merge(&mut b).unwrap();
         let c = read(a.document()).unwrap();
-        assert!(c.iter().all(|c| c
-            .others
-            .iter()
-            .chain([&c.standing])
-            .all(|s| s.value.as_deref() != Some("exploded"))));
+        assert!(c.iter().all(|c| {
+            c.others
+                .iter()
+                .chain([&c.standing])
+                .all(|s| s.value.as_deref() != Some("exploded"))
+        }));
     }
 }
