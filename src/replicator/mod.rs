@@ -279,6 +279,9 @@ impl Replicator {
     /// Cuts a revoked peer off: its dialer stops and its connection closes.
     fn cut(&self, id: Uuid) {
         self.set_failure(id, None);
+        if let Ok(mut a) = self.away_since.lock() {
+            a.remove(&id);
+        }
         if let Some(d) = self.dialers.lock().ok().and_then(|mut d| d.remove(&id)) {
             d.abort();
         }

@@ -13,7 +13,7 @@
 //! never sees the conversation, and another site of our org proves nothing about the partner.
 //! Changes that reach us from our own other sites do not mark a conversation.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use automerge::ChangeHash;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
@@ -55,7 +55,7 @@ pub fn undelivered_among(tx: &ReadTransaction, ids: &[Uuid]) -> Result<HashSet<U
 /// (`held`: the heads its sync state shares, or the heads it announced). Returns whether it
 /// cleared. A damaged inbox row or missing heads leave it marked: "not yet delivered" may
 /// only ever err towards saying too little has arrived.
-pub(super) fn settle(
+fn settle(
     tx: &WriteTransaction,
     peer: &Peer,
     me: &OrgId,
@@ -83,13 +83,33 @@ pub(super) fn settle(
     Ok(true)
 }
 
-/// The feed position of `id`, for telling watchers that its delivery changed.
-pub(super) fn feed_pos(tx: &WriteTransaction, id: u128) -> Result<u64> {
-    Ok(tx
-        .open_table(FEED_POS)?
-        .get(id)?
-        .map(|v| v.value())
-        .unwrap_or(0))
+/// Settles what one sync flush from `peer` shows it holds: the sync states saved for it and
+/// the heads it announced that equal ours. Returns each conversation it found delivered, with
+/// its feed position, so watchers (the inbox) hear that its delivery changed.
+pub(super) fn settle_flush(
+    tx: &WriteTransaction,
+    peer: &Peer,
+    me: &OrgId,
+    states: &HashMap<u128, Vec<u8>>,
+    acked: &[(u128, Vec<ChangeHash>)],
+) -> Result<Vec<(Uuid, u64)>> {
+    let shared = states.iter().filter_map(|(id, st)| {
+        automerge::sync::State::decode(st)
+            .ok()
+            .map(|s| (*id, s.shared_heads))
+    });
+    let mut out = Vec::new();
+    for (id, held) in shared.chain(acked.iter().cloned()) {
+        if settle(tx, peer, me, id, &held)? {
+            let seq = tx
+                .open_table(FEED_POS)?
+                .get(id)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            out.push((Uuid::from_u128(id), seq));
+        }
+    }
+    Ok(out)
 }
 
 /// What the detail view needs to tell which of our messages are not at the partner yet.

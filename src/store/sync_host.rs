@@ -570,17 +570,9 @@ impl Store {
             }
             if let Some(rec) = &rec {
                 // After the documents above: the heads compared are the ones now stored.
-                let shared = p.states.iter().filter_map(|(id, st)| {
-                    automerge::sync::State::decode(st)
-                        .ok()
-                        .map(|s| (*id, s.shared_heads))
-                });
-                for (id, held) in shared.chain(p.acked.iter().cloned()) {
-                    if delivery::settle(tx, rec, &me, id, &held)?
-                        && !out.iter().any(|(u, _)| u.as_u128() == id)
-                    {
-                        // Watchers (the inbox) hear that its delivery changed.
-                        out.push((Uuid::from_u128(id), delivery::feed_pos(tx, id)?));
+                for (id, seq) in delivery::settle_flush(tx, rec, &me, &p.states, &p.acked)? {
+                    if !out.iter().any(|(u, _)| *u == id) {
+                        out.push((id, seq));
                     }
                 }
             }
