@@ -155,9 +155,79 @@ pub struct FieldConflict {
     /// Who set the standing value, when the history tells.
     pub standing_by: Option<Author>,
     /// The values that crossed with it.
-    pub others: Vec<Option<String>>,
+    pub others: Vec<Nullable<String>>,
     /// Who set each of `others` (same order), when the history tells.
-    pub others_by: Vec<Option<Author>>,
+    pub others_by: Vec<Nullable<Author>>,
+}
+
+/// An array element that may be `null`. (`Option` would be documented as a value that is
+/// never null there: the document marks only optional fields nullable.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nullable<T>(pub Option<T>);
+
+impl<T: poem_openapi::types::Type> poem_openapi::types::Type for Nullable<T> {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = T::RawValueType;
+    type RawElementValueType = T::RawElementValueType;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        format!("nullable_{}", T::name()).into()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+        match T::schema_ref() {
+            MetaSchemaRef::Inline(mut s) => {
+                s.nullable = true;
+                MetaSchemaRef::Inline(s)
+            }
+            // Siblings of `$ref` are ignored in OpenAPI 3.0: wrap it.
+            r @ MetaSchemaRef::Reference(_) => MetaSchemaRef::Inline(Box::new(MetaSchema {
+                all_of: vec![r],
+                nullable: true,
+                ..MetaSchema::ANY
+            })),
+        }
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        T::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        self.0.as_ref().and_then(|v| v.as_raw_value())
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        match &self.0 {
+            Some(v) => v.raw_element_iter(),
+            None => Box::new(std::iter::empty()),
+        }
+    }
+}
+
+impl<T: poem_openapi::types::ToJSON> poem_openapi::types::ToJSON for Nullable<T> {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(
+            self.0
+                .as_ref()
+                .and_then(|v| v.to_json())
+                .unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+impl<T: poem_openapi::types::ParseFromJSON> poem_openapi::types::ParseFromJSON for Nullable<T> {
+    fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Self> {
+        match value.unwrap_or_default() {
+            serde_json::Value::Null => Ok(Nullable(None)),
+            v => T::parse_from_json(Some(v))
+                .map(|t| Nullable(Some(t)))
+                .map_err(poem_openapi::types::ParseError::propagate),
+        }
+    }
 }
 
 impl From<domain::doc::conflicts::Conflict> for FieldConflict {
@@ -169,9 +239,9 @@ impl From<domain::doc::conflicts::Conflict> for FieldConflict {
             others_by: c
                 .others
                 .iter()
-                .map(|o| o.by.clone().map(Into::into))
+                .map(|o| Nullable(o.by.clone().map(Into::into)))
                 .collect(),
-            others: c.others.into_iter().map(|o| o.value).collect(),
+            others: c.others.into_iter().map(|o| Nullable(o.value)).collect(),
         }
     }
 }
