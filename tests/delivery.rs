@@ -239,9 +239,18 @@ fn peer_of(org: &str, role: &str) -> parley::store::peers::Peer {
     .unwrap()
 }
 
-/// `peer` claims, through the real sync host and flush, to hold exactly our heads of `id`:
-/// it announces them and its sync state shares them.
-async fn claim_heads(n: &TestNode, peer: parley::store::peers::Peer, id: uuid::Uuid) {
+/// How a peer tells us what it holds.
+#[derive(Clone, Copy, PartialEq)]
+enum Claim {
+    /// It announces exactly our heads in its feed.
+    Announce,
+    /// Its sync state with us shares our heads.
+    State,
+    Both,
+}
+
+/// `peer` claims, through the real sync host and flush, to hold exactly our heads of `id`.
+async fn claim_heads(n: &TestNode, peer: parley::store::peers::Peer, id: uuid::Uuid, how: Claim) {
     use parley::store::sync_host::{PeerScope, SyncHost};
     use parley::store::{StoreError, docs, peers};
     use parley_sync::{DocId, Host};
@@ -265,10 +274,14 @@ async fn claim_heads(n: &TestNode, peer: parley::store::peers::Peer, id: uuid::U
         let now = chrono::Utc::now();
         let mut host = SyncHost::new(&store, &scope, now).unwrap();
         let doc = DocId(*id.as_bytes());
-        let _ = host.has_heads(doc, &heads).unwrap();
-        let mut state = automerge::sync::State::new();
-        state.shared_heads = heads;
-        host.save_sync_state(doc, &state.encode()).unwrap();
+        if how != Claim::State {
+            let _ = host.has_heads(doc, &heads).unwrap();
+        }
+        if how != Claim::Announce {
+            let mut state = automerge::sync::State::new();
+            state.shared_heads = heads;
+            host.save_sync_state(doc, &state.encode()).unwrap();
+        }
         store
             .flush_sync(scope.peer.node_id, host.into_pending(), now)
             .unwrap();
@@ -280,29 +293,35 @@ async fn claim_heads(n: &TestNode, peer: parley::store::peers::Peer, id: uuid::U
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_node_of_the_partner_org_can_acknowledge_delivery() {
     let acme = TestNode::start("acme", Role::Retailer).await;
-    let c = acme
-        .create(
-            json!({"kind": "message", "partner": "bolt", "subject": "For bolt only", "body": "hi"}),
-        )
-        .await;
-    let id = c["id"].as_str().unwrap().to_string();
-    let uuid = uuid::Uuid::parse_str(&id).unwrap();
-    assert_eq!(delivered(&acme, &id).await, Some(false));
+    let mut ids = Vec::new();
+    for how in ["announced", "state"] {
+        let c = acme
+            .create(json!({"kind": "message", "partner": "bolt", "subject": format!("For bolt only ({how})"), "body": "hi"}))
+            .await;
+        ids.push(c["id"].as_str().unwrap().to_string());
+    }
+    let uuids: Vec<uuid::Uuid> = ids.iter().map(|i| i.parse().unwrap()).collect();
+    for id in &ids {
+        assert_eq!(delivered(&acme, id).await, Some(false));
+    }
     // A hostile node of a third org, and a node of our own org, both claim to hold it all.
-    claim_heads(&acme, peer_of("zeta", "retailer"), uuid).await;
-    assert_eq!(
-        delivered(&acme, &id).await,
-        Some(false),
-        "a third org cleared it"
-    );
-    claim_heads(&acme, peer_of("acme", "retailer"), uuid).await;
-    assert_eq!(
-        delivered(&acme, &id).await,
-        Some(false),
-        "our own site cleared it"
-    );
-    // The same claim from a node of the partner org is what delivery means.
-    claim_heads(&acme, peer_of("bolt", "supplier"), uuid).await;
-    assert_eq!(delivered(&acme, &id).await, Some(true));
+    for u in &uuids {
+        claim_heads(&acme, peer_of("zeta", "retailer"), *u, Claim::Both).await;
+        claim_heads(&acme, peer_of("acme", "retailer"), *u, Claim::Both).await;
+    }
+    for id in &ids {
+        assert_eq!(
+            delivered(&acme, id).await,
+            Some(false),
+            "cleared by a non-partner: {id}"
+        );
+    }
+    // The same claim from a node of the partner org is what delivery means, either way.
+    let bolt = peer_of("bolt", "supplier");
+    claim_heads(&acme, bolt.clone(), uuids[0], Claim::Announce).await;
+    assert_eq!(delivered(&acme, &ids[0]).await, Some(true));
+    assert_eq!(delivered(&acme, &ids[1]).await, Some(false));
+    claim_heads(&acme, bolt, uuids[1], Claim::State).await;
+    assert_eq!(delivered(&acme, &ids[1]).await, Some(true));
     acme.stop().await;
 }
