@@ -191,6 +191,82 @@ mod tests {
     }
 
     #[test]
+    fn commands_name_who_set_each_value_and_settle_a_crossing_with_the_standing_value() {
+        use crate::domain::commands::{self, Command, NewConversation};
+        use crate::domain::{Kind, OrgId, Role, new_id};
+        let who = |org: &str| Author {
+            org: OrgId::parse(org).unwrap(),
+            user: format!("{org}-user"),
+        };
+        let now = chrono::Utc::now();
+        let n = NewConversation {
+            id: new_id(),
+            kind: Kind::Task,
+            subject: "Thin description".into(),
+            topic: None,
+            reference_id: None,
+            due_date: None,
+            body: None,
+            message_id: new_id(),
+        };
+        let bolt = OrgId::parse("bolt").unwrap();
+        let c =
+            commands::new_conversation(n, who("acme"), Role::Retailer, &bolt, Role::Supplier, now)
+                .unwrap();
+        let mut a = AutoCommit::new().with_actor(automerge::ActorId::random());
+        super::super::create(&mut a, &c).unwrap();
+        let mut b = a.fork().with_actor(automerge::ActorId::random());
+        let set = |d: &mut AutoCommit, by: &Author, p: Progress| {
+            let v = super::super::read(d).unwrap();
+            commands::apply(d, &v, &Command::SetProgress(p), by, now).unwrap()
+        };
+        set(&mut a, &who("acme"), Progress::Completed);
+        set(&mut b, &who("bolt"), Progress::Cancelled);
+        let rename = |d: &mut AutoCommit, s: &str| {
+            let v = super::super::read(d).unwrap();
+            let cmd = Command::Update {
+                subject: Some(s.into()),
+                reference_id: None,
+                due_date: None,
+            };
+            commands::apply(d, &v, &cmd, &who("acme"), now).unwrap()
+        };
+        rename(&mut a, "From site A");
+        rename(&mut b, "From site B");
+        a.merge(&mut b).unwrap();
+        let got = read(a.document()).unwrap();
+        assert_eq!(
+            got.iter().map(|c| c.field).collect::<Vec<_>>(),
+            ["subject", "progress"]
+        );
+        let p = &got[1];
+        let by_value = |s: &Setting| (s.value.clone().unwrap(), s.by.clone().unwrap().org);
+        let mut all: Vec<_> = p.others.iter().chain([&p.standing]).map(by_value).collect();
+        all.sort();
+        assert_eq!(
+            all,
+            [
+                ("cancelled".to_string(), OrgId::parse("bolt").unwrap()),
+                ("completed".to_string(), OrgId::parse("acme").unwrap())
+            ]
+        );
+        // Confirming the standing values is a change, and it settles both crossings.
+        let standing = Progress::parse(p.standing.value.as_deref().unwrap()).unwrap();
+        let subject = got[0].standing.value.clone().unwrap();
+        assert_eq!(
+            set(&mut a, &who("bolt"), standing),
+            commands::Outcome::Changed
+        );
+        assert_eq!(rename(&mut a, &subject), commands::Outcome::Changed);
+        assert!(read(a.document()).unwrap().is_empty());
+        // Without a crossing the same command changes nothing.
+        assert_eq!(
+            set(&mut a, &who("bolt"), standing),
+            commands::Outcome::Unchanged
+        );
+    }
+
+    #[test]
     fn a_value_the_schema_refuses_is_left_out() {
         let mut a = AutoCommit::new();
         let mut b = a.fork();
