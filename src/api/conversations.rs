@@ -168,9 +168,12 @@ fn maybe<T>(m: MaybeUndefined<T>) -> Option<Option<T>> {
 }
 
 impl ConversationsApi {
+    /// A conversation as the API answers with it, read again with its delivery state and
+    /// crossed changes (the write that produced `c` has just been committed).
     async fn view(&self, c: domain::Conversation) -> R<Json<Conversation>> {
         let me = self.me().await?;
-        Ok(Json(Conversation::of(c, &me, self.svc.today())))
+        let d = self.svc.detail(c.id).await?;
+        Ok(Json(Conversation::detail(d, &me, self.svc.today())))
     }
 
     async fn me(&self) -> R<OrgId> {
@@ -310,11 +313,19 @@ impl ConversationsApi {
         };
         let page = self.svc.inbox_view(&auth.0, f, view).await?;
         let today = self.svc.today();
+        let ids = page.items.iter().map(|(s, _)| s.id).collect();
+        let undelivered = self.svc.undelivered_among(ids).await?;
         Ok(Json(InboxPage {
             items: page
                 .items
                 .into_iter()
-                .map(|(s, u)| InboxItem::of(s, u, today))
+                .map(|(s, u)| {
+                    let d = undelivered.contains(&s.id);
+                    InboxItem {
+                        undelivered: d,
+                        ..InboxItem::of(s, u, today)
+                    }
+                })
                 .collect(),
             next_cursor: page.next_cursor.map(|c| c.encode()),
             total: page.total,
@@ -328,9 +339,10 @@ impl ConversationsApi {
         method = "get",
         operation_id = "getConversation"
     )]
-    async fn get(&self, auth: BearerAuth, id: Path<Uuid>) -> R<Json<Conversation>> {
-        let c = self.svc.get(&auth.0, id.0).await?;
-        self.view(c).await
+    async fn get(&self, _auth: BearerAuth, id: Path<Uuid>) -> R<Json<Conversation>> {
+        let me = self.me().await?;
+        let d = self.svc.detail(id.0).await?;
+        Ok(Json(Conversation::detail(d, &me, self.svc.today())))
     }
 
     /// Change the subject, reference ID or due date (the org that started it only)

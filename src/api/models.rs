@@ -94,6 +94,9 @@ pub struct Message {
     pub author: Author,
     pub body: String,
     pub sent_at: DateTime<Utc>,
+    /// `false` for a message of this org that no node of the partner org holds yet; a
+    /// partner's message is always `true`.
+    pub delivered: bool,
 }
 
 /// A change of state, progress or a field.
@@ -135,6 +138,112 @@ pub struct Conversation {
     pub last_activity_at: DateTime<Utc>,
     pub messages: Vec<Message>,
     pub history: Vec<HistoryEvent>,
+    /// Changed on this node, and no node of the partner org holds it as it is here yet.
+    pub undelivered: bool,
+    /// Fields two nodes changed while apart; empty when nothing crossed.
+    pub conflicts: Vec<FieldConflict>,
+}
+
+/// A field two nodes set while apart: Automerge keeps both values and shows `standing` on
+/// every node until someone sets the field again.
+#[derive(Debug, Clone, Object)]
+pub struct FieldConflict {
+    /// `subject`, `state`, `progress`, `due_date` or `reference_id`.
+    pub field: String,
+    /// The value shown (progress as `completed` etc., dates as YYYY-MM-DD); null for none.
+    pub standing: Option<String>,
+    /// Who set the standing value, when the history tells.
+    pub standing_by: Option<Author>,
+    /// The values that crossed with it.
+    pub others: Vec<Nullable<String>>,
+    /// Who set each of `others` (same order), when the history tells.
+    pub others_by: Vec<Nullable<Author>>,
+}
+
+/// An array element that may be `null`. (`Option` would be documented as a value that is
+/// never null there: the document marks only optional fields nullable.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nullable<T>(pub Option<T>);
+
+impl<T: poem_openapi::types::Type> poem_openapi::types::Type for Nullable<T> {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = T::RawValueType;
+    type RawElementValueType = T::RawElementValueType;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        format!("nullable_{}", T::name()).into()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
+        match T::schema_ref() {
+            MetaSchemaRef::Inline(mut s) => {
+                s.nullable = true;
+                MetaSchemaRef::Inline(s)
+            }
+            // Siblings of `$ref` are ignored in OpenAPI 3.0: wrap it.
+            r @ MetaSchemaRef::Reference(_) => MetaSchemaRef::Inline(Box::new(MetaSchema {
+                all_of: vec![r],
+                nullable: true,
+                ..MetaSchema::ANY
+            })),
+        }
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        T::register(registry);
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        self.0.as_ref().and_then(|v| v.as_raw_value())
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        match &self.0 {
+            Some(v) => v.raw_element_iter(),
+            None => Box::new(std::iter::empty()),
+        }
+    }
+}
+
+impl<T: poem_openapi::types::ToJSON> poem_openapi::types::ToJSON for Nullable<T> {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(
+            self.0
+                .as_ref()
+                .and_then(|v| v.to_json())
+                .unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+impl<T: poem_openapi::types::ParseFromJSON> poem_openapi::types::ParseFromJSON for Nullable<T> {
+    fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Self> {
+        match value.unwrap_or_default() {
+            serde_json::Value::Null => Ok(Nullable(None)),
+            v => T::parse_from_json(Some(v))
+                .map(|t| Nullable(Some(t)))
+                .map_err(poem_openapi::types::ParseError::propagate),
+        }
+    }
+}
+
+impl From<domain::doc::conflicts::Conflict> for FieldConflict {
+    fn from(c: domain::doc::conflicts::Conflict) -> Self {
+        FieldConflict {
+            field: c.field.to_string(),
+            standing: c.standing.value,
+            standing_by: c.standing.by.map(Into::into),
+            others_by: c
+                .others
+                .iter()
+                .map(|o| Nullable(o.by.clone().map(Into::into)))
+                .collect(),
+            others: c.others.into_iter().map(|o| Nullable(o.value)).collect(),
+        }
+    }
 }
 
 impl Conversation {
@@ -167,6 +276,7 @@ impl Conversation {
                     author: m.author.into(),
                     body: m.body,
                     sent_at: m.sent_at,
+                    delivered: true,
                 })
                 .collect(),
             history: c
@@ -181,7 +291,20 @@ impl Conversation {
                     to: e.to,
                 })
                 .collect(),
+            undelivered: false,
+            conflicts: Vec::new(),
         }
+    }
+
+    /// The detail view: [`Conversation::of`] with delivery and crossed changes.
+    pub fn detail(d: crate::service::Detail, me: &domain::OrgId, today: NaiveDate) -> Self {
+        let mut c = Conversation::of(d.conversation, me, today);
+        c.undelivered = d.undelivered;
+        for m in &mut c.messages {
+            m.delivered = !d.undelivered_messages.contains(&m.id);
+        }
+        c.conflicts = d.conflicts.into_iter().map(Into::into).collect();
+        c
     }
 }
 
@@ -208,6 +331,8 @@ pub struct InboxItem {
     pub last_message_preview: Option<String>,
     /// Unread by the signed-in user.
     pub unread: bool,
+    /// Changed on this node and not yet held by a node of the partner org.
+    pub undelivered: bool,
 }
 
 impl InboxItem {
@@ -230,6 +355,7 @@ impl InboxItem {
             last_message_org: s.last_message_org.map(|o| o.to_string()),
             last_message_preview: s.last_message_preview,
             unread,
+            undelivered: false,
         }
     }
 }

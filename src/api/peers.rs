@@ -91,6 +91,10 @@ pub struct PeerOut {
     pub tls: Option<String>,
     pub connected: bool,
     pub connected_since: Option<DateTime<Utc>>,
+    /// While it has no link: when its last link since this node started ended. Null while
+    /// connected or when it has not connected since this node started (then `last_sync_at`
+    /// is the best there is).
+    pub disconnected_since: Option<DateTime<Utc>>,
     /// Last time something from this peer was stored here.
     pub last_sync_at: Option<DateTime<Utc>>,
     /// Conversations still to go to the peer (an upper bound): live while connected; while it is
@@ -175,6 +179,10 @@ impl PeersApi {
             tls: p.tls,
             connected: link.is_some(),
             connected_since: link.map(|l| l.connected_since),
+            disconnected_since: link
+                .is_none()
+                .then(|| self.rep.away_since(p.node_id))
+                .flatten(),
             last_sync_at: p.last_sync_at,
             pending: link.map(|l| l.live.progress.pending_to_send()).or(away),
             caught_up: link.map(|l| l.live.progress.initial_sync_complete),

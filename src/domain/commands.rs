@@ -261,7 +261,7 @@ fn run(
             } else {
                 State::Open
             };
-            if conv.state == want {
+            if conv.state == want && !doc::conflicts::crossed(d, "state") {
                 return Ok(Outcome::Unchanged);
             }
             let resolved = (want == State::Resolved).then_some((now, by));
@@ -291,7 +291,7 @@ fn run(
                 )
                 .into());
             }
-            if conv.progress == Some(*p) {
+            if conv.progress == Some(*p) && !doc::conflicts::crossed(d, "progress") {
                 return Ok(Outcome::Unchanged);
             }
             doc::set_opt_str(d, "progress", Some(p.as_str()))?;
@@ -347,7 +347,14 @@ fn update(
         );
     }
     let mut outcome = Outcome::Unchanged;
-    if let Some(s) = subject.filter(|s| *s != conv.subject) {
+    // A crossed field is written even with the value that stands: that settles the crossing.
+    let crossed = |f: &str| doc::conflicts::crossed(d, f);
+    let (x_subject, x_reference, x_due) = (
+        crossed("subject"),
+        crossed("reference_id"),
+        crossed("due_date"),
+    );
+    if let Some(s) = subject.filter(|s| *s != conv.subject || x_subject) {
         doc::set_subject(d, &s)?;
         let e = event(
             by,
@@ -360,7 +367,10 @@ fn update(
         conv.subject = s;
         outcome = Outcome::Changed;
     }
-    if let Some(r) = reference_id.as_ref().filter(|r| **r != conv.reference_id) {
+    if let Some(r) = reference_id
+        .as_ref()
+        .filter(|r| **r != conv.reference_id || x_reference)
+    {
         doc::set_opt_str(d, "reference_id", r.as_deref())?;
         let e = event(
             by,
@@ -373,7 +383,7 @@ fn update(
         conv.reference_id = r.clone();
         outcome = Outcome::Changed;
     }
-    if let Some(due) = due_date.filter(|due| *due != conv.due_date) {
+    if let Some(due) = due_date.filter(|due| *due != conv.due_date || x_due) {
         doc::set_opt_str(d, "due_date", due.map(|x| x.to_string()).as_deref())?;
         let show = |x: Option<NaiveDate>| x.map(|x| x.to_string());
         let e = event(by, now, "due_date", show(conv.due_date), show(due));

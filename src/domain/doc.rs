@@ -528,5 +528,8 @@ fn read_with<D: ReadDoc>(doc: &D, strict: bool) -> R<Conversation> {
     })
 }
 
+pub mod conflicts;
+pub mod delivery;
+
 #[cfg(test)]
 mod tests;

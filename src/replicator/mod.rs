@@ -51,6 +51,8 @@ pub struct Replicator {
     conns: Mutex<HashMap<Uuid, Entry>>,
     /// The last state of each peer's ended link, for "waiting" counts while it is away.
     last_seen: Mutex<HashMap<Uuid, Live>>,
+    /// When each peer's last link ended, while it has no link; cleared when one opens.
+    away_since: Mutex<HashMap<Uuid, DateTime<Utc>>>,
     dialers: Mutex<HashMap<Uuid, JoinHandle<()>>>,
     failures: Mutex<HashMap<Uuid, Failure>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -70,6 +72,7 @@ impl Replicator {
             me,
             conns: Mutex::default(),
             last_seen: Mutex::default(),
+            away_since: Mutex::default(),
             dialers: Mutex::default(),
             failures: Mutex::default(),
             tasks: Mutex::default(),
@@ -245,6 +248,9 @@ impl Replicator {
                 old.cancel.notify_one();
             }
         }
+        if let Ok(mut a) = self.away_since.lock() {
+            a.remove(&id);
+        }
         let c = Conn {
             svc: self.svc.clone(),
             scope: PeerScope { peer, me: me_org },
@@ -259,6 +265,10 @@ impl Replicator {
             && c.get(&id).is_some_and(|e| e.generation == generation)
         {
             c.remove(&id);
+            // Only the link that is current ends the connection; a replaced one does not.
+            if let Ok(mut a) = self.away_since.lock() {
+                a.insert(id, Utc::now());
+            }
         }
         if let (Ok(mut seen), Ok(l)) = (self.last_seen.lock(), live.lock()) {
             seen.insert(id, *l);
@@ -269,6 +279,9 @@ impl Replicator {
     /// Cuts a revoked peer off: its dialer stops and its connection closes.
     fn cut(&self, id: Uuid) {
         self.set_failure(id, None);
+        if let Ok(mut a) = self.away_since.lock() {
+            a.remove(&id);
+        }
         if let Some(d) = self.dialers.lock().ok().and_then(|mut d| d.remove(&id)) {
             d.abort();
         }
@@ -280,6 +293,14 @@ impl Replicator {
     /// The state of the peer's last link, if it has had one since this node started.
     pub fn last_seen(&self, id: Uuid) -> Option<Live> {
         self.last_seen.lock().ok()?.get(&id).copied()
+    }
+
+    /// Since when the peer has had no link, if it had one since this node started.
+    pub fn away_since(&self, id: Uuid) -> Option<DateTime<Utc>> {
+        if self.status(id).is_some() {
+            return None;
+        }
+        self.away_since.lock().ok()?.get(&id).copied()
     }
 
     pub fn status(&self, id: Uuid) -> Option<LinkStatus> {

@@ -1,6 +1,8 @@
 //! Conversation use-cases. Each write runs inside one store job: it reads the current document,
 //! checks the rules, changes the document and its indexes, and is answered after the commit.
 
+use std::collections::HashSet;
+
 use automerge::AutoCommit;
 use chrono::NaiveDate;
 use uuid::Uuid;
@@ -12,7 +14,7 @@ use crate::domain::summary::Folder;
 use crate::domain::{Author, Conversation, Facet, Kind, OrgId, Topic, doc, limits, new_id};
 use crate::store::accounts::{self, IdempotentResult};
 use crate::store::query::{self, FeedEntry, InboxPage, InboxQuery, PageCursor, Sort};
-use crate::store::{WriteCtx, docs, index};
+use crate::store::{WriteCtx, delivery, docs, index};
 
 fn gate(me: &crate::store::Identity, now: chrono::DateTime<chrono::Utc>) -> Gate<'_> {
     Gate {
@@ -34,6 +36,17 @@ pub struct CreateInput {
     pub due_date: Option<NaiveDate>,
     pub body: Option<String>,
     pub idempotency_key: Option<String>,
+}
+
+/// A conversation with what its detail view adds: delivery and crossed changes.
+#[derive(Debug, Clone)]
+pub struct Detail {
+    pub conversation: Conversation,
+    /// Changed here, and no node of the partner org holds it as it is here yet.
+    pub undelivered: bool,
+    /// Messages of this org whose change the partner's nodes do not hold yet.
+    pub undelivered_messages: HashSet<Uuid>,
+    pub conflicts: Vec<doc::conflicts::Conflict>,
 }
 
 /// Inbox filters as the API received them.
@@ -135,6 +148,7 @@ impl Service {
                     crate::store::topics::put(ctx.tx(), r)?;
                 }
                 let seq = index::reindex_view(ctx, &conv, Some(&user))?;
+                delivery::mark(ctx.tx(), id.as_u128())?;
                 let view = conv;
                 if let Some(key) = &input.idempotency_key {
                     accounts::put_idempotent(ctx.tx(), &user, key, &IdempotentResult { conversation: id, message: None })?;
@@ -225,6 +239,7 @@ impl Service {
                         // The command changed the view as it changed the document: no re-read.
                         ctx.set_view(id.as_u128(), &view);
                         let seq = index::reindex_view(ctx, &view, Some(&user))?;
+                        delivery::mark(ctx.tx(), id.as_u128())?;
                         let out = (view, seq);
                         if let (Some(k), Command::Reply { id: mid, .. }) = (&key, &cmd) {
                             let r = IdempotentResult {
@@ -254,6 +269,47 @@ impl Service {
             })
             .await;
         self.contain_damage(r).await
+    }
+
+    /// One conversation as its detail view shows it: with what the partner's nodes do not
+    /// hold yet and the fields whose changes crossed.
+    pub async fn detail(&self, id: Uuid) -> Result<Detail> {
+        let r = self
+            .store
+            .read(move |tx| -> Result<_> {
+                let v = delivery::view(tx, id.as_u128())?.ok_or_else(|| not_found(id))?;
+                let conversation = doc::read(&v.doc).map_err(|e| corrupt(id, e))?;
+                let me = accounts::read_identity(tx)?.map(|i| i.org_id);
+                let undelivered_messages = if v.undelivered {
+                    let ours = conversation
+                        .messages
+                        .iter()
+                        .filter(|m| Some(&m.author.org) == me.as_ref())
+                        .map(|m| m.id)
+                        .collect();
+                    doc::delivery::undelivered_messages(&v.doc, &ours, &v.partner_nodes)
+                        .map_err(|e| corrupt(id, e.into()))?
+                } else {
+                    Default::default()
+                };
+                let conflicts = doc::conflicts::read(&v.doc).map_err(|e| corrupt(id, e.into()))?;
+                Ok(Detail {
+                    conversation,
+                    undelivered: v.undelivered,
+                    undelivered_messages,
+                    conflicts,
+                })
+            })
+            .await;
+        self.contain_damage(r).await
+    }
+
+    /// Which of `ids` are not yet delivered to the partner's node (one key lookup each).
+    pub async fn undelivered_among(&self, ids: Vec<Uuid>) -> Result<HashSet<Uuid>> {
+        Ok(self
+            .store
+            .read(move |tx| delivery::undelivered_among(tx, &ids))
+            .await?)
     }
 
     /// A request met a damaged document: it answers with the damage, and the damaged records

@@ -26,7 +26,7 @@ pub use crate::store::accounts::{Partner, TokenRecord, User, UserKind};
 pub use crate::store::peers::Peer;
 pub use accounts::{NewToken, TokenSecret};
 pub use brake::{LoginThrottle, SIGNIN_WINDOW};
-pub use conversations::{CreateInput, InboxFilter, InboxView};
+pub use conversations::{CreateInput, Detail, InboxFilter, InboxView};
 pub use invites::{InviteCode, InvitePreview, InviteTarget};
 pub use peer_auth::{Direction, Hello, ct_eq, nonce as peer_nonce, transcript};
 pub use peers::{PairAnswer, PairRequest, PeerEvent};

@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod audience;
 mod cache;
 pub mod check;
+pub mod delivery;
 pub mod docs;
 pub mod due_sort;
 pub mod index;

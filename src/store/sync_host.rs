@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::index::{decode_heads, decode_summary, index_view};
 use super::peers::{self, Peer};
 use super::tables::*;
-use super::{Identity, Store, StoreError, accounts, audience, docs, quota};
+use super::{Identity, Store, StoreError, accounts, audience, delivery, docs, quota};
 use crate::domain::audience::Audience;
 use crate::domain::policy::{Authority, Gate};
 use crate::domain::{Conversation, OrgId, doc, limits};
@@ -65,11 +65,17 @@ pub struct Pending {
     bytes: u64,
     /// The authority the accepted changes were checked under, for the check at the flush.
     authority: Option<Authority>,
+    /// Conversations not yet delivered whose exact current heads a partner-org peer
+    /// announced: settled at the flush (`store::delivery`).
+    acked: Vec<(u128, Vec<ChangeHash>)>,
 }
 
 impl Pending {
     pub fn is_empty(&self) -> bool {
-        self.docs.is_empty() && self.states.is_empty() && self.cursor.is_none()
+        self.docs.is_empty()
+            && self.states.is_empty()
+            && self.cursor.is_none()
+            && self.acked.is_empty()
     }
 
     /// Documents this batch changes.
@@ -193,6 +199,18 @@ impl<'a> SyncHost<'a> {
             page.entries.push(feed_entry(&heads, seq, id)?);
         }
         Ok(page)
+    }
+
+    /// A partner-org peer announced exactly our heads of `id`: if it is still marked not
+    /// delivered, the flush settles it (checking the org and the heads again in its commit).
+    fn note_ack(&mut self, id: u128, heads: Vec<ChangeHash>) -> Result<(), HostError> {
+        if matches!(self.audience, Audience::Partner(_))
+            && self.pending.acked.len() < SCAN_CAP
+            && super::delivery::is_undelivered(&self.rtx, id).map_err(h)?
+        {
+            self.pending.acked.push((id, heads));
+        }
+        Ok(())
     }
 
     /// Refuses a peer's version of a conversation whose raw changes break the size limits or
@@ -352,6 +370,7 @@ impl Host for SyncHost<'_> {
                     s.sort();
                     w.sort();
                     if s == w {
+                        self.note_ack(id, w)?;
                         return Ok(Presence::Has);
                     }
                 }
@@ -459,7 +478,8 @@ impl Store {
     }
 }
 
-/// What a flush changed: (conversation, feed seq) for each document stored.
+/// What a flush changed: (conversation, feed seq) for each document stored, and for each
+/// conversation it found delivered to the partner.
 pub type Flushed = Vec<(Uuid, u64)>;
 
 impl Store {
@@ -544,8 +564,17 @@ impl Store {
                 out.push((uuid, seq));
             }
             let tx = ctx.tx();
+            let rec = peers::get_peer_w(tx, peer)?;
             for (id, st) in &p.states {
                 peers::put_sync_state(tx, peer, *id, st)?;
+            }
+            if let Some(rec) = &rec {
+                // After the documents above: the heads compared are the ones now stored.
+                for (id, seq) in delivery::settle_flush(tx, rec, &me, &p.states, &p.acked)? {
+                    if !out.iter().any(|(u, _)| *u == id) {
+                        out.push((id, seq));
+                    }
+                }
             }
             if let Some(c) = p.cursor {
                 peers::put_cursor(tx, peer, (c.feed_id, c.seq))?;
@@ -553,7 +582,7 @@ impl Store {
             if p.bytes > 0 {
                 quota::add(tx, peer.as_u128(), day_of(now), p.bytes)?;
             }
-            if let Some(mut rec) = peers::get_peer_w(tx, peer)? {
+            if let Some(mut rec) = rec {
                 rec.last_sync_at = Some(now);
                 peers::put_peer(tx, &rec)?;
             }

@@ -3,7 +3,8 @@
 //!
 //! Truth: `DOCS` + `CHUNKS` (the Automerge documents), `META["identity"]`, `USERS`, `TOKENS`,
 //! `PARTNERS`, `UNREAD` (per-user read state, local to this node), `IDEMPOTENCY`, and the sync
-//! records `PEERS`, `INVITES`, `SYNC_STATES`, `PEER_CURSORS`.
+//! records `PEERS`, `INVITES`, `SYNC_STATES`, `PEER_CURSORS`, and `UNDELIVERED` (what the
+//! partner's nodes do not hold yet; kept beside the sync states it is settled from).
 //! Derived (rebuilt from the documents by `rebuild`): `SUMMARIES`, `FACETS`, `FACET_COUNTS`,
 //! `PAIR_COUNTS`, `DUE_PENDING`, `DUE_ORDER`, `UNREAD_ORDER`, `FEED`, `FEED_POS`, the partner feeds (`store::audience`), `HEADS`, `WORDS`, `TOPICS_FOLDED` and the
 //! `META` keys `index_version` and `swept_day`.
@@ -68,6 +69,11 @@ pub const TOPICS_FOLDED: TableDefinition<(&str, &str, &str), ()> =
 /// Browser sessions by SHA-256 of the session id (JSON); local to this node.
 pub const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
 
+/// Conversations changed on this node that no node of the partner org is known to hold yet
+/// (`store::delivery`). Local bookkeeping like `UNREAD`: not derived from the documents alone,
+/// so a rebuild leaves it alone.
+pub const UNDELIVERED: TableDefinition<u128, ()> = TableDefinition::new("undelivered");
+
 /// Creates every table so that read transactions never meet a missing one.
 pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(DOCS)?;
@@ -97,6 +103,7 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(TOPICS)?;
     tx.open_table(TOPICS_FOLDED)?;
     tx.open_table(SESSIONS)?;
+    tx.open_table(UNDELIVERED)?;
     super::audience::create_tables(tx)?;
     super::quota::create_tables(tx)?;
     Ok(())
