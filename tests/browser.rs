@@ -330,7 +330,6 @@ async fn the_web_ui_in_a_real_browser() {
         )
         .await;
     assert!(label.as_str().unwrap().contains("unread"), "{label}");
-    shoot(&b, "inbox.png").await;
 
     step("search, and the Action required folder");
     b.type_into("#search", "PO-1001").await;

@@ -157,8 +157,14 @@ export async function renderInbox(main, params) {
       h('input', { type: 'checkbox', id: 'desktop-notifications', checked: desktopOn(), onchange: async (e) => { e.target.checked = await setDesktop(e.target.checked); } }),
       'Desktop notifications')
     : '';
+  // The page opens with the focus on its heading; the next Tab reaches this link, which goes
+  // straight to the first conversation (past the folders and filters).
+  const skipList = h('a', { class: 'skip', id: 'skip-list', href: '#inbox-list', onclick: (e) => {
+    const first = listBox.querySelector('a[href^="/c/"]');
+    if (first) { e.preventDefault(); first.focus(); }
+  } }, 'Skip to the conversations');
   clear(main).append(
-    h('div', { class: 'page-head' }, h('h1', {}, title), h('div', { class: 'head-actions' }, desktop, compose)),
+    h('div', { class: 'page-head' }, h('h1', {}, title), skipList, h('div', { class: 'head-actions' }, desktop, compose)),
     h('div', { class: 'inbox' },
       h('nav', { class: 'folders', 'aria-label': 'Folders' }, h('ul', {}, FOLDERS.map(folderLink))),
       h('section', { class: 'inbox-main', 'aria-label': 'Conversations' },
