@@ -400,6 +400,7 @@ async fn the_inbox_in_a_days_use() {
     axe(&b, "empty list").await;
     b.goto(&format!("{base}/topics/item")).await;
     // Headings are shown in capitals; their text is the label.
+    b.wait("#topic-list thead").await;
     let head = b
         .exec("return document.querySelector('#topic-list thead').textContent", json!([]))
         .await;

@@ -239,11 +239,18 @@ export function nodeDown() {
   }
   if (!probe) probe = setInterval(check, 2000);
 }
+// Whether the node answers within 5 s; a hung node counts as down as much as a stopped one.
 async function check() {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), 5000);
   try {
-    const r = await fetch('/api/v1/session', { credentials: 'same-origin', cache: 'no-store' });
-    if (r.ok || r.status === 401) nodeUp();
-  } catch { /* still away */ }
+    const r = await fetch('/api/v1/session', { credentials: 'same-origin', cache: 'no-store', signal: ctl.signal });
+    if (r.ok || r.status === 401) nodeUp(); else nodeDown();
+  } catch {
+    nodeDown();
+  } finally {
+    clearTimeout(timer);
+  }
 }
 function nodeUp() {
   clearInterval(probe);
@@ -258,7 +265,7 @@ function nodeUp() {
 // A request that finds no node shows the banner too (e.g. the stream had not noticed yet).
 window.addEventListener('parley:offline', () => { if (app.session) nodeDown(); });
 // A node that hangs rather than closing the stream: check now and then while visible.
-setInterval(() => { if (app.session && !down && !document.hidden) check().catch(() => {}); }, 15000);
+setInterval(() => { if (app.session && !down && !document.hidden) check(); }, 10000);
 window.addEventListener('pagehide', stopLive);
 
 async function boot() {

@@ -228,31 +228,21 @@ export async function renderConversation(main, id) {
     replyForm,
     h('details', { class: 'history-box' }, h('summary', {}, 'History of changes'), history));
   await post(`/conversations/${id}/read`).catch(() => {});
-  // While something here has not reached the partner, look again now and then: delivery
-  // itself sends no event to this page.
-  let recheck = null;
-  const watch = () => {
-    clearTimeout(recheck);
-    if (c.undelivered || c.messages.some((m) => m.delivered === false)) {
-      recheck = setTimeout(() => { if (app.page === page) page.refresh(new Set([id])).catch(() => {}); }, 3000);
-    }
-  };
+  // "Not yet delivered" clears by itself: the node sends an event when the partner's node
+  // has the change, like for any other change of this conversation.
   const page = {
     name: 'conversation',
     refresh: async (ids) => {
       if (!ids.has(id) && !ids.has('*')) return;
-      watch();
       const fresh = await get(`/conversations/${id}`);
       // Our own changes come back as events too; redraw only what is new, so buttons do not
       // move under the pointer.
       if (JSON.stringify(fresh) === JSON.stringify(c)) return;
       c = fresh;
       draw();
-      watch();
       await post(`/conversations/${id}/read`).catch(() => {});
       refreshUnread();
     },
   };
   app.page = page;
-  watch();
 }

@@ -3,7 +3,11 @@
 
 import { app } from './app.js';
 
-const key = (what) => `parley.draft.${app.session ? app.session.org_id + '/' + app.session.user : '-'}.${what}`;
+// Keyed by org and user, each encoded, with `|` between: no user's prefix is another's.
+const key = (what) => {
+  const who = app.session ? `${encodeURIComponent(app.session.org_id)}|${encodeURIComponent(app.session.user)}` : '-';
+  return `parley.draft|${who}|${what}`;
+};
 
 export function loadDraft(what) {
   try {

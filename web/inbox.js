@@ -111,7 +111,6 @@ export async function renderInbox(main, params) {
 
   let nextCursor = null;
   let shown = null;
-  let recheck = null;
   const me = { name: 'inbox', refresh: () => { if (cursors.length === 0) load(); } };
   older.addEventListener('click', () => { cursors.push(cursor); cursor = nextCursor; load(); });
 
@@ -121,12 +120,6 @@ export async function renderInbox(main, params) {
     const page = await get('/conversations' + qs(q));
     nextCursor = page.next_cursor || null;
     refreshUnread(page.unread);
-    // "Not yet delivered" clears when the partner's node has the change; nothing else tells
-    // this page, so it looks again while a row carries the mark.
-    clearTimeout(recheck);
-    if (page.items.some((c) => c.undelivered)) {
-      recheck = setTimeout(() => { if (app.page === me) load().catch(() => {}); }, 3000);
-    }
     // A live refresh that changes nothing leaves the list alone (and the keyboard focus in it).
     const key = JSON.stringify([cursor, page]);
     if (key === shown) return;
