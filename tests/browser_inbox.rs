@@ -158,7 +158,7 @@ async fn the_inbox_in_a_days_use() {
         )
         .await;
     assert_eq!(row, json!(["Completed", "Open"]));
-    shoot(&b, "inbox-1280.png").await;
+    shoot(&b, "../../target/inbox-1280.png").await;
     axe(&b, "Inbox").await;
 
     step("sort by due date, then by last activity");

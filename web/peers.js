@@ -12,7 +12,7 @@ function when(t) {
 export function ago(t) {
   const s = Math.max(0, (Date.now() - new Date(t).getTime()) / 1000);
   const n = (v, unit) => `${v} ${unit}${v === 1 ? '' : 's'}`;
-  if (s < 90) return n(Math.round(s), 'second');
+  if (s < 60) return 'less than a minute';
   if (s < 90 * 60) return n(Math.round(s / 60), 'minute');
   if (s < 36 * 3600) return n(Math.round(s / 3600), 'hour');
   return n(Math.round(s / 86400), 'day');
@@ -30,8 +30,9 @@ function away(p) {
 }
 
 function status(p) {
-  if (p.stopped) return `Stopped: ${p.last_error} — ${away(p)}`;
-  if (!p.connected) return `Not connected — ${away(p)}${p.last_error ? `. Last error: ${p.last_error}` : ''}`;
+  const why = p.last_error ? h('span', { class: 'sub error-detail' }, `Last error: ${p.last_error}`) : '';
+  if (p.stopped) return [`Stopped — ${away(p)}`, why];
+  if (!p.connected) return [`Not connected — ${away(p)}`, why];
   if (!p.caught_up) {
     const left = (p.incoming || 0) + (p.pending || 0);
     return `Syncing — ${left} conversation${left === 1 ? '' : 's'} to go`;
