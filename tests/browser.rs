@@ -468,6 +468,10 @@ async fn the_web_ui_in_a_real_browser() {
     b.click(".login button[type=submit]").await;
     let msg = b.wait_contains("#login-slowed", "slowed down").await;
     assert!(msg.contains("Try again in"), "{msg}");
+    assert!(
+        b.find("#login-slowed .spinner").await.is_some(),
+        "the wait shows a spinner"
+    );
 
     b.close().await;
     drop(driver);

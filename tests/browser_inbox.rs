@@ -431,6 +431,24 @@ async fn the_inbox_in_a_days_use() {
     b.goto(&format!("{base}/peers")).await;
     b.wait_contains("main h1", "Partners").await;
     axe(&b, "Partners").await;
+    // A new invite code has a Copy button that puts exactly the code on the clipboard.
+    b.cdp(
+        "Browser.grantPermissions",
+        json!({"permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"], "origin": base}),
+    )
+    .await;
+    b.click("#invite-own-site").await;
+    b.click("#make-invite").await;
+    let code = b.wait_contains("#invite-code", "parley-invite:").await;
+    b.click("#copy-invite").await;
+    b.wait_contains("#toast", "copied").await;
+    let pasted = b
+        .exec_async(
+            "const done = arguments[arguments.length - 1]; navigator.clipboard.readText().then(done, (e) => done('error: ' + e));",
+            json!([]),
+        )
+        .await;
+    assert_eq!(pasted, json!(code.trim()), "the clipboard holds the invite code");
 
     step("desktop notifications, when switched on, tell of new unread conversations in a background tab");
     b.goto(&format!("{base}/")).await;
