@@ -2,7 +2,7 @@
 //! then those without one, newest activity first; and the search box within a folder or
 //! order that the search index does not page by itself.
 //!
-//! Cost of a page. `DUE_ORDER` holds each dated conversation once per facet of [`RANGES`] it
+//! Cost of a page. `DUE_ORDER` holds each dated conversation once per facet of `ranges()` it
 //! is listed under, and a page walks one of those ranges: the narrowest the query implies
 //! (`active_task` for the Tasks folder, `state:open` for the Inbox and for Action required,
 //! `state:resolved` for Resolved, else `all`). It walks upward from the cursor and checks each
@@ -94,7 +94,7 @@ fn ranges() -> [String; 4] {
     .map(|f| f.key())
 }
 
-/// The narrowest range of [`ranges`] that holds every row `filters` can match: each filter
+/// The narrowest range of `ranges()` that holds every row `filters` can match: each filter
 /// looked at implies the facet chosen (awaiting reply, action required and an active task
 /// are all open), so walking it and checking the query on each entry loses nothing.
 fn range_for(filters: &[Facet]) -> String {
@@ -264,6 +264,96 @@ pub fn search(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Author, Kind, OrgId, Progress};
+    use redb::{ReadableDatabase, ReadableTable};
+
+    fn dated_task(day: &str) -> Summary {
+        let t = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let acme = OrgId::parse("acme").unwrap();
+        Summary {
+            id: Uuid::now_v7(),
+            kind: Kind::Task,
+            partner: OrgId::parse("bolt").unwrap(),
+            subject: "s".into(),
+            topic: None,
+            reference_id: None,
+            state: State::Open,
+            progress: Some(Progress::Open),
+            due_date: Some(day.parse().unwrap()),
+            created_by: Author {
+                org: acme,
+                user: "u".into(),
+            },
+            created_at: t,
+            last_activity_at: t,
+            message_count: 0,
+            last_message_org: None,
+            last_message_preview: None,
+        }
+    }
+
+    /// The ranges of `DUE_ORDER` that hold `id`.
+    fn ranges_of(db: &redb::Database, id: Uuid) -> Vec<String> {
+        let tx = db.begin_read().unwrap();
+        let t = tx.open_table(DUE_ORDER).unwrap();
+        let mut out: Vec<String> = t
+            .iter()
+            .unwrap()
+            .filter_map(|e| {
+                let (k, _) = e.unwrap();
+                let (f, _, i) = k.value();
+                (i == id.as_u128()).then(|| f.to_string())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// A resolved task leaves the open ranges, so the Inbox, Tasks and Action required never
+    /// walk it; a finished task leaves `active_task`; an undated row is in none.
+    #[test]
+    fn each_dated_row_is_in_the_ranges_of_its_facets_only() {
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let write = |old: Option<&Summary>, new: &Summary| {
+            let tx = db.begin_write().unwrap();
+            update(&tx, old, new).unwrap();
+            tx.commit().unwrap();
+        };
+        let open = dated_task("2030-01-01");
+        write(None, &open);
+        assert_eq!(ranges_of(&db, open.id), ["active_task", "all", "state:open"]);
+        let mut done = open.clone();
+        done.progress = Some(Progress::Completed);
+        write(Some(&open), &done);
+        assert_eq!(ranges_of(&db, open.id), ["all", "state:open"]);
+        let mut shut = done.clone();
+        shut.state = State::Resolved;
+        write(Some(&done), &shut);
+        assert_eq!(ranges_of(&db, open.id), ["all", "state:resolved"]);
+        let mut undated = shut.clone();
+        undated.due_date = None;
+        write(Some(&shut), &undated);
+        assert!(ranges_of(&db, open.id).is_empty());
+    }
+
+    #[test]
+    fn each_folder_walks_the_narrowest_range_that_holds_it() {
+        let open = Facet::State(State::Open);
+        for (filters, want) in [
+            (vec![], "all"),
+            (vec![Facet::Kind(Kind::Task)], "all"),
+            (vec![open.clone()], "state:open"),
+            (vec![Facet::ActiveTask], "active_task"),
+            (vec![Facet::ActionRequired], "state:open"),
+            (vec![Facet::Overdue, Facet::Kind(Kind::Task)], "state:open"),
+            (vec![Facet::StateKind(State::Resolved, Kind::Task)], "state:resolved"),
+            (vec![Facet::State(State::Resolved)], "state:resolved"),
+        ] {
+            assert_eq!(range_for(&filters), want, "{filters:?}");
+        }
+    }
 
     /// Each order reads back its own cursors and refuses the other's, so a cursor can never
     /// be taken for a position in an order it was not made in.

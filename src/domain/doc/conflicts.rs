@@ -418,7 +418,7 @@ mod tests {
     #[test]
     fn a_planted_losing_value_is_not_reported() {
         use crate::domain::commands::Command;
-        let (mut a, b) = started();
+        let (mut a, mut b) = started();
         let (mut bidi, mut by_partner, mut unnamed, mut huge) =
             (b.fork(), b.fork(), b.fork(), b.fork());
         for c in [&mut bidi, &mut by_partner, &mut unnamed, &mut huge] {
