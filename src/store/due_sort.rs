@@ -323,7 +323,10 @@ mod tests {
         };
         let open = dated_task("2030-01-01");
         write(None, &open);
-        assert_eq!(ranges_of(&db, open.id), ["active_task", "all", "state:open"]);
+        assert_eq!(
+            ranges_of(&db, open.id),
+            ["active_task", "all", "state:open"]
+        );
         let mut done = open.clone();
         done.progress = Some(Progress::Completed);
         write(Some(&open), &done);
@@ -348,7 +351,10 @@ mod tests {
             (vec![Facet::ActiveTask], "active_task"),
             (vec![Facet::ActionRequired], "state:open"),
             (vec![Facet::Overdue, Facet::Kind(Kind::Task)], "state:open"),
-            (vec![Facet::StateKind(State::Resolved, Kind::Task)], "state:resolved"),
+            (
+                vec![Facet::StateKind(State::Resolved, Kind::Task)],
+                "state:resolved",
+            ),
             (vec![Facet::State(State::Resolved)], "state:resolved"),
         ] {
             assert_eq!(range_for(&filters), want, "{filters:?}");
