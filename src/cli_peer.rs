@@ -1,8 +1,9 @@
 //! `parley peer …`: pairing and peer management. With the node stopped these open the data
 //! directory directly; while it runs (its database is locked) they call its HTTP API with the
 //! token it left in the data directory, so pairing never needs a restart. The running node is
-//! found at, in order: `--listen`, `PARLEY_LISTEN`, the listen file it wrote in its data
-//! directory, the config file's `listen`, the default address.
+//! found at, in order: `--listen`, the listen file it wrote in its data directory (written by
+//! the node holding the directory's lock, so it beats an exported variable), `PARLEY_LISTEN`,
+//! the config file's `listen`, the default address.
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -131,51 +132,85 @@ pub async fn run(g: &Global, listen: Option<String>, cmd: PeerCmd) -> anyhow::Re
 }
 
 /// The running node's base URL and where it was found, for `--listen` (`flag`) and
-/// `PARLEY_LISTEN` (`env`): the first of the sources that names an address is used.
+/// `PARLEY_LISTEN` (`env`). The listen file is written by the node that holds this data
+/// directory's lock, so it is the truth about where that node listens: it comes right after
+/// the flag, before an exported `PARLEY_LISTEN` that may be left over from another node
+/// (which would then receive this node's token). Order: flag, listen file, `PARLEY_LISTEN`,
+/// the config file, the default; an address with port 0 says nothing and is skipped.
 pub(crate) fn locate(
     flag: Option<String>,
     env: Option<String>,
     cfg: &Config,
 ) -> anyhow::Result<(String, String)> {
     let file = cfg.data_dir.join(crate::server::LISTEN_FILE);
-    let (value, from) = if let Some(f) = flag {
-        (f, "--listen".to_string())
-    } else if let Some(e) = env.filter(|e| !e.trim().is_empty()) {
-        (e, "PARLEY_LISTEN".to_string())
-    } else {
-        match std::fs::read_to_string(&file) {
-            Ok(text) => (text, format!("the listen file {}", file.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let from = match (cfg.listen_from, &cfg.file) {
-                    (ListenFrom::File, Some(path)) => format!("listen in {}", path.display()),
-                    _ => "the default address".to_string(),
-                };
-                (cfg.listen.to_string(), from)
-            }
-            Err(e) => bail!(
-                "cannot read {}: {e}; give the node's address with --listen",
-                file.display()
-            ),
-        }
+    let from_file = match std::fs::read_to_string(&file) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => bail!(
+            "cannot read {}: {e}; give the node's address with --listen",
+            file.display()
+        ),
     };
-    Ok((
-        base_url(value.trim()).with_context(|| format!("{value:?} (from {from})"))?,
-        from,
-    ))
+    let from_config = match (cfg.listen_from, &cfg.file) {
+        (ListenFrom::File, Some(path)) => format!("listen in {}", path.display()),
+        _ => "the default address".to_string(),
+    };
+    let candidates = [
+        (flag, "--listen".to_string()),
+        (from_file, format!("the listen file {}", file.display())),
+        (env, "PARLEY_LISTEN".to_string()),
+        (Some(cfg.listen.to_string()), from_config),
+    ];
+    for (value, from) in candidates {
+        let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
+        let base = base_url(value.trim()).with_context(|| format!("{value:?} (from {from})"))?;
+        if let Some(base) = base {
+            return Ok((base, from));
+        }
+    }
+    bail!("the running node's address is not known (port 0); give it with --listen")
 }
 
-/// `IP:PORT` (an unspecified IP meaning this machine) or an `http(s)://` URL, as a base URL.
-fn base_url(v: &str) -> anyhow::Result<String> {
-    if v.starts_with("http://") || v.starts_with("https://") {
-        return Ok(v.trim_end_matches('/').to_string());
+/// `IP:PORT` or an `http(s)://` URL, as a base URL; `None` for port 0 (not an address one
+/// can dial). An unspecified IP (`0.0.0.0`, `::`) means every address of this machine, so
+/// it is dialled as loopback.
+fn base_url(v: &str) -> anyhow::Result<Option<String>> {
+    if let Some((scheme, rest)) = v.split_once("://")
+        && (scheme == "http" || scheme == "https")
+    {
+        let rest = rest.trim_end_matches('/');
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !p.contains(']') => (h, Some(p)),
+            _ => (authority, None),
+        };
+        if port == Some("0") {
+            return Ok(None);
+        }
+        let host = match host {
+            "0.0.0.0" => "127.0.0.1",
+            "[::]" => "[::1]",
+            h => h,
+        };
+        let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+        return Ok(Some(format!("{scheme}://{host}{port}{path}")));
     }
     let mut a: std::net::SocketAddr = v
         .parse()
         .map_err(|_| anyhow::anyhow!("is not an address: use IP:PORT or http://HOST:PORT"))?;
-    if a.ip().is_unspecified() {
-        a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    if a.port() == 0 {
+        return Ok(None);
     }
-    Ok(format!("http://{a}"))
+    if a.ip().is_unspecified() {
+        a.set_ip(if a.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    Ok(Some(format!("http://{a}")))
 }
 
 /// The same commands against the running node's API at `base` (found at `from`).
@@ -202,7 +237,7 @@ async fn remote(cfg: &Config, base: &str, from: &str, cmd: PeerCmd) -> anyhow::R
             .with_context(|| {
                 format!(
                     "the data directory is in use by a running node, but nothing answers at {base} \
-                     (from {from}); give the node's address with --listen or PARLEY_LISTEN"
+                     (from {from}); give the node's address with --listen"
                 )
             })?;
             let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -309,8 +344,8 @@ mod tests {
         .unwrap()
     }
 
-    /// Flag, then PARLEY_LISTEN, then the listen file, then the config file, then the default;
-    /// each answer says where it came from.
+    /// Flag, then the listen file, then PARLEY_LISTEN, then the config file, then the
+    /// default; each answer says where it came from, and port 0 is skipped.
     #[test]
     fn the_running_node_is_looked_for_in_order() {
         let d = tempfile::tempdir().unwrap();
@@ -324,15 +359,16 @@ mod tests {
         let (url, from) = locate(None, None, &c).unwrap();
         assert_eq!(url, "http://127.0.0.1:7001");
         assert!(from.contains("parley.toml"), "{from}");
-        std::fs::write(d.path().join("listen"), "127.0.0.1:7002\n").unwrap();
-        let (url, from) = locate(None, None, &c).unwrap();
-        assert_eq!(url, "http://127.0.0.1:7002");
-        assert!(from.contains("listen file"), "{from}");
         let (url, from) = locate(None, Some("127.0.0.1:7003".into()), &c).unwrap();
         assert_eq!(
             (url.as_str(), from.as_str()),
             ("http://127.0.0.1:7003", "PARLEY_LISTEN")
         );
+        // The node's own file wins over a variable that may be left from another node.
+        std::fs::write(d.path().join("listen"), "127.0.0.1:7002\n").unwrap();
+        let (url, from) = locate(None, Some("127.0.0.1:7003".into()), &c).unwrap();
+        assert_eq!(url, "http://127.0.0.1:7002");
+        assert!(from.contains("listen file"), "{from}");
         let (url, from) = locate(
             Some("http://[::1]:7004/".into()),
             Some("127.0.0.1:7003".into()),
@@ -343,6 +379,23 @@ mod tests {
             (url.as_str(), from.as_str()),
             ("http://[::1]:7004", "--listen")
         );
+        // Port 0 is not an address: the next source answers.
+        std::fs::write(d.path().join("listen"), "127.0.0.1:0\n").unwrap();
+        let (url, from) = locate(Some("http://127.0.0.1:0".into()), None, &c).unwrap();
+        assert_eq!(url, "http://127.0.0.1:7001");
+        assert!(from.contains("parley.toml"), "{from}");
+        // Every address of the machine is dialled as loopback.
+        for (given, want) in [
+            ("0.0.0.0:7005", "http://127.0.0.1:7005"),
+            ("[::]:7005", "http://[::1]:7005"),
+            ("http://0.0.0.0:7005/", "http://127.0.0.1:7005"),
+            ("http://[::]:7005", "http://[::1]:7005"),
+        ] {
+            assert_eq!(locate(Some(given.into()), None, &c).unwrap().0, want);
+        }
+        let c0 = cfg(d.path(), Some("listen = \"127.0.0.1:0\"\n"));
+        let e = locate(None, Some("0.0.0.0:0".into()), &c0).unwrap_err();
+        assert!(format!("{e:#}").contains("--listen"), "{e:#}");
         let e = locate(Some("seven".into()), None, &c).unwrap_err();
         assert!(
             format!("{e:#}").contains("--listen") && format!("{e:#}").contains("IP:PORT"),

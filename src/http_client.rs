@@ -197,7 +197,9 @@ pub enum Dest<'a> {
         pin: Option<&'a str>,
         allow_loopback: bool,
     },
-    /// This machine's own node (the CLI): loopback is the point.
+    /// This machine's own node (the CLI): loopback is the point. The request carries the
+    /// node's admin token, so plain `http://` is allowed to a loopback address only; anything
+    /// else must be `https://`, or the token would cross the network in clear.
     Local,
 }
 
@@ -217,6 +219,12 @@ pub async fn request(
         Dest::Local => (true, None),
     };
     let t = check_peer_url(url, allow_loopback)?;
+    if matches!(dest, Dest::Local) && !t.tls && !is_loopback_host(&t.host) {
+        return Err(HttpError::Address(format!(
+            "{url} is plain http to another machine, which would send the node's token in \
+             clear: use https://, or run the command on the node's machine"
+        )));
+    }
     crate::tls::ensure_provider();
     let mut b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -263,6 +271,14 @@ pub async fn request(
     }
     let text = String::from_utf8(raw).map_err(|_| HttpError::Garbled(url.into()))?;
     Ok((status, text))
+}
+
+/// `localhost` (and its subdomains) or a loopback IP, with or without brackets.
+fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h == "localhost"
+        || h.ends_with(".localhost")
+        || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// reqwest's errors keep the useful part (refused, resolved to loopback…) in their sources.
@@ -405,6 +421,29 @@ mod tests {
         assert!(matches!(e, HttpError::Address(_)), "{e}");
         let by_name = url.replace("127.0.0.1", "localhost");
         assert!(request("GET", &by_name, None, None, strict).await.is_err());
+    }
+
+    /// The CLI's token never goes out in clear: plain http to its own node only on loopback.
+    #[tokio::test]
+    async fn the_cli_sends_its_token_in_clear_only_to_loopback() {
+        for url in [
+            "http://192.168.1.20:7878/api/v1/peers",
+            "http://parley.example.net:7878/api/v1/peers",
+            "http://[2001:db8::1]:7878/api/v1/peers",
+        ] {
+            let e = request("GET", url, Some("secret"), None, Dest::Local)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, HttpError::Address(_)), "{url}: {e}");
+            assert!(e.to_string().contains("https"), "{e}");
+        }
+        let url = serve_once(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_vec()).await;
+        assert!(
+            request("GET", &url, Some("secret"), None, Dest::Local)
+                .await
+                .is_ok()
+        );
+        assert!(is_loopback_host("[::1]") && is_loopback_host("localhost"));
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! `parley peer …` finds the running node however it was started: the node writes the
 //! address it bound (port 0 resolved) to `listen` in its data directory, and the CLI, given
-//! only `--data-dir`, reads it. A file left by a node that is gone, or pointing where
-//! nothing answers, gives an error naming the address and where it came from.
+//! only `--data-dir`, reads it, before `PARLEY_LISTEN` (which may be left from another node).
+//! A file left by a node that is gone, or pointing where nothing answers, gives an error
+//! naming the address and where it came from.
 
 mod common;
 
@@ -107,29 +108,33 @@ fn a_listen_file_where_nothing_answers_is_named_in_the_error() {
         "names where it came from: {text}"
     );
     assert!(text.contains("--listen"), "says what to do: {text}");
-    // An explicit address wins over the file, as does PARLEY_LISTEN.
+    // An explicit address wins over the file.
     let (ok, text) = cli(&node.dir, &["peer", "list", "--listen", &real]);
     assert!(ok, "{text}");
-    let out = Command::new(BIN)
-        .args(["peer", "list", "--data-dir"])
-        .arg(&node.dir)
-        .env("PARLEY_LISTEN", &real)
-        .output()
-        .unwrap();
+    // The file is the running node's own word: PARLEY_LISTEN does not override it.
+    let peer_list_with_env = |env: &str| {
+        let out = Command::new(BIN)
+            .args(["peer", "list", "--data-dir"])
+            .arg(&node.dir)
+            .env("PARLEY_LISTEN", env)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, err) = peer_list_with_env(&real);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        !ok && err.contains(&dead) && err.contains("listen file"),
+        "{err}"
     );
-    // PARLEY_LISTEN naming a dead address says so, and where it came from.
-    let out = Command::new(BIN)
-        .args(["peer", "list", "--data-dir"])
-        .arg(&node.dir)
-        .env("PARLEY_LISTEN", &dead)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    // Without a file, PARLEY_LISTEN is used; a dead address is named with where it came from.
+    std::fs::remove_file(node.dir.join("listen")).unwrap();
+    let (ok, err) = peer_list_with_env(&real);
+    assert!(ok, "{err}");
+    let (ok, err) = peer_list_with_env(&dead);
+    assert!(!ok);
     assert!(
         err.contains(&dead) && err.contains("PARLEY_LISTEN"),
         "{err}"
@@ -149,4 +154,36 @@ fn a_listen_file_where_nothing_answers_is_named_in_the_error() {
     server.crash();
     assert!(node.dir.join("listen").exists());
     peer_commands_work(&node.dir);
+}
+
+/// A `PARLEY_LISTEN` left exported from another node on the machine must not send this
+/// node's token there: the listen file of the node that holds the data directory wins, and
+/// the right node answers (the other node would refuse the token).
+#[test]
+fn a_stale_parley_listen_does_not_send_the_token_to_another_node() {
+    let acme = Node::new();
+    let bolt = Node::of("bolt", "supplier", &[("acme", "retailer")]);
+    let a = Server::start(&acme.dir).unwrap();
+    let b = Server::start(&bolt.dir).unwrap();
+    let elsewhere = b.base.trim_start_matches("http://").to_string();
+    let invite = [
+        "peer", "invite", "--org", "bolt", "--name", "Bolt", "--role", "supplier",
+    ];
+    for cmd in [&["peer", "list"][..], &invite[..]] {
+        let out = Command::new(BIN)
+            .args(cmd)
+            .arg("--data-dir")
+            .arg(&acme.dir)
+            .env("PARLEY_LISTEN", &elsewhere)
+            .env("PARLEY_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    b.stop();
+    a.stop();
 }

@@ -124,3 +124,53 @@ async fn completed_here_and_cancelled_there_is_told_on_both_nodes_until_set_agai
     bolt.stop().await;
     acme.stop().await;
 }
+
+/// Both orgs mark the task completed while apart: Automerge keeps one value per side, but
+/// they are equal, so nothing is reported that a user would have to settle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_value_set_on_both_sides_is_not_a_crossing() {
+    let mut acme = TestNode::start("acme", Role::Retailer).await;
+    let mut bolt = TestNode::start("bolt", Role::Supplier).await;
+    pair(&acme, &bolt).await;
+    let c = acme
+        .create(
+            json!({"kind": "task", "partner": "bolt", "subject": "Photos", "body": "All sides"}),
+        )
+        .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    eventually(30, "the task at bolt", || detail(&bolt, &id)).await;
+
+    bolt.pause().await;
+    eventually(30, "bolt away", || away(&acme, "bolt")).await;
+    set_progress(&acme, &id, "completed").await;
+    acme.pause().await;
+    bolt.resume().await;
+    set_progress(&bolt, &id, "completed").await;
+    acme.resume().await;
+
+    // Both nodes hold both changes: each side's progress entry is in both histories.
+    let progress_by = |v: &Value| {
+        let mut orgs: Vec<String> = v["history"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["action"] == "progress")
+            .filter_map(|e| e["by"]["org"].as_str().map(str::to_string))
+            .collect();
+        orgs.sort();
+        orgs
+    };
+    let (a, b) = eventually(60, "both changes on both nodes", || async {
+        let a = detail(&acme, &id).await?;
+        let b = detail(&bolt, &id).await?;
+        (progress_by(&a) == ["acme", "bolt"] && progress_by(&b) == ["acme", "bolt"])
+            .then_some((a, b))
+    })
+    .await;
+    assert_eq!(a["conflicts"], json!([]), "{a}");
+    assert_eq!(b["conflicts"], json!([]), "{b}");
+    assert_eq!(a["progress"], "completed");
+    assert_eq!(b["progress"], "completed");
+    bolt.stop().await;
+    acme.stop().await;
+}

@@ -456,6 +456,50 @@ async fn bad_folder_sort_or_cursor_is_refused_and_changes_nothing() {
     n.stop().await;
 }
 
+/// A folder decides the state it lists; a `state` (or an open-only filter) that contradicts
+/// it used to win silently (`folder=inbox&state=resolved` listed resolved rows). It is
+/// refused, in both orders, and a filter that agrees with the folder still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_filter_that_contradicts_the_folder_is_refused() {
+    let n = TestNode::start("acme", Role::Retailer).await;
+    let open = id(&n
+        .create(
+            json!({"kind": "task", "partner": "bolt", "subject": "Open", "due_date": "2031-01-01"}),
+        )
+        .await);
+    let shut = id(&n
+        .create(
+            json!({"kind": "task", "partner": "bolt", "subject": "Shut", "due_date": "2031-01-01"}),
+        )
+        .await);
+    let (s, _) = n
+        .post(&format!("/api/v1/conversations/{shut}/resolve"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    for sort in ["activity", "due"] {
+        for (query, what) in [
+            ("folder=inbox&state=resolved&kind=task", "state"),
+            ("folder=inbox&state=resolved", "state"),
+            ("folder=tasks&state=resolved", "state"),
+            ("folder=action&state=resolved", "state"),
+            ("folder=resolved&state=open&kind=task", "state"),
+            ("folder=resolved&awaiting_reply=true", "awaiting_reply"),
+            ("folder=resolved&action_required=true", "action_required"),
+        ] {
+            let q = format!("/api/v1/conversations?{query}&sort={sort}");
+            let (s, v) = n.get(&q).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{q}: {v}");
+            assert_error(&v, what);
+            assert_error(&v, "folder");
+        }
+        let q = format!("sort={sort}&kind=task");
+        expect(&n, &format!("folder=inbox&state=open&{q}"), &[&open]).await;
+        expect(&n, &format!("folder=resolved&state=resolved&{q}"), &[&shut]).await;
+        expect(&n, &format!("folder=all&state=resolved&{q}"), &[&shut]).await;
+    }
+    n.stop().await;
+}
+
 async fn conversation(n: &TestNode, id: &str) -> Value {
     let (s, v) = n.get(&format!("/api/v1/conversations/{id}")).await;
     assert_eq!(s, StatusCode::OK, "{v}");

@@ -330,13 +330,25 @@ pub fn read_strict<D: ReadDoc>(doc: &D) -> R<Conversation> {
     let c = read_with(doc, true)?;
     if c.state == State::Open
         && (c.resolved_at.is_some() || c.resolved_by.is_some())
-        && doc.get_all(ROOT, "state")?.len() < 2
+        && !resolved_concurrently(doc)?
     {
         return Err(DocError::Inconsistent(
             "an open conversation cannot carry resolved_at or resolved_by",
         ));
     }
     Ok(c)
+}
+
+/// Whether a losing value of `state` is a real "resolved": only such a crossing explains a
+/// leftover `resolved_at`. Any other losing value (garbage, or "open" twice) proves nothing.
+fn resolved_concurrently<D: ReadDoc>(doc: &D) -> R<bool> {
+    let all = doc.get_all(ROOT, "state")?;
+    Ok(all.split_last().is_some_and(|(_, rest)| {
+        rest.iter().any(|(v, _)| {
+            matches!(v, Value::Scalar(s)
+                if matches!(s.as_ref(), ScalarValue::Str(s) if State::parse(s) == Some(State::Resolved)))
+        })
+    }))
 }
 
 /// Reads the typed view; fails if the document does not follow the schema.

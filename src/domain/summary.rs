@@ -165,15 +165,19 @@ pub enum Facet {
 impl Facet {
     /// Replaces a state filter and a kind filter by the one facet that holds both, so such a
     /// query (the Tasks folder: open tasks) walks one index range and counts exactly.
+    /// Two different states (or kinds) are left as they are: each is then checked on its own,
+    /// so nothing matches, rather than one silently standing for both.
     pub fn combine(filters: &mut Vec<Facet>) {
-        let s = filters.iter().find_map(|f| match f {
+        let mut states = filters.iter().filter_map(|f| match f {
             Facet::State(s) => Some(*s),
             _ => None,
         });
-        let k = filters.iter().find_map(|f| match f {
+        let s = states.next().filter(|s| states.all(|t| t == *s));
+        let mut kinds = filters.iter().filter_map(|f| match f {
             Facet::Kind(k) => Some(*k),
             _ => None,
         });
+        let k = kinds.next().filter(|k| kinds.all(|t| t == *k));
         if let (Some(s), Some(k)) = (s, k) {
             filters.retain(|f| !matches!(f, Facet::State(_) | Facet::Kind(_)));
             filters.push(Facet::StateKind(s, k));
@@ -251,6 +255,15 @@ mod tests {
             f,
             vec![Facet::Overdue, Facet::StateKind(State::Open, Kind::Task)]
         );
+        // Two different states are both kept, so together they match nothing.
+        let mut f = vec![
+            Facet::State(State::Open),
+            Facet::Kind(Kind::Task),
+            Facet::State(State::Resolved),
+        ];
+        let before = f.clone();
+        Facet::combine(&mut f);
+        assert_eq!(f, before);
     }
 
     #[test]

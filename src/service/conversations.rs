@@ -351,6 +351,9 @@ impl Service {
         if f.overdue == Some(true) {
             filters.push(Facet::Overdue);
         }
+        if let Some(folder) = view.folder {
+            folder_agrees(folder, &filters)?;
+        }
         filters.extend(view.folder.and_then(Folder::facet));
         let unread_only = view.folder == Some(Folder::Unread);
         let q = InboxQuery {
@@ -417,4 +420,38 @@ impl Service {
     pub fn today(&self) -> NaiveDate {
         self.clock.today()
     }
+}
+
+/// A folder decides the state of what it lists: a filter that asks for another state would
+/// otherwise be merged with (or win over) the folder's own, so it is refused, naming what to
+/// drop.
+fn folder_agrees(folder: Folder, filters: &[Facet]) -> Result<()> {
+    use crate::domain::State;
+    let (open, resolved) = (
+        matches!(folder, Folder::Inbox | Folder::Tasks | Folder::Action),
+        folder == Folder::Resolved,
+    );
+    let folder_name = match folder {
+        Folder::Inbox => "inbox",
+        Folder::Tasks => "tasks",
+        Folder::Action => "action",
+        _ => "resolved",
+    };
+    for f in filters {
+        let name = match f {
+            Facet::State(State::Resolved) if open => "state",
+            Facet::State(State::Open) if resolved => "state",
+            Facet::AwaitingReply if resolved => "awaiting_reply",
+            Facet::ActionRequired if resolved => "action_required",
+            _ => continue,
+        };
+        return Err(DomainError::invalid(
+            name,
+            format!(
+                "contradicts folder={folder_name}: `folder` already decides the state; drop `{name}`"
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }

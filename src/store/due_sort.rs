@@ -2,15 +2,20 @@
 //! then those without one, newest activity first; and the search box within a folder or
 //! order that the search index does not page by itself.
 //!
-//! Cost of a page. The dated part walks `DUE_ORDER` upward from the cursor and checks each
-//! entry against the query by key lookups (the entry's value is the row's activity time, which
-//! facets are keyed by), so no row is decoded before it is known to pass. It reads the dated
-//! conversations between the cursor and the page's last row whether they pass or not: `limit`
-//! entries when the filters match most dated conversations, at worst every dated
-//! conversation (tasks with a due date) when they match few. The undated part is an ordinary
-//! activity walk with `no_due_date` as one more filter, so it costs what an inbox page
-//! costs. The total is the folder's total, from the counts as for `sort=activity`: the order
-//! does not change which conversations match.
+//! Cost of a page. `DUE_ORDER` holds each dated conversation once per facet of `ranges()` it
+//! is listed under, and a page walks one of those ranges: the narrowest the query implies
+//! (`active_task` for the Tasks folder, `state:open` for the Inbox and for Action required,
+//! `state:resolved` for Resolved, else `all`). It walks upward from the cursor and checks each
+//! entry against the query by key lookups (the entry's value is the row's activity time,
+//! which facets are keyed by), so no row is decoded before it is known to pass. It reads the
+//! range's entries between the cursor and the page's last row whether they pass or not:
+//! `limit` entries when the other filters match most of that facet's dated rows, at worst
+//! every dated row of the facet when they match few (for Action required, every dated open
+//! conversation, as it changes with the overdue sweep and is not kept as a range). Resolved
+//! rows never cost an open folder anything. The undated part is an ordinary activity walk
+//! with `no_due_date` as one more filter, so it costs what an inbox page costs. The total is
+//! the folder's total, from the counts as for `sort=activity`: the order does not change
+//! which conversations match.
 
 use std::cmp::Reverse;
 use std::ops::Bound;
@@ -22,7 +27,7 @@ use uuid::Uuid;
 use super::Result;
 use super::query::{Cursor, InboxPage, InboxQuery, PageCursor, Plan, Sort, Tables, unread_count};
 use super::tables::*;
-use crate::domain::{Facet, Summary};
+use crate::domain::{Facet, State, Summary};
 
 /// Where a `sort=due` page ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,20 +83,59 @@ impl DueCursor {
     }
 }
 
+/// The facets the due-date order is kept for; each is a superset of what some folder lists.
+fn ranges() -> [String; 4] {
+    [
+        Facet::All,
+        Facet::State(State::Open),
+        Facet::State(State::Resolved),
+        Facet::ActiveTask,
+    ]
+    .map(|f| f.key())
+}
+
+/// The narrowest range of `ranges()` that holds every row `filters` can match: each filter
+/// looked at implies the facet chosen (awaiting reply, action required and an active task
+/// are all open), so walking it and checking the query on each entry loses nothing.
+fn range_for(filters: &[Facet]) -> String {
+    let mut best = Facet::All;
+    for f in filters {
+        match f {
+            Facet::ActiveTask => return Facet::ActiveTask.key(),
+            Facet::State(s) | Facet::StateKind(s, _) => best = Facet::State(*s),
+            Facet::AwaitingReply | Facet::ActionRequired | Facet::Overdue => {
+                best = Facet::State(State::Open)
+            }
+            _ => {}
+        }
+    }
+    best.key()
+}
+
 /// Keeps `DUE_ORDER` in step with one conversation's row changing from `old` to `new`.
 pub(super) fn update(tx: &WriteTransaction, old: Option<&Summary>, new: &Summary) -> Result<()> {
-    let entry = |s: &Summary| s.due_date.map(|d| (d.num_days_from_ce(), s.activity_ms()));
-    let (before, after) = (old.and_then(entry), entry(new));
+    let keep = ranges();
+    let entries = |s: &Summary| -> Vec<(String, i32, i64)> {
+        let Some(d) = s.due_date else {
+            return Vec::new();
+        };
+        s.facets()
+            .into_iter()
+            .filter(|f| keep.contains(f))
+            .map(|f| (f, d.num_days_from_ce(), s.activity_ms()))
+            .collect()
+    };
+    let (before, after) = (old.map(entries).unwrap_or_default(), entries(new));
     if before == after {
         return Ok(());
     }
     let id = new.id.as_u128();
     let mut t = tx.open_table(DUE_ORDER)?;
-    if let Some((day, _)) = before {
-        t.remove((day, id))?;
+    for (f, day, _) in &before {
+        t.remove((f.as_str(), *day, id))?;
     }
-    if let Some((day, activity)) = after {
-        t.insert((day, id), activity)?;
+    for (f, day, activity) in &after {
+        t.insert((f.as_str(), *day, id), *activity)?;
     }
     Ok(())
 }
@@ -112,13 +156,18 @@ pub fn page(
     let mut more = false;
     if !matches!(after, Some(DueCursor::Undated(_))) {
         let due = tx.open_table(DUE_ORDER)?;
+        let mut filters = q.filters.clone();
+        Facet::combine(&mut filters);
+        let range = range_for(&filters);
+        let r = range.as_str();
         let from = match after {
-            Some(DueCursor::Dated { day, id }) => Bound::Excluded((day, id)),
-            _ => Bound::Unbounded,
+            Some(DueCursor::Dated { day, id }) => Bound::Excluded((r, day, id)),
+            _ => Bound::Included((r, i32::MIN, 0)),
         };
-        for entry in due.range::<(i32, u128)>((from, Bound::Unbounded))? {
+        let to = Bound::Included((r, i32::MAX, u128::MAX));
+        for entry in due.range::<(&str, i32, u128)>((from, to))? {
             let (k, v) = entry?;
-            let ((day, id), activity) = (k.value(), v.value());
+            let ((_, day, id), activity) = (k.value(), v.value());
             if !(plan.in_driver(&t, activity, id)? && plan.passes(&t, activity, id)?) {
                 continue;
             }
@@ -215,6 +264,102 @@ pub fn search(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Author, Kind, OrgId, Progress};
+    use redb::{ReadableDatabase, ReadableTable};
+
+    fn dated_task(day: &str) -> Summary {
+        let t = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let acme = OrgId::parse("acme").unwrap();
+        Summary {
+            id: Uuid::now_v7(),
+            kind: Kind::Task,
+            partner: OrgId::parse("bolt").unwrap(),
+            subject: "s".into(),
+            topic: None,
+            reference_id: None,
+            state: State::Open,
+            progress: Some(Progress::Open),
+            due_date: Some(day.parse().unwrap()),
+            created_by: Author {
+                org: acme,
+                user: "u".into(),
+            },
+            created_at: t,
+            last_activity_at: t,
+            message_count: 0,
+            last_message_org: None,
+            last_message_preview: None,
+        }
+    }
+
+    /// The ranges of `DUE_ORDER` that hold `id`.
+    fn ranges_of(db: &redb::Database, id: Uuid) -> Vec<String> {
+        let tx = db.begin_read().unwrap();
+        let t = tx.open_table(DUE_ORDER).unwrap();
+        let mut out: Vec<String> = t
+            .iter()
+            .unwrap()
+            .filter_map(|e| {
+                let (k, _) = e.unwrap();
+                let (f, _, i) = k.value();
+                (i == id.as_u128()).then(|| f.to_string())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// A resolved task leaves the open ranges, so the Inbox, Tasks and Action required never
+    /// walk it; a finished task leaves `active_task`; an undated row is in none.
+    #[test]
+    fn each_dated_row_is_in_the_ranges_of_its_facets_only() {
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        let write = |old: Option<&Summary>, new: &Summary| {
+            let tx = db.begin_write().unwrap();
+            update(&tx, old, new).unwrap();
+            tx.commit().unwrap();
+        };
+        let open = dated_task("2030-01-01");
+        write(None, &open);
+        assert_eq!(
+            ranges_of(&db, open.id),
+            ["active_task", "all", "state:open"]
+        );
+        let mut done = open.clone();
+        done.progress = Some(Progress::Completed);
+        write(Some(&open), &done);
+        assert_eq!(ranges_of(&db, open.id), ["all", "state:open"]);
+        let mut shut = done.clone();
+        shut.state = State::Resolved;
+        write(Some(&done), &shut);
+        assert_eq!(ranges_of(&db, open.id), ["all", "state:resolved"]);
+        let mut undated = shut.clone();
+        undated.due_date = None;
+        write(Some(&shut), &undated);
+        assert!(ranges_of(&db, open.id).is_empty());
+    }
+
+    #[test]
+    fn each_folder_walks_the_narrowest_range_that_holds_it() {
+        let open = Facet::State(State::Open);
+        for (filters, want) in [
+            (vec![], "all"),
+            (vec![Facet::Kind(Kind::Task)], "all"),
+            (vec![open.clone()], "state:open"),
+            (vec![Facet::ActiveTask], "active_task"),
+            (vec![Facet::ActionRequired], "state:open"),
+            (vec![Facet::Overdue, Facet::Kind(Kind::Task)], "state:open"),
+            (
+                vec![Facet::StateKind(State::Resolved, Kind::Task)],
+                "state:resolved",
+            ),
+            (vec![Facet::State(State::Resolved)], "state:resolved"),
+        ] {
+            assert_eq!(range_for(&filters), want, "{filters:?}");
+        }
+    }
 
     /// Each order reads back its own cursors and refuses the other's, so a cursor can never
     /// be taken for a position in an order it was not made in.

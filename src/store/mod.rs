@@ -42,7 +42,9 @@ pub use writer::WriteCtx;
 /// 7: one changes feed per partner org (`audience`).
 /// 8: folders (`active_task`, `no_due_date`, finished tasks out of `action_required`), the
 ///    due-date order and the per-user unread order.
-pub const INDEX_VERSION: u64 = 8;
+/// 9: the due-date order kept per facet (`all`, `state:open`, `state:resolved`,
+///    `active_task`), so a folder's `sort=due` walks only its own dated rows.
+pub const INDEX_VERSION: u64 = 9;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

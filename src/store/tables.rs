@@ -31,10 +31,14 @@ pub const PAIR_COUNTS: TableDefinition<(&str, &str), u64> = TableDefinition::new
 /// (due day, id) of open tasks whose due date is not yet before `swept_day`; the sweep moves
 /// them to the `overdue` facet when their day passes.
 pub const DUE_PENDING: TableDefinition<(i32, u128), ()> = TableDefinition::new("due_pending");
-/// (due day, id) -> last activity ms, for every conversation with a due date whatever its
-/// state: the `sort=due` order. The activity time lets a row be checked against facets
-/// (keyed by activity) without reading it.
-pub const DUE_ORDER: TableDefinition<(i32, u128), i64> = TableDefinition::new("due_order");
+/// (facet, due day, id) -> last activity ms: the `sort=due` order, once for each of the
+/// facets in `due_sort::RANGES` a dated conversation is listed under, so a folder walks only
+/// its own dated rows. The activity time lets a row be checked against facets (keyed by
+/// activity) without reading it.
+pub const DUE_ORDER: TableDefinition<(&str, i32, u128), i64> =
+    TableDefinition::new("due_order_by_facet");
+/// Index version 8 kept one due-date order for every state under this name.
+const DUE_ORDER_V8: TableDefinition<(i32, u128), i64> = TableDefinition::new("due_order");
 /// Current heads of each document (32-byte hashes, concatenated), so sync can compare heads
 /// without loading documents.
 pub const HEADS: TableDefinition<u128, &[u8]> = TableDefinition::new("heads");
@@ -117,6 +121,7 @@ pub fn clear_derived(tx: &redb::WriteTransaction) -> Result<(), redb::TableError
     tx.delete_table(PAIR_COUNTS)?;
     tx.delete_table(DUE_PENDING)?;
     tx.delete_table(DUE_ORDER)?;
+    tx.delete_table(DUE_ORDER_V8)?;
     tx.delete_table(UNREAD_ORDER)?;
     tx.delete_table(FEED)?;
     tx.delete_table(FEED_POS)?;

@@ -8,9 +8,11 @@
 //! A concurrent delete does not survive as a value of its own (Automerge lets a concurrent set
 //! win over a delete), so `None` here only stands for a value this node cannot show.
 
+use std::collections::HashMap;
+
 use automerge::{Automerge, ObjType, ROOT, ReadDoc, Value};
 
-use super::super::{Author, OrgId, Progress, State};
+use super::super::{Author, OrgId, Progress, State, check_text, limits};
 
 /// The fields whose crossings are reported, as the API names them.
 pub const FIELDS: &[&str] = &["subject", "state", "progress", "due_date", "reference_id"];
@@ -31,26 +33,36 @@ pub struct Conflict {
 }
 
 /// Whether `field` holds more than one value: setting it then changes the document even when
-/// the value set is the one already standing (that is how a user settles a crossing).
+/// the value set is the one already standing (that is how a user settles a crossing). Values
+/// that are all equal (both sides reopened, or marked the same progress) are no crossing.
 pub fn crossed<D: ReadDoc>(doc: &D, field: &str) -> bool {
-    doc.get_all(ROOT, field).is_ok_and(|all| all.len() > 1)
+    doc.get_all(ROOT, field)
+        .is_ok_and(|all| all.windows(2).any(|w| w[0].0 != w[1].0))
 }
 
 /// Whether `s` is a value of `field` as the API shows it; a value the schema would refuse
 /// (only a losing value of a crossing is not checked on arrival) is left out of the report.
-fn valid(field: &str, s: &str) -> bool {
+/// Text fields get the same checks the write gate applies to a standing value.
+fn valid(field: &'static str, s: &str) -> bool {
     match field {
         "state" => State::parse(s).is_some(),
         "progress" => Progress::parse(s).is_some(),
         "due_date" => s.parse::<chrono::NaiveDate>().is_ok(),
-        _ => true,
+        "subject" => check_text(field, s, limits::SUBJECT_CHARS, true).is_ok(),
+        "reference_id" => check_text(field, s, limits::REFERENCE_ID_CHARS, true).is_ok(),
+        _ => false,
     }
 }
+
+/// Fields only the org that started the conversation may set. A losing value of one of them
+/// is shown only when its setter is known to be that org: the gate judges the standing value
+/// alone, so a partner's concurrent write would otherwise reach the report unchecked.
+const CREATOR_ONLY: &[&str] = &["subject", "due_date", "reference_id"];
 
 /// Every crossed field of `doc`, in [`FIELDS`] order; empty when nothing crossed.
 pub fn read(doc: &Automerge) -> Result<Vec<Conflict>, automerge::AutomergeError> {
     let mut out = Vec::new();
-    let mut authors: Option<Vec<ChangeAuthor>> = None;
+    let mut authors: Option<Changes> = None;
     for &field in FIELDS {
         let all = doc.get_all(ROOT, field)?;
         if all.len() < 2 {
@@ -59,7 +71,7 @@ pub fn read(doc: &Automerge) -> Result<Vec<Conflict>, automerge::AutomergeError>
         // Who made each change is read once, and only for a document that has a crossing.
         let authors = match &mut authors {
             Some(a) => a,
-            None => authors.insert(change_authors(doc)?),
+            None => authors.insert(Changes::read(doc)?),
         };
         let setting = |(v, id): &(Value<'_>, automerge::ObjId)| -> Option<Setting> {
             let value = match v {
@@ -72,9 +84,7 @@ pub fn read(doc: &Automerge) -> Result<Vec<Conflict>, automerge::AutomergeError>
             };
             Some(Setting {
                 value,
-                by: position(authors, id)
-                    .and_then(|i| authors.get(i))
-                    .and_then(|c| c.by.clone()),
+                by: authors.by(id).cloned(),
             })
         };
         // `get_all` orders values by operation id; the last is the one `get` answers, and a
@@ -85,7 +95,19 @@ pub fn read(doc: &Automerge) -> Result<Vec<Conflict>, automerge::AutomergeError>
         let Some(standing) = setting(last) else {
             continue;
         };
-        let others: Vec<Setting> = rest.iter().filter_map(setting).collect();
+        let creator_only = CREATOR_ONLY.contains(&field);
+        let others: Vec<Setting> = rest
+            .iter()
+            .filter_map(setting)
+            // The same value set on both sides is no crossing to settle.
+            .filter(|o| o.value != standing.value)
+            .filter(|o| {
+                !creator_only
+                    || o.by
+                        .as_ref()
+                        .is_some_and(|b| Some(&b.org) == authors.creator.as_ref())
+            })
+            .collect();
         if others.is_empty() {
             continue;
         }
@@ -98,62 +120,97 @@ pub fn read(doc: &Automerge) -> Result<Vec<Conflict>, automerge::AutomergeError>
     Ok(out)
 }
 
-/// A change's operation range and the author of the history entry written in it.
+/// One change's operation range and the author of the history entry written in it.
 struct ChangeAuthor {
-    actor: automerge::ActorId,
     start_op: u64,
     max_op: u64,
     by: Option<Author>,
 }
 
-/// Every local write puts a field and its history entry in one change, so the entry whose
-/// object was made in the change that set a value tells exactly who set it. A change with no
-/// history entry (one not made through Parley's commands) has no known author.
-fn change_authors(doc: &Automerge) -> Result<Vec<ChangeAuthor>, automerge::AutomergeError> {
-    let mut out: Vec<ChangeAuthor> = doc
-        .get_changes_meta(&[])
-        .into_iter()
-        .map(|m| ChangeAuthor {
-            actor: m.actor.into_owned(),
-            start_op: m.start_op,
-            max_op: m.max_op,
-            by: None,
-        })
-        .collect();
-    let Some((Value::Object(ObjType::Map), hist)) = doc.get(ROOT, "history")? else {
-        return Ok(out);
-    };
-    for item in doc.map_range(&hist, ..) {
-        let obj = item.id();
-        let Some(c) = position(&out, &obj).and_then(|i| out.get_mut(i)) else {
-            continue;
-        };
-        if c.by.is_some() {
-            continue;
-        }
-        let org = doc
-            .get(&obj, "org")?
-            .and_then(|(v, _)| v.into_string().ok());
-        let user = doc
-            .get(&obj, "user")?
-            .and_then(|(v, _)| v.into_string().ok());
-        if let (Some(org), Some(user)) = (org, user)
-            && let Ok(org) = OrgId::parse(&org)
-        {
-            c.by = Some(Author { org, user });
-        }
-    }
-    Ok(out)
+/// The changes of a document per actor, each actor's sorted by operation range (an actor's
+/// ranges never overlap), so the change that made an operation is a binary search away.
+struct Changes {
+    by_actor: HashMap<automerge::ActorId, Vec<ChangeAuthor>>,
+    /// The org that started the conversation, when the document says.
+    creator: Option<OrgId>,
 }
 
-/// The change that made operation `op`: the one of its actor whose operation range holds it.
-fn position(changes: &[ChangeAuthor], op: &automerge::ObjId) -> Option<usize> {
-    let automerge::ObjId::Id(ctr, actor, _) = op else {
-        return None;
-    };
-    changes
-        .iter()
-        .position(|c| &c.actor == actor && c.start_op <= *ctr && *ctr <= c.max_op)
+impl Changes {
+    /// Every local write puts a field and its history entry in one change, so the entry whose
+    /// object was made in the change that set a value tells exactly who set it. A change with
+    /// no history entry (one not made through Parley's commands) has no known author.
+    fn read(doc: &Automerge) -> Result<Self, automerge::AutomergeError> {
+        let mut by_actor: HashMap<automerge::ActorId, Vec<ChangeAuthor>> = HashMap::new();
+        for m in doc.get_changes_meta(&[]) {
+            by_actor
+                .entry(m.actor.into_owned())
+                .or_default()
+                .push(ChangeAuthor {
+                    start_op: m.start_op,
+                    max_op: m.max_op,
+                    by: None,
+                });
+        }
+        // An empty change's range is empty; among equal starts it sorts first, so the search
+        // below lands on the change that holds operations.
+        for v in by_actor.values_mut() {
+            v.sort_by_key(|c| (c.start_op, c.max_op));
+        }
+        let mut out = Changes {
+            by_actor,
+            creator: None,
+        };
+        if let Some((Value::Object(ObjType::Map), cb)) = doc.get(ROOT, "created_by")? {
+            out.creator = doc
+                .get(&cb, "org")?
+                .and_then(|(v, _)| v.into_string().ok())
+                .and_then(|o| OrgId::parse(&o).ok());
+        }
+        let Some((Value::Object(ObjType::Map), hist)) = doc.get(ROOT, "history")? else {
+            return Ok(out);
+        };
+        for item in doc.map_range(&hist, ..) {
+            let obj = item.id();
+            let Some(c) = out.find_mut(&obj) else {
+                continue;
+            };
+            if c.by.is_some() {
+                continue;
+            }
+            let org = doc
+                .get(&obj, "org")?
+                .and_then(|(v, _)| v.into_string().ok());
+            let user = doc
+                .get(&obj, "user")?
+                .and_then(|(v, _)| v.into_string().ok());
+            if let (Some(org), Some(user)) = (org, user)
+                && let Ok(org) = OrgId::parse(&org)
+            {
+                c.by = Some(Author { org, user });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The change that made operation `op`: the one of its actor whose range holds it.
+    fn find_mut(&mut self, op: &automerge::ObjId) -> Option<&mut ChangeAuthor> {
+        let automerge::ObjId::Id(ctr, actor, _) = op else {
+            return None;
+        };
+        let v = self.by_actor.get_mut(actor)?;
+        let i = v.partition_point(|c| c.start_op <= *ctr).checked_sub(1)?;
+        v.get_mut(i).filter(|c| *ctr <= c.max_op)
+    }
+
+    /// Who made operation `op`, when its change wrote a history entry.
+    fn by(&self, op: &automerge::ObjId) -> Option<&Author> {
+        let automerge::ObjId::Id(ctr, actor, _) = op else {
+            return None;
+        };
+        let v = self.by_actor.get(actor)?;
+        let i = v.partition_point(|c| c.start_op <= *ctr).checked_sub(1)?;
+        v.get(i).filter(|c| *ctr <= c.max_op)?.by.as_ref()
+    }
 }
 
 #[cfg(test)]
@@ -218,7 +275,10 @@ mod tests {
         let mut b = a.fork().with_actor(automerge::ActorId::random());
         let set = |d: &mut AutoCommit, by: &Author, p: Progress| {
             let v = super::super::read(d).unwrap();
-            commands::apply(d, &v, &Command::SetProgress(p), by, now).unwrap()
+            let o = commands::apply(d, &v, &Command::SetProgress(p), by, now).unwrap();
+            // One change per command, as the store writes them.
+            d.commit();
+            o
         };
         set(&mut a, &who("acme"), Progress::Completed);
         set(&mut b, &who("bolt"), Progress::Cancelled);
@@ -229,7 +289,9 @@ mod tests {
                 reference_id: None,
                 due_date: None,
             };
-            commands::apply(d, &v, &cmd, &who("acme"), now).unwrap()
+            let o = commands::apply(d, &v, &cmd, &who("acme"), now).unwrap();
+            d.commit();
+            o
         };
         rename(&mut a, "From site A");
         rename(&mut b, "From site B");
@@ -280,5 +342,168 @@ mod tests {
                 .chain([&c.standing])
                 .all(|s| s.value.as_deref() != Some("exploded"))
         }));
+    }
+
+    /// A task started by acme with bolt, on two copies of the document with actors of their
+    /// own, and a way to set progress through the commands.
+    fn started() -> (AutoCommit, AutoCommit) {
+        use crate::domain::commands::{self, NewConversation};
+        use crate::domain::{Kind, Role, new_id};
+        let n = NewConversation {
+            id: new_id(),
+            kind: Kind::Task,
+            subject: "Photos".into(),
+            topic: None,
+            reference_id: None,
+            due_date: None,
+            body: None,
+            message_id: new_id(),
+        };
+        let bolt = OrgId::parse("bolt").unwrap();
+        let c = commands::new_conversation(
+            n,
+            who("acme"),
+            Role::Retailer,
+            &bolt,
+            Role::Supplier,
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        let mut a = AutoCommit::new().with_actor(automerge::ActorId::random());
+        super::super::create(&mut a, &c).unwrap();
+        let b = a.fork().with_actor(automerge::ActorId::random());
+        (a, b)
+    }
+
+    fn who(org: &str) -> Author {
+        Author {
+            org: OrgId::parse(org).unwrap(),
+            user: format!("{org}-user"),
+        }
+    }
+
+    fn apply(d: &mut AutoCommit, by: &str, cmd: crate::domain::commands::Command) {
+        let v = super::super::read(d).unwrap();
+        crate::domain::commands::apply(d, &v, &cmd, &who(by), chrono::Utc::now()).unwrap();
+        d.commit();
+    }
+
+    #[test]
+    fn the_same_value_set_on_both_sides_is_no_crossing() {
+        use crate::domain::commands::Command;
+        let (mut a, mut b) = started();
+        apply(&mut a, "acme", Command::SetProgress(Progress::Completed));
+        apply(&mut b, "bolt", Command::SetProgress(Progress::Completed));
+        apply(&mut a, "acme", Command::Resolve);
+        apply(&mut b, "bolt", Command::Resolve);
+        a.merge(&mut b).unwrap();
+        assert_eq!(a.get_all(ROOT, "progress").unwrap().len(), 2);
+        assert!(read(a.document()).unwrap().is_empty());
+        assert!(!crossed(&a, "progress"));
+        assert!(!crossed(&a, "state"));
+    }
+
+    /// Writes `field = value` with a history entry in `by`'s name in the same change, or with
+    /// none — the way a hostile node can, bypassing the commands.
+    fn plant(d: &mut AutoCommit, field: &str, value: &str, by: Option<&str>) {
+        d.put(ROOT, field, value).unwrap();
+        if let Some(by) = by {
+            let e = crate::domain::Event {
+                id: crate::domain::new_id(),
+                at: chrono::Utc::now(),
+                by: who(by),
+                action: field.into(),
+                from: None,
+                to: Some(value.into()),
+            };
+            super::super::add_event(d, &e).unwrap();
+        }
+        d.commit();
+    }
+
+    #[test]
+    fn a_planted_losing_value_is_not_reported() {
+        use crate::domain::commands::Command;
+        let (mut a, mut b) = started();
+        let (mut bidi, mut by_partner, mut unnamed, mut huge) =
+            (b.fork(), b.fork(), b.fork(), b.fork());
+        for c in [&mut bidi, &mut by_partner, &mut unnamed, &mut huge] {
+            c.set_actor(automerge::ActorId::random());
+        }
+        // A bidi override, even in a change that claims to be the creator's.
+        plant(
+            &mut bidi,
+            "subject",
+            "Invoice \u{202E}fdp.exe",
+            Some("acme"),
+        );
+        // A clean value, but bolt may not set the reference ID.
+        plant(&mut by_partner, "reference_id", "PO-666", Some("bolt"));
+        // A clean value whose setter cannot be told.
+        plant(&mut unnamed, "due_date", "2031-01-01", None);
+        let long = "x".repeat(limits::SUBJECT_CHARS + 1);
+        plant(&mut huge, "subject", &long, Some("acme"));
+        // Acme's own writes come later in op order, so they are the standing values.
+        for p in [Progress::InProgress, Progress::Open, Progress::InProgress] {
+            apply(&mut a, "acme", Command::SetProgress(p));
+        }
+        apply(
+            &mut a,
+            "acme",
+            Command::Update {
+                subject: Some("Photos, all sides".into()),
+                reference_id: Some(Some("PO-1".into())),
+                due_date: Some(Some("2030-06-01".parse().unwrap())),
+            },
+        );
+        for c in [&mut bidi, &mut by_partner, &mut unnamed, &mut huge] {
+            a.merge(c).unwrap();
+        }
+        let v = super::super::read(&a).unwrap();
+        assert_eq!(v.subject, "Photos, all sides");
+        assert_eq!(v.reference_id.as_deref(), Some("PO-1"));
+        assert!(crossed(&a, "subject") && crossed(&a, "reference_id"));
+        assert_eq!(read(a.document()).unwrap(), vec![]);
+    }
+
+    fn pad(d: &mut AutoCommit) {
+        for i in 0..60 {
+            let p = if i % 2 == 0 { "in_progress" } else { "open" };
+            d.put(ROOT, "progress", p).unwrap();
+            d.commit();
+        }
+    }
+
+    #[test]
+    fn only_a_real_resolve_explains_a_leftover_resolved_at() {
+        use crate::domain::commands::Command;
+        let (mut a, _) = started();
+        apply(&mut a, "acme", Command::Resolve);
+        let mut b = a.fork().with_actor(automerge::ActorId::random());
+        // Honest: acme reopens while bolt reopens and resolves again; the reopen stands and
+        // bolt's resolved_at survives it (a concurrent put wins over a delete).
+        let mut honest = a.fork().with_actor(automerge::ActorId::random());
+        let mut resolver = a.fork().with_actor(automerge::ActorId::random());
+        apply(&mut resolver, "bolt", Command::Reopen);
+        apply(&mut resolver, "bolt", Command::Resolve);
+        // Writes before the reopen give acme's side the higher operation ids, so its open
+        // stands. (Setting a value that is already there writes nothing, so they alternate.)
+        pad(&mut honest);
+        apply(&mut honest, "acme", Command::Reopen);
+        // Forged: an open state without clearing resolved_at, excused only by a garbage
+        // losing value.
+        b.put(ROOT, "state", "gone").unwrap();
+        b.commit();
+        pad(&mut a);
+        a.put(ROOT, "state", "open").unwrap();
+        a.commit();
+        a.merge(&mut b).unwrap();
+        assert_eq!(a.get_all(ROOT, "state").unwrap().len(), 2);
+        assert_eq!(super::super::read(&a).unwrap().state, State::Open);
+        assert!(super::super::read_strict(&a).is_err());
+        honest.merge(&mut resolver).unwrap();
+        let v = super::super::read_strict(&honest).unwrap();
+        assert_eq!(v.state, State::Open);
+        assert!(v.resolved_at.is_some());
     }
 }

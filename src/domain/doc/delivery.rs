@@ -6,7 +6,7 @@
 //! holds every change that `shared_heads` depend on, so what it lacks is
 //! `get_changes(shared_heads)`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use automerge::{Automerge, ChangeHash, ObjType, ROOT, ReadDoc, Value};
 use uuid::Uuid;
@@ -25,17 +25,18 @@ pub fn undelivered_messages(
     let Some((Value::Object(ObjType::Map), msgs)) = doc.get(ROOT, "messages")? else {
         return Ok(HashSet::new());
     };
-    // (message id, actor, op counter) of each of our messages.
-    let mut made = Vec::new();
+    // Our messages by the actor and operation counter of their object, indexed once: each
+    // missing change then finds the messages it made by a range lookup.
+    let mut made: HashMap<automerge::ActorId, BTreeMap<u64, Uuid>> = HashMap::new();
     for item in doc.map_range(&msgs, ..) {
         let Ok(id) = Uuid::parse_str(&item.key) else {
             continue;
         };
         if let (true, automerge::ObjId::Id(ctr, actor, _)) = (ours.contains(&id), item.id()) {
-            made.push((id, actor, ctr));
+            made.entry(actor).or_default().insert(ctr, id);
         }
     }
-    let mut lacking: HashSet<Uuid> = made.iter().map(|(id, ..)| *id).collect();
+    let mut lacking: HashSet<Uuid> = made.values().flat_map(|m| m.values().copied()).collect();
     for shared in partner_nodes {
         // A state can only name changes this node holds; anything else is ignored rather than
         // taken as "has nothing".
@@ -44,19 +45,16 @@ pub fn undelivered_messages(
             .filter(|h| doc.get_change_meta_by_hash(h).is_some())
             .copied()
             .collect();
-        let missing: Vec<(automerge::ActorId, u64, u64)> = doc
-            .get_changes_meta(&known)
-            .into_iter()
-            .map(|m| (m.actor.into_owned(), m.start_op, m.max_op))
-            .collect();
-        lacking.retain(|id| {
-            made.iter().any(|(mid, actor, ctr)| {
-                mid == id
-                    && missing
-                        .iter()
-                        .any(|(a, s, m)| a == actor && s <= ctr && ctr <= m)
-            })
-        });
+        let mut missing_here = HashSet::new();
+        for m in doc.get_changes_meta(&known) {
+            if m.max_op < m.start_op {
+                continue;
+            }
+            if let Some(by_ctr) = made.get(&*m.actor) {
+                missing_here.extend(by_ctr.range(m.start_op..=m.max_op).map(|(_, id)| *id));
+            }
+        }
+        lacking.retain(|id| missing_here.contains(id));
         if lacking.is_empty() {
             break;
         }
