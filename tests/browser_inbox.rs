@@ -44,7 +44,10 @@ async fn wait_subjects(b: &Session, what: &str, f: impl Fn(&[String]) -> bool) -
         if f(&s) {
             return s;
         }
-        assert!(t.elapsed() < wd::WAIT, "timed out waiting for {what}: {s:?}");
+        assert!(
+            t.elapsed() < wd::WAIT,
+            "timed out waiting for {what}: {s:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
@@ -85,7 +88,9 @@ async fn the_inbox_in_a_days_use() {
         .await;
     assert_eq!(s, StatusCode::OK);
     let gone = n
-        .create(json!({"kind": "message", "partner": "bolt", "subject": "Returned catalogue kettles"}))
+        .create(
+            json!({"kind": "message", "partner": "bolt", "subject": "Returned catalogue kettles"}),
+        )
         .await;
     let (s, _) = n
         .post(
@@ -141,14 +146,21 @@ async fn the_inbox_in_a_days_use() {
             json!([id_of(&soon)]),
         )
         .await;
-    assert_eq!(cut, json!([long_ref, true]), "a long Reference ID is cut, full text on hover");
+    assert_eq!(
+        cut,
+        json!([long_ref, true]),
+        "a long Reference ID is cut, full text on hover"
+    );
     let topic_title = b
         .exec(
             "return document.querySelector(`tr[data-id='${arguments[0]}'] td.col-topic`).title",
             json!([id_of(&soon)]),
         )
         .await;
-    assert!(topic_title.as_str().unwrap().contains(long_label), "{topic_title}");
+    assert!(
+        topic_title.as_str().unwrap().contains(long_label),
+        "{topic_title}"
+    );
     // Progress and state are separate columns.
     let row = b
         .exec(
@@ -176,7 +188,9 @@ async fn the_inbox_in_a_days_use() {
     .await;
 
     step("the header's unread count is what the Unread view lists, and the tab title shows it");
-    let count = b.wait_text("#unread-count", "a count", |t| !t.is_empty()).await;
+    let count = b
+        .wait_text("#unread-count", "a count", |t| !t.is_empty())
+        .await;
     open_folder(&b, "unread", "Unread").await;
     let listed = wait_subjects(&b, "the unread list", |s| !s.is_empty()).await;
     assert_eq!(listed.len().to_string(), count, "{listed:?}");
@@ -189,17 +203,29 @@ async fn the_inbox_in_a_days_use() {
     step("finished tasks leave Tasks and Action required");
     open_folder(&b, "tasks", "Tasks").await;
     let tasks = wait_subjects(&b, "tasks", |s| s.len() == 2).await;
-    assert!(!tasks.iter().any(|s| s == "Finished label task"), "{tasks:?}");
+    assert!(
+        !tasks.iter().any(|s| s == "Finished label task"),
+        "{tasks:?}"
+    );
     open_folder(&b, "action", "Action required").await;
-    let action = wait_subjects(&b, "action required", |s| s.iter().any(|x| x == "Overdue carton count")).await;
-    assert!(!action.iter().any(|s| s == "Finished label task"), "{action:?}");
+    let action = wait_subjects(&b, "action required", |s| {
+        s.iter().any(|x| x == "Overdue carton count")
+    })
+    .await;
+    assert!(
+        !action.iter().any(|s| s == "Finished label task"),
+        "{action:?}"
+    );
 
     step("search looks in every folder and marks each result with its folder");
     b.type_into("#search", "catalogue").await;
     b.press(&["Enter"]).await;
     b.wait_contains("main h1", "Search").await;
     let found = wait_subjects(&b, "both results", |s| s.len() == 2).await;
-    assert!(found.contains(&"Returned catalogue kettles".to_string()), "{found:?}");
+    assert!(
+        found.contains(&"Returned catalogue kettles".to_string()),
+        "{found:?}"
+    );
     let marks = b
         .exec(
             "return [...document.querySelectorAll('#inbox-list tbody tr')].map((r) => r.querySelector('td.subject a').textContent.replace(/^Unread: /, '') + ': ' + r.querySelector('.badge.folder').textContent).sort()",
@@ -208,7 +234,10 @@ async fn the_inbox_in_a_days_use() {
         .await;
     assert_eq!(
         marks,
-        json!(["Returned catalogue kettles: Resolved", "Spring catalogue photos: Inbox"])
+        json!([
+            "Returned catalogue kettles: Resolved",
+            "Spring catalogue photos: Inbox"
+        ])
     );
     axe(&b, "search results").await;
     // Clearing the search goes back to the folder it started from.
@@ -217,7 +246,9 @@ async fn the_inbox_in_a_days_use() {
     b.click("#folder-inbox").await;
     b.wait_contains("main h1", "Inbox").await;
 
-    step("the Options menu: Esc closes it and not the window; outside click and a choice close it; it covers nothing");
+    step(
+        "the Options menu: Esc closes it and not the window; outside click and a choice close it; it covers nothing",
+    );
     b.click("#compose-button").await;
     b.wait("#compose").await;
     axe(&b, "New Conversation").await;
@@ -225,7 +256,10 @@ async fn the_inbox_in_a_days_use() {
     b.wait("#compose-options-menu").await;
     b.press(&["Escape"]).await;
     b.wait_gone("#compose-options-menu").await;
-    assert!(b.find("#compose").await.is_some(), "Esc closed New Conversation");
+    assert!(
+        b.find("#compose").await.is_some(),
+        "Esc closed New Conversation"
+    );
     b.click("#compose-options").await;
     b.wait("#compose-options-menu").await;
     b.click("#compose-subject").await;
@@ -233,12 +267,17 @@ async fn the_inbox_in_a_days_use() {
     b.click("#compose-options").await;
     b.click("#opt-reference-id").await;
     b.wait_gone("#compose-options-menu").await;
-    assert_eq!(b.focused().await, "compose-reference-id", "a choice moves to its field");
+    assert_eq!(
+        b.focused().await,
+        "compose-reference-id",
+        "a choice moves to its field"
+    );
     // An error on the form, then the menu open over it: nothing may be covered.
     b.set_value("#compose-partner", "bolt").await;
     b.type_into("#compose-subject", "Pallet heights").await;
     b.click("#compose-send").await;
-    b.wait_contains("#compose-error", "Fill in the Reference ID").await;
+    b.wait_contains("#compose-error", "Fill in the Reference ID")
+        .await;
     b.click("#compose-options").await;
     b.wait("#compose-options-menu").await;
     let covers = b
@@ -254,7 +293,11 @@ async fn the_inbox_in_a_days_use() {
             json!([]),
         )
         .await;
-    assert_eq!(covers, json!([]), "the open Options menu covers a field or the error");
+    assert_eq!(
+        covers,
+        json!([]),
+        "the open Options menu covers a field or the error"
+    );
     b.press(&["Escape"]).await;
     b.wait_gone("#compose-options-menu").await;
 
@@ -266,14 +309,20 @@ async fn the_inbox_in_a_days_use() {
     assert!(b.find("#compose").await.is_some());
     b.click("#confirm-back").await;
     b.wait_gone("#confirm").await;
-    assert_eq!(b.prop("#compose-subject", "value").await, "Draft about pallets");
+    assert_eq!(
+        b.prop("#compose-subject", "value").await,
+        "Draft about pallets"
+    );
     b.click("#compose-cancel").await;
     b.click("#confirm-keep").await;
     b.wait_gone("#compose").await;
     b.goto(&format!("{base}/")).await;
     b.click("#compose-button").await;
     b.wait("#compose").await;
-    assert_eq!(b.prop("#compose-subject", "value").await, "Draft about pallets");
+    assert_eq!(
+        b.prop("#compose-subject", "value").await,
+        "Draft about pallets"
+    );
     assert_eq!(b.prop("#compose-body", "value").await, "Half a thought");
     b.click("#compose-cancel").await;
     b.click("#confirm-discard").await;
@@ -298,7 +347,8 @@ async fn the_inbox_in_a_days_use() {
     let (_, v) = n.get("/api/v1/conversations?q=Count%20returns").await;
     assert_eq!(v["total"], 0);
     b.set_value("#compose-due-date", "2031-05-05").await;
-    b.wait_text("#compose-due-warning", "no warning", |t| t.is_empty()).await;
+    b.wait_text("#compose-due-warning", "no warning", |t| t.is_empty())
+        .await;
     b.press(&["Control", "Enter"]).await;
     b.wait_gone("#compose").await;
     b.wait_contains("#inbox-list", "Count returns").await;
@@ -325,7 +375,10 @@ async fn the_inbox_in_a_days_use() {
     b.press(&["k"]).await;
     let first = subjects(&b).await[0].clone();
     let focused_text = b
-        .exec("return document.activeElement.textContent.replace(/^Unread: /, '')", json!([]))
+        .exec(
+            "return document.activeElement.textContent.replace(/^Unread: /, '')",
+            json!([]),
+        )
         .await;
     assert_eq!(focused_text, json!(first), "j, j, k: back on the first row");
     b.press(&["Enter"]).await;
@@ -339,11 +392,16 @@ async fn the_inbox_in_a_days_use() {
     assert_eq!(b.focused().await, "skip-list");
     b.press(&["Enter"]).await;
     let href = b
-        .exec("return document.activeElement.getAttribute('href') || ''", json!([]))
+        .exec(
+            "return document.activeElement.getAttribute('href') || ''",
+            json!([]),
+        )
         .await;
     assert!(href.as_str().unwrap().starts_with("/c/"), "{href}");
 
-    step("reply with Ctrl+Enter: the focus stays in the reply box; a reply draft survives a reload");
+    step(
+        "reply with Ctrl+Enter: the focus stays in the reply box; a reply draft survives a reload",
+    );
     b.goto(&format!("{base}/c/{}", id_of(&late))).await;
     b.wait("#reply-body").await;
     b.type_into("#reply-body", "Counting on Thursday.").await;
@@ -354,16 +412,24 @@ async fn the_inbox_in_a_days_use() {
     b.type_into("#reply-body", "Second half, not sent").await;
     b.goto(&format!("{base}/c/{}", id_of(&late))).await;
     b.wait("#reply-body").await;
-    assert_eq!(b.prop("#reply-body", "value").await, "Second half, not sent");
+    assert_eq!(
+        b.prop("#reply-body", "value").await,
+        "Second half, not sent"
+    );
     axe(&b, "conversation").await;
 
     step("Cancel task asks, with an optional reason sent as a message");
     b.click("#progress-cancel").await;
     b.wait("#cancel-reason").await;
-    b.type_into("#cancel-reason", "Counted by the warehouse already").await;
+    b.type_into("#cancel-reason", "Counted by the warehouse already")
+        .await;
     b.click("#confirm-yes").await;
     b.wait_contains("#conversation-progress", "Cancelled").await;
-    b.wait_contains("#thread", "Task cancelled: Counted by the warehouse already").await;
+    b.wait_contains(
+        "#thread",
+        "Task cancelled: Counted by the warehouse already",
+    )
+    .await;
     assert_eq!(b.text("#conversation-state").await, "Open");
 
     step("Mark completed offers to resolve as well");
@@ -374,8 +440,13 @@ async fn the_inbox_in_a_days_use() {
     b.click("#confirm-yes").await;
     b.wait_contains("#conversation-state", "Resolved").await;
     assert_eq!(b.text("#conversation-progress").await, "Completed");
-    let (_, v) = n.get(&format!("/api/v1/conversations/{}", id_of(&soon))).await;
-    assert_eq!((v["state"].as_str(), v["progress"].as_str()), (Some("resolved"), Some("completed")));
+    let (_, v) = n
+        .get(&format!("/api/v1/conversations/{}", id_of(&soon)))
+        .await;
+    assert_eq!(
+        (v["state"].as_str(), v["progress"].as_str()),
+        (Some("resolved"), Some("completed"))
+    );
 
     step("e resolves the open conversation, after asking");
     b.goto(&format!("{base}/c/{}", id_of(&spring))).await;
@@ -387,7 +458,10 @@ async fn the_inbox_in_a_days_use() {
     b.wait_contains("#conversation-state", "Resolved").await;
 
     step("topics: readable field names, an empty state for people, the bulk notice stays");
-    for (r, t, p, l) in [("SKU-A", "Kettle A", "12.50", "5"), ("SKU-B", "Kettle B", "13.00", "6")] {
+    for (r, t, p, l) in [
+        ("SKU-A", "Kettle A", "12.50", "5"),
+        ("SKU-B", "Kettle B", "13.00", "6"),
+    ] {
         let (s, v) = n
             .post("/api/v1/topics", json!({"kind": "item", "ref": r, "title": t, "fields": {"unit_price": p, "leadTime": l}}))
             .await;
@@ -402,10 +476,16 @@ async fn the_inbox_in_a_days_use() {
     // Headings are shown in capitals; their text is the label.
     b.wait("#topic-list thead").await;
     let head = b
-        .exec("return document.querySelector('#topic-list thead').textContent", json!([]))
+        .exec(
+            "return document.querySelector('#topic-list thead').textContent",
+            json!([]),
+        )
         .await;
     let head = head.as_str().unwrap_or_default();
-    assert!(head.contains("Unit price") && head.contains("Lead time"), "{head}");
+    assert!(
+        head.contains("Unit price") && head.contains("Lead time"),
+        "{head}"
+    );
     axe(&b, "item list").await;
     b.click("input[aria-label='Select SKU-A']").await;
     b.click("input[aria-label='Select SKU-B']").await;
@@ -415,15 +495,28 @@ async fn the_inbox_in_a_days_use() {
     b.type_into("#compose-subject", "Lead times").await;
     b.click("#compose-send").await;
     b.wait_gone("#compose").await;
-    b.wait_contains("#started-status", "2 conversations started").await;
+    b.wait_contains("#started-status", "2 conversations started")
+        .await;
     assert_eq!(b.text("#selection-status").await, "");
     let checked = b
-        .exec("return document.querySelectorAll('#topic-list input:checked').length", json!([]))
+        .exec(
+            "return document.querySelectorAll('#topic-list input:checked').length",
+            json!([]),
+        )
         .await;
     assert_eq!(checked, json!(0), "the rows are cleared after sending");
     // The notice outlives the passing toast.
-    b.wait_true("return !document.getElementById('toast').classList.contains('show')", json!([]), "the toast to pass").await;
-    assert!(b.text("#started-status").await.contains("2 conversations started"));
+    b.wait_true(
+        "return !document.getElementById('toast').classList.contains('show')",
+        json!([]),
+        "the toast to pass",
+    )
+    .await;
+    assert!(
+        b.text("#started-status")
+            .await
+            .contains("2 conversations started")
+    );
     b.click("#topic-list a[href='/topics/item/SKU-A']").await;
     let facts = b.wait_contains("main .facts", "Unit price").await;
     assert!(!facts.contains("unit_price"), "{facts}");
@@ -448,9 +541,15 @@ async fn the_inbox_in_a_days_use() {
             json!([]),
         )
         .await;
-    assert_eq!(pasted, json!(code.trim()), "the clipboard holds the invite code");
+    assert_eq!(
+        pasted,
+        json!(code.trim()),
+        "the clipboard holds the invite code"
+    );
 
-    step("desktop notifications, when switched on, tell of new unread conversations in a background tab");
+    step(
+        "desktop notifications, when switched on, tell of new unread conversations in a background tab",
+    );
     b.goto(&format!("{base}/")).await;
     b.wait("#inbox-list tbody tr").await;
     b.cdp(
@@ -459,7 +558,12 @@ async fn the_inbox_in_a_days_use() {
     )
     .await;
     b.click("#desktop-notifications").await;
-    b.wait_true("return localStorage.getItem('parley.desktop-notifications') === 'on'", json!([]), "the setting").await;
+    b.wait_true(
+        "return localStorage.getItem('parley.desktop-notifications') === 'on'",
+        json!([]),
+        "the setting",
+    )
+    .await;
     // The tab goes to the background; what the page shows is recorded as it is shown.
     b.exec(
         "Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
@@ -473,41 +577,64 @@ async fn the_inbox_in_a_days_use() {
         .call(
             "POST",
             "/api/v1/conversations",
-            Some(json!({"kind": "message", "partner": "bolt", "subject": "Pallets arrived damaged"})),
+            Some(
+                json!({"kind": "message", "partner": "bolt", "subject": "Pallets arrived damaged"}),
+            ),
             Some(&erp),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    b.wait_true("return window.__shown.length === 1 && /unread conversation/.test(window.__shown[0])", json!([]), "one desktop notification").await;
+    b.wait_true(
+        "return window.__shown.length === 1 && /unread conversation/.test(window.__shown[0])",
+        json!([]),
+        "one desktop notification",
+    )
+    .await;
     b.goto(&format!("{base}/")).await;
 
-    step("when the node stops answering an open page says so at once, and recovers by itself; the reply is kept");
+    step(
+        "when the node stops answering an open page says so at once, and recovers by itself; the reply is kept",
+    );
     b.goto(&format!("{base}/c/{}", id_of(&late))).await;
     b.wait("#reply-body").await;
     assert_eq!(
-        b.exec("return document.getElementById('offline-banner').hidden", json!([])).await,
+        b.exec(
+            "return document.getElementById('offline-banner').hidden",
+            json!([])
+        )
+        .await,
         true,
         "no banner while the node answers"
     );
     n.pause().await;
     b.wait_contains("#offline-banner", "not answering").await;
-    b.type_into("#reply-body", "Written while the node was down").await;
+    b.type_into("#reply-body", "Written while the node was down")
+        .await;
     b.press(&["Control", "Enter"]).await;
     b.wait_contains("#reply-error", "did not answer").await;
-    assert_eq!(b.prop("#reply-body", "value").await, "Written while the node was down");
+    assert_eq!(
+        b.prop("#reply-body", "value").await,
+        "Written while the node was down"
+    );
     n.resume().await;
     b.wait_gone("#offline-banner").await;
     b.click("#reply-send").await;
-    b.wait_contains("#thread", "Written while the node was down").await;
+    b.wait_contains("#thread", "Written while the node was down")
+        .await;
     b.goto(&format!("{base}/")).await;
-    n.create(json!({"kind": "message", "partner": "bolt", "subject": "After the outage"})).await;
+    n.create(json!({"kind": "message", "partner": "bolt", "subject": "After the outage"}))
+        .await;
     b.wait_contains("#inbox-list", "After the outage").await;
 
     let errs: Vec<String> = b
         .console_errors()
         .await
         .into_iter()
-        .filter(|e| !e.contains("Failed to load resource") && !e.contains("ERR_CONNECTION_REFUSED") && !e.contains("/api/v1/events"))
+        .filter(|e| {
+            !e.contains("Failed to load resource")
+                && !e.contains("ERR_CONNECTION_REFUSED")
+                && !e.contains("/api/v1/events")
+        })
         .collect();
     assert!(errs.is_empty(), "console: {errs:?}");
     b.close().await;
@@ -547,14 +674,22 @@ async fn partners_away_undelivered_reopened_and_crossed() {
     b.goto(&format!("{base}/peers")).await;
     let row = b
         .wait_text("#peers tbody", "the away partner", |t| {
-            t.contains("Not connected") && t.contains("away for") && t.contains("3 conversations waiting")
+            t.contains("Not connected")
+                && t.contains("away for")
+                && t.contains("3 conversations waiting")
         })
         .await;
     assert!(row.contains("bolt"), "{row}");
     let hover = b
-        .exec("return document.querySelector('#peers code.node-id').title", json!([]))
+        .exec(
+            "return document.querySelector('#peers code.node-id').title",
+            json!([]),
+        )
         .await;
-    assert!(hover.as_str().unwrap().len() > 36, "full node id on hover: {hover}");
+    assert!(
+        hover.as_str().unwrap().len() > 36,
+        "full node id on hover: {hover}"
+    );
     shoot(&b, "partners.png").await;
 
     step("what has not reached the partner is marked in the Inbox and in the thread");
@@ -563,7 +698,10 @@ async fn partners_away_undelivered_reopened_and_crossed() {
     let sel = format!("#inbox-list tr[data-id='{away_id}']");
     b.wait_contains(&sel, "Not yet delivered").await;
     let first_row = format!("#inbox-list tr[data-id='{}']", id_of(&first));
-    assert!(!b.text(&first_row).await.contains("Not yet delivered"), "the first task was delivered");
+    assert!(
+        !b.text(&first_row).await.contains("Not yet delivered"),
+        "the first task was delivered"
+    );
     b.goto(&format!("{base}/c/{away_id}")).await;
     b.wait_contains("#undelivered", "not reached").await;
     b.wait_contains("#thread", "Not yet delivered").await;
@@ -571,32 +709,44 @@ async fn partners_away_undelivered_reopened_and_crossed() {
     step("the partner is back: the marks go by themselves");
     bolt.resume().await;
     b.wait_gone("#undelivered").await;
-    b.wait_text("#thread", "delivered", |t| !t.contains("Not yet delivered")).await;
+    b.wait_text("#thread", "delivered", |t| !t.contains("Not yet delivered"))
+        .await;
     b.goto(&format!("{base}/")).await;
     b.wait_contains(&sel, "While away 0").await;
-    b.wait_text(&sel, "no mark", |t| !t.contains("Not yet delivered")).await;
+    b.wait_text(&sel, "no mark", |t| !t.contains("Not yet delivered"))
+        .await;
     shoot(&b, "inbox.png").await;
 
     step("a partner's reply to a resolved conversation brings it back to the Inbox, unread");
-    let (s, _) = acme
-        .post(&format!("{first_path}/resolve"), json!({}))
-        .await;
+    let (s, _) = acme.post(&format!("{first_path}/resolve"), json!({})).await;
     assert_eq!(s, StatusCode::OK);
     eventually(30, "bolt to see it resolved", || async {
         (bolt.get(&first_path).await.1["state"] == "resolved").then_some(())
     })
     .await;
     b.goto(&format!("{base}/")).await;
-    wait_subjects(&b, "the resolved one gone from the Inbox", |s| !s.iter().any(|x| x == "Labels for PO-1")).await;
+    wait_subjects(&b, "the resolved one gone from the Inbox", |s| {
+        !s.iter().any(|x| x == "Labels for PO-1")
+    })
+    .await;
     let (s, v) = bolt
-        .post(&format!("{first_path}/messages"), json!({"body": "One more question about these labels."}))
+        .post(
+            &format!("{first_path}/messages"),
+            json!({"body": "One more question about these labels."}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    wait_subjects(&b, "it back in the Inbox", |s| s.iter().any(|x| x == "Labels for PO-1")).await;
+    wait_subjects(&b, "it back in the Inbox", |s| {
+        s.iter().any(|x| x == "Labels for PO-1")
+    })
+    .await;
     let class = b
         .exec("const r = document.querySelector(`tr[data-id='${arguments[0]}']`); return r && r.className", json!([id_of(&first)]))
         .await;
-    assert!(class.as_str().unwrap_or_default().contains("unread"), "{class}");
+    assert!(
+        class.as_str().unwrap_or_default().contains("unread"),
+        "{class}"
+    );
 
     step("two nodes change the same task while apart: both show that the changes crossed");
     let task = acme
@@ -609,13 +759,19 @@ async fn partners_away_undelivered_reopened_and_crossed() {
     .await;
     bolt.pause().await;
     let (s, _) = acme
-        .put(&format!("{task_path}/progress"), json!({"progress": "completed"}))
+        .put(
+            &format!("{task_path}/progress"),
+            json!({"progress": "completed"}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     acme.pause().await;
     bolt.resume().await;
     let (s, _) = bolt
-        .put(&format!("{task_path}/progress"), json!({"progress": "cancelled"}))
+        .put(
+            &format!("{task_path}/progress"),
+            json!({"progress": "cancelled"}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     acme.resume().await;
@@ -630,14 +786,30 @@ async fn partners_away_undelivered_reopened_and_crossed() {
     })
     .await;
     assert_eq!(on_acme["conflicts"][0]["field"], "progress");
-    assert_eq!(on_acme["conflicts"][0]["standing"], on_bolt["conflicts"][0]["standing"]);
-    let standing = on_acme["conflicts"][0]["standing"].as_str().unwrap().to_string();
+    assert_eq!(
+        on_acme["conflicts"][0]["standing"],
+        on_bolt["conflicts"][0]["standing"]
+    );
+    let standing = on_acme["conflicts"][0]["standing"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(on_acme["progress"], json!(standing));
     b.goto(&format!("{base}/c/{}", id_of(&task))).await;
     let note = b.wait_contains("#crossed", "Changes crossed").await;
-    let shown = if standing == "completed" { "Completed" } else { "Cancelled" };
-    assert!(note.contains(&format!("{shown} (")) || note.contains(shown), "{note}");
-    assert!(note.contains("Completed") && note.contains("Cancelled"), "{note}");
+    let shown = if standing == "completed" {
+        "Completed"
+    } else {
+        "Cancelled"
+    };
+    assert!(
+        note.contains(&format!("{shown} (")) || note.contains(shown),
+        "{note}"
+    );
+    assert!(
+        note.contains("Completed") && note.contains("Cancelled"),
+        "{note}"
+    );
     shoot(&b, "crossed.png").await;
 
     b.close().await;

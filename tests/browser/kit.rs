@@ -55,12 +55,14 @@ pub fn step(s: &str) {
 /// `AXE_CORE` names another copy). Without it the check fails under CI and is skipped loudly
 /// otherwise.
 fn axe_source() -> Option<String> {
-    let path = std::env::var_os("AXE_CORE").map(PathBuf::from).unwrap_or_else(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-        target.join("axe/node_modules/axe-core/axe.min.js")
-    });
+    let path = std::env::var_os("AXE_CORE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+            target.join("axe/node_modules/axe-core/axe.min.js")
+        });
     match std::fs::read_to_string(&path) {
         Ok(s) => Some(s),
         Err(_) if std::env::var_os("CI").is_some() => panic!(
