@@ -4,6 +4,7 @@
 mod accounts;
 mod brake;
 mod conversations;
+mod inbox;
 mod invites;
 mod pair;
 mod peer_auth;
@@ -26,7 +27,8 @@ pub use crate::store::accounts::{Partner, TokenRecord, User, UserKind};
 pub use crate::store::peers::Peer;
 pub use accounts::{NewToken, TokenSecret};
 pub use brake::{LoginThrottle, SIGNIN_WINDOW};
-pub use conversations::{CreateInput, Detail, InboxFilter, InboxView};
+pub use conversations::{CreateInput, Detail};
+pub use inbox::{InboxFilter, InboxView};
 pub use invites::{InviteCode, InvitePreview, InviteTarget};
 pub use peer_auth::{Direction, Hello, ct_eq, nonce as peer_nonce, transcript};
 pub use peers::{PairAnswer, PairRequest, PeerEvent};
