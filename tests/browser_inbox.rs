@@ -457,6 +457,20 @@ async fn the_inbox_in_a_days_use() {
     b.click("#confirm-yes").await;
     b.wait_contains("#conversation-state", "Resolved").await;
 
+    step("in a list, e resolves the selected conversation, after asking");
+    b.goto(&format!("{base}/")).await;
+    b.wait("#inbox-list tbody tr").await;
+    b.click("main h1").await;
+    b.press(&["j"]).await;
+    let picked = subjects(&b).await[0].clone();
+    b.press(&["e"]).await;
+    b.wait_contains("#confirm", &picked).await;
+    b.click("#confirm-yes").await;
+    wait_subjects(&b, "the resolved row gone from the Inbox", |s| {
+        !s.contains(&picked)
+    })
+    .await;
+
     step("topics: readable field names, an empty state for people, the bulk notice stays");
     for (r, t, p, l) in [
         ("SKU-A", "Kettle A", "12.50", "5"),

@@ -1,7 +1,9 @@
 // Keyboard shortcuts, listed on `?`: c compose, / search, j/k next/previous conversation,
 // Enter open, e resolve. They act only when no field has the focus and no window is open.
 
-import { h } from './dom.js';
+import { h, confirmDialog, toast } from './dom.js';
+import { post } from './api.js';
+import { app } from './app.js';
 
 const SHORTCUTS = [
   ['c', 'New conversation'],
@@ -45,6 +47,16 @@ export function showShortcuts() {
   d.querySelector('#shortcuts-close').focus();
 }
 
+async function resolveRow(tr) {
+  const subject = tr.querySelector('td.subject a').textContent.replace(/^Unread: /, '');
+  if (!(await confirmDialog('Resolve this conversation?', `“${subject}” moves to the Resolved folder. You can reopen it from there.`, 'Resolve'))) return;
+  try {
+    await post(`/conversations/${tr.dataset.id}/resolve`);
+    toast(`Resolved: ${subject}`);
+    if (app.page && app.page.refresh) app.page.refresh(new Set([tr.dataset.id]));
+  } catch (ex) { toast(ex.message); }
+}
+
 let installed = false;
 export function installShortcuts() {
   if (installed) return;
@@ -64,7 +76,13 @@ export function installShortcuts() {
       case '/': { const s = document.getElementById('search') || document.getElementById('topic-search'); if (s) { e.preventDefault(); s.focus(); s.select(); } break; }
       case 'j': e.preventDefault(); move(1); break;
       case 'k': e.preventDefault(); move(-1); break;
-      case 'e': click('#resolve-button'); break;
+      case 'e': {
+        if (document.getElementById('resolve-button')) { click('#resolve-button'); break; }
+        // In a list: the selected (focused) conversation.
+        const tr = document.activeElement && document.activeElement.closest && document.activeElement.closest('tr[data-id]');
+        if (tr) { e.preventDefault(); resolveRow(tr); }
+        break;
+      }
       case '?': e.preventDefault(); showShortcuts(); break;
       default:
     }
