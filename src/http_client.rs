@@ -278,7 +278,8 @@ fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     h == "localhost"
         || h.ends_with(".localhost")
-        || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || h.parse::<IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// reqwest's errors keep the useful part (refused, resolved to loopback…) in their sources.
@@ -444,6 +445,9 @@ mod tests {
                 .is_ok()
         );
         assert!(is_loopback_host("[::1]") && is_loopback_host("localhost"));
+        // An IPv4 loopback address written as IPv6 is loopback too; a mapped LAN one is not.
+        assert!(is_loopback_host("[::ffff:127.0.0.1]"));
+        assert!(!is_loopback_host("[::ffff:192.168.1.20]"));
     }
 
     #[tokio::test]
