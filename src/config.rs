@@ -323,15 +323,6 @@ impl Config {
         }
     }
 
-    /// Where a CLI on this machine reaches the running node.
-    pub fn local_url(&self) -> String {
-        let mut a = self.listen;
-        if a.ip().is_unspecified() {
-            a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        format!("http://{a}")
-    }
-
     /// The effective configuration as TOML, for `parley print-config`.
     pub fn to_toml(&self) -> String {
         let from = match &self.file {

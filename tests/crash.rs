@@ -22,123 +22,20 @@
 //! answer sent before its commit was written, not a missing fsync. Losing power is the case the
 //! fsync'd commit (`Durability::Immediate`) is for, and needs a fault-injecting disk to test.
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::bin::{Server, cli_ok};
+
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-const BIN: &str = env!("CARGO_BIN_EXE_parley");
 const CLIENTS: usize = 32;
 const CONVERSATIONS: usize = 8;
-
-/// Runs a one-off CLI command to completion and returns its stdout; panics if it failed.
-fn cli(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env("PARLEY_LOG", "warn")
-        .output()
-        .expect("running parley");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "parley {args:?} failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// A running `parley serve`; killed with SIGKILL if dropped while still running.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--listen", "127.0.0.1:0"])
-            .env("PARLEY_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawning parley serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Finds the "listening on" line, then keeps draining stdout so the server never blocks.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(i) = line.find("listening on http://")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(line[i + "listening on ".len()..].trim().to_string());
-                }
-            }
-        });
-        let base = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(b) => b,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("parley serve did not print its address within 30 s");
-            }
-        };
-        Server { child, base }
-    }
-
-    fn api(&self, path: &str) -> String {
-        format!("{}/api/v1{path}", self.base)
-    }
-
-    /// SIGKILL: no graceful shutdown, no flush, nothing after the last commit.
-    fn crash(mut self) {
-        self.child.kill().expect("kill -9");
-        self.child.wait().expect("reaping the server");
-    }
-
-    /// SIGTERM, then waits for the graceful shutdown to finish.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill -TERM");
-        assert!(ok.success());
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for the server") {
-                assert!(status.success(), "server exited with {status} on SIGTERM");
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "server did not stop within 20 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 fn client(token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -169,7 +66,7 @@ async fn storm_and_crash(
     for c in 0..CLIENTS {
         let (http, acked, count, dead) = (http.clone(), acked.clone(), count.clone(), dead.clone());
         let conv = convs[c % convs.len()];
-        let url = server.api(&format!("/conversations/{conv}/messages"));
+        let url = server.url(&format!("/conversations/{conv}/messages"));
         tasks.push(tokio::spawn(async move {
             let mut k = 0;
             while !dead.load(Ordering::Acquire) {
@@ -217,7 +114,7 @@ async fn assert_all_present(server: &Server, http: &reqwest::Client, acked: &[(U
     }
     for (conv, mids) in by_conv {
         let r = http
-            .get(server.api(&format!("/conversations/{conv}")))
+            .get(server.url(&format!("/conversations/{conv}")))
             .send()
             .await
             .expect("GET conversation after restart");
@@ -244,7 +141,7 @@ async fn acknowledged_replies_survive_kill_9_and_indexes_stay_consistent() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
 
-    let out = cli(
+    let out = cli_ok(
         &dir,
         &[
             "init",
@@ -262,7 +159,7 @@ async fn acknowledged_replies_survive_kill_9_and_indexes_stay_consistent() {
         .unwrap_or_else(|| panic!("no token in `parley init` output:\n{out}"))
         .trim()
         .to_string();
-    cli(
+    cli_ok(
         &dir,
         &[
             "partner", "add", "--id", "bolt", "--name", "Bolt", "--role", "supplier",
@@ -272,14 +169,14 @@ async fn acknowledged_replies_survive_kill_9_and_indexes_stay_consistent() {
 
     let server = tokio::task::spawn_blocking({
         let dir = dir.clone();
-        move || Server::start(&dir)
+        move || Server::start(&dir).unwrap_or_else(|e| panic!("{e}"))
     })
     .await
     .unwrap();
     let mut convs = Vec::new();
     for i in 0..CONVERSATIONS {
         let r = http
-            .post(server.api("/conversations"))
+            .post(server.url("/conversations"))
             .json(&json!({ "kind": "message", "partner": "bolt", "subject": format!("Crash test {i}") }))
             .send()
             .await
@@ -288,7 +185,7 @@ async fn acknowledged_replies_survive_kill_9_and_indexes_stay_consistent() {
         let v: Value = r.json().await.unwrap();
         let id: Uuid = v["id"].as_str().unwrap().parse().unwrap();
         let r = http
-            .post(server.api(&format!("/conversations/{id}/messages")))
+            .post(server.url(&format!("/conversations/{id}/messages")))
             .json(&json!({ "body": "first reply" }))
             .send()
             .await
@@ -308,14 +205,14 @@ async fn acknowledged_replies_survive_kill_9_and_indexes_stay_consistent() {
         all_acked.extend(acked);
         // The crashed directory, as it is: redb recovers it on open, and every index must
         // already agree with its document.
-        let out = cli(&dir, &["check"]);
+        let out = cli_ok(&dir, &["check"]);
         assert!(
             out.contains("all indexes agree with the documents"),
             "parley check after kill -9:\n{out}"
         );
         server = tokio::task::spawn_blocking({
             let dir = dir.clone();
-            move || Server::start(&dir)
+            move || Server::start(&dir).unwrap_or_else(|e| panic!("{e}"))
         })
         .await
         .unwrap();
@@ -324,7 +221,7 @@ async fn acknowledged_replies_survive_kill_9_and_indexes_stay_consistent() {
 
     // The node still takes writes after two crashes.
     let r = http
-        .post(server.api(&format!("/conversations/{}/messages", convs[0])))
+        .post(server.url(&format!("/conversations/{}/messages", convs[0])))
         .json(&json!({ "body": "after the crashes" }))
         .send()
         .await
@@ -334,7 +231,7 @@ async fn acknowledged_replies_survive_kill_9_and_indexes_stay_consistent() {
     tokio::task::spawn_blocking(move || server.stop())
         .await
         .unwrap();
-    let out = cli(&dir, &["check"]);
+    let out = cli_ok(&dir, &["check"]);
     assert!(
         out.contains("all indexes agree with the documents"),
         "parley check:\n{out}"

@@ -11,24 +11,14 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{TestNode, decode_invite, encode_invite, eventually, invite, invite_for, pair};
+use common::{
+    TestNode, decode_invite, encode_invite, eventually, inbox_ids, invite, invite_for, pair,
+};
 use parley::domain::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-async fn inbox_ids(n: &TestNode) -> Vec<String> {
-    let (_, page) = n.get("/api/v1/conversations?limit=200").await;
-    let mut ids: Vec<String> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
-}
 
 async fn has(n: &TestNode, id: &str) -> Option<()> {
     let (s, _) = n.get(&format!("/api/v1/conversations/{id}")).await;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestNode, eventually, pair};
+use common::{TestNode, eventually, inbox_ids, pair};
 use parley::domain::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -25,18 +25,6 @@ fn shared_view(v: &Value) -> Value {
 async fn same_on(a: &TestNode, b: &TestNode, id: &str) -> Option<Value> {
     let (x, y) = (conversation(a, id).await?, conversation(b, id).await?);
     (shared_view(&x) == shared_view(&y)).then_some(x)
-}
-
-async fn inbox_ids(n: &TestNode) -> Vec<String> {
-    let (_, page) = n.get("/api/v1/conversations?limit=200").await;
-    let mut ids: Vec<String> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -323,6 +323,19 @@ pub fn encode_invite(v: &Value) -> String {
     )
 }
 
+/// The ids of the conversations `n` lists (up to 200), sorted.
+pub async fn inbox_ids(n: &TestNode) -> Vec<String> {
+    let (_, page) = n.get("/api/v1/conversations?limit=200").await;
+    let mut ids: Vec<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// Polls `f` until it returns `Some`, for up to `secs` seconds.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
 where
