@@ -206,22 +206,31 @@ function startLive() {
   source = new EventSource('/api/v1/events');
   // The stream drops the moment the node stops: say so at once, then watch for its return.
   source.onerror = () => { if (app.session) nodeDown(); };
-  source.onopen = () => nodeUp();
+  // A change made between the page's first read and the stream's opening sends no event this
+  // page hears, so every opening (the first and each reconnect) reads the page once more.
+  source.onopen = () => { nodeUp(); changed('*'); };
   source.onmessage = (e) => {
     let ev;
     try { ev = JSON.parse(e.data); } catch { return; }
-    // Several changes in a burst cause one refresh.
-    pending = pending || new Set();
-    pending.add(ev.conversation || '*');
-    setTimeout(flush, 150);
+    changed(ev.conversation || '*');
   };
+}
+// Several changes in a burst cause one refresh.
+function changed(id) {
+  pending = pending || new Set();
+  pending.add(id);
+  setTimeout(flush, 150);
 }
 function flush() {
   if (!pending) return;
   const ids = pending;
   pending = null;
-  if (app.page && app.page.refresh) app.page.refresh(ids);
+  refreshPage(ids);
   refreshUnread();
+}
+// A refresh that finds the node gone has already raised the banner; nothing more to say.
+function refreshPage(ids) {
+  if (app.page && app.page.refresh) Promise.resolve(app.page.refresh(ids)).catch(() => {});
 }
 function stopLive() {
   if (source) { source.close(); source = null; }
@@ -259,7 +268,7 @@ function nodeUp() {
   down = false;
   banner.hidden = true;
   if (source && source.readyState === EventSource.CLOSED) startLive();
-  if (app.page && app.page.refresh) app.page.refresh(new Set(['*']));
+  refreshPage(new Set(['*']));
   refreshUnread();
 }
 // A request that finds no node shows the banner too (e.g. the stream had not noticed yet).
