@@ -46,6 +46,8 @@ pub struct FileConfig {
     pub idle_timeout_secs: Option<u64>,
     pub signin_window_secs: Option<u64>,
     pub peer_quota_mb_per_day: Option<u64>,
+    pub email: Option<crate::notify::config::EmailFile>,
+    pub webhooks: Option<crate::notify::config::WebhooksFile>,
 }
 
 /// How long a connection may take over each part of a request (file-only settings).
@@ -111,6 +113,8 @@ pub struct Config {
     pub signin_window: Duration,
     /// Bytes of changes accepted from one peer per UTC day (`store::quota`).
     pub peer_quota_bytes_per_day: u64,
+    pub email: crate::notify::config::EmailConfig,
+    pub webhooks: crate::notify::config::WebhookConfig,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
     /// Where `listen` came from, for a CLI that looks for the running node.
@@ -290,7 +294,15 @@ impl Config {
                 });
             }
         };
+        let email = crate::notify::config::EmailConfig::load(
+            file.email.unwrap_or_default(),
+            public_url.as_deref(),
+        )?;
+        let webhooks =
+            crate::notify::config::WebhookConfig::load(file.webhooks.unwrap_or_default())?;
         Ok(Config {
+            email,
+            webhooks,
             timeouts,
             signin_window,
             peer_quota_bytes_per_day,
@@ -352,8 +364,9 @@ impl Config {
             self.signin_window.as_secs(),
             self.peer_quota_bytes_per_day / (1024 * 1024)
         );
+        let notify = self.email.to_toml() + &self.webhooks.to_toml();
         format!(
-            "{from}data_dir = {:?}\nlisten = \"{}\"\n{}doc_cache = {}\nlog = {:?}\n{tls}{limits}",
+            "{from}data_dir = {:?}\nlisten = \"{}\"\n{}doc_cache = {}\nlog = {:?}\n{tls}{limits}{notify}",
             self.data_dir.display().to_string(),
             self.listen,
             self.public_url

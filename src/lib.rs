@@ -9,6 +9,7 @@ mod cli_peer;
 pub mod config;
 pub mod domain;
 pub mod http_client;
+pub mod notify;
 pub mod replicator;
 pub mod server;
 pub mod service;

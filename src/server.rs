@@ -29,6 +29,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<Arc<Service>>
     let svc = Service::new(store, clock);
     svc.set_allow_loopback_peers(config.allow_loopback_peers);
     svc.set_signin_window(config.signin_window);
+    svc.set_notify_config(config.email.clone(), config.webhooks.clone());
     Ok(svc)
 }
 
@@ -150,6 +151,7 @@ pub async fn run(
         svc.set_public_url(advertised);
     }
     let rep = crate::replicator::Replicator::start(svc.clone()).await?;
+    crate::notify::start(svc.clone());
     // Peer links and event streams are long-lived: end them as soon as shutdown starts, so the
     // graceful wait is for ordinary requests only.
     let (rep2, closing) = (rep.clone(), svc.clone());

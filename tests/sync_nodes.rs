@@ -199,7 +199,7 @@ async fn forged_changes_are_rejected_and_revoked_peers_cut_off() {
             d.put(&m, "body", "acme never wrote this").unwrap();
             d.put(ROOT, "subject", "Forged").unwrap();
             ctx.save_doc(uuid.as_u128())?;
-            parley::store::index::reindex_doc(ctx, uuid, None)
+            parley::store::index::reindex_doc(ctx, uuid, None, None, chrono::Utc::now())
         })
         .await
         .map(|(_, seq)| (seq, ()))

@@ -1,11 +1,14 @@
 //! Pure domain: identifiers, the conversation document schema and its rules.
 //! No I/O and no async here; the store and the service call into it.
 
+pub mod activity;
 pub mod audience;
 pub mod commands;
 pub mod conversation;
 pub mod doc;
+pub mod hooks;
 pub mod ids;
+pub mod notify;
 pub mod policy;
 pub mod search;
 pub mod summary;

@@ -94,6 +94,7 @@ impl Service {
             }
         };
         let user = User {
+            notify: Default::default(),
             id: Uuid::now_v7(),
             name: name.to_string(),
             kind: if hash.is_some() {
@@ -183,6 +184,7 @@ impl Service {
                         }
                         if existing.is_none() {
                             let u = User {
+                                notify: Default::default(),
                                 id: Uuid::now_v7(),
                                 name: t.name.clone(),
                                 password_hash: None,
@@ -326,6 +328,7 @@ impl Service {
         self.store
             .write(move |ctx| -> Result<_> {
                 let user = User {
+                    notify: Default::default(),
                     id: Uuid::now_v7(),
                     name: LOCAL_CLI.into(),
                     password_hash: None,

@@ -125,7 +125,7 @@ impl Service {
                 if let Some(r) = &topic_record {
                     crate::store::topics::put(ctx.tx(), r)?;
                 }
-                let seq = index::reindex_view(ctx, &conv, Some(&user))?;
+                let seq = index::reindex_view(ctx, None, &conv, Some(&user), now)?;
                 delivery::mark(ctx.tx(), id.as_u128())?;
                 let view = conv;
                 if let Some(key) = &input.idempotency_key {
@@ -216,7 +216,7 @@ impl Service {
                         ctx.save_doc(id.as_u128())?;
                         // The command changed the view as it changed the document: no re-read.
                         ctx.set_view(id.as_u128(), &view);
-                        let seq = index::reindex_view(ctx, &view, Some(&user))?;
+                        let seq = index::reindex_view(ctx, Some(&before), &view, Some(&user), now)?;
                         delivery::mark(ctx.tx(), id.as_u128())?;
                         let out = (view, seq);
                         if let (Some(k), Command::Reply { id: mid, .. }) = (&key, &cmd) {

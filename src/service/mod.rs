@@ -157,13 +157,27 @@ pub enum Clock {
     #[default]
     System,
     Fixed(DateTime<Utc>),
+    /// Set by the test that holds it: reminders and digests run on this time.
+    Manual(Arc<std::sync::Mutex<DateTime<Utc>>>),
 }
 
 impl Clock {
+    pub fn manual(t: DateTime<Utc>) -> Clock {
+        Clock::Manual(Arc::new(std::sync::Mutex::new(t)))
+    }
+    /// Moves a manual clock; other clocks ignore it.
+    pub fn set(&self, t: DateTime<Utc>) {
+        if let Clock::Manual(m) = self
+            && let Ok(mut g) = m.lock()
+        {
+            *g = t;
+        }
+    }
     pub fn now(&self) -> DateTime<Utc> {
         match self {
             Clock::System => Utc::now(),
             Clock::Fixed(t) => *t,
+            Clock::Manual(m) => m.lock().map(|g| *g).unwrap_or_else(|p| *p.into_inner()),
         }
     }
     pub fn today(&self) -> NaiveDate {
@@ -187,6 +201,11 @@ pub struct Service {
     /// Bumped after a token is revoked or a session ends, so that live channels opened with a
     /// credential check it again at once (see `sessions::Credential`).
     credentials: tokio::sync::watch::Sender<u64>,
+    /// Bumped after every commit that may have queued mail or webhook deliveries, so the
+    /// senders in `notify` wake at once instead of polling.
+    outbox: tokio::sync::watch::Sender<u64>,
+    email_cfg: std::sync::RwLock<crate::notify::config::EmailConfig>,
+    webhook_cfg: std::sync::RwLock<crate::notify::config::WebhookConfig>,
 }
 
 impl Service {
@@ -205,6 +224,9 @@ impl Service {
             logins: LoginThrottle::default(),
             closing: tokio::sync::watch::Sender::new(false),
             credentials: tokio::sync::watch::Sender::new(0),
+            outbox: tokio::sync::watch::Sender::new(0),
+            email_cfg: Default::default(),
+            webhook_cfg: Default::default(),
         })
     }
 
@@ -230,6 +252,47 @@ impl Service {
     pub fn notify(&self, conversation: Uuid, seq: u64) {
         // No subscribers is fine: nobody is watching.
         let _ = self.events.send(ChangeEvent { conversation, seq });
+        self.outbox_changed();
+    }
+
+    /// Wakes the senders: something may have been queued for them.
+    pub fn outbox_changed(&self) {
+        self.outbox.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// What the senders wait on; see [`Service::outbox_changed`].
+    pub fn outbox_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.outbox.subscribe()
+    }
+
+    /// Mail and webhook settings, from the configuration.
+    pub fn set_notify_config(
+        &self,
+        email: crate::notify::config::EmailConfig,
+        hooks: crate::notify::config::WebhookConfig,
+    ) {
+        if let Ok(mut e) = self.email_cfg.write() {
+            *e = email;
+        }
+        if let Ok(mut h) = self.webhook_cfg.write() {
+            *h = hooks;
+        }
+    }
+
+    pub fn email_config(&self) -> crate::notify::config::EmailConfig {
+        self.email_cfg.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    pub fn webhook_config(&self) -> crate::notify::config::WebhookConfig {
+        self.webhook_cfg
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+
+    /// The source of "now" for the senders, which need more than the millisecond `now`.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Now, to the millisecond: what documents keep, so a view built from this time equals

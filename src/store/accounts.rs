@@ -28,6 +28,9 @@ pub struct User {
     pub admin: bool,
     pub kind: UserKind,
     pub created_at: DateTime<Utc>,
+    /// Email address and notification preferences; absent in records written before them.
+    #[serde(default)]
+    pub notify: crate::domain::notify::UserNotify,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -296,7 +296,9 @@ pub fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
 pub fn reindex_doc(
     ctx: &mut WriteCtx<'_>,
     id: Uuid,
+    before: Option<&Conversation>,
     actor: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(Conversation, u64)> {
     let view = ctx.view(id.as_u128())?.ok_or_else(|| {
         StoreError::Record(
@@ -304,15 +306,17 @@ pub fn reindex_doc(
             "reindexed but not stored".into(),
         )
     })?;
-    let seq = reindex_view(ctx, &view, actor)?;
+    let seq = reindex_view(ctx, before, &view, actor, now)?;
     Ok((view, seq))
 }
 
 /// [`reindex_doc`] for a caller that already holds the document's current view.
 pub fn reindex_view(
     ctx: &mut WriteCtx<'_>,
+    before: Option<&Conversation>,
     view: &Conversation,
     actor: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<u64> {
     let me = ctx.identity()?.org_id.clone();
     let id = view.id.as_u128();
@@ -325,19 +329,23 @@ pub fn reindex_view(
             )
         })?
         .get_heads();
-    index_view(ctx.tx(), &me, view, &heads, actor)
+    index_view(ctx.tx(), &me, before, view, &heads, actor, now)
 }
 
 /// Writes every derived row of the stored conversation `view`, whose document now has
 /// `heads`: inbox row, facets, search terms, feed position, heads; and marks it unread for
-/// every local user but `actor` (`None`: a partner's change, unread for everyone). The one
-/// place that does so, for local writes and for documents stored from a peer alike.
+/// every local user but `actor` (`None`: a partner's change, unread for everyone); queues
+/// the notifications and webhook deliveries of what changed since `before` (`None`: new
+/// here). The one place that does so, for local writes and for documents stored from a peer
+/// alike, so the outbox rows commit with the change or not at all.
 pub fn index_view(
     tx: &WriteTransaction,
     me: &crate::domain::OrgId,
+    before: Option<&Conversation>,
     view: &Conversation,
     heads: &[ChangeHash],
     actor: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<u64> {
     let id = view.id.as_u128();
     let stored = get_summary(&tx.open_table(SUMMARIES)?, id);
@@ -355,6 +363,7 @@ pub fn index_view(
     tx.open_table(HEADS)?
         .insert(id, encode_heads(heads).as_slice())?;
     mark_activity(tx, id, actor)?;
+    super::outbox::enqueue_change(tx, me, before, view, actor, now)?;
     Ok(seq)
 }
 

@@ -14,6 +14,7 @@ pub mod docs;
 pub mod due_sort;
 pub mod index;
 mod order;
+pub mod outbox;
 mod pairs;
 pub mod peers;
 pub mod query;

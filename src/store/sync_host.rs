@@ -527,7 +527,7 @@ impl Store {
                     };
                     ctx.discard_doc(*id);
                     docs::insert_saved(ctx.tx(), *id, &bytes)?;
-                    index_view(ctx.tx(), &me, &r.view, &r.doc.get_heads(), None)?
+                    index_view(ctx.tx(), &me, None, &r.view, &r.doc.get_heads(), None, now)?
                 } else {
                     let ours = ctx.view(*id)?.ok_or_else(|| {
                         StoreError::Record(format!("conversation {uuid}"), "not loadable".into())
@@ -559,7 +559,7 @@ impl Store {
                     let view = view.as_ref().unwrap_or(&r.view);
                     // The next local write to it starts from this view, not from a re-read.
                     ctx.set_view(*id, view);
-                    index_view(ctx.tx(), &me, view, &merged, None)?
+                    index_view(ctx.tx(), &me, Some(&ours), view, &merged, None, now)?
                 };
                 out.push((uuid, seq));
             }

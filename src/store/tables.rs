@@ -110,6 +110,7 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(UNDELIVERED)?;
     super::audience::create_tables(tx)?;
     super::quota::create_tables(tx)?;
+    super::outbox::create_tables(tx)?;
     Ok(())
 }
 

@@ -1,0 +1,485 @@
+//! The outbox: notifications and webhook deliveries, written in the same write transaction as
+//! the change that causes them, so a crash can neither lose one nor invent one.
+//!
+//! - `MAIL_QUEUE`: one row per (user, activity) to be mailed soon; the mail sender folds rows
+//!   into mails, writing each mail to `MAIL_OUT` (with its `Message-ID` fixed) in the same
+//!   transaction that removes the rows, then sends and removes it. A crash between the SMTP
+//!   server's `250` and that removal sends the same mail again, with the same `Message-ID`.
+//! - `DIGEST_QUEUE`: rows for the daily digest, per user.
+//! - `HOOK_QUEUE`: one row per (endpoint, event), in the order queued; `HOOK_LOG` keeps the
+//!   last finished deliveries of each endpoint.
+//! - `REMINDED`: which reminder was sent for which due date, so a moved due date re-arms it.
+//!
+//! Local bookkeeping like `UNREAD`: not derived from the documents, so a rebuild leaves it be.
+
+use chrono::{DateTime, Utc};
+use redb::{
+    ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use uuid::Uuid;
+
+use super::{Result, StoreError, tables::USERS};
+use crate::domain::activity::{self, Activity};
+use crate::domain::hooks::{self, Delivery, Endpoint};
+use crate::domain::notify::{Mode, NotifyKind, kind_for};
+use crate::domain::{Conversation, OrgId};
+
+pub const MAIL_QUEUE: TableDefinition<u128, &[u8]> = TableDefinition::new("mail_queue");
+pub const DIGEST_QUEUE: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("digest_queue");
+pub const MAIL_OUT: TableDefinition<u128, &[u8]> = TableDefinition::new("mail_out");
+pub const HOOKS: TableDefinition<u128, &[u8]> = TableDefinition::new("webhooks");
+pub const HOOK_QUEUE: TableDefinition<u128, &[u8]> = TableDefinition::new("hook_queue");
+pub const HOOK_LOG: TableDefinition<(u128, u128), &[u8]> = TableDefinition::new("hook_log");
+/// Deliveries waiting per endpoint, kept exact with `HOOK_QUEUE`.
+pub const HOOK_PENDING: TableDefinition<u128, u64> = TableDefinition::new("hook_pending");
+pub const REMINDED: TableDefinition<(u128, &str), i32> = TableDefinition::new("reminded");
+
+/// Finished deliveries kept per endpoint in its log.
+pub const LOG_KEEP: usize = 200;
+
+pub fn create_tables(tx: &WriteTransaction) -> std::result::Result<(), redb::TableError> {
+    tx.open_table(MAIL_QUEUE)?;
+    tx.open_table(DIGEST_QUEUE)?;
+    tx.open_table(MAIL_OUT)?;
+    tx.open_table(HOOKS)?;
+    tx.open_table(HOOK_QUEUE)?;
+    tx.open_table(HOOK_LOG)?;
+    tx.open_table(HOOK_PENDING)?;
+    tx.open_table(REMINDED)?;
+    Ok(())
+}
+
+/// One thing to tell one user, as queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailItem {
+    pub user: String,
+    pub conversation: Uuid,
+    pub kind: NotifyKind,
+    /// `None` for reminders (`kind` says which).
+    pub activity: Option<Activity>,
+    pub queued_at: DateTime<Utc>,
+    /// Arrived by sync long after it happened (a partner back after days away, a first sync):
+    /// told in a summary, never in a mail of its own.
+    #[serde(default)]
+    pub late: bool,
+}
+
+/// A mail ready to send, fixed before the first attempt so every retry is the same mail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutMail {
+    pub id: Uuid,
+    pub user: String,
+    pub to: String,
+    pub message_id: String,
+    pub in_reply_to: Option<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub unsubscribe: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Record(what.into(), e.to_string()))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Record("outbox".into(), e.to_string()))
+}
+
+/// What a late activity is: older than this when it arrives by sync.
+pub const LATE_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+
+/// Queues what the change from `before` to `view` tells each user and endpoint. Called by
+/// `index::index_view`, the one place local writes and synced documents both pass, inside
+/// their write transaction. `actor` is the local user who made the change (`None`: by sync).
+pub fn enqueue_change(
+    tx: &WriteTransaction,
+    me: &OrgId,
+    before: Option<&Conversation>,
+    view: &Conversation,
+    actor: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let acts = activity::between(before, view);
+    if acts.is_empty() {
+        return Ok(());
+    }
+    let users = notifiable_users(tx)?;
+    if !users.is_empty() {
+        let mut queue = tx.open_table(MAIL_QUEUE)?;
+        let mut digest = tx.open_table(DIGEST_QUEUE)?;
+        for (name, prefs) in &users {
+            for a in &acts {
+                let Some(kind) = kind_for(a, me, name) else {
+                    continue;
+                };
+                if actor == Some(name.as_str()) {
+                    continue;
+                }
+                let item = MailItem {
+                    user: name.clone(),
+                    conversation: view.id,
+                    kind,
+                    activity: Some(a.clone()),
+                    queued_at: now,
+                    late: actor.is_none() && now - a.at > LATE_AFTER,
+                };
+                match prefs.mode(kind) {
+                    Mode::Never => {}
+                    Mode::Immediate => {
+                        queue.insert(Uuid::now_v7().as_u128(), encode(&item)?.as_slice())?;
+                    }
+                    Mode::Digest => {
+                        digest.insert(
+                            (name.as_str(), Uuid::now_v7().as_u128()),
+                            encode(&item)?.as_slice(),
+                        )?;
+                    }
+                }
+            }
+        }
+    }
+    let endpoints = list_endpoints_w(tx)?;
+    for ep in endpoints.iter().filter(|e| e.disabled.is_none()) {
+        for a in &acts {
+            let t = a.what.event_type();
+            if ep.wants(t) {
+                let body = hooks::payload(me, view, a, now);
+                queue_delivery(tx, ep, t, Some(view.id), &body, now)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Users with an address whose mail may be wanted: people, not integrations.
+fn notifiable_users(tx: &WriteTransaction) -> Result<Vec<(String, crate::domain::notify::Prefs)>> {
+    let t = tx.open_table(USERS)?;
+    let mut out = Vec::new();
+    for item in t.iter()? {
+        let (k, v) = item?;
+        let u: super::accounts::User = decode(k.value(), v.value())?;
+        if u.kind == super::accounts::UserKind::Person && u.notify.email.is_some() {
+            out.push((u.name, u.notify.prefs));
+        }
+    }
+    Ok(out)
+}
+
+/// Queues one delivery for `ep`. Refused once the endpoint has `cap` deliveries waiting: a
+/// receiver gone for good must not fill the disk; the endpoint is disabled instead.
+pub fn queue_delivery(
+    tx: &WriteTransaction,
+    ep: &Endpoint,
+    event_type: &str,
+    conversation: Option<Uuid>,
+    body: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<String> {
+    let id = Uuid::now_v7();
+    let d = Delivery {
+        msg_id: hooks::msg_id(id),
+        endpoint: ep.id,
+        event_type: event_type.into(),
+        conversation,
+        payload: body.to_string(),
+        created_at: now,
+        attempts: 0,
+        next_attempt_at: now,
+        status: "pending".into(),
+        last_status_code: None,
+        last_error: None,
+        last_attempt_at: None,
+    };
+    tx.open_table(HOOK_QUEUE)?
+        .insert(id.as_u128(), encode(&d)?.as_slice())?;
+    let mut pending = tx.open_table(HOOK_PENDING)?;
+    let n = pending
+        .get(ep.id.as_u128())?
+        .map(|v| v.value())
+        .unwrap_or(0)
+        + 1;
+    pending.insert(ep.id.as_u128(), n)?;
+    Ok(d.msg_id)
+}
+
+// ---- webhook endpoints ----
+
+pub fn list_endpoints(tx: &ReadTransaction) -> Result<Vec<Endpoint>> {
+    let t = tx.open_table(HOOKS)?;
+    let mut out = Vec::new();
+    for item in t.iter()? {
+        out.push(decode("webhook", item?.1.value())?);
+    }
+    Ok(out)
+}
+
+pub fn list_endpoints_w(tx: &WriteTransaction) -> Result<Vec<Endpoint>> {
+    let t = tx.open_table(HOOKS)?;
+    let mut out = Vec::new();
+    for item in t.iter()? {
+        out.push(decode("webhook", item?.1.value())?);
+    }
+    Ok(out)
+}
+
+pub fn get_endpoint_w(tx: &WriteTransaction, id: Uuid) -> Result<Option<Endpoint>> {
+    tx.open_table(HOOKS)?
+        .get(id.as_u128())?
+        .map(|v| decode("webhook", v.value()))
+        .transpose()
+}
+
+pub fn put_endpoint(tx: &WriteTransaction, ep: &Endpoint) -> Result<()> {
+    tx.open_table(HOOKS)?
+        .insert(ep.id.as_u128(), encode(ep)?.as_slice())?;
+    Ok(())
+}
+
+/// Removes an endpoint with everything queued for it and its log.
+pub fn remove_endpoint(tx: &WriteTransaction, id: Uuid) -> Result<bool> {
+    let existed = tx.open_table(HOOKS)?.remove(id.as_u128())?.is_some();
+    let mut q = tx.open_table(HOOK_QUEUE)?;
+    let mut gone = Vec::new();
+    for item in q.iter()? {
+        let (k, v) = item?;
+        let d: Delivery = decode("delivery", v.value())?;
+        if d.endpoint == id {
+            gone.push(k.value());
+        }
+    }
+    for k in gone {
+        q.remove(k)?;
+    }
+    tx.open_table(HOOK_PENDING)?.remove(id.as_u128())?;
+    let mut log = tx.open_table(HOOK_LOG)?;
+    log.retain_in((id.as_u128(), 0)..=(id.as_u128(), u128::MAX), |_, _| false)?;
+    Ok(existed)
+}
+
+pub fn pending_count(tx: &ReadTransaction, endpoint: Uuid) -> Result<u64> {
+    Ok(tx
+        .open_table(HOOK_PENDING)?
+        .get(endpoint.as_u128())?
+        .map(|v| v.value())
+        .unwrap_or(0))
+}
+
+/// Waiting deliveries in queue order, at most `limit`, whether due or not (the sender picks).
+pub fn queued_deliveries(tx: &ReadTransaction, limit: usize) -> Result<Vec<(u128, Delivery)>> {
+    let t = tx.open_table(HOOK_QUEUE)?;
+    let mut out = Vec::new();
+    for item in t.iter()?.take(limit) {
+        let (k, v) = item?;
+        out.push((k.value(), decode("delivery", v.value())?));
+    }
+    Ok(out)
+}
+
+/// Writes back a delivery after an attempt. A finished one (delivered or failed) leaves the
+/// queue for the endpoint's log, which keeps the newest [`LOG_KEEP`].
+pub fn update_delivery(tx: &WriteTransaction, key: u128, d: &Delivery) -> Result<()> {
+    let mut q = tx.open_table(HOOK_QUEUE)?;
+    if q.get(key)?.is_none() {
+        // The endpoint was removed meanwhile.
+        return Ok(());
+    }
+    if d.status == "pending" {
+        q.insert(key, encode(d)?.as_slice())?;
+        return Ok(());
+    }
+    q.remove(key)?;
+    drop(q);
+    let ep = d.endpoint.as_u128();
+    let mut pending = tx.open_table(HOOK_PENDING)?;
+    let n = pending.get(ep)?.map(|v| v.value()).unwrap_or(1);
+    pending.insert(ep, n.saturating_sub(1))?;
+    let mut log = tx.open_table(HOOK_LOG)?;
+    log.insert((ep, key), encode(d)?.as_slice())?;
+    let n = log.range((ep, 0)..=(ep, u128::MAX))?.count();
+    if n > LOG_KEEP {
+        let old: Vec<u128> = log
+            .range((ep, 0)..=(ep, u128::MAX))?
+            .take(n - LOG_KEEP)
+            .map(|r| r.map(|(k, _)| k.value().1))
+            .collect::<std::result::Result<_, _>>()?;
+        for k in old {
+            log.remove((ep, k))?;
+        }
+    }
+    Ok(())
+}
+
+/// Marks every waiting delivery of an endpoint failed (it was disabled), into its log.
+pub fn fail_pending(tx: &WriteTransaction, endpoint: Uuid, why: &str) -> Result<()> {
+    let waiting: Vec<(u128, Delivery)> = {
+        let q = tx.open_table(HOOK_QUEUE)?;
+        let mut v = Vec::new();
+        for item in q.iter()? {
+            let (k, val) = item?;
+            let d: Delivery = decode("delivery", val.value())?;
+            if d.endpoint == endpoint {
+                v.push((k.value(), d));
+            }
+        }
+        v
+    };
+    for (k, mut d) in waiting {
+        d.status = "failed".into();
+        d.last_error = Some(why.into());
+        update_delivery(tx, k, &d)?;
+    }
+    Ok(())
+}
+
+/// The endpoint's deliveries, newest first: waiting ones, then its log.
+pub fn deliveries(tx: &ReadTransaction, endpoint: Uuid, limit: usize) -> Result<Vec<Delivery>> {
+    let mut out = Vec::new();
+    let q = tx.open_table(HOOK_QUEUE)?;
+    for item in q.iter()?.rev() {
+        let d: Delivery = decode("delivery", item?.1.value())?;
+        if d.endpoint == endpoint {
+            out.push(d);
+            if out.len() >= limit {
+                return Ok(out);
+            }
+        }
+    }
+    let log = tx.open_table(HOOK_LOG)?;
+    let ep = endpoint.as_u128();
+    for item in log.range((ep, 0)..=(ep, u128::MAX))?.rev() {
+        out.push(decode("delivery", item?.1.value())?);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+// ---- mail ----
+
+/// Queued mail rows in queue order, at most `limit`.
+pub fn mail_items(tx: &ReadTransaction, limit: usize) -> Result<Vec<(u128, MailItem)>> {
+    let t = tx.open_table(MAIL_QUEUE)?;
+    let mut out = Vec::new();
+    for item in t.iter()?.take(limit) {
+        let (k, v) = item?;
+        out.push((k.value(), decode("mail item", v.value())?));
+    }
+    Ok(out)
+}
+
+pub fn mail_queue_len(tx: &ReadTransaction) -> Result<u64> {
+    Ok(tx.open_table(MAIL_QUEUE)?.len()?)
+}
+
+/// Turns queued rows into one mail to send: the rows go, the mail stays until sent.
+pub fn fold_into_mail(tx: &WriteTransaction, rows: &[u128], mail: &OutMail) -> Result<()> {
+    let mut q = tx.open_table(MAIL_QUEUE)?;
+    for r in rows {
+        q.remove(*r)?;
+    }
+    tx.open_table(MAIL_OUT)?
+        .insert(mail.id.as_u128(), encode(mail)?.as_slice())?;
+    Ok(())
+}
+
+/// Drops queued rows nobody is to be told of any more (the user is gone, or read it).
+pub fn drop_mail_items(tx: &WriteTransaction, rows: &[u128]) -> Result<()> {
+    let mut q = tx.open_table(MAIL_QUEUE)?;
+    for r in rows {
+        q.remove(*r)?;
+    }
+    Ok(())
+}
+
+/// Mails waiting to be sent, oldest first.
+pub fn out_mails(tx: &ReadTransaction, limit: usize) -> Result<Vec<OutMail>> {
+    let t = tx.open_table(MAIL_OUT)?;
+    let mut out = Vec::new();
+    for item in t.iter()?.take(limit) {
+        out.push(decode("mail", item?.1.value())?);
+    }
+    Ok(out)
+}
+
+pub fn put_out_mail(tx: &WriteTransaction, m: &OutMail) -> Result<()> {
+    tx.open_table(MAIL_OUT)?
+        .insert(m.id.as_u128(), encode(m)?.as_slice())?;
+    Ok(())
+}
+
+pub fn mail_sent(tx: &WriteTransaction, id: Uuid) -> Result<()> {
+    tx.open_table(MAIL_OUT)?.remove(id.as_u128())?;
+    Ok(())
+}
+
+/// Digest rows of every user, grouped by user.
+pub fn digest_items(tx: &ReadTransaction) -> Result<Vec<(String, Vec<(u128, MailItem)>)>> {
+    let t = tx.open_table(DIGEST_QUEUE)?;
+    let mut out: Vec<(String, Vec<(u128, MailItem)>)> = Vec::new();
+    for item in t.iter()? {
+        let (k, v) = item?;
+        let (user, id) = k.value();
+        let it: MailItem = decode("digest item", v.value())?;
+        match out.last_mut() {
+            Some((u, rows)) if u == user => rows.push((id, it)),
+            _ => out.push((user.to_string(), vec![(id, it)])),
+        }
+    }
+    Ok(out)
+}
+
+/// Replaces a user's digest rows with the digest mail (or just drops them: `mail` `None`).
+pub fn fold_digest(
+    tx: &WriteTransaction,
+    user: &str,
+    rows: &[u128],
+    mail: Option<&OutMail>,
+) -> Result<()> {
+    let mut t = tx.open_table(DIGEST_QUEUE)?;
+    for r in rows {
+        t.remove((user, *r))?;
+    }
+    drop(t);
+    if let Some(m) = mail {
+        put_out_mail(tx, m)?;
+    }
+    Ok(())
+}
+
+/// Queues a digest row (a reminder for a user who wants reminders in the digest).
+pub fn queue_digest(tx: &WriteTransaction, item: &MailItem) -> Result<()> {
+    tx.open_table(DIGEST_QUEUE)?.insert(
+        (item.user.as_str(), Uuid::now_v7().as_u128()),
+        encode(item)?.as_slice(),
+    )?;
+    Ok(())
+}
+
+pub fn queue_mail(tx: &WriteTransaction, item: &MailItem) -> Result<()> {
+    tx.open_table(MAIL_QUEUE)?
+        .insert(Uuid::now_v7().as_u128(), encode(item)?.as_slice())?;
+    Ok(())
+}
+
+// ---- reminders ----
+
+/// The due date (days since 1970) a reminder of `kind` was last sent for, if any.
+pub fn reminded(tx: &WriteTransaction, conv: Uuid, kind: &str) -> Result<Option<i32>> {
+    Ok(tx
+        .open_table(REMINDED)?
+        .get((conv.as_u128(), kind))?
+        .map(|v| v.value()))
+}
+
+pub fn set_reminded(tx: &WriteTransaction, conv: Uuid, kind: &str, day: i32) -> Result<()> {
+    tx.open_table(REMINDED)?
+        .insert((conv.as_u128(), kind), day)?;
+    Ok(())
+}
