@@ -1,11 +1,345 @@
-//! The webhook sender.
+//! The webhook sender: works off `HOOK_QUEUE` (see `store::outbox`).
+//!
+//! Invariants:
+//! - Per endpoint and conversation, deliveries go in the order queued: a delivery waits while
+//!   an earlier one of the same conversation for the same endpoint is still pending (being
+//!   sent, or waiting for its retry). Test events belong to no conversation and wait for none.
+//! - The queue is read in pages on the blocking pool, and the store's writer is used only to
+//!   record an outcome, never while a request is open: a slow receiver cannot slow a write.
+//! - At most [`PARALLEL`] requests at once, each within the configured time limit.
+//! - An attempt whose outcome was not recorded (a crash, a shutdown) is made again with the
+//!   same `webhook-id`: delivery is at least once.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use tokio::task::JoinSet;
+
+use super::addr::{self, Policy};
+use super::attempt::{self, Outcome};
 use super::config::WebhookConfig;
+use super::sign;
+use crate::domain::hooks::{Delivery, Endpoint};
 use crate::service::Service;
+use crate::store::{StoreError, outbox};
 
-pub async fn run(svc: Arc<Service>, _cfg: WebhookConfig) {
+/// Deliveries sent at once.
+pub const PARALLEL: usize = 8;
+/// Rows read per page of the queue.
+const PAGE: usize = 256;
+/// The longest the sender sleeps without looking at the queue.
+const IDLE: Duration = Duration::from_secs(5);
+/// The shortest time between two reads of the queue: a storm of commits is read in batches.
+const COALESCE: Duration = Duration::from_millis(10);
+/// The most of a receiver's answer kept in the log.
+const DETAIL_BYTES: usize = 200;
+
+/// Deliveries of one conversation to one endpoint, which go one at a time, in order.
+type Lane = (u128, u128);
+
+fn lane(d: &Delivery) -> Option<Lane> {
+    d.conversation
+        .map(|c| (d.endpoint.as_u128(), c.as_u128()))
+}
+
+/// What one read of the queue found.
+#[derive(Default)]
+struct Plan {
+    due: Vec<(u128, Delivery, Endpoint)>,
+    /// Waiting for an endpoint that is disabled or gone: to be failed.
+    orphans: Vec<(u128, Delivery, String)>,
+    /// Until the earliest waiting retry, if sooner than [`IDLE`].
+    wake: Option<Duration>,
+}
+
+pub async fn run(svc: Arc<Service>, cfg: WebhookConfig) {
     let mut closing = svc.closing();
-    let _ = closing.wait_for(|c| *c).await;
+    let mut watch = svc.outbox_watch();
+    let cap = cfg.max_pending;
+    if let Err(e) = svc
+        .store()
+        .write(move |ctx| outbox::set_max_pending(ctx.tx(), cap))
+        .await
+    {
+        tracing::warn!(error = %e, "could not store webhooks.max_pending");
+    }
+    let client = match addr::client(&cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "webhook deliveries are off: the HTTP client cannot be built");
+            let _ = closing.wait_for(|c| *c).await;
+            return;
+        }
+    };
+    let policy = Policy::of(&cfg);
+    let cfg = Arc::new(cfg);
+    let mut tasks: JoinSet<(u128, Option<Lane>)> = JoinSet::new();
+    let mut busy: HashSet<u128> = HashSet::new();
+    let mut busy_lanes: HashSet<Lane> = HashSet::new();
+    loop {
+        if *closing.borrow() {
+            break;
+        }
+        let mut wake = IDLE;
+        if tasks.len() < PARALLEL {
+            let (b, bl) = (busy.clone(), busy_lanes.clone());
+            let free = PARALLEL - tasks.len();
+            let now = svc.clock().now();
+            let s = svc.clone();
+            let plan = s
+                .store()
+                .read(move |tx| plan(tx, &b, &bl, free, now))
+                .await;
+            match plan {
+                Ok(p) => {
+                    wake = p.wake.map_or(IDLE, |w| w.min(IDLE));
+                    if !p.orphans.is_empty() {
+                        fail_orphans(&svc, p.orphans).await;
+                        wake = Duration::ZERO;
+                    }
+                    for (key, d, ep) in p.due {
+                        let l = lane(&d);
+                        busy.insert(key);
+                        if let Some(l) = l {
+                            busy_lanes.insert(l);
+                        }
+                        let (svc, client, cfg) = (svc.clone(), client.clone(), cfg.clone());
+                        tasks.spawn(async move {
+                            deliver(&svc, &client, policy, &cfg, key, d, ep).await;
+                            (key, l)
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the webhook queue"),
+            }
+        }
+        tokio::select! {
+            r = closing.changed() => if r.is_err() { break },
+            _ = watch.changed() => tokio::time::sleep(COALESCE).await,
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Ok((key, l)) = done {
+                    busy.remove(&key);
+                    if let Some(l) = l {
+                        busy_lanes.remove(&l);
+                    }
+                }
+            }
+            _ = tokio::time::sleep(wake) => {}
+        }
+        // A panicked task left its key behind; its row is read again next round, which is
+        // what must happen (at least once), so forget keys no task holds any more.
+        if tasks.is_empty() {
+            busy.clear();
+            busy_lanes.clear();
+        }
+    }
+    // Attempts still open are dropped; their outcome was not recorded, so they are made
+    // again after the restart, with the same `webhook-id`.
+    tasks.shutdown().await;
+}
+
+/// Reads the queue in order and picks up to `free` due deliveries whose lane is free.
+fn plan(
+    tx: &redb::ReadTransaction,
+    busy: &HashSet<u128>,
+    busy_lanes: &HashSet<Lane>,
+    free: usize,
+    now: DateTime<Utc>,
+) -> Result<Plan, StoreError> {
+    let endpoints: std::collections::HashMap<u128, Endpoint> = outbox::list_endpoints(tx)?
+        .into_iter()
+        .map(|e| (e.id.as_u128(), e))
+        .collect();
+    let mut p = Plan::default();
+    // Lanes with an earlier delivery still pending: later ones of the lane wait.
+    let mut seen: HashSet<Lane> = HashSet::new();
+    let mut after = None;
+    loop {
+        let page = outbox::queued_page(tx, after, PAGE)?;
+        let Some(last) = page.last().map(|(k, _)| *k) else {
+            break;
+        };
+        after = Some(last);
+        for (key, d) in page {
+            let l = lane(&d);
+            if busy.contains(&key) {
+                if let Some(l) = l {
+                    seen.insert(l);
+                }
+                continue;
+            }
+            if let Some(l) = l
+                && (!seen.insert(l) || busy_lanes.contains(&l))
+            {
+                continue;
+            }
+            let ep = match endpoints.get(&d.endpoint.as_u128()) {
+                Some(ep) if ep.disabled.is_none() => ep,
+                Some(ep) => {
+                    if p.orphans.len() < PAGE {
+                        let why = ep.disabled.as_ref().map(|x| x.reason.clone());
+                        p.orphans.push((
+                            key,
+                            d,
+                            format!("the endpoint is disabled: {}", why.unwrap_or_default()),
+                        ));
+                    }
+                    continue;
+                }
+                None => continue,
+            };
+            if d.next_attempt_at <= now {
+                p.due.push((key, d, ep.clone()));
+                if p.due.len() >= free {
+                    return Ok(p);
+                }
+            } else {
+                let w = (d.next_attempt_at - now).to_std().unwrap_or_default();
+                p.wake = Some(p.wake.map_or(w, |x: Duration| x.min(w)));
+            }
+        }
+    }
+    Ok(p)
+}
+
+async fn fail_orphans(svc: &Service, rows: Vec<(u128, Delivery, String)>) {
+    let r = svc
+        .store()
+        .write(move |ctx| {
+            let tx = ctx.tx();
+            for (key, mut d, why) in rows {
+                d.status = "failed".into();
+                d.last_error = Some(why);
+                outbox::update_delivery(tx, key, &d)?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "cannot fail the deliveries of a disabled webhook");
+    }
+}
+
+/// One attempt and its record.
+async fn deliver(
+    svc: &Service,
+    client: &reqwest::Client,
+    policy: Policy,
+    cfg: &Arc<WebhookConfig>,
+    key: u128,
+    d: Delivery,
+    ep: Endpoint,
+) {
+    let started = svc.clock().now();
+    let out = send(client, policy, cfg.timeout, &ep, &d, started).await;
+    match &out {
+        Outcome::Delivered(_) => {}
+        o => tracing::info!(endpoint = %ep.id, msg_id = %d.msg_id, outcome = ?o, "webhook attempt failed"),
+    }
+    let now = svc.clock().now();
+    let jitter = getrandom::u32().map(|n| n as f64 / u32::MAX as f64).unwrap_or(0.5);
+    let cfg = cfg.clone();
+    let id = ep.id;
+    let r = svc
+        .store()
+        .write(move |ctx| {
+            // The endpoint as it is now: another attempt may have changed its failure run.
+            let Some(cur) = outbox::get_endpoint_w(ctx.read_tx(), id)? else {
+                return Ok(());
+            };
+            let a = attempt::apply(d, cur, out, &cfg, now, jitter);
+            let tx = ctx.tx();
+            outbox::update_delivery(tx, key, &a.delivery)?;
+            if let Some(ep) = &a.endpoint {
+                outbox::put_endpoint(tx, ep)?;
+            }
+            if let Some(why) = &a.disabled {
+                tracing::warn!(endpoint = %id, reason = %why, "webhook endpoint disabled");
+                outbox::fail_pending(tx, id, why)?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "cannot record a webhook attempt; it is made again");
+    }
+}
+
+/// Sends one delivery: a POST of the payload fixed at queue time, signed for this attempt.
+async fn send(
+    client: &reqwest::Client,
+    policy: Policy,
+    timeout: Duration,
+    ep: &Endpoint,
+    d: &Delivery,
+    now: DateTime<Utc>,
+) -> Outcome {
+    let failed = |error: String| Outcome::Failed {
+        status: None,
+        error,
+        retry_after: None,
+    };
+    let url = match reqwest::Url::parse(&ep.url) {
+        Ok(u) => u,
+        Err(e) => return failed(format!("the endpoint's URL does not parse ({e}); update it")),
+    };
+    // reqwest's resolver never sees an address written in the URL: check it here.
+    if let Err(e) = addr::check_literal(&url, policy) {
+        return failed(e);
+    }
+    let ts = now.timestamp();
+    let signature = sign::header(&ep.secrets, &d.msg_id, ts, &d.payload, now);
+    let req = client
+        .post(url)
+        .header("webhook-id", &d.msg_id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", signature)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(d.payload.clone());
+    let mut resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) if e.is_timeout() => {
+            return failed(format!("no answer within {} s", timeout.as_secs()));
+        }
+        Err(e) => return failed(format!("cannot reach the receiver: {}", chain(&e))),
+    };
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let mut detail = Vec::new();
+    if !resp.status().is_success() {
+        // A little of the answer helps the admin; the rest is not read.
+        while detail.len() < DETAIL_BYTES {
+            match resp.chunk().await {
+                Ok(Some(c)) => detail.extend_from_slice(&c),
+                _ => break,
+            }
+        }
+    }
+    let text: String = String::from_utf8_lossy(&detail)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(DETAIL_BYTES)
+        .collect();
+    attempt::of_status(status, retry_after, text.trim())
+}
+
+/// reqwest keeps the useful part of an error (refused, no allowed address…) in its sources.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
 }

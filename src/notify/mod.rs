@@ -6,6 +6,8 @@
 //! time limit, and no sender holds the store's writer while it talks to the network, so a
 //! slow or dead SMTP server or receiver never slows a write.
 
+pub mod addr;
+mod attempt;
 pub mod config;
 mod hooks;
 pub mod sign;

@@ -11,6 +11,7 @@ mod peer_auth;
 mod peers;
 mod sessions;
 mod topics;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub use peer_auth::{Direction, Hello, ct_eq, nonce as peer_nonce, transcript};
 pub use peers::{PairAnswer, PairRequest, PeerEvent};
 pub use sessions::{Credential, NewSession, SESSION_TTL};
 pub use topics::{ImportReport, TopicPage, import_detail};
+pub use webhooks::{Delivery, Disabled, MAX_LOG, Rotated, Webhook, WebhookChange};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

@@ -34,6 +34,11 @@ pub const HOOK_LOG: TableDefinition<(u128, u128), &[u8]> = TableDefinition::new(
 /// Deliveries waiting per endpoint, kept exact with `HOOK_QUEUE`.
 pub const HOOK_PENDING: TableDefinition<u128, u64> = TableDefinition::new("hook_pending");
 pub const REMINDED: TableDefinition<(u128, &str), i32> = TableDefinition::new("reminded");
+/// The sender's settings the writer needs: `max_pending`, written from the configuration
+/// when the sender starts.
+pub const HOOK_SETTINGS: TableDefinition<&str, u64> = TableDefinition::new("hook_settings");
+/// `max_pending` until the configuration is written.
+pub const DEFAULT_MAX_PENDING: u64 = 100_000;
 
 /// Finished deliveries kept per endpoint in its log.
 pub const LOG_KEEP: usize = 200;
@@ -47,6 +52,7 @@ pub fn create_tables(tx: &WriteTransaction) -> std::result::Result<(), redb::Tab
     tx.open_table(HOOK_LOG)?;
     tx.open_table(HOOK_PENDING)?;
     tx.open_table(REMINDED)?;
+    tx.open_table(HOOK_SETTINGS)?;
     Ok(())
 }
 
@@ -171,8 +177,8 @@ fn notifiable_users(tx: &WriteTransaction) -> Result<Vec<(String, crate::domain:
     Ok(out)
 }
 
-/// Queues one delivery for `ep`. Refused once the endpoint has `cap` deliveries waiting: a
-/// receiver gone for good must not fill the disk; the endpoint is disabled instead.
+/// Queues one delivery for `ep` and answers its `msg_id`; an empty string when refused (see
+/// [`try_queue_delivery`]).
 pub fn queue_delivery(
     tx: &WriteTransaction,
     ep: &Endpoint,
@@ -181,6 +187,42 @@ pub fn queue_delivery(
     body: &serde_json::Value,
     now: DateTime<Utc>,
 ) -> Result<String> {
+    Ok(try_queue_delivery(tx, ep, event_type, conversation, body, now)?.unwrap_or_default())
+}
+
+/// Queues one delivery for `ep`; `None` when refused. Refused once the endpoint has
+/// `max_pending` deliveries waiting: a receiver gone for good must not fill the disk, so the
+/// endpoint is disabled instead (with the reason) and the sender fails what waits for it.
+/// Never an error for being full: the change that queues it must still commit.
+pub fn try_queue_delivery(
+    tx: &WriteTransaction,
+    ep: &Endpoint,
+    event_type: &str,
+    conversation: Option<Uuid>,
+    body: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<Option<String>> {
+    let mut pending = tx.open_table(HOOK_PENDING)?;
+    let waiting = pending.get(ep.id.as_u128())?.map(|v| v.value()).unwrap_or(0);
+    let cap = tx
+        .open_table(HOOK_SETTINGS)?
+        .get("max_pending")?
+        .map(|v| v.value())
+        .unwrap_or(DEFAULT_MAX_PENDING);
+    if waiting >= cap {
+        if let Some(mut cur) = get_endpoint_w(tx, ep.id)?
+            && cur.disabled.is_none()
+        {
+            cur.disabled = Some(hooks::Disabled {
+                at: now,
+                reason: format!(
+                    "{waiting} deliveries were waiting, the most max_pending allows: the receiver is not taking them; fix it, then enable the endpoint"
+                ),
+            });
+            put_endpoint(tx, &cur)?;
+        }
+        return Ok(None);
+    }
     let id = Uuid::now_v7();
     let d = Delivery {
         msg_id: hooks::msg_id(id),
@@ -198,14 +240,22 @@ pub fn queue_delivery(
     };
     tx.open_table(HOOK_QUEUE)?
         .insert(id.as_u128(), encode(&d)?.as_slice())?;
-    let mut pending = tx.open_table(HOOK_PENDING)?;
-    let n = pending
-        .get(ep.id.as_u128())?
+    pending.insert(ep.id.as_u128(), waiting + 1)?;
+    Ok(Some(d.msg_id))
+}
+
+/// Sets `max_pending` for [`try_queue_delivery`].
+pub fn set_max_pending(tx: &WriteTransaction, n: u64) -> Result<()> {
+    tx.open_table(HOOK_SETTINGS)?.insert("max_pending", n.max(1))?;
+    Ok(())
+}
+
+pub fn max_pending(tx: &ReadTransaction) -> Result<u64> {
+    Ok(tx
+        .open_table(HOOK_SETTINGS)?
+        .get("max_pending")?
         .map(|v| v.value())
-        .unwrap_or(0)
-        + 1;
-    pending.insert(ep.id.as_u128(), n)?;
-    Ok(d.msg_id)
+        .unwrap_or(DEFAULT_MAX_PENDING))
 }
 
 // ---- webhook endpoints ----
@@ -226,6 +276,13 @@ pub fn list_endpoints_w(tx: &WriteTransaction) -> Result<Vec<Endpoint>> {
         out.push(decode("webhook", item?.1.value())?);
     }
     Ok(out)
+}
+
+pub fn get_endpoint(tx: &ReadTransaction, id: Uuid) -> Result<Option<Endpoint>> {
+    tx.open_table(HOOKS)?
+        .get(id.as_u128())?
+        .map(|v| decode("webhook", v.value()))
+        .transpose()
 }
 
 pub fn get_endpoint_w(tx: &WriteTransaction, id: Uuid) -> Result<Option<Endpoint>> {
@@ -275,6 +332,27 @@ pub fn queued_deliveries(tx: &ReadTransaction, limit: usize) -> Result<Vec<(u128
     let t = tx.open_table(HOOK_QUEUE)?;
     let mut out = Vec::new();
     for item in t.iter()?.take(limit) {
+        let (k, v) = item?;
+        out.push((k.value(), decode("delivery", v.value())?));
+    }
+    Ok(out)
+}
+
+/// Waiting deliveries in queue order after the key `after` (from the start when `None`), at
+/// most `limit`: the sender reads the queue in pages, so its memory does not grow with it.
+pub fn queued_page(
+    tx: &ReadTransaction,
+    after: Option<u128>,
+    limit: usize,
+) -> Result<Vec<(u128, Delivery)>> {
+    let t = tx.open_table(HOOK_QUEUE)?;
+    let from = match after {
+        None => 0,
+        Some(u128::MAX) => return Ok(Vec::new()),
+        Some(k) => k + 1,
+    };
+    let mut out = Vec::new();
+    for item in t.range(from..)?.take(limit) {
         let (k, v) = item?;
         out.push((k.value(), decode("delivery", v.value())?));
     }
