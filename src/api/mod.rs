@@ -14,6 +14,7 @@ mod sync;
 pub mod timeouts;
 mod topics;
 pub mod web;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -40,6 +41,8 @@ enum Tags {
     Session,
     /// Orders, items, returns, … that conversations are about
     Topics,
+    /// Endpoints that get Standard Webhooks deliveries (admin)
+    Webhooks,
 }
 
 type Apis = (
@@ -49,6 +52,7 @@ type Apis = (
     session::SessionApi,
     topics::TopicsApi,
     events::EventsApi,
+    webhooks::WebhooksApi,
 );
 
 fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()> {
@@ -63,6 +67,7 @@ fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()
             session::SessionApi { svc: svc.clone() },
             topics::TopicsApi { svc: svc.clone() },
             events::EventsApi { svc: svc.clone() },
+            webhooks::WebhooksApi { svc: svc.clone() },
         ),
         "Parley",
         env!("CARGO_PKG_VERSION"),
