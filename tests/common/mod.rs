@@ -4,6 +4,7 @@
 
 pub mod bin;
 pub mod py;
+pub mod receiver;
 
 use std::sync::Arc;
 
