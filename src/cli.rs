@@ -123,6 +123,8 @@ pub enum Command {
     Partner(PartnerCmd),
     /// Pair with other nodes and manage them (works while the node runs).
     Peer(PeerArgs),
+    /// Webhook endpoints for integrations (works while the node runs).
+    Webhook(crate::cli_webhook::WebhookArgs),
     /// Print the effective configuration as TOML.
     PrintConfig {
         #[arg(long, env = "PARLEY_LISTEN")]
@@ -425,6 +427,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Peer(p) => crate::cli_peer::run(&cli.global, p.listen, p.cmd).await,
+        Command::Webhook(w) => crate::cli_webhook::run(&cli.global, w.listen, w.cmd).await,
         Command::Import { file } => {
             let cfg = config(&cli.global, None, None)?;
             init_tracing(&cfg.log);

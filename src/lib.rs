@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cli;
 mod cli_peer;
+mod cli_webhook;
 pub mod config;
 pub mod domain;
 pub mod http_client;
