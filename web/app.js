@@ -7,6 +7,7 @@ import { renderConversation } from './conversation.js';
 import { renderTopicList, renderTopicDetail } from './topics.js';
 import { openCompose, composeFromQuery } from './compose.js';
 import { renderPeers } from './peers.js';
+import { renderWebhooks } from './webhooks.js';
 import { installShortcuts } from './keys.js';
 import { notifyNew } from './notify.js';
 import { clearAllDrafts } from './drafts.js';
@@ -55,6 +56,8 @@ async function route() {
       openCompose(await composeFromQuery(params), { onClose: () => history.replaceState(null, '', '/') });
     } else if (path === '/peers') {
       await renderPeers(main);
+    } else if (path === '/webhooks') {
+      await renderWebhooks(main);
     } else if ((m = path.match(/^\/c\/([0-9a-f-]{36})$/i))) {
       await renderConversation(main, m[1]);
     } else if ((m = path.match(/^\/topics\/([a-z]+)\/(.+)$/))) {
@@ -79,6 +82,7 @@ async function route() {
 function markNav(path) {
   const section = path.startsWith('/topics/') ? path.split('/')[2]
     : path === '/peers' ? 'peers'
+    : path === '/webhooks' ? 'webhooks'
     : (path === '/' || path === '/new' || path.startsWith('/c/') ? 'inbox' : '');
   for (const a of document.querySelectorAll('.mainnav a')) {
     if (a.dataset.nav === section) a.setAttribute('aria-current', 'page');
@@ -177,6 +181,8 @@ async function signedIn(s) {
   setCsrf(s.csrf_token);
   document.getElementById('top').hidden = false;
   document.getElementById('whoami').textContent = `${s.user} · ${s.org_name}`;
+  // Webhooks are managed by admins only: the link is shown to them alone.
+  document.getElementById('nav-webhooks').hidden = !s.admin;
   try { app.partners = await get('/partners'); } catch { app.partners = []; }
   startLive();
   installShortcuts();
