@@ -118,7 +118,11 @@ async fn offline(svc: &Service, cmd: WebhookCmd) -> anyhow::Result<Value> {
         WebhookCmd::Enable { id } => hook_json(svc.enable_webhook(&op, id).await?),
         WebhookCmd::Deliveries { id, limit } => {
             let d = svc
-                .webhook_deliveries(&op, id, limit.clamp(1, crate::service::MAX_LOG as u32) as usize)
+                .webhook_deliveries(
+                    &op,
+                    id,
+                    limit.clamp(1, crate::service::MAX_LOG as u32) as usize,
+                )
                 .await?;
             json!({"deliveries": d.into_iter().map(delivery_json).collect::<Vec<_>>()})
         }

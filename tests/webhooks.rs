@@ -12,12 +12,16 @@ use serde_json::{Value, json};
 
 /// Loopback receivers (everything here runs on 127.0.0.1), a short schedule: three attempts
 /// one second apart, a two-second time limit.
-const FAST: &str = "[webhooks]\nallow = [\"loopback\", \"private\"]\nretry_secs = [0, 1, 1]\ntimeout_secs = 2\n";
+const FAST: &str =
+    "[webhooks]\nallow = [\"loopback\", \"private\"]\nretry_secs = [0, 1, 1]\ntimeout_secs = 2\n";
 
 /// Adds an endpoint for `events` and tells the receiver its secret; answers the endpoint.
 async fn hook(n: &TestNode, r: &Receiver, path: &str, events: &[&str]) -> Value {
     let (s, v) = n
-        .post("/api/v1/webhooks", json!({"url": r.url(path), "events": events}))
+        .post(
+            "/api/v1/webhooks",
+            json!({"url": r.url(path), "events": events}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     r.add_secret(v["secret"].as_str().unwrap());
@@ -57,7 +61,13 @@ async fn deliveries_are_signed_in_order_and_retried_after_500s_with_the_same_id(
     let acme = TestNode::start_configured("acme", Role::Retailer, FAST).await;
     // The first delivery fails twice: what is queued behind it for the same conversation waits.
     let r = Receiver::start(&py, "500,500");
-    let ep = hook(&acme, &r, "/erp", &["conversation.created", "message.created"]).await;
+    let ep = hook(
+        &acme,
+        &r,
+        "/erp",
+        &["conversation.created", "message.created"],
+    )
+    .await;
     assert!(ep["secret"].as_str().unwrap().starts_with("whsec_"));
     assert_eq!(ep["pending"], 0);
     assert!(ep["disabled"].is_null());
@@ -68,23 +78,46 @@ async fn deliveries_are_signed_in_order_and_retried_after_500s_with_the_same_id(
     for i in 1..=3 {
         reply(&acme, id, &format!("reply {i}")).await;
     }
-    let got = received(&r, 6, "three attempts of the first delivery and three replies").await;
+    let got = received(
+        &r,
+        6,
+        "three attempts of the first delivery and three replies",
+    )
+    .await;
     for g in &got {
         assert_eq!(g["verified"], json!([0]), "signature must verify: {g}");
         assert_eq!(g["path"], "/erp");
         assert_eq!(g["headers"]["content-type"], "application/json");
         assert!(
-            g["headers"]["user-agent"].as_str().unwrap().starts_with("Parley/"),
+            g["headers"]["user-agent"]
+                .as_str()
+                .unwrap()
+                .starts_with("Parley/"),
             "{g}"
         );
-        assert!(g["headers"]["webhook-id"].as_str().unwrap().starts_with("msg_"));
+        assert!(
+            g["headers"]["webhook-id"]
+                .as_str()
+                .unwrap()
+                .starts_with("msg_")
+        );
     }
     let body = |g: &Value| serde_json::from_str::<Value>(g["body"].as_str().unwrap()).unwrap();
     // The first delivery three times: the same id and body, a fresh timestamp each attempt.
     let first = &got[..3];
-    assert!(first.iter().all(|g| g["headers"]["webhook-id"] == got[0]["headers"]["webhook-id"]));
+    assert!(
+        first
+            .iter()
+            .all(|g| g["headers"]["webhook-id"] == got[0]["headers"]["webhook-id"])
+    );
     assert!(first.iter().all(|g| g["body"] == got[0]["body"]));
-    let ts = |g: &Value| g["headers"]["webhook-timestamp"].as_str().unwrap().parse::<i64>().unwrap();
+    let ts = |g: &Value| {
+        g["headers"]["webhook-timestamp"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+    };
     assert!(ts(&got[2]) > ts(&got[0]), "retries carry fresh timestamps");
     assert_eq!(body(&got[0])["type"], "conversation.created");
     assert_eq!(body(&got[0])["data"]["conversation_id"], id);
@@ -94,9 +127,19 @@ async fn deliveries_are_signed_in_order_and_retried_after_500s_with_the_same_id(
         .iter()
         .map(|g| body(g)["data"]["message"]["body"].clone())
         .collect();
-    assert_eq!(texts, vec![json!("reply 1"), json!("reply 2"), json!("reply 3")]);
-    assert!(got[3..6].iter().all(|g| body(g)["type"] == "message.created"));
-    let ids: std::collections::HashSet<_> = got[2..6].iter().map(|g| g["headers"]["webhook-id"].clone()).collect();
+    assert_eq!(
+        texts,
+        vec![json!("reply 1"), json!("reply 2"), json!("reply 3")]
+    );
+    assert!(
+        got[3..6]
+            .iter()
+            .all(|g| body(g)["type"] == "message.created")
+    );
+    let ids: std::collections::HashSet<_> = got[2..6]
+        .iter()
+        .map(|g| g["headers"]["webhook-id"].clone())
+        .collect();
     assert_eq!(ids.len(), 4, "each delivery has an id of its own");
 
     // The log: newest first; the first delivery took three attempts, ended with 200.
@@ -115,8 +158,14 @@ async fn deliveries_are_signed_in_order_and_retried_after_500s_with_the_same_id(
     assert!(oldest["next_attempt_at"].is_null());
     assert_eq!(log[0]["attempts"], 1);
     let (_, w) = acme.get(&format!("/api/v1/webhooks/{epid}")).await;
-    assert_eq!((w["pending"].clone(), w["failing_since"].clone()), (json!(0), Value::Null));
-    assert!(w.get("secret").is_none() && !w.to_string().contains("whsec_"), "{w}");
+    assert_eq!(
+        (w["pending"].clone(), w["failing_since"].clone()),
+        (json!(0), Value::Null)
+    );
+    assert!(
+        w.get("secret").is_none() && !w.to_string().contains("whsec_"),
+        "{w}"
+    );
 }
 
 #[tokio::test]
@@ -129,11 +178,16 @@ async fn a_timeout_is_retried_and_a_redirect_is_a_failure_not_followed() {
     let slow = Receiver::start(&py, "sleep=3");
     let ep = hook(&acme, &slow, "/slow", &["message.created"]).await;
     let epid = ep["id"].as_str().unwrap();
-    let (s, t) = acme.post(&format!("/api/v1/webhooks/{epid}/test"), json!({})).await;
+    let (s, t) = acme
+        .post(&format!("/api/v1/webhooks/{epid}/test"), json!({}))
+        .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{t}");
     let msg = t["msg_id"].as_str().unwrap();
     let got = received(&slow, 2, "the test event again after a timeout").await;
-    assert!(got.iter().all(|g| g["headers"]["webhook-id"] == msg && g["verified"] == json!([0])));
+    assert!(
+        got.iter()
+            .all(|g| g["headers"]["webhook-id"] == msg && g["verified"] == json!([0]))
+    );
     let body: Value = serde_json::from_str(got[1]["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["type"], "webhook.test");
     let d = eventually(10, "the test event delivered", || async {
@@ -141,7 +195,10 @@ async fn a_timeout_is_retried_and_a_redirect_is_a_failure_not_followed() {
         (d.first()?["status"] == "delivered").then_some(d)
     })
     .await;
-    assert_eq!((d[0]["attempts"].clone(), d[0]["last_status_code"].clone()), (json!(2), json!(200)));
+    assert_eq!(
+        (d[0]["attempts"].clone(), d[0]["last_status_code"].clone()),
+        (json!(2), json!(200))
+    );
     assert_eq!(d[0]["event_type"], "webhook.test");
     assert!(d[0]["conversation_id"].is_null());
 
@@ -149,7 +206,8 @@ async fn a_timeout_is_retried_and_a_redirect_is_a_failure_not_followed() {
     let moved = Receiver::start(&py, "301,301,301,301");
     let ep = hook(&acme, &moved, "/moved", &["message.created"]).await;
     let epid = ep["id"].as_str().unwrap();
-    acme.post(&format!("/api/v1/webhooks/{epid}/test"), json!({})).await;
+    acme.post(&format!("/api/v1/webhooks/{epid}/test"), json!({}))
+        .await;
     let d = eventually(15, "retries used up", || async {
         let d = deliveries(&acme, epid).await;
         (d.first()?["status"] == "failed").then_some(d)
@@ -157,13 +215,20 @@ async fn a_timeout_is_retried_and_a_redirect_is_a_failure_not_followed() {
     .await;
     assert_eq!(d[0]["attempts"], 3);
     assert_eq!(d[0]["last_status_code"], 301);
-    assert!(d[0]["last_error"].as_str().unwrap().contains("redirect"), "{}", d[0]);
+    assert!(
+        d[0]["last_error"].as_str().unwrap().contains("redirect"),
+        "{}",
+        d[0]
+    );
     let got = moved.requests();
     assert_eq!(got.len(), 3, "exactly the scheduled attempts");
     assert!(got.iter().all(|g| g["path"] == "/moved"));
     // Failing, but not for long enough to be disabled.
     let (_, w) = acme.get(&format!("/api/v1/webhooks/{epid}")).await;
-    assert!(w["disabled"].is_null() && w["failing_since"].is_string(), "{w}");
+    assert!(
+        w["disabled"].is_null() && w["failing_since"].is_string(),
+        "{w}"
+    );
 }
 
 #[tokio::test]
@@ -183,19 +248,32 @@ async fn gone_and_failing_too_long_disable_the_endpoint_with_a_reason() {
         w["disabled"].is_object().then_some(w)
     })
     .await;
-    assert!(w["disabled"]["reason"].as_str().unwrap().contains("410"), "{w}");
+    assert!(
+        w["disabled"]["reason"].as_str().unwrap().contains("410"),
+        "{w}"
+    );
     let d = deliveries(&acme, &epid).await;
-    assert_eq!((d[0]["status"].clone(), d[0]["last_status_code"].clone()), (json!("failed"), json!(410)));
+    assert_eq!(
+        (d[0]["status"].clone(), d[0]["last_status_code"].clone()),
+        (json!("failed"), json!(410))
+    );
     // Disabled: nothing more is queued or sent, and a test event is refused.
     acme.create(json!({"kind": "message", "partner": "bolt", "subject": "Two"}))
         .await;
-    let (s, _) = acme.post(&format!("/api/v1/webhooks/{epid}/test"), json!({})).await;
+    let (s, _) = acme
+        .post(&format!("/api/v1/webhooks/{epid}/test"), json!({}))
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_eq!(deliveries(&acme, &epid).await.len(), 1);
     // Enabled again: deliveries flow (the receiver now answers 200).
-    let (s, w) = acme.post(&format!("/api/v1/webhooks/{epid}/enable"), json!({})).await;
+    let (s, w) = acme
+        .post(&format!("/api/v1/webhooks/{epid}/enable"), json!({}))
+        .await;
     assert_eq!(s, StatusCode::OK);
-    assert!(w["disabled"].is_null() && w["failing_since"].is_null(), "{w}");
+    assert!(
+        w["disabled"].is_null() && w["failing_since"].is_null(),
+        "{w}"
+    );
     acme.create(json!({"kind": "message", "partner": "bolt", "subject": "Three"}))
         .await;
     received(&gone, 2, "a delivery after enabling").await;
@@ -213,12 +291,26 @@ async fn gone_and_failing_too_long_disable_the_endpoint_with_a_reason() {
     })
     .await;
     let why = w["disabled"]["reason"].as_str().unwrap();
-    assert!(why.starts_with("failing since") && why.contains("500"), "{why}");
+    assert!(
+        why.starts_with("failing since") && why.contains("500"),
+        "{why}"
+    );
     assert_eq!(w["pending"], 0);
     let (_, list) = acme.get("/api/v1/webhooks").await;
-    let listed = list["webhooks"].as_array().unwrap().iter().find(|x| x["id"] == epid.as_str()).unwrap().clone();
+    let listed = list["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == epid.as_str())
+        .unwrap()
+        .clone();
     assert_eq!(listed["disabled"], w["disabled"]);
-    assert!(deliveries(&acme, &epid).await.iter().all(|x| x["status"] == "failed"));
+    assert!(
+        deliveries(&acme, &epid)
+            .await
+            .iter()
+            .all(|x| x["status"] == "failed")
+    );
 }
 
 #[tokio::test]
@@ -230,13 +322,16 @@ async fn during_a_rotation_both_secrets_sign() {
     let r = Receiver::start(&py, "");
     let ep = hook(&acme, &r, "/rot", &["message.created"]).await;
     let epid = ep["id"].as_str().unwrap();
-    let (s, rot) = acme.post(&format!("/api/v1/webhooks/{epid}/rotate"), json!({})).await;
+    let (s, rot) = acme
+        .post(&format!("/api/v1/webhooks/{epid}/rotate"), json!({}))
+        .await;
     assert_eq!(s, StatusCode::OK, "{rot}");
     let new = rot["secret"].as_str().unwrap();
     assert!(new.starts_with("whsec_") && new != ep["secret"].as_str().unwrap());
     assert!(rot["previous_expires_at"].is_string(), "{rot}");
     r.add_secret(new);
-    acme.post(&format!("/api/v1/webhooks/{epid}/test"), json!({})).await;
+    acme.post(&format!("/api/v1/webhooks/{epid}/test"), json!({}))
+        .await;
     let got = received(&r, 1, "the test event after rotating").await;
     // The old secret still verifies, and so does the new one: two signatures.
     assert_eq!(got[0]["verified"], json!([0, 1]), "{}", got[0]);
@@ -274,18 +369,34 @@ async fn a_partners_reply_by_sync_and_a_colleagues_reply_are_delivered() {
 
     // A colleague (not an admin) replies at acme.
     let (s, _) = acme
-        .post("/api/v1/users", json!({"name": "kim", "password": "pallet-jack-9", "admin": false}))
+        .post(
+            "/api/v1/users",
+            json!({"name": "kim", "password": "pallet-jack-9", "admin": false}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED);
-    let (_, t) = acme.post("/api/v1/tokens", json!({"name": "kim-t", "user": "kim"})).await;
+    let (_, t) = acme
+        .post("/api/v1/tokens", json!({"name": "kim-t", "user": "kim"}))
+        .await;
     let kim = t["token"].as_str().unwrap();
     let (s, _) = acme
-        .call("POST", &format!("/api/v1/conversations/{id}/messages"), Some(json!({"body": "Thanks"})), Some(kim))
+        .call(
+            "POST",
+            &format!("/api/v1/conversations/{id}/messages"),
+            Some(json!({"body": "Thanks"})),
+            Some(kim),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let got = received(&r, 2, "kim's reply").await;
     let b: Value = serde_json::from_str(got[1]["body"].as_str().unwrap()).unwrap();
-    assert_eq!((b["data"]["by"]["org"].clone(), b["data"]["by"]["user"].clone()), (json!("acme"), json!("kim")));
+    assert_eq!(
+        (
+            b["data"]["by"]["org"].clone(),
+            b["data"]["by"]["user"].clone()
+        ),
+        (json!("acme"), json!("kim"))
+    );
     assert_eq!(b["data"]["message"]["body"], "Thanks");
     bolt.stop().await;
 }

@@ -10,7 +10,15 @@ async fn the_webhook_commands_work_stopped_and_running() {
     let n = Node::new();
     let out = cli_ok(
         &n.dir,
-        &["webhook", "add", "http://10.0.0.5:8080/erp", "--events", "message.created,task.overdue", "--description", "ERP"],
+        &[
+            "webhook",
+            "add",
+            "http://10.0.0.5:8080/erp",
+            "--events",
+            "message.created,task.overdue",
+            "--description",
+            "ERP",
+        ],
     );
     let id = out
         .lines()
@@ -18,19 +26,36 @@ async fn the_webhook_commands_work_stopped_and_running() {
         .unwrap_or_else(|| panic!("no id in {out}"))
         .trim()
         .to_string();
-    assert!(out.lines().any(|l| l.starts_with("secret\twhsec_")), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("secret\twhsec_")),
+        "{out}"
+    );
     let list = cli_ok(&n.dir, &["webhook", "list"]);
-    assert!(list.contains(&id) && list.contains("message.created,task.overdue") && list.contains("active"), "{list}");
+    assert!(
+        list.contains(&id)
+            && list.contains("message.created,task.overdue")
+            && list.contains("active"),
+        "{list}"
+    );
     assert!(!list.contains("whsec_"), "{list}");
 
     // Refused input says why and stores nothing.
     for bad in [
-        vec!["webhook", "add", "http://127.0.0.1:9/x", "--events", "message.created"],
+        vec![
+            "webhook",
+            "add",
+            "http://127.0.0.1:9/x",
+            "--events",
+            "message.created",
+        ],
         vec!["webhook", "add", "http://10.0.0.5/x", "--events", "nope"],
     ] {
         let (ok, text) = cli(&n.dir, &bad);
         assert!(!ok, "{bad:?}: {text}");
-        assert!(text.contains("loopback") || text.contains("not an event type"), "{text}");
+        assert!(
+            text.contains("loopback") || text.contains("not an event type"),
+            "{text}"
+        );
     }
     assert_eq!(cli_ok(&n.dir, &["webhook", "list"]).lines().count(), 1);
 
@@ -42,12 +67,18 @@ async fn the_webhook_commands_work_stopped_and_running() {
     // While the node runs, the same commands go through its API.
     let server = common::bin::start(&n.dir).await.unwrap();
     let r = cli_ok(&n.dir, &["webhook", "rotate", &id]);
-    assert!(r.contains("secret\twhsec_") && r.contains("signs beside it until"), "{r}");
+    assert!(
+        r.contains("secret\twhsec_") && r.contains("signs beside it until"),
+        "{r}"
+    );
     let list = cli_ok(&n.dir, &["webhook", "list"]);
     assert!(list.contains(&id), "{list}");
     let e = cli_ok(&n.dir, &["webhook", "enable", &id]);
     assert!(e.contains("enabled"), "{e}");
-    let (ok, text) = cli(&n.dir, &["webhook", "remove", &uuid::Uuid::now_v7().to_string()]);
+    let (ok, text) = cli(
+        &n.dir,
+        &["webhook", "remove", &uuid::Uuid::now_v7().to_string()],
+    );
     assert!(!ok && text.contains("not found"), "{text}");
     cli_ok(&n.dir, &["webhook", "remove", &id]);
     assert_eq!(cli_ok(&n.dir, &["webhook", "list"]).trim(), "");

@@ -26,7 +26,10 @@ async fn refused_addresses_and_bad_input_store_nothing() {
     for (url, why) in [
         (format!("http://127.0.0.1:{p}/h"), "loopback"),
         (format!("http://localhost:{p}/h"), "loopback"),
-        ("http://169.254.169.254/latest/meta-data".into(), "link-local"),
+        (
+            "http://169.254.169.254/latest/meta-data".into(),
+            "link-local",
+        ),
         (format!("http://[::1]:{p}/h"), "loopback"),
         (format!("http://0.0.0.0:{p}/h"), "unspecified"),
         ("http://[fd00:ec2::254]/".into(), "metadata"),
@@ -50,45 +53,91 @@ async fn refused_addresses_and_bad_input_store_nothing() {
         refused(&n, json!({"url": ok_url, "events": events}), why).await;
     }
     // A private LAN address is fine by default (the ERP usually lives there).
-    let (s, v) = n.post("/api/v1/webhooks", json!({"url": ok_url, "events": ev})).await;
+    let (s, v) = n
+        .post("/api/v1/webhooks", json!({"url": ok_url, "events": ev}))
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let id = v["id"].as_str().unwrap();
     // Changing it to a refused address is refused too, and changes nothing.
     let (s, e) = n
-        .put(&format!("/api/v1/webhooks/{id}"), json!({"url": format!("http://localhost:{p}/")}))
+        .put(
+            &format!("/api/v1/webhooks/{id}"),
+            json!({"url": format!("http://localhost:{p}/")}),
+        )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
-    let (s, e) = n.put(&format!("/api/v1/webhooks/{id}"), json!({"events": ["nope"]})).await;
+    let (s, e) = n
+        .put(
+            &format!("/api/v1/webhooks/{id}"),
+            json!({"events": ["nope"]}),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
     let (_, w) = n.get(&format!("/api/v1/webhooks/{id}")).await;
     assert_eq!((w["url"].as_str(), &w["events"]), (Some(ok_url), &ev));
     let (s, w) = n
-        .put(&format!("/api/v1/webhooks/{id}"), json!({"events": ["task.overdue", "message.created"], "description": "ERP"}))
+        .put(
+            &format!("/api/v1/webhooks/{id}"),
+            json!({"events": ["task.overdue", "message.created"], "description": "ERP"}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{w}");
-    assert_eq!((w["events"].clone(), w["description"].clone()), (json!(["task.overdue", "message.created"]), json!("ERP")));
+    assert_eq!(
+        (w["events"].clone(), w["description"].clone()),
+        (json!(["task.overdue", "message.created"]), json!("ERP"))
+    );
     // Unknown ids.
     let other = uuid::Uuid::now_v7();
     let (s, e) = n.get(&format!("/api/v1/webhooks/{other}")).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
-    let (s, _) = n.post(&format!("/api/v1/webhooks/{other}/test"), json!({})).await;
+    let (s, _) = n
+        .post(&format!("/api/v1/webhooks/{other}/test"), json!({}))
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = n.call("DELETE", &format!("/api/v1/webhooks/{other}"), None, Some(&n.token)).await;
+    let (s, _) = n
+        .call(
+            "DELETE",
+            &format!("/api/v1/webhooks/{other}"),
+            None,
+            Some(&n.token),
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = n.get(&format!("/api/v1/webhooks/{id}/deliveries?limit=0")).await;
+    let (s, _) = n
+        .get(&format!("/api/v1/webhooks/{id}/deliveries?limit=0"))
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, _) = n.call("DELETE", &format!("/api/v1/webhooks/{id}"), None, Some(&n.token)).await;
+    let (s, _) = n
+        .call(
+            "DELETE",
+            &format!("/api/v1/webhooks/{id}"),
+            None,
+            Some(&n.token),
+        )
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (_, list) = n.get("/api/v1/webhooks").await;
     assert_eq!(list, json!({"webhooks": []}));
 
     // `allow = ["loopback"]`: loopback accepted, by address and by name; private now refused.
-    let lo = TestNode::start_configured("acme", Role::Retailer, "[webhooks]\nallow = [\"loopback\"]\n").await;
-    for url in [format!("http://127.0.0.1:{p}/h"), format!("http://localhost:{p}/h")] {
-        let (s, v) = lo.post("/api/v1/webhooks", json!({"url": url, "events": ev})).await;
+    let lo = TestNode::start_configured(
+        "acme",
+        Role::Retailer,
+        "[webhooks]\nallow = [\"loopback\"]\n",
+    )
+    .await;
+    for url in [
+        format!("http://127.0.0.1:{p}/h"),
+        format!("http://localhost:{p}/h"),
+    ] {
+        let (s, v) = lo
+            .post("/api/v1/webhooks", json!({"url": url, "events": ev}))
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{url}: {v}");
     }
-    let (s, v) = lo.post("/api/v1/webhooks", json!({"url": ok_url, "events": ev})).await;
+    let (s, v) = lo
+        .post("/api/v1/webhooks", json!({"url": ok_url, "events": ev}))
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert_error(&v, "private");
 }
@@ -102,21 +151,33 @@ async fn a_receiver_refused_by_the_rules_at_send_time_gets_nothing() {
     let mut n = TestNode::start_configured("acme", Role::Retailer, cfg).await;
     let r = Receiver::start(&py, "");
     let (s, by_name) = n
-        .post("/api/v1/webhooks", json!({"url": format!("http://localhost:{}/n", r.port), "events": ["message.created"]}))
+        .post(
+            "/api/v1/webhooks",
+            json!({"url": format!("http://localhost:{}/n", r.port), "events": ["message.created"]}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{by_name}");
     let (_, by_addr) = n
-        .post("/api/v1/webhooks", json!({"url": r.url("/a"), "events": ["message.created"]}))
+        .post(
+            "/api/v1/webhooks",
+            json!({"url": r.url("/a"), "events": ["message.created"]}),
+        )
         .await;
     // Restarted with stricter rules: neither a name resolving to loopback nor the address
     // itself may be sent to now.
     n.pause().await;
     let toml = n.dir.path().join(parley::config::CONFIG_FILE);
-    std::fs::write(&toml, "[webhooks]\nallow = [\"private\"]\nretry_secs = [0, 1, 1]\n").unwrap();
+    std::fs::write(
+        &toml,
+        "[webhooks]\nallow = [\"private\"]\nretry_secs = [0, 1, 1]\n",
+    )
+    .unwrap();
     n.resume().await;
     for ep in [&by_name, &by_addr] {
         let id = ep["id"].as_str().unwrap();
-        let (s, _) = n.post(&format!("/api/v1/webhooks/{id}/test"), json!({})).await;
+        let (s, _) = n
+            .post(&format!("/api/v1/webhooks/{id}/test"), json!({}))
+            .await;
         assert_eq!(s, StatusCode::ACCEPTED);
         let d = eventually(20, "the test event failed", || async {
             let (_, v) = n.get(&format!("/api/v1/webhooks/{id}/deliveries")).await;
@@ -126,7 +187,10 @@ async fn a_receiver_refused_by_the_rules_at_send_time_gets_nothing() {
         .await;
         assert_eq!(d["attempts"], 3, "{d}");
         assert!(d["last_status_code"].is_null());
-        assert!(d["last_error"].as_str().unwrap().contains("loopback"), "{d}");
+        assert!(
+            d["last_error"].as_str().unwrap().contains("loopback"),
+            "{d}"
+        );
     }
     assert!(r.requests().is_empty(), "nothing reached the receiver");
 }
@@ -135,13 +199,21 @@ async fn a_receiver_refused_by_the_rules_at_send_time_gets_nothing() {
 async fn only_admins_manage_webhooks() {
     let n = TestNode::start("acme", Role::Retailer).await;
     let (s, w) = n
-        .post("/api/v1/webhooks", json!({"url": "http://10.0.0.5/h", "events": ["message.created"]}))
+        .post(
+            "/api/v1/webhooks",
+            json!({"url": "http://10.0.0.5/h", "events": ["message.created"]}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let id = w["id"].as_str().unwrap();
-    n.post("/api/v1/users", json!({"name": "kim", "password": "pallet-jack-9", "admin": false}))
+    n.post(
+        "/api/v1/users",
+        json!({"name": "kim", "password": "pallet-jack-9", "admin": false}),
+    )
+    .await;
+    let (_, t) = n
+        .post("/api/v1/tokens", json!({"name": "kim-t", "user": "kim"}))
         .await;
-    let (_, t) = n.post("/api/v1/tokens", json!({"name": "kim-t", "user": "kim"})).await;
     let kim = t["token"].as_str().unwrap();
     let body = json!({"url": "http://10.0.0.6/h", "events": ["message.created"]});
     for (m, path, b) in [
@@ -151,9 +223,21 @@ async fn only_admins_manage_webhooks() {
         ("GET", format!("/api/v1/webhooks/{id}"), None),
         ("PUT", format!("/api/v1/webhooks/{id}"), Some(body.clone())),
         ("DELETE", format!("/api/v1/webhooks/{id}"), None),
-        ("POST", format!("/api/v1/webhooks/{id}/test"), Some(json!({}))),
-        ("POST", format!("/api/v1/webhooks/{id}/rotate"), Some(json!({}))),
-        ("POST", format!("/api/v1/webhooks/{id}/enable"), Some(json!({}))),
+        (
+            "POST",
+            format!("/api/v1/webhooks/{id}/test"),
+            Some(json!({})),
+        ),
+        (
+            "POST",
+            format!("/api/v1/webhooks/{id}/rotate"),
+            Some(json!({})),
+        ),
+        (
+            "POST",
+            format!("/api/v1/webhooks/{id}/enable"),
+            Some(json!({})),
+        ),
         ("GET", format!("/api/v1/webhooks/{id}/deliveries"), None),
     ] {
         let (s, v) = n.call(m, &path, b.clone(), Some(kim)).await;
@@ -162,11 +246,16 @@ async fn only_admins_manage_webhooks() {
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{m} {path}");
     }
     let (_, after) = n.get(&format!("/api/v1/webhooks/{id}")).await;
-    assert_eq!(after, w.as_object().map(|o| {
-        let mut o = o.clone();
-        o.remove("secret");
-        serde_json::Value::Object(o)
-    }).unwrap());
+    assert_eq!(
+        after,
+        w.as_object()
+            .map(|o| {
+                let mut o = o.clone();
+                o.remove("secret");
+                serde_json::Value::Object(o)
+            })
+            .unwrap()
+    );
     let (_, log) = n.get(&format!("/api/v1/webhooks/{id}/deliveries")).await;
     assert_eq!(log, json!({"deliveries": []}));
 }

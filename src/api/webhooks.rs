@@ -298,14 +298,22 @@ impl WebhooksApi {
     }
 
     /// Remove a webhook endpoint with its waiting deliveries and log (admin)
-    #[oai(path = "/webhooks/:id", method = "delete", operation_id = "removeWebhook")]
+    #[oai(
+        path = "/webhooks/:id",
+        method = "delete",
+        operation_id = "removeWebhook"
+    )]
     async fn remove(&self, auth: BearerAuth, id: Path<Uuid>) -> R<Deleted> {
         self.svc.remove_webhook(&auth.0, id.0).await?;
         Ok(Deleted::Deleted)
     }
 
     /// Send a `webhook.test` event now (admin)
-    #[oai(path = "/webhooks/:id/test", method = "post", operation_id = "testWebhook")]
+    #[oai(
+        path = "/webhooks/:id/test",
+        method = "post",
+        operation_id = "testWebhook"
+    )]
     async fn test(&self, auth: BearerAuth, id: Path<Uuid>) -> R<Accepted> {
         let msg_id = self.svc.test_webhook(&auth.0, id.0).await?;
         Ok(Accepted::Accepted(Json(TestOut { msg_id })))

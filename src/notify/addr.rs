@@ -138,11 +138,17 @@ pub async fn check_url(url: &str, policy: Policy, timeout: Duration) -> Result<(
         Some(url::Host::Ipv6(a)) => policy.check(a.into()),
         Some(url::Host::Domain(d)) => {
             let d = d.to_string();
-            let all: Vec<SocketAddr> = tokio::time::timeout(timeout, tokio::net::lookup_host((d.as_str(), port)))
-                .await
-                .map_err(|_| format!("resolving {d} took longer than {} s; check the name", timeout.as_secs()))?
-                .map_err(|e| format!("cannot resolve {d} ({e}); check the name"))?
-                .collect();
+            let all: Vec<SocketAddr> =
+                tokio::time::timeout(timeout, tokio::net::lookup_host((d.as_str(), port)))
+                    .await
+                    .map_err(|_| {
+                        format!(
+                            "resolving {d} took longer than {} s; check the name",
+                            timeout.as_secs()
+                        )
+                    })?
+                    .map_err(|e| format!("cannot resolve {d} ({e}); check the name"))?
+                    .collect();
             if all.is_empty() {
                 return Err(format!("{d} resolves to no address; check the name"));
             }
@@ -257,7 +263,15 @@ mod tests {
             let e = default.check(ip(lo)).unwrap_err();
             assert!(e.contains("\"loopback\""), "{e}");
         }
-        for ok in ["10.0.0.1", "192.168.2.3", "172.20.0.1", "fd12::1", "100.64.1.1", "8.8.8.8", "2001:db8::1"] {
+        for ok in [
+            "10.0.0.1",
+            "192.168.2.3",
+            "172.20.0.1",
+            "fd12::1",
+            "100.64.1.1",
+            "8.8.8.8",
+            "2001:db8::1",
+        ] {
             assert!(default.check(ip(ok)).is_ok(), "{ok}");
         }
         let external_only = Policy {
@@ -265,7 +279,12 @@ mod tests {
             private: false,
             external: true,
         };
-        assert!(external_only.check(ip("10.0.0.1")).unwrap_err().contains("\"private\""));
+        assert!(
+            external_only
+                .check(ip("10.0.0.1"))
+                .unwrap_err()
+                .contains("\"private\"")
+        );
         assert!(external_only.check(ip("fd12::1")).is_err());
         assert!(external_only.check(ip("93.184.216.34")).is_ok());
         let private_only = Policy {
@@ -273,7 +292,12 @@ mod tests {
             private: true,
             external: false,
         };
-        assert!(private_only.check(ip("93.184.216.34")).unwrap_err().contains("\"external\""));
+        assert!(
+            private_only
+                .check(ip("93.184.216.34"))
+                .unwrap_err()
+                .contains("\"external\"")
+        );
     }
 
     #[test]

@@ -201,17 +201,37 @@ mod tests {
         assert_eq!(ep.failing_since, Some(t0));
         let t1 = t0 + TimeDelta::seconds(5);
         let a = apply(a.delivery, ep, of_status(301, None, ""), &cfg, t1, 0.5);
-        assert!(a.delivery.last_error.as_deref().unwrap().contains("redirect"));
+        assert!(
+            a.delivery
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("redirect")
+        );
         // 300 s and at most a tenth more.
         let wait = a.delivery.next_attempt_at - t1;
         assert!(wait >= TimeDelta::seconds(300) && wait <= TimeDelta::seconds(330));
-        let a = apply(a.delivery, a.endpoint.unwrap(), of_status(500, None, ""), &cfg, t1, 0.0);
+        let a = apply(
+            a.delivery,
+            a.endpoint.unwrap(),
+            of_status(500, None, ""),
+            &cfg,
+            t1,
+            0.0,
+        );
         assert_eq!(a.delivery.status, "failed");
         assert_eq!(a.delivery.attempts, 3);
         assert!(a.disabled.is_none());
         // One success ends the run of failures.
         let (d, _, _) = fixtures();
-        let a = apply(d, a.endpoint.unwrap(), Outcome::Delivered(204), &cfg, t1, 0.0);
+        let a = apply(
+            d,
+            a.endpoint.unwrap(),
+            Outcome::Delivered(204),
+            &cfg,
+            t1,
+            0.0,
+        );
         assert_eq!(a.delivery.status, "delivered");
         assert_eq!(a.endpoint.unwrap().failing_since, None);
     }
@@ -220,9 +240,23 @@ mod tests {
     fn throttling_waits_as_asked_within_a_cap() {
         let (d, ep, cfg) = fixtures();
         let t0 = d.created_at;
-        let a = apply(d.clone(), ep.clone(), of_status(503, Some(120), ""), &cfg, t0, 0.0);
+        let a = apply(
+            d.clone(),
+            ep.clone(),
+            of_status(503, Some(120), ""),
+            &cfg,
+            t0,
+            0.0,
+        );
         assert_eq!(a.delivery.next_attempt_at, t0 + TimeDelta::seconds(120));
-        let a = apply(d.clone(), ep.clone(), of_status(429, Some(10_000_000), ""), &cfg, t0, 0.0);
+        let a = apply(
+            d.clone(),
+            ep.clone(),
+            of_status(429, Some(10_000_000), ""),
+            &cfg,
+            t0,
+            0.0,
+        );
         assert_eq!(
             a.delivery.next_attempt_at,
             t0 + TimeDelta::from_std(MAX_RETRY_AFTER).unwrap()
@@ -236,7 +270,14 @@ mod tests {
     fn gone_and_long_failing_disable_with_a_reason() {
         let (d, ep, cfg) = fixtures();
         let t0 = d.created_at;
-        let a = apply(d.clone(), ep.clone(), of_status(410, None, ""), &cfg, t0, 0.0);
+        let a = apply(
+            d.clone(),
+            ep.clone(),
+            of_status(410, None, ""),
+            &cfg,
+            t0,
+            0.0,
+        );
         assert_eq!(a.delivery.status, "failed");
         assert!(a.disabled.unwrap().contains("410"));
         assert!(a.endpoint.unwrap().disabled.is_some());
@@ -249,7 +290,10 @@ mod tests {
         };
         let a = apply(d, failing, out, &cfg, t0, 0.0);
         let why = a.disabled.unwrap();
-        assert!(why.starts_with("failing since") && why.contains("timed out"), "{why}");
+        assert!(
+            why.starts_with("failing since") && why.contains("timed out"),
+            "{why}"
+        );
         assert_eq!(a.delivery.status, "failed");
     }
 }

@@ -40,8 +40,7 @@ const DETAIL_BYTES: usize = 200;
 type Lane = (u128, u128);
 
 fn lane(d: &Delivery) -> Option<Lane> {
-    d.conversation
-        .map(|c| (d.endpoint.as_u128(), c.as_u128()))
+    d.conversation.map(|c| (d.endpoint.as_u128(), c.as_u128()))
 }
 
 /// What one read of the queue found.
@@ -88,10 +87,7 @@ pub async fn run(svc: Arc<Service>, cfg: WebhookConfig) {
             let free = PARALLEL - tasks.len();
             let now = svc.clock().now();
             let s = svc.clone();
-            let plan = s
-                .store()
-                .read(move |tx| plan(tx, &b, &bl, free, now))
-                .await;
+            let plan = s.store().read(move |tx| plan(tx, &b, &bl, free, now)).await;
             match plan {
                 Ok(p) => {
                     wake = p.wake.map_or(IDLE, |w| w.min(IDLE));
@@ -236,10 +232,14 @@ async fn deliver(
     let out = send(client, policy, cfg.timeout, &ep, &d, started).await;
     match &out {
         Outcome::Delivered(_) => {}
-        o => tracing::info!(endpoint = %ep.id, msg_id = %d.msg_id, outcome = ?o, "webhook attempt failed"),
+        o => {
+            tracing::info!(endpoint = %ep.id, msg_id = %d.msg_id, outcome = ?o, "webhook attempt failed")
+        }
     }
     let now = svc.clock().now();
-    let jitter = getrandom::u32().map(|n| n as f64 / u32::MAX as f64).unwrap_or(0.5);
+    let jitter = getrandom::u32()
+        .map(|n| n as f64 / u32::MAX as f64)
+        .unwrap_or(0.5);
     let cfg = cfg.clone();
     let id = ep.id;
     let r = svc
@@ -283,7 +283,11 @@ async fn send(
     };
     let url = match reqwest::Url::parse(&ep.url) {
         Ok(u) => u,
-        Err(e) => return failed(format!("the endpoint's URL does not parse ({e}); update it")),
+        Err(e) => {
+            return failed(format!(
+                "the endpoint's URL does not parse ({e}); update it"
+            ));
+        }
     };
     // reqwest's resolver never sees an address written in the URL: check it here.
     if let Err(e) = addr::check_literal(&url, policy) {

@@ -97,18 +97,24 @@ pub fn check_events(events: &[String]) -> Result<()> {
             .into());
         }
         if !seen.insert(e) {
-            return Err(
-                DomainError::invalid("events", format!("{e:?} is named twice; name it once"))
-                    .into(),
-            );
+            return Err(DomainError::invalid(
+                "events",
+                format!("{e:?} is named twice; name it once"),
+            )
+            .into());
         }
     }
     Ok(())
 }
 
 fn check_description(d: &Option<String>) -> Result<Option<String>> {
-    let d = d.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    if d.as_ref().is_some_and(|s| s.chars().count() > MAX_DESCRIPTION) {
+    let d = d
+        .as_ref()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    if d.as_ref()
+        .is_some_and(|s| s.chars().count() > MAX_DESCRIPTION)
+    {
         return Err(DomainError::invalid(
             "description",
             format!("use at most {MAX_DESCRIPTION} characters"),
@@ -211,7 +217,8 @@ impl Service {
         }
         self.store
             .write(move |ctx| -> Result<_> {
-                let mut ep = outbox::get_endpoint_w(ctx.read_tx(), id)?.ok_or_else(|| not_found(id))?;
+                let mut ep =
+                    outbox::get_endpoint_w(ctx.read_tx(), id)?.ok_or_else(|| not_found(id))?;
                 if let Some(u) = change.url {
                     ep.url = u;
                 }
@@ -279,14 +286,15 @@ impl Service {
     pub async fn rotate_webhook(&self, p: &Principal, id: Uuid) -> Result<Rotated> {
         p.require_admin()?;
         let now = self.now();
-        let overlap = TimeDelta::from_std(self.webhook_config().rotate_overlap)
-            .unwrap_or(TimeDelta::days(1));
+        let overlap =
+            TimeDelta::from_std(self.webhook_config().rotate_overlap).unwrap_or(TimeDelta::days(1));
         let secret = sign::new_secret();
         let new = secret.clone();
         let previous_expires_at = self
             .store
             .write(move |ctx| -> Result<_> {
-                let mut ep = outbox::get_endpoint_w(ctx.read_tx(), id)?.ok_or_else(|| not_found(id))?;
+                let mut ep =
+                    outbox::get_endpoint_w(ctx.read_tx(), id)?.ok_or_else(|| not_found(id))?;
                 let until = now + overlap;
                 let mut old = sign::live(&ep.secrets, now);
                 for s in &mut old {
@@ -316,7 +324,8 @@ impl Service {
         p.require_admin()?;
         self.store
             .write(move |ctx| -> Result<_> {
-                let mut ep = outbox::get_endpoint_w(ctx.read_tx(), id)?.ok_or_else(|| not_found(id))?;
+                let mut ep =
+                    outbox::get_endpoint_w(ctx.read_tx(), id)?.ok_or_else(|| not_found(id))?;
                 ep.disabled = None;
                 ep.failing_since = None;
                 Ok(outbox::put_endpoint(ctx.tx(), &ep)?)

@@ -203,7 +203,10 @@ pub fn try_queue_delivery(
     now: DateTime<Utc>,
 ) -> Result<Option<String>> {
     let mut pending = tx.open_table(HOOK_PENDING)?;
-    let waiting = pending.get(ep.id.as_u128())?.map(|v| v.value()).unwrap_or(0);
+    let waiting = pending
+        .get(ep.id.as_u128())?
+        .map(|v| v.value())
+        .unwrap_or(0);
     let cap = tx
         .open_table(HOOK_SETTINGS)?
         .get("max_pending")?
@@ -246,7 +249,8 @@ pub fn try_queue_delivery(
 
 /// Sets `max_pending` for [`try_queue_delivery`].
 pub fn set_max_pending(tx: &WriteTransaction, n: u64) -> Result<()> {
-    tx.open_table(HOOK_SETTINGS)?.insert("max_pending", n.max(1))?;
+    tx.open_table(HOOK_SETTINGS)?
+        .insert("max_pending", n.max(1))?;
     Ok(())
 }
 
@@ -497,8 +501,11 @@ pub fn mail_sent(tx: &WriteTransaction, id: Uuid) -> Result<()> {
     Ok(())
 }
 
+/// Digest rows per user: (user, [(row key, item)]).
+pub type DigestRows = Vec<(String, Vec<(u128, MailItem)>)>;
+
 /// Digest rows of every user, grouped by user.
-pub fn digest_items(tx: &ReadTransaction) -> Result<Vec<(String, Vec<(u128, MailItem)>)>> {
+pub fn digest_items(tx: &ReadTransaction) -> Result<DigestRows> {
     let t = tx.open_table(DIGEST_QUEUE)?;
     let mut out: Vec<(String, Vec<(u128, MailItem)>)> = Vec::new();
     for item in t.iter()? {

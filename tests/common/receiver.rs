@@ -19,7 +19,8 @@ impl Receiver {
     pub fn start(python: &Path, script: &str) -> Receiver {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("secrets"), "").unwrap();
-        let tool = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tools/webhook_receiver.py");
+        let tool =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/tools/webhook_receiver.py");
         let mut child = Command::new(python)
             .arg(tool)
             .arg("--secrets")
@@ -36,7 +37,10 @@ impl Receiver {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let port = line.trim().parse().unwrap_or_else(|_| panic!("no port: {line:?}"));
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no port: {line:?}"));
         Receiver { child, port, dir }
     }
 
