@@ -259,3 +259,50 @@ async fn only_admins_manage_webhooks() {
     let (_, log) = n.get(&format!("/api/v1/webhooks/{id}/deliveries")).await;
     assert_eq!(log, json!({"deliveries": []}));
 }
+
+/// A receiver that takes nothing cannot fill the disk: at `max_pending` waiting deliveries
+/// the endpoint is disabled, says why, and what waited fails; the writes themselves succeed.
+#[tokio::test]
+async fn an_endpoint_with_max_pending_waiting_is_disabled_instead_of_queueing_more() {
+    let cfg = "[webhooks]\nallow = [\"loopback\"]\nretry_secs = [0, 3600]\nmax_pending = 2\n";
+    let n = TestNode::start_configured("acme", Role::Retailer, cfg).await;
+    // Nothing listens on port 1: every attempt fails and waits an hour for its retry.
+    let (s, w) = n
+        .post(
+            "/api/v1/webhooks",
+            json!({"url": "http://127.0.0.1:1/h", "events": ["conversation.created"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{w}");
+    // An empty optional field is absent, as everywhere in the API.
+    assert!(
+        w.get("disabled").is_none() && w.get("failing_since").is_none(),
+        "{w}"
+    );
+    let id = w["id"].as_str().unwrap();
+    for i in 0..3 {
+        n.create(json!({"kind": "message", "partner": "bolt", "subject": format!("Order {i}")}))
+            .await;
+    }
+    let w = eventually(20, "disabled at max_pending", || async {
+        let (_, w) = n.get(&format!("/api/v1/webhooks/{id}")).await;
+        (w["disabled"].is_object() && w["pending"] == 0).then_some(w)
+    })
+    .await;
+    assert!(
+        w["disabled"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("max_pending"),
+        "{w}"
+    );
+    let (_, log) = n.get(&format!("/api/v1/webhooks/{id}/deliveries")).await;
+    let d = log["deliveries"].as_array().unwrap();
+    assert_eq!(d.len(), 2, "the third was never queued: {log}");
+    assert!(d.iter().all(|x| x["status"] == "failed"), "{log}");
+    assert_eq!(
+        common::inbox_ids(&n).await.len(),
+        3,
+        "every write committed"
+    );
+}

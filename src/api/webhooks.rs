@@ -20,6 +20,7 @@ pub struct WebhooksApi {
 
 /// Why an endpoint gets no deliveries.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DisabledOut {
     pub at: DateTime<Utc>,
     pub reason: String,
@@ -27,6 +28,7 @@ pub struct DisabledOut {
 
 /// A webhook endpoint; its secret is shown only when created or rotated.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WebhookOut {
     pub id: Uuid,
     pub url: String,
@@ -63,12 +65,14 @@ impl From<Webhook> for WebhookOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WebhookList {
     pub webhooks: Vec<WebhookOut>,
 }
 
 /// A new endpoint, with its signing secret: store it now, it is not shown again.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreatedWebhookOut {
     #[oai(flatten)]
     pub webhook: WebhookOut,
@@ -79,27 +83,35 @@ pub struct CreatedWebhookOut {
 #[derive(Debug, Object)]
 pub struct NewWebhook {
     /// `http://` or `https://`, at most 2000 characters, no user info, no fragment.
+    #[oai(validator(max_length = 2000))]
     pub url: String,
-    /// One or more of the event types (see `WebhookEvent`).
+    /// One or more of the event types (see `WebhookEvent`), each once.
+    #[oai(validator(max_items = 32))]
     pub events: Vec<String>,
+    #[oai(validator(max_length = 500))]
     pub description: Option<String>,
 }
 
 /// Fields to change; those left out stay.
 #[derive(Debug, Object)]
 pub struct WebhookPatch {
+    #[oai(validator(max_length = 2000))]
     pub url: Option<String>,
+    #[oai(validator(max_items = 32))]
     pub events: Option<Vec<String>>,
+    #[oai(validator(max_length = 500))]
     pub description: Option<String>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TestOut {
     /// The `webhook-id` the test delivery is sent with.
     pub msg_id: String,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RotatedOut {
     /// The new secret, which signs from now on: store it now, it is not shown again.
     pub secret: String,
@@ -109,6 +121,7 @@ pub struct RotatedOut {
 
 /// One delivery and its last attempt.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DeliveryOut {
     /// The `webhook-id`, the same on every attempt.
     pub msg_id: String,
@@ -144,6 +157,7 @@ impl From<Delivery> for DeliveryOut {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DeliveryList {
     /// Newest first.
     pub deliveries: Vec<DeliveryOut>,
@@ -152,6 +166,7 @@ pub struct DeliveryList {
 /// What a delivery's body holds: `{type, timestamp, data}` (Standard Webhooks). Fields of
 /// `data` that do not belong to an event type are left out.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WebhookEvent {
     /// `conversation.created`, `message.created`, `conversation.resolved`,
     /// `conversation.reopened`, `conversation.updated`, `task.progress_changed`,
@@ -165,6 +180,7 @@ pub struct WebhookEvent {
 
 /// The conversation as both orgs see it, and what happened.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WebhookEventData {
     pub conversation_id: Uuid,
     /// `message` or `task`.
@@ -195,6 +211,7 @@ pub struct WebhookEventData {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WebhookTopic {
     pub kind: String,
     #[oai(rename = "ref")]
@@ -202,12 +219,14 @@ pub struct WebhookTopic {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WebhookActor {
     pub org: String,
     pub user: String,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WebhookMessage {
     pub id: Uuid,
     /// At most 8 KiB of characters; the full text is `GET /conversations/{id}` away.
@@ -354,6 +373,7 @@ impl WebhooksApi {
         auth: BearerAuth,
         id: Path<Uuid>,
         /// At most this many (1 to 200, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u32>>,
     ) -> R<Json<DeliveryList>> {
         let limit = limit.0.unwrap_or(50);
