@@ -33,6 +33,10 @@ const PAGE: usize = 256;
 const IDLE: Duration = Duration::from_secs(5);
 /// The shortest time between two reads of the queue: a storm of commits is read in batches.
 const COALESCE: Duration = Duration::from_millis(10);
+/// Rows a read of the queue may cover per second of waiting before the next commit-triggered
+/// read: a long queue (a dead receiver's retries) is read less often, so it cannot keep the
+/// blocking pool busy during a storm of writes, while a short one is read at once.
+const ROWS_PER_SEC: f64 = 20_000.0;
 /// The most of a receiver's answer kept in the log.
 const DETAIL_BYTES: usize = 200;
 
@@ -51,6 +55,8 @@ struct Plan {
     orphans: Vec<(u128, Delivery, String)>,
     /// Until the earliest waiting retry, if sooner than [`IDLE`].
     wake: Option<Duration>,
+    /// Rows read.
+    rows: usize,
 }
 
 pub async fn run(svc: Arc<Service>, cfg: WebhookConfig) {
@@ -77,6 +83,7 @@ pub async fn run(svc: Arc<Service>, cfg: WebhookConfig) {
     let mut tasks: JoinSet<(u128, Option<Lane>)> = JoinSet::new();
     let mut busy: HashSet<u128> = HashSet::new();
     let mut busy_lanes: HashSet<Lane> = HashSet::new();
+    let mut last_rows = 0usize;
     loop {
         if *closing.borrow() {
             break;
@@ -90,6 +97,7 @@ pub async fn run(svc: Arc<Service>, cfg: WebhookConfig) {
             let plan = s.store().read(move |tx| plan(tx, &b, &bl, free, now)).await;
             match plan {
                 Ok(p) => {
+                    last_rows = p.rows;
                     wake = p.wake.map_or(IDLE, |w| w.min(IDLE));
                     if !p.orphans.is_empty() {
                         fail_orphans(&svc, p.orphans).await;
@@ -113,7 +121,10 @@ pub async fn run(svc: Arc<Service>, cfg: WebhookConfig) {
         }
         tokio::select! {
             r = closing.changed() => if r.is_err() { break },
-            _ = watch.changed() => tokio::time::sleep(COALESCE).await,
+            _ = watch.changed() => {
+                let spread = Duration::from_secs_f64(last_rows as f64 / ROWS_PER_SEC).min(IDLE);
+                tokio::time::sleep(spread.max(COALESCE)).await;
+            }
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Ok((key, l)) = done {
                     busy.remove(&key);
@@ -158,6 +169,7 @@ fn plan(
             break;
         };
         after = Some(last);
+        p.rows += page.len();
         for (key, d) in page {
             let l = lane(&d);
             if busy.contains(&key) {
@@ -293,7 +305,9 @@ async fn send(
     if let Err(e) = addr::check_literal(&url, policy) {
         return failed(e);
     }
-    let ts = now.timestamp();
+    // The receiver checks this against its own clock: the wall clock, whatever the node's
+    // clock for scheduling says.
+    let ts = Utc::now().timestamp();
     let signature = sign::header(&ep.secrets, &d.msg_id, ts, &d.payload, now);
     let req = client
         .post(url)
