@@ -10,8 +10,8 @@ use parley::domain::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-/// Loopback receivers (everything here runs on 127.0.0.1), a short schedule: three attempts
-/// one second apart, a two-second time limit.
+/// Loopback receivers (everything here runs on 127.0.0.1), a short schedule: after a failed
+/// attempt, one at once, then two a second apart; a two-second time limit.
 const FAST: &str =
     "[webhooks]\nallow = [\"loopback\", \"private\"]\nretry_secs = [0, 1, 1]\ntimeout_secs = 2\n";
 
@@ -195,25 +195,30 @@ async fn a_timeout_is_retried_and_a_redirect_is_a_failure_not_followed() {
         (d.first()?["status"] == "delivered").then_some(d)
     })
     .await;
-    assert_eq!(
-        (d[0]["attempts"].clone(), d[0]["last_status_code"].clone()),
-        (json!(2), json!(200))
-    );
+    // One timed out at least; under load a later one may too, but the last got its 200.
+    assert!(d[0]["attempts"].as_u64().unwrap() >= 2, "{}", d[0]);
+    assert_eq!(d[0]["last_status_code"], 200);
     assert_eq!(d[0]["event_type"], "webhook.test");
     assert!(d[0]["conversation_id"].is_null());
 
-    // A 301 is a failure every time; its Location is never asked.
-    let moved = Receiver::start(&py, "301,301,301,301");
+    // A 301 is a failure every time; its Location is never asked. (A time limit no answer
+    // comes near, so every attempt ends with the 301.)
+    let cfg = "[webhooks]\nallow = [\"loopback\"]\nretry_secs = [0, 1, 1]\ntimeout_secs = 10\n";
+    let acme = TestNode::start_configured("acme", Role::Retailer, cfg).await;
+    let moved = Receiver::start(&py, "301,301,301,301,301");
     let ep = hook(&acme, &moved, "/moved", &["message.created"]).await;
     let epid = ep["id"].as_str().unwrap();
     acme.post(&format!("/api/v1/webhooks/{epid}/test"), json!({}))
         .await;
-    let d = eventually(15, "retries used up", || async {
+    let d = eventually(20, "retries used up", || async {
         let d = deliveries(&acme, epid).await;
         (d.first()?["status"] == "failed").then_some(d)
     })
     .await;
-    assert_eq!(d[0]["attempts"], 3);
+    assert_eq!(
+        d[0]["attempts"], 4,
+        "the first attempt and one per entry of retry_secs"
+    );
     assert_eq!(d[0]["last_status_code"], 301);
     assert!(
         d[0]["last_error"].as_str().unwrap().contains("redirect"),
@@ -221,7 +226,7 @@ async fn a_timeout_is_retried_and_a_redirect_is_a_failure_not_followed() {
         d[0]
     );
     let got = moved.requests();
-    assert_eq!(got.len(), 3, "exactly the scheduled attempts");
+    assert_eq!(got.len(), 4, "exactly the scheduled attempts");
     assert!(got.iter().all(|g| g["path"] == "/moved"));
     // Failing, but not for long enough to be disabled.
     let (_, w) = acme.get(&format!("/api/v1/webhooks/{epid}")).await;

@@ -185,7 +185,10 @@ async fn a_receiver_refused_by_the_rules_at_send_time_gets_nothing() {
             (d["status"] == "failed").then_some(d)
         })
         .await;
-        assert_eq!(d["attempts"], 3, "{d}");
+        assert_eq!(
+            d["attempts"], 4,
+            "the first attempt and one per retry_secs entry: {d}"
+        );
         assert!(d["last_status_code"].is_null());
         assert!(
             d["last_error"].as_str().unwrap().contains("loopback"),

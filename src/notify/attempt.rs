@@ -131,8 +131,9 @@ pub fn apply(
                     disabled: Some(reason),
                 };
             }
-            // `retry[0]` is the first attempt; `retry[n]` the wait after the n-th failed one.
-            match cfg.retry.get(d.attempts as usize) {
+            // `retry[n - 1]` is the wait after the n-th failed attempt (`retry_secs` are the
+            // gaps between attempts); past its end the delivery has failed.
+            match cfg.retry.get(d.attempts as usize - 1) {
                 None => d.status = "failed".into(),
                 Some(wait) => {
                     let wait = (*wait).max(retry_after.unwrap_or_default());
@@ -194,13 +195,23 @@ mod tests {
     fn failures_follow_the_schedule_then_fail() {
         let (d, ep, cfg) = fixtures();
         let t0 = d.created_at;
-        let a = apply(d, ep, of_status(500, None, ""), &cfg, t0, 0.0);
+        // Retried at once after the first failure (the schedule's first wait is 0).
+        let a = apply(d, ep, of_status(500, None, ""), &cfg, t0, 0.9);
         assert_eq!(a.delivery.status, "pending");
-        assert_eq!(a.delivery.next_attempt_at, t0 + TimeDelta::seconds(5));
+        assert_eq!(a.delivery.next_attempt_at, t0);
         let ep = a.endpoint.unwrap();
         assert_eq!(ep.failing_since, Some(t0));
+        let a = apply(a.delivery, ep, of_status(500, None, ""), &cfg, t0, 0.0);
+        assert_eq!(a.delivery.next_attempt_at, t0 + TimeDelta::seconds(5));
         let t1 = t0 + TimeDelta::seconds(5);
-        let a = apply(a.delivery, ep, of_status(301, None, ""), &cfg, t1, 0.5);
+        let a = apply(
+            a.delivery,
+            a.endpoint.unwrap(),
+            of_status(301, None, ""),
+            &cfg,
+            t1,
+            0.5,
+        );
         assert!(
             a.delivery
                 .last_error
@@ -220,18 +231,14 @@ mod tests {
             0.0,
         );
         assert_eq!(a.delivery.status, "failed");
-        assert_eq!(a.delivery.attempts, 3);
+        assert_eq!(a.delivery.attempts, 4, "the first attempt and one per wait");
         assert!(a.disabled.is_none());
+        // Failing since the first failure of the run, not the last.
+        let ep = a.endpoint.unwrap();
+        assert_eq!(ep.failing_since, Some(t0));
         // One success ends the run of failures.
         let (d, _, _) = fixtures();
-        let a = apply(
-            d,
-            a.endpoint.unwrap(),
-            Outcome::Delivered(204),
-            &cfg,
-            t1,
-            0.0,
-        );
+        let a = apply(d, ep, Outcome::Delivered(204), &cfg, t1, 0.0);
         assert_eq!(a.delivery.status, "delivered");
         assert_eq!(a.endpoint.unwrap().failing_since, None);
     }
@@ -263,7 +270,7 @@ mod tests {
         );
         // Not a throttling status: the header does not count.
         let a = apply(d, ep, of_status(500, Some(120), ""), &cfg, t0, 0.0);
-        assert_eq!(a.delivery.next_attempt_at, t0 + TimeDelta::seconds(5));
+        assert_eq!(a.delivery.next_attempt_at, t0);
     }
 
     #[test]
