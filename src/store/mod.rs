@@ -19,6 +19,7 @@ mod pairs;
 pub mod peers;
 pub mod query;
 pub mod quota;
+pub mod reminders;
 mod rebuild;
 pub mod search;
 pub mod sessions;
