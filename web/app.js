@@ -7,6 +7,7 @@ import { renderConversation } from './conversation.js';
 import { renderTopicList, renderTopicDetail } from './topics.js';
 import { openCompose, composeFromQuery } from './compose.js';
 import { renderPeers } from './peers.js';
+import { renderSettings } from './settings.js';
 import { installShortcuts } from './keys.js';
 import { notifyNew } from './notify.js';
 import { clearAllDrafts } from './drafts.js';
@@ -55,6 +56,8 @@ async function route() {
       openCompose(await composeFromQuery(params), { onClose: () => history.replaceState(null, '', '/') });
     } else if (path === '/peers') {
       await renderPeers(main);
+    } else if (path === '/settings') {
+      await renderSettings(main);
     } else if ((m = path.match(/^\/c\/([0-9a-f-]{36})$/i))) {
       await renderConversation(main, m[1]);
     } else if ((m = path.match(/^\/topics\/([a-z]+)\/(.+)$/))) {
@@ -79,6 +82,7 @@ async function route() {
 function markNav(path) {
   const section = path.startsWith('/topics/') ? path.split('/')[2]
     : path === '/peers' ? 'peers'
+    : path === '/settings' ? 'settings'
     : (path === '/' || path === '/new' || path.startsWith('/c/') ? 'inbox' : '');
   for (const a of document.querySelectorAll('.mainnav a')) {
     if (a.dataset.nav === section) a.setAttribute('aria-current', 'page');

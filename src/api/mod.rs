@@ -8,6 +8,7 @@ mod conversations;
 pub mod error;
 mod events;
 mod models;
+mod notifications;
 mod peers;
 mod session;
 mod sync;
@@ -49,6 +50,7 @@ type Apis = (
     session::SessionApi,
     topics::TopicsApi,
     events::EventsApi,
+    notifications::NotificationsApi,
 );
 
 fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()> {
@@ -63,6 +65,7 @@ fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()
             session::SessionApi { svc: svc.clone() },
             topics::TopicsApi { svc: svc.clone() },
             events::EventsApi { svc: svc.clone() },
+            notifications::NotificationsApi { svc: svc.clone() },
         ),
         "Parley",
         env!("CARGO_PKG_VERSION"),
