@@ -123,6 +123,9 @@ pub enum Command {
     Partner(PartnerCmd),
     /// Pair with other nodes and manage them (works while the node runs).
     Peer(PeerArgs),
+    /// Mail: send a test mail through the configured SMTP server.
+    #[command(subcommand)]
+    Email(crate::cli_email::EmailCmd),
     /// Print the effective configuration as TOML.
     PrintConfig {
         #[arg(long, env = "PARLEY_LISTEN")]
@@ -447,6 +450,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 r.updated
             );
             Ok(())
+        }
+        Command::Email(cmd) => {
+            let cfg = config(&cli.global, None, None)?;
+            init_tracing(&cfg.log);
+            crate::cli_email::run(&cfg, cmd).await
         }
         Command::PrintConfig { listen } => {
             print!("{}", config(&cli.global, listen, None)?.to_toml());

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cli;
+mod cli_email;
 mod cli_peer;
 pub mod config;
 pub mod domain;

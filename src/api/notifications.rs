@@ -88,13 +88,21 @@ type R<T> = Result<T, ApiError>;
 #[OpenApi(tag = "Tags::Admin")]
 impl NotificationsApi {
     /// My email address and notification preferences
-    #[oai(path = "/me/notifications", method = "get", operation_id = "myNotifications")]
+    #[oai(
+        path = "/me/notifications",
+        method = "get",
+        operation_id = "myNotifications"
+    )]
     async fn mine(&self, auth: BearerAuth) -> R<Json<Notifications>> {
         Ok(Json(self.svc.notify_settings(&auth.0, None).await?.into()))
     }
 
     /// Change my email address or notification preferences
-    #[oai(path = "/me/notifications", method = "put", operation_id = "setMyNotifications")]
+    #[oai(
+        path = "/me/notifications",
+        method = "put",
+        operation_id = "setMyNotifications"
+    )]
     async fn set_mine(
         &self,
         auth: BearerAuth,
@@ -115,7 +123,10 @@ impl NotificationsApi {
     )]
     async fn user(&self, auth: BearerAuth, name: Path<String>) -> R<Json<Notifications>> {
         Ok(Json(
-            self.svc.notify_settings(&auth.0, Some(&name.0)).await?.into(),
+            self.svc
+                .notify_settings(&auth.0, Some(&name.0))
+                .await?
+                .into(),
         ))
     }
 

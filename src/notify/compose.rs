@@ -30,7 +30,11 @@ pub struct ConvInfo<'a> {
 impl Context<'_> {
     /// The id every mail about a conversation refers to: a mail client threads on it.
     pub fn thread_id(&self, conv: Uuid) -> String {
-        format!("<conversation.{}@{}.parley>", conv.simple(), self.node_id.simple())
+        format!(
+            "<conversation.{}@{}.parley>",
+            conv.simple(),
+            self.node_id.simple()
+        )
     }
     fn message_id(&self, mail: Uuid) -> String {
         format!("<{}@{}.parley>", mail.simple(), self.node_id.simple())
@@ -91,7 +95,10 @@ fn describe(item: &MailItem, info: &ConvInfo<'_>, ctx: &Context<'_>) -> (String,
     let c = info.conv;
     match (&item.activity, item.kind) {
         (None, NotifyKind::Overdue) => (
-            format!("This task was due on {} and is overdue.", date_word(c.due_date)),
+            format!(
+                "This task was due on {} and is overdue.",
+                date_word(c.due_date)
+            ),
             None,
         ),
         (None, _) => (
@@ -212,7 +219,8 @@ fn new_mail(
         unsubscribe: ctx.prefs_link(),
         created_at: ctx.now,
         attempts: 0,
-        next_attempt_at: ctx.now,
+        // Retries run on wall time, whatever clock the content was written by.
+        next_attempt_at: Utc::now(),
         last_error: None,
     }
 }
@@ -334,7 +342,11 @@ pub fn summary_mail(
                 text += &format!("\n  {l}\n");
                 html += &format!(
                     "<li>{}<a href=\"{}\">{}</a></li>",
-                    if overdue { "<strong>Overdue</strong> " } else { "" },
+                    if overdue {
+                        "<strong>Overdue</strong> "
+                    } else {
+                        ""
+                    },
                     esc(&l),
                     esc(&line)
                 );

@@ -77,7 +77,11 @@ fn parse(u: &NotifyUpdate) -> Result<(Option<Option<String>>, Vec<(NotifyKind, M
 
 impl Service {
     /// The settings of `user` (`None`: the caller's own). Another user's need an admin.
-    pub async fn notify_settings(&self, p: &Principal, user: Option<&str>) -> Result<NotifySettings> {
+    pub async fn notify_settings(
+        &self,
+        p: &Principal,
+        user: Option<&str>,
+    ) -> Result<NotifySettings> {
         let name = match user {
             Some(u) if u != p.user => {
                 p.require_admin()?;

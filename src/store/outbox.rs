@@ -58,6 +58,7 @@ pub struct MailItem {
     pub kind: NotifyKind,
     /// `None` for reminders (`kind` says which).
     pub activity: Option<Activity>,
+    /// Wall-clock time of queueing (what the sender's settle wait measures).
     pub queued_at: DateTime<Utc>,
     /// Arrived by sync long after it happened (a partner back after days away, a first sync):
     /// told in a summary, never in a mail of its own.
@@ -126,7 +127,8 @@ pub fn enqueue_change(
                     conversation: view.id,
                     kind,
                     activity: Some(a.clone()),
-                    queued_at: now,
+                    // Wall time, not `now`: the sender's settle wait runs on it.
+                    queued_at: Utc::now(),
                     late: actor.is_none() && now - a.at > LATE_AFTER,
                 };
                 match prefs.mode(kind) {
@@ -434,7 +436,8 @@ pub fn digest_day(tx: &ReadTransaction) -> Result<Option<i32>> {
 }
 
 pub fn set_digest_day(tx: &WriteTransaction, day: i32) -> Result<()> {
-    tx.open_table(REMINDED)?.insert((0u128, "digest_day"), day)?;
+    tx.open_table(REMINDED)?
+        .insert((0u128, "digest_day"), day)?;
     Ok(())
 }
 

@@ -76,7 +76,7 @@ pub fn sweep(
                 conversation: s.id,
                 kind: nk,
                 activity: None,
-                queued_at: now,
+                queued_at: Utc::now(),
                 late: false,
             };
             match prefs.mode(nk) {
@@ -92,7 +92,9 @@ pub fn sweep(
         };
         let wanting: Vec<_> = endpoints.iter().filter(|e| e.wants(event)).collect();
         if !wanting.is_empty() {
-            let Some(d) = docs::load(tx, id)? else { continue };
+            let Some(d) = docs::load(tx, id)? else {
+                continue;
+            };
             let conv = crate::domain::doc::read(&d.doc)
                 .map_err(|e| StoreError::Corrupt(s.id, e.to_string()))?;
             let body = hooks::reminder_payload(&me, &conv, event, now);
