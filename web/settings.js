@@ -25,7 +25,8 @@ export async function renderSettings(main) {
     return h('tr', {}, h('th', { scope: 'row' }, h('label', { for: sel.id }, k.label)), h('td', {}, sel));
   });
   const save = h('button', { type: 'submit', id: 'settings-save', class: 'primary' }, 'Save');
-  const form = h('form', { id: 'settings-form', onsubmit: async (e) => {
+  // The server's own check speaks for every refused address, in words (no browser bubble).
+  const form = h('form', { id: 'settings-form', novalidate: '', onsubmit: async (e) => {
     e.preventDefault();
     err.textContent = '';
     const preferences = {};
