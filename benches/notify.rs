@@ -23,7 +23,6 @@ use common::TestNode;
 use common::smtp::SmtpServer;
 use parley::domain::Role;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -58,54 +57,19 @@ fn rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-/// A webhook receiver: answers 204 to every request and sends the wall time each body
-/// arrived, with the body, down the channel.
-async fn receiver() -> (u16, tokio::sync::mpsc::UnboundedReceiver<(SystemTime, Value)>) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+/// A webhook receiver (the tests' one): the wall time each body arrived, with the body.
+async fn receiver() -> (
+    u16,
+    tokio::sync::mpsc::UnboundedReceiver<(SystemTime, Value)>,
+) {
+    let (port, mut rx) = common::receiver::start().await;
+    let (tx, out) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                loop {
-                    let Ok(n) = s.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    if buf.len() < end + 4 + len {
-                        continue;
-                    }
-                    let at = SystemTime::now();
-                    let body: Value =
-                        serde_json::from_slice(&buf[end + 4..end + 4 + len]).unwrap_or(Value::Null);
-                    let _ = tx.send((at, body));
-                    let _ = s
-                        .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                        .await;
-                    return;
-                }
-            });
+        while let Some(r) = rx.recv().await {
+            let _ = tx.send((r.at, r.body));
         }
     });
-    (port, rx)
+    (port, out)
 }
 
 async fn add_hook(n: &TestNode, port: u16) -> String {
@@ -159,7 +123,9 @@ async fn conversations(n: &TestNode, wes: &str, k: usize) -> Vec<String> {
             .call(
                 "POST",
                 "/api/v1/conversations",
-                Some(json!({"kind": "message", "partner": "acme", "subject": format!("Bench {i}")})),
+                Some(
+                    json!({"kind": "message", "partner": "acme", "subject": format!("Bench {i}")}),
+                ),
                 Some(wes),
             )
             .await;
@@ -176,7 +142,11 @@ async fn throughput(n: &TestNode, wes: &str, ids: &[String], writers: usize, sec
     let mut tasks = Vec::new();
     for w in 0..writers {
         let (http, done, wes) = (http.clone(), done.clone(), wes.to_string());
-        let url = format!("{}/api/v1/conversations/{}/messages", n.base, ids[w % ids.len()]);
+        let url = format!(
+            "{}/api/v1/conversations/{}/messages",
+            n.base,
+            ids[w % ids.len()]
+        );
         tasks.push(tokio::spawn(async move {
             let mut k = 0;
             while Instant::now() < until {
@@ -234,14 +204,17 @@ async fn main() {
         let committed = SystemTime::now();
         let t = Instant::now();
         let got = loop {
-            let hit = std::fs::read_dir(&maildir).unwrap().flatten().find_map(|e| {
-                let b = std::fs::read(e.path()).ok()?;
-                let needle = marker.as_bytes();
-                b.windows(needle.len())
-                    .any(|w| w == needle)
-                    .then(|| e.metadata().ok()?.modified().ok())
-                    .flatten()
-            });
+            let hit = std::fs::read_dir(&maildir)
+                .unwrap()
+                .flatten()
+                .find_map(|e| {
+                    let b = std::fs::read(e.path()).ok()?;
+                    let needle = marker.as_bytes();
+                    b.windows(needle.len())
+                        .any(|w| w == needle)
+                        .then(|| e.metadata().ok()?.modified().ok())
+                        .flatten()
+                });
             if let Some(at) = hit {
                 break at;
             }
@@ -327,7 +300,12 @@ async fn main() {
         let rate = throughput(&n, &wes, &ids, writers, 10).await;
         total += rate * 10.0;
         let (_, h) = n.get(&format!("/api/v1/webhooks/{hook}")).await;
-        samples.push((start.elapsed().as_secs(), rate, h["pending"].clone(), rss_kb()));
+        samples.push((
+            start.elapsed().as_secs(),
+            rate,
+            h["pending"].clone(),
+            rss_kb(),
+        ));
     }
     for (t, rate, pending, rss) in &samples {
         println!(

@@ -4,6 +4,7 @@
 
 pub mod bin;
 pub mod py;
+pub mod receiver;
 pub mod smtp;
 
 use std::sync::Arc;
