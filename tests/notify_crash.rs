@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use common::bin::{Server, cli_ok};
 use common::smtp::SmtpServer;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 const CLIENTS: usize = 16;
 const CONVERSATIONS: usize = 6;
