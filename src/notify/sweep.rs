@@ -48,7 +48,7 @@ pub async fn sweep_now(svc: &Arc<Service>, cfg: &EmailConfig) -> Result<(), Mail
     }
     let day = today.num_days_from_ce();
     if local.time() >= cfg.digest_time {
-        let last = svc.store().read(|tx| outbox::digest_day(tx)).await?;
+        let last = svc.store().read(outbox::digest_day).await?;
         if last.is_none_or(|l| l < day) {
             digest(svc, cfg, now, day).await?;
         }
@@ -62,7 +62,7 @@ async fn digest(
     now: chrono::DateTime<chrono::Utc>,
     day: i32,
 ) -> Result<(), MailError> {
-    let users = svc.store().read(|tx| outbox::digest_items(tx)).await?;
+    let users = svc.store().read(outbox::digest_items).await?;
     let ui = mail::ui_url(cfg, svc);
     let mut sent = 0;
     for (user, rows) in users {

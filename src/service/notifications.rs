@@ -42,8 +42,11 @@ fn not_found(name: &str) -> ServiceError {
     ))
 }
 
+/// An update as checked: the new address (`Some(None)` removes it) and the modes to set.
+type Parsed = (Option<Option<String>>, Vec<(NotifyKind, Mode)>);
+
 /// Checks the whole update before anything is stored.
-fn parse(u: &NotifyUpdate) -> Result<(Option<Option<String>>, Vec<(NotifyKind, Mode)>)> {
+fn parse(u: &NotifyUpdate) -> Result<Parsed> {
     let email = match u.email.as_deref().map(str::trim) {
         None => None,
         Some("") => Some(None),
