@@ -62,7 +62,7 @@ async fn receiver() -> (
     u16,
     tokio::sync::mpsc::UnboundedReceiver<(SystemTime, Value)>,
 ) {
-    let (port, mut rx) = common::receiver::start().await;
+    let (port, mut rx) = common::sink::start().await;
     let (tx, out) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(r) = rx.recv().await {

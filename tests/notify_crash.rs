@@ -51,7 +51,7 @@ async fn kill_9_neither_loses_nor_invents_a_notification() {
         return;
     };
     let smtp = SmtpServer::start(&py).await;
-    let (port, mut hooks) = common::receiver::start().await;
+    let (port, mut hooks) = common::sink::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let out = cli_ok(

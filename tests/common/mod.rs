@@ -4,7 +4,7 @@
 
 pub mod bin;
 pub mod py;
-pub mod receiver;
+pub mod sink;
 pub mod smtp;
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! A minimal real HTTP receiver for webhook deliveries: it answers 204 to every request and
+//! A minimal real HTTP sink for webhook deliveries: it answers 204 to every request and
 //! passes on when each arrived, its headers and its JSON body. Signatures are checked by
 //! the independent verifier elsewhere; this one is for counting and timing.
 
