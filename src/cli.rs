@@ -125,6 +125,9 @@ pub enum Command {
     Peer(PeerArgs),
     /// Webhook endpoints for integrations (works while the node runs).
     Webhook(crate::cli_webhook::WebhookArgs),
+    /// Mail: send a test mail through the configured SMTP server.
+    #[command(subcommand)]
+    Email(crate::cli_email::EmailCmd),
     /// Print the effective configuration as TOML.
     PrintConfig {
         #[arg(long, env = "PARLEY_LISTEN")]
@@ -450,6 +453,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 r.updated
             );
             Ok(())
+        }
+        Command::Email(cmd) => {
+            let cfg = config(&cli.global, None, None)?;
+            init_tracing(&cfg.log);
+            crate::cli_email::run(&cfg, cmd).await
         }
         Command::PrintConfig { listen } => {
             print!("{}", config(&cli.global, listen, None)?.to_toml());

@@ -8,6 +8,7 @@ import { renderTopicList, renderTopicDetail } from './topics.js';
 import { openCompose, composeFromQuery } from './compose.js';
 import { renderPeers } from './peers.js';
 import { renderWebhooks } from './webhooks.js';
+import { renderSettings } from './settings.js';
 import { installShortcuts } from './keys.js';
 import { notifyNew } from './notify.js';
 import { clearAllDrafts } from './drafts.js';
@@ -58,6 +59,8 @@ async function route() {
       await renderPeers(main);
     } else if (path === '/webhooks') {
       await renderWebhooks(main);
+    } else if (path === '/settings') {
+      await renderSettings(main);
     } else if ((m = path.match(/^\/c\/([0-9a-f-]{36})$/i))) {
       await renderConversation(main, m[1]);
     } else if ((m = path.match(/^\/topics\/([a-z]+)\/(.+)$/))) {
@@ -83,6 +86,7 @@ function markNav(path) {
   const section = path.startsWith('/topics/') ? path.split('/')[2]
     : path === '/peers' ? 'peers'
     : path === '/webhooks' ? 'webhooks'
+    : path === '/settings' ? 'settings'
     : (path === '/' || path === '/new' || path.startsWith('/c/') ? 'inbox' : '');
   for (const a of document.querySelectorAll('.mainnav a')) {
     if (a.dataset.nav === section) a.setAttribute('aria-current', 'page');

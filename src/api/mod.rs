@@ -8,6 +8,7 @@ mod conversations;
 pub mod error;
 mod events;
 mod models;
+mod notifications;
 mod peers;
 mod session;
 mod sync;
@@ -53,6 +54,7 @@ type Apis = (
     topics::TopicsApi,
     events::EventsApi,
     webhooks::WebhooksApi,
+    notifications::NotificationsApi,
 );
 
 fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()> {
@@ -68,6 +70,7 @@ fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()
             topics::TopicsApi { svc: svc.clone() },
             events::EventsApi { svc: svc.clone() },
             webhooks::WebhooksApi { svc: svc.clone() },
+            notifications::NotificationsApi { svc: svc.clone() },
         ),
         "Parley",
         env!("CARGO_PKG_VERSION"),

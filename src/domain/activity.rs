@@ -62,26 +62,20 @@ pub struct Activity {
     pub at: DateTime<Utc>,
 }
 
-/// What `after` holds that `before` did not, in the conversation's own order (creation, then
-/// messages and history entries by time). `before` is `None` for a conversation new here.
+/// What `after` holds that `before` did not: messages and history entries by time. `before`
+/// is `None` for a conversation new here, which is its creation alone.
 pub fn between(before: Option<&Conversation>, after: &Conversation) -> Vec<Activity> {
-    let mut out = Vec::new();
-    let (seen_msgs, seen_hist): (HashSet<Uuid>, HashSet<Uuid>) = match before {
-        None => {
-            out.push(Activity {
-                what: What::Created,
-                by: after.created_by.clone(),
-                at: after.created_at,
-            });
-            // The first message belongs to the creation.
-            let first = after.messages.first().map(|m| m.id);
-            (first.into_iter().collect(), HashSet::new())
-        }
-        Some(b) => (
-            b.messages.iter().map(|m| m.id).collect(),
-            b.history.iter().map(|e| e.id).collect(),
-        ),
+    let Some(b) = before else {
+        // A conversation new here is one piece of news, however much history it brings (a
+        // first sync of years of threads must not become a delivery per old message).
+        return vec![Activity {
+            what: What::Created,
+            by: after.created_by.clone(),
+            at: after.created_at,
+        }];
     };
+    let seen_msgs: HashSet<Uuid> = b.messages.iter().map(|m| m.id).collect();
+    let seen_hist: HashSet<Uuid> = b.history.iter().map(|e| e.id).collect();
     let mut later: Vec<Activity> = Vec::new();
     for m in &after.messages {
         if !seen_msgs.contains(&m.id) {
@@ -120,8 +114,7 @@ pub fn between(before: Option<&Conversation>, after: &Conversation) -> Vec<Activ
         });
     }
     later.sort_by_key(|a| a.at);
-    out.extend(later);
-    out
+    later
 }
 
 #[cfg(test)]

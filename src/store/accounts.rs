@@ -89,6 +89,10 @@ pub fn read_identity(tx: &ReadTransaction) -> Result<Option<Identity>> {
     get_json(&tx.open_table(META)?, "identity")
 }
 
+pub fn read_identity_w(tx: &WriteTransaction) -> Result<Option<Identity>> {
+    get_json(&tx.open_table(META)?, "identity")
+}
+
 pub fn write_identity(tx: &WriteTransaction, id: &Identity) -> Result<()> {
     tx.open_table(META)?
         .insert("identity", encode(id)?.as_slice())?;

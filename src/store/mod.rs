@@ -20,6 +20,7 @@ pub mod peers;
 pub mod query;
 pub mod quota;
 mod rebuild;
+pub mod reminders;
 pub mod search;
 pub mod sessions;
 pub mod sync_host;

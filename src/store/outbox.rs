@@ -64,6 +64,7 @@ pub struct MailItem {
     pub kind: NotifyKind,
     /// `None` for reminders (`kind` says which).
     pub activity: Option<Activity>,
+    /// Wall-clock time of queueing (what the sender's settle wait measures).
     pub queued_at: DateTime<Utc>,
     /// Arrived by sync long after it happened (a partner back after days away, a first sync):
     /// told in a summary, never in a mail of its own.
@@ -132,7 +133,8 @@ pub fn enqueue_change(
                     conversation: view.id,
                     kind,
                     activity: Some(a.clone()),
-                    queued_at: now,
+                    // Wall time, not `now`: the sender's settle wait runs on it.
+                    queued_at: Utc::now(),
                     late: actor.is_none() && now - a.at > LATE_AFTER,
                 };
                 match prefs.mode(kind) {
@@ -460,14 +462,16 @@ pub fn mail_queue_len(tx: &ReadTransaction) -> Result<u64> {
     Ok(tx.open_table(MAIL_QUEUE)?.len()?)
 }
 
-/// Turns queued rows into one mail to send: the rows go, the mail stays until sent.
-pub fn fold_into_mail(tx: &WriteTransaction, rows: &[u128], mail: &OutMail) -> Result<()> {
+/// Turns queued rows into mails to send: the rows go, the mails stay until sent.
+pub fn fold_into_mails(tx: &WriteTransaction, rows: &[u128], mails: &[OutMail]) -> Result<()> {
     let mut q = tx.open_table(MAIL_QUEUE)?;
     for r in rows {
         q.remove(*r)?;
     }
-    tx.open_table(MAIL_OUT)?
-        .insert(mail.id.as_u128(), encode(mail)?.as_slice())?;
+    let mut out = tx.open_table(MAIL_OUT)?;
+    for m in mails {
+        out.insert(m.id.as_u128(), encode(m)?.as_slice())?;
+    }
     Ok(())
 }
 
@@ -498,6 +502,24 @@ pub fn put_out_mail(tx: &WriteTransaction, m: &OutMail) -> Result<()> {
 
 pub fn mail_sent(tx: &WriteTransaction, id: Uuid) -> Result<()> {
     tx.open_table(MAIL_OUT)?.remove(id.as_u128())?;
+    Ok(())
+}
+
+pub fn out_mail_len(tx: &ReadTransaction) -> Result<u64> {
+    Ok(tx.open_table(MAIL_OUT)?.len()?)
+}
+
+/// A `META`-like marker of the outbox: the local day the digest last went out.
+pub fn digest_day(tx: &ReadTransaction) -> Result<Option<i32>> {
+    Ok(tx
+        .open_table(REMINDED)?
+        .get((0u128, "digest_day"))?
+        .map(|v| v.value()))
+}
+
+pub fn set_digest_day(tx: &WriteTransaction, day: i32) -> Result<()> {
+    tx.open_table(REMINDED)?
+        .insert((0u128, "digest_day"), day)?;
     Ok(())
 }
 

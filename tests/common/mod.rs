@@ -5,6 +5,8 @@
 pub mod bin;
 pub mod py;
 pub mod receiver;
+pub mod sink;
+pub mod smtp;
 
 use std::sync::Arc;
 
@@ -59,12 +61,30 @@ impl TestNode {
         Self::start_in(dir, org, role, false, true).await
     }
 
+    /// [`TestNode::start_configured`] on a clock the test holds (reminders, digests).
+    pub async fn start_clocked(org: &str, role: Role, toml: &str, clock: Clock) -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(parley::config::CONFIG_FILE), toml).unwrap();
+        Self::start_full(dir, org, role, false, true, clock).await
+    }
+
     async fn start_in(
         dir: tempfile::TempDir,
         org: &str,
         role: Role,
         tls: bool,
         allow_loopback: bool,
+    ) -> TestNode {
+        Self::start_full(dir, org, role, tls, allow_loopback, Clock::System).await
+    }
+
+    async fn start_full(
+        dir: tempfile::TempDir,
+        org: &str,
+        role: Role,
+        tls: bool,
+        allow_loopback: bool,
+        clock: Clock,
     ) -> TestNode {
         let cfg = Config::load(Overrides {
             data_dir: Some(dir.path().to_path_buf()),
@@ -74,7 +94,7 @@ impl TestNode {
             ..Default::default()
         })
         .unwrap();
-        let svc = parley::server::open(&cfg, Clock::System).await.unwrap();
+        let svc = parley::server::open(&cfg, clock).await.unwrap();
         svc.init_identity(org, &format!("{org} Inc"), role)
             .await
             .unwrap();
