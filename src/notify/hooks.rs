@@ -361,3 +361,7 @@ fn chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+#[path = "hooks_tests.rs"]
+mod tests;
