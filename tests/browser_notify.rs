@@ -1,5 +1,7 @@
 //! The notification pages in a real headless Chromium: a user sets an address and what is
-//! mailed when, a refused address says why and changes nothing, and the page passes axe-core.
+//! mailed when, a refused address says why and changes nothing; an admin adds a webhook, sees
+//! its secret once, sends a test event to a real receiver and reads the delivery log; every
+//! page passes axe-core.
 
 mod common;
 #[path = "browser/kit.rs"]
@@ -16,7 +18,13 @@ use wd::Driver;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_chooses_what_is_mailed() {
     let Some(tools) = tools_or_skip() else { return };
-    let n = TestNode::start("bolt", Role::Supplier).await;
+    let (port, mut sink) = common::sink::start().await;
+    let n = TestNode::start_configured(
+        "bolt",
+        Role::Supplier,
+        "[webhooks]\nallow = [\"loopback\", \"private\"]\n",
+    )
+    .await;
     let driver = Driver::start(&tools).await;
     let b = driver.session(1280, 1024).await;
     let base = n.base.clone();
@@ -57,6 +65,59 @@ async fn a_user_chooses_what_is_mailed() {
         (v["email"].clone(), v["preferences"]["overdue"].clone()),
         (json!("admin@bolt.test"), json!("immediate"))
     );
+
+    step("Webhooks: add one, the secret shown once; a test event reaches the receiver and the log");
+    b.click("#nav-webhooks").await;
+    b.wait_contains("main h1", "Webhooks").await;
+    b.wait("#webhook-url").await;
+    axe(&b, "Webhooks").await;
+    b.type_into("#webhook-url", "http://169.254.169.254/latest")
+        .await;
+    b.click("#event-message-created").await;
+    b.click("#webhook-add-button").await;
+    b.wait_contains("#toast", "link-local").await;
+    let (_, v) = n.get("/api/v1/webhooks").await;
+    assert_eq!(
+        v["webhooks"].as_array().unwrap().len(),
+        0,
+        "a refused URL stored nothing"
+    );
+    b.set_value("#webhook-url", &format!("http://127.0.0.1:{port}/erp"))
+        .await;
+    b.click("#webhook-add-button").await;
+    let secret = b
+        .wait_text("#webhook-secret", "a whsec_ secret", |t| {
+            t.starts_with("whsec_")
+        })
+        .await;
+    let row = b
+        .wait_text("#webhooks tbody", "the new endpoint", |t| {
+            t.contains("/erp")
+        })
+        .await;
+    assert!(!row.contains(&secret), "the list never shows a secret");
+    let (_, v) = n.get("/api/v1/webhooks").await;
+    let id = v["webhooks"][0]["id"].as_str().unwrap().to_string();
+    b.click(&format!("#test-{id}")).await;
+    let got = tokio::time::timeout(std::time::Duration::from_secs(30), sink.recv())
+        .await
+        .expect("the test event within 30 s")
+        .unwrap();
+    assert_eq!(got.body["type"], "webhook.test");
+    b.click(&format!("#log-{id}")).await;
+    b.wait_text("#webhook-log", "the delivered test event", |t| {
+        t.contains("webhook.test") && t.contains("delivered")
+    })
+    .await;
+    shoot(&b, "webhooks").await;
+    b.click(&format!("#remove-{id}")).await;
+    b.click("#confirm-yes").await;
+    b.wait_text("#webhooks tbody", "the endpoint gone", |t| {
+        !t.contains("/erp")
+    })
+    .await;
+    let (_, v) = n.get("/api/v1/webhooks").await;
+    assert!(v["webhooks"].as_array().unwrap().is_empty());
     b.close().await;
     drop(driver);
     n.stop().await;
