@@ -66,6 +66,30 @@ async fn a_user_chooses_what_is_mailed() {
         (json!("admin@bolt.test"), json!("immediate"))
     );
 
+    step("an admin sets another user's address and choices");
+    let (st, _) = n
+        .post(
+            "/api/v1/users",
+            json!({"name": "bo", "password": "bo-password-1", "admin": false}),
+        )
+        .await;
+    assert!(st.is_success());
+    b.goto(&format!("{base}/settings")).await;
+    b.wait("#settings-user").await;
+    b.set_value("#settings-user", "bo").await;
+    b.wait_contains("main h2", "Notifications of bo").await;
+    b.set_value("#settings-email", "bo@bolt.test").await;
+    b.set_value("#mode-due_soon", "never").await;
+    b.click("#settings-save").await;
+    b.wait_contains("#toast", "saved").await;
+    let (_, v) = n.get("/api/v1/users/bo/notifications").await;
+    assert_eq!(
+        (v["email"].clone(), v["preferences"]["due_soon"].clone()),
+        (json!("bo@bolt.test"), json!("never"))
+    );
+    let (_, mine) = n.get("/api/v1/me/notifications").await;
+    assert_eq!(mine["email"], "admin@bolt.test", "the admin's own stayed");
+
     step("Webhooks: add one, the secret shown once; a test event reaches the receiver and the log");
     b.click("#nav-webhooks").await;
     b.wait_contains("main h1", "Webhooks").await;

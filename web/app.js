@@ -60,7 +60,7 @@ async function route() {
     } else if (path === '/webhooks') {
       await renderWebhooks(main);
     } else if (path === '/settings') {
-      await renderSettings(main);
+      await renderSettings(main, params);
     } else if ((m = path.match(/^\/c\/([0-9a-f-]{36})$/i))) {
       await renderConversation(main, m[1]);
     } else if ((m = path.match(/^\/topics\/([a-z]+)\/(.+)$/))) {

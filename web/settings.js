@@ -10,9 +10,14 @@ const MODES = [
   ['never', 'Never'],
 ];
 
-export async function renderSettings(main) {
+// An admin may open any user's settings (`?user=NAME`); everyone else sees their own.
+export async function renderSettings(main, params) {
   app.page = { name: 'settings', refresh: () => {} };
-  const s = await get('/me/notifications');
+  const admin = app.session && app.session.admin;
+  const who = admin && params && params.get('user');
+  const path = who ? `/users/${encodeURIComponent(who)}/notifications` : '/me/notifications';
+  const s = await get(path);
+  const mine = s.user === app.session.user;
   const err = h('p', { class: 'error', id: 'settings-error', role: 'alert' });
   const email = h('input', {
     id: 'settings-email', type: 'email', autocomplete: 'email', value: s.email || '',
@@ -33,7 +38,7 @@ export async function renderSettings(main) {
     for (const k of s.kinds) preferences[k.kind] = document.getElementById(`mode-${k.kind}`).value;
     save.disabled = true;
     try {
-      await api('PUT', '/me/notifications', { email: email.value.trim(), preferences });
+      await api('PUT', path, { email: email.value.trim(), preferences });
       toast('Notification settings saved');
     } catch (ex) {
       err.textContent = ex.message;
@@ -44,13 +49,28 @@ export async function renderSettings(main) {
   } },
     h('label', { for: 'settings-email' }, 'Email address'),
     email,
-    h('p', { class: 'help', id: 'settings-email-help' },
-      'Leave it empty to get no mail. You are never mailed about what you did yourself.'),
+    h('p', { class: 'help', id: 'settings-email-help' }, mine
+      ? 'Leave it empty to get no mail. You are never mailed about what you did yourself.'
+      : `Leave it empty and ${s.user} gets no mail. Nobody is mailed about what they did themselves.`),
     h('table', { class: 'settings' },
       h('caption', {}, 'Mail me when'),
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'What happens'), h('th', { scope: 'col' }, 'How'))),
       h('tbody', {}, ...rows)),
     err,
     save);
-  clear(main).append(h('h1', {}, 'Settings'), h('h2', {}, 'Notifications'), form);
+  const picker = admin ? await userPicker(s.user) : '';
+  clear(main).append(h('h1', {}, 'Settings'), picker,
+    h('h2', {}, mine ? 'Notifications' : `Notifications of ${s.user}`), form);
+}
+
+// For an admin: whose settings to show.
+async function userPicker(current) {
+  let users = [];
+  try { users = (await get('/users')).filter((u) => u.kind !== 'integration'); } catch { return ''; }
+  const sel = h('select', { id: 'settings-user', onchange: () => {
+    const q = sel.value === app.session.user ? '' : `?user=${encodeURIComponent(sel.value)}`;
+    history.pushState(null, '', `/settings${q}`);
+    window.dispatchEvent(new PopStateEvent('popstate'));
+  } }, ...users.map((u) => h('option', { value: u.name, selected: u.name === current ? '' : undefined }, u.name)));
+  return h('p', { class: 'settings-user' }, h('label', { for: 'settings-user' }, 'Settings of '), sel);
 }
