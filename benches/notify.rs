@@ -179,13 +179,30 @@ async fn main() {
     let writers = env_usize("PARLEY_BENCH_WRITERS", 32);
     let secs = env_usize("PARLEY_BENCH_SECS", 10) as u64;
     let dead_secs = env_usize("PARLEY_BENCH_DEAD_SECS", 120) as u64;
+    let phases =
+        std::env::var("PARLEY_BENCH_PHASES").unwrap_or_else(|_| "mail,hook,throughput,dead".into());
+    let on = |p: &str| phases.split(',').any(|x| x.trim() == p);
     println!(
-        "notify bench: mail_n={mail_n} hook_n={hook_n} writers={writers} secs={secs} dead_secs={dead_secs}"
+        "notify bench: mail_n={mail_n} hook_n={hook_n} writers={writers} secs={secs} dead_secs={dead_secs} phases={phases}"
     );
-
-    // 1. Commit (the reply's 2xx) → the SMTP server has the mail (its Maildir file's time).
     let smtp = SmtpServer::start(&py).await;
-    let (n, wes) = node(Some(&smtp), "").await;
+    if on("mail") {
+        mail_phase(&smtp, mail_n).await;
+    }
+    if on("hook") {
+        hook_phase(&smtp, hook_n).await;
+    }
+    if on("throughput") {
+        throughput_phase(&smtp, writers, secs).await;
+    }
+    if on("dead") {
+        dead_phase(&smtp, writers, dead_secs).await;
+    }
+}
+
+async fn mail_phase(smtp: &SmtpServer, mail_n: usize) {
+    // Commit (the reply's 2xx) → the SMTP server has the mail (its Maildir file's time).
+    let (n, wes) = node(Some(smtp), "").await;
     let ids = conversations(&n, &wes, 4).await;
     smtp.wait_for("admin@bolt.test", 4, 60).await;
     let maildir = smtp.dir.path().join("mail/new");
@@ -227,10 +244,12 @@ async fn main() {
     }
     show("commit -> SMTP accepted (settle_ms 300)", &lat);
     n.stop().await;
+}
 
-    // 2. Commit → webhook receiver got it.
+async fn hook_phase(smtp: &SmtpServer, hook_n: usize) {
+    // Commit → webhook receiver got it.
     let (port, mut rx) = receiver().await;
-    let (n, wes) = node(Some(&smtp), "").await;
+    let (n, wes) = node(Some(smtp), "").await;
     add_hook(&n, port).await;
     let ids = conversations(&n, &wes, 4).await;
     for _ in 0..4 {
@@ -263,8 +282,10 @@ async fn main() {
     }
     show("commit -> webhook received", &lat);
     n.stop().await;
+}
 
-    // 3. Durable replies per second: none configured, then email and two webhooks.
+async fn throughput_phase(smtp: &SmtpServer, writers: usize, secs: u64) {
+    // Durable replies per second: none configured, then email and two webhooks.
     let (n, wes) = node(None, "").await;
     let ids = conversations(&n, &wes, writers).await;
     let plain = throughput(&n, &wes, &ids, writers, secs).await;
@@ -273,7 +294,7 @@ async fn main() {
     let (p2, mut r2) = receiver().await;
     tokio::spawn(async move { while r1.recv().await.is_some() {} });
     tokio::spawn(async move { while r2.recv().await.is_some() {} });
-    let (n, wes) = node(Some(&smtp), "").await;
+    let (n, wes) = node(Some(smtp), "").await;
     add_hook(&n, p1).await;
     add_hook(&n, p2).await;
     let ids = conversations(&n, &wes, writers).await;
@@ -283,13 +304,15 @@ async fn main() {
         notified / plain * 100.0
     );
     n.stop().await;
+}
 
-    // 4. A dead receiver (nothing listens on its port) under a sustained write load.
+async fn dead_phase(smtp: &SmtpServer, writers: usize, dead_secs: u64) {
+    // A dead receiver (nothing listens on its port) under a sustained write load.
     let dead_port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let (n, wes) = node(Some(&smtp), "").await;
+    let (n, wes) = node(Some(smtp), "").await;
     let hook = add_hook(&n, dead_port).await;
     let ids = conversations(&n, &wes, writers).await;
     let rss0 = rss_kb();

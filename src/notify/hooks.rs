@@ -23,7 +23,7 @@ use super::config::WebhookConfig;
 use super::sign;
 use crate::domain::hooks::{Delivery, Endpoint};
 use crate::service::Service;
-use crate::store::{StoreError, outbox};
+use crate::store::{StoreError, hook_queue, outbox};
 
 /// Deliveries sent at once.
 pub const PARALLEL: usize = 8;
@@ -51,8 +51,11 @@ fn lane(d: &Delivery) -> Option<Lane> {
 #[derive(Default)]
 struct Plan {
     due: Vec<(u128, Delivery, Endpoint)>,
-    /// Waiting for an endpoint that is disabled or gone: to be failed.
-    orphans: Vec<(u128, Delivery, String)>,
+    /// Waiting for an endpoint that is disabled (to be failed, with why) or removed (`None`:
+    /// to be dropped).
+    orphans: Vec<(u128, Delivery, Option<String>)>,
+    /// Removed endpoints with nothing left waiting: their tombstone goes.
+    forget: Vec<u128>,
     /// Until the earliest waiting retry, if sooner than [`IDLE`].
     wake: Option<Duration>,
     /// Rows read.
@@ -103,6 +106,18 @@ pub async fn run(svc: Arc<Service>, cfg: WebhookConfig) {
                         fail_orphans(&svc, p.orphans).await;
                         wake = Duration::ZERO;
                     }
+                    if !p.forget.is_empty() {
+                        let f = p.forget;
+                        let _ = svc
+                            .store()
+                            .write(move |ctx| -> Result<(), StoreError> {
+                                for ep in &f {
+                                    hook_queue::forget_removed(ctx.tx(), *ep)?;
+                                }
+                                Ok(())
+                            })
+                            .await;
+                    }
                     for (key, d, ep) in p.due {
                         let l = lane(&d);
                         busy.insert(key);
@@ -147,7 +162,8 @@ pub async fn run(svc: Arc<Service>, cfg: WebhookConfig) {
     tasks.shutdown().await;
 }
 
-/// Reads the queue in order and picks up to `free` due deliveries whose lane is free.
+/// Picks up to `free` deliveries that may go now: the due ones among the first of each lane
+/// (`store::hook_queue`), so a dead receiver's long queue is never read whole.
 fn plan(
     tx: &redb::ReadTransaction,
     busy: &HashSet<u128>,
@@ -160,67 +176,95 @@ fn plan(
         .map(|e| (e.id.as_u128(), e))
         .collect();
     let mut p = Plan::default();
-    // Lanes with an earlier delivery still pending: later ones of the lane wait.
-    let mut seen: HashSet<Lane> = HashSet::new();
-    let mut after = None;
-    loop {
-        let page = outbox::queued_page(tx, after, PAGE)?;
-        let Some(last) = page.last().map(|(k, _)| *k) else {
-            break;
+    let now_ms = now.timestamp_millis();
+    let (keys, next) = hook_queue::due(tx, now_ms, free + busy.len() + PAGE)?;
+    p.rows = keys.len();
+    if let Some(n) = next {
+        p.wake = Some(Duration::from_millis((n - now_ms).max(0) as u64));
+    }
+    for (key, d) in outbox::deliveries_by_key(tx, &keys)? {
+        if busy.contains(&key) || lane(&d).is_some_and(|l| busy_lanes.contains(&l)) {
+            continue;
+        }
+        let ep = match endpoints.get(&d.endpoint.as_u128()) {
+            Some(ep) if ep.disabled.is_none() => ep,
+            Some(ep) => {
+                if p.orphans.len() < PAGE {
+                    let why = ep.disabled.as_ref().map(|x| x.reason.clone());
+                    p.orphans.push((
+                        key,
+                        d,
+                        Some(format!(
+                            "the endpoint is disabled: {}",
+                            why.unwrap_or_default()
+                        )),
+                    ));
+                }
+                continue;
+            }
+            None => {
+                // The endpoint was removed: its rows go, a batch per round.
+                if p.orphans.len() < PAGE {
+                    p.orphans.push((key, d, None));
+                }
+                continue;
+            }
         };
-        after = Some(last);
-        p.rows += page.len();
-        for (key, d) in page {
-            let l = lane(&d);
-            if busy.contains(&key) {
-                if let Some(l) = l {
-                    seen.insert(l);
-                }
-                continue;
+        if p.due.len() < free {
+            p.due.push((key, d, ep.clone()));
+        }
+    }
+    // What waits for a disabled or removed endpoint is failed or dropped whatever its due
+    // time, a batch per round.
+    for ep in endpoints.values().filter(|e| e.disabled.is_some()) {
+        if p.orphans.len() >= PAGE {
+            break;
+        }
+        let why = format!(
+            "the endpoint is disabled: {}",
+            ep.disabled
+                .as_ref()
+                .map(|x| x.reason.as_str())
+                .unwrap_or("")
+        );
+        let keys = hook_queue::keys_of_endpoint(tx, ep.id.as_u128(), PAGE - p.orphans.len())?;
+        for (key, d) in outbox::deliveries_by_key(tx, &keys)? {
+            if !busy.contains(&key) && !p.orphans.iter().any(|(k, _, _)| *k == key) {
+                p.orphans.push((key, d, Some(why.clone())));
             }
-            if let Some(l) = l
-                && (!seen.insert(l) || busy_lanes.contains(&l))
-            {
-                continue;
-            }
-            let ep = match endpoints.get(&d.endpoint.as_u128()) {
-                Some(ep) if ep.disabled.is_none() => ep,
-                Some(ep) => {
-                    if p.orphans.len() < PAGE {
-                        let why = ep.disabled.as_ref().map(|x| x.reason.clone());
-                        p.orphans.push((
-                            key,
-                            d,
-                            format!("the endpoint is disabled: {}", why.unwrap_or_default()),
-                        ));
-                    }
-                    continue;
-                }
-                None => continue,
-            };
-            if d.next_attempt_at <= now {
-                p.due.push((key, d, ep.clone()));
-                if p.due.len() >= free {
-                    return Ok(p);
-                }
-            } else {
-                let w = (d.next_attempt_at - now).to_std().unwrap_or_default();
-                p.wake = Some(p.wake.map_or(w, |x: Duration| x.min(w)));
+        }
+    }
+    for ep in hook_queue::removed(tx)? {
+        if p.orphans.len() >= PAGE {
+            break;
+        }
+        let keys = hook_queue::keys_of_endpoint(tx, ep, PAGE - p.orphans.len())?;
+        if keys.is_empty() {
+            p.forget.push(ep);
+        }
+        for (key, d) in outbox::deliveries_by_key(tx, &keys)? {
+            if !busy.contains(&key) && !p.orphans.iter().any(|(k, _, _)| *k == key) {
+                p.orphans.push((key, d, None));
             }
         }
     }
     Ok(p)
 }
 
-async fn fail_orphans(svc: &Service, rows: Vec<(u128, Delivery, String)>) {
+async fn fail_orphans(svc: &Service, rows: Vec<(u128, Delivery, Option<String>)>) {
     let r = svc
         .store()
         .write(move |ctx| {
             let tx = ctx.tx();
             for (key, mut d, why) in rows {
-                d.status = "failed".into();
-                d.last_error = Some(why);
-                outbox::update_delivery(tx, key, &d)?;
+                match why {
+                    None => outbox::drop_delivery(tx, key)?,
+                    Some(why) => {
+                        d.status = "failed".into();
+                        d.last_error = Some(why);
+                        outbox::update_delivery(tx, key, &d)?;
+                    }
+                }
             }
             Ok::<_, StoreError>(())
         })
@@ -268,8 +312,9 @@ async fn deliver(
                 outbox::put_endpoint(tx, ep)?;
             }
             if let Some(why) = &a.disabled {
+                // What waits for it is failed by the sender in small batches (orphans), not
+                // here: a long queue must not hold the writer in one transaction.
                 tracing::warn!(endpoint = %id, reason = %why, "webhook endpoint disabled");
-                outbox::fail_pending(tx, id, why)?;
             }
             Ok::<_, StoreError>(())
         })

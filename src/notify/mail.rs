@@ -7,7 +7,7 @@
 //! `Message-ID` in the same transaction that removes the rows; it leaves the outbox only
 //! after the SMTP server accepted it, so a crash in between sends it again, identifiably.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,12 +23,15 @@ use super::config::{EmailConfig, Security, Smtp};
 use crate::domain::Conversation;
 use crate::domain::notify::Mode;
 use crate::service::Service;
+use crate::store::mail_queue;
 use crate::store::outbox::{self, MailItem, OutMail};
 use crate::store::{StoreError, accounts, docs};
 
 /// A user's rows are mailed at the latest this long after the first, even if more keep
 /// coming: a sync that never pauses still gets told.
-const MAX_HOLD: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+const MAX_HOLD_MS: i64 = 5 * 60 * 1000;
+/// The quiet a user's late rows wait for before they are mailed.
+const LATE_QUIET_MS: i64 = 30 * 1000;
 /// Rows read per round; the rest wait for the next one (memory stays bounded).
 const ROWS_PER_ROUND: usize = 20_000;
 /// Mails sent per round before their removal is committed.
@@ -234,6 +237,13 @@ pub(super) fn ui_url(cfg: &EmailConfig, svc: &Service) -> Option<String> {
         .map(|u| u.trim_end_matches('/').to_string())
 }
 
+/// A reminder queued earlier is told only if it still holds: the task not finished since,
+/// nor its due date removed. Other rows always hold: they tell what happened.
+pub(super) fn still_true(it: &MailItem, c: &Conversation) -> bool {
+    it.activity.is_some()
+        || (crate::domain::overdue_eligible(c.kind, c.state, c.progress) && c.due_date.is_some())
+}
+
 pub(super) fn load(
     tx: &redb::ReadTransaction,
     user: &str,
@@ -275,34 +285,39 @@ async fn fold(
     cfg: &EmailConfig,
     now: DateTime<Utc>,
 ) -> Result<Option<Duration>, MailError> {
-    let rows = svc
-        .store()
-        .read(|tx| outbox::mail_items(tx, ROWS_PER_ROUND))
-        .await?;
-    if rows.is_empty() {
+    let users = svc.store().read(mail_queue::pending).await?;
+    if users.is_empty() {
         return Ok(None);
     }
-    if cfg.smtp.is_none() {
-        // Nothing can be sent: what is queued now would only flood the first mail once a
-        // server is configured.
-        let ids: Vec<u128> = rows.iter().map(|(k, _)| *k).collect();
-        svc.store()
-            .write(move |ctx| outbox::drop_mail_items(ctx.tx(), &ids))
-            .await?;
-        return Ok(None);
-    }
-    let settle = chrono::TimeDelta::from_std(cfg.settle).unwrap_or_default();
-    let mut by_user: BTreeMap<String, Vec<(u128, MailItem)>> = BTreeMap::new();
-    for (k, it) in rows {
-        by_user.entry(it.user.clone()).or_default().push((k, it));
-    }
+    let now_ms = now.timestamp_millis();
+    let settle = cfg.settle.as_millis() as i64;
     let mut wait: Option<Duration> = None;
-    for (user, rows) in by_user {
-        let newest = rows.iter().map(|(_, i)| i.queued_at).max().unwrap_or(now);
-        let oldest = rows.iter().map(|(_, i)| i.queued_at).min().unwrap_or(now);
-        if now - newest < settle && now - oldest < MAX_HOLD {
-            let left = (settle - (now - newest)).to_std().unwrap_or_default();
+    for (user, first, last, late) in users {
+        // Late news (a sync after a long time apart) keeps coming frame by frame, each more
+        // than `settle` apart on a slow link: it waits for a longer quiet, so it becomes one
+        // summary, not one per frame.
+        let quiet = if late {
+            settle.max(LATE_QUIET_MS)
+        } else {
+            settle
+        };
+        if cfg.smtp.is_some() && now_ms - last < quiet && now_ms - first < MAX_HOLD_MS {
+            let left = Duration::from_millis((quiet - (now_ms - last)).max(0) as u64);
             wait = Some(wait.map_or(left, |w| w.min(left)));
+            continue;
+        }
+        let u = user.clone();
+        let rows = svc
+            .store()
+            .read(move |tx| mail_queue::rows(tx, &u, ROWS_PER_ROUND))
+            .await?;
+        if cfg.smtp.is_none() {
+            // Nothing can be sent: what is queued now would only flood the first mail once a
+            // server is configured.
+            let keys: Vec<u128> = rows.iter().map(|(k, _)| *k).collect();
+            svc.store()
+                .write(move |ctx| mail_queue::fold(ctx.tx(), &user, &keys, &[]))
+                .await?;
             continue;
         }
         fold_user(svc, cfg, user, rows).await?;
@@ -328,7 +343,7 @@ async fn fold_user(
         _ => Vec::new(),
     };
     svc.store()
-        .write(move |ctx| outbox::fold_into_mails(ctx.tx(), &keys, &mails))
+        .write(move |ctx| mail_queue::fold(ctx.tx(), &user, &keys, &mails))
         .await?;
     Ok(())
 }
@@ -351,7 +366,10 @@ fn compose_for(
     let mut groups: HashMap<Uuid, Vec<&MailItem>> = HashMap::new();
     let mut late = false;
     for (_, it) in rows {
-        if l.prefs.mode(it.kind) != Mode::Immediate || !l.convs.contains_key(&it.conversation) {
+        let Some((c, _)) = l.convs.get(&it.conversation) else {
+            continue;
+        };
+        if l.prefs.mode(it.kind) != Mode::Immediate || !still_true(it, c) {
             continue;
         }
         late |= it.late;
@@ -392,43 +410,38 @@ fn compose_for(
 }
 
 async fn send_due(svc: &Arc<Service>, cfg: &EmailConfig) -> Result<Option<Duration>, MailError> {
-    let mails = svc.store().read(|tx| outbox::out_mails(tx, 1000)).await?;
-    if mails.is_empty() {
-        return Ok(None);
-    }
     let now = Utc::now();
-    let (org_name, from) = {
-        let ident = svc.identity().await.ok().flatten();
-        (
-            ident.map(|i| i.org_name).unwrap_or_else(|| "Parley".into()),
-            cfg.from.clone(),
-        )
-    };
-    let mut done: Vec<Uuid> = Vec::new();
-    let mut retry: Vec<OutMail> = Vec::new();
-    let mut next: Option<Duration> = None;
+    let (mails, later) = svc
+        .store()
+        .read(move |tx| outbox::due_mails(tx, now, MAILS_PER_ROUND))
+        .await?;
+    let mut next: Option<Duration> = later.map(|t| (t - now).to_std().unwrap_or_default());
+    if mails.is_empty() {
+        return Ok(next);
+    }
+    let org_name = svc
+        .identity()
+        .await
+        .ok()
+        .flatten()
+        .map(|i| i.org_name)
+        .unwrap_or_else(|| "Parley".into());
+    let full = mails.len() >= MAILS_PER_ROUND;
     for mut m in mails {
-        if m.next_attempt_at > now {
-            let left = (m.next_attempt_at - now).to_std().unwrap_or_default();
-            next = Some(next.map_or(left, |n| n.min(left)));
-            continue;
-        }
-        if done.len() + retry.len() >= MAILS_PER_ROUND {
-            next = Some(Duration::ZERO);
-            break;
-        }
-        let r = match build(&m, &from, &org_name) {
+        let r = match build(&m, &cfg.from, &org_name) {
             Ok(msg) => send(cfg, msg).await,
             Err(e) => Err(e),
         };
-        match r {
+        // Each outcome is recorded at once: a crash later in the round re-sends only the
+        // mail whose answer was not recorded yet.
+        let (done, stop) = match r {
             Ok(answer) => {
                 tracing::debug!(to = %m.to, message_id = %m.message_id, %answer, "mail accepted");
-                done.push(m.id);
+                (true, false)
             }
             Err(e @ (MailError::Permanent(_) | MailError::Address(..) | MailError::Build(_))) => {
                 tracing::warn!(to = %m.to, message_id = %m.message_id, error = %e, "a notification mail was given up");
-                done.push(m.id);
+                (true, false)
             }
             Err(e) => {
                 let delay = RETRY_DELAYS_SECS.get(m.attempts as usize).copied();
@@ -437,31 +450,35 @@ async fn send_due(svc: &Arc<Service>, cfg: &EmailConfig) -> Result<Option<Durati
                 match delay {
                     Some(s) => {
                         tracing::info!(to = %m.to, attempt = m.attempts, error = %e, "a notification mail will be tried again in {s} s");
-                        m.next_attempt_at = now + chrono::TimeDelta::seconds(s);
+                        m.next_attempt_at = Utc::now() + chrono::TimeDelta::seconds(s);
                         let d = Duration::from_secs(s as u64);
                         next = Some(next.map_or(d, |n| n.min(d)));
-                        retry.push(m);
+                        // The server is down or slow: the other mails wait for the next round
+                        // instead of each waiting out its own time limit now.
+                        (false, true)
                     }
                     None => {
                         tracing::warn!(to = %m.to, message_id = %m.message_id, error = %e, "a notification mail was given up after {} attempts", m.attempts);
-                        done.push(m.id);
+                        (true, true)
                     }
                 }
             }
-        }
-    }
-    if !done.is_empty() || !retry.is_empty() {
+        };
         svc.store()
             .write(move |ctx| -> Result<(), StoreError> {
-                for id in &done {
-                    outbox::mail_sent(ctx.tx(), *id)?;
+                if done {
+                    outbox::mail_sent(ctx.tx(), m.id)
+                } else {
+                    outbox::put_out_mail(ctx.tx(), &m)
                 }
-                for m in &retry {
-                    outbox::put_out_mail(ctx.tx(), m)?;
-                }
-                Ok(())
             })
             .await?;
+        if stop {
+            return Ok(next);
+        }
+    }
+    if full {
+        next = Some(Duration::ZERO);
     }
     Ok(next)
 }

@@ -79,8 +79,9 @@ async fn digest(
             let mut order: Vec<Uuid> = Vec::new();
             let mut groups: HashMap<Uuid, Vec<&MailItem>> = HashMap::new();
             for (_, it) in &rows {
-                if !l.convs.contains_key(&it.conversation) {
-                    continue;
+                match l.convs.get(&it.conversation) {
+                    Some((c, _)) if mail::still_true(it, c) => {}
+                    _ => continue,
                 }
                 let g = groups.entry(it.conversation).or_default();
                 if g.is_empty() {

@@ -1,7 +1,7 @@
 //! The outbox: notifications and webhook deliveries, written in the same write transaction as
 //! the change that causes them, so a crash can neither lose one nor invent one.
 //!
-//! - `MAIL_QUEUE`: one row per (user, activity) to be mailed soon; the mail sender folds rows
+//! - `mail_queue`: one row per (user, activity) to be mailed soon; the mail sender folds rows
 //!   into mails, writing each mail to `MAIL_OUT` (with its `Message-ID` fixed) in the same
 //!   transaction that removes the rows, then sends and removes it. A crash between the SMTP
 //!   server's `250` and that removal sends the same mail again, with the same `Message-ID`.
@@ -25,7 +25,6 @@ use crate::domain::hooks::{self, Delivery, Endpoint};
 use crate::domain::notify::{Mode, NotifyKind, kind_for};
 use crate::domain::{Conversation, OrgId};
 
-pub const MAIL_QUEUE: TableDefinition<u128, &[u8]> = TableDefinition::new("mail_queue");
 pub const DIGEST_QUEUE: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("digest_queue");
 pub const MAIL_OUT: TableDefinition<u128, &[u8]> = TableDefinition::new("mail_out");
 pub const HOOKS: TableDefinition<u128, &[u8]> = TableDefinition::new("webhooks");
@@ -42,15 +41,21 @@ pub const DEFAULT_MAX_PENDING: u64 = 100_000;
 
 /// Finished deliveries kept per endpoint in its log.
 pub const LOG_KEEP: usize = 200;
+/// How far past `LOG_KEEP` a log grows before it is trimmed back.
+const LOG_SLACK: usize = 64;
+/// Entries in each endpoint's `HOOK_LOG`, kept with it.
+pub const HOOK_LOG_COUNT: TableDefinition<u128, u64> = TableDefinition::new("hook_log_count");
 
 pub fn create_tables(tx: &WriteTransaction) -> std::result::Result<(), redb::TableError> {
-    tx.open_table(MAIL_QUEUE)?;
+    super::mail_queue::create_tables(tx)?;
     tx.open_table(DIGEST_QUEUE)?;
     tx.open_table(MAIL_OUT)?;
     tx.open_table(HOOKS)?;
     tx.open_table(HOOK_QUEUE)?;
     tx.open_table(HOOK_LOG)?;
     tx.open_table(HOOK_PENDING)?;
+    tx.open_table(HOOK_LOG_COUNT)?;
+    super::hook_queue::create_tables(tx)?;
     tx.open_table(REMINDED)?;
     tx.open_table(HOOK_SETTINGS)?;
     Ok(())
@@ -98,8 +103,9 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| StoreError::Record("outbox".into(), e.to_string()))
 }
 
-/// What a late activity is: older than this when it arrives by sync.
-pub const LATE_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+/// What a late activity is: older than this when it arrives by sync. An hour, so that a
+/// partner's clock a little off does not turn its news into summaries.
+pub const LATE_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// Queues what the change from `before` to `view` tells each user and endpoint. Called by
 /// `index::index_view`, the one place local writes and synced documents both pass, inside
@@ -118,8 +124,6 @@ pub fn enqueue_change(
     }
     let users = notifiable_users(tx)?;
     if !users.is_empty() {
-        let mut queue = tx.open_table(MAIL_QUEUE)?;
-        let mut digest = tx.open_table(DIGEST_QUEUE)?;
         for (name, prefs) in &users {
             for a in &acts {
                 let Some(kind) = kind_for(a, me, name) else {
@@ -139,15 +143,8 @@ pub fn enqueue_change(
                 };
                 match prefs.mode(kind) {
                     Mode::Never => {}
-                    Mode::Immediate => {
-                        queue.insert(Uuid::now_v7().as_u128(), encode(&item)?.as_slice())?;
-                    }
-                    Mode::Digest => {
-                        digest.insert(
-                            (name.as_str(), Uuid::now_v7().as_u128()),
-                            encode(&item)?.as_slice(),
-                        )?;
-                    }
+                    Mode::Immediate => super::mail_queue::queue(tx, &item)?,
+                    Mode::Digest => queue_digest(tx, &item)?,
                 }
             }
         }
@@ -246,6 +243,7 @@ pub fn try_queue_delivery(
     tx.open_table(HOOK_QUEUE)?
         .insert(id.as_u128(), encode(&d)?.as_slice())?;
     pending.insert(ep.id.as_u128(), waiting + 1)?;
+    super::hook_queue::queued(tx, id.as_u128(), &d)?;
     Ok(Some(d.msg_id))
 }
 
@@ -305,21 +303,14 @@ pub fn put_endpoint(tx: &WriteTransaction, ep: &Endpoint) -> Result<()> {
 }
 
 /// Removes an endpoint with everything queued for it and its log.
+///
+/// What waited for it stays in the queue for the sender to drop in small batches
+/// ([`drop_delivery`]): a long queue must not hold the writer in one transaction.
 pub fn remove_endpoint(tx: &WriteTransaction, id: Uuid) -> Result<bool> {
     let existed = tx.open_table(HOOKS)?.remove(id.as_u128())?.is_some();
-    let mut q = tx.open_table(HOOK_QUEUE)?;
-    let mut gone = Vec::new();
-    for item in q.iter()? {
-        let (k, v) = item?;
-        let d: Delivery = decode("delivery", v.value())?;
-        if d.endpoint == id {
-            gone.push(k.value());
-        }
-    }
-    for k in gone {
-        q.remove(k)?;
-    }
     tx.open_table(HOOK_PENDING)?.remove(id.as_u128())?;
+    super::hook_queue::mark_removed(tx, id.as_u128())?;
+    tx.open_table(HOOK_LOG_COUNT)?.remove(id.as_u128())?;
     let mut log = tx.open_table(HOOK_LOG)?;
     log.retain_in((id.as_u128(), 0)..=(id.as_u128(), u128::MAX), |_, _| false)?;
     Ok(existed)
@@ -333,19 +324,7 @@ pub fn pending_count(tx: &ReadTransaction, endpoint: Uuid) -> Result<u64> {
         .unwrap_or(0))
 }
 
-/// Waiting deliveries in queue order, at most `limit`, whether due or not (the sender picks).
-pub fn queued_deliveries(tx: &ReadTransaction, limit: usize) -> Result<Vec<(u128, Delivery)>> {
-    let t = tx.open_table(HOOK_QUEUE)?;
-    let mut out = Vec::new();
-    for item in t.iter()?.take(limit) {
-        let (k, v) = item?;
-        out.push((k.value(), decode("delivery", v.value())?));
-    }
-    Ok(out)
-}
-
-/// Waiting deliveries in queue order after the key `after` (from the start when `None`), at
-/// most `limit`: the sender reads the queue in pages, so its memory does not grow with it.
+/// Queued deliveries in queue order after key `after`, at most `limit`.
 pub fn queued_page(
     tx: &ReadTransaction,
     after: Option<u128>,
@@ -369,56 +348,84 @@ pub fn queued_page(
 /// queue for the endpoint's log, which keeps the newest [`LOG_KEEP`].
 pub fn update_delivery(tx: &WriteTransaction, key: u128, d: &Delivery) -> Result<()> {
     let mut q = tx.open_table(HOOK_QUEUE)?;
-    if q.get(key)?.is_none() {
-        // The endpoint was removed meanwhile.
+    let Some(old) = q
+        .get(key)?
+        .map(|v| decode::<Delivery>("delivery", v.value()))
+    else {
+        // Dropped meanwhile (its endpoint was removed).
         return Ok(());
-    }
+    };
+    let old = old?;
     if d.status == "pending" {
         q.insert(key, encode(d)?.as_slice())?;
-        return Ok(());
+        drop(q);
+        return super::hook_queue::rescheduled(tx, key, &old, d);
     }
     q.remove(key)?;
     drop(q);
+    super::hook_queue::finished(tx, key, &old)?;
     let ep = d.endpoint.as_u128();
     let mut pending = tx.open_table(HOOK_PENDING)?;
     let n = pending.get(ep)?.map(|v| v.value()).unwrap_or(1);
     pending.insert(ep, n.saturating_sub(1))?;
     let mut log = tx.open_table(HOOK_LOG)?;
     log.insert((ep, key), encode(d)?.as_slice())?;
-    let n = log.range((ep, 0)..=(ep, u128::MAX))?.count();
-    if n > LOG_KEEP {
+    // Counted, not walked, per delivery; trimmed in steps, so the log holds LOG_KEEP to
+    // LOG_KEEP + LOG_SLACK entries.
+    let mut counts = tx.open_table(HOOK_LOG_COUNT)?;
+    let n = counts.get(ep)?.map(|v| v.value()).unwrap_or(0) + 1;
+    if n as usize > LOG_KEEP + LOG_SLACK {
+        let have = log.range((ep, 0)..=(ep, u128::MAX))?.count();
         let old: Vec<u128> = log
             .range((ep, 0)..=(ep, u128::MAX))?
-            .take(n - LOG_KEEP)
+            .take(have.saturating_sub(LOG_KEEP))
             .map(|r| r.map(|(k, _)| k.value().1))
             .collect::<std::result::Result<_, _>>()?;
         for k in old {
             log.remove((ep, k))?;
         }
+        counts.insert(ep, have.min(LOG_KEEP) as u64)?;
+    } else {
+        counts.insert(ep, n)?;
     }
     Ok(())
 }
 
-/// Marks every waiting delivery of an endpoint failed (it was disabled), into its log.
-pub fn fail_pending(tx: &WriteTransaction, endpoint: Uuid, why: &str) -> Result<()> {
-    let waiting: Vec<(u128, Delivery)> = {
-        let q = tx.open_table(HOOK_QUEUE)?;
-        let mut v = Vec::new();
-        for item in q.iter()? {
-            let (k, val) = item?;
-            let d: Delivery = decode("delivery", val.value())?;
-            if d.endpoint == endpoint {
-                v.push((k.value(), d));
-            }
-        }
-        v
-    };
-    for (k, mut d) in waiting {
-        d.status = "failed".into();
-        d.last_error = Some(why.into());
-        update_delivery(tx, k, &d)?;
+/// Drops a queued delivery of an endpoint that was removed: no log, since the endpoint's
+/// log went with it.
+pub fn drop_delivery(tx: &WriteTransaction, key: u128) -> Result<()> {
+    let old = tx
+        .open_table(HOOK_QUEUE)?
+        .remove(key)?
+        .map(|v| decode::<Delivery>("delivery", v.value()));
+    if let Some(old) = old {
+        super::hook_queue::finished(tx, key, &old?)?;
     }
     Ok(())
+}
+
+/// The queued deliveries with these keys (those still queued), in the order given.
+pub fn deliveries_by_key(tx: &ReadTransaction, keys: &[u128]) -> Result<Vec<(u128, Delivery)>> {
+    let t = tx.open_table(HOOK_QUEUE)?;
+    let mut out = Vec::new();
+    for k in keys {
+        if let Some(v) = t.get(*k)? {
+            out.push((*k, decode("delivery", v.value())?));
+        }
+    }
+    Ok(out)
+}
+
+/// Like [`deliveries_by_key`], inside a write transaction.
+pub fn deliveries_by_key_w(tx: &WriteTransaction, keys: &[u128]) -> Result<Vec<(u128, Delivery)>> {
+    let t = tx.open_table(HOOK_QUEUE)?;
+    let mut out = Vec::new();
+    for k in keys {
+        if let Some(v) = t.get(*k)? {
+            out.push((*k, decode("delivery", v.value())?));
+        }
+    }
+    Ok(out)
 }
 
 /// The endpoint's deliveries, newest first: waiting ones, then its log.
@@ -445,43 +452,28 @@ pub fn deliveries(tx: &ReadTransaction, endpoint: Uuid, limit: usize) -> Result<
     Ok(out)
 }
 
-// ---- mail ----
+// ---- mail (the rows before folding live in `mail_queue`) ----
 
-/// Queued mail rows in queue order, at most `limit`.
-pub fn mail_items(tx: &ReadTransaction, limit: usize) -> Result<Vec<(u128, MailItem)>> {
-    let t = tx.open_table(MAIL_QUEUE)?;
-    let mut out = Vec::new();
-    for item in t.iter()?.take(limit) {
-        let (k, v) = item?;
-        out.push((k.value(), decode("mail item", v.value())?));
+/// Up to `limit` mails due by `now`, oldest first, and when the next of the others is due.
+/// Reads every waiting mail: a backlog of retries must not hide newer mails behind it.
+pub fn due_mails(
+    tx: &ReadTransaction,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<(Vec<OutMail>, Option<DateTime<Utc>>)> {
+    let t = tx.open_table(MAIL_OUT)?;
+    let (mut due, mut next) = (Vec::new(), None::<DateTime<Utc>>);
+    for item in t.iter()? {
+        let m: OutMail = decode("mail", item?.1.value())?;
+        if m.next_attempt_at <= now {
+            if due.len() < limit {
+                due.push(m);
+            }
+        } else {
+            next = Some(next.map_or(m.next_attempt_at, |n| n.min(m.next_attempt_at)));
+        }
     }
-    Ok(out)
-}
-
-pub fn mail_queue_len(tx: &ReadTransaction) -> Result<u64> {
-    Ok(tx.open_table(MAIL_QUEUE)?.len()?)
-}
-
-/// Turns queued rows into mails to send: the rows go, the mails stay until sent.
-pub fn fold_into_mails(tx: &WriteTransaction, rows: &[u128], mails: &[OutMail]) -> Result<()> {
-    let mut q = tx.open_table(MAIL_QUEUE)?;
-    for r in rows {
-        q.remove(*r)?;
-    }
-    let mut out = tx.open_table(MAIL_OUT)?;
-    for m in mails {
-        out.insert(m.id.as_u128(), encode(m)?.as_slice())?;
-    }
-    Ok(())
-}
-
-/// Drops queued rows nobody is to be told of any more (the user is gone, or read it).
-pub fn drop_mail_items(tx: &WriteTransaction, rows: &[u128]) -> Result<()> {
-    let mut q = tx.open_table(MAIL_QUEUE)?;
-    for r in rows {
-        q.remove(*r)?;
-    }
-    Ok(())
+    Ok((due, next))
 }
 
 /// Mails waiting to be sent, oldest first.
@@ -566,12 +558,6 @@ pub fn queue_digest(tx: &WriteTransaction, item: &MailItem) -> Result<()> {
         (item.user.as_str(), Uuid::now_v7().as_u128()),
         encode(item)?.as_slice(),
     )?;
-    Ok(())
-}
-
-pub fn queue_mail(tx: &WriteTransaction, item: &MailItem) -> Result<()> {
-    tx.open_table(MAIL_QUEUE)?
-        .insert(Uuid::now_v7().as_u128(), encode(item)?.as_slice())?;
     Ok(())
 }
 

@@ -81,7 +81,7 @@ pub fn sweep(
             };
             match prefs.mode(nk) {
                 Mode::Never => {}
-                Mode::Immediate => outbox::queue_mail(tx, &item)?,
+                Mode::Immediate => super::mail_queue::queue(tx, &item)?,
                 Mode::Digest => outbox::queue_digest(tx, &item)?,
             }
         }

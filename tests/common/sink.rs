@@ -28,17 +28,15 @@ pub async fn start() -> (u16, mpsc::UnboundedReceiver<Received>) {
             };
             let tx = tx.clone();
             tokio::spawn(async move {
+                // Keep-alive, as real receivers do: one connection carries many requests.
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 8192];
                 loop {
-                    let Ok(n) = s.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
                     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
                         continue;
                     };
                     let head = String::from_utf8_lossy(&buf[..end]).to_string();
@@ -54,17 +52,23 @@ pub async fn start() -> (u16, mpsc::UnboundedReceiver<Received>) {
                         .get("content-length")
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0);
-                    if buf.len() < end + 4 + len {
-                        continue;
+                    while buf.len() < end + 4 + len {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
                     }
                     let at = SystemTime::now();
                     let body: Value =
                         serde_json::from_slice(&buf[end + 4..end + 4 + len]).unwrap_or(Value::Null);
+                    buf.drain(..end + 4 + len);
                     let _ = tx.send(Received { at, headers, body });
-                    let _ = s
-                        .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                        .await;
-                    return;
+                    if s.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
             });
         }
