@@ -251,6 +251,13 @@ async fn kill_9_neither_loses_nor_invents_a_notification() {
             assert_eq!(prev, m.text, "two different mails share {id}");
         }
     }
+    for (mk, ids) in &ids_of {
+        assert_eq!(
+            ids.len(),
+            1,
+            "{mk} was mailed under several Message-IDs: {ids:?}"
+        );
+    }
     for (mk, copies) in &delivered {
         assert!(
             committed.contains(mk),

@@ -4,8 +4,10 @@
 //! name as resolved, at every connection (the client's resolver is [`Guarded`]), so a name
 //! that later resolves elsewhere is refused at send time too.
 //!
-//! Never allowed: unspecified, link-local (169.254/16 with the cloud metadata address,
-//! fe80::/10), fd00:ec2::254, multicast and broadcast. `loopback`, `private` (RFC 1918,
+//! Never allowed: unspecified (0.0.0.0/8, ::), link-local (169.254/16 with the cloud
+//! metadata address, fe80::/10), the other metadata addresses (fd00:ec2::254,
+//! 100.100.100.200, 168.63.129.16), multicast and broadcast; an IPv4 address inside an IPv6
+//! one (IPv4-compatible, NAT64, 6to4) is classed as that IPv4 address. `loopback`, `private` (RFC 1918,
 //! 100.64/10, ULA fc00::/7) and `external` (the rest) as configured.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -66,8 +68,31 @@ enum Class {
 
 fn class(ip: IpAddr) -> Class {
     let metadata_v6 = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+    // An IPv4 address carried inside an IPv6 one is what a translator or tunnel reaches:
+    // IPv4-compatible ::a.b.c.d, NAT64 64:ff9b::/96, 6to4 2002:AABB:CCDD::/48.
+    if let IpAddr::V6(a) = ip {
+        let s = a.segments();
+        let o = a.octets();
+        let inner = if s[..6] == [0, 0, 0, 0, 0, 0] && !a.is_loopback() && !a.is_unspecified() {
+            Some(std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15]))
+        } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+            Some(std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15]))
+        } else if s[0] == 0x2002 {
+            Some(std::net::Ipv4Addr::new(o[2], o[3], o[4], o[5]))
+        } else {
+            None
+        };
+        if let Some(v4) = inner {
+            return class(IpAddr::V4(v4));
+        }
+    }
     match ip {
-        IpAddr::V4(a) if a.is_unspecified() => Class::Never("unspecified"),
+        // 0.0.0.0/8 is "this network": some systems connect it to the host itself.
+        IpAddr::V4(a) if a.octets()[0] == 0 => Class::Never("unspecified (0.0.0.0/8)"),
+        // Alibaba Cloud's metadata and Azure's host endpoint sit outside link-local.
+        IpAddr::V4(a) if a.octets() == [100, 100, 100, 200] || a.octets() == [168, 63, 129, 16] => {
+            Class::Never("a cloud metadata address")
+        }
         IpAddr::V4(a) if a.is_link_local() => {
             Class::Never("link-local (the cloud metadata address lives there)")
         }
@@ -251,8 +276,23 @@ mod tests {
             "ff02::1",
             "255.255.255.255",
             "::ffff:169.254.169.254",
+            "0.1.2.3",
+            "100.100.100.200",
+            "168.63.129.16",
+            "::169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
         ] {
             assert!(all.check(ip(never)).is_err(), "{never}");
+        }
+        // Loopback reached through a translator or tunnel is loopback.
+        let no_loopback = Policy {
+            loopback: false,
+            private: true,
+            external: true,
+        };
+        for lo in ["::127.0.0.1", "64:ff9b::7f00:1", "2002:7f00:1::1"] {
+            assert!(no_loopback.check(ip(lo)).is_err(), "{lo}");
         }
         let default = Policy {
             loopback: false,
