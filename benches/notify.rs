@@ -314,12 +314,14 @@ async fn dead_phase(smtp: &SmtpServer, writers: usize, dead_secs: u64) {
     };
     let (n, wes) = node(Some(smtp), "").await;
     let hook = add_hook(&n, dead_port).await;
-    let ids = conversations(&n, &wes, writers).await;
     let rss0 = rss_kb();
     let mut samples = Vec::new();
     let start = Instant::now();
     let mut total = 0.0;
     while start.elapsed() < Duration::from_secs(dead_secs) {
+        // Fresh conversations each window, as in the throughput phase: what slows down then is
+        // the queue's doing, not threads grown to thousands of messages.
+        let ids = conversations(&n, &wes, writers).await;
         let rate = throughput(&n, &wes, &ids, writers, 10).await;
         total += rate * 10.0;
         let (_, h) = n.get(&format!("/api/v1/webhooks/{hook}")).await;

@@ -140,8 +140,11 @@ async fn a_partner_reply_mails_the_right_users_threaded() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let admin = smtp.wait_for("admin@bolt.test", 3, 60).await;
-    assert!(admin[2].text.contains("On it."), "{}", admin[2].text);
-    assert!(admin[2].text.contains("bo (bolt Inc)"), "{}", admin[2].text);
+    let on_it = admin
+        .iter()
+        .find(|m| m.text.contains("On it."))
+        .unwrap_or_else(|| panic!("no mail of bo's reply: {:?}", subjects(&admin)));
+    assert!(on_it.text.contains("bo (bolt Inc)"), "{}", on_it.text);
     // A later partner reply is the marker: everything before it has been mailed.
     acme.post(
         &format!("/api/v1/conversations/{id}/messages"),

@@ -41,6 +41,8 @@ async function copyFrom(out) {
   toast(ok ? 'Secret copied.' : 'The secret is selected: press Ctrl+C to copy it.');
 }
 
+let pollTimer = null;
+
 export async function renderWebhooks(main) {
   if (!(app.session && app.session.admin)) {
     app.page = null;
@@ -164,6 +166,11 @@ export async function renderWebhooks(main) {
     h('section', { 'aria-labelledby': 'add-h' }, h('h2', { id: 'add-h' }, 'Add a webhook'), addForm),
     logBox);
   await load();
-  const timer = setInterval(() => { if (app.page && app.page.name === 'webhooks') load().catch(() => {}); else clearInterval(timer); }, 5000);
+  // One refresh timer, however often the page is opened.
+  if (pollTimer) clearInterval(pollTimer);
+  pollTimer = setInterval(() => {
+    if (app.page && app.page.name === 'webhooks') load().catch(() => {});
+    else { clearInterval(pollTimer); pollTimer = null; }
+  }, 5000);
   app.page = { name: 'webhooks', refresh: () => {} };
 }

@@ -366,7 +366,13 @@ async fn send(
         Err(e) if e.is_timeout() => {
             return failed(format!("no answer within {} s", timeout.as_secs()));
         }
-        Err(e) => return failed(format!("cannot reach the receiver: {}", chain(&e))),
+        // Without the URL: a token in its query must not reach the log or the delivery log.
+        Err(e) => {
+            return failed(format!(
+                "cannot reach the receiver: {}",
+                chain(&e.without_url())
+            ));
+        }
     };
     let status = resp.status().as_u16();
     let retry_after = resp

@@ -90,6 +90,15 @@ fn transport(
     Ok(b.build())
 }
 
+/// Whether the mail library can send to `addr` (an address the domain rules took may still
+/// be one it cannot encode, such as some international domains): checked when a user sets
+/// it, so a mail is never given up later for the address alone.
+pub fn check_address(addr: &str) -> Result<(), String> {
+    addr.parse::<lettre::Address>().map(|_| ()).map_err(|e| {
+        format!("{addr} cannot be mailed to ({e}); give an address such as ann@example.com")
+    })
+}
+
 fn mailbox(name: Option<String>, addr: &str) -> Result<Mailbox, MailError> {
     let a = addr.parse().map_err(|e: lettre::address::AddressError| {
         MailError::Address(addr.into(), e.to_string())

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::service::Service;
 
-pub use mail::{MailError, send_test};
+pub use mail::{MailError, check_address, send_test};
 
 /// Starts the senders; they stop when the service begins to shut down.
 pub fn start(svc: Arc<Service>) {

@@ -50,7 +50,11 @@ fn parse(u: &NotifyUpdate) -> Result<Parsed> {
     let email = match u.email.as_deref().map(str::trim) {
         None => None,
         Some("") => Some(None),
-        Some(e) => Some(Some(check_email(e)?)),
+        Some(e) => {
+            let e = check_email(e)?;
+            crate::notify::check_address(&e).map_err(|why| DomainError::invalid("email", why))?;
+            Some(Some(e))
+        }
     };
     let mut modes = Vec::new();
     for (k, m) in &u.modes {
@@ -130,7 +134,13 @@ impl Service {
                 }
                 let mut prefs: Prefs = u.notify.prefs.clone();
                 for (k, m) in modes {
-                    prefs.0.insert(k, m);
+                    // A kind set to its default is stored as "no choice", so that a later
+                    // change of the default reaches this user too.
+                    if m == k.default_mode() {
+                        prefs.0.remove(&k);
+                    } else {
+                        prefs.0.insert(k, m);
+                    }
                 }
                 u.notify.prefs = prefs;
                 accounts::put_user(ctx.tx(), &u)?;

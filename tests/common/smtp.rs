@@ -110,13 +110,13 @@ impl SmtpServer {
             "maildir_dump failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut mails: Vec<(String, Mail)> = String::from_utf8_lossy(&out.stdout)
+        let mut mails: Vec<(u64, Mail)> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
                 let v: Value = serde_json::from_str(l).expect("a JSON line");
                 (
-                    v["key"].as_str().unwrap_or("").to_string(),
+                    v["order"].as_u64().unwrap_or(0),
                     Mail {
                         headers: v["headers"].as_object().cloned().unwrap_or_default(),
                         text: v["text"].as_str().unwrap_or("").to_string(),
@@ -125,8 +125,7 @@ impl SmtpServer {
                 )
             })
             .collect();
-        // Maildir keys start with the delivery time: their order is the order received.
-        mails.sort_by(|a, b| a.0.cmp(&b.0));
+        mails.sort_by_key(|m| m.0);
         mails.into_iter().map(|(_, m)| m).collect()
     }
 

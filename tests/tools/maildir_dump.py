@@ -5,6 +5,7 @@ import email
 import email.policy
 import json
 import mailbox
+import os
 import sys
 
 box = mailbox.Maildir(sys.argv[1], factory=None, create=False)
@@ -21,8 +22,12 @@ for key in sorted(box.keys()):
             text = part.get_content()
         elif ctype == "text/html" and html is None:
             html = part.get_content()
+    # The order received: the file's time to the nanosecond (a key's microseconds are not
+    # zero-padded, so keys do not sort in time order within a second).
+    path = os.path.join(sys.argv[1], box._lookup(key))
     print(json.dumps({
         "key": key,
+        "order": os.stat(path).st_mtime_ns,
         "headers": {k: "\n".join(v) for k, v in headers.items()},
         "text": text,
         "html": html,
