@@ -460,3 +460,41 @@ async fn notification_settings_refuse_bad_input_and_other_users() {
     let (s, _) = n.put("/api/v1/users/nobody/notifications", json!({})).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn news_arriving_long_after_it_happened_is_one_summary() {
+    let Some(py) = tools() else { return };
+    let smtp = SmtpServer::start(&py).await;
+    let acme = TestNode::start("acme", Role::Retailer).await;
+    for i in 0..3 {
+        acme.create(json!({"kind": "message", "partner": "bolt", "subject": format!("Written while apart {i}")}))
+            .await;
+    }
+    // bolt's clock says these were written two hours ago when they arrive: late news, which
+    // three separate mails (fewer than summary_after) would otherwise be.
+    let clock = Clock::manual(Utc::now() + Days::hours(2));
+    let bolt = TestNode::start_clocked(
+        "bolt",
+        Role::Supplier,
+        &smtp.toml("settle_ms = 100\n"),
+        clock,
+    )
+    .await;
+    set(&bolt, "admin", json!({"email": "admin@bolt.test"})).await;
+    pair(&bolt, &acme).await;
+    let m = smtp.wait_for("admin@bolt.test", 1, 90).await;
+    assert_eq!(m.len(), 1, "{:?}", subjects(&m));
+    assert_eq!(m[0].subject(), "While you were away: 3 conversations");
+    for i in 0..3 {
+        assert!(
+            m[0].text.contains(&format!("Written while apart {i}")),
+            "{}",
+            m[0].text
+        );
+    }
+    // Nothing more comes for them.
+    acme.create(json!({"kind": "message", "partner": "bolt", "subject": "Marker"}))
+        .await;
+    let m = smtp.wait_for("admin@bolt.test", 2, 90).await;
+    assert_eq!(m.len(), 2, "{:?}", subjects(&m));
+}
