@@ -283,7 +283,7 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 /// reqwest's errors keep the useful part (refused, resolved to loopback…) in their sources.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

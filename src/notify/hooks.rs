@@ -370,7 +370,7 @@ async fn send(
         Err(e) => {
             return failed(format!(
                 "cannot reach the receiver: {}",
-                chain(&e.without_url())
+                crate::http_client::error_chain(&e.without_url())
             ));
         }
     };
@@ -396,21 +396,6 @@ async fn send(
         .take(DETAIL_BYTES)
         .collect();
     attempt::of_status(status, retry_after, text.trim())
-}
-
-/// reqwest keeps the useful part of an error (refused, no allowed address…) in its sources.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -223,10 +223,45 @@ pub(super) struct Loaded {
     org_name: String,
     pub(super) email: Option<String>,
     prefs: crate::domain::notify::Prefs,
-    pub(super) convs: HashMap<Uuid, (Conversation, String)>,
+    convs: HashMap<Uuid, (Conversation, String)>,
 }
 
 impl Loaded {
+    /// The rows per conversation, in the order first queued, with each conversation as a mail
+    /// shows it: only rows `keep` takes and that still hold ([`still_true`]).
+    pub(super) fn group<'a>(
+        &'a self,
+        rows: &'a [(u128, MailItem)],
+        keep: impl Fn(&MailItem) -> bool,
+    ) -> Vec<(ConvInfo<'a>, Vec<&'a MailItem>)> {
+        let mut order: Vec<Uuid> = Vec::new();
+        let mut groups: HashMap<Uuid, Vec<&MailItem>> = HashMap::new();
+        for (_, it) in rows {
+            match self.convs.get(&it.conversation) {
+                Some((c, _)) if keep(it) && still_true(it, c) => {}
+                _ => continue,
+            }
+            let g = groups.entry(it.conversation).or_default();
+            if g.is_empty() {
+                order.push(it.conversation);
+            }
+            g.push(it);
+        }
+        order
+            .iter()
+            .filter_map(|id| {
+                let (c, name) = self.convs.get(id)?;
+                Some((
+                    ConvInfo {
+                        conv: c,
+                        partner_name: name,
+                    },
+                    groups.remove(id)?,
+                ))
+            })
+            .collect()
+    }
+
     pub(super) fn context<'a>(&'a self, ui: Option<&'a str>, now: DateTime<Utc>) -> Context<'a> {
         Context {
             node_id: self.node_id,
@@ -370,37 +405,9 @@ fn compose_for(
     };
     let ui = ui_url(cfg, svc);
     let ctx = l.context(ui.as_deref(), now);
-    // Per conversation, in the order first queued; only what the user still wants now.
-    let mut order: Vec<Uuid> = Vec::new();
-    let mut groups: HashMap<Uuid, Vec<&MailItem>> = HashMap::new();
-    let mut late = false;
-    for (_, it) in rows {
-        let Some((c, _)) = l.convs.get(&it.conversation) else {
-            continue;
-        };
-        if l.prefs.mode(it.kind) != Mode::Immediate || !still_true(it, c) {
-            continue;
-        }
-        late |= it.late;
-        let g = groups.entry(it.conversation).or_default();
-        if g.is_empty() {
-            order.push(it.conversation);
-        }
-        g.push(it);
-    }
-    let infos: Vec<(ConvInfo<'_>, Vec<&MailItem>)> = order
-        .iter()
-        .filter_map(|id| {
-            let (c, name) = l.convs.get(id)?;
-            Some((
-                ConvInfo {
-                    conv: c,
-                    partner_name: name,
-                },
-                groups.remove(id)?,
-            ))
-        })
-        .collect();
+    // Only what the user still wants now.
+    let infos = l.group(rows, |it| l.prefs.mode(it.kind) == Mode::Immediate);
+    let late = infos.iter().any(|(_, items)| items.iter().any(|i| i.late));
     if infos.is_empty() {
         return Vec::new();
     }

@@ -1,18 +1,17 @@
 //! The timed side of notifications: due-soon and overdue reminders, and the daily digest at
 //! the configured local time.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{Datelike, Local};
 use uuid::Uuid;
 
-use super::compose::{self, ConvInfo};
+use super::compose;
 use super::config::EmailConfig;
 use super::mail::{self, MailError};
 use crate::service::Service;
-use crate::store::outbox::{self, MailItem};
+use crate::store::outbox;
 use crate::store::reminders;
 
 /// Reminders go out within this long of becoming due; the digest within this long of its time.
@@ -76,32 +75,7 @@ async fn digest(
             let to = l.email.as_deref()?;
             cfg.smtp.as_ref()?;
             let ctx = l.context(ui.as_deref(), now);
-            let mut order: Vec<Uuid> = Vec::new();
-            let mut groups: HashMap<Uuid, Vec<&MailItem>> = HashMap::new();
-            for (_, it) in &rows {
-                match l.convs.get(&it.conversation) {
-                    Some((c, _)) if mail::still_true(it, c) => {}
-                    _ => continue,
-                }
-                let g = groups.entry(it.conversation).or_default();
-                if g.is_empty() {
-                    order.push(it.conversation);
-                }
-                g.push(it);
-            }
-            let infos: Vec<(ConvInfo<'_>, Vec<&MailItem>)> = order
-                .iter()
-                .filter_map(|id| {
-                    let (c, name) = l.convs.get(id)?;
-                    Some((
-                        ConvInfo {
-                            conv: c,
-                            partner_name: name,
-                        },
-                        groups.remove(id)?,
-                    ))
-                })
-                .collect();
+            let infos = l.group(&rows, |_| true);
             (!infos.is_empty()).then(|| compose::digest_mail(&ctx, &user, to, infos))
         });
         sent += usize::from(m.is_some());

@@ -406,19 +406,18 @@ pub fn drop_delivery(tx: &WriteTransaction, key: u128) -> Result<()> {
 
 /// The queued deliveries with these keys (those still queued), in the order given.
 pub fn deliveries_by_key(tx: &ReadTransaction, keys: &[u128]) -> Result<Vec<(u128, Delivery)>> {
-    let t = tx.open_table(HOOK_QUEUE)?;
-    let mut out = Vec::new();
-    for k in keys {
-        if let Some(v) = t.get(*k)? {
-            out.push((*k, decode("delivery", v.value())?));
-        }
-    }
-    Ok(out)
+    by_key(&tx.open_table(HOOK_QUEUE)?, keys)
 }
 
 /// Like [`deliveries_by_key`], inside a write transaction.
 pub fn deliveries_by_key_w(tx: &WriteTransaction, keys: &[u128]) -> Result<Vec<(u128, Delivery)>> {
-    let t = tx.open_table(HOOK_QUEUE)?;
+    by_key(&tx.open_table(HOOK_QUEUE)?, keys)
+}
+
+fn by_key(
+    t: &impl ReadableTable<u128, &'static [u8]>,
+    keys: &[u128],
+) -> Result<Vec<(u128, Delivery)>> {
     let mut out = Vec::new();
     for k in keys {
         if let Some(v) = t.get(*k)? {
