@@ -237,16 +237,19 @@ async fn kill_9_neither_loses_nor_invents_a_notification() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
 
-    // Nothing invented; duplicates are the same notification, recognisably.
+    // Nothing invented; duplicates are the same notification, recognisably: each reply is in
+    // mails of one Message-ID only (a re-composed copy would have another).
     let mut by_id: HashMap<String, String> = HashMap::new();
+    let mut ids_of: HashMap<String, HashSet<String>> = HashMap::new();
     for m in &mails {
+        let id = m.header("message-id").unwrap().to_string();
         for mk in markers(&m.text) {
             assert!(
                 committed.contains(&mk),
                 "mail about {mk}, which was never committed"
             );
+            ids_of.entry(mk).or_default().insert(id.clone());
         }
-        let id = m.header("message-id").unwrap().to_string();
         if let Some(prev) = by_id.insert(id.clone(), m.text.clone()) {
             assert_eq!(prev, m.text, "two different mails share {id}");
         }

@@ -1,7 +1,7 @@
 //! Where webhook deliveries may go. An admin names the URL, but the address it reaches is
 //! what matters (SSRF): every address is sorted into a class and checked against the
 //! `[webhooks] allow` list — an IP literal as written (reqwest does not resolve those), a
-//! name as resolved, at every connection (the client's resolver is [`Guarded`]), so a name
+//! name as resolved, at every connection (the client's resolver is `Guarded`), so a name
 //! that later resolves elsewhere is refused at send time too.
 //!
 //! Never allowed: unspecified (0.0.0.0/8, ::), link-local (169.254/16 with the cloud
@@ -73,9 +73,9 @@ fn class(ip: IpAddr) -> Class {
     if let IpAddr::V6(a) = ip {
         let s = a.segments();
         let o = a.octets();
-        let inner = if s[..6] == [0, 0, 0, 0, 0, 0] && !a.is_loopback() && !a.is_unspecified() {
-            Some(std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15]))
-        } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        let compatible = s[..6] == [0, 0, 0, 0, 0, 0] && !a.is_loopback() && !a.is_unspecified();
+        let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+        let inner = if compatible || nat64 {
             Some(std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15]))
         } else if s[0] == 0x2002 {
             Some(std::net::Ipv4Addr::new(o[2], o[3], o[4], o[5]))
