@@ -76,8 +76,8 @@ impl std::fmt::Debug for Smtp {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailConfig {
-    /// `None`: no SMTP server configured; nothing is mailed (rows still queue, so mail
-    /// configured later is not flooded with the past: the sender drops rows older than a day).
+    /// `None`: no SMTP server configured; nothing is mailed, and the sender drops what is
+    /// queued, so a server configured later is not flooded with the past.
     pub smtp: Option<Smtp>,
     pub from: String,
     pub ui_url: Option<String>,
