@@ -498,3 +498,47 @@ async fn news_arriving_long_after_it_happened_is_one_summary() {
     let m = smtp.wait_for("admin@bolt.test", 2, 90).await;
     assert_eq!(m.len(), 2, "{:?}", subjects(&m));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_goes_only_to_allowed_domains_when_an_admin_says_so() {
+    let n = TestNode::start_configured(
+        "bolt",
+        Role::Supplier,
+        "[email]\nallowed_domains = [\"bolt.test\"]\n",
+    )
+    .await;
+    let bo = add_person(&n, "bo", None).await;
+    // A user cannot have the org's conversations mailed to an outside address.
+    let (s, v) = n
+        .call(
+            "PUT",
+            "/api/v1/me/notifications",
+            Some(json!({"email": "bo@drop-box.example"})),
+            Some(&bo),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    common::assert_error(&v, "allowed_domains");
+    assert!(n.get("/api/v1/users/bo/notifications").await.1["email"].is_null());
+    for ok in ["bo@bolt.test", "bo@eu.BOLT.test"] {
+        let (s, v) = n
+            .call(
+                "PUT",
+                "/api/v1/me/notifications",
+                Some(json!({"email": ok})),
+                Some(&bo),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{ok}: {v}");
+    }
+    // Nor can a look-alike domain pass.
+    let (s, _) = n
+        .call(
+            "PUT",
+            "/api/v1/me/notifications",
+            Some(json!({"email": "bo@evilbolt.test"})),
+            Some(&bo),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}

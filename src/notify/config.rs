@@ -31,6 +31,8 @@ pub struct EmailFile {
     pub settle_ms: Option<u64>,
     /// A user told of more conversations than this at once gets one summary instead.
     pub summary_after: Option<usize>,
+    /// Domains users may have their mail sent to (e.g. the org's own); empty: any.
+    pub allowed_domains: Option<Vec<String>>,
     pub send_timeout_secs: Option<u64>,
 }
 
@@ -86,6 +88,8 @@ pub struct EmailConfig {
     pub settle: Duration,
     pub summary_after: usize,
     pub send_timeout: Duration,
+    /// Lower-case domains an address may be at; empty: any.
+    pub allowed_domains: Vec<String>,
 }
 
 impl Default for EmailConfig {
@@ -99,6 +103,7 @@ impl Default for EmailConfig {
             settle: Duration::from_millis(300),
             summary_after: 5,
             send_timeout: Duration::from_secs(30),
+            allowed_domains: Vec::new(),
         }
     }
 }
@@ -283,6 +288,18 @@ impl EmailConfig {
             ));
         }
         let summary_after = f.summary_after.unwrap_or(d.summary_after).max(1);
+        let mut allowed_domains = Vec::new();
+        for dom in f.allowed_domains.unwrap_or_default() {
+            let t = dom.trim().trim_start_matches('@').to_lowercase();
+            if crate::domain::notify::check_email(&format!("x@{t}")).is_err() {
+                return Err(invalid(
+                    "email.allowed_domains",
+                    dom,
+                    "give domains such as \"bolt.example\"",
+                ));
+            }
+            allowed_domains.push(t);
+        }
         let send_timeout = Duration::from_secs(f.send_timeout_secs.unwrap_or(30).clamp(1, 600));
         Ok(EmailConfig {
             smtp,
@@ -293,6 +310,7 @@ impl EmailConfig {
             settle,
             summary_after,
             send_timeout,
+            allowed_domains,
         })
     }
 
@@ -327,7 +345,25 @@ impl EmailConfig {
             self.summary_after,
             self.send_timeout.as_secs()
         );
+        if !self.allowed_domains.is_empty() {
+            s += &format!("allowed_domains = {:?}\n", self.allowed_domains);
+        }
         s
+    }
+
+    /// Whether mail may go to `addr` under `allowed_domains` (an address at a subdomain of an
+    /// allowed domain counts as at it).
+    pub fn domain_allowed(&self, addr: &str) -> bool {
+        if self.allowed_domains.is_empty() {
+            return true;
+        }
+        let dom = addr
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_lowercase())
+            .unwrap_or_default();
+        self.allowed_domains
+            .iter()
+            .any(|a| dom == *a || dom.ends_with(&format!(".{a}")))
     }
 }
 

@@ -46,13 +46,23 @@ fn not_found(name: &str) -> ServiceError {
 type Parsed = (Option<Option<String>>, Vec<(NotifyKind, Mode)>);
 
 /// Checks the whole update before anything is stored.
-fn parse(u: &NotifyUpdate) -> Result<Parsed> {
+fn parse(u: &NotifyUpdate, cfg: &crate::notify::config::EmailConfig) -> Result<Parsed> {
     let email = match u.email.as_deref().map(str::trim) {
         None => None,
         Some("") => Some(None),
         Some(e) => {
             let e = check_email(e)?;
             crate::notify::check_address(&e).map_err(|why| DomainError::invalid("email", why))?;
+            if !cfg.domain_allowed(&e) {
+                return Err(DomainError::invalid(
+                    "email",
+                    format!(
+                        "{e} is not at a domain this node mails to ({}); use an address there, or ask an admin to add the domain to allowed_domains in [email]",
+                        cfg.allowed_domains.join(", ")
+                    ),
+                )
+                .into());
+            }
             Some(Some(e))
         }
     };
@@ -119,7 +129,7 @@ impl Service {
             }
             _ => p.user.clone(),
         };
-        let (email, modes) = parse(&update)?;
+        let (email, modes) = parse(&update, &self.email_config())?;
         self.store
             .write(move |ctx| -> Result<NotifySettings> {
                 let mut u = accounts::get_user_w(ctx.read_tx(), &name)?.ok_or_else(|| not_found(&name))?;
