@@ -28,6 +28,7 @@ pub mod sessions;
 pub mod sync_host;
 pub mod tables;
 pub mod topics;
+pub mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -21,12 +21,22 @@ use uuid::Uuid;
 
 use super::{Result, StoreError, tables::USERS};
 use crate::domain::activity::{self, Activity};
-use crate::domain::hooks::{self, Delivery, Endpoint};
+use crate::domain::hooks;
 use crate::domain::notify::{Mode, NotifyKind, kind_for};
 use crate::domain::{Conversation, OrgId};
 
+pub use super::hook_queue::{
+    deliveries, deliveries_by_key, deliveries_by_key_w, drop_delivery, pending_count,
+    queue_delivery, queued_page, try_queue_delivery, update_delivery,
+};
+pub use super::webhooks::{
+    get_endpoint, get_endpoint_w, list_endpoints, list_endpoints_w, max_pending, put_endpoint,
+    remove_endpoint, set_max_pending,
+};
+
 pub const DIGEST_QUEUE: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("digest_queue");
 pub const MAIL_OUT: TableDefinition<u128, &[u8]> = TableDefinition::new("mail_out");
+/// Webhook endpoint records (`store::webhooks`).
 pub const HOOKS: TableDefinition<u128, &[u8]> = TableDefinition::new("webhooks");
 pub const HOOK_QUEUE: TableDefinition<u128, &[u8]> = TableDefinition::new("hook_queue");
 pub const HOOK_LOG: TableDefinition<(u128, u128), &[u8]> = TableDefinition::new("hook_log");
@@ -42,7 +52,7 @@ pub const DEFAULT_MAX_PENDING: u64 = 100_000;
 /// Finished deliveries kept per endpoint in its log.
 pub const LOG_KEEP: usize = 200;
 /// How far past `LOG_KEEP` a log grows before it is trimmed back.
-const LOG_SLACK: usize = 64;
+pub(super) const LOG_SLACK: usize = 64;
 /// Entries in each endpoint's `HOOK_LOG`, kept with it.
 pub const HOOK_LOG_COUNT: TableDefinition<u128, u64> = TableDefinition::new("hook_log_count");
 
@@ -95,11 +105,11 @@ pub struct OutMail {
     pub last_error: Option<String>,
 }
 
-fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+pub(super) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Record(what.into(), e.to_string()))
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+pub(super) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| StoreError::Record("outbox".into(), e.to_string()))
 }
 
@@ -171,281 +181,6 @@ fn notifiable_users(tx: &WriteTransaction) -> Result<Vec<(String, crate::domain:
         let u: super::accounts::User = decode(k.value(), v.value())?;
         if u.kind == super::accounts::UserKind::Person && u.notify.email.is_some() {
             out.push((u.name, u.notify.prefs));
-        }
-    }
-    Ok(out)
-}
-
-/// Queues one delivery for `ep` and answers its `msg_id`; an empty string when refused (see
-/// [`try_queue_delivery`]).
-pub fn queue_delivery(
-    tx: &WriteTransaction,
-    ep: &Endpoint,
-    event_type: &str,
-    conversation: Option<Uuid>,
-    body: &serde_json::Value,
-    now: DateTime<Utc>,
-) -> Result<String> {
-    Ok(try_queue_delivery(tx, ep, event_type, conversation, body, now)?.unwrap_or_default())
-}
-
-/// Queues one delivery for `ep`; `None` when refused. Refused once the endpoint has
-/// `max_pending` deliveries waiting: a receiver gone for good must not fill the disk, so the
-/// endpoint is disabled instead (with the reason) and the sender fails what waits for it.
-/// Never an error for being full: the change that queues it must still commit.
-pub fn try_queue_delivery(
-    tx: &WriteTransaction,
-    ep: &Endpoint,
-    event_type: &str,
-    conversation: Option<Uuid>,
-    body: &serde_json::Value,
-    now: DateTime<Utc>,
-) -> Result<Option<String>> {
-    let mut pending = tx.open_table(HOOK_PENDING)?;
-    let waiting = pending
-        .get(ep.id.as_u128())?
-        .map(|v| v.value())
-        .unwrap_or(0);
-    let cap = tx
-        .open_table(HOOK_SETTINGS)?
-        .get("max_pending")?
-        .map(|v| v.value())
-        .unwrap_or(DEFAULT_MAX_PENDING);
-    if waiting >= cap {
-        if let Some(mut cur) = get_endpoint_w(tx, ep.id)?
-            && cur.disabled.is_none()
-        {
-            cur.disabled = Some(hooks::Disabled {
-                at: now,
-                reason: format!(
-                    "{waiting} deliveries were waiting, the most max_pending allows: the receiver is not taking them; fix it, then enable the endpoint"
-                ),
-            });
-            put_endpoint(tx, &cur)?;
-        }
-        return Ok(None);
-    }
-    let id = Uuid::now_v7();
-    let d = Delivery {
-        msg_id: hooks::msg_id(id),
-        endpoint: ep.id,
-        event_type: event_type.into(),
-        conversation,
-        payload: body.to_string(),
-        created_at: now,
-        attempts: 0,
-        next_attempt_at: now,
-        status: "pending".into(),
-        last_status_code: None,
-        last_error: None,
-        last_attempt_at: None,
-    };
-    tx.open_table(HOOK_QUEUE)?
-        .insert(id.as_u128(), encode(&d)?.as_slice())?;
-    pending.insert(ep.id.as_u128(), waiting + 1)?;
-    super::hook_queue::queued(tx, id.as_u128(), &d)?;
-    Ok(Some(d.msg_id))
-}
-
-/// Sets `max_pending` for [`try_queue_delivery`].
-pub fn set_max_pending(tx: &WriteTransaction, n: u64) -> Result<()> {
-    tx.open_table(HOOK_SETTINGS)?
-        .insert("max_pending", n.max(1))?;
-    Ok(())
-}
-
-pub fn max_pending(tx: &ReadTransaction) -> Result<u64> {
-    Ok(tx
-        .open_table(HOOK_SETTINGS)?
-        .get("max_pending")?
-        .map(|v| v.value())
-        .unwrap_or(DEFAULT_MAX_PENDING))
-}
-
-// ---- webhook endpoints ----
-
-pub fn list_endpoints(tx: &ReadTransaction) -> Result<Vec<Endpoint>> {
-    let t = tx.open_table(HOOKS)?;
-    let mut out = Vec::new();
-    for item in t.iter()? {
-        out.push(decode("webhook", item?.1.value())?);
-    }
-    Ok(out)
-}
-
-pub fn list_endpoints_w(tx: &WriteTransaction) -> Result<Vec<Endpoint>> {
-    let t = tx.open_table(HOOKS)?;
-    let mut out = Vec::new();
-    for item in t.iter()? {
-        out.push(decode("webhook", item?.1.value())?);
-    }
-    Ok(out)
-}
-
-pub fn get_endpoint(tx: &ReadTransaction, id: Uuid) -> Result<Option<Endpoint>> {
-    tx.open_table(HOOKS)?
-        .get(id.as_u128())?
-        .map(|v| decode("webhook", v.value()))
-        .transpose()
-}
-
-pub fn get_endpoint_w(tx: &WriteTransaction, id: Uuid) -> Result<Option<Endpoint>> {
-    tx.open_table(HOOKS)?
-        .get(id.as_u128())?
-        .map(|v| decode("webhook", v.value()))
-        .transpose()
-}
-
-pub fn put_endpoint(tx: &WriteTransaction, ep: &Endpoint) -> Result<()> {
-    tx.open_table(HOOKS)?
-        .insert(ep.id.as_u128(), encode(ep)?.as_slice())?;
-    Ok(())
-}
-
-/// Removes an endpoint with everything queued for it and its log.
-///
-/// What waited for it stays in the queue for the sender to drop in small batches
-/// ([`drop_delivery`]): a long queue must not hold the writer in one transaction.
-pub fn remove_endpoint(tx: &WriteTransaction, id: Uuid) -> Result<bool> {
-    let existed = tx.open_table(HOOKS)?.remove(id.as_u128())?.is_some();
-    tx.open_table(HOOK_PENDING)?.remove(id.as_u128())?;
-    super::hook_queue::mark_removed(tx, id.as_u128())?;
-    tx.open_table(HOOK_LOG_COUNT)?.remove(id.as_u128())?;
-    let mut log = tx.open_table(HOOK_LOG)?;
-    log.retain_in((id.as_u128(), 0)..=(id.as_u128(), u128::MAX), |_, _| false)?;
-    Ok(existed)
-}
-
-pub fn pending_count(tx: &ReadTransaction, endpoint: Uuid) -> Result<u64> {
-    Ok(tx
-        .open_table(HOOK_PENDING)?
-        .get(endpoint.as_u128())?
-        .map(|v| v.value())
-        .unwrap_or(0))
-}
-
-/// Queued deliveries in queue order after key `after`, at most `limit`.
-pub fn queued_page(
-    tx: &ReadTransaction,
-    after: Option<u128>,
-    limit: usize,
-) -> Result<Vec<(u128, Delivery)>> {
-    let t = tx.open_table(HOOK_QUEUE)?;
-    let from = match after {
-        None => 0,
-        Some(u128::MAX) => return Ok(Vec::new()),
-        Some(k) => k + 1,
-    };
-    let mut out = Vec::new();
-    for item in t.range(from..)?.take(limit) {
-        let (k, v) = item?;
-        out.push((k.value(), decode("delivery", v.value())?));
-    }
-    Ok(out)
-}
-
-/// Writes back a delivery after an attempt. A finished one (delivered or failed) leaves the
-/// queue for the endpoint's log, which keeps the newest [`LOG_KEEP`].
-pub fn update_delivery(tx: &WriteTransaction, key: u128, d: &Delivery) -> Result<()> {
-    let mut q = tx.open_table(HOOK_QUEUE)?;
-    let Some(old) = q
-        .get(key)?
-        .map(|v| decode::<Delivery>("delivery", v.value()))
-    else {
-        // Dropped meanwhile (its endpoint was removed).
-        return Ok(());
-    };
-    let old = old?;
-    if d.status == "pending" {
-        q.insert(key, encode(d)?.as_slice())?;
-        drop(q);
-        return super::hook_queue::rescheduled(tx, key, &old, d);
-    }
-    q.remove(key)?;
-    drop(q);
-    super::hook_queue::finished(tx, key, &old)?;
-    let ep = d.endpoint.as_u128();
-    let mut pending = tx.open_table(HOOK_PENDING)?;
-    let n = pending.get(ep)?.map(|v| v.value()).unwrap_or(1);
-    pending.insert(ep, n.saturating_sub(1))?;
-    let mut log = tx.open_table(HOOK_LOG)?;
-    log.insert((ep, key), encode(d)?.as_slice())?;
-    // Counted, not walked, per delivery; trimmed in steps, so the log holds LOG_KEEP to
-    // LOG_KEEP + LOG_SLACK entries.
-    let mut counts = tx.open_table(HOOK_LOG_COUNT)?;
-    let n = counts.get(ep)?.map(|v| v.value()).unwrap_or(0) + 1;
-    if n as usize > LOG_KEEP + LOG_SLACK {
-        let have = log.range((ep, 0)..=(ep, u128::MAX))?.count();
-        let old: Vec<u128> = log
-            .range((ep, 0)..=(ep, u128::MAX))?
-            .take(have.saturating_sub(LOG_KEEP))
-            .map(|r| r.map(|(k, _)| k.value().1))
-            .collect::<std::result::Result<_, _>>()?;
-        for k in old {
-            log.remove((ep, k))?;
-        }
-        counts.insert(ep, have.min(LOG_KEEP) as u64)?;
-    } else {
-        counts.insert(ep, n)?;
-    }
-    Ok(())
-}
-
-/// Drops a queued delivery of an endpoint that was removed: no log, since the endpoint's
-/// log went with it.
-pub fn drop_delivery(tx: &WriteTransaction, key: u128) -> Result<()> {
-    let old = tx
-        .open_table(HOOK_QUEUE)?
-        .remove(key)?
-        .map(|v| decode::<Delivery>("delivery", v.value()));
-    if let Some(old) = old {
-        super::hook_queue::finished(tx, key, &old?)?;
-    }
-    Ok(())
-}
-
-/// The queued deliveries with these keys (those still queued), in the order given.
-pub fn deliveries_by_key(tx: &ReadTransaction, keys: &[u128]) -> Result<Vec<(u128, Delivery)>> {
-    by_key(&tx.open_table(HOOK_QUEUE)?, keys)
-}
-
-/// Like [`deliveries_by_key`], inside a write transaction.
-pub fn deliveries_by_key_w(tx: &WriteTransaction, keys: &[u128]) -> Result<Vec<(u128, Delivery)>> {
-    by_key(&tx.open_table(HOOK_QUEUE)?, keys)
-}
-
-fn by_key(
-    t: &impl ReadableTable<u128, &'static [u8]>,
-    keys: &[u128],
-) -> Result<Vec<(u128, Delivery)>> {
-    let mut out = Vec::new();
-    for k in keys {
-        if let Some(v) = t.get(*k)? {
-            out.push((*k, decode("delivery", v.value())?));
-        }
-    }
-    Ok(out)
-}
-
-/// The endpoint's deliveries, newest first: waiting ones, then its log.
-pub fn deliveries(tx: &ReadTransaction, endpoint: Uuid, limit: usize) -> Result<Vec<Delivery>> {
-    let mut out = Vec::new();
-    let q = tx.open_table(HOOK_QUEUE)?;
-    for item in q.iter()?.rev() {
-        let d: Delivery = decode("delivery", item?.1.value())?;
-        if d.endpoint == endpoint {
-            out.push(d);
-            if out.len() >= limit {
-                return Ok(out);
-            }
-        }
-    }
-    let log = tx.open_table(HOOK_LOG)?;
-    let ep = endpoint.as_u128();
-    for item in log.range((ep, 0)..=(ep, u128::MAX))?.rev() {
-        out.push(decode("delivery", item?.1.value())?);
-        if out.len() >= limit {
-            break;
         }
     }
     Ok(out)
