@@ -194,7 +194,7 @@ async fn a_first_sync_of_many_conversations_is_a_summary_not_a_mail_each() {
         .await;
     }
     let bolt =
-        TestNode::start_configured("bolt", Role::Supplier, &smtp.toml("settle_ms = 1500\n")).await;
+        TestNode::start_configured("bolt", Role::Supplier, &smtp.toml("settle_ms = 3000\n")).await;
     set(&bolt, "admin", json!({"email": "admin@bolt.test"})).await;
     pair(&bolt, &acme).await;
     eventually(120, "60 conversations on bolt", || async {
@@ -254,7 +254,8 @@ async fn reminders_once_per_due_date_and_the_digest_at_its_time() {
     let bolt = TestNode::start_clocked(
         "bolt",
         Role::Supplier,
-        &smtp.toml("settle_ms = 100\ndigest_time = \"08:00\"\n"),
+        // No sweep of its own while the test runs: only the test's sweeps, in its order.
+        &smtp.toml("settle_ms = 100\ndigest_time = \"08:00\"\nsweep_secs = 86400\n"),
         clock.clone(),
     )
     .await;

@@ -34,6 +34,8 @@ pub struct EmailFile {
     /// Domains users may have their mail sent to (e.g. the org's own); empty: any.
     pub allowed_domains: Option<Vec<String>>,
     pub send_timeout_secs: Option<u64>,
+    /// Seconds between two sweeps for reminders and the digest.
+    pub sweep_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +92,8 @@ pub struct EmailConfig {
     pub send_timeout: Duration,
     /// Lower-case domains an address may be at; empty: any.
     pub allowed_domains: Vec<String>,
+    /// How often reminders and the digest are looked for.
+    pub sweep: Duration,
 }
 
 impl Default for EmailConfig {
@@ -104,6 +108,7 @@ impl Default for EmailConfig {
             summary_after: 5,
             send_timeout: Duration::from_secs(30),
             allowed_domains: Vec::new(),
+            sweep: Duration::from_secs(30),
         }
     }
 }
@@ -311,6 +316,7 @@ impl EmailConfig {
             summary_after,
             send_timeout,
             allowed_domains,
+            sweep: Duration::from_secs(f.sweep_secs.unwrap_or(30).clamp(1, 86400)),
         })
     }
 
@@ -348,6 +354,7 @@ impl EmailConfig {
         if !self.allowed_domains.is_empty() {
             s += &format!("allowed_domains = {:?}\n", self.allowed_domains);
         }
+        s += &format!("sweep_secs = {}\n", self.sweep.as_secs());
         s
     }
 

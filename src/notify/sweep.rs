@@ -2,7 +2,6 @@
 //! the configured local time.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{Datelike, Local};
 use uuid::Uuid;
@@ -14,9 +13,6 @@ use crate::service::Service;
 use crate::store::outbox;
 use crate::store::reminders;
 
-/// Reminders go out within this long of becoming due; the digest within this long of its time.
-const PERIOD: Duration = Duration::from_secs(30);
-
 pub async fn run(svc: Arc<Service>, cfg: EmailConfig) {
     let mut closing = svc.closing();
     loop {
@@ -24,7 +20,8 @@ pub async fn run(svc: Arc<Service>, cfg: EmailConfig) {
             tracing::warn!(error = %e, "reminders and digests will be tried again shortly");
         }
         tokio::select! {
-            _ = tokio::time::sleep(PERIOD) => {}
+            // Reminders go out within `sweep` of becoming due; the digest within it of its time.
+            _ = tokio::time::sleep(cfg.sweep) => {}
             _ = super::closed(&mut closing) => return,
         }
     }
