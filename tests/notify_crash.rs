@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::bin::{Server, cli_ok};
+use common::bin::{Node, Server};
 use common::smtp::SmtpServer;
 use serde_json::{Value, json};
 
@@ -52,32 +52,10 @@ async fn kill_9_neither_loses_nor_invents_a_notification() {
     };
     let smtp = SmtpServer::start(&py).await;
     let (port, mut hooks) = common::sink::start().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    let out = cli_ok(
-        &dir,
-        &[
-            "init",
-            "--org-id",
-            "acme",
-            "--org-name",
-            "Acme",
-            "--role",
-            "retailer",
-        ],
-    );
-    let admin = out
-        .lines()
-        .find_map(|l| l.split("created API token for admin (shown once): ").nth(1))
-        .unwrap()
-        .trim()
-        .to_string();
-    cli_ok(
-        &dir,
-        &[
-            "partner", "add", "--id", "bolt", "--name", "Bolt", "--role", "supplier",
-        ],
-    );
+    // Acme, set up through the CLI (`parley init`, `parley partner add bolt`).
+    let node = Node::of("acme", "retailer", &[("bolt", "supplier")]);
+    let dir = node.dir.clone();
+    let admin = node.token.clone();
     std::fs::write(
         dir.join("parley.toml"),
         format!(

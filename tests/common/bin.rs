@@ -170,6 +170,8 @@ pub async fn stop(s: Server) {
 pub struct Node {
     _tmp: tempfile::TempDir,
     pub dir: PathBuf,
+    /// The admin's API token that `parley init` printed.
+    pub token: String,
     http: reqwest::Client,
 }
 
@@ -214,6 +216,7 @@ impl Node {
         Node {
             _tmp: tmp,
             dir,
+            token,
             http,
         }
     }
