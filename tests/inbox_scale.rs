@@ -53,6 +53,7 @@ fn row(i: usize) -> Summary {
         message_count: 1,
         last_message_org: Some(if i.is_multiple_of(7) { partner } else { me }),
         last_message_preview: Some("hello".into()),
+        assignee: None,
     }
 }
 

@@ -167,6 +167,20 @@ fn maybe<T>(m: MaybeUndefined<T>) -> Option<Option<T>> {
     }
 }
 
+/// The `assignee` filter: `me`, `none` or a user name.
+pub(super) fn assignee_facet(a: &str, me: &str) -> R<Facet> {
+    Ok(match a {
+        "me" => Facet::Assignee(me.to_string()),
+        "none" => Facet::Unassigned,
+        name => {
+            domain::validate_user_name(name).map_err(|_| {
+                ApiError::bad_request("assignee: must be `me`, `none` or a user name")
+            })?;
+            Facet::Assignee(name.to_string())
+        }
+    })
+}
+
 impl ConversationsApi {
     /// A conversation as the API answers with it, read again with its delivery state and
     /// crossed changes (the write that produced `c` has just been committed).
@@ -258,6 +272,9 @@ impl ConversationsApi {
         folder: Query<Option<Folder>>,
         /// `activity` (default) or `due`.
         sort: Query<Option<Sort>>,
+        /// `me`: assigned to the signed-in user; `none`: assigned to nobody; else a user name.
+        #[oai(validator(min_length = 1, max_length = 64))]
+        assignee: Query<Option<String>>,
         /// `next_cursor` of the previous page of the same sort.
         cursor: Query<Option<String>>,
         /// 1-200, default 50.
@@ -296,6 +313,9 @@ impl ConversationsApi {
         }
         if action_required.0 == Some(true) {
             filters.push(Facet::ActionRequired);
+        }
+        if let Some(a) = assignee.0 {
+            filters.push(assignee_facet(&a, &auth.0.user)?);
         }
         let f = InboxFilter {
             filters,

@@ -12,6 +12,7 @@ mod notifications;
 mod peers;
 mod session;
 mod sync;
+mod team;
 pub mod timeouts;
 mod topics;
 pub mod web;
@@ -55,6 +56,7 @@ type Apis = (
     events::EventsApi,
     webhooks::WebhooksApi,
     notifications::NotificationsApi,
+    team::TeamApi,
 );
 
 fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()> {
@@ -71,6 +73,7 @@ fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()
             events::EventsApi { svc: svc.clone() },
             webhooks::WebhooksApi { svc: svc.clone() },
             notifications::NotificationsApi { svc: svc.clone() },
+            team::TeamApi { svc: svc.clone() },
         ),
         "Parley",
         env!("CARGO_PKG_VERSION"),

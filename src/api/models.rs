@@ -142,6 +142,37 @@ pub struct Conversation {
     pub undelivered: bool,
     /// Fields two nodes changed while apart; empty when nothing crossed.
     pub conflicts: Vec<FieldConflict>,
+    /// The user of our org who handles it. Internal: never sent to the partner.
+    pub assignee: Option<String>,
+    /// Internal notes of our org, oldest first. Never sent to the partner.
+    pub notes: Vec<Note>,
+}
+
+/// An internal note: written to colleagues, kept by the sites of our own org only.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct Note {
+    pub id: Uuid,
+    /// The user who wrote it; only they may edit or delete it.
+    pub author: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    pub edited_at: Option<DateTime<Utc>>,
+    /// Always `internal`: who may see it.
+    pub visibility: String,
+}
+
+impl From<domain::team::Note> for Note {
+    fn from(n: domain::team::Note) -> Self {
+        Note {
+            id: n.id,
+            author: n.author,
+            body: n.body,
+            created_at: n.created_at,
+            edited_at: n.edited_at,
+            visibility: "internal".into(),
+        }
+    }
 }
 
 /// A field two nodes set while apart: Automerge keeps both values and shows `standing` on
@@ -293,6 +324,8 @@ impl Conversation {
                 .collect(),
             undelivered: false,
             conflicts: Vec::new(),
+            assignee: None,
+            notes: Vec::new(),
         }
     }
 
@@ -304,6 +337,8 @@ impl Conversation {
             m.delivered = !d.undelivered_messages.contains(&m.id);
         }
         c.conflicts = d.conflicts.into_iter().map(Into::into).collect();
+        c.assignee = d.team.assignee;
+        c.notes = d.team.notes.into_iter().map(Into::into).collect();
         c
     }
 }
@@ -333,11 +368,17 @@ pub struct InboxItem {
     pub unread: bool,
     /// Changed on this node and not yet held by a node of the partner org.
     pub undelivered: bool,
+    /// The user of our org who handles it (internal).
+    pub assignee: Option<String>,
+    /// The folder it is listed in: `action`, `tasks`, `inbox` (open) or `resolved`, so a
+    /// search across folders says where each result is.
+    pub folder: String,
 }
 
 impl InboxItem {
     pub fn of(s: domain::Summary, unread: bool, today: NaiveDate) -> Self {
         InboxItem {
+            folder: s.folder(today).into(),
             overdue: s.overdue(today),
             id: s.id,
             kind: s.kind.into(),
@@ -356,6 +397,7 @@ impl InboxItem {
             last_message_preview: s.last_message_preview,
             unread,
             undelivered: false,
+            assignee: s.assignee,
         }
     }
 }

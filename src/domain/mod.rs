@@ -12,6 +12,7 @@ pub mod notify;
 pub mod policy;
 pub mod search;
 pub mod summary;
+pub mod team;
 pub mod topics;
 
 pub use conversation::*;

@@ -28,6 +28,9 @@ pub struct Summary {
     pub message_count: u32,
     pub last_message_org: Option<OrgId>,
     pub last_message_preview: Option<String>,
+    /// The user of our org assigned to it (from the team document; never the partner's).
+    #[serde(default)]
+    pub assignee: Option<String>,
 }
 
 impl Summary {
@@ -49,6 +52,7 @@ impl Summary {
             message_count: c.messages.len() as u32,
             last_message_org: last.map(|m| m.author.org.clone()),
             last_message_preview: last.map(|m| m.body.chars().take(PREVIEW_CHARS).collect()),
+            assignee: None,
         }
     }
 
@@ -97,7 +101,25 @@ impl Summary {
         if self.due_date.is_none() {
             f.push(Facet::NoDueDate.key());
         }
+        match &self.assignee {
+            Some(u) => f.push(Facet::Assignee(u.clone()).key()),
+            None => f.push(Facet::Unassigned.key()),
+        }
         f
+    }
+
+    /// The one folder this row is shown under when a search spans them all: the most
+    /// pressing that lists it.
+    pub fn folder(&self, today: NaiveDate) -> &'static str {
+        if self.state == State::Resolved {
+            "resolved"
+        } else if self.awaiting_reply() || self.overdue(today) {
+            "action"
+        } else if self.active_task() {
+            "tasks"
+        } else {
+            "inbox"
+        }
     }
 
     /// Open, and the last message came from the partner: the partner waits for our answer.
@@ -133,6 +155,8 @@ impl Summary {
             Facet::ActionRequired => self.awaiting_reply() || self.overdue(today),
             Facet::ActiveTask => self.active_task(),
             Facet::NoDueDate => self.due_date.is_none(),
+            Facet::Assignee(u) => self.assignee.as_ref() == Some(u),
+            Facet::Unassigned => self.assignee.is_none(),
         }
     }
 }
@@ -160,6 +184,10 @@ pub enum Facet {
     ActiveTask,
     /// Without a due date: the part of the due-date order that follows the dated ones.
     NoDueDate,
+    /// Assigned to this user of our org.
+    Assignee(String),
+    /// Assigned to nobody.
+    Unassigned,
 }
 
 impl Facet {
@@ -201,6 +229,8 @@ impl Facet {
             Facet::ActionRequired => "action_required".into(),
             Facet::ActiveTask => "active_task".into(),
             Facet::NoDueDate => "no_due_date".into(),
+            Facet::Assignee(u) => format!("assignee:{u}"),
+            Facet::Unassigned => "unassigned".into(),
         }
     }
 }
@@ -290,6 +320,7 @@ mod tests {
             message_count: 1,
             last_message_org: Some(me),
             last_message_preview: None,
+            assignee: None,
         };
         let today = t.date_naive();
         assert!(!s.matches(&Facet::ActionRequired, today));

@@ -101,6 +101,10 @@ fn describe(item: &MailItem, info: &ConvInfo<'_>, ctx: &Context<'_>) -> (String,
             ),
             None,
         ),
+        (None, NotifyKind::TaskAssigned) => (
+            format!("A colleague assigned this {} to you.", kind_word(c.kind)),
+            None,
+        ),
         (None, _) => (
             format!("This task is due on {}.", date_word(c.due_date)),
             None,

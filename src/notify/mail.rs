@@ -285,6 +285,7 @@ pub(super) fn ui_url(cfg: &EmailConfig, svc: &Service) -> Option<String> {
 /// nor its due date removed. Other rows always hold: they tell what happened.
 pub(super) fn still_true(it: &MailItem, c: &Conversation) -> bool {
     it.activity.is_some()
+        || it.kind == crate::domain::notify::NotifyKind::TaskAssigned
         || (crate::domain::overdue_eligible(c.kind, c.state, c.progress) && c.due_date.is_some())
 }
 

@@ -45,6 +45,8 @@ pub struct Detail {
     /// Messages of this org whose change the partner's nodes do not hold yet.
     pub undelivered_messages: HashSet<Uuid>,
     pub conflicts: Vec<doc::conflicts::Conflict>,
+    /// Our org's own: the assignee and internal notes (never the partner's to see).
+    pub team: crate::domain::team::Team,
 }
 
 fn check_key(key: &Option<String>) -> Result<()> {
@@ -73,6 +75,13 @@ impl Service {
     /// conversation the first one made, with `false` for "not newly created".
     pub async fn create(&self, p: &Principal, input: CreateInput) -> Result<(Conversation, bool)> {
         check_key(&input.idempotency_key)?;
+        if input.id.is_some_and(|i| crate::domain::team::is_team_id(i.as_u128())) {
+            return Err(DomainError::invalid(
+                "id",
+                "is of the UUID variant this node keeps for its own records; use an RFC 4122 UUID (e.g. version 4 or 7)",
+            )
+            .into());
+        }
         let partner = OrgId::parse(&input.partner)?;
         let user = p.user.clone();
         let now = self.now();
@@ -169,6 +178,7 @@ impl Service {
         mut cmd: Command,
         key: Option<String>,
     ) -> Result<Conversation> {
+        super::team::conversation_id(id)?;
         let user = p.user.clone();
         let now = self.now();
         let r = self
@@ -239,6 +249,7 @@ impl Service {
     }
 
     pub async fn get(&self, _p: &Principal, id: Uuid) -> Result<Conversation> {
+        super::team::conversation_id(id)?;
         let r = self
             .store
             .read(move |tx| -> Result<_> {
@@ -252,6 +263,7 @@ impl Service {
     /// One conversation as its detail view shows it: with what the partner's nodes do not
     /// hold yet and the fields whose changes crossed.
     pub async fn detail(&self, id: Uuid) -> Result<Detail> {
+        super::team::conversation_id(id)?;
         let r = self
             .store
             .read(move |tx| -> Result<_> {
@@ -271,11 +283,13 @@ impl Service {
                     Default::default()
                 };
                 let conflicts = doc::conflicts::read(&v.doc).map_err(|e| corrupt(id, e.into()))?;
+                let team = crate::store::team::load(tx, id)?;
                 Ok(Detail {
                     conversation,
                     undelivered: v.undelivered,
                     undelivered_messages,
                     conflicts,
+                    team,
                 })
             })
             .await;

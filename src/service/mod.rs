@@ -11,6 +11,7 @@ mod pair;
 mod peer_auth;
 mod peers;
 mod sessions;
+mod team;
 mod topics;
 mod webhooks;
 

@@ -70,7 +70,16 @@ pub fn check_tx(tx: &ReadTransaction) -> Result<CheckReport> {
     let mut r = CheckReport::default();
     let mut expected = HashMap::<u128, Expected>::new();
     let mut damaged = BTreeSet::new();
+    let mut teams = BTreeSet::new();
     for id in docs::all_ids(tx)? {
+        if crate::domain::team::is_team_id(id) {
+            let conv = crate::domain::team::conversation_of(id);
+            match super::team::load(tx, conv) {
+                Ok(_) => teams.insert(id),
+                Err(_) => damaged.insert(id),
+            };
+            continue;
+        }
         r.conversations += 1;
         let Some(me) = me.as_ref() else {
             damaged.insert(id);
@@ -80,7 +89,12 @@ pub fn check_tx(tx: &ReadTransaction) -> Result<CheckReport> {
             let mut d = d.ok_or(StoreError::Closed)?;
             let c = doc::read(&d)
                 .map_err(|e| StoreError::Corrupt(Uuid::from_u128(id), e.to_string()))?;
-            Ok((Summary::of(&c, &me.org_id), d.get_heads()))
+            let mut row = Summary::of(&c, &me.org_id);
+            row.assignee = tx
+                .open_table(super::team::TEAM_ASSIGNEE)?
+                .get(id)?
+                .map(|v| v.value().to_string());
+            Ok((row, d.get_heads()))
         });
         match read {
             Ok((row, heads)) => {
@@ -102,7 +116,7 @@ pub fn check_tx(tx: &ReadTransaction) -> Result<CheckReport> {
         }
     }
     r.damaged = damaged.iter().map(|id| Uuid::from_u128(*id)).collect();
-    let known = |id: &u128| expected.contains_key(id) || damaged.contains(id);
+    let known = |id: &u128| expected.contains_key(id) || damaged.contains(id) || teams.contains(id);
 
     let mut mismatched = BTreeSet::new();
     let summaries = tx.open_table(SUMMARIES)?;

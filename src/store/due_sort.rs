@@ -289,6 +289,7 @@ mod tests {
             message_count: 0,
             last_message_org: None,
             last_message_preview: None,
+            assignee: None,
         }
     }
 

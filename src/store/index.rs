@@ -91,6 +91,11 @@ pub fn is_listed(tx: &WriteTransaction, id: u128) -> Result<bool> {
     Ok(tx.open_table(SUMMARIES)?.get(id)?.is_some())
 }
 
+/// [`is_listed`] for readers.
+pub fn is_listed_read(tx: &ReadTransaction, id: u128) -> Result<bool> {
+    Ok(tx.open_table(SUMMARIES)?.get(id)?.is_some())
+}
+
 /// The facets a row is listed under given the sweep day, and the day it waits on if it is a
 /// task that is not overdue yet.
 pub(super) fn placement(s: &Summary, swept_day: i32) -> (Vec<String>, Option<i32>) {
@@ -130,6 +135,33 @@ pub fn index_conversation(
     new: &Summary,
 ) -> Result<u64> {
     let id = new.id.as_u128();
+    list(tx, old, new)?;
+    super::audience::bump(tx, new.partner.as_str(), id)?;
+    bump_feed(tx, id)
+}
+
+/// A conversation's assignee changed (its team document did): its row is listed under the
+/// new one. Its document did not change, so it keeps its place in every feed — a partner's
+/// feed must not show that we did anything.
+pub fn relist_assignee(tx: &WriteTransaction, id: u128, assignee: Option<String>) -> Result<()> {
+    let old = match get_summary(&tx.open_table(SUMMARIES)?, id) {
+        Ok(Some(old)) => old,
+        // Not here yet (the team document came first): its row reads the assignee when it
+        // is written. A damaged row is derived again, with the assignee, when next read.
+        Ok(None) | Err(_) => return Ok(()),
+    };
+    if old.assignee == assignee {
+        return Ok(());
+    }
+    let mut new = old.clone();
+    new.assignee = assignee;
+    list(tx, Some(&old), &new)
+}
+
+/// Writes the inbox row `new` and its facet, count, search, due-date and order entries,
+/// replacing those of `old`.
+fn list(tx: &WriteTransaction, old: Option<&Summary>, new: &Summary) -> Result<()> {
+    let id = new.id.as_u128();
     let swept = swept_day_w(tx)?;
     let (old_f, old_p) = old.map(|o| placement(o, swept)).unwrap_or_default();
     let (new_f, new_p) = placement(new, swept);
@@ -165,8 +197,7 @@ pub fn index_conversation(
     super::order::row_changed(tx, old, new)?;
     tx.open_table(SUMMARIES)?
         .insert(id, encode_summary(new)?.as_slice())?;
-    super::audience::bump(tx, new.partner.as_str(), id)?;
-    bump_feed(tx, id)
+    Ok(())
 }
 
 /// Gives the conversation the next sequence number of the changes feed.
@@ -359,7 +390,22 @@ pub fn index_view(
             None
         }
     };
-    let seq = index_conversation(tx, old.as_ref(), &Summary::of(view, me))?;
+    let mut row = Summary::of(view, me);
+    row.assignee = super::team::assignee_w(tx, id)?;
+    let seq = index_conversation(tx, old.as_ref(), &row)?;
+    // Message bodies never change: only the messages new in this version add their words.
+    let seen: std::collections::HashSet<Uuid> = before
+        .map(|b| b.messages.iter().map(|m| m.id).collect())
+        .unwrap_or_default();
+    let new_bodies: Vec<&str> = view
+        .messages
+        .iter()
+        .filter(|m| !seen.contains(&m.id))
+        .map(|m| m.body.as_str())
+        .collect();
+    if !new_bodies.is_empty() {
+        super::text_words::replace(tx, id, &[], &new_bodies)?;
+    }
     tx.open_table(HEADS)?
         .insert(id, encode_heads(heads).as_slice())?;
     mark_activity(tx, id, actor)?;
@@ -396,6 +442,7 @@ mod tests {
             message_count: 3,
             last_message_org: None,
             last_message_preview: Some("see the photos".into()),
+            assignee: None,
         };
         let bytes = encode_summary(&s).unwrap();
         assert_eq!(decode_summary(42, &bytes).unwrap(), s);

@@ -27,6 +27,8 @@ pub mod search;
 pub mod sessions;
 pub mod sync_host;
 pub mod tables;
+pub mod team;
+pub mod text_words;
 pub mod topics;
 pub mod webhooks;
 mod writer;
@@ -49,7 +51,7 @@ pub use writer::WriteCtx;
 ///    due-date order and the per-user unread order.
 /// 9: the due-date order kept per facet (`all`, `state:open`, `state:resolved`,
 ///    `active_task`), so a folder's `sort=due` walks only its own dated rows.
-pub const INDEX_VERSION: u64 = 9;
+pub const INDEX_VERSION: u64 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

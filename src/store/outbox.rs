@@ -172,6 +172,39 @@ pub fn enqueue_change(
     Ok(())
 }
 
+/// `user` was just assigned conversation `conv` by `actor` (a colleague here, or `None` at
+/// another site of ours): tells them, as their preference for `task_assigned` says. Written
+/// with the team document's change. What is told comes from the conversation alone, never
+/// from the team document's notes.
+pub fn enqueue_assigned(
+    tx: &WriteTransaction,
+    conv: Uuid,
+    user: &str,
+    actor: Option<&str>,
+    _now: DateTime<Utc>,
+) -> Result<()> {
+    let kind = NotifyKind::TaskAssigned;
+    for (name, prefs) in notifiable_users(tx)? {
+        if name != user || actor == Some(name.as_str()) {
+            continue;
+        }
+        let item = MailItem {
+            user: name,
+            conversation: conv,
+            kind,
+            activity: None,
+            queued_at: Utc::now(),
+            late: false,
+        };
+        match prefs.mode(kind) {
+            Mode::Never => {}
+            Mode::Immediate => super::mail_queue::queue(tx, &item)?,
+            Mode::Digest => queue_digest(tx, &item)?,
+        }
+    }
+    Ok(())
+}
+
 /// Users with an address whose mail may be wanted: people, not integrations.
 fn notifiable_users(tx: &WriteTransaction) -> Result<Vec<(String, crate::domain::notify::Prefs)>> {
     let t = tx.open_table(USERS)?;

@@ -45,10 +45,16 @@ pub(super) fn rebuild(db: &Database, identity: Option<&Identity>) -> Result<()> 
     index::set_meta_i64(&tx, "feed_floor", floor as i64)?;
     index::set_meta_i64(&tx, "swept_day", 0)?;
     if let Some(me) = identity {
-        for (n, id) in ids.iter().enumerate() {
+        // Team documents first: a conversation's row reads its assignee.
+        super::team::rebuild(&tx, &ids)?;
+        let conversations = ids.iter().filter(|i| !crate::domain::team::is_team_id(**i));
+        for (n, id) in conversations.enumerate() {
             match docs::load(&tx, *id).and_then(|d| summary_of(*id, d.map(|l| l.doc), me)) {
-                Ok(Some((s, heads))) => {
+                Ok(Some((mut s, heads, bodies))) => {
+                    s.assignee = super::team::assignee_w(&tx, *id)?;
                     index::index_conversation(&tx, None, &s)?;
+                    let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
+                    super::text_words::replace(&tx, *id, &[], &bodies)?;
                     tx.open_table(HEADS)?
                         .insert(*id, index::encode_heads(&heads).as_slice())?;
                 }
@@ -69,15 +75,15 @@ pub(super) fn rebuild(db: &Database, identity: Option<&Identity>) -> Result<()> 
     Ok(())
 }
 
-fn summary_of(
-    id: u128,
-    d: Option<automerge::AutoCommit>,
-    me: &Identity,
-) -> Result<Option<(Summary, Vec<automerge::ChangeHash>)>> {
+/// A conversation's inbox row (without its assignee), heads and message bodies.
+type Derived = (Summary, Vec<automerge::ChangeHash>, Vec<String>);
+
+fn summary_of(id: u128, d: Option<automerge::AutoCommit>, me: &Identity) -> Result<Option<Derived>> {
     let Some(mut d) = d else { return Ok(None) };
     let c = doc::read(&d)
         .map_err(|e| super::StoreError::Corrupt(Uuid::from_u128(id), e.to_string()))?;
-    Ok(Some((Summary::of(&c, &me.org_id), d.get_heads())))
+    let bodies = c.messages.iter().map(|m| m.body.clone()).collect();
+    Ok(Some((Summary::of(&c, &me.org_id), d.get_heads(), bodies)))
 }
 
 /// The inbox row of `id` derived from its document inside a write transaction; `None` if the
@@ -88,7 +94,11 @@ pub(super) fn derive_w(tx: &WriteTransaction, id: u128) -> Result<Option<Summary
         None => None,
     };
     let Some(me) = me else { return Ok(None) };
-    derived(id, docs::load(tx, id).map(|d| d.map(|l| l.doc)), &me)
+    let mut s = derived(id, docs::load(tx, id).map(|d| d.map(|l| l.doc)), &me)?;
+    if let Some(s) = &mut s {
+        s.assignee = super::team::assignee_w(tx, id)?;
+    }
+    Ok(s)
 }
 
 /// The inbox row of `id` derived from its document, for readers.
@@ -97,7 +107,14 @@ pub(super) fn derive_read(
     id: u128,
     me: &Identity,
 ) -> Result<Option<Summary>> {
-    derived(id, docs::load_read(tx, id), me)
+    let mut s = derived(id, docs::load_read(tx, id), me)?;
+    if let Some(s) = &mut s {
+        s.assignee = tx
+            .open_table(super::team::TEAM_ASSIGNEE)?
+            .get(id)?
+            .map(|v| v.value().to_string());
+    }
+    Ok(s)
 }
 
 fn derived(
@@ -106,7 +123,7 @@ fn derived(
     me: &Identity,
 ) -> Result<Option<Summary>> {
     match loaded.and_then(|d| summary_of(id, d, me)) {
-        Ok(s) => Ok(s.map(|(s, _)| s)),
+        Ok(s) => Ok(s.map(|(s, _, _)| s)),
         Err(e @ super::StoreError::Corrupt(..)) => {
             tracing::error!(error = %e, "a damaged conversation is left out of the inbox");
             Ok(None)

@@ -61,26 +61,28 @@ pub fn search(tx: &ReadTransaction, terms: &[String], q: &InboxQuery) -> Result<
     let words = tx.open_table(WORDS)?;
     let mut summaries = super::rebuild::Rows::new(tx)?;
     let unread_marks = tx.open_table(UNREAD)?;
-    // Drive with the term that has the fewest entries (each counted up to the cap), e.g. a
-    // reference rather than a common word.
-    let mut driver = String::new();
-    let mut fewest = usize::MAX;
-    for t in terms {
-        let n = prefix_range(&words, t)?.take(MAX_CANDIDATES + 1).count();
-        if n < fewest {
-            (fewest, driver) = (n, t.clone());
-        }
-    }
-
-    // Candidates, deduplicated (a row has several terms under one prefix).
-    let mut cands: HashSet<u128> = HashSet::new();
+    // Each term's conversations: by their subject, reference ID or topic ref (`WORDS`), or by
+    // the words of a message body or one of our notes (`text_words`), each read up to the
+    // cap. A row must be in every term's set; the smallest set drives.
     let mut truncated = false;
-    for (n, entry) in prefix_range(&words, &driver)?.rev().enumerate() {
-        if n >= MAX_CANDIDATES {
-            truncated = true;
-            break;
+    let mut sets: Vec<HashSet<u128>> = Vec::with_capacity(terms.len());
+    for t in terms {
+        let mut set = HashSet::new();
+        for (n, entry) in prefix_range(&words, t)?.rev().enumerate() {
+            if n >= MAX_CANDIDATES {
+                truncated = true;
+                break;
+            }
+            set.insert(entry?.0.value().1);
         }
-        cands.insert(entry?.0.value().1);
+        truncated |= super::text_words::with_prefix(tx, t, MAX_CANDIDATES, &mut set)?;
+        sets.push(set);
+    }
+    sets.sort_by_key(|s| s.len());
+    let mut sets = sets.into_iter();
+    let mut cands = sets.next().unwrap_or_default();
+    for s in sets {
+        cands.retain(|id| s.contains(id));
     }
     let mut rows = Vec::with_capacity(cands.len());
     for id in cands {
@@ -89,8 +91,7 @@ pub fn search(tx: &ReadTransaction, terms: &[String], q: &InboxQuery) -> Result<
             continue;
         };
         let ok = q.filters.iter().all(|f| s.matches(f, q.today))
-            && !(q.exclude_overdue && s.overdue(q.today))
-            && search::matches(&search::terms(&s), terms);
+            && !(q.exclude_overdue && s.overdue(q.today));
         if ok {
             rows.push(s);
         }

@@ -24,6 +24,7 @@ use super::tables::*;
 use super::{Identity, Store, StoreError, accounts, audience, delivery, docs, quota};
 use crate::domain::audience::Audience;
 use crate::domain::policy::{Authority, Gate};
+use crate::domain::team::is_team_id;
 use crate::domain::{Conversation, OrgId, doc, limits};
 
 /// How many feed positions one `feed_since` call may pass over looking for shared documents.
@@ -68,6 +69,9 @@ pub struct Pending {
     /// Conversations not yet delivered whose exact current heads a partner-org peer
     /// announced: settled at the flush (`store::delivery`).
     acked: Vec<(u128, Vec<ChangeHash>)>,
+    /// Team documents accepted from another site of ours (`store::team`), with the heads of
+    /// the version they were applied to, in order.
+    team: Vec<(u128, Vec<ChangeHash>, Automerge)>,
 }
 
 impl Pending {
@@ -76,6 +80,7 @@ impl Pending {
             && self.states.is_empty()
             && self.cursor.is_none()
             && self.acked.is_empty()
+            && self.team.is_empty()
     }
 
     /// Documents this batch changes.
@@ -158,7 +163,34 @@ impl<'a> SyncHost<'a> {
         self.pending
     }
 
+    /// Whether this peer may know of document `id` at all. A team document (assignment and
+    /// internal notes) is for our own sites only: every read and write path of this host asks
+    /// here first, so no partner is ever offered, sent or allowed to write one, whatever it
+    /// asks for.
+    fn visible(&self, id: u128) -> bool {
+        !is_team_id(id) || self.audience == Audience::OwnSite
+    }
+
+    fn pending_team(&self, id: u128) -> Option<&Automerge> {
+        self.pending
+            .team
+            .iter()
+            .rev()
+            .find(|(i, _, _)| *i == id)
+            .map(|(_, _, d)| d)
+    }
+
     fn shared_id(&self, id: u128) -> Result<bool, HostError> {
+        if !self.visible(id) {
+            return Ok(false);
+        }
+        if is_team_id(id) {
+            if self.pending_team(id).is_some() {
+                return Ok(true);
+            }
+            let heads = self.rtx.open_table(HEADS).map_err(hr)?;
+            return Ok(heads.get(id).map_err(hr)?.is_some());
+        }
         if self.pending.docs.contains_key(&id) {
             return Ok(true);
         }
@@ -196,7 +228,9 @@ impl<'a> SyncHost<'a> {
         };
         for (seq, id) in entries {
             page.scanned_to = seq;
-            page.entries.push(feed_entry(&heads, seq, id)?);
+            if self.visible(id) {
+                page.entries.push(feed_entry(&heads, seq, id)?);
+            }
         }
         Ok(page)
     }
@@ -250,6 +284,32 @@ impl<'a> SyncHost<'a> {
             )));
         }
         Ok(added)
+    }
+}
+
+impl SyncHost<'_> {
+    /// A team document from a peer: only another site of ours may send one.
+    fn store_team(&mut self, update: DocUpdate<'_>, id: u128) -> Result<(), Refusal> {
+        if !self.visible(id) {
+            return Err(Refusal::Rejected(
+                "team documents stay within one org; a partner may not send one".into(),
+            ));
+        }
+        if self.damaged.contains(&id) {
+            return Err(Refusal::Rejected(
+                "this team document is damaged on the receiving node".into(),
+            ));
+        }
+        let added = self.check_size(&update, id)?;
+        super::team::check_received(id, update.after, self.now).map_err(Refusal::Rejected)?;
+        let base = match self.pending.team.iter().find(|(i, _, _)| *i == id) {
+            Some((_, b, _)) => b.clone(),
+            None => update.before.map(|b| b.get_heads()).unwrap_or_default(),
+        };
+        self.pending.team.retain(|(i, _, _)| *i != id);
+        self.pending.team.push((id, base, update.after.clone()));
+        self.pending.bytes += added;
+        Ok(())
     }
 }
 
@@ -328,6 +388,12 @@ impl Host for SyncHost<'_> {
 
     fn load_doc(&mut self, doc: DocId) -> Result<Option<Automerge>, HostError> {
         let id = uid(doc);
+        if !self.visible(id) {
+            return Ok(None);
+        }
+        if let Some(d) = self.pending_team(id) {
+            return Ok(Some(d.clone()));
+        }
         if let Some(r) = self.pending.docs.get(&id) {
             return Ok(Some(r.doc.clone()));
         }
@@ -343,6 +409,12 @@ impl Host for SyncHost<'_> {
 
     fn heads(&mut self, doc: DocId) -> Result<Option<Vec<ChangeHash>>, HostError> {
         let id = uid(doc);
+        if !self.visible(id) {
+            return Ok(None);
+        }
+        if let Some(d) = self.pending_team(id) {
+            return Ok(Some(d.get_heads()));
+        }
         if let Some(r) = self.pending.docs.get(&id) {
             return Ok(Some(r.doc.get_heads()));
         }
@@ -354,7 +426,14 @@ impl Host for SyncHost<'_> {
 
     fn has_heads(&mut self, doc: DocId, want: &[ChangeHash]) -> Result<Presence, HostError> {
         let id = uid(doc);
-        if !self.pending.docs.contains_key(&id) && !want.is_empty() {
+        if !self.visible(id) {
+            // Nothing to ask this peer for: it may not send one.
+            return Ok(Presence::Has);
+        }
+        if !self.pending.docs.contains_key(&id)
+            && self.pending_team(id).is_none()
+            && !want.is_empty()
+        {
             // The common case — "nothing changed" — is answered from the heads index.
             let stored = self
                 .rtx
@@ -387,6 +466,9 @@ impl Host for SyncHost<'_> {
 
     fn store_doc(&mut self, update: DocUpdate<'_>) -> Result<(), Refusal> {
         let id = uid(update.doc);
+        if is_team_id(id) {
+            return self.store_team(update, id);
+        }
         if self.damaged.contains(&id)
             || (update.before.is_none()
                 && !self.pending.docs.contains_key(&id)
@@ -562,6 +644,9 @@ impl Store {
                     index_view(ctx.tx(), &me, Some(&ours), view, &merged, None, now)?
                 };
                 out.push((uuid, seq));
+            }
+            for (id, base, doc) in &p.team {
+                out.push(super::team::store_received(ctx, *id, base, doc, now)?);
             }
             let tx = ctx.tx();
             let rec = peers::get_peer_w(tx, peer)?;

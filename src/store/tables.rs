@@ -6,7 +6,7 @@
 //! records `PEERS`, `INVITES`, `SYNC_STATES`, `PEER_CURSORS`, and `UNDELIVERED` (what the
 //! partner's nodes do not hold yet; kept beside the sync states it is settled from).
 //! Derived (rebuilt from the documents by `rebuild`): `SUMMARIES`, `FACETS`, `FACET_COUNTS`,
-//! `PAIR_COUNTS`, `DUE_PENDING`, `DUE_ORDER`, `UNREAD_ORDER`, `FEED`, `FEED_POS`, the partner feeds (`store::audience`), `HEADS`, `WORDS`, `TOPICS_FOLDED` and the
+//! `PAIR_COUNTS`, `DUE_PENDING`, `DUE_ORDER`, `UNREAD_ORDER`, `FEED`, `FEED_POS`, the partner feeds (`store::audience`), `HEADS`, `WORDS`, `TEXT_WORDS` (`store::text_words`), `TEAM_ASSIGNEE` (`store::team`), `TOPICS_FOLDED` and the
 //! `META` keys `index_version` and `swept_day`.
 
 use redb::TableDefinition;
@@ -111,6 +111,8 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     super::audience::create_tables(tx)?;
     super::quota::create_tables(tx)?;
     super::outbox::create_tables(tx)?;
+    super::team::create_tables(tx)?;
+    super::text_words::create_tables(tx)?;
     Ok(())
 }
 
@@ -132,6 +134,8 @@ pub fn clear_derived(tx: &redb::WriteTransaction) -> Result<(), redb::TableError
     tx.delete_table(TableDefinition::<(&str, i64, u128), ()>::new("words"))?;
     tx.delete_table(TOPICS_FOLDED)?;
     super::audience::clear_derived(tx)?;
+    super::team::clear_derived(tx)?;
+    super::text_words::clear_derived(tx)?;
     create_all(tx)
 }
 

@@ -1,0 +1,92 @@
+//! The words of message bodies and internal notes, for search: `(term, conversation) -> n`,
+//! the number of messages and notes of the conversation that contain the term. A count, not a
+//! mark, because the same word is often in several of them and a note can be edited or
+//! deleted: the entry goes when the last text holding the word does.
+//!
+//! Message bodies never change, so a message adds its words once (`index_view`, for the
+//! messages that are new in a version). Notes replace their words when edited (`store::team`).
+//! The notes of a conversation exist only on our own org's nodes, so their words are only
+//! ever found by our own users. Derived: rebuilt from the documents.
+
+use std::collections::{BTreeMap, HashSet};
+
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+
+use super::Result;
+use crate::domain::search;
+
+pub const TEXT_WORDS: TableDefinition<(&str, u128), u32> = TableDefinition::new("text_words");
+
+/// Each text's terms once, counted over the texts.
+fn tally(texts: &[&str]) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for t in texts {
+        let mut terms = Vec::new();
+        search::terms_of(t, &mut terms);
+        terms.sort();
+        terms.dedup();
+        for term in terms {
+            *out.entry(term).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// The texts of conversation `conv` were `old` and are now `new` (in part: only the texts that
+/// changed need be passed, as long as `old` and `new` name the same ones).
+pub fn replace(tx: &WriteTransaction, conv: u128, old: &[&str], new: &[&str]) -> Result<()> {
+    let mut delta = tally(new);
+    for (term, n) in tally(old) {
+        *delta.entry(term).or_insert(0) -= n;
+    }
+    let mut t = tx.open_table(TEXT_WORDS)?;
+    for (term, d) in delta.into_iter().filter(|(_, d)| *d != 0) {
+        let key = (term.as_str(), conv);
+        let cur = t.get(key)?.map(|v| i64::from(v.value())).unwrap_or(0);
+        let next = (cur + d).max(0);
+        if next == 0 {
+            t.remove(key)?;
+        } else {
+            t.insert(key, u32::try_from(next).unwrap_or(u32::MAX))?;
+        }
+    }
+    Ok(())
+}
+
+/// Conversations with a text term starting with `prefix`, at most `cap` (the highest ids, that
+/// is the newest conversations, first); `true` if there were more.
+pub fn with_prefix(
+    tx: &ReadTransaction,
+    prefix: &str,
+    cap: usize,
+    out: &mut HashSet<u128>,
+) -> Result<bool> {
+    let t = tx.open_table(TEXT_WORDS)?;
+    let hi = format!("{prefix}\u{10FFFF}");
+    let mut n = 0;
+    for entry in t.range((prefix, 0u128)..(hi.as_str(), 0u128))?.rev() {
+        if n >= cap {
+            return Ok(true);
+        }
+        n += 1;
+        out.insert(entry?.0.value().1);
+    }
+    Ok(false)
+}
+
+/// How many entries a prefix has, up to `cap + 1`.
+pub fn count_prefix(tx: &ReadTransaction, prefix: &str, cap: usize) -> Result<usize> {
+    let t = tx.open_table(TEXT_WORDS)?;
+    let hi = format!("{prefix}\u{10FFFF}");
+    Ok(t.range((prefix, 0u128)..(hi.as_str(), 0u128))?.take(cap + 1).count())
+}
+
+pub fn create_tables(tx: &WriteTransaction) -> std::result::Result<(), redb::TableError> {
+    tx.open_table(TEXT_WORDS)?;
+    Ok(())
+}
+
+pub fn clear_derived(tx: &WriteTransaction) -> std::result::Result<(), redb::TableError> {
+    tx.delete_table(TEXT_WORDS)?;
+    Ok(())
+}
