@@ -792,3 +792,180 @@ fn a_damaged_conversation_does_not_stop_the_others_from_syncing() {
         "still damaged, never served"
     );
 }
+
+/// A partner knows a conversation's id, so it can compute the id of its team document (and
+/// even its genesis change). Whatever it does over the protocol, it gets nothing of it and
+/// writes nothing into it: every read and write path of the sync host refuses a team id to a
+/// partner, and the real protocol answers its request with UNAVAILABLE.
+#[test]
+fn a_partner_gets_no_team_document_and_may_not_write_one() {
+    use parley::domain::team::{self, team_id};
+    let node = ours();
+    let conv = node.create_with("bolt", "Thin description on SKU 4411");
+    let marker = format!("ZZ-INT-{}", Uuid::new_v4().simple());
+    let p = admin();
+    node.rt
+        .block_on(node.svc.add_note(&p, conv, format!("{marker} chase them")))
+        .unwrap();
+    node.rt
+        .block_on(node.svc.add_user(
+            &Principal::operator(),
+            "ann",
+            Some("a long password".into()),
+            false,
+        ))
+        .unwrap();
+    node.rt
+        .block_on(node.svc.assign(&p, conv, Some("ann".into())))
+        .unwrap();
+    let tid = DocId(team_id(conv).to_be_bytes());
+    // A team document the partner forges, starting from the public genesis.
+    let mut forged = parley::store::team::genesis(conv).unwrap();
+    forged.set_actor(automerge::ActorId::random());
+    team::put_note(
+        &mut forged,
+        &team::Note {
+            id: Uuid::new_v4(),
+            author: "admin".into(),
+            body: "FORGED by the partner".into(),
+            created_at: Utc::now(),
+            edited_at: None,
+        },
+    )
+    .unwrap();
+    let forged = forged.document().clone();
+
+    // The host, asked directly as the partner's session would ask it.
+    let now = Utc::now();
+    let mut host = SyncHost::new(&node.store, &node.scope, now).unwrap();
+    assert!(!host.is_shared(tid).unwrap());
+    assert!(host.load_doc(tid).unwrap().is_none());
+    assert!(host.heads(tid).unwrap().is_none());
+    assert_eq!(
+        host.has_heads(tid, &forged.get_heads()).unwrap(),
+        parley_sync::Presence::Has,
+        "nothing to ask a partner for"
+    );
+    let page = host.feed_since(0, 10_000).unwrap();
+    assert!(page.entries.iter().all(|e| e.doc != tid));
+    let refused = host.store_doc(DocUpdate {
+        doc: tid,
+        before: None,
+        after: &forged,
+    });
+    assert!(
+        matches!(refused, Err(StoreError::Rejected(_))),
+        "{refused:?}"
+    );
+    assert!(host.into_pending().is_empty());
+    // The same host for another site of ours sees it: the checks above are not vacuous.
+    let own = PeerScope {
+        peer: peer_of("acme", Role::Retailer),
+        me: org("acme"),
+    };
+    let mut host = SyncHost::new(&node.store, &own, now).unwrap();
+    assert!(host.is_shared(tid).unwrap());
+    let ours_doc = host.load_doc(tid).unwrap().unwrap();
+    assert!(
+        serde_json::to_string(
+            &ours_doc
+                .get_changes(&[])
+                .iter()
+                .map(|c| c.decode())
+                .collect::<Vec<_>>()
+        )
+        .unwrap()
+        .contains(&marker)
+    );
+    drop(host);
+
+    // Over the real protocol: the partner announces its forgery and asks for ours by id.
+    let mut h = Hostile::default();
+    h.high += 1;
+    h.feed.push((h.high, tid));
+    h.docs.insert(tid.0, forged.clone());
+    let mut us = Session::new(Config::default());
+    let mut them = Session::new(Config::default());
+    let mut to_them = node.step(&mut us, |s, host| s.start(host).unwrap());
+    let mut to_us = them.start(&mut h).unwrap();
+    let mut seen_by_them = Vec::new();
+    for _ in 0..1000 {
+        if to_them.is_empty() && to_us.is_empty() {
+            break;
+        }
+        seen_by_them.extend(to_them.iter().cloned());
+        let mut next = Vec::new();
+        for f in std::mem::take(&mut to_them) {
+            next.extend(them.receive(&f, &mut h).unwrap());
+        }
+        for f in std::mem::take(&mut to_us) {
+            to_them.extend(node.step(&mut us, |s, host| s.receive(&f, host).unwrap()));
+        }
+        to_us = next;
+    }
+    // Then, on a new connection, the partner asks for our team document by id.
+    let mut us2 = Session::new(Config::default());
+    seen_by_them.extend(node.step(&mut us2, |s, host| s.start(host).unwrap()));
+    let mut h2 = Hostile::default();
+    let mut them2 = Session::new(Config::default());
+    let theirs = them2.start(&mut h2).unwrap();
+    let mut answered = Vec::new();
+    for f in &theirs {
+        answered.extend(node.step(&mut us2, |s, host| s.receive(f, host).unwrap()));
+    }
+    let mut st = automerge::sync::State::new();
+    let ask = {
+        use automerge::sync::SyncDoc;
+        Automerge::new()
+            .generate_sync_message(&mut st)
+            .expect("a first sync message")
+            .encode()
+    };
+    let frame = parley_sync::encode_frame(&parley_sync::Frame {
+        seq: theirs.len() as u64,
+        records: vec![Record::Sync {
+            doc: tid,
+            message: ask,
+        }],
+    });
+    answered.extend(node.step(&mut us2, |s, host| s.receive(&frame, host).unwrap()));
+    for f in seen_by_them.iter().chain(answered.iter()) {
+        for r in decode_frame(f).unwrap().records {
+            match r {
+                Record::Sync { doc, message } => {
+                    assert_ne!(
+                        doc, tid,
+                        "a SYNC record for the team document reached the partner"
+                    );
+                    let m = automerge::sync::Message::decode(&message).unwrap();
+                    assert!(m.changes.is_empty() || doc != tid);
+                }
+                Record::Feed { entries, .. } => {
+                    assert!(
+                        entries.iter().all(|e| e.doc != tid),
+                        "the team document was announced"
+                    )
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        answered.iter().any(|f| decode_frame(f)
+            .unwrap()
+            .records
+            .iter()
+            .any(|r| matches!(r, Record::Unavailable { doc } if *doc == tid))),
+        "a request for the team document is answered UNAVAILABLE"
+    );
+    // Nothing of the forgery landed; our notes and assignment are as we wrote them.
+    let t = node.rt.block_on(node.svc.team(conv)).unwrap();
+    assert_eq!(t.notes.len(), 1);
+    assert!(t.notes[0].body.contains(&marker));
+    assert_eq!(t.assignee.as_deref(), Some("ann"));
+    assert_eq!(
+        h.docs[&tid.0].get_heads(),
+        forged.get_heads(),
+        "we sent the partner nothing of it"
+    );
+}

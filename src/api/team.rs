@@ -113,7 +113,12 @@ impl TeamApi {
         method = "put",
         operation_id = "assignConversation"
     )]
-    async fn assign(&self, auth: BearerAuth, id: Path<Uuid>, b: Json<AssignBody>) -> R<Json<Assignment>> {
+    async fn assign(
+        &self,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        b: Json<AssignBody>,
+    ) -> R<Json<Assignment>> {
         let to = b.0.assignee.filter(|s| !s.is_empty());
         let t = self.svc.assign(&auth.0, id.0, to).await?;
         Ok(Json(Assignment {

@@ -24,7 +24,9 @@
 
 use std::collections::BTreeMap;
 
-use automerge::{AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value, transaction::Transactable};
+use automerge::{
+    AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value, transaction::Transactable,
+};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -117,7 +119,11 @@ pub fn set_assignee(doc: &mut AutoCommit, to: Option<&str>, by: &str, at: DateTi
         None => doc.delete(ROOT, "assignee")?,
     }
     doc.put(ROOT, "assigned_by", by)?;
-    doc.put(ROOT, "assigned_at", ScalarValue::Timestamp(at.timestamp_millis()))?;
+    doc.put(
+        ROOT,
+        "assigned_at",
+        ScalarValue::Timestamp(at.timestamp_millis()),
+    )?;
     Ok(())
 }
 
@@ -126,9 +132,17 @@ pub fn put_note(doc: &mut AutoCommit, n: &Note) -> R<()> {
     let o = doc.put_object(&notes, n.id.to_string(), ObjType::Map)?;
     doc.put(&o, "author", n.author.as_str())?;
     doc.put(&o, "body", n.body.as_str())?;
-    doc.put(&o, "created_at", ScalarValue::Timestamp(n.created_at.timestamp_millis()))?;
+    doc.put(
+        &o,
+        "created_at",
+        ScalarValue::Timestamp(n.created_at.timestamp_millis()),
+    )?;
     if let Some(e) = n.edited_at {
-        doc.put(&o, "edited_at", ScalarValue::Timestamp(e.timestamp_millis()))?;
+        doc.put(
+            &o,
+            "edited_at",
+            ScalarValue::Timestamp(e.timestamp_millis()),
+        )?;
     }
     Ok(())
 }
@@ -139,7 +153,11 @@ pub fn edit_note(doc: &mut AutoCommit, id: Uuid, body: &str, at: DateTime<Utc>) 
         return Err(field(format!("notes.{id}")));
     };
     doc.put(&o, "body", body)?;
-    doc.put(&o, "edited_at", ScalarValue::Timestamp(at.timestamp_millis()))?;
+    doc.put(
+        &o,
+        "edited_at",
+        ScalarValue::Timestamp(at.timestamp_millis()),
+    )?;
     Ok(())
 }
 
@@ -162,7 +180,9 @@ fn get_ts<D: ReadDoc>(doc: &D, obj: &ObjId, key: &str, path: &str) -> R<Option<D
     match doc.get(obj, key)? {
         None => Ok(None),
         Some((Value::Scalar(s), _)) => match s.as_ref() {
-            ScalarValue::Timestamp(ms) => DateTime::from_timestamp_millis(*ms).map(Some).ok_or_else(|| field(path)),
+            ScalarValue::Timestamp(ms) => DateTime::from_timestamp_millis(*ms)
+                .map(Some)
+                .ok_or_else(|| field(path)),
             _ => Err(field(path)),
         },
         _ => Err(field(path)),
@@ -176,7 +196,14 @@ fn only_keys<D: ReadDoc>(doc: &D, obj: &ObjId, path: &str, allowed: &[&str]) -> 
     }
 }
 
-const ROOT_KEYS: &[&str] = &["schema", "team_of", "assignee", "assigned_by", "assigned_at", "notes"];
+const ROOT_KEYS: &[&str] = &[
+    "schema",
+    "team_of",
+    "assignee",
+    "assigned_by",
+    "assigned_at",
+    "notes",
+];
 const NOTE_KEYS: &[&str] = &["author", "body", "created_at", "edited_at"];
 
 /// Reads a team document strictly: the layout above and nothing else, belonging to
@@ -188,8 +215,12 @@ pub fn read<D: ReadDoc>(doc: &D, conversation: Uuid) -> R<Team> {
         Some((Value::Scalar(s), _)) if matches!(s.as_ref(), ScalarValue::Uint(SCHEMA_VERSION)) => {}
         _ => return Err(field("schema")),
     }
-    if get_str(doc, &ROOT, "team_of", "team_of")?.as_deref() != Some(conversation.to_string().as_str()) {
-        return Err(TeamDocError::Invalid("it belongs to another conversation than the id it is stored under".into()));
+    if get_str(doc, &ROOT, "team_of", "team_of")?.as_deref()
+        != Some(conversation.to_string().as_str())
+    {
+        return Err(TeamDocError::Invalid(
+            "it belongs to another conversation than the id it is stored under".into(),
+        ));
     }
     let user = |v: Option<String>, path: &str| -> R<Option<String>> {
         if let Some(u) = &v {
@@ -198,7 +229,10 @@ pub fn read<D: ReadDoc>(doc: &D, conversation: Uuid) -> R<Team> {
         Ok(v)
     };
     let assignee = user(get_str(doc, &ROOT, "assignee", "assignee")?, "assignee")?;
-    let assigned_by = user(get_str(doc, &ROOT, "assigned_by", "assigned_by")?, "assigned_by")?;
+    let assigned_by = user(
+        get_str(doc, &ROOT, "assigned_by", "assigned_by")?,
+        "assigned_by",
+    )?;
     let assigned_at = get_ts(doc, &ROOT, "assigned_at", "assigned_at")?;
     let notes_id = match doc.get(ROOT, "notes")? {
         Some((Value::Object(ObjType::Map), id)) => id,
@@ -207,7 +241,9 @@ pub fn read<D: ReadDoc>(doc: &D, conversation: Uuid) -> R<Team> {
     let mut notes = BTreeMap::new();
     for (n, key) in doc.keys(&notes_id).enumerate() {
         if n >= MAX_NOTES {
-            return Err(TeamDocError::Invalid(format!("more than {MAX_NOTES} notes")));
+            return Err(TeamDocError::Invalid(format!(
+                "more than {MAX_NOTES} notes"
+            )));
         }
         let path = format!("notes.{key}");
         let id = Uuid::try_parse(&key).map_err(|_| field(&path))?;
@@ -215,30 +251,55 @@ pub fn read<D: ReadDoc>(doc: &D, conversation: Uuid) -> R<Team> {
             return Err(field(&path));
         };
         only_keys(doc, &o, &format!("{path}."), NOTE_KEYS)?;
-        let author = user(get_str(doc, &o, "author", &path)?, &path)?.ok_or_else(|| field(format!("{path}.author")))?;
+        let author = user(get_str(doc, &o, "author", &path)?, &path)?
+            .ok_or_else(|| field(format!("{path}.author")))?;
         let body = get_str(doc, &o, "body", &path)?.ok_or_else(|| field(format!("{path}.body")))?;
         check_note_body(&body).map_err(|e| TeamDocError::Invalid(format!("{path}: {e}")))?;
-        let created_at = get_ts(doc, &o, "created_at", &path)?.ok_or_else(|| field(format!("{path}.created_at")))?;
+        let created_at = get_ts(doc, &o, "created_at", &path)?
+            .ok_or_else(|| field(format!("{path}.created_at")))?;
         let edited_at = get_ts(doc, &o, "edited_at", &path)?;
-        notes.insert((created_at, id), Note { id, author, body, created_at, edited_at });
+        notes.insert(
+            (created_at, id),
+            Note {
+                id,
+                author,
+                body,
+                created_at,
+                edited_at,
+            },
+        );
     }
-    Ok(Team { assignee, assigned_by, assigned_at, notes: notes.into_values().collect() })
+    Ok(Team {
+        assignee,
+        assigned_by,
+        assigned_at,
+        notes: notes.into_values().collect(),
+    })
 }
 
 /// A note's body: 1 to [`limits::BODY_BYTES`] bytes of text, lines allowed, no control or
 /// direction-changing characters (the same rule as a message body).
 pub fn check_note_body(body: &str) -> Result<(), DomainError> {
     if body.len() > limits::BODY_BYTES {
-        return Err(DomainError::invalid("body", format!("must be at most {} bytes", limits::BODY_BYTES)));
+        return Err(DomainError::invalid(
+            "body",
+            format!("must be at most {} bytes", limits::BODY_BYTES),
+        ));
     }
     check_multiline_text("body", body, usize::MAX, true)
 }
 
 /// The dates another site's team document carries may be at most `skew` ahead of `now`.
-pub fn check_dates(t: &Team, now: DateTime<Utc>, skew: chrono::Duration) -> Result<(), TeamDocError> {
+pub fn check_dates(
+    t: &Team,
+    now: DateTime<Utc>,
+    skew: chrono::Duration,
+) -> Result<(), TeamDocError> {
     let late = |what: &str, at: DateTime<Utc>| {
         if at > now + skew {
-            Err(TeamDocError::Invalid(format!("{what} is dated {at}, ahead of this node's clock")))
+            Err(TeamDocError::Invalid(format!(
+                "{what} is dated {at}, ahead of this node's clock"
+            )))
         } else {
             Ok(())
         }
@@ -280,12 +341,21 @@ mod tests {
         let mut d = AutoCommit::new();
         create(&mut d, c).unwrap();
         set_assignee(&mut d, Some("ann"), "bob", t0).unwrap();
-        let n = Note { id: Uuid::new_v4(), author: "bob".into(), body: "call them\nfirst".into(), created_at: t0, edited_at: None };
+        let n = Note {
+            id: Uuid::new_v4(),
+            author: "bob".into(),
+            body: "call them\nfirst".into(),
+            created_at: t0,
+            edited_at: None,
+        };
         put_note(&mut d, &n).unwrap();
         let t = read(&d, c).unwrap();
         assert_eq!(t.assignee.as_deref(), Some("ann"));
         assert_eq!(t.notes, vec![n.clone()]);
-        assert!(read(&d, super::super::new_id()).is_err(), "stored under another conversation");
+        assert!(
+            read(&d, super::super::new_id()).is_err(),
+            "stored under another conversation"
+        );
         let mut bad = d.clone();
         bad.put(ROOT, "visible_to_partner", true).unwrap();
         assert!(read(&bad, c).is_err());

@@ -75,7 +75,10 @@ impl Service {
     /// conversation the first one made, with `false` for "not newly created".
     pub async fn create(&self, p: &Principal, input: CreateInput) -> Result<(Conversation, bool)> {
         check_key(&input.idempotency_key)?;
-        if input.id.is_some_and(|i| crate::domain::team::is_team_id(i.as_u128())) {
+        if input
+            .id
+            .is_some_and(|i| crate::domain::team::is_team_id(i.as_u128()))
+        {
             return Err(DomainError::invalid(
                 "id",
                 "is of the UUID variant this node keeps for its own records; use an RFC 4122 UUID (e.g. version 4 or 7)",

@@ -31,33 +31,31 @@ fn not_author(note: &Note) -> ServiceError {
 }
 
 fn find_note(t: &Team, note: Uuid) -> Result<&Note> {
-    t.notes
-        .iter()
-        .find(|n| n.id == note)
-        .ok_or_else(|| ServiceError::NotFound(format!("note {note} not found on this conversation")))
+    t.notes.iter().find(|n| n.id == note).ok_or_else(|| {
+        ServiceError::NotFound(format!("note {note} not found on this conversation"))
+    })
 }
 
 impl Service {
     /// The team view of a conversation: its assignee and internal notes.
     pub async fn team(&self, id: Uuid) -> Result<Team> {
         conversation_id(id)?;
-        let r = self
-            .store
+        self.store
             .read(move |tx| -> Result<Team> {
                 if !index::is_listed_read(tx, id.as_u128())? {
                     return Err(super::conversations::not_found(id));
                 }
                 Ok(store_team::load(tx, id)?)
             })
-            .await;
-        r
+            .await
     }
 
     /// Assigns conversation `id` to `to` (a user of this node), or to nobody.
     pub async fn assign(&self, p: &Principal, id: Uuid, to: Option<String>) -> Result<Team> {
         conversation_id(id)?;
         if let Some(u) = &to {
-            validate_user_name(u).map_err(|_| DomainError::invalid("assignee", "is not a user name"))?;
+            validate_user_name(u)
+                .map_err(|_| DomainError::invalid("assignee", "is not a user name"))?;
         }
         let by = p.user.clone();
         let now = self.now();

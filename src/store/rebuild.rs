@@ -78,7 +78,11 @@ pub(super) fn rebuild(db: &Database, identity: Option<&Identity>) -> Result<()> 
 /// A conversation's inbox row (without its assignee), heads and message bodies.
 type Derived = (Summary, Vec<automerge::ChangeHash>, Vec<String>);
 
-fn summary_of(id: u128, d: Option<automerge::AutoCommit>, me: &Identity) -> Result<Option<Derived>> {
+fn summary_of(
+    id: u128,
+    d: Option<automerge::AutoCommit>,
+    me: &Identity,
+) -> Result<Option<Derived>> {
     let Some(mut d) = d else { return Ok(None) };
     let c = doc::read(&d)
         .map_err(|e| super::StoreError::Corrupt(Uuid::from_u128(id), e.to_string()))?;

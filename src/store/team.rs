@@ -76,10 +76,13 @@ pub fn commit(
     let id = team::team_id(conv);
     ctx.save_doc(id)?;
     let (after, heads) = {
-        let d = ctx
-            .doc_mut(id)?
-            .ok_or_else(|| StoreError::Record(format!("team document of {conv}"), "not stored".into()))?;
-        (team::read(&*d, conv).map_err(|e| corrupt(conv, e))?, d.get_heads())
+        let d = ctx.doc_mut(id)?.ok_or_else(|| {
+            StoreError::Record(format!("team document of {conv}"), "not stored".into())
+        })?;
+        (
+            team::read(&*d, conv).map_err(|e| corrupt(conv, e))?,
+            d.get_heads(),
+        )
     };
     let seq = index_team(ctx.tx(), conv, before, &after, &heads, Some(actor), now)?;
     Ok((after, seq))
@@ -124,7 +127,10 @@ pub fn index_team(
 
 /// The assignee of `conv` as indexed.
 pub fn assignee_w(tx: &WriteTransaction, conv: u128) -> Result<Option<String>> {
-    Ok(tx.open_table(TEAM_ASSIGNEE)?.get(conv)?.map(|v| v.value().to_string()))
+    Ok(tx
+        .open_table(TEAM_ASSIGNEE)?
+        .get(conv)?
+        .map(|v| v.value().to_string()))
 }
 
 /// Derives the rows of every team document again (index rebuild), before the conversations'
@@ -134,21 +140,27 @@ pub fn rebuild(tx: &WriteTransaction, ids: &[u128]) -> Result<()> {
         let conv = team::conversation_of(id);
         let loaded = docs::load(tx, id).and_then(|d| match d {
             None => Ok(None),
-            Some(mut l) => Ok(Some((team::read(&l.doc, conv).map_err(|e| corrupt(conv, e))?, l.doc.get_heads()))),
+            Some(mut l) => Ok(Some((
+                team::read(&l.doc, conv).map_err(|e| corrupt(conv, e))?,
+                l.doc.get_heads(),
+            ))),
         });
         match loaded {
             Ok(Some((t, heads))) => {
                 tx.open_table(super::tables::HEADS)?
                     .insert(id, index::encode_heads(&heads).as_slice())?;
                 if let Some(u) = &t.assignee {
-                    tx.open_table(TEAM_ASSIGNEE)?.insert(conv.as_u128(), u.as_str())?;
+                    tx.open_table(TEAM_ASSIGNEE)?
+                        .insert(conv.as_u128(), u.as_str())?;
                 }
                 let new: Vec<&str> = t.notes.iter().map(|n| n.body.as_str()).collect();
                 text_words::replace(tx, conv.as_u128(), &[], &new)?;
                 index::bump_feed(tx, id)?;
             }
             Ok(None) => {}
-            Err(e) => tracing::error!(conversation = %conv, error = %e, "skipping a damaged team document"),
+            Err(e) => {
+                tracing::error!(conversation = %conv, error = %e, "skipping a damaged team document")
+            }
         }
     }
     Ok(())
@@ -190,9 +202,9 @@ pub fn store_received(
     let conv = team::conversation_of(id);
     let before = if docs::exists_w(ctx.read_tx(), id)? {
         let before = load_w(ctx, conv)?;
-        let cur = ctx
-            .doc_mut(id)?
-            .ok_or_else(|| StoreError::Record(format!("team document of {conv}"), "not loadable".into()))?;
+        let cur = ctx.doc_mut(id)?.ok_or_else(|| {
+            StoreError::Record(format!("team document of {conv}"), "not loadable".into())
+        })?;
         cur.apply_changes(doc.get_changes(base))
             .map_err(|e| corrupt(conv, e))?;
         ctx.save_doc(id)?;
@@ -204,9 +216,9 @@ pub fn store_received(
     };
     // Our own edits may have landed meanwhile: what is stored is read (and so checked) again.
     let (after, heads) = {
-        let d = ctx
-            .doc_mut(id)?
-            .ok_or_else(|| StoreError::Record(format!("team document of {conv}"), "not stored".into()))?;
+        let d = ctx.doc_mut(id)?.ok_or_else(|| {
+            StoreError::Record(format!("team document of {conv}"), "not stored".into())
+        })?;
         match team::read(&*d, conv) {
             Ok(t) => (t, d.get_heads()),
             Err(e) => {

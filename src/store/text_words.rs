@@ -63,12 +63,14 @@ pub fn with_prefix(
 ) -> Result<bool> {
     let t = tx.open_table(TEXT_WORDS)?;
     let hi = format!("{prefix}\u{10FFFF}");
-    let mut n = 0;
-    for entry in t.range((prefix, 0u128)..(hi.as_str(), 0u128))?.rev() {
+    for (n, entry) in t
+        .range((prefix, 0u128)..(hi.as_str(), 0u128))?
+        .rev()
+        .enumerate()
+    {
         if n >= cap {
             return Ok(true);
         }
-        n += 1;
         out.insert(entry?.0.value().1);
     }
     Ok(false)
@@ -78,7 +80,9 @@ pub fn with_prefix(
 pub fn count_prefix(tx: &ReadTransaction, prefix: &str, cap: usize) -> Result<usize> {
     let t = tx.open_table(TEXT_WORDS)?;
     let hi = format!("{prefix}\u{10FFFF}");
-    Ok(t.range((prefix, 0u128)..(hi.as_str(), 0u128))?.take(cap + 1).count())
+    Ok(t.range((prefix, 0u128)..(hi.as_str(), 0u128))?
+        .take(cap + 1)
+        .count())
 }
 
 pub fn create_tables(tx: &WriteTransaction) -> std::result::Result<(), redb::TableError> {

@@ -7,6 +7,7 @@ pub mod py;
 pub mod receiver;
 pub mod sink;
 pub mod smtp;
+pub mod wstap;
 
 use std::sync::Arc;
 
