@@ -57,6 +57,7 @@ type Apis = (
     webhooks::WebhooksApi,
     notifications::NotificationsApi,
     team::TeamApi,
+    team::PeopleApi,
 );
 
 fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()> {
@@ -74,6 +75,7 @@ fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()
             webhooks::WebhooksApi { svc: svc.clone() },
             notifications::NotificationsApi { svc: svc.clone() },
             team::TeamApi { svc: svc.clone() },
+            team::PeopleApi { svc: svc.clone() },
         ),
         "Parley",
         env!("CARGO_PKG_VERSION"),

@@ -128,3 +128,86 @@ impl TeamApi {
         }))
     }
 }
+
+/// A person of our org.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ColleagueOut {
+    /// The user name (what `assignee` and authors carry).
+    pub name: String,
+    /// What the UI shows instead of the name, when set.
+    pub display_name: Option<String>,
+}
+
+impl From<crate::service::Colleague> for ColleagueOut {
+    fn from(c: crate::service::Colleague) -> Self {
+        ColleagueOut {
+            name: c.name,
+            display_name: c.display_name,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct DisplayNameBody {
+    /// 1 to 100 characters; `null`, absent or `""` removes it.
+    #[oai(validator(max_length = 400))]
+    pub display_name: Option<String>,
+}
+
+/// How many conversations one folder lists.
+#[derive(Debug, Object)]
+pub struct FolderCount {
+    /// `inbox`, `unread`, `tasks`, `action`, `resolved`, `all`, `mine` (open, assigned to
+    /// the signed-in user) or `unassigned` (open).
+    pub folder: String,
+    pub total: u64,
+}
+
+pub struct PeopleApi {
+    pub svc: Arc<Service>,
+}
+
+#[OpenApi(tag = "Tags::Conversations")]
+impl PeopleApi {
+    /// The count of every folder, as its own list counts it
+    #[oai(path = "/folders", method = "get", operation_id = "folderCounts")]
+    async fn folders(&self, auth: BearerAuth) -> R<Json<Vec<FolderCount>>> {
+        let counts = self.svc.folder_counts(&auth.0).await?;
+        Ok(Json(
+            counts
+                .into_iter()
+                .map(|(f, total)| FolderCount {
+                    folder: f.into(),
+                    total,
+                })
+                .collect(),
+        ))
+    }
+
+    /// The people of our org: whom a conversation can be assigned to
+    #[oai(path = "/colleagues", method = "get", operation_id = "colleagues")]
+    async fn colleagues(&self, _auth: BearerAuth) -> R<Json<Vec<ColleagueOut>>> {
+        let c = self.svc.colleagues().await?;
+        Ok(Json(c.into_iter().map(Into::into).collect()))
+    }
+
+    /// Set a user's display name (one's own; anyone's for an admin)
+    #[oai(
+        path = "/users/:name/display-name",
+        method = "put",
+        operation_id = "setDisplayName"
+    )]
+    async fn display_name(
+        &self,
+        auth: BearerAuth,
+        name: Path<String>,
+        b: Json<DisplayNameBody>,
+    ) -> R<Json<ColleagueOut>> {
+        let c = self
+            .svc
+            .set_display_name(&auth.0, &name.0, b.0.display_name)
+            .await?;
+        Ok(Json(c.into()))
+    }
+}

@@ -95,6 +95,7 @@ impl Service {
         };
         let user = User {
             notify: Default::default(),
+            display_name: None,
             id: Uuid::now_v7(),
             name: name.to_string(),
             kind: if hash.is_some() {
@@ -185,6 +186,7 @@ impl Service {
                         if existing.is_none() {
                             let u = User {
                                 notify: Default::default(),
+                                display_name: None,
                                 id: Uuid::now_v7(),
                                 name: t.name.clone(),
                                 password_hash: None,
@@ -329,6 +331,7 @@ impl Service {
             .write(move |ctx| -> Result<_> {
                 let user = User {
                     notify: Default::default(),
+                    display_name: None,
                     id: Uuid::now_v7(),
                     name: LOCAL_CLI.into(),
                     password_hash: None,

@@ -31,6 +31,7 @@ pub use crate::store::peers::Peer;
 pub use accounts::{NewToken, TokenSecret};
 pub use brake::{LoginThrottle, SIGNIN_WINDOW};
 pub use conversations::{CreateInput, Detail};
+pub use team::Colleague;
 pub use inbox::{InboxFilter, InboxView};
 pub use invites::{InviteCode, InvitePreview, InviteTarget};
 pub use notifications::{NotifySettings, NotifyUpdate};

@@ -163,3 +163,93 @@ impl Service {
         Ok(out)
     }
 }
+
+/// A user of our org as colleagues see them: for assigning and for showing who wrote what.
+#[derive(Debug, Clone)]
+pub struct Colleague {
+    pub name: String,
+    pub display_name: Option<String>,
+}
+
+/// A display name: 1 to 100 characters of one line, no control or direction characters.
+fn check_display_name(s: &str) -> Result<()> {
+    crate::domain::check_text("display_name", s, 100, true)?;
+    Ok(())
+}
+
+impl Service {
+    /// Every person of this node (not integrations): whom a conversation can be assigned to.
+    pub async fn colleagues(&self) -> Result<Vec<Colleague>> {
+        let users = self.store.read(accounts::list_users).await?;
+        Ok(users
+            .into_iter()
+            .filter(|u| u.kind == crate::store::accounts::UserKind::Person)
+            .map(|u| Colleague {
+                name: u.name,
+                display_name: u.display_name,
+            })
+            .collect())
+    }
+
+    /// Sets (or with `None` removes) the display name of `user`: one's own, or anyone's for
+    /// an admin.
+    pub async fn set_display_name(
+        &self,
+        p: &Principal,
+        user: &str,
+        name: Option<String>,
+    ) -> Result<Colleague> {
+        if user != p.user {
+            p.require_admin()?;
+        }
+        let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+        if let Some(n) = &name {
+            check_display_name(n)?;
+        }
+        let user = user.to_string();
+        self.store
+            .write(move |ctx| -> Result<Colleague> {
+                let mut u = accounts::get_user_w(ctx.read_tx(), &user)?
+                    .ok_or_else(|| ServiceError::NotFound(format!("user {user} not found")))?;
+                u.display_name = name;
+                accounts::put_user(ctx.tx(), &u)?;
+                Ok(Colleague {
+                    name: u.name,
+                    display_name: u.display_name,
+                })
+            })
+            .await
+    }
+
+    /// How many conversations each folder lists for `p`, as the folder's own page counts
+    /// them (so a folder's count and its list never disagree): `inbox`, `unread`, `tasks`,
+    /// `action`, `resolved`, `all`, `mine` (open and assigned to `p`) and `unassigned` (open).
+    pub async fn folder_counts(&self, p: &Principal) -> Result<Vec<(&'static str, u64)>> {
+        use crate::domain::Facet;
+        use crate::domain::summary::Folder;
+        let mut out = Vec::new();
+        let folders: [(&'static str, Folder, Option<Facet>); 8] = [
+            ("inbox", Folder::Inbox, None),
+            ("unread", Folder::Unread, None),
+            ("tasks", Folder::Tasks, None),
+            ("action", Folder::Action, None),
+            ("resolved", Folder::Resolved, None),
+            ("all", Folder::All, None),
+            ("mine", Folder::Inbox, Some(Facet::Assignee(p.user.clone()))),
+            ("unassigned", Folder::Inbox, Some(Facet::Unassigned)),
+        ];
+        for (name, folder, extra) in folders {
+            let f = super::InboxFilter {
+                filters: extra.into_iter().collect(),
+                limit: 1,
+                ..Default::default()
+            };
+            let view = super::InboxView {
+                folder: Some(folder),
+                sort: Default::default(),
+            };
+            out.push((name, self.inbox_view(p, f, view).await?.total));
+        }
+        Ok(out)
+    }
+}

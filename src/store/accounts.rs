@@ -31,6 +31,9 @@ pub struct User {
     /// Email address and notification preferences; absent in records written before them.
     #[serde(default)]
     pub notify: crate::domain::notify::UserNotify,
+    /// The name colleagues see ("Ann Lee"); absent in records written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
