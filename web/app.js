@@ -16,6 +16,8 @@ import { clearAllDrafts } from './drafts.js';
 export const app = {
   session: null,
   partners: [],
+  // People of our org ({name, display_name}): assignees and who wrote what.
+  colleagues: [],
   // The page shown: { name, refresh(event) } so live events can update it.
   page: null,
 };
@@ -188,6 +190,7 @@ async function signedIn(s) {
   // Webhooks are managed by admins only: the link is shown to them alone.
   document.getElementById('nav-webhooks').hidden = !s.admin;
   try { app.partners = await get('/partners'); } catch { app.partners = []; }
+  try { app.colleagues = await get('/colleagues'); } catch { app.colleagues = []; }
   startLive();
   installShortcuts();
   if (location.pathname === '/login') history.replaceState(null, '', '/');

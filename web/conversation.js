@@ -4,7 +4,7 @@
 import { api, get, post } from './api.js';
 import { h, clear, toast, topicLink, stateLabel, progressLabel, badge, when, ask, confirmDialog, today, KIND_LABEL, PROGRESS_LABEL } from './dom.js';
 import { app, navigate, refreshUnread } from './app.js';
-import { partnerName } from './inbox.js';
+import { partnerName, orgName, personName, authorLabel } from './inbox.js';
 import { loadDraft, saveDraft, clearDraft } from './drafts.js';
 
 const ACTION_TEXT = {
@@ -153,6 +153,49 @@ export async function renderConversation(main, id) {
     }, 'Task cancelled.');
   }
 
+  const internalLabel = () => `Internal \u2014 not visible to ${partnerName(c.partner)}`;
+
+  // Who handles it: any person of our org, or nobody. Internal, like the notes.
+  function assignControl() {
+    const sel = h('select', { id: 'assignee-select', 'aria-label': 'Assigned to', onchange: (e) => act(async () => {
+      await api('PUT', `/conversations/${id}/assignee`, { assignee: e.target.value || null });
+      return get(`/conversations/${id}`);
+    }, e.target.value ? `Assigned to ${personName(e.target.value)}.` : 'Unassigned.') },
+    h('option', { value: '', selected: !c.assignee }, 'Nobody'),
+    app.colleagues.map((p) => h('option', { value: p.name, selected: p.name === c.assignee }, personName(p.name))),
+    c.assignee && !app.colleagues.some((p) => p.name === c.assignee) ? h('option', { value: c.assignee, selected: true }, c.assignee) : '');
+    return [sel, ' ', h('span', { class: 'internal-hint' }, '(internal)')];
+  }
+
+  function noteItem(n) {
+    const own = app.session && n.author === app.session.user;
+    const body = h('div', { class: 'body' }, n.body);
+    const tools = own ? h('span', { class: 'note-tools' },
+      h('button', { type: 'button', class: 'link note-edit', onclick: () => editNote(n, body) }, 'Edit'), ' ',
+      h('button', { type: 'button', class: 'link note-delete', onclick: async () => {
+        if (await confirmDialog('Delete this internal note?', 'Your colleagues will no longer see it.', 'Delete')) {
+          act(async () => { await api('DELETE', `/conversations/${id}/notes/${n.id}`); return get(`/conversations/${id}`); }, 'Note deleted.');
+        }
+      } }, 'Delete')) : '';
+    return h('li', { class: 'note internal', dataset: { id: n.id, at: n.created_at }, 'aria-label': 'Internal note' },
+      h('div', { class: 'note-label' }, internalLabel()),
+      h('div', { class: 'meta' }, h('strong', {}, personName(n.author)), ' · ', h('time', { datetime: n.created_at }, when(n.created_at)),
+        n.edited_at ? ' (edited)' : '', ' ', tools),
+      body);
+  }
+
+  function editNote(n, body) {
+    const box = h('textarea', { class: 'note-edit-body', rows: 3 });
+    box.value = n.body;
+    const form = h('form', { class: 'note-edit-form', onsubmit: (e) => {
+      e.preventDefault();
+      act(async () => { await api('PATCH', `/conversations/${id}/notes/${n.id}`, { body: box.value }); return get(`/conversations/${id}`); }, 'Note saved.');
+    } }, h('label', { class: 'sr-only' }, 'Edit the note', box), h('button', { type: 'submit' }, 'Save note'),
+    h('button', { type: 'button', onclick: () => draw() }, 'Cancel'));
+    body.replaceWith(form);
+    box.focus();
+  }
+
   function draw() {
     const mine = c.created_by.org === me;
     const actions = [];
@@ -187,7 +230,8 @@ export async function renderConversation(main, id) {
       c.kind === 'task' ? ['Due date', [c.due_date || '—', c.overdue ? [' ', badge('Overdue', 'overdue')] : '']] : null,
       c.kind === 'task' ? ['Progress', h('span', { id: 'conversation-progress' }, progressLabel(c))] : null,
       ['State', h('span', { id: 'conversation-state' }, stateLabel(c))],
-      ['Started', `${when(c.created_at)} by ${c.created_by.user} (${c.created_by.org})`],
+      ['Started', `${when(c.created_at)} by ${authorLabel(c.created_by)}`],
+      ['Assigned to', assignControl()],
     ].filter(Boolean);
     clear(head).append(
       h('p', { class: 'back' }, h('a', { href: c.state === 'resolved' ? '/?folder=resolved' : '/' }, '← Inbox')),
@@ -197,13 +241,19 @@ export async function renderConversation(main, id) {
       crossed(c),
       h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
       h('div', { class: 'actions', role: 'toolbar', 'aria-label': 'Conversation actions' }, actions));
-    clear(thread).append(...(c.messages.length ? c.messages.map((m) => h('li', { class: m.author.org === me ? 'mine' : 'theirs', dataset: { id: m.id } },
-      h('div', { class: 'meta' }, h('strong', {}, m.author.user), ` (${m.author.org}) · `, h('time', { datetime: m.sent_at }, when(m.sent_at)),
+    clear(thread).append(...(c.messages.length ? c.messages.map((m) => h('li', { class: m.author.org === me ? 'mine' : 'theirs', dataset: { id: m.id, at: m.sent_at } },
+      h('div', { class: 'meta' }, h('strong', {}, m.author.org === me ? personName(m.author.user) : m.author.user), ` (${orgName(m.author.org)}) · `, h('time', { datetime: m.sent_at }, when(m.sent_at)),
         m.delivered === false ? [' ', badge('Not yet delivered', 'undelivered')] : ''),
       h('div', { class: 'body' }, m.body))) : [h('li', { class: 'empty' }, 'No messages yet.')]));
+    // Internal notes in the thread by time, unmistakably apart from what the partner reads.
+    for (const n of c.notes || []) {
+      const li = noteItem(n);
+      const after = [...thread.children].find((x) => x.dataset.at && x.dataset.at > n.created_at);
+      thread.insertBefore(li, after || null);
+    }
     clear(history).append(...c.history.map((e) => h('li', {},
       h('time', { datetime: e.at }, new Date(e.at).toLocaleString()), ' ',
-      `${e.by.user} (${e.by.org}) ${ACTION_TEXT[e.action] || e.action}`,
+      `${authorLabel(e.by)} ${ACTION_TEXT[e.action] || e.action}`,
       e.action === 'created' || e.action === 'resolved' || e.action === 'reopened' ? '' : `: ${show(e.action, e.from)} → ${show(e.action, e.to)}`)));
   }
 
@@ -222,10 +272,29 @@ export async function renderConversation(main, id) {
   } },
   h('label', { for: 'reply-body' }, 'Reply'), replyBox, err, h('div', { class: 'dialog-foot' }, h('span', { class: 'spacer' }), replyButton));
 
+  const noteBox = h('textarea', { id: 'note-body', rows: 3, required: true });
+  const noteErr = h('p', { class: 'error', role: 'alert', id: 'note-error' });
+  const noteLegend = h('p', { class: 'note-label', id: 'note-visibility' });
+  const noteForm = h('form', { class: 'note-form internal', 'aria-describedby': 'note-visibility', onsubmit: async (e) => {
+    e.preventDefault();
+    noteErr.textContent = '';
+    if (!noteBox.value.trim()) { noteErr.textContent = 'Write the note first.'; noteBox.focus(); return; }
+    try {
+      await post(`/conversations/${id}/notes`, { body: noteBox.value });
+      noteBox.value = '';
+      c = await get(`/conversations/${id}`);
+      draw();
+      toast('Internal note added.');
+    } catch (ex) { noteErr.textContent = ex.message; }
+  } },
+  h('label', { for: 'note-body' }, 'Internal note'), noteLegend, noteBox, noteErr,
+  h('div', { class: 'dialog-foot' }, h('span', { class: 'spacer' }), h('button', { type: 'submit', id: 'note-send' }, 'Add internal note')));
+
   draw();
+  noteLegend.textContent = `${internalLabel()}: only people of ${app.session.org_name || 'your org'} see it.`;
   clear(main).append(head,
     h('section', { 'aria-labelledby': 'thread-title' }, h('h2', { id: 'thread-title', class: 'sr-only' }, 'Messages'), thread),
-    replyForm,
+    replyForm, noteForm,
     h('details', { class: 'history-box' }, h('summary', {}, 'History of changes'), history));
   await post(`/conversations/${id}/read`).catch(() => {});
   // "Not yet delivered" clears by itself: the node sends an event when the partner's node

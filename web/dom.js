@@ -74,7 +74,10 @@ export function progressLabel(c) {
 export const finished = (c) => c.kind === 'task' && (c.progress === 'completed' || c.progress === 'cancelled');
 
 // The folder a conversation is listed in, for search results across folders.
+const FOLDER_NAME = { action: 'Action required', tasks: 'Tasks', inbox: 'Inbox', resolved: 'Resolved' };
+// The folder a row is listed in, as the node says (`folder`).
 export function folderOf(c) {
+  if (c.folder && FOLDER_NAME[c.folder]) return FOLDER_NAME[c.folder];
   if (c.state === 'resolved') return 'Resolved';
   return 'Inbox';
 }

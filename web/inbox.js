@@ -1,7 +1,7 @@
 // The Inbox: folders, filters, sort, search across folders and paging over GET /conversations.
 
-import { get, qs } from './api.js';
-import { h, clear, when, stateLabel, progressLabel, badge, topicLink, folderOf, KIND_LABEL, PROGRESS_LABEL, TOPIC_KINDS, TOPIC_LABEL } from './dom.js';
+import { api, get, qs } from './api.js';
+import { h, clear, toast, when, stateLabel, progressLabel, badge, topicLink, folderOf, KIND_LABEL, PROGRESS_LABEL, TOPIC_KINDS, TOPIC_LABEL } from './dom.js';
 import { app, navigate, refreshUnread } from './app.js';
 import { openCompose } from './compose.js';
 import { desktopOn, setDesktop } from './notify.js';
@@ -14,7 +14,12 @@ export const FOLDERS = [
   { id: 'tasks', label: 'Tasks', empty: 'No tasks to work on. Tasks that are completed or cancelled are in the Inbox until resolved.' },
   { id: 'action', label: 'Action required', empty: 'Nothing waits for you: no partner is waiting for a reply and no task is overdue.' },
   { id: 'resolved', label: 'Resolved', empty: 'No resolved conversations yet.' },
+  // Open conversations by who handles them (assignment is internal to our org).
+  { id: 'mine', label: 'Assigned to me', api: { folder: 'inbox', assignee: 'me' }, empty: 'Nothing open is assigned to you.' },
+  { id: 'unassigned', label: 'Unassigned', api: { folder: 'inbox', assignee: 'none' }, empty: 'Every open conversation has someone handling it.' },
 ];
+// What a folder asks the node for.
+const folderQuery = (f) => f.api || { folder: f.id };
 const FILTERS = ['kind', 'progress', 'overdue', 'partner', 'topic_kind', 'q'];
 const SORTS = { activity: 'Last activity', due: 'Due date' };
 const PAGE = 50;
@@ -24,10 +29,30 @@ export function partnerName(id) {
   return p ? p.name : id;
 }
 
+// An org's name: ours from the session, a partner's from the partner list, else its id.
+export function orgName(id) {
+  if (app.session && id === app.session.org_id) return app.session.org_name || id;
+  return partnerName(id);
+}
+
+// A user of our org by display name when one is set.
+export function personName(user) {
+  const c = app.colleagues.find((x) => x.name === user);
+  return c && c.display_name ? c.display_name : user;
+}
+
+// Who wrote something: a colleague by name, anyone by their org's name.
+export function authorLabel(a) {
+  const mine = app.session && a.org === app.session.org_id;
+  return `${mine ? personName(a.user) : a.user} (${orgName(a.org)})`;
+}
+
 // One row per conversation; used by the Inbox and by topic detail pages. `withFolder` marks
 // each row with the folder it is in (search results span every folder).
-export function conversationTable(items, caption, { withFolder = false, sort = null, onSort = null } = {}) {
+export function conversationTable(items, caption, { withFolder = false, sort = null, onSort = null, selected = null, onSelect = null } = {}) {
   const rows = items.map((c) => h('tr', { class: c.unread ? 'unread' : '', dataset: { id: c.id } },
+    selected ? h('td', { class: 'col-select' }, h('input', { type: 'checkbox', class: 'row-select', 'aria-label': `Select ${c.subject}`, checked: selected.has(c.id),
+      onchange: (e) => { if (e.target.checked) selected.add(c.id); else selected.delete(c.id); if (onSelect) onSelect(); } })) : '',
     h('td', { class: 'col-partner', title: c.partner }, partnerName(c.partner)),
     h('td', { class: 'subject' },
       h('span', { class: 'kind-inline' }, KIND_LABEL[c.kind]),
@@ -41,6 +66,7 @@ export function conversationTable(items, caption, { withFolder = false, sort = n
     h('td', { class: 'due' }, c.due_date || '', c.overdue ? [' ', badge('Overdue', 'overdue')] : ''),
     h('td', { class: 'col-progress' }, progressLabel(c)),
     h('td', { class: 'col-state' }, stateLabel(c)),
+    h('td', { class: 'col-assignee' }, c.assignee ? personName(c.assignee) : ''),
     h('td', { class: 'col-when' }, h('time', { datetime: c.last_activity_at, title: new Date(c.last_activity_at).toLocaleString() }, when(c.last_activity_at)))));
   // Due and Last activity are sort buttons when the list can be sorted.
   const head = (label, cls, key) => {
@@ -53,8 +79,9 @@ export function conversationTable(items, caption, { withFolder = false, sort = n
   return h('div', { class: 'table-wrap' }, h('table', { class: 'list conversations' },
     h('caption', { class: 'sr-only' }, caption),
     h('thead', {}, h('tr', {},
+      selected ? h('th', { scope: 'col', class: 'col-select' }, h('span', { class: 'sr-only' }, 'Select')) : '',
       head('Partner', 'col-partner'), head('Subject'), head('Topic', 'col-topic'), head('Reference ID', 'col-ref'),
-      head('Due', 'due', 'due'), head('Progress', 'col-progress'), head('State', 'col-state'), head('Last activity', 'col-when', 'activity'))),
+      head('Due', 'due', 'due'), head('Progress', 'col-progress'), head('State', 'col-state'), head('Assigned', 'col-assignee'), head('Last activity', 'col-when', 'activity'))),
     h('tbody', {}, rows)));
 }
 
@@ -70,7 +97,12 @@ export async function renderInbox(main, params) {
   const filters = Object.fromEntries(FILTERS.map((k) => [k, params.get(k) || '']));
   // A search looks in every folder, and says so.
   const searching = !!filters.q;
+  // `in`: a search narrowed to one folder; without it a search spans them all.
+  const scope = searching ? FOLDERS.find((f) => f.id === params.get('in')) || null : null;
   const folder = searching ? null : (FOLDERS.find((f) => f.id === params.get('folder')) || FOLDERS[0]);
+  const selected = new Set();
+  let lastQuery = null;
+  let lastTotal = 0;
   const sort = SORTS[params.get('sort')] ? params.get('sort') : 'activity';
   // Cursors of the pages before this one, for "Newer".
   const cursors = [];
@@ -86,12 +118,15 @@ export async function renderInbox(main, params) {
     p.delete('q');
     if (f.id === 'inbox') p.delete('folder'); else p.set('folder', f.id);
     return h('li', {}, h('a', { href: '/' + (p.toString() ? '?' + p : ''), id: `folder-${f.id}`, 'aria-current': f === folder ? 'page' : null },
-      f.label, f.id === 'unread' ? h('span', { class: 'folder-count', id: 'count-unread' }) : ''));
+      f.label, f.id === 'unread' ? h('span', { class: 'folder-count', id: 'count-unread' }) : h('span', { class: 'folder-count', id: `folder-count-${f.id}` })));
   };
 
-  const search = h('input', { type: 'search', id: 'search', name: 'q', value: filters.q, placeholder: 'Subject, reference ID or topic, in every folder', autocomplete: 'off', 'aria-keyshortcuts': '/' });
+  const search = h('input', { type: 'search', id: 'search', name: 'q', value: filters.q, placeholder: 'Words of messages, notes, subject, reference ID or topic', autocomplete: 'off', 'aria-keyshortcuts': '/' });
+  const scopeSelect = h('select', { id: 'search-scope', 'aria-label': 'Search in', onchange: (e) => setParam('in', e.target.value) },
+    h('option', { value: '', selected: !scope }, 'All folders'),
+    FOLDERS.filter((f) => f.id !== 'unread').map((f) => h('option', { value: f.id, selected: scope === f }, `Only ${f.label}`)));
   const searchForm = h('form', { role: 'search', class: 'search', onsubmit: (e) => { e.preventDefault(); setParam('q', search.value.trim()); } },
-    h('label', { for: 'search', class: 'sr-only' }, 'Search conversations in every folder'), search,
+    h('label', { for: 'search', class: 'sr-only' }, 'Search conversations in every folder'), search, scopeSelect,
     h('button', { type: 'submit' }, 'Search'),
     searching ? h('button', { type: 'button', id: 'search-clear', onclick: () => setParam('q', '') }, 'Clear') : '');
   const partnerOpts = [['', 'Any partner'], ...app.partners.map((p) => [p.id, p.name])];
@@ -107,6 +142,7 @@ export async function renderInbox(main, params) {
   const listBox = h('div', { id: 'inbox-list' });
   const newer = h('button', { type: 'button', id: 'page-newer', onclick: () => { cursor = cursors.pop() || null; load(); } }, 'Newer');
   const older = h('button', { type: 'button', id: 'page-older' }, 'Older');
+  const exportLink = h('a', { id: 'export-csv', class: 'button', href: '/api/v1/conversations/export.csv', download: '' }, 'Export CSV');
   const compose = h('button', { type: 'button', class: 'primary', id: 'compose-button', 'aria-keyshortcuts': 'c', onclick: () => openCompose({}, { onSent: () => load(), draft: true }) }, 'Compose');
 
   let nextCursor = null;
@@ -115,8 +151,13 @@ export async function renderInbox(main, params) {
   older.addEventListener('click', () => { cursors.push(cursor); cursor = nextCursor; load(); });
 
   async function load() {
-    const q = { folder: searching ? 'all' : folder.id, sort: sort === 'activity' ? undefined : sort, limit: PAGE, cursor };
+    const base = searching ? (scope ? folderQuery(scope) : { folder: 'all' }) : folderQuery(folder);
+    const q = { ...base, sort: sort === 'activity' ? undefined : sort };
     for (const [k, v] of Object.entries(filters)) if (v) q[k] = v;
+    lastQuery = { ...q };
+    q.limit = PAGE;
+    q.cursor = cursor;
+    exportLink.href = '/api/v1/conversations/export.csv' + qs(lastQuery);
     const page = await get('/conversations' + qs(q));
     nextCursor = page.next_cursor || null;
     refreshUnread(page.unread);
@@ -128,7 +169,7 @@ export async function renderInbox(main, params) {
     const order = sort === 'due' ? 'soonest due first' : 'newest activity first';
     clear(listBox).append(page.items.length
       ? conversationTable(page.items, `${searching ? 'Search results' : folder.label}: conversations, ${order}`, {
-        withFolder: searching, sort, onSort: (k) => setParam('sort', k === 'activity' ? '' : k),
+        withFolder: searching, sort, onSort: (k) => setParam('sort', k === 'activity' ? '' : k), selected, onSelect: drawBulk,
       })
       : h('p', { class: 'empty' }, searching ? 'No conversation in any folder matches this search. Try part of the subject, a reference ID or a topic ref.' : folder.empty));
     if (focusedId) {
@@ -137,14 +178,70 @@ export async function renderInbox(main, params) {
     }
     const first = cursors.length * PAGE + (page.items.length ? 1 : 0);
     status.textContent = page.total
-      ? `${first}–${cursors.length * PAGE + page.items.length} of ${page.total}${searching ? ' in all folders' : ''}`
+      ? `${first}–${cursors.length * PAGE + page.items.length} of ${page.total}${searching ? (scope ? ` in ${scope.label}` : ' in all folders') : ''}`
       : '';
     newer.disabled = cursors.length === 0;
     older.disabled = !nextCursor;
     newer.hidden = older.hidden = !nextCursor && cursors.length === 0;
+    lastTotal = page.total;
+    drawBulk();
+    loadCounts();
   }
 
-  const title = searching ? `Search: ${filters.q}` : folder.label;
+  async function loadCounts() {
+    try {
+      for (const c of await get('/folders')) {
+        const el = document.getElementById(`folder-count-${c.folder}`);
+        if (el) el.textContent = String(c.total);
+      }
+    } catch { /* the counts are a convenience; the list stands */ }
+  }
+
+  // Bulk actions: on the rows ticked, or on every conversation matching this view.
+  let allMatching = false;
+  const bulkBar = h('div', { class: 'bulk', id: 'bulk-bar', role: 'group', 'aria-label': 'Bulk actions' });
+  const assignSel = h('select', { id: 'bulk-assignee', 'aria-label': 'Assign to' },
+    h('option', { value: '' }, 'Assign to…'), h('option', { value: '-' }, 'Nobody'),
+    app.colleagues.map((p) => h('option', { value: p.name }, personName(p.name))));
+  const progressSel = h('select', { id: 'bulk-progress', 'aria-label': 'Set task progress' },
+    h('option', { value: '' }, 'Set progress…'), Object.entries(PROGRESS_LABEL).map(([v, t]) => h('option', { value: v }, t)));
+  async function runBulk(action, extra = {}) {
+    const body = { action, ...extra };
+    if (allMatching) body.filter = lastQuery; else body.ids = [...selected];
+    try {
+      const r = await api('POST', '/conversations/bulk', body);
+      const failed = r.results.filter((x) => x.outcome === 'failed');
+      toast(`${r.changed} changed, ${r.unchanged} unchanged${r.failed ? `, ${r.failed} failed: ${failed.slice(0, 3).map((x) => x.detail).join('; ')}` : ''}.`);
+      selected.clear();
+      allMatching = false;
+      shown = null;
+      await load();
+    } catch (ex) { toast(ex.message); }
+  }
+  function drawBulk() {
+    const n = allMatching ? lastTotal : selected.size;
+    bulkBar.hidden = n === 0 && lastTotal === 0;
+    clear(bulkBar).append(
+      h('span', { id: 'bulk-count', 'aria-live': 'polite' }, allMatching ? `All ${n} matching selected` : `${n} selected`),
+      !allMatching && lastTotal > 0 ? h('button', { type: 'button', id: 'bulk-all', onclick: () => { allMatching = true; drawBulk(); } }, `Select all ${lastTotal} matching`) : '',
+      allMatching || selected.size ? h('button', { type: 'button', id: 'bulk-none', onclick: () => { allMatching = false; selected.clear(); shown = null; load(); } }, 'Clear selection') : '',
+      n ? [
+        h('button', { type: 'button', id: 'bulk-resolve', onclick: () => runBulk('resolve') }, 'Resolve'),
+        h('button', { type: 'button', id: 'bulk-reopen', onclick: () => runBulk('reopen') }, 'Reopen'),
+        h('button', { type: 'button', id: 'bulk-read', onclick: () => runBulk('mark_read') }, 'Mark read'),
+        h('button', { type: 'button', id: 'bulk-unread', onclick: () => runBulk('mark_unread') }, 'Mark unread'),
+        assignSel, h('button', { type: 'button', id: 'bulk-assign', onclick: () => {
+          if (!assignSel.value) { toast('Choose whom to assign them to.'); return; }
+          runBulk('assign', { assignee: assignSel.value === '-' ? null : assignSel.value });
+        } }, 'Assign'),
+        progressSel, h('button', { type: 'button', id: 'bulk-set-progress', onclick: () => {
+          if (!progressSel.value) { toast('Choose the progress to set.'); return; }
+          runBulk('set_progress', { progress: progressSel.value });
+        } }, 'Set progress'),
+      ] : '');
+  }
+
+  const title = searching ? `Search: ${filters.q}${scope ? ` in ${scope.label}` : ''}` : folder.label;
   const desktop = 'Notification' in window
     ? h('label', { class: 'check desktop', for: 'desktop-notifications' },
       h('input', { type: 'checkbox', id: 'desktop-notifications', checked: desktopOn(), onchange: async (e) => { e.target.checked = await setDesktop(e.target.checked); } }),
@@ -157,11 +254,11 @@ export async function renderInbox(main, params) {
     if (first) { e.preventDefault(); first.focus(); }
   } }, 'Skip to the conversations');
   clear(main).append(
-    h('div', { class: 'page-head' }, h('h1', {}, title), skipList, h('div', { class: 'head-actions' }, desktop, compose)),
+    h('div', { class: 'page-head' }, h('h1', {}, title), skipList, h('div', { class: 'head-actions' }, desktop, exportLink, compose)),
     h('div', { class: 'inbox' },
       h('nav', { class: 'folders', 'aria-label': 'Folders' }, h('ul', {}, FOLDERS.map(folderLink))),
       h('section', { class: 'inbox-main', 'aria-label': 'Conversations' },
-        searchForm, filterBar, status, listBox,
+        searchForm, filterBar, status, bulkBar, listBox,
         h('div', { class: 'pager' }, newer, older))));
   app.page = me;
   await load();
