@@ -10,7 +10,10 @@ use serde_json::{Value, json};
 
 async fn search(n: &TestNode, q: &str) -> Value {
     let (s, v) = n
-        .get(&format!("/api/v1/conversations?folder=all&q={}", urlencode(q)))
+        .get(&format!(
+            "/api/v1/conversations?folder=all&q={}",
+            urlencode(q)
+        ))
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     v
@@ -46,34 +49,61 @@ async fn bodies_and_notes_are_found_in_every_folder() {
     let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
     // A reply's words too, and in a resolved conversation.
     let (s, _) = acme
-        .post(&format!("/api/v1/conversations/{a}/messages"), json!({"body": "Reshoot booked with Marguerite"}))
+        .post(
+            &format!("/api/v1/conversations/{a}/messages"),
+            json!({"body": "Reshoot booked with Marguerite"}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, _) = acme.post(&format!("/api/v1/conversations/{a}/resolve"), json!({})).await;
+    let (s, _) = acme
+        .post(&format!("/api/v1/conversations/{a}/resolve"), json!({}))
+        .await;
     assert_eq!(s, StatusCode::OK);
 
     let r = search(&acme, "marguerite").await;
     assert_eq!(ids(&r), vec![a.to_string()], "{r}");
-    assert_eq!(r["items"][0]["folder"], "resolved", "a result says where it is");
-    assert_eq!(ids(&search(&acme, "teapot").await), vec![a.to_string()], "by prefix");
+    assert_eq!(
+        r["items"][0]["folder"], "resolved",
+        "a result says where it is"
+    );
+    assert_eq!(
+        ids(&search(&acme, "teapot").await),
+        vec![a.to_string()],
+        "by prefix"
+    );
     assert_eq!(ids(&search(&acme, "carton").await), vec![b.to_string()]);
     // Words of the subject and of a body together.
-    assert_eq!(ids(&search(&acme, "catalogue blurry").await), vec![a.to_string()]);
+    assert_eq!(
+        ids(&search(&acme, "catalogue blurry").await),
+        vec![a.to_string()]
+    );
     assert!(ids(&search(&acme, "catalogue carton").await).is_empty());
     // Narrowed to a folder: the resolved one is not in the Inbox.
-    let (_, v) = acme.get("/api/v1/conversations?folder=inbox&q=marguerite").await;
+    let (_, v) = acme
+        .get("/api/v1/conversations?folder=inbox&q=marguerite")
+        .await;
     assert_eq!(v["total"], 0, "{v}");
-    let (_, v) = acme.get("/api/v1/conversations?folder=resolved&q=marguerite").await;
+    let (_, v) = acme
+        .get("/api/v1/conversations?folder=resolved&q=marguerite")
+        .await;
     assert_eq!(v["total"], 1, "{v}");
 
     // A note's words, until it is edited or deleted.
     let (s, n) = acme
-        .post(&format!("/api/v1/conversations/{b}/notes"), json!({"body": "Ask Quentin in logistics"}))
+        .post(
+            &format!("/api/v1/conversations/{b}/notes"),
+            json!({"body": "Ask Quentin in logistics"}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(ids(&search(&acme, "quentin").await), vec![b.to_string()]);
-    let note = format!("/api/v1/conversations/{b}/notes/{}", n["id"].as_str().unwrap());
-    let (s, _) = acme.patch(&note, json!({"body": "Ask Rosalind in logistics"})).await;
+    let note = format!(
+        "/api/v1/conversations/{b}/notes/{}",
+        n["id"].as_str().unwrap()
+    );
+    let (s, _) = acme
+        .patch(&note, json!({"body": "Ask Rosalind in logistics"}))
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert!(ids(&search(&acme, "quentin").await).is_empty());
     assert_eq!(ids(&search(&acme, "rosalind").await), vec![b.to_string()]);
@@ -96,28 +126,48 @@ async fn every_folder_count_is_what_its_list_holds() {
     let acme = TestNode::start("acme", Role::Retailer).await;
     let bolt_token = {
         let (s, _) = acme
-            .post("/api/v1/users", json!({"name": "ann", "password": "a long password"}))
+            .post(
+                "/api/v1/users",
+                json!({"name": "ann", "password": "a long password"}),
+            )
             .await;
         assert_eq!(s, StatusCode::CREATED);
-        let (_, t) = acme.post("/api/v1/tokens", json!({"name": "ann", "user": "ann"})).await;
+        let (_, t) = acme
+            .post("/api/v1/tokens", json!({"name": "ann", "user": "ann"}))
+            .await;
         t["token"].as_str().unwrap().to_string()
     };
     let mut made = Vec::new();
-    for (kind, subject) in [("task", "T1"), ("task", "T2"), ("message", "M1"), ("message", "M2")] {
+    for (kind, subject) in [
+        ("task", "T1"),
+        ("task", "T2"),
+        ("message", "M1"),
+        ("message", "M2"),
+    ] {
         let c = acme
             .create(json!({"kind": kind, "partner": "bolt", "subject": subject, "body": "x"}))
             .await;
         made.push(c["id"].as_str().unwrap().to_string());
     }
-    let (s, _) = acme.post(&format!("/api/v1/conversations/{}/resolve", made[3]), json!({})).await;
+    let (s, _) = acme
+        .post(
+            &format!("/api/v1/conversations/{}/resolve", made[3]),
+            json!({}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     let (s, _) = acme
-        .put(&format!("/api/v1/conversations/{}/assignee", made[0]), json!({"assignee": "ann"}))
+        .put(
+            &format!("/api/v1/conversations/{}/assignee", made[0]),
+            json!({"assignee": "ann"}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
 
     // Ann has read nothing: the resolved one is in her Unread too.
-    let (s, counts) = acme.call("GET", "/api/v1/folders", None, Some(&bolt_token)).await;
+    let (s, counts) = acme
+        .call("GET", "/api/v1/folders", None, Some(&bolt_token))
+        .await;
     assert_eq!(s, StatusCode::OK, "{counts}");
     let count = |f: &str| {
         counts
@@ -147,16 +197,34 @@ async fn every_folder_count_is_what_its_list_holds() {
         ("unassigned", "folder=inbox&assignee=none"),
     ] {
         let (_, page) = acme
-            .call("GET", &format!("/api/v1/conversations?{q}&limit=200"), None, Some(&bolt_token))
+            .call(
+                "GET",
+                &format!("/api/v1/conversations?{q}&limit=200"),
+                None,
+                Some(&bolt_token),
+            )
             .await;
         assert_eq!(page["total"].as_u64(), Some(count(f)), "{f}");
-        assert_eq!(page["items"].as_array().unwrap().len() as u64, count(f), "{f}");
+        assert_eq!(
+            page["items"].as_array().unwrap().len() as u64,
+            count(f),
+            "{f}"
+        );
     }
     let (_, unread) = acme
-        .call("GET", "/api/v1/conversations?folder=unread", None, Some(&bolt_token))
+        .call(
+            "GET",
+            "/api/v1/conversations?folder=unread",
+            None,
+            Some(&bolt_token),
+        )
         .await;
     assert!(
-        unread["items"].as_array().unwrap().iter().any(|i| i["state"] == "resolved"),
+        unread["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["state"] == "resolved"),
         "the Unread folder holds a resolved conversation: {unread}"
     );
     let (s, _) = acme.call("GET", "/api/v1/folders", None, None).await;
@@ -167,30 +235,58 @@ async fn every_folder_count_is_what_its_list_holds() {
 async fn display_names_are_set_by_their_owner_or_an_admin() {
     let acme = TestNode::start("acme", Role::Retailer).await;
     let (s, _) = acme
-        .post("/api/v1/users", json!({"name": "ann", "password": "a long password"}))
+        .post(
+            "/api/v1/users",
+            json!({"name": "ann", "password": "a long password"}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED);
-    let (_, t) = acme.post("/api/v1/tokens", json!({"name": "ann", "user": "ann"})).await;
+    let (_, t) = acme
+        .post("/api/v1/tokens", json!({"name": "ann", "user": "ann"}))
+        .await;
     let ann = t["token"].as_str().unwrap().to_string();
     let (s, v) = acme
-        .call("PUT", "/api/v1/users/ann/display-name", Some(json!({"display_name": "Ann Lee"})), Some(&ann))
+        .call(
+            "PUT",
+            "/api/v1/users/ann/display-name",
+            Some(json!({"display_name": "Ann Lee"})),
+            Some(&ann),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     // Not someone else's, unless an admin.
     let (s, _) = acme
-        .call("PUT", "/api/v1/users/admin/display-name", Some(json!({"display_name": "Boss"})), Some(&ann))
+        .call(
+            "PUT",
+            "/api/v1/users/admin/display-name",
+            Some(json!({"display_name": "Boss"})),
+            Some(&ann),
+        )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, v) = acme
-        .put("/api/v1/users/ann/display-name", json!({"display_name": "Ann \u{202E}eeL"}))
+        .put(
+            "/api/v1/users/ann/display-name",
+            json!({"display_name": "Ann \u{202E}eeL"}),
+        )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     let (s, v) = acme
-        .put("/api/v1/users/ghost/display-name", json!({"display_name": "Ghost"}))
+        .put(
+            "/api/v1/users/ghost/display-name",
+            json!({"display_name": "Ghost"}),
+        )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
-    let (s, v) = acme.call("GET", "/api/v1/colleagues", None, Some(&ann)).await;
+    let (s, v) = acme
+        .call("GET", "/api/v1/colleagues", None, Some(&ann))
+        .await;
     assert_eq!(s, StatusCode::OK);
-    let ann_row = v.as_array().unwrap().iter().find(|c| c["name"] == "ann").unwrap();
+    let ann_row = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "ann")
+        .unwrap();
     assert_eq!(ann_row["display_name"], "Ann Lee");
 }

@@ -31,13 +31,13 @@ pub use crate::store::peers::Peer;
 pub use accounts::{NewToken, TokenSecret};
 pub use brake::{LoginThrottle, SIGNIN_WINDOW};
 pub use conversations::{CreateInput, Detail};
-pub use team::Colleague;
 pub use inbox::{InboxFilter, InboxView};
 pub use invites::{InviteCode, InvitePreview, InviteTarget};
 pub use notifications::{NotifySettings, NotifyUpdate};
 pub use peer_auth::{Direction, Hello, ct_eq, nonce as peer_nonce, transcript};
 pub use peers::{PairAnswer, PairRequest, PeerEvent};
 pub use sessions::{Credential, NewSession, SESSION_TTL};
+pub use team::Colleague;
 pub use topics::{ImportReport, TopicPage, import_detail};
 pub use webhooks::{Delivery, Disabled, MAX_LOG, Rotated, Webhook, WebhookChange};
 
