@@ -543,3 +543,104 @@ async fn mail_goes_only_to_allowed_domains_when_an_admin_says_so() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+/// Assigning tells the assignee, at each site of ours where they have an address; assigning
+/// oneself tells nobody; a note is in no mail to anyone, ours or the partner's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assignment_mails_the_assignee_and_no_mail_carries_a_note() {
+    let Some(py) = tools() else { return };
+    let smtp = SmtpServer::start(&py).await;
+    let cfg = smtp.toml("settle_ms = 200\n");
+    let site1 = TestNode::start_configured("acme", Role::Retailer, &cfg).await;
+    let site2 = TestNode::start_configured("acme", Role::Retailer, &cfg).await;
+    let bolt = TestNode::start_configured("bolt", Role::Supplier, &cfg).await;
+    let ann = add_person(&site1, "ann", Some("ann@acme.test")).await;
+    add_person(&site2, "ann", Some("ann.site2@acme.test")).await;
+    set(&bolt, "admin", json!({"email": "admin@bolt.test"})).await;
+    pair(&site1, &site2).await;
+    pair(&site1, &bolt).await;
+
+    let marker = format!("ZZ-INT-{}", uuid::Uuid::new_v4().simple());
+    let mut ids = Vec::new();
+    for subject in ["Carton sizes", "Label stock"] {
+        let c = site1
+            .create(json!({"kind": "task", "partner": "bolt", "subject": subject, "body": "Please send them"}))
+            .await;
+        let id = c["id"].as_str().unwrap().to_string();
+        let (s, _) = site1
+            .post(
+                &format!("/api/v1/conversations/{id}/notes"),
+                json!({"body": format!("{marker} they are slow")}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        ids.push(id);
+    }
+    // The partner is told of the new tasks (a fence: its mail has gone out).
+    smtp.wait_for("admin@bolt.test", 2, 60).await;
+
+    let (s, _) = site1
+        .put(
+            &format!("/api/v1/conversations/{}/assignee", ids[0]),
+            json!({"assignee": "ann"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let here = smtp.wait_for("ann@acme.test", 1, 60).await;
+    assert!(
+        here[0].text.contains("assigned this task to you"),
+        "{}",
+        here[0].text
+    );
+    assert!(here[0].subject().contains("Carton sizes"), "{:?}", here[0]);
+    // At site 2 the same person is told once the team document arrives.
+    let there = smtp.wait_for("ann.site2@acme.test", 1, 60).await;
+    assert!(there[0].subject().contains("Carton sizes"));
+
+    // Ann takes the second one herself: nobody is told, here or there. Then the first is
+    // given to her again by the admin, as a fence: that mail comes, and nothing before it.
+    let (s, _) = site1
+        .call(
+            "PUT",
+            &format!("/api/v1/conversations/{}/assignee", ids[1]),
+            Some(json!({"assignee": "ann"})),
+            Some(&ann),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let path = format!("/api/v1/conversations/{}", ids[1]);
+    eventually(60, "the self-assignment at site 2", || async {
+        (site2.get(&path).await.1["assignee"] == "ann").then_some(())
+    })
+    .await;
+    for to in [None, Some("ann")] {
+        let (s, _) = site1
+            .put(
+                &format!("/api/v1/conversations/{}/assignee", ids[0]),
+                json!({"assignee": to}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    let here = smtp.wait_for("ann@acme.test", 2, 60).await;
+    assert_eq!(here.len(), 2, "{:?}", subjects(&here));
+    assert!(
+        here.iter().all(|m| m.subject().contains("Carton sizes")),
+        "{:?}",
+        subjects(&here)
+    );
+    let there = smtp.wait_for("ann.site2@acme.test", 2, 60).await;
+    assert!(
+        there.iter().all(|m| m.subject().contains("Carton sizes")),
+        "{:?}",
+        subjects(&there)
+    );
+
+    for m in smtp.mails() {
+        assert!(
+            !m.text.contains(&marker) && !m.html.contains(&marker),
+            "a mail to {} carries a note",
+            m.to()
+        );
+    }
+}

@@ -248,7 +248,7 @@ export async function renderConversation(main, id) {
     // Internal notes in the thread by time, unmistakably apart from what the partner reads.
     for (const n of c.notes || []) {
       const li = noteItem(n);
-      const after = [...thread.children].find((x) => x.dataset.at && x.dataset.at > n.created_at);
+      const after = [...thread.children].find((x) => x.dataset.at && Date.parse(x.dataset.at) > Date.parse(n.created_at));
       thread.insertBefore(li, after || null);
     }
     clear(history).append(...c.history.map((e) => h('li', {},

@@ -146,6 +146,9 @@ pub struct Conversation {
     pub assignee: Option<String>,
     /// Internal notes of our org, oldest first. Never sent to the partner.
     pub notes: Vec<Note>,
+    /// `true`: the stored notes and assignment of this conversation are damaged on this node
+    /// (`notes` and `assignee` are then empty, not known to be); restore from a backup.
+    pub team_damaged: Option<bool>,
 }
 
 /// An internal note: written to colleagues, kept by the sites of our own org only.
@@ -326,6 +329,7 @@ impl Conversation {
             conflicts: Vec::new(),
             assignee: None,
             notes: Vec::new(),
+            team_damaged: None,
         }
     }
 
@@ -339,6 +343,7 @@ impl Conversation {
         c.conflicts = d.conflicts.into_iter().map(Into::into).collect();
         c.assignee = d.team.assignee;
         c.notes = d.team.notes.into_iter().map(Into::into).collect();
+        c.team_damaged = d.team_damaged.then_some(true);
         c
     }
 }

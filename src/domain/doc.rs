@@ -328,6 +328,12 @@ pub fn read_strict<D: ReadDoc>(doc: &D) -> R<Conversation> {
         only_keys(doc, &r, "resolved_by", AUTHOR_KEYS)?;
     }
     let c = read_with(doc, true)?;
+    if !super::team::is_conversation_id(c.id.as_u128()) {
+        // Other variants would share team-document ids with a real conversation's.
+        return Err(DocError::Inconsistent(
+            "a conversation id must be an RFC 4122 UUID (variant bits 10)",
+        ));
+    }
     if c.state == State::Open
         && (c.resolved_at.is_some() || c.resolved_by.is_some())
         && !resolved_concurrently(doc)?

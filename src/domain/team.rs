@@ -19,8 +19,9 @@
 //!
 //! Ids: a conversation id is an RFC 4122 UUID, whose byte 8 starts with the bits `10`. The team
 //! document of conversation `c` has `c`'s id with those bits set to `11` (a variant no
-//! conversation id may use; the write gate refuses one), so the two classes never meet and
-//! each maps to the other without a table.
+//! conversation id may use), so the two classes never meet and each maps to the other
+//! without a table. Only RFC 4122 ids (`10`) may name conversations: `doc::read_strict` and the
+//! create use-case refuse others, since the mapping drops the variant bits.
 
 use std::collections::BTreeMap;
 
@@ -33,8 +34,11 @@ use uuid::Uuid;
 use super::{DomainError, check_multiline_text, limits, validate_user_name};
 
 pub const SCHEMA_VERSION: u64 = 1;
-/// At most this many notes on one conversation.
+/// A local user may add a note while a conversation has fewer than this many.
 pub const MAX_NOTES: usize = 500;
+/// What a team document may hold at all, read from anywhere: notes added at two sites while
+/// apart can together pass [`MAX_NOTES`], and such a merge must still read (and sync).
+pub const MAX_NOTES_READ: usize = 10_000;
 
 const VARIANT_MASK: u128 = 0xC0 << 56;
 const TEAM_BITS: u128 = 0xC0 << 56;
@@ -240,9 +244,9 @@ pub fn read<D: ReadDoc>(doc: &D, conversation: Uuid) -> R<Team> {
     };
     let mut notes = BTreeMap::new();
     for (n, key) in doc.keys(&notes_id).enumerate() {
-        if n >= MAX_NOTES {
+        if n >= MAX_NOTES_READ {
             return Err(TeamDocError::Invalid(format!(
-                "more than {MAX_NOTES} notes"
+                "more than {MAX_NOTES_READ} notes"
             )));
         }
         let path = format!("notes.{key}");

@@ -224,6 +224,8 @@ pub(super) struct Loaded {
     pub(super) email: Option<String>,
     prefs: crate::domain::notify::Prefs,
     convs: HashMap<Uuid, (Conversation, String)>,
+    /// Of those, the ones assigned to this user now: an assignment told only if it holds.
+    assigned: std::collections::HashSet<Uuid>,
 }
 
 impl Loaded {
@@ -238,7 +240,11 @@ impl Loaded {
         let mut groups: HashMap<Uuid, Vec<&MailItem>> = HashMap::new();
         for (_, it) in rows {
             match self.convs.get(&it.conversation) {
-                Some((c, _)) if keep(it) && still_true(it, c) => {}
+                Some((c, _))
+                    if keep(it)
+                        && still_true(it, c)
+                        && (it.kind != crate::domain::notify::NotifyKind::TaskAssigned
+                            || self.assigned.contains(&it.conversation)) => {}
                 _ => continue,
             }
             let g = groups.entry(it.conversation).or_default();
@@ -303,7 +309,11 @@ pub(super) fn load(
         .map(|p| (p.id.as_str().to_string(), p.name))
         .collect();
     let mut convs = HashMap::new();
+    let mut assigned = std::collections::HashSet::new();
     for id in ids {
+        if crate::store::team::assignee(tx, *id)?.as_deref() == Some(user) {
+            assigned.insert(*id);
+        }
         let Some(d) = docs::load_read(tx, id.as_u128())? else {
             continue;
         };
@@ -322,6 +332,7 @@ pub(super) fn load(
         email: u.as_ref().and_then(|u| u.notify.email.clone()),
         prefs: u.map(|u| u.notify.prefs).unwrap_or_default(),
         convs,
+        assigned,
     }))
 }
 

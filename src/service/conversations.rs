@@ -47,6 +47,8 @@ pub struct Detail {
     pub conflicts: Vec<doc::conflicts::Conflict>,
     /// Our org's own: the assignee and internal notes (never the partner's to see).
     pub team: crate::domain::team::Team,
+    /// The team document did not verify: `team` is empty, and says nothing.
+    pub team_damaged: bool,
 }
 
 fn check_key(key: &Option<String>) -> Result<()> {
@@ -77,11 +79,11 @@ impl Service {
         check_key(&input.idempotency_key)?;
         if input
             .id
-            .is_some_and(|i| crate::domain::team::is_team_id(i.as_u128()))
+            .is_some_and(|i| !crate::domain::team::is_conversation_id(i.as_u128()))
         {
             return Err(DomainError::invalid(
                 "id",
-                "is of the UUID variant this node keeps for its own records; use an RFC 4122 UUID (e.g. version 4 or 7)",
+                "must be an RFC 4122 UUID (variant bits 10, e.g. version 4 or 7); other variants are kept for this node's own records",
             )
             .into());
         }
@@ -286,13 +288,22 @@ impl Service {
                     Default::default()
                 };
                 let conflicts = doc::conflicts::read(&v.doc).map_err(|e| corrupt(id, e.into()))?;
-                let team = crate::store::team::load(tx, id)?;
+                // A damaged team document costs its notes and assignee, not the conversation.
+                let (team, team_damaged) = match crate::store::team::load(tx, id) {
+                    Ok(t) => (t, false),
+                    Err(e @ StoreError::Corrupt(..)) => {
+                        tracing::error!(conversation = %id, error = %e, "showing a conversation without its damaged team document");
+                        (Default::default(), true)
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 Ok(Detail {
                     conversation,
                     undelivered: v.undelivered,
                     undelivered_messages,
                     conflicts,
                     team,
+                    team_damaged,
                 })
             })
             .await;

@@ -17,6 +17,19 @@ pub(super) fn conversation_id(id: Uuid) -> Result<()> {
     Ok(())
 }
 
+/// Only a conversation whose id is an RFC 4122 UUID has a team document: the team id drops
+/// the variant bits, so any other id would share one with a real conversation.
+fn teamable(id: Uuid) -> Result<()> {
+    conversation_id(id)?;
+    if !team::is_conversation_id(id.as_u128()) {
+        return Err(DomainError::Unprocessable(format!(
+            "conversation {id} has an id that is not an RFC 4122 UUID, so it cannot carry notes or an assignee"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 fn team_corrupt(id: Uuid, e: team::TeamDocError) -> ServiceError {
     ServiceError::Store(StoreError::Corrupt(id, format!("its team document: {e}")))
 }
@@ -52,7 +65,7 @@ impl Service {
 
     /// Assigns conversation `id` to `to` (a user of this node), or to nobody.
     pub async fn assign(&self, p: &Principal, id: Uuid, to: Option<String>) -> Result<Team> {
-        conversation_id(id)?;
+        teamable(id)?;
         if let Some(u) = &to {
             validate_user_name(u)
                 .map_err(|_| DomainError::invalid("assignee", "is not a user name"))?;
@@ -65,13 +78,15 @@ impl Service {
                 if !index::is_listed(ctx.read_tx(), id.as_u128())? {
                     return Err(super::conversations::not_found(id));
                 }
-                if let Some(u) = &to
-                    && accounts::get_user_w(ctx.read_tx(), u)?.is_none()
-                {
-                    return Err(DomainError::Unprocessable(format!(
-                        "{u} is not a user of this node; assign the conversation to one of GET /api/v1/users"
-                    ))
-                    .into());
+                if let Some(u) = &to {
+                    let person = accounts::get_user_w(ctx.read_tx(), u)?
+                        .is_some_and(|r| r.kind == crate::store::accounts::UserKind::Person);
+                    if !person {
+                        return Err(DomainError::Unprocessable(format!(
+                            "{u} is not a person of this node; assign the conversation to one of GET /api/v1/colleagues"
+                        ))
+                        .into());
+                    }
                 }
                 let before = store_team::load_w(ctx, id)?;
                 if before.assignee == to {
@@ -79,7 +94,7 @@ impl Service {
                 }
                 let d = store_team::doc_for(ctx, id)?;
                 team::set_assignee(d, to.as_deref(), &by, now).map_err(|e| team_corrupt(id, e))?;
-                Ok(store_team::commit(ctx, id, &before, &by, now)?)
+                Ok(store_team::commit(ctx, id, &before, &by)?)
             })
             .await?;
         if seq > 0 {
@@ -90,17 +105,19 @@ impl Service {
 
     /// Writes an internal note on conversation `id`.
     pub async fn add_note(&self, p: &Principal, id: Uuid, body: String) -> Result<Note> {
-        conversation_id(id)?;
+        teamable(id)?;
         team::check_note_body(&body)?;
+        // Whole milliseconds: what the document keeps, so the answer is what is stored.
+        let now = self.now();
+        let at = chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
         let note = Note {
             id: new_id(),
             author: p.user.clone(),
             body,
-            created_at: self.now(),
+            created_at: at,
             edited_at: None,
         };
         let n = note.clone();
-        let now = self.now();
         let seq = self
             .store
             .write(move |ctx| -> Result<u64> {
@@ -117,7 +134,7 @@ impl Service {
                 }
                 let d = store_team::doc_for(ctx, id)?;
                 team::put_note(d, &n).map_err(|e| team_corrupt(id, e))?;
-                Ok(store_team::commit(ctx, id, &before, &n.author, now)?.1)
+                Ok(store_team::commit(ctx, id, &before, &n.author)?.1)
             })
             .await?;
         self.notify(id, seq);
@@ -132,7 +149,7 @@ impl Service {
         note: Uuid,
         body: Option<String>,
     ) -> Result<Option<Note>> {
-        conversation_id(id)?;
+        teamable(id)?;
         if let Some(b) = &body {
             team::check_note_body(b)?;
         }
@@ -155,7 +172,7 @@ impl Service {
                     None => team::delete_note(d, note),
                 }
                 .map_err(|e| team_corrupt(id, e))?;
-                let (after, seq) = store_team::commit(ctx, id, &before, &user, now)?;
+                let (after, seq) = store_team::commit(ctx, id, &before, &user)?;
                 Ok((after.notes.into_iter().find(|n| n.id == note), seq))
             })
             .await?;

@@ -71,15 +71,48 @@ pub fn check_tx(tx: &ReadTransaction) -> Result<CheckReport> {
     let mut expected = HashMap::<u128, Expected>::new();
     let mut damaged = BTreeSet::new();
     let mut teams = BTreeSet::new();
-    for id in docs::all_ids(tx)? {
-        if crate::domain::team::is_team_id(id) {
-            let conv = crate::domain::team::conversation_of(id);
-            match super::team::load(tx, conv) {
-                Ok(_) => teams.insert(id),
-                Err(_) => damaged.insert(id),
-            };
-            continue;
+    // Team documents first: what they say the assignees are is what the rows must say.
+    let all = docs::all_ids(tx)?;
+    let mut assignees = HashMap::<u128, String>::new();
+    let mut team_mismatch = BTreeSet::new();
+    for id in all
+        .iter()
+        .copied()
+        .filter(|i| crate::domain::team::is_team_id(*i))
+    {
+        let conv = crate::domain::team::conversation_of(id);
+        teams.insert(id);
+        match super::team::load(tx, conv) {
+            Ok(t) => {
+                if let Some(a) = t.assignee {
+                    assignees.insert(conv.as_u128(), a);
+                }
+            }
+            // Named by its conversation, which the API knows.
+            Err(_) => {
+                damaged.insert(conv.as_u128());
+            }
         }
+    }
+    for item in tx.open_table(super::team::TEAM_ASSIGNEE)?.iter()? {
+        let (k, v) = item?;
+        if assignees.get(&k.value()).map(String::as_str) != Some(v.value()) {
+            team_mismatch.insert(k.value());
+        }
+    }
+    for (conv, a) in &assignees {
+        let indexed = tx
+            .open_table(super::team::TEAM_ASSIGNEE)?
+            .get(*conv)?
+            .map(|v| v.value().to_string());
+        if indexed.as_ref() != Some(a) {
+            team_mismatch.insert(*conv);
+        }
+    }
+    for id in all
+        .into_iter()
+        .filter(|i| !crate::domain::team::is_team_id(*i))
+    {
         r.conversations += 1;
         let Some(me) = me.as_ref() else {
             damaged.insert(id);
@@ -90,10 +123,7 @@ pub fn check_tx(tx: &ReadTransaction) -> Result<CheckReport> {
             let c = doc::read(&d)
                 .map_err(|e| StoreError::Corrupt(Uuid::from_u128(id), e.to_string()))?;
             let mut row = Summary::of(&c, &me.org_id);
-            row.assignee = tx
-                .open_table(super::team::TEAM_ASSIGNEE)?
-                .get(id)?
-                .map(|v| v.value().to_string());
+            row.assignee = assignees.get(&id).cloned();
             Ok((row, d.get_heads()))
         });
         match read {
@@ -118,7 +148,7 @@ pub fn check_tx(tx: &ReadTransaction) -> Result<CheckReport> {
     r.damaged = damaged.iter().map(|id| Uuid::from_u128(*id)).collect();
     let known = |id: &u128| expected.contains_key(id) || damaged.contains(id) || teams.contains(id);
 
-    let mut mismatched = BTreeSet::new();
+    let mut mismatched = team_mismatch;
     let summaries = tx.open_table(SUMMARIES)?;
     let heads = tx.open_table(HEADS)?;
     for (id, e) in &expected {

@@ -147,8 +147,17 @@ pub fn relist_assignee(tx: &WriteTransaction, id: u128, assignee: Option<String>
     let old = match get_summary(&tx.open_table(SUMMARIES)?, id) {
         Ok(Some(old)) => old,
         // Not here yet (the team document came first): its row reads the assignee when it
-        // is written. A damaged row is derived again, with the assignee, when next read.
-        Ok(None) | Err(_) => return Ok(()),
+        // is written.
+        Ok(None) => return Ok(()),
+        // Damaged: which entries list it is unknown, so all are taken out by search and the
+        // row is listed afresh (the assignee table is already updated).
+        Err(_) => {
+            super::rebuild::forget(tx, id)?;
+            if let Some(new) = super::rebuild::derive_w(tx, id)? {
+                list(tx, None, &new)?;
+            }
+            return Ok(());
+        }
     };
     if old.assignee == assignee {
         return Ok(());

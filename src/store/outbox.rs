@@ -172,20 +172,14 @@ pub fn enqueue_change(
     Ok(())
 }
 
-/// `user` was just assigned conversation `conv` by `actor` (a colleague here, or `None` at
-/// another site of ours): tells them, as their preference for `task_assigned` says. Written
+/// `user` was just assigned conversation `conv` by someone else (here or at another site of
+/// ours): tells them, as their preference for `task_assigned` says. Written
 /// with the team document's change. What is told comes from the conversation alone, never
 /// from the team document's notes.
-pub fn enqueue_assigned(
-    tx: &WriteTransaction,
-    conv: Uuid,
-    user: &str,
-    actor: Option<&str>,
-    _now: DateTime<Utc>,
-) -> Result<()> {
+pub fn enqueue_assigned(tx: &WriteTransaction, conv: Uuid, user: &str) -> Result<()> {
     let kind = NotifyKind::TaskAssigned;
     for (name, prefs) in notifiable_users(tx)? {
-        if name != user || actor == Some(name.as_str()) {
+        if name != user {
             continue;
         }
         let item = MailItem {

@@ -343,7 +343,14 @@ pub fn changes(tx: &ReadTransaction, since: u64, limit: usize) -> Result<(Vec<Fe
     let mut out = Vec::new();
     for entry in feed.range(since.saturating_add(1)..)?.take(limit) {
         let (k, v) = entry?;
-        if let Some(summary) = rows.get(v.value())? {
+        // A team document's change (an assignment, a note) is told as its conversation's.
+        let id = match v.value() {
+            t if crate::domain::team::is_team_id(t) => {
+                crate::domain::team::conversation_of(t).as_u128()
+            }
+            c => c,
+        };
+        if let Some(summary) = rows.get(id)? {
             out.push(FeedEntry {
                 seq: k.value(),
                 summary,

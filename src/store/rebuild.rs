@@ -19,10 +19,43 @@ fn index_version(tx: &ReadTransaction) -> Result<Option<u64>> {
 
 /// Rebuilds the derived tables if they were made by another index version (or never).
 pub(super) fn if_needed(db: &Database, identity: Option<&Identity>) -> Result<()> {
-    if index_version(&db.begin_read()?)? == Some(INDEX_VERSION) {
+    let old = index_version(&db.begin_read()?)?;
+    if old == Some(INDEX_VERSION) {
         return Ok(());
     }
-    rebuild(db, identity)
+    rebuild(db, identity)?;
+    if let (Some(v), Some(me)) = (old, identity)
+        && v < TEAM_DOCS_SINCE
+    {
+        reread_own_sites(db, me)?;
+    }
+    Ok(())
+}
+
+/// The index version that brought team documents (`domain::team`).
+const TEAM_DOCS_SINCE: u64 = 10;
+
+/// A node older than team documents refused the ones our other sites offered it, and its
+/// cursors into their feeds moved past them: it forgets those cursors once, so each site lists
+/// its feed again from the start. Costs one heads comparison per document (nothing is sent
+/// for what is already here), and brings every team document.
+fn reread_own_sites(db: &Database, me: &Identity) -> Result<()> {
+    let tx = super::begin_write(db)?;
+    let own: Vec<_> = super::peers::list_peers_w(&tx)?
+        .into_iter()
+        .filter(|p| p.org_id == me.org_id)
+        .collect();
+    for p in &own {
+        tx.open_table(PEER_CURSORS)?.remove(p.node_id.as_u128())?;
+    }
+    tx.commit()?;
+    if !own.is_empty() {
+        tracing::info!(
+            sites = own.len(),
+            "our other sites will list their feeds again, for the team documents"
+        );
+    }
+    Ok(())
 }
 
 /// Drops and recomputes every derived table in one write transaction.

@@ -71,7 +71,6 @@ pub fn commit(
     conv: Uuid,
     before: &Team,
     actor: &str,
-    now: DateTime<Utc>,
 ) -> Result<(Team, u64)> {
     let id = team::team_id(conv);
     ctx.save_doc(id)?;
@@ -84,8 +83,21 @@ pub fn commit(
             d.get_heads(),
         )
     };
-    let seq = index_team(ctx.tx(), conv, before, &after, &heads, Some(actor), now)?;
+    let told = Told::by(Some(actor.to_string()), true);
+    let seq = index_team(ctx.tx(), conv, before, &after, &heads, told)?;
     Ok((after, seq))
+}
+
+/// Whether and as whose act a change of assignee is told to the new assignee.
+pub struct Told {
+    actor: Option<String>,
+    news: bool,
+}
+
+impl Told {
+    fn by(actor: Option<String>, news: bool) -> Told {
+        Told { actor, news }
+    }
 }
 
 /// Writes the derived rows of a stored team document (`before` as indexed): its heads, the
@@ -98,8 +110,7 @@ pub fn index_team(
     before: &Team,
     after: &Team,
     heads: &[ChangeHash],
-    actor: Option<&str>,
-    now: DateTime<Utc>,
+    told: Told,
 ) -> Result<u64> {
     let id = team::team_id(conv);
     tx.open_table(super::tables::HEADS)?
@@ -114,15 +125,24 @@ pub fn index_team(
         }
         index::relist_assignee(tx, conv.as_u128(), after.assignee.clone())?;
         if let Some(u) = &after.assignee
-            && Some(u.as_str()) != actor
+            && told.news
+            && Some(u) != told.actor.as_ref()
         {
-            super::outbox::enqueue_assigned(tx, conv, u, actor, now)?;
+            super::outbox::enqueue_assigned(tx, conv, u)?;
         }
     }
     let old: Vec<&str> = before.notes.iter().map(|n| n.body.as_str()).collect();
     let new: Vec<&str> = after.notes.iter().map(|n| n.body.as_str()).collect();
     text_words::replace(tx, conv.as_u128(), &old, &new)?;
     index::bump_feed(tx, id)
+}
+
+/// The assignee of `conv` as indexed, for readers.
+pub fn assignee(tx: &ReadTransaction, conv: Uuid) -> Result<Option<String>> {
+    Ok(tx
+        .open_table(TEAM_ASSIGNEE)?
+        .get(conv.as_u128())?
+        .map(|v| v.value().to_string()))
 }
 
 /// The assignee of `conv` as indexed.
@@ -227,6 +247,17 @@ pub fn store_received(
             }
         }
     };
-    let seq = index_team(ctx.tx(), conv, &before, &after, &heads, None, now)?;
+    // Told as made by who assigned it (nobody mails themself), and only when recent: a site
+    // pairing or catching up receives every old assignment at once, and none of that is news.
+    let recent = after
+        .assigned_at
+        .is_some_and(|at| now - at < chrono::Duration::hours(1));
+    let actor = if recent {
+        after.assigned_by.clone()
+    } else {
+        None
+    };
+    let told = Told::by(actor, recent);
+    let seq = index_team(ctx.tx(), conv, &before, &after, &heads, told)?;
     Ok((conv, seq))
 }
