@@ -4,9 +4,12 @@
 
 mod admin;
 mod auth;
+mod bulk;
 mod conversations;
 pub mod error;
 mod events;
+mod export;
+mod inbox_params;
 mod models;
 mod notifications;
 mod peers;
@@ -55,6 +58,8 @@ type Apis = (
     events::EventsApi,
     webhooks::WebhooksApi,
     notifications::NotificationsApi,
+    bulk::BulkApi,
+    export::ExportApi,
 );
 
 fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()> {
@@ -71,6 +76,8 @@ fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()
             events::EventsApi { svc: svc.clone() },
             webhooks::WebhooksApi { svc: svc.clone() },
             notifications::NotificationsApi { svc: svc.clone() },
+            bulk::BulkApi { svc: svc.clone() },
+            export::ExportApi { svc: svc.clone() },
         ),
         "Parley",
         env!("CARGO_PKG_VERSION"),

@@ -142,6 +142,17 @@ impl Service {
 
     /// Applies a command to an existing conversation; answers with the conversation after it.
     pub async fn command(&self, p: &Principal, id: Uuid, cmd: Command) -> Result<Conversation> {
+        Ok(self.command_keyed(p, id, cmd, None).await?.0)
+    }
+
+    /// [`Service::command`], also saying whether the command changed the conversation
+    /// (`false`: it already was as asked, and nothing was written).
+    pub async fn command_outcome(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        cmd: Command,
+    ) -> Result<(Conversation, bool)> {
         self.command_keyed(p, id, cmd, None).await
     }
 
@@ -159,7 +170,7 @@ impl Service {
             id: message_id.unwrap_or_else(new_id),
             body,
         };
-        self.command_keyed(p, id, cmd, idempotency_key).await
+        Ok(self.command_keyed(p, id, cmd, idempotency_key).await?.0)
     }
 
     async fn command_keyed(
@@ -168,7 +179,7 @@ impl Service {
         id: Uuid,
         mut cmd: Command,
         key: Option<String>,
-    ) -> Result<Conversation> {
+    ) -> Result<(Conversation, bool)> {
         let user = p.user.clone();
         let now = self.now();
         let r = self
@@ -235,7 +246,7 @@ impl Service {
         if seq > 0 {
             self.notify(id, seq);
         }
-        Ok(view)
+        Ok((view, seq > 0))
     }
 
     pub async fn get(&self, _p: &Principal, id: Uuid) -> Result<Conversation> {
