@@ -105,7 +105,11 @@ async fn five_hundred_resolved_in_one_request_are_all_durable() {
         .post(BULK, json!({"action": "resolve", "ids": ids}))
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!((v["changed"].as_u64(), v["failed"].as_u64()), (Some(500), Some(0)), "{v}");
+    assert_eq!(
+        (v["changed"].as_u64(), v["failed"].as_u64()),
+        (Some(500), Some(0)),
+        "{v}"
+    );
     let got: Vec<String> = outcomes(&v).into_iter().map(|(id, _, _)| id).collect();
     assert_eq!(got, ids, "one result per conversation, in request order");
 
@@ -173,7 +177,11 @@ async fn a_mixed_batch_reports_each_outcome_and_changes_only_what_applies() {
         "{v}"
     );
     assert_eq!(
-        (v["changed"].as_u64(), v["unchanged"].as_u64(), v["failed"].as_u64()),
+        (
+            v["changed"].as_u64(),
+            v["unchanged"].as_u64(),
+            v["failed"].as_u64()
+        ),
         (Some(1), Some(1), Some(2))
     );
     for r in v["results"].as_array().unwrap() {
@@ -230,7 +238,11 @@ async fn a_mixed_batch_reports_each_outcome_and_changes_only_what_applies() {
     assert_eq!(
         outcomes(&v),
         vec![
-            (bystander.clone(), "failed".into(), single_v["error"].as_str().map(String::from)),
+            (
+                bystander.clone(),
+                "failed".into(),
+                single_v["error"].as_str().map(String::from)
+            ),
             (t1.clone(), "changed".into(), None),
             (t2.clone(), "unchanged".into(), None),
         ],
@@ -243,7 +255,10 @@ async fn a_mixed_batch_reports_each_outcome_and_changes_only_what_applies() {
 
     // Read marks are the user's own: the writer has read what it wrote.
     let (_, v) = node
-        .post(BULK, json!({"action": "mark_unread", "ids": [bystander, good]}))
+        .post(
+            BULK,
+            json!({"action": "mark_unread", "ids": [bystander, good]}),
+        )
         .await;
     assert_eq!(v["changed"].as_u64(), Some(2), "{v}");
     let (_, v) = node
@@ -252,7 +267,10 @@ async fn a_mixed_batch_reports_each_outcome_and_changes_only_what_applies() {
     assert_eq!(v["unchanged"].as_u64(), Some(1), "{v}");
     assert_eq!(total(&node, "folder=unread").await, 2);
     let (_, v) = node
-        .post(BULK, json!({"action": "mark_read", "ids": [bystander, good, unknown]}))
+        .post(
+            BULK,
+            json!({"action": "mark_read", "ids": [bystander, good, unknown]}),
+        )
         .await;
     assert_eq!(
         outcomes(&v).into_iter().map(|o| o.1).collect::<Vec<_>>(),
@@ -278,29 +296,95 @@ async fn refused_requests_change_nothing() {
     let node = TestNode::start("acme", Role::Retailer).await;
     let ids = create_many(&node, 3, |i| message("bolt", &format!("Keep {i}"))).await;
     let id = ids[0].clone();
-    let many: Vec<String> = (0..1001).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let many: Vec<String> = (0..1001)
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
     let upper = id.to_uppercase();
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("1,001 ids", json!({"action": "resolve", "ids": many}), "at most 1000"),
+        (
+            "1,001 ids",
+            json!({"action": "resolve", "ids": many}),
+            "at most 1000",
+        ),
         ("no ids", json!({"action": "resolve", "ids": []}), "ids"),
-        ("an id twice", json!({"action": "resolve", "ids": [id, id]}), "more than once"),
-        ("an id twice, spelt differently", json!({"action": "resolve", "ids": [id, upper]}), "more than once"),
-        ("ids and filter", json!({"action": "resolve", "ids": [id], "filter": {"folder": "inbox"}}), "exactly one"),
+        (
+            "an id twice",
+            json!({"action": "resolve", "ids": [id, id]}),
+            "more than once",
+        ),
+        (
+            "an id twice, spelt differently",
+            json!({"action": "resolve", "ids": [id, upper]}),
+            "more than once",
+        ),
+        (
+            "ids and filter",
+            json!({"action": "resolve", "ids": [id], "filter": {"folder": "inbox"}}),
+            "exactly one",
+        ),
         ("neither", json!({"action": "resolve"}), "exactly one"),
         ("no action", json!({"ids": [id]}), "action"),
-        ("an unknown action", json!({"action": "delete", "ids": [id]}), "action"),
-        ("set_progress without progress", json!({"action": "set_progress", "ids": [id]}), "progress"),
-        ("progress with resolve", json!({"action": "resolve", "progress": "completed", "ids": [id]}), "progress"),
-        ("an unknown progress", json!({"action": "set_progress", "progress": "done", "ids": [id]}), "progress"),
-        ("a filter without a folder", json!({"action": "resolve", "filter": {"partner": "bolt"}}), "folder"),
+        (
+            "an unknown action",
+            json!({"action": "delete", "ids": [id]}),
+            "action",
+        ),
+        (
+            "set_progress without progress",
+            json!({"action": "set_progress", "ids": [id]}),
+            "progress",
+        ),
+        (
+            "progress with resolve",
+            json!({"action": "resolve", "progress": "completed", "ids": [id]}),
+            "progress",
+        ),
+        (
+            "an unknown progress",
+            json!({"action": "set_progress", "progress": "done", "ids": [id]}),
+            "progress",
+        ),
+        (
+            "a filter without a folder",
+            json!({"action": "resolve", "filter": {"partner": "bolt"}}),
+            "folder",
+        ),
         // A misspelt filter field must not widen the filter to the whole folder.
-        ("a misspelt filter field", json!({"action": "resolve", "filter": {"folder": "inbox", "partnr": "bolt"}}), "partnr"),
-        ("a cursor in the filter", json!({"action": "resolve", "filter": {"folder": "inbox", "cursor": "1.2"}}), "cursor"),
-        ("an unknown field", json!({"action": "resolve", "ids": [id], "everything": true}), "everything"),
-        ("a filter against its folder", json!({"action": "resolve", "filter": {"folder": "inbox", "state": "resolved"}}), "state"),
-        ("a bad partner", json!({"action": "resolve", "filter": {"folder": "inbox", "partner": "NOT VALID"}}), "invalid"),
-        ("an unknown folder", json!({"action": "resolve", "filter": {"folder": "trash"}}), "folder"),
-        ("ids not a list", json!({"action": "resolve", "ids": id}), "list"),
+        (
+            "a misspelt filter field",
+            json!({"action": "resolve", "filter": {"folder": "inbox", "partnr": "bolt"}}),
+            "partnr",
+        ),
+        (
+            "a cursor in the filter",
+            json!({"action": "resolve", "filter": {"folder": "inbox", "cursor": "1.2"}}),
+            "cursor",
+        ),
+        (
+            "an unknown field",
+            json!({"action": "resolve", "ids": [id], "everything": true}),
+            "everything",
+        ),
+        (
+            "a filter against its folder",
+            json!({"action": "resolve", "filter": {"folder": "inbox", "state": "resolved"}}),
+            "state",
+        ),
+        (
+            "a bad partner",
+            json!({"action": "resolve", "filter": {"folder": "inbox", "partner": "NOT VALID"}}),
+            "invalid",
+        ),
+        (
+            "an unknown folder",
+            json!({"action": "resolve", "filter": {"folder": "trash"}}),
+            "folder",
+        ),
+        (
+            "ids not a list",
+            json!({"action": "resolve", "ids": id}),
+            "list",
+        ),
     ];
     let before = last_seq(&node).await;
     for (what, body, says) in cases {
@@ -312,7 +396,9 @@ async fn refused_requests_change_nothing() {
     let body = json!({"action": "resolve", "ids": [id]});
     let (s, v) = node.call("POST", BULK, Some(body.clone()), None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
-    let (s, v) = node.call("POST", BULK, Some(body.clone()), Some("nope")).await;
+    let (s, v) = node
+        .call("POST", BULK, Some(body.clone()), Some("nope"))
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
     let http = reqwest::Client::new();
     let login = http
@@ -342,7 +428,11 @@ async fn refused_requests_change_nothing() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
-    assert_eq!(last_seq(&node).await, before, "a refused request changed something");
+    assert_eq!(
+        last_seq(&node).await,
+        before,
+        "a refused request changed something"
+    );
     assert_eq!(total(&node, "folder=inbox").await, 3);
     node.stop().await;
 }
@@ -364,11 +454,21 @@ async fn a_filter_resolves_exactly_the_rows_the_inbox_lists() {
     })
     .await;
     for (query, filter) in [
-        ("folder=inbox&partner=acme&kind=task", json!({"folder": "inbox", "partner": "acme", "kind": "task"})),
-        ("folder=inbox&q=pallet&sort=due", json!({"folder": "inbox", "q": "pallet", "sort": "due"})),
-        ("folder=all&reference_id=CASE-9", json!({"folder": "all", "reference_id": "CASE-9"})),
+        (
+            "folder=inbox&partner=acme&kind=task",
+            json!({"folder": "inbox", "partner": "acme", "kind": "task"}),
+        ),
+        (
+            "folder=inbox&q=pallet&sort=due",
+            json!({"folder": "inbox", "q": "pallet", "sort": "due"}),
+        ),
+        (
+            "folder=all&reference_id=CASE-9",
+            json!({"folder": "all", "reference_id": "CASE-9"}),
+        ),
     ] {
-        let open_before: HashSet<String> = listed(&node, "folder=inbox").await.into_iter().collect();
+        let open_before: HashSet<String> =
+            listed(&node, "folder=inbox").await.into_iter().collect();
         let want = listed(&node, query).await;
         assert!(!want.is_empty(), "{query} must match something");
         let (s, v) = node
@@ -377,7 +477,8 @@ async fn a_filter_resolves_exactly_the_rows_the_inbox_lists() {
         assert_eq!(s, StatusCode::OK, "{v}");
         let got: Vec<String> = outcomes(&v).into_iter().map(|(id, _, _)| id).collect();
         assert_eq!(got, want, "{query}: the same rows, in the inbox's order");
-        let resolved: HashSet<&String> = want.iter().filter(|id| open_before.contains(*id)).collect();
+        let resolved: HashSet<&String> =
+            want.iter().filter(|id| open_before.contains(*id)).collect();
         assert_eq!(v["changed"].as_u64(), Some(resolved.len() as u64), "{v}");
         // Everything else that was open is still open.
         let open_after: HashSet<String> = listed(&node, "folder=inbox").await.into_iter().collect();
@@ -390,13 +491,19 @@ async fn a_filter_resolves_exactly_the_rows_the_inbox_lists() {
     }
     // And back: reopen every resolved one by filter.
     let (s, v) = node
-        .post(BULK, json!({"action": "reopen", "filter": {"folder": "resolved"}}))
+        .post(
+            BULK,
+            json!({"action": "reopen", "filter": {"folder": "resolved"}}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(total(&node, "folder=inbox").await, ids.len() as u64);
     // A filter matching nothing is an empty answer, not an error.
     let (s, v) = node
-        .post(BULK, json!({"action": "resolve", "filter": {"folder": "inbox", "reference_id": "NONE"}}))
+        .post(
+            BULK,
+            json!({"action": "resolve", "filter": {"folder": "inbox", "reference_id": "NONE"}}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["results"], json!([]));
@@ -411,15 +518,33 @@ async fn a_damaged_conversation_fails_alone() {
     let s = bin::start(&node.dir).await.unwrap();
     let marker = format!("bulkmark{}", uuid::Uuid::new_v4().simple());
     let victim = node.create(&s, "Victim of a bad sector", None).await;
-    assert_eq!(node.reply(&s, victim, &format!("damaged here: {marker}")).await.0, 201);
-    assert_eq!(node.reply(&s, victim, "a later reply in its own chunk").await.0, 201);
+    assert_eq!(
+        node.reply(&s, victim, &format!("damaged here: {marker}"))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        node.reply(&s, victim, "a later reply in its own chunk")
+            .await
+            .0,
+        201
+    );
     let healthy = node.create(&s, "Healthy neighbour", None).await;
     bin::stop(s).await;
-    assert!(bin::flip(&node.db(), &marker) >= 1, "the marker must be in the file");
+    assert!(
+        bin::flip(&node.db(), &marker) >= 1,
+        "the marker must be in the file"
+    );
 
     let s = bin::start(&node.dir).await.unwrap();
     let (st, v) = node
-        .call(&s, "POST", "/conversations/bulk", Some(json!({"action": "resolve", "ids": [victim, healthy]})))
+        .call(
+            &s,
+            "POST",
+            "/conversations/bulk",
+            Some(json!({"action": "resolve", "ids": [victim, healthy]})),
+        )
         .await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(
@@ -430,7 +555,9 @@ async fn a_damaged_conversation_fails_alone() {
         ],
         "{v}"
     );
-    let (_, h) = node.call(&s, "GET", &format!("/conversations/{healthy}"), None).await;
+    let (_, h) = node
+        .call(&s, "GET", &format!("/conversations/{healthy}"), None)
+        .await;
     assert_eq!(h["state"], "resolved", "{h}");
     bin::stop(s).await;
 }
@@ -455,7 +582,8 @@ async fn a_crash_in_the_middle_leaves_each_conversation_changed_or_not() {
         .map(|i| {
             let (node, s) = (&node, &s);
             async move {
-                let body = json!({"kind": "message", "partner": "bolt", "subject": format!("Pallet {i}")});
+                let body =
+                    json!({"kind": "message", "partner": "bolt", "subject": format!("Pallet {i}")});
                 let (st, v) = node.call(s, "POST", "/conversations", Some(body)).await;
                 assert_eq!(st, 201, "{v}");
                 v["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap()
@@ -491,11 +619,19 @@ async fn a_crash_in_the_middle_leaves_each_conversation_changed_or_not() {
         eprintln!("round {round}: the bulk request finished before a look; again");
         assert_eq!(request.await.unwrap().ok(), Some(200));
         let (st, v) = node
-            .call(&s, "POST", "/conversations/bulk", Some(json!({"action": "reopen", "filter": {"folder": "resolved"}})))
+            .call(
+                s,
+                "POST",
+                "/conversations/bulk",
+                Some(json!({"action": "reopen", "filter": {"folder": "resolved"}})),
+            )
             .await;
         assert_eq!(st, 200, "{v}");
     }
-    assert!(seen > 0 && seen < N, "never saw the request part way: {seen}");
+    assert!(
+        seen > 0 && seen < N,
+        "never saw the request part way: {seen}"
+    );
     bin::crash(s).await;
 
     // The crashed directory as it is: every index agrees with its document.
@@ -507,7 +643,9 @@ async fn a_crash_in_the_middle_leaves_each_conversation_changed_or_not() {
     let s = bin::start(&node.dir).await.unwrap();
     let mut resolved_docs = HashSet::new();
     for id in &ids {
-        let (st, v) = node.call(&s, "GET", &format!("/conversations/{id}"), None).await;
+        let (st, v) = node
+            .call(&s, "GET", &format!("/conversations/{id}"), None)
+            .await;
         assert_eq!(st, 200, "{v}");
         match v["state"].as_str() {
             Some("resolved") => {
@@ -520,8 +658,16 @@ async fn a_crash_in_the_middle_leaves_each_conversation_changed_or_not() {
     assert!(resolved_docs.len() >= seen, "a committed resolve was lost");
     assert!(resolved_docs.len() < N, "the crash came after the end");
     assert_eq!(resolved_total(&node, &s).await, resolved_docs.len());
-    let (_, open) = node.call(&s, "GET", "/conversations?folder=inbox&limit=1", None).await;
-    assert_eq!(open["total"].as_u64(), Some((N - resolved_docs.len()) as u64));
-    eprintln!("{} of {N} resolved at the crash ({seen} seen before it)", resolved_docs.len());
+    let (_, open) = node
+        .call(&s, "GET", "/conversations?folder=inbox&limit=1", None)
+        .await;
+    assert_eq!(
+        open["total"].as_u64(),
+        Some((N - resolved_docs.len()) as u64)
+    );
+    eprintln!(
+        "{} of {N} resolved at the crash ({seen} seen before it)",
+        resolved_docs.len()
+    );
     bin::stop(s).await;
 }

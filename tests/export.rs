@@ -64,7 +64,10 @@ fn parse_csv(text: &str) -> Vec<Vec<String>> {
             }
         }
     }
-    assert!(record.is_empty() && field.is_empty(), "the last record has no CRLF");
+    assert!(
+        record.is_empty() && field.is_empty(),
+        "the last record has no CRLF"
+    );
     records
 }
 
@@ -159,7 +162,10 @@ fn expected(item: &Value, names: &HashMap<&str, &str>) -> Vec<String> {
     [
         text(&item["id"]),
         text(&item["kind"]),
-        names.get(partner).map(|n| n.to_string()).unwrap_or(partner.into()),
+        names
+            .get(partner)
+            .map(|n| n.to_string())
+            .unwrap_or(partner.into()),
         text(&item["subject"]),
         topic,
         text(&item["reference_id"]),
@@ -253,10 +259,20 @@ async fn node_with_data() -> (TestNode, Vec<String>) {
     for (i, id) in ids.iter().enumerate() {
         let conv = format!("/api/v1/conversations/{id}");
         if i % 2 == 0 && i % 8 == 0 {
-            let (s, v) = node.put(&format!("{conv}/progress"), json!({"progress": "completed"})).await;
+            let (s, v) = node
+                .put(
+                    &format!("{conv}/progress"),
+                    json!({"progress": "completed"}),
+                )
+                .await;
             assert_eq!(s, StatusCode::OK, "{v}");
         } else if i % 2 == 0 && i % 8 == 2 {
-            let (s, v) = node.put(&format!("{conv}/progress"), json!({"progress": "in_progress"})).await;
+            let (s, v) = node
+                .put(
+                    &format!("{conv}/progress"),
+                    json!({"progress": "in_progress"}),
+                )
+                .await;
             assert_eq!(s, StatusCode::OK, "{v}");
         }
         if i % 5 == 2 {
@@ -275,11 +291,31 @@ async fn node_with_data() -> (TestNode, Vec<String>) {
 async fn every_folder_and_filter_exports_the_inbox_rows_in_order() {
     let (node, ids) = node_with_data().await;
     let names: HashMap<&str, &str> = [("acme", "acme Co"), ("zeta", "zeta Co")].into();
-    let folders = ["", "folder=inbox&", "folder=tasks&", "folder=action&", "folder=resolved&", "folder=unread&", "folder=all&"];
+    let folders = [
+        "",
+        "folder=inbox&",
+        "folder=tasks&",
+        "folder=action&",
+        "folder=resolved&",
+        "folder=unread&",
+        "folder=all&",
+    ];
     let filters = [
-        "", "kind=task", "kind=message", "partner=acme", "progress=completed", "topic_ref=PO-1",
-        "topic_kind=item", "reference_id=-5", "overdue=true", "overdue=false", "q=pallet",
-        "sort=due", "kind=task&sort=due", "q=pallet&sort=due", "partner=zeta&overdue=false&kind=task",
+        "",
+        "kind=task",
+        "kind=message",
+        "partner=acme",
+        "progress=completed",
+        "topic_ref=PO-1",
+        "topic_kind=item",
+        "reference_id=-5",
+        "overdue=true",
+        "overdue=false",
+        "q=pallet",
+        "sort=due",
+        "kind=task&sort=due",
+        "q=pallet&sort=due",
+        "partner=zeta&overdue=false&kind=task",
     ];
     let mut nonempty = 0;
     for folder in folders {
@@ -296,12 +332,18 @@ async fn every_folder_and_filter_exports_the_inbox_rows_in_order() {
             nonempty += usize::from(!items.is_empty());
         }
     }
-    assert!(nonempty > 60, "the data set must give most views rows ({nonempty})");
+    assert!(
+        nonempty > 60,
+        "the data set must give most views rows ({nonempty})"
+    );
 
     // The cells themselves, read without the helper: neutralised and quoted as promised.
     let all = rows(&node, "folder=all").await;
     let subject = |id: &str| all.iter().find(|r| r[0] == id).unwrap()[3].clone();
-    assert_eq!(subject(&ids[0]), "'=HYPERLINK(\"http://evil.example\",\"click\")");
+    assert_eq!(
+        subject(&ids[0]),
+        "'=HYPERLINK(\"http://evil.example\",\"click\")"
+    );
     assert_eq!(subject(&ids[1]), "'+1");
     assert_eq!(subject(&ids[2]), "'-2");
     assert_eq!(subject(&ids[3]), "'@SUM(A1)");
@@ -311,12 +353,22 @@ async fn every_folder_and_filter_exports_the_inbox_rows_in_order() {
     let row0 = all.iter().find(|r| r[0] == ids[0]).unwrap();
     assert_eq!(row0[5], "'-5");
     assert_eq!(row0[4], "order:PO-1");
-    assert_eq!(row0[12], "line one\r\nline two, with \"quotes\"\nand a bare LF");
+    assert_eq!(
+        row0[12],
+        "line one\r\nline two, with \"quotes\"\nand a bare LF"
+    );
     let row1 = all.iter().find(|r| r[0] == ids[1]).unwrap();
     assert_eq!(row1[12], "'=cmd|' /C calc'!A0");
     assert_eq!(row1[2], "acme Co");
-    let raw = export(&node, "folder=all", Some(&node.token)).await.text().await.unwrap();
-    assert!(raw.contains("\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"click\"\")\""), "{raw}");
+    let raw = export(&node, "folder=all", Some(&node.token))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        raw.contains("\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"click\"\")\""),
+        "{raw}"
+    );
     assert!(raw.contains(",'-5,"), "{raw}");
     node.stop().await;
 }
@@ -338,7 +390,9 @@ async fn the_file_is_named_and_a_cursor_continues_the_list() {
     );
     for sort in ["activity", "due"] {
         let (_, first) = node
-            .get(&format!("/api/v1/conversations?folder=all&sort={sort}&limit=7"))
+            .get(&format!(
+                "/api/v1/conversations?folder=all&sort={sort}&limit=7"
+            ))
             .await;
         let cursor = first["next_cursor"].as_str().unwrap();
         let query = format!("folder=all&sort={sort}");
@@ -383,7 +437,10 @@ async fn hostile_queries_get_the_lists_error_and_no_csv() {
         let ct = r.headers()["content-type"].to_str().unwrap().to_string();
         assert!(ct.starts_with("application/json"), "{query}: {ct}");
         let v: Value = r.json().await.unwrap();
-        assert!(v["error"].is_string() && v["detail"].is_string(), "{query}: {v}");
+        assert!(
+            v["error"].is_string() && v["detail"].is_string(),
+            "{query}: {v}"
+        );
         // The list refuses the same query the same way.
         let (s, lv) = node.get(&format!("/api/v1/conversations?{query}")).await;
         assert_eq!(s.as_u16(), status, "{query}: {lv}");
@@ -435,8 +492,10 @@ async fn an_export_longer_than_one_read_lists_every_row_once() {
         .map(|i| {
             let node = &node;
             async move {
-                node.create(json!({"kind": "message", "partner": "bolt", "subject": format!("Row {i}")}))
-                    .await
+                node.create(
+                    json!({"kind": "message", "partner": "bolt", "subject": format!("Row {i}")}),
+                )
+                .await
             }
         })
         .buffer_unordered(32)
@@ -446,18 +505,31 @@ async fn an_export_longer_than_one_read_lists_every_row_once() {
         let mut want = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let c = cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default();
+            let c = cursor
+                .as_ref()
+                .map(|c| format!("&cursor={c}"))
+                .unwrap_or_default();
             let (_, v) = node
                 .get(&format!("/api/v1/conversations?limit=200&{query}{c}"))
                 .await;
-            want.extend(v["items"].as_array().unwrap().iter().map(|i| text(&i["id"])));
+            want.extend(
+                v["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| text(&i["id"])),
+            );
             match v["next_cursor"].as_str() {
                 Some(c) => cursor = Some(c.to_string()),
                 None => break,
             }
         }
         assert_eq!(want.len(), n);
-        let got: Vec<String> = rows(&node, query).await.into_iter().map(|r| r[0].clone()).collect();
+        let got: Vec<String> = rows(&node, query)
+            .await
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect();
         assert_eq!(got, want, "{query}");
     }
     node.stop().await;

@@ -189,7 +189,11 @@ impl BulkApi {
         method = "post",
         operation_id = "bulkConversations"
     )]
-    async fn bulk(&self, auth: BearerAuth, body: Json<BulkRequest>) -> Result<Json<BulkAnswer>, ApiError> {
+    async fn bulk(
+        &self,
+        auth: BearerAuth,
+        body: Json<BulkRequest>,
+    ) -> Result<Json<BulkAnswer>, ApiError> {
         let b = body.0;
         let action = action(&b)?;
         let target = target(b.ids, b.filter)?;

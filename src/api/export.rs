@@ -46,10 +46,7 @@ pub const COLUMNS: [&str; 13] = [
 pub enum CsvFile {
     /// The rows, streamed; the parameters were all checked before it started.
     #[oai(status = 200, content_type = "text/csv; charset=utf-8")]
-    Ok(
-        Binary<Body>,
-        #[oai(header = "Content-Disposition")] String,
-    ),
+    Ok(Binary<Body>, #[oai(header = "Content-Disposition")] String),
 }
 
 /// Appends one field, neutralised and quoted as the module doc says.
