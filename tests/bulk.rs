@@ -428,6 +428,16 @@ async fn refused_requests_change_nothing() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
+    // The path is its own: another method is a 405 that names POST, not a conversation id.
+    let r = http
+        .get(format!("{}{BULK}", node.base))
+        .bearer_auth(&node.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers()["allow"], "POST");
+
     assert_eq!(
         last_seq(&node).await,
         before,

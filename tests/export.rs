@@ -446,6 +446,14 @@ async fn hostile_queries_get_the_lists_error_and_no_csv() {
         assert_eq!(s.as_u16(), status, "{query}: {lv}");
         assert_eq!(lv["error"], v["error"], "{query}");
     }
+    let r = reqwest::Client::new()
+        .post(format!("{}{EXPORT}", node.base))
+        .bearer_auth(&node.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers()["allow"], "GET");
     for token in [None, Some("wrong")] {
         let r = export(&node, "folder=inbox", token).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
