@@ -94,7 +94,7 @@ impl Service {
                     None => BulkOutcome::Failed(
                         DomainError::invalid(
                             "ids",
-                            format!("{raw:?} is not a conversation id (a UUID); it was skipped"),
+                            format!("{raw:?} is not a conversation id (a UUID), so nothing was done with it; send ids as the inbox lists them"),
                         )
                         .into(),
                     ),
