@@ -376,18 +376,23 @@ async fn every_folder_and_filter_exports_the_inbox_rows_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_file_is_named_and_a_cursor_continues_the_list() {
     let (node, _) = node_with_data().await;
-    let r = export(&node, "folder=inbox", Some(&node.token)).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let today = Utc::now().date_naive();
-    assert_eq!(
-        r.headers()["content-disposition"].to_str().unwrap(),
-        format!("attachment; filename=\"parley-inbox-{today}.csv\"")
-    );
-    let r = export(&node, "kind=task", Some(&node.token)).await;
-    assert_eq!(
-        r.headers()["content-disposition"].to_str().unwrap(),
-        format!("attachment; filename=\"parley-all-{today}.csv\"")
-    );
+    // Named for the folder and the node's date (either side of a midnight during the call).
+    for (query, folder) in [
+        ("folder=inbox", "inbox"),
+        ("kind=task", "all"),
+        ("folder=action", "action"),
+    ] {
+        let before = Utc::now().date_naive();
+        let r = export(&node, query, Some(&node.token)).await;
+        let after = Utc::now().date_naive();
+        assert_eq!(r.status(), StatusCode::OK);
+        let got = r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let name = |d| format!("attachment; filename=\"parley-{folder}-{d}.csv\"");
+        assert!(got == name(before) || got == name(after), "{query}: {got}");
+    }
     for sort in ["activity", "due"] {
         let (_, first) = node
             .get(&format!(
