@@ -19,7 +19,7 @@ pub struct BulkApi {
 
 /// What a bulk request does to each conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename = "BulkActionName", rename_all = "snake_case")]
+#[oai(rename = "BulkAction", rename_all = "snake_case")]
 pub enum ActionName {
     Resolve,
     Reopen,

@@ -192,7 +192,7 @@ fn checked_ids(ids: Vec<String>) -> Result<Vec<(String, Option<Uuid>)>> {
     let mut seen = HashSet::with_capacity(ids.len());
     let mut out = Vec::with_capacity(ids.len());
     for raw in ids {
-        let id = Uuid::try_parse(raw.trim()).ok();
+        let id = Uuid::try_parse(&raw).ok();
         let key = id.map(|u| u.to_string()).unwrap_or_else(|| raw.clone());
         let shown: String = raw.chars().take(100).collect();
         if !seen.insert(key) {
