@@ -66,7 +66,6 @@ impl Service {
                 )
             })?),
         };
-
         self.store.sweep_overdue(today).await?;
         let mut filters = f.filters;
         if f.overdue == Some(true) {
@@ -123,7 +122,9 @@ impl Service {
                 if !index::is_listed(ctx.read_tx(), id.as_u128())? {
                     return Err(super::conversations::not_found(id));
                 }
-                if crate::store::marks::is_unread(ctx.read_tx(), &user, id.as_u128())? != read {
+                let unread = crate::store::marks::is_unread(ctx.read_tx(), &user, id.as_u128())?;
+                if unread == !read {
+                    // Already as asked: nothing to write.
                     return Ok(false);
                 }
                 index::set_unread(ctx.tx(), &user, id.as_u128(), !read)?;
