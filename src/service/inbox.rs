@@ -122,8 +122,8 @@ impl Service {
                 if !index::is_listed(ctx.read_tx(), id.as_u128())? {
                     return Err(super::conversations::not_found(id));
                 }
-                let unread = crate::store::marks::is_unread(ctx.read_tx(), &user, id.as_u128())?;
-                if unread == !read {
+                let read_now = !crate::store::marks::is_unread(ctx.read_tx(), &user, id.as_u128())?;
+                if read_now == read {
                     // Already as asked: nothing to write.
                     return Ok(false);
                 }
