@@ -39,6 +39,9 @@ struct Walk {
     first: Option<Vec<ExportRow>>,
     /// Where the next page starts; `None` once the last page has been read.
     next: Option<String>,
+    /// The node is stopping: the export ends with an error at the next page rather than
+    /// holding up the shutdown (or ending early as if it were complete).
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Service {
@@ -71,12 +74,19 @@ impl Service {
             first: Some(rows(page.items, &names)),
             names,
             next,
+            closing: self.closing(),
         };
         Ok(stream::unfold(walk, |mut w| async move {
             if let Some(first) = w.first.take() {
                 return Some((Ok(first), w));
             }
             let cursor = w.next.take()?;
+            if *w.closing.borrow() {
+                let e = ServiceError::Unavailable(
+                    "the node is shutting down; export again once it is back".into(),
+                );
+                return Some((Err(e), w));
+            }
             let f = InboxFilter {
                 cursor: Some(cursor),
                 ..w.filter.clone()
