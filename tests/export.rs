@@ -547,3 +547,49 @@ async fn an_export_longer_than_one_read_lists_every_row_once() {
     }
     node.stop().await;
 }
+
+/// An export that cannot finish (here: the node starts to shut down after the first read)
+/// says so in its last line, a record of one field that no reader takes for a row; it never
+/// ends as a well-formed file that is only missing rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_cut_short_says_so_in_its_last_line() {
+    let node = TestNode::start("acme", Role::Retailer).await;
+    let _: Vec<Value> = stream::iter(0..520)
+        .map(|i| {
+            let node = &node;
+            async move {
+                node.create(
+                    json!({"kind": "message", "partner": "bolt", "subject": format!("Row {i}")}),
+                )
+                .await
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    node.svc().begin_shutdown();
+    let r = export(&node, "folder=inbox", Some(&node.token)).await;
+    // The first read was made before the answer started; the next one is refused.
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    let records = parse_csv(&text);
+    let last = records.last().unwrap();
+    assert_eq!(
+        last.len(),
+        1,
+        "the last record is the notice alone: {last:?}"
+    );
+    assert!(
+        last[0].starts_with("ERROR: this export is incomplete")
+            && last[0].contains("shutting down"),
+        "{last:?}"
+    );
+    // Header, the first read's rows, the notice: fewer rows than there are.
+    assert_eq!(records.len(), 1 + 500 + 1);
+    assert!(
+        records[1..records.len() - 1]
+            .iter()
+            .all(|r| r.len() == HEADER.len())
+    );
+    node.stop().await;
+}

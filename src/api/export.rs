@@ -3,6 +3,10 @@
 //! RFC 4180: CRLF line ends; a field holding `,`, `"`, CR or LF is quoted with `"` doubled.
 //! Against formula injection (OWASP "CSV Injection") a cell starting with `=`, `+`, `-`, `@`,
 //! TAB or CR gets a leading `'`, so a spreadsheet shows it as text instead of running it.
+//!
+//! The 200 goes out after the first page is read; a later page that fails ends the file with
+//! a one-field record saying it is incomplete ([`incomplete`]), because a body that fails
+//! part way still ends cleanly on the wire with this HTTP stack.
 
 use std::sync::Arc;
 
@@ -81,6 +85,12 @@ pub fn push_record<'a>(out: &mut String, fields: impl IntoIterator<Item = &'a st
         push_field(out, f);
     }
     out.push_str("\r\n");
+}
+
+/// The last record of an export that could not be completed: one field, so that a reader
+/// expecting the columns refuses it, and a person opening the file reads it.
+pub fn incomplete(why: &str) -> String {
+    format!("ERROR: this export is incomplete, rows are missing after this line ({why})")
 }
 
 fn push_row(out: &mut String, r: &ExportRow) {
@@ -167,19 +177,25 @@ impl ExportApi {
         push_record(&mut head, COLUMNS);
         let head = futures_util::stream::once(async move { Ok(head.into_bytes()) });
         let rows = pages.map(|page| {
-            page.map(|rows| {
-                let mut out = String::with_capacity(rows.len() * 256);
-                for r in &rows {
-                    push_row(&mut out, r);
+            let bytes = match page {
+                Ok(rows) => {
+                    let mut out = String::with_capacity(rows.len() * 256);
+                    for r in &rows {
+                        push_row(&mut out, r);
+                    }
+                    out
                 }
-                out.into_bytes()
-            })
-            .map_err(|e| {
-                // The status line is sent: all that can be done is to cut the body short,
-                // which the client sees as a broken transfer, never as a complete file.
-                tracing::error!(error = %e, "export stopped part way");
-                std::io::Error::other(e.to_string())
-            })
+                Err(e) => {
+                    // The status line is sent, and a failed body still ends as a complete
+                    // one on the wire (the HTTP stack writes the last chunk): the file says
+                    // itself that it is cut short. The service's stream ends after an error.
+                    tracing::error!(error = %e, "export stopped part way");
+                    let mut out = String::new();
+                    push_record(&mut out, [incomplete(&e.to_string()).as_str()]);
+                    out
+                }
+            };
+            Ok::<_, std::io::Error>(bytes.into_bytes())
         });
         let name = format!(
             "attachment; filename=\"parley-{}-{}.csv\"",
