@@ -12,11 +12,11 @@ use uuid::Uuid;
 use super::Tags;
 use super::auth::BearerAuth;
 use super::error::ApiError;
+use super::inbox_params::InboxParams;
 use super::models::*;
 use crate::domain::summary::Folder as DomainFolder;
-use crate::domain::{self, Facet, OrgId, commands::Command};
-use crate::service::{CreateInput, InboxFilter, InboxView, Service};
-use crate::store::query::Sort as DomainSort;
+use crate::domain::{self, OrgId, commands::Command};
+use crate::service::{CreateInput, Service};
 
 pub struct ConversationsApi {
     pub svc: Arc<Service>,
@@ -167,20 +167,6 @@ fn maybe<T>(m: MaybeUndefined<T>) -> Option<Option<T>> {
     }
 }
 
-/// The `assignee` filter: `me`, `none` or a user name.
-pub(super) fn assignee_facet(a: &str, me: &str) -> R<Facet> {
-    Ok(match a {
-        "me" => Facet::Assignee(me.to_string()),
-        "none" => Facet::Unassigned,
-        name => {
-            domain::validate_user_name(name).map_err(|_| {
-                ApiError::bad_request("assignee: must be `me`, `none` or a user name")
-            })?;
-            Facet::Assignee(name.to_string())
-        }
-    })
-}
-
 impl ConversationsApi {
     /// A conversation as the API answers with it, read again with its delivery state and
     /// crossed changes (the write that produced `c` has just been committed).
@@ -284,53 +270,26 @@ impl ConversationsApi {
         )]
         limit: Query<u32>,
     ) -> R<Json<InboxPage>> {
-        let mut filters = Vec::new();
-        if let Some(k) = kind.0 {
-            filters.push(Facet::Kind(k.into()));
-        }
-        if let Some(s) = state.0 {
-            filters.push(Facet::State(s.into()));
-        }
-        if let Some(p) = progress.0 {
-            filters.push(Facet::Progress(p.into()));
-        }
-        if let Some(p) = partner.0 {
-            filters.push(Facet::Partner(
-                OrgId::parse(&p).map_err(crate::service::ServiceError::from)?,
-            ));
-        }
-        if let Some(k) = topic_kind.0 {
-            filters.push(Facet::TopicKind(k.into()));
-        }
-        if let Some(r) = topic_ref.0 {
-            filters.push(Facet::TopicRef(r));
-        }
-        if let Some(r) = reference_id.0 {
-            filters.push(Facet::ReferenceId(r));
-        }
-        if awaiting_reply.0 == Some(true) {
-            filters.push(Facet::AwaitingReply);
-        }
-        if action_required.0 == Some(true) {
-            filters.push(Facet::ActionRequired);
-        }
-        if let Some(a) = assignee.0 {
-            filters.push(assignee_facet(&a, &auth.0.user)?);
-        }
-        let f = InboxFilter {
-            filters,
+        let (f, view) = InboxParams {
+            kind: kind.0,
+            state: state.0,
+            progress: progress.0,
             overdue: overdue.0,
-            cursor: cursor.0,
-            limit: limit.0 as usize,
+            partner: partner.0,
+            topic_kind: topic_kind.0,
+            topic_ref: topic_ref.0,
+            reference_id: reference_id.0,
+            awaiting_reply: awaiting_reply.0,
+            action_required: action_required.0,
             q: q.0,
-        };
-        let view = InboxView {
-            folder: folder.0.map(Into::into),
-            sort: match sort.0 {
-                Some(Sort::Due) => DomainSort::Due,
-                Some(Sort::Activity) | None => DomainSort::Activity,
-            },
-        };
+            folder: folder.0,
+            sort: sort.0,
+            cursor: cursor.0,
+            limit: limit.0,
+            assignee: assignee.0,
+            user: auth.0.user.clone(),
+        }
+        .parse()?;
         let page = self.svc.inbox_view(&auth.0, f, view).await?;
         let today = self.svc.today();
         let ids = page.items.iter().map(|(s, _)| s.id).collect();

@@ -59,6 +59,24 @@ impl ApiError {
     pub fn forbidden(detail: impl ToString) -> Self {
         ApiError::Forbidden(body("forbidden", detail))
     }
+
+    /// The `{error, detail}` this error answers with, for a per-item result inside a 2xx
+    /// (bulk actions report each conversation's failure with the single endpoint's code).
+    pub fn into_body(self) -> ErrorBody {
+        match self {
+            ApiError::BadRequest(b)
+            | ApiError::Unauthorized(b)
+            | ApiError::Forbidden(b)
+            | ApiError::NotFound(b)
+            | ApiError::Conflict(b)
+            | ApiError::TooLarge(b)
+            | ApiError::UnsupportedMediaType(b)
+            | ApiError::Unprocessable(b)
+            | ApiError::TooManyRequests(b, _)
+            | ApiError::Internal(b)
+            | ApiError::Unavailable(b) => b.0,
+        }
+    }
 }
 
 impl From<ServiceError> for ApiError {

@@ -4,9 +4,12 @@
 
 mod admin;
 mod auth;
+mod bulk;
 mod conversations;
 pub mod error;
 mod events;
+mod export;
+mod inbox_params;
 mod models;
 mod notifications;
 mod peers;
@@ -58,6 +61,8 @@ type Apis = (
     notifications::NotificationsApi,
     team::TeamApi,
     team::PeopleApi,
+    bulk::BulkApi,
+    export::ExportApi,
 );
 
 fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()> {
@@ -76,6 +81,8 @@ fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()
             notifications::NotificationsApi { svc: svc.clone() },
             team::TeamApi { svc: svc.clone() },
             team::PeopleApi { svc: svc.clone() },
+            bulk::BulkApi { svc: svc.clone() },
+            export::ExportApi { svc: svc.clone() },
         ),
         "Parley",
         env!("CARGO_PKG_VERSION"),

@@ -156,6 +156,17 @@ impl Service {
 
     /// Applies a command to an existing conversation; answers with the conversation after it.
     pub async fn command(&self, p: &Principal, id: Uuid, cmd: Command) -> Result<Conversation> {
+        Ok(self.command_keyed(p, id, cmd, None).await?.0)
+    }
+
+    /// [`Service::command`], also saying whether the command changed the conversation
+    /// (`false`: it already was as asked, and nothing was written).
+    pub async fn command_outcome(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        cmd: Command,
+    ) -> Result<(Conversation, bool)> {
         self.command_keyed(p, id, cmd, None).await
     }
 
@@ -173,7 +184,7 @@ impl Service {
             id: message_id.unwrap_or_else(new_id),
             body,
         };
-        self.command_keyed(p, id, cmd, idempotency_key).await
+        Ok(self.command_keyed(p, id, cmd, idempotency_key).await?.0)
     }
 
     async fn command_keyed(
@@ -182,7 +193,7 @@ impl Service {
         id: Uuid,
         mut cmd: Command,
         key: Option<String>,
-    ) -> Result<Conversation> {
+    ) -> Result<(Conversation, bool)> {
         super::team::conversation_id(id)?;
         let user = p.user.clone();
         let now = self.now();
@@ -250,7 +261,7 @@ impl Service {
         if seq > 0 {
             self.notify(id, seq);
         }
-        Ok(view)
+        Ok((view, seq > 0))
     }
 
     pub async fn get(&self, _p: &Principal, id: Uuid) -> Result<Conversation> {

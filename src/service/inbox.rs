@@ -42,6 +42,20 @@ impl Service {
         f: InboxFilter,
         view: InboxView,
     ) -> Result<InboxPage> {
+        if f.limit == 0 || f.limit > 200 {
+            return Err(DomainError::invalid("limit", "must be between 1 and 200").into());
+        }
+        self.inbox_page(p, f, view).await
+    }
+
+    /// [`Service::inbox_view`] without its page-size limit, for the node's own walks over
+    /// every page (export, bulk by filter); `f.limit` must be at least 1.
+    pub(super) async fn inbox_page(
+        &self,
+        p: &Principal,
+        f: InboxFilter,
+        view: InboxView,
+    ) -> Result<InboxPage> {
         let today = self.clock.today();
         let cursor = match &f.cursor {
             None => None,
@@ -52,9 +66,6 @@ impl Service {
                 )
             })?),
         };
-        if f.limit == 0 || f.limit > 200 {
-            return Err(DomainError::invalid("limit", "must be between 1 and 200").into());
-        }
         self.store.sweep_overdue(today).await?;
         let mut filters = f.filters;
         if f.overdue == Some(true) {
@@ -102,16 +113,22 @@ impl Service {
         Ok(page)
     }
 
-    /// Marks a conversation read (`true`) or unread for this user only.
-    pub async fn set_read(&self, p: &Principal, id: Uuid, read: bool) -> Result<()> {
+    /// Marks a conversation read (`true`) or unread for this user only. Answers whether the
+    /// mark changed (`false`: it already was so, and nothing was written).
+    pub async fn set_read(&self, p: &Principal, id: Uuid, read: bool) -> Result<bool> {
         let user = p.user.clone();
         self.store
             .write(move |ctx| -> Result<_> {
                 if !index::is_listed(ctx.read_tx(), id.as_u128())? {
                     return Err(super::conversations::not_found(id));
                 }
+                let read_now = !crate::store::marks::is_unread(ctx.read_tx(), &user, id.as_u128())?;
+                if read_now == read {
+                    // Already as asked: nothing to write.
+                    return Ok(false);
+                }
                 index::set_unread(ctx.tx(), &user, id.as_u128(), !read)?;
-                Ok(())
+                Ok(true)
             })
             .await
     }

@@ -3,7 +3,9 @@
 
 mod accounts;
 mod brake;
+mod bulk;
 mod conversations;
+mod export;
 mod inbox;
 mod invites;
 mod notifications;
@@ -30,7 +32,9 @@ pub use crate::store::accounts::{Partner, TokenRecord, User, UserKind};
 pub use crate::store::peers::Peer;
 pub use accounts::{NewToken, TokenSecret};
 pub use brake::{LoginThrottle, SIGNIN_WINDOW};
+pub use bulk::{BulkAction, BulkItem, BulkOutcome, BulkTarget, MAX_IDS, MAX_MATCHING};
 pub use conversations::{CreateInput, Detail};
+pub use export::{EXPORT_PAGE, ExportPages, ExportRow};
 pub use inbox::{InboxFilter, InboxView};
 pub use invites::{InviteCode, InvitePreview, InviteTarget};
 pub use notifications::{NotifySettings, NotifyUpdate};

@@ -65,6 +65,25 @@ impl Service {
 
     /// Assigns conversation `id` to `to` (a user of this node), or to nobody.
     pub async fn assign(&self, p: &Principal, id: Uuid, to: Option<String>) -> Result<Team> {
+        Ok(self.assign_outcome(p, id, to).await?.0)
+    }
+
+    /// [`Service::assign`], saying whether anything changed (for bulk results).
+    pub async fn assign_changed(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        to: Option<String>,
+    ) -> Result<bool> {
+        Ok(self.assign_outcome(p, id, to).await?.1)
+    }
+
+    async fn assign_outcome(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        to: Option<String>,
+    ) -> Result<(Team, bool)> {
         teamable(id)?;
         if let Some(u) = &to {
             validate_user_name(u)
@@ -100,7 +119,7 @@ impl Service {
         if seq > 0 {
             self.notify(id, seq);
         }
-        Ok(t)
+        Ok((t, seq > 0))
     }
 
     /// Writes an internal note on conversation `id`.

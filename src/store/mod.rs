@@ -15,6 +15,7 @@ pub mod due_sort;
 pub mod hook_queue;
 pub mod index;
 pub mod mail_queue;
+pub mod marks;
 mod order;
 pub mod outbox;
 mod pairs;
