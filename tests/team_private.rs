@@ -93,7 +93,14 @@ async fn notes_and_assignment_reach_our_other_site_and_never_the_partner() {
     let site1 = TestNode::start("acme", Role::Retailer).await;
     let site2 = TestNode::start("acme", Role::Retailer).await;
     let bolt = TestNode::start("bolt", Role::Supplier).await;
-    // bolt reaches each acme site only through a recorder; acme sites cannot dial bolt.
+    // bolt reaches each acme site only through a recorder; acme sites cannot dial bolt. Each
+    // node sets its own address once its server is up: wait for that before replacing it.
+    for n in [&site1, &site2, &bolt] {
+        eventually(10, "the node's server", || async {
+            n.svc().public_url().map(|_| ())
+        })
+        .await;
+    }
     let rec1 = Recorder::start(site1.addr()).await;
     let rec2 = Recorder::start(site2.addr()).await;
     bolt.svc().set_public_url(None);
@@ -237,7 +244,13 @@ async fn notes_and_assignment_reach_our_other_site_and_never_the_partner() {
 
     // 3. Nothing that crossed between acme and bolt carries it, nor names a team document.
     let (text, docs, changes) = wire_text(&[&rec1, &rec2]);
-    assert!(changes > 0, "the recorders saw the conversation's changes");
+    assert!(
+        changes > 0,
+        "the recorders saw the conversation's changes: {} and {} messages, {} bytes; {text:.2000}",
+        rec1.messages.lock().unwrap().len(),
+        rec2.messages.lock().unwrap().len(),
+        rec1.raw.lock().unwrap().len()
+    );
     assert!(
         text.contains("Adding the fabric now"),
         "the decoding found the public reply"
@@ -433,6 +446,57 @@ async fn only_the_author_changes_a_note_and_bad_input_changes_nothing() {
     assert_eq!(none["total"], 1);
     let (s, v) = acme.get("/api/v1/conversations?assignee=two%20words").await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+
+    // Assignment in bulk: each conversation's own outcome; what is malformed changes nothing.
+    let other = acme
+        .create(json!({"kind": "task", "partner": "bolt", "subject": "Pallet labels", "body": "x"}))
+        .await;
+    let ids = json!([id, other["id"]]);
+    let (s, r) = acme
+        .post(
+            "/api/v1/conversations/bulk",
+            json!({"action": "assign", "assignee": "ann", "ids": ids}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["changed"], 2, "{r}");
+    let (_, r) = acme
+        .post(
+            "/api/v1/conversations/bulk",
+            json!({"action": "assign", "assignee": "ann", "ids": ids}),
+        )
+        .await;
+    assert_eq!(r["unchanged"], 2, "assigned already: {r}");
+    for (body, what) in [
+        (json!({"action": "assign", "ids": ids}), "assignee missing"),
+        (
+            json!({"action": "resolve", "assignee": "ann", "ids": ids}),
+            "assignee with another action",
+        ),
+        (
+            json!({"action": "assign", "assignee": "ann", "progress": "open", "ids": ids}),
+            "progress with assign",
+        ),
+    ] {
+        let (s, v) = acme.post("/api/v1/conversations/bulk", body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{what}: {v}");
+    }
+    let (s, r) = acme
+        .post(
+            "/api/v1/conversations/bulk",
+            json!({"action": "assign", "assignee": "ghost", "ids": ids}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r["failed"], 2, "{r}");
+    assert_eq!(r["results"][0]["code"], "unprocessable", "{r}");
+    let (s, r) = acme
+        .post("/api/v1/conversations/bulk", json!({"action": "assign", "assignee": null, "filter": {"folder": "inbox", "assignee": "ann"}}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["changed"], 2, "{r}");
+    let (_, none) = acme.get("/api/v1/conversations?assignee=none").await;
+    assert_eq!(none["total"], 2);
 
     // A rebuild of the indexes derives the same assignee rows from the team documents.
     let (s, _) = acme
