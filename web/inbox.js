@@ -225,7 +225,7 @@ export async function renderInbox(main, params) {
       h('span', { id: 'bulk-count', 'aria-live': 'polite' }, allMatching ? `All ${n} matching selected` : `${n} selected`),
       !allMatching && lastTotal > 0 ? h('button', { type: 'button', id: 'bulk-all', onclick: () => { allMatching = true; drawBulk(); } }, `Select all ${lastTotal} matching`) : '',
       allMatching || selected.size ? h('button', { type: 'button', id: 'bulk-none', onclick: () => { allMatching = false; selected.clear(); shown = null; load(); } }, 'Clear selection') : '',
-      n ? [
+      ...(n ? [
         h('button', { type: 'button', id: 'bulk-resolve', onclick: () => runBulk('resolve') }, 'Resolve'),
         h('button', { type: 'button', id: 'bulk-reopen', onclick: () => runBulk('reopen') }, 'Reopen'),
         h('button', { type: 'button', id: 'bulk-read', onclick: () => runBulk('mark_read') }, 'Mark read'),
@@ -238,7 +238,7 @@ export async function renderInbox(main, params) {
           if (!progressSel.value) { toast('Choose the progress to set.'); return; }
           runBulk('set_progress', { progress: progressSel.value });
         } }, 'Set progress'),
-      ] : '');
+      ] : []));
   }
 
   const title = searching ? `Search: ${filters.q}${scope ? ` in ${scope.label}` : ''}` : folder.label;
