@@ -37,6 +37,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+// The WebSocket reader of the proxy tests, shared rather than copied.
+#[allow(dead_code)]
+#[path = "../tests/common/wstap.rs"]
+mod wstap;
+use wstap::{Dir, WsTap};
+
 // ---------------------------------------------------------------------------------------------
 // Small helpers.
 
@@ -184,14 +190,6 @@ fn cpu_report(
 
 // ---------------------------------------------------------------------------------------------
 // A counting, decoding, cutting TCP proxy.
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Dir {
-    /// From the dialing node to the node it dials.
-    Up,
-    /// Back.
-    Down,
-}
 
 /// What one sync frame carried.
 #[derive(Clone, Copy, Default, Debug)]
@@ -415,115 +413,6 @@ async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, dir: Dir, log: Ar
         }
     }
     let _ = to.shutdown().await;
-}
-
-/// Reads WebSocket messages out of one direction of a connection (after the HTTP upgrade);
-/// other HTTP traffic through the proxy (pairing) is passed over.
-struct WsTap {
-    dir: Dir,
-    mode: Mode,
-    upgraded: bool,
-    buf: Vec<u8>,
-    message: Vec<u8>,
-}
-
-enum Mode {
-    Head,
-    Frames,
-    Off,
-}
-
-impl WsTap {
-    fn new(dir: Dir) -> WsTap {
-        WsTap {
-            dir,
-            mode: Mode::Head,
-            upgraded: false,
-            buf: Vec::new(),
-            message: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        if matches!(self.mode, Mode::Off) {
-            return out;
-        }
-        self.buf.extend_from_slice(data);
-        if matches!(self.mode, Mode::Head) {
-            let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                return out;
-            };
-            let head = String::from_utf8_lossy(&self.buf[..end]).to_ascii_lowercase();
-            let upgrade = match self.dir {
-                Dir::Down => head.starts_with("http/1.1 101"),
-                Dir::Up => head.contains("upgrade: websocket"),
-            };
-            self.buf.drain(..end + 4);
-            if !upgrade {
-                self.mode = Mode::Off;
-                self.buf.clear();
-                return out;
-            }
-            self.upgraded = true;
-            self.mode = Mode::Frames;
-        }
-        loop {
-            let b = &self.buf;
-            if b.len() < 2 {
-                break;
-            }
-            let (fin, op, masked) = (b[0] & 0x80 != 0, b[0] & 0x0f, b[1] & 0x80 != 0);
-            let (mut pos, mut len) = (2, (b[1] & 0x7f) as usize);
-            if len == 126 {
-                if b.len() < 4 {
-                    break;
-                }
-                len = u16::from_be_bytes([b[2], b[3]]) as usize;
-                pos = 4;
-            } else if len == 127 {
-                if b.len() < 10 {
-                    break;
-                }
-                len = u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize;
-                pos = 10;
-            }
-            let mask = if masked {
-                if b.len() < pos + 4 {
-                    break;
-                }
-                pos += 4;
-                Some([b[pos - 4], b[pos - 3], b[pos - 2], b[pos - 1]])
-            } else {
-                None
-            };
-            if b.len() < pos + len {
-                break;
-            }
-            let mut payload = b[pos..pos + len].to_vec();
-            if let Some(m) = mask {
-                for (i, x) in payload.iter_mut().enumerate() {
-                    *x ^= m[i % 4];
-                }
-            }
-            self.buf.drain(..pos + len);
-            match op {
-                0x0 | 0x2 => {
-                    self.message.extend_from_slice(&payload);
-                    if fin {
-                        out.push(std::mem::take(&mut self.message));
-                    }
-                }
-                0x8 => {
-                    self.mode = Mode::Off;
-                    self.buf.clear();
-                    break;
-                }
-                _ => {} // ping, pong
-            }
-        }
-        out
-    }
 }
 
 /// One connection's traffic, summarised.

@@ -73,7 +73,10 @@ async fn a_team_shares_the_inbox() {
     b.click("#note-send").await;
     b.wait_contains("#thread li.note.internal", "chase on Monday")
         .await;
-    let label = b.text("#thread li.note.internal .note-label").await.to_lowercase();
+    let label = b
+        .text("#thread li.note.internal .note-label")
+        .await
+        .to_lowercase();
     assert!(
         label.contains("internal") && label.contains("not visible to bolt co"),
         "{label}"

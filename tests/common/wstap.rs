@@ -14,6 +14,8 @@ pub enum Dir {
 /// same proxy (pairing) is passed over.
 pub struct WsTap {
     dir: Dir,
+    /// The HTTP upgrade to WebSocket has been seen on this connection.
+    pub upgraded: bool,
     mode: Mode,
     buf: Vec<u8>,
     message: Vec<u8>,
@@ -29,6 +31,7 @@ impl WsTap {
     pub fn new(dir: Dir) -> WsTap {
         WsTap {
             dir,
+            upgraded: false,
             mode: Mode::Head,
             buf: Vec::new(),
             message: Vec::new(),
@@ -66,6 +69,7 @@ impl WsTap {
                 return out;
             }
             self.mode = Mode::Frames;
+            self.upgraded = true;
         }
         loop {
             let b = &self.buf;
