@@ -206,6 +206,7 @@ fn list(tx: &WriteTransaction, old: Option<&Summary>, new: &Summary) -> Result<(
     super::order::row_changed(tx, old, new)?;
     tx.open_table(SUMMARIES)?
         .insert(id, encode_summary(new)?.as_slice())?;
+    tx.open_table(ACTIVITY)?.insert(id, new.activity_ms())?;
     Ok(())
 }
 

@@ -270,6 +270,7 @@ pub(super) fn forget(tx: &WriteTransaction, id: u128) -> Result<()> {
     super::pairs::update(tx, &names, &[])?;
     tx.open_table(DUE_PENDING)?.retain(|(_, i), _| i != id)?;
     tx.open_table(WORDS)?.retain(|(_, i), _| i != id)?;
+    tx.open_table(ACTIVITY)?.remove(id)?;
     tx.open_table(DUE_ORDER)?.retain(|(_, _, i), _| i != id)?;
     tx.open_table(UNREAD_ORDER)?
         .retain(|(_, _, i), _| i != id)?;

@@ -64,6 +64,10 @@ pub const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::n
 /// (search term, id): one entry per term of a conversation's subject, reference ID and topic
 /// ref (`domain::search`). No activity time, so replies leave it alone. Derived.
 pub const WORDS: TableDefinition<(&str, u128), ()> = TableDefinition::new("search_terms");
+/// Conversation -> last activity ms of its inbox row: where its facet entries are, so a search
+/// can order and filter its candidates by key lookups and decode only the rows it shows.
+/// Derived.
+pub const ACTIVITY: TableDefinition<u128, i64> = TableDefinition::new("row_activity");
 /// Topic records by (kind, ref), JSON [`crate::domain::topics::TopicRecord`].
 pub const TOPICS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("topics");
 /// (kind, lower-cased ref, ref) of every topic record: list views page and search refs in
@@ -104,6 +108,7 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     tx.open_table(SYNC_STATES)?;
     tx.open_table(PEER_CURSORS)?;
     tx.open_table(WORDS)?;
+    tx.open_table(ACTIVITY)?;
     tx.open_table(TOPICS)?;
     tx.open_table(TOPICS_FOLDED)?;
     tx.open_table(SESSIONS)?;
@@ -130,6 +135,7 @@ pub fn clear_derived(tx: &redb::WriteTransaction) -> Result<(), redb::TableError
     tx.delete_table(FEED_POS)?;
     tx.delete_table(HEADS)?;
     tx.delete_table(WORDS)?;
+    tx.delete_table(ACTIVITY)?;
     // Index version 4 and older kept search terms with their activity time under this name.
     tx.delete_table(TableDefinition::<(&str, i64, u128), ()>::new("words"))?;
     tx.delete_table(TOPICS_FOLDED)?;
