@@ -1,0 +1,333 @@
+//! The sync engine's view of this node for one peer ([`parley_sync::Host`]).
+//!
+//! A `SyncHost` lives for one call into a session. Reads come from one redb snapshot. Writes
+//! (documents accepted from the peer, sync states, the cursor) are collected in memory and
+//! written by [`Store::flush_sync`] in ONE group commit after the call returns and before its
+//! frames are sent: the peer only hears "stored" once everything it depends on is durable,
+//! and a first sync of thousands of documents costs one commit per answer frame, not one each.
+//! Reads see the collected writes, so a document accepted earlier in the same call is there.
+
+use std::collections::HashMap;
+
+use automerge::{Automerge, ChangeHash};
+use chrono::{DateTime, Utc};
+use parley_sync::{
+    Cursor, DocId, DocUpdate, FeedEntry, FeedPage, Host, HostError, StoreError as Refusal,
+};
+use redb::{ReadTransaction, ReadableTable};
+use uuid::Uuid;
+
+use super::index::{decode_heads, decode_summary};
+use super::peers::Peer;
+use super::tables::*;
+use super::{Identity, Store, StoreError, accounts, audience, quota};
+use crate::domain::audience::Audience;
+use crate::domain::policy::{Authority, Gate};
+use crate::domain::team::is_team_id;
+use crate::domain::{Conversation, OrgId, doc, limits};
+
+mod flush;
+mod host;
+mod team;
+
+pub use flush::Flushed;
+
+/// How many feed positions one `feed_since` call may pass over looking for shared documents.
+const SCAN_CAP: usize = 8192;
+
+/// The peer a session talks to, as this node sees it.
+#[derive(Debug, Clone)]
+pub struct PeerScope {
+    pub peer: Peer,
+    pub me: OrgId,
+}
+
+impl PeerScope {
+    /// What the peer may see, and on whose authority its changes are written.
+    pub fn audience(&self) -> Audience {
+        Audience::of(&self.peer.org_id, &self.me)
+    }
+}
+
+/// A document accepted from the peer, waiting for the flush.
+struct Received {
+    /// Heads of the stored version the peer's changes were applied to; empty when the
+    /// conversation is new here.
+    base: Vec<ChangeHash>,
+    /// The session's copy: the stored version with the peer's changes applied.
+    doc: Automerge,
+    /// The typed view of `doc`, read once by the write-rule check and reused for the indexes.
+    view: Conversation,
+}
+
+/// What one call into a session wants written.
+#[derive(Default)]
+pub struct Pending {
+    docs: HashMap<u128, Received>,
+    order: Vec<u128>,
+    states: HashMap<u128, Vec<u8>>,
+    cursor: Option<Cursor>,
+    /// Raw change bytes accepted from the peer, counted against its daily quota at the flush.
+    bytes: u64,
+    /// The authority the accepted changes were checked under, for the check at the flush.
+    authority: Option<Authority>,
+    /// Conversations not yet delivered whose exact current heads a partner-org peer
+    /// announced: settled at the flush (`store::delivery`).
+    acked: Vec<(u128, Vec<ChangeHash>)>,
+    /// Team documents accepted from another site of ours (`store::team`), with the heads of
+    /// the version they were applied to, in order.
+    team: Vec<(u128, Vec<ChangeHash>, Automerge)>,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+            && self.states.is_empty()
+            && self.cursor.is_none()
+            && self.acked.is_empty()
+            && self.team.is_empty()
+    }
+
+    /// Documents this batch changes.
+    pub fn doc_ids(&self) -> Vec<Uuid> {
+        self.order.iter().map(|id| Uuid::from_u128(*id)).collect()
+    }
+}
+
+pub struct SyncHost<'a> {
+    scope: &'a PeerScope,
+    audience: Audience,
+    /// This node (read once per call; it never changes).
+    ident: Identity,
+    /// Conversations whose stored bytes did not verify during this call: skipped, never
+    /// written, so one damaged document cannot end the exchange for all the others.
+    damaged: std::collections::HashSet<u128>,
+    now: DateTime<Utc>,
+    feed_id: u64,
+    quota_per_day: u64,
+    rtx: ReadTransaction,
+    pending: Pending,
+}
+
+fn h(e: StoreError) -> HostError {
+    if e.is_transient() {
+        HostError::transient(e.to_string())
+    } else {
+        HostError::permanent(e.to_string())
+    }
+}
+
+fn hr(e: impl Into<redb::Error>) -> HostError {
+    h(StoreError::Db(Box::new(e.into())))
+}
+
+fn uid(d: DocId) -> u128 {
+    u128::from_be_bytes(d.0)
+}
+
+impl<'a> SyncHost<'a> {
+    /// A host for one call into `scope`'s session; `now` dates what the gate compares with.
+    pub fn new(
+        store: &Store,
+        scope: &'a PeerScope,
+        now: DateTime<Utc>,
+    ) -> Result<Self, StoreError> {
+        let rtx = store.begin_read()?;
+        let ident = accounts::read_identity(&rtx)?.ok_or(StoreError::NoIdentity)?;
+        let audience = Audience::of(&scope.peer.org_id, &ident.org_id);
+        let feed_id = match &audience {
+            Audience::OwnSite => store.feed_id(),
+            Audience::Partner(o) => audience::feed_id(store.feed_id(), o.as_str()),
+        };
+        let pending = Pending {
+            authority: Some(audience.authority()),
+            ..Pending::default()
+        };
+        Ok(SyncHost {
+            scope,
+            audience,
+            ident,
+            damaged: Default::default(),
+            now,
+            feed_id,
+            quota_per_day: store.peer_quota_per_day(),
+            rtx,
+            pending,
+        })
+    }
+
+    fn gate(&self) -> Gate<'_> {
+        Gate {
+            me: &self.ident.org_id,
+            my_role: self.ident.role,
+            now: self.now,
+        }
+    }
+
+    pub fn into_pending(self) -> Pending {
+        self.pending
+    }
+
+    /// Whether this peer may know of document `id` at all. A team document (assignment and
+    /// internal notes) is for our own sites only: every read and write path of this host asks
+    /// here first, so no partner is ever offered, sent or allowed to write one, whatever it
+    /// asks for.
+    fn visible(&self, id: u128) -> bool {
+        !is_team_id(id) || self.audience == Audience::OwnSite
+    }
+
+    fn pending_team(&self, id: u128) -> Option<&Automerge> {
+        self.pending
+            .team
+            .iter()
+            .rev()
+            .find(|(i, _, _)| *i == id)
+            .map(|(_, _, d)| d)
+    }
+
+    fn shared_id(&self, id: u128) -> Result<bool, HostError> {
+        if !self.visible(id) {
+            return Ok(false);
+        }
+        if is_team_id(id) {
+            if self.pending_team(id).is_some() {
+                return Ok(true);
+            }
+            let heads = self.rtx.open_table(HEADS).map_err(hr)?;
+            return Ok(heads.get(id).map_err(hr)?.is_some());
+        }
+        if self.pending.docs.contains_key(&id) {
+            return Ok(true);
+        }
+        let summaries = self.rtx.open_table(SUMMARIES).map_err(hr)?;
+        let Some(v) = summaries.get(id).map_err(hr)? else {
+            return Ok(false);
+        };
+        if self.audience == Audience::OwnSite {
+            return Ok(true);
+        }
+        let s = match decode_summary(id, v.value()) {
+            Ok(s) => s,
+            // A damaged row is derived again from the document; a damaged document is shared
+            // with nobody until it is restored.
+            Err(_) => match super::rebuild::derive_read(&self.rtx, id, &self.ident).map_err(h)? {
+                Some(s) => s,
+                None => return Ok(false),
+            },
+        };
+        Ok(self.audience.may_see_partner(&s.partner))
+    }
+
+    /// The partner's own feed, for a partner audience: positions count only what is shared.
+    fn partner_feed_since(
+        &mut self,
+        partner: &str,
+        since: u64,
+        limit: usize,
+    ) -> Result<FeedPage, HostError> {
+        let heads = self.rtx.open_table(HEADS).map_err(hr)?;
+        let entries = audience::since(&self.rtx, partner, since, limit.max(1)).map_err(h)?;
+        let mut page = FeedPage {
+            entries: Vec::with_capacity(entries.len()),
+            scanned_to: since,
+        };
+        for (seq, id) in entries {
+            page.scanned_to = seq;
+            if self.visible(id) {
+                page.entries.push(feed_entry(&heads, seq, id)?);
+            }
+        }
+        Ok(page)
+    }
+
+    /// A partner-org peer announced exactly our heads of `id`: if it is still marked not
+    /// delivered, the flush settles it (checking the org and the heads again in its commit).
+    fn note_ack(&mut self, id: u128, heads: Vec<ChangeHash>) -> Result<(), HostError> {
+        if matches!(self.audience, Audience::Partner(_))
+            && self.pending.acked.len() < SCAN_CAP
+            && super::delivery::is_undelivered(&self.rtx, id).map_err(h)?
+        {
+            self.pending.acked.push((id, heads));
+        }
+        Ok(())
+    }
+
+    /// Refuses a peer's version of a conversation whose raw changes break the size limits or
+    /// the peer's daily quota; returns the bytes it adds.
+    fn check_size(&self, update: &DocUpdate<'_>, id: u128) -> Result<u64, Refusal> {
+        let base = update.before.map(|b| b.get_heads()).unwrap_or_default();
+        let mut added = 0u64;
+        for c in update.after.get_changes(&base) {
+            let n = c.raw_bytes().len();
+            if n > limits::CHANGE_BYTES {
+                return Err(Refusal::Rejected(format!(
+                    "one change is {n} bytes; a change may be at most {} bytes",
+                    limits::CHANGE_BYTES
+                )));
+            }
+            added += n as u64;
+        }
+        let stored = if update.before.is_some() {
+            quota::stored_bytes(&self.rtx, id).map_err(|e| Refusal::Host(h(e)))?
+        } else {
+            0
+        };
+        if stored + added > limits::CONVERSATION_BYTES as u64 {
+            return Err(Refusal::Rejected(format!(
+                "the conversation would take {} bytes; one conversation may take at most {} bytes",
+                stored + added,
+                limits::CONVERSATION_BYTES
+            )));
+        }
+        let day = day_of(self.now);
+        let used = quota::used(&self.rtx, self.scope.peer.node_id.as_u128(), day)
+            .map_err(|e| Refusal::Host(h(e)))?;
+        if used + self.pending.bytes + added > self.quota_per_day {
+            return Err(Refusal::Rejected(format!(
+                "this node accepts at most {} bytes of changes per day from one peer; the rest waits until tomorrow",
+                self.quota_per_day
+            )));
+        }
+        Ok(added)
+    }
+}
+
+/// A feed entry for conversation `id` at `seq`, with its current heads from the index.
+fn feed_entry(
+    heads: &impl ReadableTable<u128, &'static [u8]>,
+    seq: u64,
+    id: u128,
+) -> Result<FeedEntry, HostError> {
+    let hs = heads
+        .get(id)
+        .map_err(hr)?
+        .map(|b| decode_heads(b.value()))
+        .unwrap_or_default();
+    Ok(FeedEntry {
+        seq,
+        doc: DocId(id.to_be_bytes()),
+        heads: hs,
+    })
+}
+
+fn day_of(t: DateTime<Utc>) -> i32 {
+    use chrono::Datelike;
+    t.date_naive().num_days_from_ce()
+}
+
+impl Store {
+    /// How many conversations shared with the peer changed after feed position `since` (at most
+    /// `cap`; a bounded scan of the feed, not of the store).
+    pub fn shared_changes_since(
+        &self,
+        scope: &PeerScope,
+        since: u64,
+        cap: usize,
+    ) -> Result<u64, StoreError> {
+        let mut host = SyncHost::new(self, scope, Utc::now())?;
+        let page = host
+            .feed_since(since, cap)
+            .map_err(|e| StoreError::Record("feed".into(), e.to_string()))?;
+        Ok(page.entries.len() as u64)
+    }
+}
