@@ -119,6 +119,28 @@ async fn bodies_and_notes_are_found_in_every_folder() {
     assert_eq!(ids(&search(&acme, "marguerite").await), vec![a.to_string()]);
     assert_eq!(ids(&search(&acme, "carton").await), vec![b.to_string()]);
     assert!(acme.svc().store().check().await.unwrap().is_clean());
+
+    // `parley check` sees a lost or altered word entry, and a rebuild restores it.
+    let ida = uuid::Uuid::parse_str(a).unwrap().as_u128();
+    acme.svc()
+        .store()
+        .write(move |ctx| -> Result<(), parley::store::StoreError> {
+            let mut t = ctx.tx().open_table(parley::store::text_words::TEXT_WORDS)?;
+            t.remove(("marguerite", ida))?;
+            t.insert(("reshoot", ida), 7)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let report = acme.svc().store().check().await.unwrap();
+    assert_eq!(
+        report.mismatched,
+        vec![uuid::Uuid::from_u128(ida)],
+        "{report:?}"
+    );
+    acme.svc().store().rebuild_indexes().unwrap();
+    assert!(acme.svc().store().check().await.unwrap().is_clean());
+    assert_eq!(ids(&search(&acme, "marguerite").await), vec![a.to_string()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,6 +74,8 @@ pub fn check_tx(tx: &ReadTransaction) -> Result<CheckReport> {
     // Team documents first: what they say the assignees are is what the rows must say.
     let all = docs::all_ids(tx)?;
     let mut assignees = HashMap::<u128, String>::new();
+    let mut notes = HashMap::<u128, Vec<String>>::new();
+    let mut text_expected = HashMap::<u128, u64>::new();
     let mut team_mismatch = BTreeSet::new();
     for id in all
         .iter()
@@ -87,6 +89,10 @@ pub fn check_tx(tx: &ReadTransaction) -> Result<CheckReport> {
                 if let Some(a) = t.assignee {
                     assignees.insert(conv.as_u128(), a);
                 }
+                notes.insert(
+                    conv.as_u128(),
+                    t.notes.into_iter().map(|n| n.body).collect(),
+                );
             }
             // Named by its conversation, which the API knows.
             Err(_) => {
@@ -124,10 +130,15 @@ pub fn check_tx(tx: &ReadTransaction) -> Result<CheckReport> {
                 .map_err(|e| StoreError::Corrupt(Uuid::from_u128(id), e.to_string()))?;
             let mut row = Summary::of(&c, &me.org_id);
             row.assignee = assignees.get(&id).cloned();
-            Ok((row, d.get_heads()))
+            // The words of its messages and of our notes on it, as `text_words` must hold them.
+            let mut texts: Vec<&str> = c.messages.iter().map(|m| m.body.as_str()).collect();
+            texts.extend(notes.get(&id).into_iter().flatten().map(String::as_str));
+            let words = super::text_words::digest(&texts);
+            Ok((row, d.get_heads(), words))
         });
         match read {
-            Ok((row, heads)) => {
+            Ok((row, heads, words)) => {
+                text_expected.insert(id, words);
                 let (facets, _) = placement(&row, swept);
                 let at = row.activity_ms();
                 expected.insert(
@@ -149,6 +160,18 @@ pub fn check_tx(tx: &ReadTransaction) -> Result<CheckReport> {
     let known = |id: &u128| expected.contains_key(id) || damaged.contains(id) || teams.contains(id);
 
     let mut mismatched = team_mismatch;
+    // The words of bodies and notes: each conversation's entries add up to what its texts do.
+    let stored = super::text_words::digests(tx)?;
+    for (id, want) in &text_expected {
+        if stored.get(id).copied().unwrap_or(0) != *want {
+            mismatched.insert(*id);
+        }
+    }
+    for id in stored.keys() {
+        if !text_expected.contains_key(id) && !damaged.contains(id) {
+            r.strays += 1;
+        }
+    }
     let summaries = tx.open_table(SUMMARIES)?;
     let heads = tx.open_table(HEADS)?;
     for (id, e) in &expected {

@@ -85,6 +85,36 @@ pub fn count_prefix(tx: &ReadTransaction, prefix: &str, cap: usize) -> Result<us
         .count())
 }
 
+/// One entry's part of a conversation's digest: FNV-1a of the term and its count. Parts are
+/// added (wrapping), so the digest does not depend on the order entries are met in.
+fn part(term: &str, n: u64) -> u64 {
+    term.bytes()
+        .chain(n.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+}
+
+/// What the entries of a conversation whose texts are `texts` add up to (for `parley check`).
+pub fn digest(texts: &[&str]) -> u64 {
+    tally(texts)
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .fold(0u64, |d, (t, n)| d.wrapping_add(part(&t, n as u64)))
+}
+
+/// The digest of every conversation's stored entries, in one walk of the table.
+pub fn digests(tx: &ReadTransaction) -> Result<std::collections::HashMap<u128, u64>> {
+    let mut out = std::collections::HashMap::new();
+    for item in tx.open_table(TEXT_WORDS)?.iter()? {
+        let (k, v) = item?;
+        let (term, id) = k.value();
+        let d = out.entry(id).or_insert(0u64);
+        *d = d.wrapping_add(part(term, u64::from(v.value())));
+    }
+    Ok(out)
+}
+
 pub fn create_tables(tx: &WriteTransaction) -> std::result::Result<(), redb::TableError> {
     tx.open_table(TEXT_WORDS)?;
     Ok(())
