@@ -173,6 +173,15 @@ async fn notes_and_assignment_reach_our_other_site_and_never_the_partner() {
     assert!(at2["notes"][0]["body"].as_str().unwrap().contains(&marker));
     let (_, page) = site2.get("/api/v1/conversations?assignee=ann").await;
     assert_eq!(page["total"], 1, "{page}");
+    // The changes feed lists the conversation once, at its latest change (the team one).
+    let (_, ch) = site1.get("/api/v1/changes?since=0&limit=1000").await;
+    let listed = ch["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.to_string().contains(&id))
+        .count();
+    assert_eq!(listed, 1, "{ch}");
     let (_, page) = site2
         .get(&format!("/api/v1/conversations?q={marker}&folder=all"))
         .await;
@@ -374,6 +383,25 @@ async fn only_the_author_changes_a_note_and_bad_input_changes_nothing() {
             json!({"assignee": "two words"}),
             StatusCode::BAD_REQUEST,
         ),
+        // A misspelt or missing field must not read as "unassign".
+        (
+            "PUT",
+            format!("/api/v1/conversations/{id}/assignee"),
+            json!({"asignee": "ann"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            format!("/api/v1/conversations/{id}/assignee"),
+            json!({}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "PUT",
+            format!("/api/v1/conversations/{id}/assignee"),
+            json!({"assignee": ""}),
+            StatusCode::BAD_REQUEST,
+        ),
         (
             "PUT",
             format!("/api/v1/conversations/{team_like}/assignee"),
@@ -487,9 +515,8 @@ async fn only_the_author_changes_a_note_and_bad_input_changes_nothing() {
             json!({"action": "assign", "assignee": "ghost", "ids": ids}),
         )
         .await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(r["failed"], 2, "{r}");
-    assert_eq!(r["results"][0]["code"], "unprocessable", "{r}");
+    // An unknown assignee is one refusal for the whole request, not one per conversation.
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
     let (s, r) = acme
         .post("/api/v1/conversations/bulk", json!({"action": "assign", "assignee": null, "filter": {"folder": "inbox", "assignee": "ann"}}))
         .await;

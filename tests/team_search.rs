@@ -78,6 +78,40 @@ async fn bodies_and_notes_are_found_in_every_folder() {
         vec![a.to_string()]
     );
     assert!(ids(&search(&acme, "catalogue carton").await).is_empty());
+    // Words joined by `#` or `@` are found by their parts.
+    let c = acme
+        .create(json!({"kind": "message", "partner": "bolt", "subject": "Support", "body": "see ticket#TK-77 from ops@depot.example"}))
+        .await;
+    let c = c["id"].as_str().unwrap().to_string();
+    assert_eq!(ids(&search(&acme, "TK-77").await), vec![c.clone()]);
+    assert_eq!(ids(&search(&acme, "depot.example").await), vec![c.clone()]);
+    // A search of punctuation only is refused: it would list everything (and a bulk action on
+    // "all matching" would take everything).
+    for q in ["*", "-", "\"", "\u{202E}", "  "] {
+        let (s, v) = acme
+            .get(&format!(
+                "/api/v1/conversations?folder=all&q={}",
+                urlencode(q)
+            ))
+            .await;
+        // A blank `q` on the list is no search at all; "all matching" a blank one is refused.
+        if !q.trim().is_empty() {
+            assert_eq!(s, StatusCode::BAD_REQUEST, "q={q:?}: {v}");
+        }
+        let (s, v) = acme
+            .post(
+                "/api/v1/conversations/bulk",
+                json!({"action": "resolve", "filter": {"folder": "all", "q": q}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "bulk q={q:?}: {v}");
+    }
+    let (_, v) = acme.get("/api/v1/conversations?folder=resolved").await;
+    assert_eq!(
+        v["total"], 1,
+        "nothing was resolved by the refused requests: {v}"
+    );
+
     // Narrowed to a folder: the resolved one is not in the Inbox.
     let (_, v) = acme
         .get("/api/v1/conversations?folder=inbox&q=marguerite")
@@ -232,6 +266,19 @@ async fn every_folder_count_is_what_its_list_holds() {
             count(f),
             "{f}"
         );
+    }
+    // `mine` and `unassigned` are folders of their own too.
+    for f in ["mine", "unassigned"] {
+        let (s, page) = acme
+            .call(
+                "GET",
+                &format!("/api/v1/conversations?folder={f}"),
+                None,
+                Some(&bolt_token),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        assert_eq!(page["total"].as_u64(), Some(count(f)), "{f}");
     }
     let (_, unread) = acme
         .call(

@@ -184,6 +184,12 @@ fn target(
                     "is required: the folder whose conversations to take (`all` for every one)",
                 )
             })?;
+            if f.q.as_deref().is_some_and(|q| q.trim().is_empty()) {
+                return Err(bad(
+                    "filter.q",
+                    "is empty: leave it out to take every conversation of the folder, or give a word",
+                ));
+            }
             let (filter, view) = InboxParams {
                 kind: f.kind,
                 state: f.state,

@@ -38,6 +38,10 @@ pub enum Folder {
     Unread,
     /// Every conversation.
     All,
+    /// Open, and assigned to the signed-in user (the Inbox with `assignee=me`).
+    Mine,
+    /// Open, and assigned to nobody (the Inbox with `assignee=none`).
+    Unassigned,
 }
 
 impl From<Folder> for DomainFolder {
@@ -49,6 +53,8 @@ impl From<Folder> for DomainFolder {
             Folder::Resolved => DomainFolder::Resolved,
             Folder::Unread => DomainFolder::Unread,
             Folder::All => DomainFolder::All,
+            // The Inbox, narrowed by assignee (`InboxParams::parse` adds the filter).
+            Folder::Mine | Folder::Unassigned => DomainFolder::Inbox,
         }
     }
 }

@@ -70,6 +70,11 @@ impl InboxParams {
         if let Some(a) = &self.assignee {
             filters.push(assignee_facet(a, &self.user)?);
         }
+        match self.folder {
+            Some(Folder::Mine) => filters.push(Facet::Assignee(self.user.clone())),
+            Some(Folder::Unassigned) => filters.push(Facet::Unassigned),
+            _ => {}
+        }
         let f = InboxFilter {
             filters,
             overdue: self.overdue,
@@ -110,6 +115,8 @@ pub fn folder_name(f: Option<Folder>) -> &'static str {
         Some(Folder::Action) => "action",
         Some(Folder::Resolved) => "resolved",
         Some(Folder::Unread) => "unread",
+        Some(Folder::Mine) => "mine",
+        Some(Folder::Unassigned) => "unassigned",
         Some(Folder::All) | None => "all",
     }
 }

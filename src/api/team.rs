@@ -29,10 +29,11 @@ pub struct NoteBody {
 }
 
 #[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
 pub struct AssignBody {
-    /// A user of this node (`GET /api/v1/users`); `null` or absent: unassign.
+    /// Required: a person of this node (`GET /api/v1/colleagues`), or `null` to unassign.
     #[oai(validator(max_length = 64))]
-    pub assignee: Option<String>,
+    pub assignee: poem_openapi::types::MaybeUndefined<String>,
 }
 
 /// Who handles a conversation.
@@ -119,7 +120,21 @@ impl TeamApi {
         id: Path<Uuid>,
         b: Json<AssignBody>,
     ) -> R<Json<Assignment>> {
-        let to = b.0.assignee.filter(|s| !s.is_empty());
+        use poem_openapi::types::MaybeUndefined;
+        let to = match b.0.assignee {
+            MaybeUndefined::Undefined => {
+                return Err(ApiError::bad_request(
+                    "assignee: is required: a user name, or null to unassign",
+                ));
+            }
+            MaybeUndefined::Null => None,
+            MaybeUndefined::Value(s) if s.is_empty() => {
+                return Err(ApiError::bad_request(
+                    "assignee: is empty: give a user name, or null to unassign",
+                ));
+            }
+            MaybeUndefined::Value(s) => Some(s),
+        };
         let t = self.svc.assign(&auth.0, id.0, to).await?;
         Ok(Json(Assignment {
             assignee: t.assignee,

@@ -35,6 +35,16 @@ pub fn terms_of(text: &str, out: &mut Vec<String>) {
                 }
             }
         }
+        // Pieces joined by anything but `-`, `.` or `_`: `ticket#TK-77` is found by `tk-77`,
+        // `ann@bolt.example` by `bolt.example`.
+        let pieces: Vec<&str> = t
+            .split(|c: char| !(c.is_alphanumeric() || matches!(c, '-' | '.' | '_')))
+            .map(|p| p.trim_matches(|c: char| !c.is_alphanumeric()))
+            .filter(|p| p.chars().count() >= MIN_TERM_CHARS)
+            .collect();
+        if pieces.len() > 1 {
+            out.extend(pieces.into_iter().map(cut));
+        }
     }
 }
 

@@ -77,6 +77,15 @@ impl Service {
         action: BulkAction,
         target: BulkTarget,
     ) -> Result<Vec<BulkItem>> {
+        // Whom to assign to is one question for the whole request: asked once, up front.
+        if let BulkAction::Assign(Some(u)) = &action
+            && !self.colleagues().await?.iter().any(|c| &c.name == u)
+        {
+            return Err(DomainError::Unprocessable(format!(
+                "{u} is not a person of this node; assign to one of GET /api/v1/colleagues"
+            ))
+            .into());
+        }
         let targets: Vec<(String, Option<Uuid>)> = match target {
             BulkTarget::Ids(ids) => checked_ids(ids)?,
             BulkTarget::Filter(f, view) => self

@@ -88,6 +88,15 @@ impl Service {
             today,
         };
         let terms = crate::domain::search::query_terms(f.q.as_deref().unwrap_or(""));
+        // A search for nothing but punctuation would list everything: a bulk action on its
+        // "all matching" would then act on every conversation.
+        if terms.is_empty() && f.q.as_deref().is_some_and(|q| !q.trim().is_empty()) {
+            return Err(DomainError::invalid(
+                "q",
+                "has no letter or digit to search for; give a word, or leave q out to list everything",
+            )
+            .into());
+        }
         let sort = view.sort;
         let page = self
             .store

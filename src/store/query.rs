@@ -338,18 +338,25 @@ pub struct FeedEntry {
 /// Conversations changed after `since`, oldest change first, and the feed's last sequence.
 pub fn changes(tx: &ReadTransaction, since: u64, limit: usize) -> Result<(Vec<FeedEntry>, u64)> {
     let feed = tx.open_table(FEED)?;
+    let pos = tx.open_table(FEED_POS)?;
     let mut rows = super::rebuild::Rows::new(tx)?;
     let last = feed.last()?.map(|(k, _)| k.value()).unwrap_or(0);
     let mut out = Vec::new();
     for entry in feed.range(since.saturating_add(1)..)?.take(limit) {
         let (k, v) = entry?;
-        // A team document's change (an assignment, a note) is told as its conversation's.
-        let id = match v.value() {
-            t if crate::domain::team::is_team_id(t) => {
-                crate::domain::team::conversation_of(t).as_u128()
-            }
-            c => c,
+        // A team document's change (an assignment, a note) is told as its conversation's,
+        // and a conversation is listed once, at the later of its own and its team
+        // document's latest change.
+        use crate::domain::team::{conversation_of, is_team_id, team_id};
+        let seq = k.value();
+        let (id, twin) = match v.value() {
+            t if is_team_id(t) => (conversation_of(t).as_u128(), t),
+            c => (c, team_id(Uuid::from_u128(c))),
         };
+        let other = if id == v.value() { twin } else { id };
+        if pos.get(other)?.is_some_and(|p| p.value() > seq) {
+            continue;
+        }
         if let Some(summary) = rows.get(id)? {
             out.push(FeedEntry {
                 seq: k.value(),
