@@ -621,6 +621,15 @@ async fn an_assignment_mails_the_assignee_and_no_mail_carries_a_note() {
             )
             .await;
         assert_eq!(s, StatusCode::OK);
+        // Site 2 must see each step on its own: both arriving in one batch would change
+        // nothing there, and tell nobody.
+        let path = format!("/api/v1/conversations/{}", ids[0]);
+        let want = to.map_or(Value::Null, |u| Value::String(u.into()));
+        eventually(60, "the assignment step at site 2", || async {
+            let c = site2.get(&path).await.1;
+            (c.get("assignee").cloned().unwrap_or(Value::Null) == want).then_some(())
+        })
+        .await;
     }
     let here = smtp.wait_for("ann@acme.test", 2, 60).await;
     assert_eq!(here.len(), 2, "{:?}", subjects(&here));
