@@ -19,8 +19,6 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -223,34 +221,11 @@ async fn bench_export(n: usize) {
     let dir = tmp.path().join("data");
     let token = load(&dir, n).await;
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(&dir)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("PARLEY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawning parley serve");
-    let pid = child.id();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(i) = line.find("listening on http://")
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(line[i + "listening on ".len()..].trim().to_string());
-            }
-        }
-    });
-    let base = tokio::time::timeout(Duration::from_secs(120), rx)
+    let server = common::bin::start(&dir)
         .await
-        .expect("parley serve did not start within 120 s")
-        .expect("parley serve exited before listening");
+        .expect("parley serve on the loaded data directory");
+    let pid = server.pid();
+    let base = server.base.clone();
     let http = reqwest::Client::new();
     let url = |q: &str| format!("{base}/api/v1/conversations{q}");
 
@@ -324,10 +299,7 @@ async fn bench_export(n: usize) {
         },
         mb(after_kb)
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
+    common::bin::stop(server).await;
 }
 
 async fn run() {

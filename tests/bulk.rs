@@ -400,24 +400,7 @@ async fn refused_requests_change_nothing() {
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
     let http = reqwest::Client::new();
-    let login = http
-        .post(format!("{}/api/v1/session", node.base))
-        .json(&json!({"name": "admin", "password": "correct-horse"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), StatusCode::OK);
-    let cookie = login
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("parley_session="))
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = node.session_cookie().await;
     let r = http
         .post(format!("{}{BULK}", node.base))
         .header("cookie", cookie)

@@ -467,24 +467,7 @@ async fn hostile_queries_get_the_lists_error_and_no_csv() {
 
     // A browser's plain link: the session cookie alone, no CSRF token needed to read.
     let http = reqwest::Client::new();
-    let login = http
-        .post(format!("{}/api/v1/session", node.base))
-        .json(&json!({"name": "admin", "password": "correct-horse"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), StatusCode::OK);
-    let cookie = login
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("parley_session="))
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = node.session_cookie().await;
     let r = http
         .get(format!("{}{EXPORT}?folder=inbox", node.base))
         .header("cookie", cookie)

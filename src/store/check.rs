@@ -100,17 +100,15 @@ pub fn check_tx(tx: &ReadTransaction) -> Result<CheckReport> {
             }
         }
     }
-    for item in tx.open_table(super::team::TEAM_ASSIGNEE)?.iter()? {
+    let indexed_assignees = tx.open_table(super::team::TEAM_ASSIGNEE)?;
+    for item in indexed_assignees.iter()? {
         let (k, v) = item?;
         if assignees.get(&k.value()).map(String::as_str) != Some(v.value()) {
             team_mismatch.insert(k.value());
         }
     }
     for (conv, a) in &assignees {
-        let indexed = tx
-            .open_table(super::team::TEAM_ASSIGNEE)?
-            .get(*conv)?
-            .map(|v| v.value().to_string());
+        let indexed = indexed_assignees.get(*conv)?.map(|v| v.value().to_string());
         if indexed.as_ref() != Some(a) {
             team_mismatch.insert(*conv);
         }

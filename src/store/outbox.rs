@@ -178,12 +178,14 @@ pub fn enqueue_change(
 /// from the team document's notes.
 pub fn enqueue_assigned(tx: &WriteTransaction, conv: Uuid, user: &str) -> Result<()> {
     let kind = NotifyKind::TaskAssigned;
-    for (name, prefs) in notifiable_users(tx)? {
-        if name != user {
-            continue;
-        }
+    // Only this one user's record: people with an address, as `notifiable_users` takes them.
+    let Some(u) = super::accounts::get_user_w(tx, user)? else {
+        return Ok(());
+    };
+    if u.kind == super::accounts::UserKind::Person && u.notify.email.is_some() {
+        let prefs = u.notify.prefs;
         let item = MailItem {
-            user: name,
+            user: u.name,
             conversation: conv,
             kind,
             activity: None,

@@ -146,10 +146,7 @@ pub(super) fn derive_read(
 ) -> Result<Option<Summary>> {
     let mut s = derived(id, docs::load_read(tx, id), me)?;
     if let Some(s) = &mut s {
-        s.assignee = tx
-            .open_table(super::team::TEAM_ASSIGNEE)?
-            .get(id)?
-            .map(|v| v.value().to_string());
+        s.assignee = super::team::assignee(tx, Uuid::from_u128(id))?;
     }
     Ok(s)
 }

@@ -109,6 +109,11 @@ impl Server {
         format!("{}/api/v1{path}", self.base)
     }
 
+    /// The node's process id (for reading its memory from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no graceful shutdown, nothing after the last commit.
     pub fn crash(mut self) {
         self.child.kill().expect("kill -9");

@@ -268,6 +268,29 @@ impl TestNode {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// Signs in as the admin as the web UI does; the `parley_session=…` cookie to send back.
+    pub async fn session_cookie(&self) -> String {
+        let login = self
+            .http
+            .post(format!("{}/api/v1/session", self.base))
+            .json(&serde_json::json!({"name": "admin", "password": "correct-horse"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), StatusCode::OK);
+        login
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("parley_session="))
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string()
+    }
+
     /// Creates a conversation with `bolt` and returns its JSON.
     pub async fn create(&self, body: Value) -> Value {
         let (s, v) = self.post("/api/v1/conversations", body).await;
