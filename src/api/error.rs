@@ -28,7 +28,7 @@ pub enum ApiError {
     NotFound(Json<ErrorBody>),
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
-    /// The body is over 1 MiB.
+    /// The body is over 1 MiB (an attachment: over the node's file size limit).
     #[oai(status = 413)]
     TooLarge(Json<ErrorBody>),
     /// The body's `Content-Type` is missing or not one the operation takes.
@@ -96,6 +96,10 @@ impl From<ServiceError> for ApiError {
                 ApiError::TooManyRequests(body("slowed_down", &e), *retry_after_secs)
             }
             ServiceError::Import(_) => ApiError::BadRequest(body("invalid_csv", &e)),
+            ServiceError::FileTooLarge(_) => ApiError::TooLarge(body("too_large", &e)),
+            ServiceError::FileRefused(_) => {
+                ApiError::UnsupportedMediaType(body("unsupported_file_type", &e))
+            }
             ServiceError::Store(s) => match e.store_fault().unwrap_or(StoreFault::Internal) {
                 StoreFault::NoIdentity => ApiError::Unavailable(body("no_identity", s)),
                 StoreFault::Retry => ApiError::Unavailable(body("retry", s)),

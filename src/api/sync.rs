@@ -13,7 +13,7 @@ use poem::{IntoResponse, Request, Response, handler};
 use uuid::Uuid;
 
 use crate::replicator::Replicator;
-use crate::replicator::dial::PROTOCOL;
+use crate::replicator::dial::{PROTOCOL, PROTOCOL_FILES};
 use crate::replicator::pump::{self, Codec, Kind};
 use crate::service::Service;
 
@@ -77,14 +77,24 @@ pub async fn sync(
             );
         }
     };
+    // poem answers with the first protocol the dialer offered that is listed here; files
+    // travel only if that is `.2`.
+    let blobs = req
+        .header("Sec-WebSocket-Protocol")
+        .and_then(|v| {
+            v.split(',')
+                .map(str::trim)
+                .find(|p| *p == PROTOCOL || *p == PROTOCOL_FILES)
+        })
+        .is_some_and(|p| p == PROTOCOL_FILES);
     let rep = rep.0.clone();
     let mut cfg = WebSocketConfig::default();
     cfg.max_message_size = Some(MAX_MESSAGE);
     cfg.max_frame_size = Some(MAX_MESSAGE);
-    ws.protocols([PROTOCOL])
+    ws.protocols([PROTOCOL_FILES, PROTOCOL])
         .config(cfg)
         .on_upgrade(move |socket| async move {
-            let t = pump::spawn(socket, codec());
+            let t = pump::spawn(socket, codec(), blobs);
             rep.serve_incoming(peer, t).await;
         })
         .with_header("X-Parley-Node", me.to_string())

@@ -6,6 +6,7 @@ use automerge::AutoCommit;
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
+use super::attachment::AttachmentRef;
 use super::doc::{self, DocError};
 use super::*;
 
@@ -27,6 +28,8 @@ pub struct NewConversation {
     pub reference_id: Option<String>,
     pub due_date: Option<NaiveDate>,
     pub body: Option<String>,
+    /// Files of the first message; they need a first message (an empty body is fine).
+    pub attachments: Vec<AttachmentRef>,
     pub message_id: Uuid,
 }
 
@@ -36,6 +39,8 @@ pub enum Command {
     Reply {
         id: Uuid,
         body: String,
+        /// Files already stored here (the service checks that before the command runs).
+        attachments: Vec<AttachmentRef>,
     },
     /// `None` leaves a field as it is; `Some(None)` removes an optional field.
     Update {
@@ -69,8 +74,15 @@ pub fn new_conversation(
     if let Some(r) = &n.reference_id {
         check_reference_id(r)?;
     }
+    super::attachment::check_list(&n.attachments)?;
+    if !n.attachments.is_empty() && n.body.is_none() {
+        return Err(DomainError::invalid(
+            "body",
+            "files go with a first message: send a body (it may be empty)",
+        ));
+    }
     if let Some(b) = &n.body {
-        check_body(b)?;
+        check_body_with(b, !n.attachments.is_empty())?;
     }
     if n.kind == Kind::Message && n.due_date.is_some() {
         return Err(DomainError::Unprocessable(
@@ -105,6 +117,7 @@ pub fn new_conversation(
                 author: by.clone(),
                 body,
                 sent_at: now,
+                attachments: n.attachments,
             }]
         })
         .unwrap_or_default();
@@ -224,11 +237,17 @@ fn run(
     now: DateTime<Utc>,
 ) -> Result<Outcome, CommandError> {
     match cmd {
-        Command::Reply { id, body } => {
-            check_body(body)?;
+        Command::Reply {
+            id,
+            body,
+            attachments,
+        } => {
+            super::attachment::check_list(attachments)?;
+            check_body_with(body, !attachments.is_empty())?;
             if let Some(m) = conv.messages.iter().find(|m| m.id == *id) {
-                // A retried reply with the same id and body is a no-op; a different one is a clash.
-                return if &m.body == body && m.author == *by {
+                // A retried reply with the same id, body and files is a no-op; a different one
+                // is a clash.
+                return if &m.body == body && m.author == *by && &m.attachments == attachments {
                     Ok(Outcome::Unchanged)
                 } else {
                     Err(DomainError::Conflict(format!(
@@ -242,6 +261,7 @@ fn run(
                 author: by.clone(),
                 body: body.clone(),
                 sent_at: now,
+                attachments: attachments.clone(),
             };
             doc::add_message(d, &m)?;
             let at = conv

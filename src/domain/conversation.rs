@@ -112,8 +112,12 @@ impl Participants {
 pub struct Message {
     pub id: Uuid,
     pub author: Author,
+    /// May be empty only when the message carries files.
     pub body: String,
     pub sent_at: DateTime<Utc>,
+    /// Files attached to the message, in the order they were attached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<super::attachment::AttachmentRef>,
 }
 
 /// One entry of a conversation's history: a change of state, progress or a field.
@@ -258,7 +262,12 @@ pub fn is_bidi_control(c: char) -> bool {
 
 /// Checks a message body: non-empty, at most 64 KiB of UTF-8.
 pub fn check_body(body: &str) -> Result<(), DomainError> {
-    if body.trim().is_empty() {
+    check_body_with(body, false)
+}
+
+/// [`check_body`] for a message that may carry files: with `has_files` the body may be empty.
+pub fn check_body_with(body: &str, has_files: bool) -> Result<(), DomainError> {
+    if body.trim().is_empty() && !(has_files && body.is_empty()) {
         return Err(DomainError::invalid("body", "must not be empty"));
     }
     if body.len() > limits::BODY_BYTES {

@@ -11,7 +11,8 @@
 //!   participants  Map       { retailer: org id, supplier: org id }   never changes
 //!   created_by    Map       { org, user }
 //!   created_at    Timestamp ms
-//!   messages      Map       message UUID -> { org, user, body, sent_at: Timestamp }
+//!   messages      Map       message UUID -> { org, user, body, sent_at: Timestamp,
+//!                           attachments?: List [ { sha256, size: Uint, name, type } ] }
 //!   state         Str       "open" | "resolved"
 //!   resolved_at   Timestamp?   resolved_by Map? { org, user }
 //!   due_date      Str?      "YYYY-MM-DD" (tasks)
@@ -109,7 +110,53 @@ pub fn add_message(doc: &mut AutoCommit, m: &Message) -> R<()> {
     put_author(doc, &o, &m.author)?;
     doc.put(&o, "body", m.body.as_str())?;
     doc.put(&o, "sent_at", ts(m.sent_at))?;
+    if !m.attachments.is_empty() {
+        let list = doc.put_object(&o, "attachments", ObjType::List)?;
+        for (i, a) in m.attachments.iter().enumerate() {
+            let f = doc.insert_object(&list, i, ObjType::Map)?;
+            doc.put(&f, "sha256", a.sha256.as_str())?;
+            doc.put(&f, "size", ScalarValue::Uint(a.size))?;
+            doc.put(&f, "name", a.name.as_str())?;
+            doc.put(&f, "type", a.mime.as_str())?;
+        }
+    }
     Ok(())
+}
+
+const ATTACHMENT_KEYS: &[&str] = &["sha256", "size", "name", "type"];
+
+/// The files of one message, from its `attachments` list.
+fn read_attachments<D: ReadDoc>(
+    doc: &D,
+    list: &ObjId,
+    strict: bool,
+) -> R<Vec<super::attachment::AttachmentRef>> {
+    let wrong = |k: &str| DocError::Field(format!("messages.attachments.{k}"));
+    let mut out = Vec::new();
+    for i in 0..doc.length(list) {
+        let f = match doc.get(list, i)? {
+            Some((Value::Object(ObjType::Map), id)) => id,
+            _ => return Err(wrong("item")),
+        };
+        if strict {
+            only_keys(doc, &f, "messages.attachments", ATTACHMENT_KEYS)?;
+        }
+        let size = match doc.get(&f, "size")? {
+            Some((Value::Scalar(v), _)) => match v.as_ref() {
+                ScalarValue::Uint(n) => *n,
+                ScalarValue::Int(n) if *n > 0 => *n as u64,
+                _ => return Err(wrong("size")),
+            },
+            _ => return Err(wrong("size")),
+        };
+        out.push(super::attachment::AttachmentRef {
+            sha256: req_str(doc, &f, "sha256").map_err(|_| wrong("sha256"))?,
+            size,
+            name: req_str(doc, &f, "name").map_err(|_| wrong("name"))?,
+            mime: req_str(doc, &f, "type").map_err(|_| wrong("type"))?,
+        });
+    }
+    Ok(out)
 }
 
 pub fn add_event(doc: &mut AutoCommit, e: &Event) -> R<()> {
@@ -279,7 +326,7 @@ const ROOT_KEYS: &[&str] = &[
 const TOPIC_KEYS: &[&str] = &["kind", "ref", "label", "url"];
 const PARTICIPANT_KEYS: &[&str] = &["retailer", "supplier"];
 const AUTHOR_KEYS: &[&str] = &["org", "user"];
-const MESSAGE_KEYS: &[&str] = &["org", "user", "body", "sent_at"];
+const MESSAGE_KEYS: &[&str] = &["org", "user", "body", "sent_at", "attachments"];
 const EVENT_KEYS: &[&str] = &["at", "org", "user", "action", "from", "to"];
 
 fn only_keys<D: ReadDoc>(doc: &D, obj: &ObjId, path: &str, allowed: &[&str]) -> R<()> {
@@ -373,6 +420,8 @@ struct Item {
     to: Option<String>,
     sent_at: Option<i64>,
     at: Option<i64>,
+    /// The message's `attachments` list, when it has one.
+    attachments: Option<ObjId>,
 }
 
 impl Item {
@@ -386,6 +435,7 @@ impl Item {
             to: None,
             sent_at: None,
             at: None,
+            attachments: None,
         };
         let allowed = if path == "messages" {
             MESSAGE_KEYS
@@ -401,6 +451,13 @@ impl Item {
                 continue;
             }
             let wrong = || DocError::Field(format!("{path}.{key}"));
+            if key == "attachments" {
+                if !matches!(item.value, automerge::ValueRef::Object(ObjType::List)) {
+                    return Err(wrong());
+                }
+                f.attachments = Some(item.id());
+                continue;
+            }
             let automerge::ValueRef::Scalar(v) = &item.value else {
                 return Err(wrong());
             };
@@ -486,11 +543,16 @@ fn read_with<D: ReadDoc>(doc: &D, strict: bool) -> R<Conversation> {
             return Err(DocError::Field(format!("messages.{mid}")));
         }
         let mut f = Item::scan(doc, &item.id(), "messages", strict)?;
+        let attachments = match &f.attachments {
+            Some(list) => read_attachments(doc, list, strict)?,
+            None => Vec::new(),
+        };
         messages.push(Message {
             id: mid,
             author: f.author()?,
             body: f.req_str("body")?,
             sent_at: f.req_ts("sent_at")?,
+            attachments,
         });
     }
     messages.sort_by_key(|m| (m.sent_at, m.id));

@@ -2,6 +2,7 @@
 //! No I/O and no async here; the store and the service call into it.
 
 pub mod activity;
+pub mod attachment;
 pub mod audience;
 pub mod commands;
 pub mod conversation;

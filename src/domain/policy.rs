@@ -29,7 +29,7 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use super::{
-    Author, Conversation, DomainError, Event, Kind, Message, OrgId, Role, State, check_body,
+    Author, Conversation, DomainError, Event, Kind, Message, OrgId, Role, State, check_body_with,
     check_text, limits, validate_user_name,
 };
 
@@ -158,7 +158,15 @@ fn not_future(what: impl Fn() -> String, at: DateTime<Utc>, g: &Gate) -> Result<
 }
 
 fn check_message(m: &Message, c: &Conversation, g: &Gate) -> Result<(), Violation> {
-    check_body(&m.body).map_err(|e| Violation::field(format!("message {}.body", m.id), e))?;
+    check_body_with(&m.body, !m.attachments.is_empty())
+        .map_err(|e| Violation::field(format!("message {}.body", m.id), e))?;
+    super::attachment::check_list(&m.attachments).map_err(|e| {
+        let field = match &e {
+            DomainError::Invalid { field, .. } => *field,
+            _ => "attachments",
+        };
+        Violation::field(format!("message {}.attachments.{field}", m.id), e)
+    })?;
     author(&format!("message {}", m.id), &m.author)?;
     not_future(|| format!("message {}", m.id), m.sent_at, g)?;
     if m.sent_at + CLOCK_SKEW < c.created_at {

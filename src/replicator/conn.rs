@@ -16,6 +16,8 @@ use crate::store::sync_host::{PeerScope, SyncHost};
 pub struct Transport {
     pub tx: mpsc::Sender<Vec<u8>>,
     pub rx: mpsc::Receiver<Vec<u8>>,
+    /// Both ends opened the link as `parley-sync.2`: files travel on it.
+    pub blobs: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +65,19 @@ pub struct Conn {
 
 impl Conn {
     /// Runs until the connection closes or fails.
-    pub async fn run(self, mut t: Transport) -> Result<(), ConnError> {
-        let mut session = Some(Session::new(Config::default()));
+    pub async fn run(self, t: Transport) -> Result<(), ConnError> {
+        let r = self.run_session(t).await;
+        // A fetch this link had under way can be taken up by another peer's link.
+        self.svc.store().release_blobs_of(self.scope.peer.node_id);
+        r
+    }
+
+    async fn run_session(&self, mut t: Transport) -> Result<(), ConnError> {
+        let config = Config {
+            blobs: t.blobs,
+            ..Config::default()
+        };
+        let mut session = Some(Session::new(config));
         self.step(&mut session, Step::Start, &t.tx).await?;
         loop {
             tokio::select! {
@@ -138,6 +151,15 @@ fn log_event(scope: &PeerScope, e: Event) {
         }
         Event::Unavailable { doc } => {
             tracing::debug!(%peer, conversation = %Uuid::from_bytes(doc.0), "the peer could not give a conversation")
+        }
+        Event::BlobFetched { file } => {
+            tracing::info!(%peer, file = %hex::encode(file), "fetched a file from the peer")
+        }
+        Event::BlobChunkDamaged { file, index } => {
+            tracing::warn!(%peer, file = %hex::encode(file), index, "a chunk of a file arrived damaged; asking for it again")
+        }
+        Event::BlobRefused { file, reason } => {
+            tracing::warn!(%peer, org, file = %hex::encode(file), %reason, "a file from the peer was not kept")
         }
     }
 }

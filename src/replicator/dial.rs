@@ -14,6 +14,10 @@ use crate::http_client;
 use crate::service::{Hello, Service};
 use crate::store::peers::Peer;
 
+/// The link's protocol names, newest first: `.2` carries files (`BLOB_*` records) besides
+/// documents. Both are offered when dialing and the node answering picks the first it knows,
+/// so a node of an earlier release still syncs documents with this one.
+pub const PROTOCOL_FILES: &str = "parley-sync.2";
 pub const PROTOCOL: &str = "parley-sync.1";
 const BASE: Duration = Duration::from_millis(250);
 const CAP: Duration = Duration::from_secs(30);
@@ -143,7 +147,10 @@ pub async fn connect(svc: &Arc<Service>, peer: &Peer, me: Uuid) -> Result<Transp
     h.insert("X-Parley-Node", val(me.to_string())?);
     h.insert("X-Parley-Nonce", val(hello.nonce.clone())?);
     h.insert("X-Parley-Proof", val(proof)?);
-    h.insert("Sec-WebSocket-Protocol", val(PROTOCOL.to_string())?);
+    h.insert(
+        "Sec-WebSocket-Protocol",
+        val(format!("{PROTOCOL_FILES}, {PROTOCOL}"))?,
+    );
     // A TLS peer is dialled only if it shows the certificate its invite named (`peer.tls`).
     let tls = target
         .tls
@@ -174,7 +181,12 @@ pub async fn connect(svc: &Arc<Service>, peer: &Peer, me: Uuid) -> Result<Transp
             peer.node_id
         )));
     }
-    Ok(pump::spawn(ws, codec()))
+    let blobs = resp
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.trim() == PROTOCOL_FILES);
+    Ok(pump::spawn(ws, codec(), blobs))
 }
 
 #[cfg(test)]

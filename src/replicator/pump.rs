@@ -29,7 +29,7 @@ pub struct Codec<M> {
 }
 
 /// Spawns the pump; the returned transport carries binary frames both ways.
-pub fn spawn<S, M, E>(ws: S, codec: Codec<M>) -> Transport
+pub fn spawn<S, M, E>(ws: S, codec: Codec<M>, blobs: bool) -> Transport
 where
     S: Stream<Item = Result<M, E>> + Sink<M> + Send + Unpin + 'static,
     <S as Sink<M>>::Error: Send,
@@ -73,5 +73,6 @@ where
     Transport {
         tx: to_peer,
         rx: from_peer,
+        blobs,
     }
 }

@@ -76,7 +76,19 @@ impl Service {
     /// Starts a conversation. A retried request (same `id` or `Idempotency-Key`) returns the
     /// conversation the first one made, with `false` for "not newly created".
     pub async fn create(&self, p: &Principal, input: CreateInput) -> Result<(Conversation, bool)> {
+        self.create_with_files(p, input, &[]).await
+    }
+
+    /// [`Service::create`] with files on the first message, named by SHA-256 (each uploaded
+    /// here first).
+    pub async fn create_with_files(
+        &self,
+        p: &Principal,
+        input: CreateInput,
+        files: &[String],
+    ) -> Result<(Conversation, bool)> {
         check_key(&input.idempotency_key)?;
+        let attachments = self.attachments_for(&p.user, files).await?;
         if input
             .id
             .is_some_and(|i| !crate::domain::team::is_conversation_id(i.as_u128()))
@@ -119,6 +131,7 @@ impl Service {
                     reference_id: input.reference_id,
                     due_date: input.due_date,
                     body: input.body,
+                    attachments,
                     message_id: new_id(),
                 };
                 let by = Author { org: me.org_id.clone(), user: user.clone() };
@@ -179,10 +192,26 @@ impl Service {
         message_id: Option<Uuid>,
         idempotency_key: Option<String>,
     ) -> Result<Conversation> {
+        self.reply_with_files(p, id, body, &[], message_id, idempotency_key)
+            .await
+    }
+
+    /// [`Service::reply`] with files, named by SHA-256 (each uploaded here first).
+    pub async fn reply_with_files(
+        &self,
+        p: &Principal,
+        id: Uuid,
+        body: String,
+        files: &[String],
+        message_id: Option<Uuid>,
+        idempotency_key: Option<String>,
+    ) -> Result<Conversation> {
         check_key(&idempotency_key)?;
+        let attachments = self.attachments_for(&p.user, files).await?;
         let cmd = Command::Reply {
             id: message_id.unwrap_or_else(new_id),
             body,
+            attachments,
         };
         Ok(self.command_keyed(p, id, cmd, idempotency_key).await?.0)
     }

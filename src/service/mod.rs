@@ -2,6 +2,7 @@
 //! conversation rules applied inside store writes, and blocking work kept off the executor.
 
 mod accounts;
+mod attachments;
 mod brake;
 mod bulk;
 mod conversations;
@@ -31,6 +32,7 @@ use crate::store::{Store, StoreError};
 pub use crate::store::accounts::{Partner, TokenRecord, User, UserKind};
 pub use crate::store::peers::Peer;
 pub use accounts::{NewToken, TokenSecret};
+pub use attachments::{FileState, FileToServe, Uploaded};
 pub use brake::{LoginThrottle, SIGNIN_WINDOW};
 pub use bulk::{BulkAction, BulkItem, BulkOutcome, BulkTarget, MAX_IDS, MAX_MATCHING};
 pub use conversations::{CreateInput, Detail};
@@ -68,6 +70,12 @@ pub enum ServiceError {
         "too many failed sign-ins for this user name or from this address; try again in {retry_after_secs} s"
     )]
     SignInSlowed { retry_after_secs: u64 },
+    /// A file over this node's size limit (413); nothing of it was kept.
+    #[error("{0}")]
+    FileTooLarge(String),
+    /// A file of a kind this node does not take (415); nothing of it was kept.
+    #[error("{0}")]
+    FileRefused(String),
     /// An import had bad rows; nothing of it was stored.
     #[error("{}", topics::import_detail(.0))]
     Import(Vec<crate::domain::topics::LineError>),

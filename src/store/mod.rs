@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod audience;
+pub mod blobs;
 mod cache;
 pub mod check;
 pub mod delivery;
@@ -31,6 +32,7 @@ pub mod tables;
 pub mod team;
 pub mod text_words;
 pub mod topics;
+mod uploads;
 pub mod webhooks;
 mod writer;
 
@@ -179,6 +181,25 @@ pub struct StoreOptions {
     pub db_cache_bytes: usize,
     /// Raw change bytes accepted from one peer per UTC day ([`quota`]).
     pub peer_quota_bytes_per_day: u64,
+    /// Which files this node takes, by upload and from peers ([`blobs`]).
+    pub attachments: AttachmentRules,
+}
+
+/// The files a node takes: at most `max_bytes` each, of the kinds named (see
+/// `domain::attachment::KINDS`).
+#[derive(Debug, Clone)]
+pub struct AttachmentRules {
+    pub max_bytes: u64,
+    pub kinds: Vec<&'static str>,
+}
+
+impl Default for AttachmentRules {
+    fn default() -> Self {
+        AttachmentRules {
+            max_bytes: 25 * 1024 * 1024,
+            kinds: crate::domain::attachment::default_kinds(),
+        }
+    }
 }
 
 impl Default for StoreOptions {
@@ -188,6 +209,7 @@ impl Default for StoreOptions {
             doc_cache: 256,
             db_cache_bytes: 64 * 1024 * 1024,
             peer_quota_bytes_per_day: quota::DEFAULT_PEER_BYTES_PER_DAY,
+            attachments: AttachmentRules::default(),
         }
     }
 }
@@ -204,6 +226,9 @@ pub struct Store {
     /// Conversations whose damaged records this process has rewritten already.
     contained: std::sync::Mutex<std::collections::HashSet<u128>>,
     peer_quota_bytes_per_day: u64,
+    attachments: AttachmentRules,
+    /// Files being fetched, and from which peer: one fetch per file at a time.
+    blob_claims: std::sync::Mutex<std::collections::HashMap<blobs::Hash, Uuid>>,
 }
 
 impl Store {
@@ -231,7 +256,11 @@ impl Store {
         let tx = begin_write(&db)?;
         tables::create_all(&tx)?;
         let feed_id = index::feed_id_or_create(&tx)?;
+        let dropped = blobs::sweep_open_uploads(&tx)?;
         tx.commit()?;
+        if dropped > 0 {
+            tracing::info!(uploads = dropped, "dropped uploads a previous run left unfinished");
+        }
         let identity = accounts::read_identity(&db.begin_read()?)?;
         rebuild::if_needed(&db, identity.as_ref())?;
         let swept = index::read_swept_day(&db.begin_read()?)?;
@@ -243,6 +272,8 @@ impl Store {
             feed_id,
             contained: Default::default(),
             peer_quota_bytes_per_day: opts.peer_quota_bytes_per_day,
+            attachments: opts.attachments,
+            blob_claims: Default::default(),
         }))
     }
 
@@ -287,6 +318,11 @@ impl Store {
     /// What one peer may add per day ([`quota`]).
     pub fn peer_quota_per_day(&self) -> u64 {
         self.peer_quota_bytes_per_day
+    }
+
+    /// The files this node takes.
+    pub fn attachment_rules(&self) -> &AttachmentRules {
+        &self.attachments
     }
 
     pub fn feed_id(&self) -> u64 {

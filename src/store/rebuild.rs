@@ -83,7 +83,9 @@ pub(super) fn rebuild(db: &Database, identity: Option<&Identity>) -> Result<()> 
         let conversations = ids.iter().filter(|i| !crate::domain::team::is_team_id(**i));
         for (n, id) in conversations.enumerate() {
             match docs::load(&tx, *id).and_then(|d| summary_of(*id, d.map(|l| l.doc), me)) {
-                Ok(Some((mut s, heads, bodies))) => {
+                Ok(Some((mut s, heads, bodies, files))) => {
+                    let files: Vec<&crate::domain::attachment::AttachmentRef> = files.iter().collect();
+                    super::blobs::add_refs(&tx, *id, &files)?;
                     s.assignee = super::team::assignee_w(&tx, *id)?;
                     index::index_conversation(&tx, None, &s)?;
                     let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
@@ -109,7 +111,12 @@ pub(super) fn rebuild(db: &Database, identity: Option<&Identity>) -> Result<()> 
 }
 
 /// A conversation's inbox row (without its assignee), heads and message bodies.
-type Derived = (Summary, Vec<automerge::ChangeHash>, Vec<String>);
+type Derived = (
+    Summary,
+    Vec<automerge::ChangeHash>,
+    Vec<String>,
+    Vec<crate::domain::attachment::AttachmentRef>,
+);
 
 fn summary_of(
     id: u128,
@@ -120,7 +127,12 @@ fn summary_of(
     let c = doc::read(&d)
         .map_err(|e| super::StoreError::Corrupt(Uuid::from_u128(id), e.to_string()))?;
     let bodies = c.messages.iter().map(|m| m.body.clone()).collect();
-    Ok(Some((Summary::of(&c, &me.org_id), d.get_heads(), bodies)))
+    let files = c
+        .messages
+        .iter()
+        .flat_map(|m| m.attachments.iter().cloned())
+        .collect();
+    Ok(Some((Summary::of(&c, &me.org_id), d.get_heads(), bodies, files)))
 }
 
 /// The inbox row of `id` derived from its document inside a write transaction; `None` if the
@@ -157,7 +169,7 @@ fn derived(
     me: &Identity,
 ) -> Result<Option<Summary>> {
     match loaded.and_then(|d| summary_of(id, d, me)) {
-        Ok(s) => Ok(s.map(|(s, _, _)| s)),
+        Ok(s) => Ok(s.map(|(s, ..)| s)),
         Err(e @ super::StoreError::Corrupt(..)) => {
             tracing::error!(error = %e, "a damaged conversation is left out of the inbox");
             Ok(None)

@@ -118,6 +118,7 @@ pub fn create_all(tx: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     super::outbox::create_tables(tx)?;
     super::team::create_tables(tx)?;
     super::text_words::create_tables(tx)?;
+    super::blobs::create_tables(tx)?;
     Ok(())
 }
 
@@ -142,6 +143,7 @@ pub fn clear_derived(tx: &redb::WriteTransaction) -> Result<(), redb::TableError
     super::audience::clear_derived(tx)?;
     super::team::clear_derived(tx)?;
     super::text_words::clear_derived(tx)?;
+    super::blobs::clear_derived(tx)?;
     create_all(tx)
 }
 

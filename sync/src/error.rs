@@ -96,6 +96,10 @@ pub enum ProtocolError {
     WindowExceeded { pending: usize, max: usize },
     /// An ACK for positions never announced.
     AckBeyondAnnounced { ack: u64, announced: u64 },
+    /// One frame asked for more file chunks than a frame may.
+    BlobWindow { asked: u32, max: u32 },
+    /// A file record on a link opened without files (`parley-sync.1`).
+    BlobsNotAgreed,
 }
 
 impl fmt::Display for ProtocolError {
@@ -123,6 +127,14 @@ impl fmt::Display for ProtocolError {
             ProtocolError::WindowExceeded { pending, max } => write!(
                 f,
                 "peer has {pending} documents announced and unconfirmed, more than the window of {max}"
+            ),
+            ProtocolError::BlobWindow { asked, max } => write!(
+                f,
+                "peer asked for {asked} file chunks in one frame, more than the {max} a frame may ask for"
+            ),
+            ProtocolError::BlobsNotAgreed => write!(
+                f,
+                "peer sent a file record on a link opened without files; the peer's software is faulty"
             ),
             ProtocolError::AckBeyondAnnounced { ack, announced } => write!(
                 f,

@@ -102,6 +102,27 @@ impl From<HostError> for StoreError {
     }
 }
 
+/// A file the node lacks, for a fetch from this peer: `size` bytes, chunks `0..next` already
+/// stored here (a cut fetch resumes there).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobWant {
+    pub file: [u8; 32],
+    pub size: u64,
+    pub next: u32,
+}
+
+/// What [`Host::store_blob_chunk`] made of a chunk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlobStored {
+    /// Kept; more chunks follow.
+    Stored,
+    /// The last chunk: the whole file verified and is complete here.
+    Complete,
+    /// Not kept, and the fetch ends (the whole file did not hash to its name, or it is not a
+    /// kind of file this node takes). What was stored of it is dropped.
+    Refused(String),
+}
+
 /// The local node, as one peer's session sees it.
 ///
 /// Invariants the engine relies on:
@@ -163,6 +184,47 @@ pub trait Host {
 
     /// Persist this node's cursor into the peer's feed.
     fn save_cursor(&mut self, cursor: Cursor) -> Result<(), HostError>;
+
+    /// Up to `limit` files this node lacks that this peer may give it (a document shared with
+    /// the peer refers to each), none of `exclude`. Each returned file is this session's to
+    /// fetch until [`Host::blob_released`]. The default wants nothing.
+    fn blobs_wanted(
+        &mut self,
+        limit: usize,
+        exclude: &[[u8; 32]],
+    ) -> Result<Vec<BlobWant>, HostError> {
+        let _ = (limit, exclude);
+        Ok(Vec::new())
+    }
+
+    /// Chunk `index` of file `file` and the file's size, if the file is complete here **and**
+    /// a document shared with this peer refers to it; `None` otherwise (whether or not it
+    /// exists here). The default has no files.
+    fn blob_chunk(
+        &mut self,
+        file: &[u8; 32],
+        index: u32,
+    ) -> Result<Option<(u64, Vec<u8>)>, HostError> {
+        let _ = (file, index);
+        Ok(None)
+    }
+
+    /// Keep chunk `index` of a file this session is fetching. Chunks come in order; the
+    /// engine has checked the chunk's digest and the file's size against the want.
+    fn store_blob_chunk(
+        &mut self,
+        file: &[u8; 32],
+        index: u32,
+        bytes: Vec<u8>,
+    ) -> Result<BlobStored, HostError> {
+        let _ = (file, index, bytes);
+        Ok(BlobStored::Refused("this node keeps no files".into()))
+    }
+
+    /// This session stopped fetching `file` (done, refused, or given up).
+    fn blob_released(&mut self, file: &[u8; 32]) {
+        let _ = file;
+    }
 }
 
 /// Whether `doc` contains every hash in `heads`. An empty `heads` means "unknown" (the sender

@@ -166,7 +166,9 @@ pub mod session;
 pub mod wire;
 
 pub use error::{ProtocolError, SessionError};
-pub use host::{DocUpdate, FeedPage, Host, HostError, Presence, StoreError, contains_all};
+pub use host::{
+    BlobStored, BlobWant, DocUpdate, FeedPage, Host, HostError, Presence, StoreError, contains_all,
+};
 pub use ids::{Cursor, DocId};
 pub use session::{Config, Event, MAX_WINDOW, Progress, Session};
 pub use wire::{DecodeError, FeedEntry, Frame, Record, decode_frame, encode_frame};

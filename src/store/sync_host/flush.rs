@@ -103,6 +103,21 @@ impl Store {
                 )?);
             }
             let tx = ctx.tx();
+            if !p.blobs.is_empty() {
+                crate::store::blobs::store_received(tx, &p.blobs)?;
+                // A file that became complete changes what its conversations show ("arriving"
+                // no longer): say so to whoever watches them, and to the other sessions, which
+                // may now serve it.
+                for r in &p.blobs {
+                    if let crate::store::blobs::Received::Complete { hash, .. } = r {
+                        for (conv, seq) in crate::store::blobs::conversations_at(tx, hash)? {
+                            if !out.iter().any(|(u, _)| *u == conv) {
+                                out.push((conv, seq));
+                            }
+                        }
+                    }
+                }
+            }
             let rec = peers::get_peer_w(tx, peer)?;
             for (id, st) in &p.states {
                 peers::put_sync_state(tx, peer, *id, st)?;

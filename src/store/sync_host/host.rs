@@ -3,7 +3,8 @@
 
 use automerge::{Automerge, ChangeHash};
 use parley_sync::{
-    Cursor, DocId, DocUpdate, FeedPage, Host, HostError, Presence, StoreError as Refusal,
+    BlobStored, BlobWant, Cursor, DocId, DocUpdate, FeedPage, Host, HostError, Presence,
+    StoreError as Refusal,
 };
 use redb::ReadableTable;
 
@@ -216,5 +217,34 @@ impl Host for SyncHost<'_> {
     fn save_cursor(&mut self, cursor: Cursor) -> Result<(), HostError> {
         self.pending.cursor = Some(cursor);
         Ok(())
+    }
+
+    fn blobs_wanted(
+        &mut self,
+        limit: usize,
+        exclude: &[[u8; 32]],
+    ) -> Result<Vec<BlobWant>, HostError> {
+        self.wanted_files(limit, exclude)
+    }
+
+    fn blob_chunk(
+        &mut self,
+        file: &[u8; 32],
+        index: u32,
+    ) -> Result<Option<(u64, Vec<u8>)>, HostError> {
+        self.serve_chunk(file, index)
+    }
+
+    fn store_blob_chunk(
+        &mut self,
+        file: &[u8; 32],
+        index: u32,
+        bytes: Vec<u8>,
+    ) -> Result<BlobStored, HostError> {
+        self.keep_chunk(file, index, bytes)
+    }
+
+    fn blob_released(&mut self, file: &[u8; 32]) {
+        self.store.release_blob(file, self.scope.peer.node_id);
     }
 }

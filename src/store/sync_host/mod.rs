@@ -26,6 +26,7 @@ use crate::domain::policy::{Authority, Gate};
 use crate::domain::team::is_team_id;
 use crate::domain::{Conversation, OrgId, doc, limits};
 
+mod blobs;
 mod flush;
 mod host;
 mod team;
@@ -77,6 +78,8 @@ pub struct Pending {
     /// Team documents accepted from another site of ours (`store::team`), with the heads of
     /// the version they were applied to, in order.
     team: Vec<(u128, Vec<ChangeHash>, Automerge)>,
+    /// What arrived of files, in order (`store::blobs`).
+    blobs: Vec<super::blobs::Received>,
 }
 
 impl Pending {
@@ -86,6 +89,7 @@ impl Pending {
             && self.cursor.is_none()
             && self.acked.is_empty()
             && self.team.is_empty()
+            && self.blobs.is_empty()
     }
 
     /// Documents this batch changes.
@@ -95,6 +99,7 @@ impl Pending {
 }
 
 pub struct SyncHost<'a> {
+    store: &'a Store,
     scope: &'a PeerScope,
     audience: Audience,
     /// This node (read once per call; it never changes).
@@ -107,6 +112,7 @@ pub struct SyncHost<'a> {
     quota_per_day: u64,
     rtx: ReadTransaction,
     pending: Pending,
+    blob_calls: blobs::BlobCalls,
 }
 
 fn h(e: StoreError) -> HostError {
@@ -128,7 +134,7 @@ fn uid(d: DocId) -> u128 {
 impl<'a> SyncHost<'a> {
     /// A host for one call into `scope`'s session; `now` dates what the gate compares with.
     pub fn new(
-        store: &Store,
+        store: &'a Store,
         scope: &'a PeerScope,
         now: DateTime<Utc>,
     ) -> Result<Self, StoreError> {
@@ -144,6 +150,7 @@ impl<'a> SyncHost<'a> {
             ..Pending::default()
         };
         Ok(SyncHost {
+            store,
             scope,
             audience,
             ident,
@@ -153,6 +160,7 @@ impl<'a> SyncHost<'a> {
             quota_per_day: store.peer_quota_per_day(),
             rtx,
             pending,
+            blob_calls: Default::default(),
         })
     }
 

@@ -5,6 +5,7 @@
 //! sync states, the cursor — goes through the [`Host`], each written only after what it depends
 //! on is durable. Dropping a session at any point therefore loses nothing but time.
 
+mod blobs;
 mod docs;
 mod inbound;
 mod outbound;
@@ -37,6 +38,14 @@ pub struct Config {
     pub feed_page: usize,
     /// Soft size of an outgoing frame; a single larger record still gets a frame of its own.
     pub frame_target_bytes: usize,
+    /// Whether files travel on this link (both ends opened it as `parley-sync.2`).
+    pub blobs: bool,
+    /// Files fetched from the peer at once.
+    pub blob_fetches: usize,
+    /// File chunks asked for and not yet arrived, over all fetches (≤ `wire::MAX_BLOB_WANT`).
+    /// At 256 KiB a chunk, the default keeps 1 MiB in flight: enough to fill a fast link,
+    /// little enough that a reply waits behind at most that much.
+    pub blob_window: u32,
 }
 
 impl Default for Config {
@@ -48,6 +57,9 @@ impl Default for Config {
             max_active_docs: 4096,
             feed_page: 512,
             frame_target_bytes: 1024 * 1024,
+            blobs: false,
+            blob_fetches: 2,
+            blob_window: 4,
         }
     }
 }
@@ -61,6 +73,12 @@ pub enum Event {
     RejectedByPeer { doc: DocId, reason: String },
     /// The peer could not give us `doc` although it was announced or asked about.
     Unavailable { doc: DocId },
+    /// A file arrived whole and verified.
+    BlobFetched { file: [u8; 32] },
+    /// A chunk arrived damaged and is asked for again.
+    BlobChunkDamaged { file: [u8; 32], index: u32 },
+    /// A file's fetch from this peer ended without it, for this session.
+    BlobRefused { file: [u8; 32], reason: String },
 }
 
 /// Where the session stands, for "first sync 40%" and "12 waiting" displays.
@@ -78,6 +96,8 @@ pub struct Progress {
     pub docs_to_fetch: usize,
     /// Positions of the peer's feed (as of its HELLO) not yet announced to us.
     pub peer_feed_unannounced: u64,
+    /// Files being fetched from the peer.
+    pub files_fetching: usize,
 }
 
 impl Progress {
@@ -115,6 +135,9 @@ pub struct Session {
     /// Pending documents re-announced while a request for them was out; asked again in `settle`.
     reask: Vec<DocId>,
     events: Vec<Event>,
+    blobs: blobs::Blobs,
+    /// File chunks the frame being processed asked for so far.
+    blob_asked: u32,
 }
 
 impl Session {
@@ -136,6 +159,8 @@ impl Session {
             docs: Default::default(),
             reask: Vec::new(),
             events: Vec::new(),
+            blobs: Default::default(),
+            blob_asked: 0,
         }
     }
 
@@ -174,6 +199,7 @@ impl Session {
                 .saturating_sub(self.outbound.announced_to),
             docs_to_fetch: self.inbound.len(),
             peer_feed_unannounced: peer_high.saturating_sub(self.inbound.announced_to),
+            files_fetching: self.blobs.fetching(),
         }
     }
 
@@ -242,6 +268,7 @@ impl Session {
             .into());
         }
         self.next_recv += 1;
+        self.blob_asked = 0;
         for record in frame.records {
             self.on_record(record, host, out)?;
         }
@@ -267,6 +294,24 @@ impl Session {
             Record::Sync { doc, message } => self.on_sync(doc, &message, host, out)?,
             Record::Unavailable { doc } => self.on_unavailable(doc),
             Record::Reject { doc, reason } => self.on_peer_reject(doc, reason, host)?,
+            Record::BlobWant { .. } | Record::BlobChunk { .. } | Record::BlobNone { .. }
+                if !self.config.blobs =>
+            {
+                return Err(ProtocolError::BlobsNotAgreed.into());
+            }
+            Record::BlobWant { file, from, count } => {
+                let mut asked = self.blob_asked;
+                self.on_blob_want(file, from, count, &mut asked, host, out)?;
+                self.blob_asked = asked;
+            }
+            Record::BlobChunk {
+                file,
+                size,
+                index,
+                digest,
+                bytes,
+            } => self.on_blob_chunk(file, size, index, digest, bytes, host)?,
+            Record::BlobNone { file } => self.on_blob_none(file, host),
         }
         Ok(())
     }
@@ -394,6 +439,7 @@ impl Session {
             in_frame += 1;
         }
         self.pump(host, out)?;
+        self.pump_blobs(host, out)?;
         let cursor = self.inbound.cursor();
         if cursor > self.inbound.saved {
             host.save_cursor(Cursor {

@@ -8,7 +8,7 @@ use automerge::ChangeHash;
 use super::varint::{self, VarintError};
 use super::{
     FeedEntry, Frame, MAGIC, MAX_FEED_ENTRIES, MAX_FRAME_BYTES, MAX_HEADS, MAX_REASON_BYTES,
-    MAX_RECORDS_PER_FRAME, MAX_SYNC_MESSAGE_BYTES, PROTOCOL_VERSION, Record,
+    MAX_BLOB_CHUNK_BYTES, MAX_RECORDS_PER_FRAME, MAX_SYNC_MESSAGE_BYTES, PROTOCOL_VERSION, Record,
 };
 use crate::ids::DocId;
 
@@ -135,6 +135,15 @@ impl<'a> Reader<'a> {
 
     fn u64le(&mut self, what: &'static str) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(self.array::<8>(what)?))
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        let v = self.uvarint(what)?;
+        u32::try_from(v).map_err(|_| DecodeError::FieldTooLarge {
+            what,
+            len: v,
+            max: u32::MAX as usize,
+        })
     }
 
     fn uvarint(&mut self, what: &'static str) -> Result<u64, DecodeError> {
@@ -279,6 +288,21 @@ fn record(r: &mut Reader<'_>) -> Result<Record, DecodeError> {
                 .to_owned();
             Record::Reject { doc, reason }
         }
+        Record::BLOB_WANT => Record::BlobWant {
+            file: body.array::<32>("file hash")?,
+            from: body.u32("blob chunk start")?,
+            count: body.u32("blob chunk count")?,
+        },
+        Record::BLOB_CHUNK => Record::BlobChunk {
+            file: body.array::<32>("file hash")?,
+            size: body.uvarint("file size")?,
+            index: body.u32("blob chunk index")?,
+            digest: body.array::<32>("chunk digest")?,
+            bytes: body.field("blob chunk", MAX_BLOB_CHUNK_BYTES)?.to_vec(),
+        },
+        Record::BLOB_NONE => Record::BlobNone {
+            file: body.array::<32>("file hash")?,
+        },
         tag => return Err(DecodeError::UnknownRecord { tag }),
     };
     body.finish("a record's fields")?;

@@ -53,6 +53,31 @@ pub(crate) fn encode_record(record: &Record) -> Vec<u8> {
             body.extend_from_slice(reason.as_bytes());
             Record::REJECT
         }
+        Record::BlobWant { file, from, count } => {
+            body.extend_from_slice(file);
+            varint::put(&mut body, *from as u64);
+            varint::put(&mut body, *count as u64);
+            Record::BLOB_WANT
+        }
+        Record::BlobChunk {
+            file,
+            size,
+            index,
+            digest,
+            bytes,
+        } => {
+            body.extend_from_slice(file);
+            varint::put(&mut body, *size);
+            varint::put(&mut body, *index as u64);
+            body.extend_from_slice(digest);
+            varint::put(&mut body, bytes.len() as u64);
+            body.extend_from_slice(bytes);
+            Record::BLOB_CHUNK
+        }
+        Record::BlobNone { file } => {
+            body.extend_from_slice(file);
+            Record::BLOB_NONE
+        }
     };
     let mut out = Vec::with_capacity(1 + varint::len(body.len() as u64) + body.len());
     out.push(tag);

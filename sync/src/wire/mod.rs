@@ -11,7 +11,13 @@
 //! tag 0x04 SYNC        doc [16] | len uvarint | automerge sync message (len bytes)
 //! tag 0x05 UNAVAILABLE doc [16]
 //! tag 0x06 REJECT      doc [16] | len uvarint | reason utf-8 (len bytes)
+//! tag 0x07 BLOB_WANT   file [32] | from uvarint | count uvarint
+//! tag 0x08 BLOB_CHUNK  file [32] | size uvarint | index uvarint | digest [32] | len uvarint | bytes
+//! tag 0x09 BLOB_NONE   file [32]
 //! ```
+//!
+//! The `BLOB_*` records (files attached to messages, see the crate docs) are sent only on a
+//! link both ends opened as `parley-sync.2`; a `parley-sync.1` peer never sees them.
 //!
 //! `uvarint` is unsigned LEB128 (at most 10 bytes, no overlong trailing zero groups beyond
 //! what fits a u64). Every body must be consumed exactly and the frame must end after its last
@@ -51,6 +57,12 @@ pub const MAX_FEED_ENTRIES: usize = 4096;
 pub const MAX_HEADS: usize = 1024;
 /// Largest Automerge sync message carried for one document.
 pub const MAX_SYNC_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Largest piece of a file in one BLOB_CHUNK record.
+pub const MAX_BLOB_CHUNK_BYTES: usize = 256 * 1024;
+/// Most chunks one BLOB_WANT may ask for; and most chunks all the BLOB_WANT records of one
+/// frame may ask for together (so one frame can never make the sender queue more than
+/// `MAX_BLOB_WANT * MAX_BLOB_CHUNK_BYTES`).
+pub const MAX_BLOB_WANT: u32 = 32;
 /// Longest reject reason, in bytes. Longer reasons are cut at a character boundary.
 pub const MAX_REASON_BYTES: usize = 1024;
 
@@ -98,6 +110,19 @@ pub enum Record {
     Unavailable { doc: DocId },
     /// "This document stops syncing for the rest of this session, because `reason`."
     Reject { doc: DocId, reason: String },
+    /// "Send me chunks `from..from+count` of file `file`" (its SHA-256).
+    BlobWant { file: [u8; 32], from: u32, count: u32 },
+    /// Chunk `index` of file `file`, which is `size` bytes in all; `digest` is the SHA-256 of
+    /// `bytes`, so a piece damaged on the way is told from a wrong file.
+    BlobChunk {
+        file: [u8; 32],
+        size: u64,
+        index: u32,
+        digest: [u8; 32],
+        bytes: Vec<u8>,
+    },
+    /// "I cannot give you that file" (not here, or not yours to have).
+    BlobNone { file: [u8; 32] },
 }
 
 impl Record {
@@ -107,6 +132,9 @@ impl Record {
     pub(crate) const SYNC: u8 = 0x04;
     pub(crate) const UNAVAILABLE: u8 = 0x05;
     pub(crate) const REJECT: u8 = 0x06;
+    pub(crate) const BLOB_WANT: u8 = 0x07;
+    pub(crate) const BLOB_CHUNK: u8 = 0x08;
+    pub(crate) const BLOB_NONE: u8 = 0x09;
 
     /// Entries this record counts against [`MAX_RECORDS_PER_FRAME`]-style budgets: a FEED record
     /// counts each of its entries, everything else counts one.

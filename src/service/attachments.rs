@@ -1,0 +1,287 @@
+//! Attachments: uploading a file, attaching it to a message, downloading it.
+//!
+//! An upload streams into the store a chunk at a time (never held whole in memory, never in a
+//! file outside redb), counting bytes as they come, so a body without `Content-Length` meets
+//! the same limit. Its kind is told by its content (`domain::attachment::sniff`); a refused,
+//! cut-short or over-limit upload leaves nothing behind.
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::*;
+use crate::domain::attachment::{self, AttachmentRef, CHUNK_BYTES, FileKind, TextCheck};
+use crate::store::blobs::{self, Hash};
+
+/// Chunks written per commit of an upload: 4 MiB, so a 25 MB file takes 7 commits and other
+/// writers never wait behind more than one of them.
+const CHUNKS_PER_COMMIT: usize = 16;
+
+/// What an upload stored.
+#[derive(Debug, Clone)]
+pub struct Uploaded {
+    pub sha256: String,
+    pub size: u64,
+    pub name: String,
+    pub mime: &'static str,
+}
+
+/// How a file is served.
+#[derive(Debug, Clone)]
+pub struct FileToServe {
+    pub sha256: Hash,
+    pub size: u64,
+    pub mime: String,
+    /// Shown in the page (raster images) rather than downloaded.
+    pub inline: bool,
+    pub name: String,
+}
+
+/// Where a file attached to a message stands on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    Present,
+    /// Referred to, not here yet: it is being fetched from a peer.
+    Arriving,
+    /// Larger than this node takes: it is not fetched here.
+    TooLarge,
+}
+
+fn too_large(max: u64) -> ServiceError {
+    ServiceError::FileTooLarge(format!(
+        "the file is larger than this node's limit of {} bytes ({} MB); send a smaller file or raise attachments.max_mb",
+        max,
+        max / (1024 * 1024)
+    ))
+}
+
+fn refused(e: attachment::Refused) -> ServiceError {
+    match e {
+        attachment::Refused::Empty => DomainError::Unprocessable(e.to_string()).into(),
+        attachment::Refused::Kind { .. } => ServiceError::FileRefused(e.to_string()),
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        let got = r.read(&mut buf[n..]).await?;
+        if got == 0 {
+            break;
+        }
+        n += got;
+    }
+    Ok(n)
+}
+
+/// The name a file is offered under when it has none: `attachment.<kind>`.
+fn default_name(kind: &FileKind) -> String {
+    format!("attachment.{}", kind.name)
+}
+
+impl Service {
+    /// The files this node takes.
+    pub fn attachment_rules(&self) -> &crate::store::AttachmentRules {
+        self.store.attachment_rules()
+    }
+
+    /// Stores the file read from `body` and answers what was stored. `name` is the name it is
+    /// offered under; a missing or unusable one becomes `attachment.<kind>`.
+    pub async fn upload<R: AsyncRead + Unpin + Send>(
+        &self,
+        p: &Principal,
+        name: Option<String>,
+        mut body: R,
+    ) -> Result<Uploaded> {
+        let rules = self.store.attachment_rules().clone();
+        let name = name
+            .map(|n| n.trim().to_string())
+            .filter(|n| attachment::check_name(n).is_ok());
+        let key = blobs::new_key();
+        let now_ms = self.now().timestamp_millis();
+        let mut sha = Sha256::new();
+        let mut text = TextCheck::default();
+        let mut head: Vec<u8> = Vec::new();
+        let mut size = 0u64;
+        let mut first = 0u32;
+        let mut batch: Vec<Vec<u8>> = Vec::new();
+        let mut wrote = false;
+        let outcome: Result<()> = async {
+            loop {
+                let mut buf = vec![0u8; CHUNK_BYTES];
+                let n = read_full(&mut body, &mut buf).await.map_err(|e| {
+                    DomainError::invalid(
+                        "file",
+                        format!("the upload ended before the whole file arrived ({e}); nothing was stored, send it again"),
+                    )
+                })?;
+                if n == 0 {
+                    break;
+                }
+                buf.truncate(n);
+                size += n as u64;
+                if size > rules.max_bytes {
+                    return Err(too_large(rules.max_bytes));
+                }
+                if head.is_empty() {
+                    head = buf[..n.min(64 * 1024)].to_vec();
+                    // Refuse early what no later byte can make acceptable.
+                    let mut t = TextCheck::default();
+                    t.feed(&head);
+                    attachment::sniff(&head, t.ok_so_far(), name.as_deref().unwrap_or(""), &rules.kinds)
+                        .map_err(refused)?;
+                }
+                sha.update(&buf);
+                text.feed(&buf);
+                batch.push(buf);
+                if batch.len() == CHUNKS_PER_COMMIT {
+                    let chunks = std::mem::take(&mut batch);
+                    let count = chunks.len() as u32;
+                    wrote = true;
+                    self.store.upload_chunks(key, first, chunks, now_ms).await?;
+                    first += count;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let kind = outcome.and_then(|()| {
+            attachment::sniff(&head, text.finish(), name.as_deref().unwrap_or(""), &rules.kinds)
+                .map_err(refused)
+        });
+        let kind = match kind {
+            Ok(k) => k,
+            Err(e) => {
+                if wrote {
+                    self.store.abandon_upload(key).await?;
+                }
+                return Err(e);
+            }
+        };
+        let hash: Hash = sha.finalize().into();
+        self.store
+            .finish_upload(key, first, batch, hash, size, kind.mime, now_ms)
+            .await?;
+        let name = name.unwrap_or_else(|| default_name(kind));
+        let (user, n2) = (p.user.clone(), name.clone());
+        self.store
+            .write(move |ctx| blobs::set_upload_name(ctx.tx(), &hash, &user, &n2))
+            .await?;
+        Ok(Uploaded {
+            sha256: hex::encode(hash),
+            size,
+            name,
+            mime: kind.mime,
+        })
+    }
+
+    /// The references for files named by hash in a create or reply: each must be complete
+    /// here. Named as the caller uploaded it, else as anyone here did.
+    pub(super) async fn attachments_for(
+        &self,
+        user: &str,
+        hashes: &[String],
+    ) -> Result<Vec<AttachmentRef>> {
+        if hashes.len() > attachment::PER_MESSAGE {
+            return Err(DomainError::invalid(
+                "attachments",
+                format!("a message carries at most {} files", attachment::PER_MESSAGE),
+            )
+            .into());
+        }
+        let mut parsed: Vec<Hash> = Vec::new();
+        for h in hashes {
+            let Some(x) = attachment::parse_sha256(h) else {
+                return Err(DomainError::invalid(
+                    "attachments",
+                    format!("{h:?} is not a SHA-256 (64 lowercase hexadecimal digits)"),
+                )
+                .into());
+            };
+            if !parsed.contains(&x) {
+                parsed.push(x);
+            }
+        }
+        let user = user.to_string();
+        self.store
+            .read(move |rtx| -> Result<Vec<AttachmentRef>> {
+                let mut out = Vec::new();
+                for h in &parsed {
+                    let Some(m) = blobs::present(rtx, h)? else {
+                        return Err(DomainError::Unprocessable(format!(
+                            "file {} is not stored on this node; upload it first with POST /api/v1/attachments",
+                            hex::encode(h)
+                        ))
+                        .into());
+                    };
+                    let name = match blobs::upload_name(rtx, h, &user)? {
+                        Some(n) => n,
+                        None => attachment::kind_by_mime(&m.mime)
+                            .map(default_name)
+                            .unwrap_or_else(|| "attachment".into()),
+                    };
+                    out.push(AttachmentRef {
+                        sha256: hex::encode(h),
+                        size: m.size,
+                        name,
+                        mime: m.mime,
+                    });
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// A complete file to serve, offered under `name` when that is a usable file name.
+    pub async fn file(&self, sha256: &str, name: Option<String>) -> Result<FileToServe> {
+        let not_here = || ServiceError::NotFound(format!("no file {sha256} on this node"));
+        let hash = attachment::parse_sha256(sha256).ok_or_else(not_here)?;
+        let meta = self.store.blob_meta(hash).await?;
+        let Some(m) = meta.filter(|m| m.complete) else {
+            return Err(match self.file_states(vec![hash]).await?.first() {
+                Some(FileState::Arriving) => ServiceError::NotFound(format!(
+                    "file {sha256} has not arrived yet: it is being fetched from the partner's node"
+                )),
+                _ => not_here(),
+            });
+        };
+        let kind = attachment::kind_by_mime(&m.mime);
+        let name = name
+            .filter(|n| attachment::check_name(n).is_ok())
+            .or_else(|| kind.map(default_name))
+            .unwrap_or_else(|| "attachment".into());
+        Ok(FileToServe {
+            sha256: hash,
+            size: m.size,
+            inline: kind.is_some_and(|k| k.preview),
+            mime: m.mime,
+            name,
+        })
+    }
+
+    /// Chunk `idx` of a complete file (`None` past its end).
+    pub async fn file_chunk(&self, hash: Hash, idx: u32) -> Result<Option<Vec<u8>>> {
+        Ok(self.store.blob_chunk(hash, idx).await?)
+    }
+
+    /// Where each file stands here, in order.
+    pub async fn file_states(&self, hashes: Vec<Hash>) -> Result<Vec<FileState>> {
+        let max = self.store.attachment_rules().max_bytes;
+        let metas = self.store.blob_metas(hashes.clone()).await?;
+        let wanted = self
+            .store
+            .read(move |rtx| -> Result<Vec<Option<u64>>> {
+                hashes.iter().map(|h| Ok(blobs::wanted_size(rtx, h)?)).collect()
+            })
+            .await?;
+        Ok(metas
+            .into_iter()
+            .zip(wanted)
+            .map(|(m, w)| match (m, w) {
+                (Some(m), _) if m.complete => FileState::Present,
+                (_, Some(size)) if size > max => FileState::TooLarge,
+                _ => FileState::Arriving,
+            })
+            .collect())
+    }
+}

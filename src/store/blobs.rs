@@ -1,0 +1,384 @@
+//! Attached files in redb: bytes in chunks, once per SHA-256, and which conversations refer
+//! to each.
+//!
+//! ```text
+//! BLOB_CHUNKS   (storage key, chunk index) -> up to 256 KiB
+//! BLOB_META     sha256 -> { key, size, type, complete, next }        the file's state here
+//! UPLOADS_OPEN  storage key -> started (ms)                          uploads under way
+//! BLOB_REFS     (sha256, document id) -> ()                          derived from the documents
+//! BLOB_WANTED   sha256 -> size                                       derived: referenced, absent
+//! UPLOAD_NAMES  (sha256, user) -> name                               what each user called it
+//! ```
+//!
+//! Chunks are stored under a *storage key* rather than the content hash, because an upload
+//! learns its hash only at its end: the chunks go straight into their final place while they
+//! arrive, and the file is published (its `BLOB_META` written `complete`) in the commit that
+//! stores the last one. A second copy of a file already here is dropped then, so every file is
+//! stored once. A file fetched from a peer gets a key when its fetch starts; `next` says how
+//! many chunks of it are durable, which is where a cut fetch resumes.
+//!
+//! Invariants: only a `complete` file is ever served; a `complete` file's chunks hash to its
+//! SHA-256 (checked before it is marked so); `UPLOADS_OPEN` holds only uploads of this process
+//! (a restart drops the chunks of every one left, [`sweep_open_uploads`]).
+
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Result, StoreError};
+use crate::domain::Conversation;
+use crate::domain::attachment::{self, AttachmentRef};
+
+pub type Hash = [u8; 32];
+
+pub const BLOB_CHUNKS: TableDefinition<(Hash, u32), &[u8]> = TableDefinition::new("blob_chunks");
+pub const BLOB_META: TableDefinition<Hash, &[u8]> = TableDefinition::new("blob_meta");
+pub const UPLOADS_OPEN: TableDefinition<Hash, i64> = TableDefinition::new("uploads_open");
+pub const BLOB_REFS: TableDefinition<(Hash, u128), ()> = TableDefinition::new("blob_refs");
+pub const BLOB_WANTED: TableDefinition<Hash, u64> = TableDefinition::new("blob_wanted");
+/// (sha256, user) -> the name that user last uploaded the file under: a create or reply names
+/// files by hash only, and each gets the name its sender gave it.
+pub const UPLOAD_NAMES: TableDefinition<(Hash, &str), &str> = TableDefinition::new("upload_names");
+
+pub fn create_tables(tx: &WriteTransaction) -> std::result::Result<(), redb::TableError> {
+    tx.open_table(BLOB_CHUNKS)?;
+    tx.open_table(BLOB_META)?;
+    tx.open_table(UPLOADS_OPEN)?;
+    tx.open_table(BLOB_REFS)?;
+    tx.open_table(BLOB_WANTED)?;
+    tx.open_table(UPLOAD_NAMES)?;
+    Ok(())
+}
+
+pub fn clear_derived(tx: &WriteTransaction) -> std::result::Result<(), redb::TableError> {
+    tx.delete_table(BLOB_REFS)?;
+    tx.delete_table(BLOB_WANTED)?;
+    Ok(())
+}
+
+/// A file's state on this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobMeta {
+    #[serde(with = "hex::serde")]
+    pub key: Hash,
+    pub size: u64,
+    /// The type this node recognised the content as (empty until complete).
+    pub mime: String,
+    pub complete: bool,
+    /// Chunks `0..next` are stored.
+    pub next: u32,
+}
+
+fn bad(hash: &Hash, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Record(format!("file {}", hex::encode(hash)), e.to_string())
+}
+
+pub fn get_meta(t: &impl ReadableTable<Hash, &'static [u8]>, hash: &Hash) -> Result<Option<BlobMeta>> {
+    match t.get(hash)? {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(v.value())
+            .map(Some)
+            .map_err(|e| bad(hash, e)),
+    }
+}
+
+/// The file's state, from a reader.
+pub fn meta(rtx: &ReadTransaction, hash: &Hash) -> Result<Option<BlobMeta>> {
+    get_meta(&rtx.open_table(BLOB_META)?, hash)
+}
+
+/// The file, if it is complete here.
+pub fn present(rtx: &ReadTransaction, hash: &Hash) -> Result<Option<BlobMeta>> {
+    Ok(meta(rtx, hash)?.filter(|m| m.complete))
+}
+
+pub fn read_chunk(rtx: &ReadTransaction, key: &Hash, idx: u32) -> Result<Option<Vec<u8>>> {
+    Ok(rtx
+        .open_table(BLOB_CHUNKS)?
+        .get((*key, idx))?
+        .map(|v| v.value().to_vec()))
+}
+
+fn put_meta(tx: &WriteTransaction, hash: &Hash, m: &BlobMeta) -> Result<()> {
+    let bytes = serde_json::to_vec(m).map_err(|e| bad(hash, e))?;
+    tx.open_table(BLOB_META)?.insert(hash, bytes.as_slice())?;
+    Ok(())
+}
+
+fn delete_chunks(tx: &WriteTransaction, key: &Hash) -> Result<()> {
+    let mut t = tx.open_table(BLOB_CHUNKS)?;
+    t.retain_in((*key, 0)..=(*key, u32::MAX), |_, _| false)?;
+    Ok(())
+}
+
+/// A new storage key: random, so that no two files or uploads share one.
+pub fn new_key() -> Hash {
+    let mut k = [0u8; 32];
+    k[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+    k[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+    k
+}
+
+/// Records an upload under way (so a restart can drop what it left).
+pub fn begin_upload(tx: &WriteTransaction, key: &Hash, now_ms: i64) -> Result<()> {
+    tx.open_table(UPLOADS_OPEN)?.insert(key, now_ms)?;
+    Ok(())
+}
+
+pub fn put_chunk(tx: &WriteTransaction, key: &Hash, idx: u32, bytes: &[u8]) -> Result<()> {
+    tx.open_table(BLOB_CHUNKS)?.insert((*key, idx), bytes)?;
+    Ok(())
+}
+
+/// Publishes a finished upload as file `hash`. If the file is already complete here, the
+/// upload's chunks are dropped instead (the file is kept once); a partly fetched copy is
+/// replaced. Returns whether the upload's chunks were kept.
+pub fn finish_upload(
+    tx: &WriteTransaction,
+    key: &Hash,
+    hash: &Hash,
+    size: u64,
+    mime: &str,
+) -> Result<bool> {
+    tx.open_table(UPLOADS_OPEN)?.remove(key)?;
+    let old = get_meta(&tx.open_table(BLOB_META)?, hash)?;
+    if old.as_ref().is_some_and(|m| m.complete) {
+        delete_chunks(tx, key)?;
+        return Ok(false);
+    }
+    if let Some(m) = old {
+        delete_chunks(tx, &m.key)?;
+    }
+    put_meta(
+        tx,
+        hash,
+        &BlobMeta {
+            key: *key,
+            size,
+            mime: mime.to_string(),
+            complete: true,
+            next: attachment::chunk_count(size),
+        },
+    )?;
+    tx.open_table(BLOB_WANTED)?.remove(hash)?;
+    Ok(true)
+}
+
+/// Drops what an upload that failed or was refused had stored.
+pub fn abandon_upload(tx: &WriteTransaction, key: &Hash) -> Result<()> {
+    tx.open_table(UPLOADS_OPEN)?.remove(key)?;
+    delete_chunks(tx, key)
+}
+
+/// Drops every upload a previous run left unfinished. Returns how many.
+pub fn sweep_open_uploads(tx: &WriteTransaction) -> Result<usize> {
+    let keys: Vec<Hash> = {
+        let t = tx.open_table(UPLOADS_OPEN)?;
+        let mut v = Vec::new();
+        for item in t.iter()? {
+            v.push(item?.0.value());
+        }
+        v
+    };
+    for k in &keys {
+        abandon_upload(tx, k)?;
+    }
+    Ok(keys.len())
+}
+
+/// Records the files the messages of `view` new since `before` refer to, and which of them
+/// this node does not hold yet. Called wherever a conversation's derived rows are written.
+/// (Whether a wanted file is small enough to fetch here is the fetcher's question.)
+pub fn index_refs(
+    tx: &WriteTransaction,
+    before: Option<&Conversation>,
+    view: &Conversation,
+) -> Result<()> {
+    let seen: std::collections::HashSet<Uuid> = before
+        .map(|b| b.messages.iter().map(|m| m.id).collect())
+        .unwrap_or_default();
+    let new: Vec<&AttachmentRef> = view
+        .messages
+        .iter()
+        .filter(|m| !seen.contains(&m.id))
+        .flat_map(|m| &m.attachments)
+        .collect();
+    add_refs(tx, view.id.as_u128(), &new)
+}
+
+pub fn add_refs(
+    tx: &WriteTransaction,
+    doc: u128,
+    refs: &[&AttachmentRef],
+) -> Result<()> {
+    if refs.is_empty() {
+        return Ok(());
+    }
+    let mut t = tx.open_table(BLOB_REFS)?;
+    let metas = tx.open_table(BLOB_META)?;
+    let mut wanted = tx.open_table(BLOB_WANTED)?;
+    for r in refs {
+        let Some(hash) = attachment::parse_sha256(&r.sha256) else {
+            continue;
+        };
+        t.insert((hash, doc), ())?;
+        let complete = get_meta(&metas, &hash)?.is_some_and(|m| m.complete);
+        if !complete {
+            wanted.insert(hash, r.size)?;
+        }
+    }
+    Ok(())
+}
+
+/// Files to fetch: up to `limit`, from `after` on (exclusive), with their sizes.
+pub fn wanted(rtx: &ReadTransaction, after: Option<Hash>, limit: usize) -> Result<Vec<(Hash, u64)>> {
+    let t = rtx.open_table(BLOB_WANTED)?;
+    let mut out = Vec::new();
+    let range = match after {
+        Some(a) => t.range(a..)?,
+        None => t.range::<Hash>(..)?,
+    };
+    for item in range {
+        let (k, v) = item?;
+        let k = k.value();
+        if Some(k) == after {
+            continue;
+        }
+        out.push((k, v.value()));
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The documents that refer to file `hash`.
+pub fn refs_of(rtx: &ReadTransaction, hash: &Hash) -> Result<Vec<u128>> {
+    let t = rtx.open_table(BLOB_REFS)?;
+    let mut out = Vec::new();
+    for item in t.range((*hash, 0)..=(*hash, u128::MAX))? {
+        out.push(item?.0.value().1);
+    }
+    Ok(out)
+}
+
+/// A piece of a file fetched from a peer, for the flush: its chunks are stored in order.
+#[derive(Debug, Clone)]
+pub enum Received {
+    /// Start (or restart) a fetch of `hash` under storage key `key`.
+    Begin { hash: Hash, key: Hash, size: u64 },
+    Chunk { hash: Hash, idx: u32, bytes: Vec<u8> },
+    /// Every chunk is stored and they hash to `hash`: publish it as `mime`.
+    Complete { hash: Hash, mime: String },
+    /// What was fetched of `hash` is wrong: drop it, to fetch again from the start.
+    Reset { hash: Hash },
+}
+
+/// Writes what a sync session received of files, in order, inside the flush's commit.
+pub fn store_received(tx: &WriteTransaction, items: &[Received]) -> Result<()> {
+    for r in items {
+        match r {
+            Received::Begin { hash, key, size } => {
+                if let Some(old) = get_meta(&tx.open_table(BLOB_META)?, hash)? {
+                    if old.complete {
+                        continue;
+                    }
+                    delete_chunks(tx, &old.key)?;
+                }
+                put_meta(
+                    tx,
+                    hash,
+                    &BlobMeta {
+                        key: *key,
+                        size: *size,
+                        mime: String::new(),
+                        complete: false,
+                        next: 0,
+                    },
+                )?;
+            }
+            Received::Chunk { hash, idx, bytes } => {
+                let Some(mut m) = get_meta(&tx.open_table(BLOB_META)?, hash)? else {
+                    continue;
+                };
+                // Only the next chunk of a fetch under way extends it: anything else (a copy
+                // completed meanwhile by an upload or another peer) is dropped.
+                if m.complete || *idx != m.next {
+                    continue;
+                }
+                put_chunk(tx, &m.key, *idx, bytes)?;
+                m.next += 1;
+                put_meta(tx, hash, &m)?;
+            }
+            Received::Complete { hash, mime } => {
+                let Some(mut m) = get_meta(&tx.open_table(BLOB_META)?, hash)? else {
+                    continue;
+                };
+                if m.complete || m.next != attachment::chunk_count(m.size) {
+                    continue;
+                }
+                m.complete = true;
+                m.mime = mime.clone();
+                put_meta(tx, hash, &m)?;
+                tx.open_table(BLOB_WANTED)?.remove(hash)?;
+            }
+            Received::Reset { hash } => {
+                if let Some(m) = get_meta(&tx.open_table(BLOB_META)?, hash)?
+                    && !m.complete
+                {
+                    delete_chunks(tx, &m.key)?;
+                    tx.open_table(BLOB_META)?.remove(hash)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Re-derives the references of one conversation (index rebuild).
+pub fn rebuild_refs(tx: &WriteTransaction, view: &Conversation) -> Result<()> {
+    index_refs(tx, None, view)
+}
+
+/// The conversations (not team documents) that refer to `hash`, with their feed positions.
+pub fn conversations_at(tx: &WriteTransaction, hash: &Hash) -> Result<Vec<(Uuid, u64)>> {
+    let refs = tx.open_table(BLOB_REFS)?;
+    let pos = tx.open_table(super::tables::FEED_POS)?;
+    let mut out = Vec::new();
+    for item in refs.range((*hash, 0)..=(*hash, u128::MAX))? {
+        let doc = item?.0.value().1;
+        if crate::domain::team::is_team_id(doc) {
+            continue;
+        }
+        if let Some(seq) = pos.get(doc)? {
+            out.push((Uuid::from_u128(doc), seq.value()));
+        }
+    }
+    Ok(out)
+}
+
+pub fn set_upload_name(tx: &WriteTransaction, hash: &Hash, user: &str, name: &str) -> Result<()> {
+    tx.open_table(UPLOAD_NAMES)?.insert((*hash, user), name)?;
+    Ok(())
+}
+
+/// The name `user` uploaded `hash` under, else the name anyone here did.
+pub fn upload_name(rtx: &ReadTransaction, hash: &Hash, user: &str) -> Result<Option<String>> {
+    let t = rtx.open_table(UPLOAD_NAMES)?;
+    if let Some(v) = t.get((*hash, user))? {
+        return Ok(Some(v.value().to_string()));
+    }
+    let mut any = t.range((*hash, "")..)?;
+    Ok(match any.next() {
+        Some(item) => {
+            let (k, v) = item?;
+            (k.value().0 == *hash).then(|| v.value().to_string())
+        }
+        None => None,
+    })
+}
+
+/// The size of `hash` if this node wants it (referred to, not complete here).
+pub fn wanted_size(rtx: &ReadTransaction, hash: &Hash) -> Result<Option<u64>> {
+    Ok(rtx.open_table(BLOB_WANTED)?.get(hash)?.map(|v| v.value()))
+}

@@ -1,0 +1,121 @@
+//! The store's file operations for the service (uploads, downloads) and the claims that keep
+//! one fetch per file at a time. The tables and their invariants are in [`super::blobs`].
+
+use uuid::Uuid;
+
+use super::blobs::{self, BlobMeta, Hash};
+use super::{Result, Store, StoreError};
+
+impl Store {
+    /// Stores chunks `first..` of an upload under `key`, in one durable commit; `first == 0`
+    /// also records the upload as under way.
+    pub async fn upload_chunks(
+        &self,
+        key: Hash,
+        first: u32,
+        chunks: Vec<Vec<u8>>,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.write(move |ctx| -> Result<()> {
+            let tx = ctx.tx();
+            if first == 0 {
+                blobs::begin_upload(tx, &key, now_ms)?;
+            }
+            for (i, c) in chunks.iter().enumerate() {
+                blobs::put_chunk(tx, &key, first + i as u32, c)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Publishes a finished upload (see [`blobs::finish_upload`]), with its last chunks.
+    pub async fn finish_upload(
+        &self,
+        key: Hash,
+        first: u32,
+        chunks: Vec<Vec<u8>>,
+        hash: Hash,
+        size: u64,
+        mime: &'static str,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.write(move |ctx| -> Result<()> {
+            let tx = ctx.tx();
+            if first == 0 {
+                blobs::begin_upload(tx, &key, now_ms)?;
+            }
+            for (i, c) in chunks.iter().enumerate() {
+                blobs::put_chunk(tx, &key, first + i as u32, c)?;
+            }
+            blobs::finish_upload(tx, &key, &hash, size, mime)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Drops an upload that will not finish.
+    pub async fn abandon_upload(&self, key: Hash) -> Result<()> {
+        self.write(move |ctx| blobs::abandon_upload(ctx.tx(), &key))
+            .await
+    }
+
+    /// The file's state here.
+    pub async fn blob_meta(&self, hash: Hash) -> Result<Option<BlobMeta>> {
+        self.read(move |rtx| blobs::meta(rtx, &hash)).await
+    }
+
+    /// States of several files at once (a conversation's attachments).
+    pub async fn blob_metas(&self, hashes: Vec<Hash>) -> Result<Vec<Option<BlobMeta>>> {
+        self.read(move |rtx| hashes.iter().map(|h| blobs::meta(rtx, h)).collect())
+            .await
+    }
+
+    /// Chunk `idx` of the complete file `hash`: `None` when the file is not complete here.
+    pub async fn blob_chunk(&self, hash: Hash, idx: u32) -> Result<Option<Vec<u8>>> {
+        self.read(move |rtx| -> Result<Option<Vec<u8>>> {
+            let Some(m) = blobs::present(rtx, &hash)? else {
+                return Ok(None);
+            };
+            let c = blobs::read_chunk(rtx, &m.key, idx)?;
+            if c.is_none() && idx < crate::domain::attachment::chunk_count(m.size) {
+                return Err(StoreError::Record(
+                    format!("file {}", hex::encode(hash)),
+                    format!("chunk {idx} is missing"),
+                ));
+            }
+            Ok(c)
+        })
+        .await
+    }
+
+    /// Claims `hash` for a fetch from `peer`: false when another peer's fetch holds it.
+    pub fn claim_blob(&self, hash: &Hash, peer: Uuid) -> bool {
+        let Ok(mut c) = self.blob_claims.lock() else {
+            return false;
+        };
+        match c.get(hash) {
+            Some(p) => *p == peer,
+            None => {
+                c.insert(*hash, peer);
+                true
+            }
+        }
+    }
+
+    /// Ends `peer`'s claim on `hash` (the fetch finished or gave up).
+    pub fn release_blob(&self, hash: &Hash, peer: Uuid) {
+        if let Ok(mut c) = self.blob_claims.lock()
+            && c.get(hash) == Some(&peer)
+        {
+            c.remove(hash);
+        }
+    }
+
+    /// Ends every claim of `peer` (its connection closed).
+    pub fn release_blobs_of(&self, peer: Uuid) {
+        if let Ok(mut c) = self.blob_claims.lock() {
+            c.retain(|_, p| *p != peer);
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Files over the sync link: fetching the ones this node lacks, a window of chunks at a time,
+//! and serving the ones the peer asks for.
+//!
+//! ```text
+//! B ── BLOB_WANT f from 3 count 8 ──▶ A     B holds chunks 0..3 durably (a cut fetch resumes)
+//! B ◀── BLOB_CHUNK f 3 … BLOB_CHUNK f 10 ── A   A checks, per request, that a document shared
+//!                                               with B refers to f; else BLOB_NONE f
+//! B: digest of each chunk checked; stored in order; as chunks land B asks for more, keeping
+//!    at most `Config::blob_window` chunks in flight, so document traffic is never queued
+//!    behind more than that on the link
+//! B: after the last chunk the host hashes the whole file: it is complete, or dropped whole
+//! ```
+//!
+//! A chunk whose digest does not match was damaged on the way: it is asked for again (at most
+//! [`MAX_BAD_CHUNKS`] times per file and session). A file that does not hash to its name is
+//! dropped and not asked of this peer again in this session. Nothing of a file is kept unless
+//! this session asked for exactly that chunk.
+
+use std::collections::HashSet;
+
+use sha2::{Digest, Sha256};
+
+use super::Session;
+use crate::error::{ProtocolError, SessionError};
+use crate::host::{BlobStored, Host};
+use crate::outbox::Outbox;
+use crate::session::Event;
+use crate::wire::{MAX_BLOB_CHUNK_BYTES, MAX_BLOB_WANT, Record};
+
+/// Damaged chunks of one file tolerated per session before its fetch is given up.
+pub const MAX_BAD_CHUNKS: u32 = 8;
+
+struct Fetch {
+    file: [u8; 32],
+    size: u64,
+    chunks: u32,
+    /// The next chunk to ask for.
+    asked_to: u32,
+    /// The next chunk expected (all before it are stored).
+    next: u32,
+    bad: u32,
+}
+
+#[derive(Default)]
+pub(super) struct Blobs {
+    fetches: Vec<Fetch>,
+    /// Files this peer could not or did not give properly, not asked again this session.
+    given_up: HashSet<[u8; 32]>,
+}
+
+fn chunk_count(size: u64) -> u32 {
+    size.div_ceil(MAX_BLOB_CHUNK_BYTES as u64) as u32
+}
+
+fn chunk_len(size: u64, idx: u32) -> usize {
+    let start = idx as u64 * MAX_BLOB_CHUNK_BYTES as u64;
+    size.saturating_sub(start).min(MAX_BLOB_CHUNK_BYTES as u64) as usize
+}
+
+impl Blobs {
+    /// Files being fetched and chunks in flight, for progress displays.
+    pub(super) fn fetching(&self) -> usize {
+        self.fetches.len()
+    }
+}
+
+impl Session {
+    /// Starts fetches while there is room and asks for chunks up to the window.
+    pub(super) fn pump_blobs<H: Host>(
+        &mut self,
+        host: &mut H,
+        out: &mut Outbox,
+    ) -> Result<(), SessionError> {
+        if !self.config.blobs {
+            return Ok(());
+        }
+        let room = self.config.blob_fetches.saturating_sub(self.blobs.fetches.len());
+        if room > 0 {
+            let mut exclude: Vec<[u8; 32]> = self.blobs.given_up.iter().copied().collect();
+            exclude.extend(self.blobs.fetches.iter().map(|f| f.file));
+            for w in host.blobs_wanted(room, &exclude)? {
+                let chunks = chunk_count(w.size);
+                if w.size == 0 || w.next >= chunks || exclude.contains(&w.file) {
+                    host.blob_released(&w.file);
+                    continue;
+                }
+                self.blobs.fetches.push(Fetch {
+                    file: w.file,
+                    size: w.size,
+                    chunks,
+                    asked_to: w.next,
+                    next: w.next,
+                    bad: 0,
+                });
+            }
+        }
+        let window = self.config.blob_window.clamp(1, MAX_BLOB_WANT);
+        let in_flight: u32 = self.blobs.fetches.iter().map(|f| f.asked_to - f.next).sum();
+        let mut budget = window.saturating_sub(in_flight);
+        for f in &mut self.blobs.fetches {
+            if budget == 0 {
+                break;
+            }
+            let count = (f.chunks - f.asked_to).min(budget);
+            if count > 0 {
+                out.push(Record::BlobWant {
+                    file: f.file,
+                    from: f.asked_to,
+                    count,
+                });
+                f.asked_to += count;
+                budget -= count;
+            }
+        }
+        Ok(())
+    }
+
+    /// The peer asks for chunks: each is sent if the host may give it, else one BLOB_NONE.
+    /// `asked` counts the chunks this frame's requests asked for so far.
+    pub(super) fn on_blob_want<H: Host>(
+        &mut self,
+        file: [u8; 32],
+        from: u32,
+        count: u32,
+        asked: &mut u32,
+        host: &mut H,
+        out: &mut Outbox,
+    ) -> Result<(), SessionError> {
+        *asked = asked.saturating_add(count);
+        if *asked > MAX_BLOB_WANT {
+            return Err(ProtocolError::BlobWindow {
+                asked: *asked,
+                max: MAX_BLOB_WANT,
+            }
+            .into());
+        }
+        for index in from..from.saturating_add(count) {
+            match host.blob_chunk(&file, index)? {
+                Some((size, bytes)) if index < chunk_count(size) => {
+                    let digest = Sha256::digest(&bytes).into();
+                    out.push(Record::BlobChunk {
+                        file,
+                        size,
+                        index,
+                        digest,
+                        bytes,
+                    });
+                }
+                _ => {
+                    out.push(Record::BlobNone { file });
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_blob_chunk<H: Host>(
+        &mut self,
+        file: [u8; 32],
+        size: u64,
+        index: u32,
+        digest: [u8; 32],
+        bytes: Vec<u8>,
+        host: &mut H,
+    ) -> Result<(), SessionError> {
+        let Some(pos) = self.blobs.fetches.iter().position(|f| f.file == file) else {
+            // Not asked for (or a fetch that ended): never kept.
+            return Ok(());
+        };
+        let f = &mut self.blobs.fetches[pos];
+        if index != f.next || index >= f.asked_to {
+            // A chunk sent before we asked again from an earlier one: the re-asked copy follows.
+            return Ok(());
+        }
+        if size != f.size {
+            let reason = format!(
+                "the peer sent {size} bytes for a file of {} bytes; not fetched from it again in this session",
+                f.size
+            );
+            return self.give_up(pos, reason, host);
+        }
+        let digest_ok = bytes.len() == chunk_len(size, index)
+            && <[u8; 32]>::from(Sha256::digest(&bytes)) == digest;
+        if !digest_ok {
+            f.bad += 1;
+            if f.bad > MAX_BAD_CHUNKS {
+                let reason = format!("{} chunks arrived damaged", f.bad);
+                return self.give_up(pos, reason, host);
+            }
+            // Ask again from this chunk; what is in flight after it is dropped on arrival.
+            f.asked_to = index;
+            self.events.push(Event::BlobChunkDamaged { file, index });
+            return Ok(());
+        }
+        match host.store_blob_chunk(&file, index, bytes)? {
+            BlobStored::Stored => {
+                let f = &mut self.blobs.fetches[pos];
+                f.next += 1;
+                if f.next == f.chunks {
+                    let reason = "the host kept the last chunk without completing the file".into();
+                    return self.give_up(pos, reason, host);
+                }
+            }
+            BlobStored::Complete => {
+                self.blobs.fetches.remove(pos);
+                host.blob_released(&file);
+                self.events.push(Event::BlobFetched { file });
+            }
+            BlobStored::Refused(reason) => return self.give_up(pos, reason, host),
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_blob_none<H: Host>(&mut self, file: [u8; 32], host: &mut H) {
+        if let Some(pos) = self.blobs.fetches.iter().position(|f| f.file == file) {
+            self.blobs.fetches.remove(pos);
+            self.blobs.given_up.insert(file);
+            host.blob_released(&file);
+        }
+    }
+
+    fn give_up<H: Host>(
+        &mut self,
+        pos: usize,
+        reason: String,
+        host: &mut H,
+    ) -> Result<(), SessionError> {
+        let f = self.blobs.fetches.remove(pos);
+        self.blobs.given_up.insert(f.file);
+        host.blob_released(&f.file);
+        self.events.push(Event::BlobRefused {
+            file: f.file,
+            reason,
+        });
+        Ok(())
+    }
+}
