@@ -48,6 +48,63 @@ pub struct FileConfig {
     pub peer_quota_mb_per_day: Option<u64>,
     pub email: Option<crate::notify::config::EmailFile>,
     pub webhooks: Option<crate::notify::config::WebhooksFile>,
+    pub attachments: Option<AttachmentsFile>,
+}
+
+/// `[attachments]`: which files this node takes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentsFile {
+    /// Largest file, in MiB (default 25).
+    pub max_mb: Option<u64>,
+    /// Kinds taken, by name (default: all of pdf png jpeg gif webp txt csv docx xlsx pptx doc
+    /// xls ppt; `svg` may be added).
+    pub types: Option<Vec<String>>,
+}
+
+impl AttachmentsFile {
+    fn load(self) -> Result<crate::store::AttachmentRules, ConfigError> {
+        let mut rules = crate::store::AttachmentRules::default();
+        if let Some(mb) = self.max_mb {
+            if !(1..=1024).contains(&mb) {
+                return Err(ConfigError::Invalid {
+                    field: "attachments.max_mb",
+                    value: mb.to_string(),
+                    reason: "must be between 1 and 1024 MiB".into(),
+                });
+            }
+            rules.max_bytes = mb * 1024 * 1024;
+        }
+        if let Some(types) = self.types {
+            let mut kinds = Vec::new();
+            for t in &types {
+                let k = crate::domain::attachment::kind_by_name(t).ok_or_else(|| {
+                    ConfigError::Invalid {
+                        field: "attachments.types",
+                        value: t.clone(),
+                        reason: format!(
+                            "is not a kind Parley knows; use some of {}",
+                            crate::domain::attachment::KINDS
+                                .iter()
+                                .map(|k| k.name)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    }
+                })?;
+                kinds.push(k.name);
+            }
+            if kinds.is_empty() {
+                return Err(ConfigError::Invalid {
+                    field: "attachments.types",
+                    value: "[]".into(),
+                    reason: "name at least one kind of file".into(),
+                });
+            }
+            rules.kinds = kinds;
+        }
+        Ok(rules)
+    }
 }
 
 /// How long a connection may take over each part of a request (file-only settings).
@@ -92,6 +149,8 @@ pub struct Overrides {
 /// The effective, validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// Which files this node takes (`[attachments]`).
+    pub attachments: crate::store::AttachmentRules,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     /// The address partners dial (`http://host:port`); default: the listen address unless it
@@ -300,7 +359,9 @@ impl Config {
         )?;
         let webhooks =
             crate::notify::config::WebhookConfig::load(file.webhooks.unwrap_or_default())?;
+        let attachments = file.attachments.unwrap_or_default().load()?;
         Ok(Config {
+            attachments,
             email,
             webhooks,
             timeouts,

@@ -20,6 +20,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<Arc<Service>>
     let opts = StoreOptions {
         doc_cache: config.doc_cache,
         peer_quota_bytes_per_day: config.peer_quota_bytes_per_day,
+        attachments: config.attachments.clone(),
         ..StoreOptions::default()
     };
     let store = tokio::task::spawn_blocking(move || Store::open(&dir, opts))

@@ -88,9 +88,12 @@ pub struct NewConversation {
     pub reference_id: Option<String>,
     /// Tasks only.
     pub due_date: Option<NaiveDate>,
-    /// The first message, up to 64 KiB of UTF-8.
+    /// The first message, up to 64 KiB of UTF-8 (may be empty when it carries files).
     #[oai(validator(max_length = 65536))]
     pub body: Option<String>,
+    /// Files of the first message, by SHA-256 (from `POST /api/v1/attachments`); at most 20.
+    #[oai(validator(max_items = 20))]
+    pub attachments: Option<Vec<String>>,
 }
 
 #[derive(Debug, Object)]
@@ -98,9 +101,12 @@ pub struct NewConversation {
 pub struct NewMessage {
     /// Optional client-chosen id: retrying a reply with the same id never duplicates it.
     pub id: Option<Uuid>,
-    /// Required: 1 byte to 64 KiB of UTF-8.
+    /// Required: 1 byte to 64 KiB of UTF-8; may be empty (`""`) when the reply carries files.
     #[oai(validator(max_length = 65536))]
     pub body: Option<String>,
+    /// Files, by SHA-256 (from `POST /api/v1/attachments`); at most 20.
+    #[oai(validator(max_items = 20))]
+    pub attachments: Option<Vec<String>>,
 }
 
 /// Fields to change. An absent field stays as it is; `reference_id` or `due_date` set to
@@ -212,6 +218,7 @@ impl ConversationsApi {
         key: Header<Option<String>>,
     ) -> R<Created> {
         let b = body.0;
+        let files = b.attachments.unwrap_or_default();
         let input = CreateInput {
             id: b.id,
             kind: required("kind", b.kind)?.into(),
@@ -223,7 +230,7 @@ impl ConversationsApi {
             body: b.body,
             idempotency_key: key.0,
         };
-        let (conv, created) = self.svc.create(&auth.0, input).await?;
+        let (conv, created) = self.svc.create_with_files(&auth.0, input, &files).await?;
         let v = self.view(conv).await?;
         Ok(if created {
             Created::Created(v)
@@ -364,10 +371,12 @@ impl ConversationsApi {
         body: Json<NewMessage>,
         #[oai(name = "Idempotency-Key")] key: Header<Option<String>>,
     ) -> R<Replied> {
-        let text = required("body", body.0.body)?;
+        let b = body.0;
+        let text = required("body", b.body)?;
+        let files = b.attachments.unwrap_or_default();
         let c = self
             .svc
-            .reply(&auth.0, id.0, text, body.0.id, key.0)
+            .reply_with_files(&auth.0, id.0, text, &files, b.id, key.0)
             .await?;
         Ok(Replied::Created(self.view(c).await?))
     }

@@ -148,7 +148,9 @@ pub async fn json_errors(err: poem::Error) -> Response {
         text
     };
     let detail = match status.as_u16() {
-        413 => format!("{detail}: request bodies are limited to 1 MiB"),
+        413 if !detail.contains("limit") => {
+            format!("{detail}: request bodies are limited to 1 MiB")
+        }
         401 => "sign in first: send `Authorization: Bearer TOKEN` (create a token with `parley token create`)".into(),
         _ => detail,
     };

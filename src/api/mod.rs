@@ -3,6 +3,7 @@
 //! UI at `/`.
 
 mod admin;
+mod attachments;
 mod auth;
 mod bulk;
 mod conversations;
@@ -33,6 +34,10 @@ use crate::service::Service;
 
 /// Request bodies above this are refused with 413 before they are read.
 pub const MAX_BODY: usize = 1024 * 1024;
+/// Where files are uploaded: the one path whose bodies may be larger (the file limit).
+const UPLOAD_PATH: &str = "/api/v1/attachments";
+/// Room for a multipart envelope around a file of the largest size.
+const UPLOAD_ENVELOPE: u64 = 64 * 1024;
 
 #[derive(OaTags)]
 enum Tags {
@@ -63,6 +68,7 @@ type Apis = (
     team::PeopleApi,
     bulk::BulkApi,
     export::ExportApi,
+    attachments::AttachmentsApi,
 );
 
 fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()> {
@@ -83,6 +89,7 @@ fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()
             team::PeopleApi { svc: svc.clone() },
             bulk::BulkApi { svc: svc.clone() },
             export::ExportApi { svc: svc.clone() },
+            attachments::AttachmentsApi { svc: svc.clone() },
         ),
         "Parley",
         env!("CARGO_PKG_VERSION"),
@@ -193,16 +200,30 @@ pub fn routes(
 /// has not all arrived within the body timeout fails to read (400), and the connection, its
 /// body unread, is closed.
 async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<poem::Response> {
+    // An upload of a file may be as large as the node's file limit (plus a multipart
+    // envelope); the upload counts its bytes itself as they arrive.
+    let limit = if req.method() == poem::http::Method::POST && req.uri().path() == UPLOAD_PATH {
+        req.data::<Arc<Service>>()
+            .map(|s| s.attachment_rules().max_bytes + UPLOAD_ENVELOPE)
+            .unwrap_or(MAX_BODY as u64)
+    } else {
+        MAX_BODY as u64
+    };
     let declared = req
         .headers()
         .get(poem::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(poem::Error::from_string(
-            "request body too large",
-            StatusCode::PAYLOAD_TOO_LARGE,
-        ));
+    if declared.is_some_and(|n| n > limit) {
+        let detail = if limit == MAX_BODY as u64 {
+            "request body too large".to_string()
+        } else {
+            format!(
+                "the file is larger than this node's limit of {} bytes; send a smaller file",
+                limit - UPLOAD_ENVELOPE
+            )
+        };
+        return Err(poem::Error::from_string(detail, StatusCode::PAYLOAD_TOO_LARGE));
     }
     let has_body = declared.is_some_and(|n| n > 0)
         || req
@@ -214,7 +235,7 @@ async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<poem
             .map(|t| t.0)
             .unwrap_or(crate::config::Timeouts::default().body);
         let body = req.take_body();
-        req.set_body(timeouts::timed_body(body, MAX_BODY as u64 + 1, timeout));
+        req.set_body(timeouts::timed_body(body, limit + 1, timeout));
     }
     next.call(req).await.map(IntoResponse::into_response)
 }

@@ -97,6 +97,25 @@ pub struct Message {
     /// `false` for a message of this org that no node of the partner org holds yet; a
     /// partner's message is always `true`.
     pub delivered: bool,
+    /// Files attached to the message, in the order they were attached.
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file attached to a message.
+#[derive(Debug, Clone, Object)]
+pub struct Attachment {
+    /// SHA-256 of the content (64 hex digits): `GET /api/v1/attachments/{sha256}` downloads it.
+    pub sha256: String,
+    pub size: u64,
+    pub name: String,
+    /// The media type the content was recognised as.
+    #[oai(rename = "type")]
+    pub mime: String,
+    /// `present`: here, ready to open; `arriving`: being fetched from the partner's node;
+    /// `too_large`: over this node's file size limit, so not fetched here.
+    pub state: String,
+    /// Shown as a picture in the thread (PNG, JPEG, GIF, WebP); everything else downloads.
+    pub preview: bool,
 }
 
 /// A change of state, progress or a field.
@@ -311,6 +330,19 @@ impl Conversation {
                     body: m.body,
                     sent_at: m.sent_at,
                     delivered: true,
+                    attachments: m
+                        .attachments
+                        .into_iter()
+                        .map(|a| Attachment {
+                            preview: domain::attachment::kind_by_mime(&a.mime)
+                                .is_some_and(|k| k.preview),
+                            sha256: a.sha256,
+                            size: a.size,
+                            name: a.name,
+                            mime: a.mime,
+                            state: "arriving".into(),
+                        })
+                        .collect(),
                 })
                 .collect(),
             history: c
@@ -339,6 +371,14 @@ impl Conversation {
         c.undelivered = d.undelivered;
         for m in &mut c.messages {
             m.delivered = !d.undelivered_messages.contains(&m.id);
+            for a in &mut m.attachments {
+                a.state = match d.files.get(&a.sha256) {
+                    Some(crate::service::FileState::Present) => "present",
+                    Some(crate::service::FileState::TooLarge) => "too_large",
+                    _ => "arriving",
+                }
+                .into();
+            }
         }
         c.conflicts = d.conflicts.into_iter().map(Into::into).collect();
         c.assignee = d.team.assignee;

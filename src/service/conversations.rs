@@ -49,6 +49,8 @@ pub struct Detail {
     pub team: crate::domain::team::Team,
     /// The team document did not verify: `team` is empty, and says nothing.
     pub team_damaged: bool,
+    /// Where each attached file (by SHA-256 hex) stands here.
+    pub files: std::collections::HashMap<String, super::FileState>,
 }
 
 fn check_key(key: &Option<String>) -> Result<()> {
@@ -309,6 +311,7 @@ impl Service {
     /// hold yet and the fields whose changes crossed.
     pub async fn detail(&self, id: Uuid) -> Result<Detail> {
         super::team::conversation_id(id)?;
+        let max_file = self.store.attachment_rules().max_bytes;
         let r = self
             .store
             .read(move |tx| -> Result<_> {
@@ -337,7 +340,20 @@ impl Service {
                     }
                     Err(e) => return Err(e.into()),
                 };
+                let mut files = std::collections::HashMap::new();
+                for a in conversation.messages.iter().flat_map(|m| &m.attachments) {
+                    let Some(h) = crate::domain::attachment::parse_sha256(&a.sha256) else {
+                        continue;
+                    };
+                    let state = match crate::store::blobs::meta(tx, &h)? {
+                        Some(m) if m.complete => super::FileState::Present,
+                        _ if a.size > max_file => super::FileState::TooLarge,
+                        _ => super::FileState::Arriving,
+                    };
+                    files.insert(a.sha256.clone(), state);
+                }
                 Ok(Detail {
+                    files,
                     conversation,
                     undelivered: v.undelivered,
                     undelivered_messages,

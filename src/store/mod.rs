@@ -187,7 +187,7 @@ pub struct StoreOptions {
 
 /// The files a node takes: at most `max_bytes` each, of the kinds named (see
 /// `domain::attachment::KINDS`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachmentRules {
     pub max_bytes: u64,
     pub kinds: Vec<&'static str>,
