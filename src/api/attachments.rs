@@ -151,7 +151,11 @@ impl AttachmentsApi {
     /// The file's kind is told by its content, not its name: PDF, PNG, JPEG, GIF, WebP, plain
     /// text, CSV and Office documents by default (`attachments.types`), at most 25 MB
     /// (`attachments.max_mb`), counted as it arrives. A file already here is stored once.
-    #[oai(path = "/attachments", method = "post", operation_id = "uploadAttachment")]
+    #[oai(
+        path = "/attachments",
+        method = "post",
+        operation_id = "uploadAttachment"
+    )]
     async fn upload(
         &self,
         auth: BearerAuth,
@@ -168,7 +172,9 @@ impl AttachmentsApi {
             }
             UploadBody::Form(FormUpload(mut form)) => loop {
                 let field = form.next_field().await.map_err(|e| {
-                    ApiError::bad_request(format!("the multipart body is malformed or cut short ({e}); send it again"))
+                    ApiError::bad_request(format!(
+                        "the multipart body is malformed or cut short ({e}); send it again"
+                    ))
                 })?;
                 let Some(field) = field else {
                     return Err(ApiError::bad_request(

@@ -223,7 +223,10 @@ async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<poem
                 limit - UPLOAD_ENVELOPE
             )
         };
-        return Err(poem::Error::from_string(detail, StatusCode::PAYLOAD_TOO_LARGE));
+        return Err(poem::Error::from_string(
+            detail,
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ));
     }
     let has_body = declared.is_some_and(|n| n > 0)
         || req

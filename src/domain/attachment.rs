@@ -83,7 +83,11 @@ const fn kind(name: &'static str, mime: &'static str, preview: bool) -> FileKind
 
 /// The kinds a node takes when its configuration says nothing: all but `svg`.
 pub fn default_kinds() -> Vec<&'static str> {
-    KINDS.iter().map(|k| k.name).filter(|n| *n != "svg").collect()
+    KINDS
+        .iter()
+        .map(|k| k.name)
+        .filter(|n| *n != "svg")
+        .collect()
 }
 
 pub fn kind_by_name(name: &str) -> Option<&'static FileKind> {
@@ -300,7 +304,12 @@ mod tests {
         let exe = b"MZ\x90\0\x03\0\0\0\x04\0\0\0\xff\xff";
         assert!(sniff(exe, false, "photo.jpg", &allowed()).is_err());
         assert_eq!(sniff(b"", true, "x.txt", &allowed()), Err(Refused::Empty));
-        assert_eq!(sniff(b"a,b\n1,2\n", true, "x.CSV", &allowed()).unwrap().name, "csv");
+        assert_eq!(
+            sniff(b"a,b\n1,2\n", true, "x.CSV", &allowed())
+                .unwrap()
+                .name,
+            "csv"
+        );
         assert_eq!(sniff(b"hello", true, "x", &allowed()).unwrap().name, "txt");
         let html = b"<!DOCTYPE html><html><script>alert(1)</script>";
         assert!(sniff(html, true, "x.txt", &allowed()).is_err());

@@ -146,8 +146,13 @@ impl Service {
         }
         .await;
         let kind = outcome.and_then(|()| {
-            attachment::sniff(&head, text.finish(), name.as_deref().unwrap_or(""), &rules.kinds)
-                .map_err(refused)
+            attachment::sniff(
+                &head,
+                text.finish(),
+                name.as_deref().unwrap_or(""),
+                &rules.kinds,
+            )
+            .map_err(refused)
         });
         let kind = match kind {
             Ok(k) => k,
@@ -185,7 +190,10 @@ impl Service {
         if hashes.len() > attachment::PER_MESSAGE {
             return Err(DomainError::invalid(
                 "attachments",
-                format!("a message carries at most {} files", attachment::PER_MESSAGE),
+                format!(
+                    "a message carries at most {} files",
+                    attachment::PER_MESSAGE
+                ),
             )
             .into());
         }
@@ -271,7 +279,10 @@ impl Service {
         let wanted = self
             .store
             .read(move |rtx| -> Result<Vec<Option<u64>>> {
-                hashes.iter().map(|h| Ok(blobs::wanted_size(rtx, h)?)).collect()
+                hashes
+                    .iter()
+                    .map(|h| Ok(blobs::wanted_size(rtx, h)?))
+                    .collect()
             })
             .await?;
         Ok(metas

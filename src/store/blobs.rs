@@ -73,7 +73,10 @@ fn bad(hash: &Hash, e: impl std::fmt::Display) -> StoreError {
     StoreError::Record(format!("file {}", hex::encode(hash)), e.to_string())
 }
 
-pub fn get_meta(t: &impl ReadableTable<Hash, &'static [u8]>, hash: &Hash) -> Result<Option<BlobMeta>> {
+pub fn get_meta(
+    t: &impl ReadableTable<Hash, &'static [u8]>,
+    hash: &Hash,
+) -> Result<Option<BlobMeta>> {
     match t.get(hash)? {
         None => Ok(None),
         Some(v) => serde_json::from_slice(v.value())
@@ -206,11 +209,7 @@ pub fn index_refs(
     add_refs(tx, view.id.as_u128(), &new)
 }
 
-pub fn add_refs(
-    tx: &WriteTransaction,
-    doc: u128,
-    refs: &[&AttachmentRef],
-) -> Result<()> {
+pub fn add_refs(tx: &WriteTransaction, doc: u128, refs: &[&AttachmentRef]) -> Result<()> {
     if refs.is_empty() {
         return Ok(());
     }
@@ -231,7 +230,11 @@ pub fn add_refs(
 }
 
 /// Files to fetch: up to `limit`, from `after` on (exclusive), with their sizes.
-pub fn wanted(rtx: &ReadTransaction, after: Option<Hash>, limit: usize) -> Result<Vec<(Hash, u64)>> {
+pub fn wanted(
+    rtx: &ReadTransaction,
+    after: Option<Hash>,
+    limit: usize,
+) -> Result<Vec<(Hash, u64)>> {
     let t = rtx.open_table(BLOB_WANTED)?;
     let mut out = Vec::new();
     let range = match after {
@@ -267,7 +270,11 @@ pub fn refs_of(rtx: &ReadTransaction, hash: &Hash) -> Result<Vec<u128>> {
 pub enum Received {
     /// Start (or restart) a fetch of `hash` under storage key `key`.
     Begin { hash: Hash, key: Hash, size: u64 },
-    Chunk { hash: Hash, idx: u32, bytes: Vec<u8> },
+    Chunk {
+        hash: Hash,
+        idx: u32,
+        bytes: Vec<u8>,
+    },
     /// Every chunk is stored and they hash to `hash`: publish it as `mime`.
     Complete { hash: Hash, mime: String },
     /// What was fetched of `hash` is wrong: drop it, to fetch again from the start.

@@ -259,7 +259,10 @@ impl Store {
         let dropped = blobs::sweep_open_uploads(&tx)?;
         tx.commit()?;
         if dropped > 0 {
-            tracing::info!(uploads = dropped, "dropped uploads a previous run left unfinished");
+            tracing::info!(
+                uploads = dropped,
+                "dropped uploads a previous run left unfinished"
+            );
         }
         let identity = accounts::read_identity(&db.begin_read()?)?;
         rebuild::if_needed(&db, identity.as_ref())?;

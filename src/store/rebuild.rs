@@ -84,7 +84,8 @@ pub(super) fn rebuild(db: &Database, identity: Option<&Identity>) -> Result<()> 
         for (n, id) in conversations.enumerate() {
             match docs::load(&tx, *id).and_then(|d| summary_of(*id, d.map(|l| l.doc), me)) {
                 Ok(Some((mut s, heads, bodies, files))) => {
-                    let files: Vec<&crate::domain::attachment::AttachmentRef> = files.iter().collect();
+                    let files: Vec<&crate::domain::attachment::AttachmentRef> =
+                        files.iter().collect();
                     super::blobs::add_refs(&tx, *id, &files)?;
                     s.assignee = super::team::assignee_w(&tx, *id)?;
                     index::index_conversation(&tx, None, &s)?;
@@ -132,7 +133,12 @@ fn summary_of(
         .iter()
         .flat_map(|m| m.attachments.iter().cloned())
         .collect();
-    Ok(Some((Summary::of(&c, &me.org_id), d.get_heads(), bodies, files)))
+    Ok(Some((
+        Summary::of(&c, &me.org_id),
+        d.get_heads(),
+        bodies,
+        files,
+    )))
 }
 
 /// The inbox row of `id` derived from its document inside a write transaction; `None` if the

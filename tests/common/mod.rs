@@ -268,6 +268,39 @@ impl TestNode {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// Uploads `bytes` as a file named `name` (raw body), as the API takes it.
+    pub async fn upload(&self, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/attachments", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/octet-stream")
+            .header("x-filename", name)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Downloads a file: its status, headers and bytes.
+    pub async fn download(
+        &self,
+        sha256: &str,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/attachments/{sha256}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        (status, headers, resp.bytes().await.unwrap().to_vec())
+    }
+
     /// Signs in as the admin as the web UI does; the `parley_session=…` cookie to send back.
     pub async fn session_cookie(&self) -> String {
         let login = self
@@ -415,4 +448,15 @@ pub fn assert_error(v: &Value, code_part: &str) {
         e.contains(&want) || d.contains(&want),
         "expected {code_part:?} in {v}"
     );
+}
+
+/// `n` bytes that no compressor shrinks, behind a PDF header (so the node takes them as a
+/// PDF: a file's kind is told by its first bytes).
+pub fn random_pdf(n: usize) -> Vec<u8> {
+    let mut v = b"%PDF-1.7\n".to_vec();
+    while v.len() < n {
+        v.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    }
+    v.truncate(n);
+    v
 }

@@ -90,9 +90,11 @@ impl SyncHost<'_> {
                     },
                     _ => {
                         let key = blobs::new_key();
-                        self.pending
-                            .blobs
-                            .push(Received::Begin { hash: file, key, size });
+                        self.pending.blobs.push(Received::Begin {
+                            hash: file,
+                            key,
+                            size,
+                        });
                         Fetching { key, size, next: 0 }
                     }
                 };
@@ -190,11 +192,7 @@ impl SyncHost<'_> {
 
     /// Hashes every chunk of a fetched file (stored ones and this call's), and recognises its
     /// kind as an upload's would be: the file is published only if both pass.
-    fn verify(
-        &self,
-        file: &Hash,
-        f: &Fetching,
-    ) -> Result<Result<&'static str, String>, HostError> {
+    fn verify(&self, file: &Hash, f: &Fetching) -> Result<Result<&'static str, String>, HostError> {
         let here: HashMap<u32, &Vec<u8>> = self
             .pending
             .blobs

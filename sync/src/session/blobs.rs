@@ -74,7 +74,10 @@ impl Session {
         if !self.config.blobs {
             return Ok(());
         }
-        let room = self.config.blob_fetches.saturating_sub(self.blobs.fetches.len());
+        let room = self
+            .config
+            .blob_fetches
+            .saturating_sub(self.blobs.fetches.len());
         if room > 0 {
             let mut exclude: Vec<[u8; 32]> = self.blobs.given_up.iter().copied().collect();
             exclude.extend(self.blobs.fetches.iter().map(|f| f.file));

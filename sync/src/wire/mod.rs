@@ -111,7 +111,11 @@ pub enum Record {
     /// "This document stops syncing for the rest of this session, because `reason`."
     Reject { doc: DocId, reason: String },
     /// "Send me chunks `from..from+count` of file `file`" (its SHA-256).
-    BlobWant { file: [u8; 32], from: u32, count: u32 },
+    BlobWant {
+        file: [u8; 32],
+        from: u32,
+        count: u32,
+    },
     /// Chunk `index` of file `file`, which is `size` bytes in all; `digest` is the SHA-256 of
     /// `bytes`, so a piece damaged on the way is told from a wrong file.
     BlobChunk {
