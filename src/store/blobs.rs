@@ -5,7 +5,7 @@
 //! BLOB_CHUNKS   (storage key, chunk index) -> up to 256 KiB
 //! BLOB_META     sha256 -> { key, size, type, complete, next }        the file's state here
 //! UPLOADS_OPEN  storage key -> started (ms)                          uploads under way
-//! BLOB_REFS     (sha256, document id) -> ()                          derived from the documents
+//! BLOB_REFS     (sha256, document id) -> who referred (OURS | THEIRS) derived from the documents
 //! BLOB_WANTED   sha256 -> size                                       derived: referenced, absent
 //! UPLOAD_NAMES  (sha256, user) -> name                               what each user called it
 //! ```
@@ -34,7 +34,11 @@ pub type Hash = [u8; 32];
 pub const BLOB_CHUNKS: TableDefinition<(Hash, u32), &[u8]> = TableDefinition::new("blob_chunks");
 pub const BLOB_META: TableDefinition<Hash, &[u8]> = TableDefinition::new("blob_meta");
 pub const UPLOADS_OPEN: TableDefinition<Hash, i64> = TableDefinition::new("uploads_open");
-pub const BLOB_REFS: TableDefinition<(Hash, u128), ()> = TableDefinition::new("blob_refs");
+pub const BLOB_REFS: TableDefinition<(Hash, u128), u8> = TableDefinition::new("blob_refs");
+/// In `BLOB_REFS`: a message of our org in that document refers to the file.
+pub const OURS: u8 = 1;
+/// In `BLOB_REFS`: a message of the other org in that document refers to the file.
+pub const THEIRS: u8 = 2;
 pub const BLOB_WANTED: TableDefinition<Hash, u64> = TableDefinition::new("blob_wanted");
 /// (sha256, user) -> the name that user last uploaded the file under: a create or reply names
 /// files by hash only, and each gets the name its sender gave it.
@@ -192,35 +196,45 @@ pub fn sweep_open_uploads(tx: &WriteTransaction) -> Result<usize> {
 /// Records the files the messages of `view` new since `before` refer to, and which of them
 /// this node does not hold yet. Called wherever a conversation's derived rows are written.
 /// (Whether a wanted file is small enough to fetch here is the fetcher's question.)
+///
+/// Who referred matters: a partner is served a file only if *our* org's message on a
+/// conversation shared with it refers to the file, and asked for one only if *its* org's
+/// message does. So a partner that writes a reference to a file it learnt the hash of gets
+/// nothing, and we never ask a partner for a file it never claimed to have.
 pub fn index_refs(
     tx: &WriteTransaction,
+    me: &crate::domain::OrgId,
     before: Option<&Conversation>,
     view: &Conversation,
 ) -> Result<()> {
     let seen: std::collections::HashSet<Uuid> = before
         .map(|b| b.messages.iter().map(|m| m.id).collect())
         .unwrap_or_default();
-    let new: Vec<&AttachmentRef> = view
+    let new: Vec<(&AttachmentRef, u8)> = view
         .messages
         .iter()
         .filter(|m| !seen.contains(&m.id))
-        .flat_map(|m| &m.attachments)
+        .flat_map(|m| {
+            let who = if &m.author.org == me { OURS } else { THEIRS };
+            m.attachments.iter().map(move |a| (a, who))
+        })
         .collect();
     add_refs(tx, view.id.as_u128(), &new)
 }
 
-pub fn add_refs(tx: &WriteTransaction, doc: u128, refs: &[&AttachmentRef]) -> Result<()> {
+pub fn add_refs(tx: &WriteTransaction, doc: u128, refs: &[(&AttachmentRef, u8)]) -> Result<()> {
     if refs.is_empty() {
         return Ok(());
     }
     let mut t = tx.open_table(BLOB_REFS)?;
     let metas = tx.open_table(BLOB_META)?;
     let mut wanted = tx.open_table(BLOB_WANTED)?;
-    for r in refs {
+    for (r, who) in refs {
         let Some(hash) = attachment::parse_sha256(&r.sha256) else {
             continue;
         };
-        t.insert((hash, doc), ())?;
+        let old = t.get((hash, doc))?.map_or(0, |v| v.value());
+        t.insert((hash, doc), old | who)?;
         let complete = get_meta(&metas, &hash)?.is_some_and(|m| m.complete);
         if !complete {
             wanted.insert(hash, r.size)?;
@@ -255,12 +269,13 @@ pub fn wanted(
     Ok(out)
 }
 
-/// The documents that refer to file `hash`.
-pub fn refs_of(rtx: &ReadTransaction, hash: &Hash) -> Result<Vec<u128>> {
+/// The documents that refer to file `hash`, each with who referred ([`OURS`] | [`THEIRS`]).
+pub fn refs_of(rtx: &ReadTransaction, hash: &Hash) -> Result<Vec<(u128, u8)>> {
     let t = rtx.open_table(BLOB_REFS)?;
     let mut out = Vec::new();
     for item in t.range((*hash, 0)..=(*hash, u128::MAX))? {
-        out.push(item?.0.value().1);
+        let (k, v) = item?;
+        out.push((k.value().1, v.value()));
     }
     Ok(out)
 }
@@ -342,10 +357,7 @@ pub fn store_received(tx: &WriteTransaction, items: &[Received]) -> Result<()> {
     Ok(())
 }
 
-/// Re-derives the references of one conversation (index rebuild).
-pub fn rebuild_refs(tx: &WriteTransaction, view: &Conversation) -> Result<()> {
-    index_refs(tx, None, view)
-}
+
 
 /// The conversations (not team documents) that refer to `hash`, with their feed positions.
 pub fn conversations_at(tx: &WriteTransaction, hash: &Hash) -> Result<Vec<(Uuid, u64)>> {

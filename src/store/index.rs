@@ -416,7 +416,7 @@ pub fn index_view(
     if !new_bodies.is_empty() {
         super::text_words::replace(tx, id, &[], &new_bodies)?;
     }
-    super::blobs::index_refs(tx, before, view)?;
+    super::blobs::index_refs(tx, me, before, view)?;
     tx.open_table(HEADS)?
         .insert(id, encode_heads(heads).as_slice())?;
     mark_activity(tx, id, actor)?;

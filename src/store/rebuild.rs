@@ -84,8 +84,7 @@ pub(super) fn rebuild(db: &Database, identity: Option<&Identity>) -> Result<()> 
         for (n, id) in conversations.enumerate() {
             match docs::load(&tx, *id).and_then(|d| summary_of(*id, d.map(|l| l.doc), me)) {
                 Ok(Some((mut s, heads, bodies, files))) => {
-                    let files: Vec<&crate::domain::attachment::AttachmentRef> =
-                        files.iter().collect();
+                    let files: Vec<_> = files.iter().map(|(a, w)| (a, *w)).collect();
                     super::blobs::add_refs(&tx, *id, &files)?;
                     s.assignee = super::team::assignee_w(&tx, *id)?;
                     index::index_conversation(&tx, None, &s)?;
@@ -116,7 +115,7 @@ type Derived = (
     Summary,
     Vec<automerge::ChangeHash>,
     Vec<String>,
-    Vec<crate::domain::attachment::AttachmentRef>,
+    Vec<(crate::domain::attachment::AttachmentRef, u8)>,
 );
 
 fn summary_of(
@@ -131,7 +130,14 @@ fn summary_of(
     let files = c
         .messages
         .iter()
-        .flat_map(|m| m.attachments.iter().cloned())
+        .flat_map(|m| {
+            let who = if m.author.org == me.org_id {
+                super::blobs::OURS
+            } else {
+                super::blobs::THEIRS
+            };
+            m.attachments.iter().map(move |a| (a.clone(), who))
+        })
         .collect();
     Ok(Some((
         Summary::of(&c, &me.org_id),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bin;
+pub mod faults;
 pub mod py;
 pub mod receiver;
 pub mod sink;

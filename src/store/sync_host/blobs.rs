@@ -4,8 +4,10 @@
 //! The one rule: a file goes to a peer only if a document that refers to it is shared with
 //! that peer ([`SyncHost::shared_id`], the same decision as for the document itself, so a
 //! file on a partner's conversation never reaches another partner, and a file referred to
-//! only by our own team documents never reaches a partner at all). The same rule picks which
-//! peers a file is asked of.
+//! only by our own team documents never reaches a partner at all) — and, for a partner, only
+//! if the reference is in a message of *our* org: a partner cannot get a file by writing a
+//! reference to its hash. Likewise a partner is asked for a file only if its own org's
+//! message refers to it. Our own sites may have and ask for any of them.
 
 use std::collections::HashMap;
 
@@ -13,7 +15,7 @@ use parley_sync::{BlobStored, BlobWant, HostError};
 use sha2::{Digest, Sha256};
 
 use super::super::blobs::{self, Hash, Received};
-use super::{SyncHost, h};
+use super::{Audience, SyncHost, h};
 use crate::domain::attachment::{self, TextCheck};
 
 /// Wanted files looked at per call, at most: the rest wait for a later call.
@@ -29,26 +31,32 @@ pub(super) struct Fetching {
 
 #[derive(Default)]
 pub(super) struct BlobCalls {
-    /// Whether each file asked for in this call may go to the peer.
-    servable: HashMap<Hash, bool>,
+    /// Whether each file may go to the peer (`true`) or be asked of it (`false`), by file.
+    decided: HashMap<(Hash, bool), bool>,
     /// Fetches started or extended in this call (their writes are in `Pending::blobs`).
     fetching: HashMap<Hash, Fetching>,
 }
 
 impl SyncHost<'_> {
-    /// Whether a document shared with this peer refers to `file`.
-    fn file_shared(&mut self, file: &Hash) -> Result<bool, HostError> {
-        if let Some(v) = self.blob_calls.servable.get(file) {
+    /// Whether `file` may go to this peer (`serve`) or be asked of it (`!serve`): a document
+    /// shared with the peer refers to it, in a message of the right org (module docs).
+    fn file_for_peer(&mut self, file: &Hash, serve: bool) -> Result<bool, HostError> {
+        if let Some(v) = self.blob_calls.decided.get(&(*file, serve)) {
             return Ok(*v);
         }
+        let needed = match (&self.audience, serve) {
+            (Audience::OwnSite, _) => blobs::OURS | blobs::THEIRS,
+            (Audience::Partner(_), true) => blobs::OURS,
+            (Audience::Partner(_), false) => blobs::THEIRS,
+        };
         let mut ok = false;
-        for doc in blobs::refs_of(&self.rtx, file).map_err(h)? {
-            if self.shared_id(doc)? {
+        for (doc, who) in blobs::refs_of(&self.rtx, file).map_err(h)? {
+            if who & needed != 0 && self.shared_id(doc)? {
                 ok = true;
                 break;
             }
         }
-        self.blob_calls.servable.insert(*file, ok);
+        self.blob_calls.decided.insert((*file, serve), ok);
         Ok(ok)
     }
 
@@ -71,7 +79,7 @@ impl SyncHost<'_> {
                 if out.len() >= limit
                     || size > max
                     || exclude.contains(&file)
-                    || !self.file_shared(&file)?
+                    || !self.file_for_peer(&file, false)?
                     || !self.store.claim_blob(&file, peer)
                 {
                     continue;
@@ -117,7 +125,7 @@ impl SyncHost<'_> {
         let Some(m) = blobs::present(&self.rtx, file).map_err(h)? else {
             return Ok(None);
         };
-        if !self.file_shared(file)? {
+        if !self.file_for_peer(file, true)? {
             return Ok(None);
         }
         Ok(blobs::read_chunk(&self.rtx, &m.key, index)
