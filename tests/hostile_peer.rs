@@ -14,13 +14,14 @@ use std::sync::Arc;
 use automerge::{AutoCommit, Automerge, ChangeHash, ROOT, ReadDoc, transaction::Transactable};
 use chrono::Utc;
 use parley::domain::commands::{self, NewConversation};
+use parley::domain::attachment::AttachmentRef;
 use parley::domain::{Author, Event, Kind, Message, OrgId, Role, doc, new_id};
 use parley::service::{Clock, CreateInput, Principal, Service};
 use parley::store::sync_host::{PeerScope, SyncHost};
 use parley::store::{Store, StoreOptions, docs, peers::Peer};
 use parley_sync::{
-    Config, Cursor, DocId, DocUpdate, FeedEntry, FeedPage, Host, HostError, Record, Session,
-    StoreError, decode_frame,
+    BlobStored, BlobWant, Config, Cursor, DocId, DocUpdate, FeedEntry, FeedPage, Host, HostError,
+    Record, Session, StoreError, decode_frame,
 };
 use uuid::Uuid;
 
@@ -34,6 +35,12 @@ struct Hostile {
     high: u64,
     states: HashMap<[u8; 16], Vec<u8>>,
     cursor: Option<Cursor>,
+    /// Files it asks us for, with their sizes.
+    wants: Vec<([u8; 32], u64)>,
+    /// What it sends when asked for a file, right or wrong.
+    serves: HashMap<[u8; 32], Vec<u8>>,
+    /// Chunks of files it received from us.
+    got: Vec<([u8; 32], u32)>,
 }
 
 impl Hostile {
@@ -107,6 +114,52 @@ impl Host for Hostile {
     fn save_cursor(&mut self, c: Cursor) -> Result<(), HostError> {
         self.cursor = Some(c);
         Ok(())
+    }
+    fn blobs_wanted(
+        &mut self,
+        limit: usize,
+        exclude: &[[u8; 32]],
+    ) -> Result<Vec<BlobWant>, HostError> {
+        let done: Vec<[u8; 32]> = self.got.iter().map(|(f, _)| *f).collect();
+        Ok(self
+            .wants
+            .iter()
+            .filter(|(f, _)| !exclude.contains(f) && !done.contains(f))
+            .take(limit)
+            .map(|(f, size)| BlobWant {
+                file: *f,
+                size: *size,
+                next: 0,
+            })
+            .collect())
+    }
+    fn blob_chunk(
+        &mut self,
+        file: &[u8; 32],
+        index: u32,
+    ) -> Result<Option<(u64, Vec<u8>)>, HostError> {
+        Ok(self.serves.get(file).and_then(|b| {
+            let start = index as usize * 256 * 1024;
+            (start < b.len()).then(|| {
+                let end = (start + 256 * 1024).min(b.len());
+                (b.len() as u64, b[start..end].to_vec())
+            })
+        }))
+    }
+    fn store_blob_chunk(
+        &mut self,
+        file: &[u8; 32],
+        index: u32,
+        bytes: Vec<u8>,
+    ) -> Result<BlobStored, HostError> {
+        self.got.push((*file, index));
+        let size = self.wants.iter().find(|(f, _)| f == file).map_or(0, |w| w.1);
+        let end = index as u64 * 256 * 1024 + bytes.len() as u64;
+        Ok(if end >= size {
+            BlobStored::Complete
+        } else {
+            BlobStored::Stored
+        })
     }
 }
 
@@ -196,6 +249,11 @@ struct Outcome {
     rejected: Vec<(Uuid, String)>,
     hello_high: Option<u64>,
     announced: Vec<Uuid>,
+    /// File chunks we sent the partner, and the files we said we cannot give.
+    chunks_to_them: Vec<([u8; 32], u32)>,
+    none_to_them: Vec<[u8; 32]>,
+    /// Files we refused after fetching them from the partner.
+    files_refused: Vec<([u8; 32], String)>,
 }
 
 impl Ours {
@@ -234,15 +292,29 @@ impl Ours {
 
     /// Runs both sessions until neither has anything to say.
     fn exchange(&self, h: &mut Hostile) -> Outcome {
-        let mut us = Session::new(Config::default());
-        let mut them = Session::new(Config::default());
+        self.exchange_with(h, Config::default())
+    }
+
+    /// [`Ours::exchange`] on a link opened with `config` at both ends (files or not).
+    fn exchange_with(&self, h: &mut Hostile, config: Config) -> Outcome {
+        let mut us = Session::new(config.clone());
+        let mut them = Session::new(config);
         let mut out = Outcome::default();
         let mut to_them = self.step(&mut us, |s, host| s.start(host).unwrap());
         let mut to_us = them.start(h).unwrap();
+        let mut poked = false;
         for _ in 0..10_000 {
             if to_them.is_empty() && to_us.is_empty() {
-                break;
+                // What the last flush stored may give our side more to do (a file to fetch):
+                // the replicator pokes the session after every flush; so does this, once.
+                if poked {
+                    break;
+                }
+                poked = true;
+                to_them = self.step(&mut us, |s, host| s.local_changed(host).unwrap());
+                continue;
             }
+            poked = false;
             for f in &to_them {
                 for r in decode_frame(f).unwrap().records {
                     match r {
@@ -250,6 +322,10 @@ impl Ours {
                         Record::Feed { entries, .. } => out
                             .announced
                             .extend(entries.iter().map(|e| Uuid::from_bytes(e.doc.0))),
+                        Record::BlobChunk { file, index, .. } => {
+                            out.chunks_to_them.push((file, index))
+                        }
+                        Record::BlobNone { file } => out.none_to_them.push(file),
                         _ => {}
                     }
                 }
@@ -264,8 +340,14 @@ impl Ours {
             to_us = next_to_us;
         }
         for e in us.take_events() {
-            if let parley_sync::Event::Rejected { doc, reason } = e {
-                out.rejected.push((Uuid::from_bytes(doc.0), reason));
+            match e {
+                parley_sync::Event::Rejected { doc, reason } => {
+                    out.rejected.push((Uuid::from_bytes(doc.0), reason))
+                }
+                parley_sync::Event::BlobRefused { file, reason } => {
+                    out.files_refused.push((file, reason))
+                }
+                _ => {}
             }
         }
         out
@@ -328,6 +410,7 @@ fn forged(kind: Kind, forge: impl FnOnce(&mut AutoCommit)) -> Automerge {
         reference_id: None,
         due_date: None,
         body: Some("It ships Friday.".into()),
+        attachments: Vec::new(),
         message_id: new_id(),
     };
     let c = commands::new_conversation(
@@ -353,6 +436,24 @@ fn msg(author: Author, body: &str, at: &str) -> Message {
         author,
         body: body.into(),
         sent_at: at.parse().unwrap(),
+        attachments: Vec::new(),
+    }
+}
+
+fn file_ref(sha256: &str, size: u64, name: &str, mime: &str) -> AttachmentRef {
+    AttachmentRef {
+        sha256: sha256.into(),
+        size,
+        name: name.into(),
+        mime: mime.into(),
+    }
+}
+
+/// A new message of bolt's carrying `files`.
+fn msg_with(files: Vec<AttachmentRef>) -> Message {
+    Message {
+        attachments: files,
+        ..msg(by("bolt"), "see attached", &Utc::now().to_rfc3339())
     }
 }
 
@@ -536,6 +637,89 @@ fn every_field_rule_refuses_a_new_conversation_whole() {
             Box::new(|d| d.put(ROOT, "subject", 42_i64).unwrap()),
             "wrong type",
         ),
+        (
+            "a file whose hash is not a SHA-256",
+            Kind::Message,
+            Box::new(|d| {
+                let f = file_ref("../../etc/passwd", 10, "a.pdf", "application/pdf");
+                doc::add_message(d, &msg_with(vec![f])).unwrap();
+            }),
+            "sha256",
+        ),
+        (
+            "a file named as a path",
+            Kind::Message,
+            Box::new(|d| {
+                let f = file_ref(&"ab".repeat(32), 10, "../../.ssh/id_rsa", "application/pdf");
+                doc::add_message(d, &msg_with(vec![f])).unwrap();
+            }),
+            "name",
+        ),
+        (
+            "a file name with a bidi override",
+            Kind::Message,
+            Box::new(|d| {
+                let f = file_ref(&"ab".repeat(32), 10, "invoice\u{202E}fdp.exe", "application/pdf");
+                doc::add_message(d, &msg_with(vec![f])).unwrap();
+            }),
+            "name",
+        ),
+        (
+            "a file served as HTML",
+            Kind::Message,
+            Box::new(|d| {
+                let f = file_ref(&"ab".repeat(32), 10, "a.html", "text/html");
+                doc::add_message(d, &msg_with(vec![f])).unwrap();
+            }),
+            "type",
+        ),
+        (
+            "a file of zero bytes, and one of 2 GiB",
+            Kind::Message,
+            Box::new(|d| {
+                let f = file_ref(&"ab".repeat(32), 0, "a.pdf", "application/pdf");
+                let g = file_ref(&"cd".repeat(32), 2 << 30, "b.pdf", "application/pdf");
+                doc::add_message(d, &msg_with(vec![f, g])).unwrap();
+            }),
+            "size",
+        ),
+        (
+            "21 files on one message",
+            Kind::Message,
+            Box::new(|d| {
+                let fs = (0..21)
+                    .map(|i| file_ref(&format!("{i:064x}"), 10, "a.pdf", "application/pdf"))
+                    .collect();
+                doc::add_message(d, &msg_with(fs)).unwrap();
+            }),
+            "at most 20",
+        ),
+        (
+            "an unknown key in a file reference",
+            Kind::Message,
+            Box::new(|d| {
+                let f = file_ref(&"ab".repeat(32), 10, "a.pdf", "application/pdf");
+                doc::add_message(d, &msg_with(vec![f])).unwrap();
+                let (_, msgs) = d.get(ROOT, "messages").unwrap().unwrap();
+                for k in d.keys(&msgs).collect::<Vec<_>>() {
+                    let m = d.get(&msgs, k.as_str()).unwrap().unwrap().1;
+                    if let Some((_, list)) = d.get(&m, "attachments").unwrap() {
+                        let f = d.get(&list, 0).unwrap().unwrap().1;
+                        d.put(&f, "url", "http://evil.example/x").unwrap();
+                    }
+                }
+            }),
+            "not part of the conversation schema",
+        ),
+        (
+            "attachments that are not a list",
+            Kind::Message,
+            Box::new(|d| {
+                let m = first_message(d);
+                d.put(&m, "attachments", "ab".repeat(32)).unwrap();
+            }),
+            "attachments",
+        ),
     ];
     let node = ours();
     let mut h = Hostile::default();
@@ -617,6 +801,21 @@ fn forged_edits_of_an_existing_conversation_change_nothing() {
             "hide bytes under an unknown key",
             Box::new(|d| d.put(ROOT, "shadow", "s".repeat(10_000)).unwrap()),
             "not part of the conversation schema",
+        ),
+        (
+            "slip a file into our message",
+            Box::new(|d| {
+                let m = first_message(d);
+                let list = d
+                    .put_object(&m, "attachments", automerge::ObjType::List)
+                    .unwrap();
+                let f = d.insert_object(&list, 0, automerge::ObjType::Map).unwrap();
+                d.put(&f, "sha256", "ab".repeat(32)).unwrap();
+                d.put(&f, "size", 10_u64).unwrap();
+                d.put(&f, "name", "payload.pdf").unwrap();
+                d.put(&f, "type", "application/pdf").unwrap();
+            }),
+            "altered",
         ),
     ];
     for (what, edit, want) in edits {
@@ -763,6 +962,7 @@ fn a_damaged_conversation_does_not_stop_the_others_from_syncing() {
             &commands::Command::Reply {
                 id: new_id(),
                 body: "replied at bolt".into(),
+                attachments: Vec::new(),
             },
             &by("bolt"),
             Utc::now(),
@@ -968,4 +1168,175 @@ fn a_partner_gets_no_team_document_and_may_not_write_one() {
         forged.get_heads(),
         "we sent the partner nothing of it"
     );
+}
+
+fn files_config() -> Config {
+    Config {
+        blobs: true,
+        ..Config::default()
+    }
+}
+
+fn sha(b: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).into()
+}
+
+/// `n` random bytes behind a PDF header.
+fn random_pdf(n: usize) -> Vec<u8> {
+    let mut v = b"%PDF-1.7\n".to_vec();
+    while v.len() < n {
+        v.extend_from_slice(Uuid::new_v4().as_bytes());
+    }
+    v.truncate(n);
+    v
+}
+
+impl Ours {
+    fn upload(&self, name: &str, bytes: &[u8]) -> String {
+        let p = admin();
+        self.rt
+            .block_on(self.svc.upload(&p, Some(name.into()), bytes))
+            .unwrap()
+            .sha256
+    }
+
+    fn create_with_file(&self, partner: &str, file: &str) -> Uuid {
+        let p = admin();
+        let input = CreateInput {
+            id: None,
+            kind: Kind::Message,
+            partner: partner.into(),
+            subject: format!("for {partner}"),
+            topic: None,
+            reference_id: None,
+            due_date: None,
+            body: Some("attached".into()),
+            idempotency_key: None,
+        };
+        self.rt
+            .block_on(self.svc.create_with_files(&p, input, &[file.to_string()]))
+            .unwrap()
+            .0
+            .id
+    }
+
+    fn file_meta(&self, file: &[u8; 32]) -> Option<parley::store::blobs::BlobMeta> {
+        parley::store::blobs::meta(&self.store.begin_read().unwrap(), file).unwrap()
+    }
+
+    fn chunks_stored(&self) -> u64 {
+        use redb::ReadableTableMetadata;
+        let tx = self.store.begin_read().unwrap();
+        tx.open_table(parley::store::blobs::BLOB_CHUNKS)
+            .unwrap()
+            .len()
+            .unwrap()
+    }
+}
+
+#[test]
+fn a_partner_gets_only_the_files_we_attached_for_it() {
+    let node = ours();
+    let (for_zeta, for_bolt) = (random_pdf(600_000), random_pdf(300_000));
+    let zeta_file = node.upload("zeta-price-list.pdf", &for_zeta);
+    let bolt_file = node.upload("bolt-order.pdf", &for_bolt);
+    node.create_with_file("zeta", &zeta_file);
+    node.create_with_file("bolt", &bolt_file);
+    let (zf, bf) = (sha(&for_zeta), sha(&for_bolt));
+
+    // bolt asks for its own file and for zeta's, whose hash it learnt somehow.
+    let mut h = Hostile {
+        wants: vec![(zf, for_zeta.len() as u64), (bf, for_bolt.len() as u64)],
+        ..Hostile::default()
+    };
+    let out = node.exchange_with(&mut h, files_config());
+    let sent_of = |o: &Outcome, f: [u8; 32]| o.chunks_to_them.iter().filter(|(x, _)| *x == f).count();
+    assert_eq!(sent_of(&out, bf), 2, "bolt gets the file on its own conversation");
+    assert_eq!(sent_of(&out, zf), 0, "nothing of zeta's file reaches bolt");
+    assert!(out.none_to_them.contains(&zf));
+
+    // bolt writes a message of its own that refers to zeta's file, and asks again: a partner
+    // cannot make a file its own by naming it.
+    let stolen = forged(Kind::Message, |d| {
+        let f = file_ref(&zeta_file, for_zeta.len() as u64, "mine.pdf", "application/pdf");
+        doc::add_message(d, &msg_with(vec![f])).unwrap();
+    });
+    let mut h = Hostile {
+        wants: vec![(zf, for_zeta.len() as u64)],
+        ..Hostile::default()
+    };
+    let id = h.put(stolen);
+    let out = node.exchange_with(&mut h, files_config());
+    assert!(node.stored(id), "the message itself is a partner's right to write");
+    assert_eq!(sent_of(&out, zf), 0, "still nothing of zeta's file");
+    assert!(out.none_to_them.contains(&zf));
+    assert!(h.got.iter().all(|(f, _)| *f != zf));
+
+    // The same asks on a link opened without files are a protocol error, not an answer.
+    let mut h = Hostile {
+        wants: vec![(bf, for_bolt.len() as u64)],
+        ..Hostile::default()
+    };
+    let mut us = Session::new(Config::default());
+    let mut them = Session::new(files_config());
+    let our_hello = node.step(&mut us, |s, host| s.start(host).unwrap());
+    let mut to_us = them.start(&mut h).unwrap();
+    for f in &our_hello {
+        to_us.extend(them.receive(f, &mut h).unwrap());
+    }
+    let mut host = SyncHost::new(&node.store, &node.scope, Utc::now()).unwrap();
+    let mut refused = None;
+    for f in &to_us {
+        if let Err(e) = us.receive(f, &mut host) {
+            refused = Some(e.to_string());
+            break;
+        }
+    }
+    let refused = refused.expect("file records on a link without files end the session");
+    assert!(refused.contains("file record"), "{refused}");
+}
+
+#[test]
+fn a_wrong_file_from_a_partner_is_not_kept() {
+    let node = ours();
+    // bolt's message names a file by the hash of `real`, and sends `other` for it.
+    let real = random_pdf(700_000);
+    let other = random_pdf(700_000);
+    let named = sha(&real);
+    // bolt's message names a file whose bytes do hash right but are an executable.
+    let exe = [b"\x7fELF\x02\x01\x01\0".as_slice(), &random_pdf(300_000)].concat();
+    let exe_hash = sha(&exe);
+    let d = forged(Kind::Message, |d| {
+        let f = file_ref(&hex::encode(named), real.len() as u64, "pod.pdf", "application/pdf");
+        let g = file_ref(&hex::encode(exe_hash), exe.len() as u64, "pod2.pdf", "application/pdf");
+        doc::add_message(d, &msg_with(vec![f, g])).unwrap();
+    });
+    let mut h = Hostile::default();
+    h.serves.insert(named, other);
+    h.serves.insert(exe_hash, exe);
+    let id = h.put(d);
+    let out = node.exchange_with(&mut h, files_config());
+    assert!(node.stored(id));
+    let why = |f: [u8; 32]| {
+        out.files_refused
+            .iter()
+            .find(|(x, _)| *x == f)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_else(|| panic!("no refusal for {}", hex::encode(f)))
+    };
+    assert!(why(named).contains("hash"), "{}", why(named));
+    assert!(why(exe_hash).contains("executable"), "{}", why(exe_hash));
+    assert!(node.file_meta(&named).is_none(), "nothing of the wrong file is kept");
+    assert!(node.file_meta(&exe_hash).is_none());
+    assert_eq!(node.chunks_stored(), 0, "no chunk of either is left");
+    let p = admin();
+    let d = node.rt.block_on(node.svc.detail(id)).unwrap();
+    assert!(
+        d.files
+            .values()
+            .all(|s| *s == parley::service::FileState::Arriving),
+        "the files still show as arriving, never as broken"
+    );
+    let _ = p;
 }

@@ -301,7 +301,9 @@ pub fn store_received(tx: &WriteTransaction, items: &[Received]) -> Result<()> {
     for r in items {
         match r {
             Received::Begin { hash, key, size } => {
-                if let Some(old) = get_meta(&tx.open_table(BLOB_META)?, hash)? {
+                // Each table handle is dropped before the next opens it (redb allows one).
+                let old = get_meta(&tx.open_table(BLOB_META)?, hash)?;
+                if let Some(old) = old {
                     if old.complete {
                         continue;
                     }
@@ -345,7 +347,8 @@ pub fn store_received(tx: &WriteTransaction, items: &[Received]) -> Result<()> {
                 tx.open_table(BLOB_WANTED)?.remove(hash)?;
             }
             Received::Reset { hash } => {
-                if let Some(m) = get_meta(&tx.open_table(BLOB_META)?, hash)?
+                let old = get_meta(&tx.open_table(BLOB_META)?, hash)?;
+                if let Some(m) = old
                     && !m.complete
                 {
                     delete_chunks(tx, &m.key)?;
