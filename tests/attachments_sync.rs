@@ -65,7 +65,10 @@ async fn a_file_reaches_the_partner_through_a_cut_and_a_damaged_chunk() {
     let acme = TestNode::start("acme", Role::Retailer).await;
     let proxy = FaultProxy::start(addr_of(&acme)).await;
     let bolt = site_behind(&acme, &proxy).await;
-    eventually(20, "the link", || async { connected(&bolt).await.then_some(()) }).await;
+    eventually(20, "the link", || async {
+        connected(&bolt).await.then_some(())
+    })
+    .await;
 
     let pdf = random_pdf(5 * 1024 * 1024);
     let sha = hex::encode(Sha256::digest(&pdf));
@@ -75,8 +78,10 @@ async fn a_file_reaches_the_partner_through_a_cut_and_a_damaged_chunk() {
     let (s, up) = acme.upload("proof-of-delivery.pdf", pdf.clone()).await;
     assert_eq!(s, StatusCode::CREATED, "{up}");
     let c = acme
-        .create(json!({"kind": "message", "partner": "bolt", "subject": "Proof of delivery",
-                       "body": "Signed POD attached", "attachments": [sha]}))
+        .create(
+            json!({"kind": "message", "partner": "bolt", "subject": "Proof of delivery",
+                       "body": "Signed POD attached", "attachments": [sha]}),
+        )
         .await;
     let id = c["id"].as_str().unwrap().to_string();
 
@@ -88,9 +93,16 @@ async fn a_file_reaches_the_partner_through_a_cut_and_a_damaged_chunk() {
     .await;
     assert_eq!(file_state(&seen).as_deref(), Some("arriving"), "{seen}");
     let (s, _, _) = bolt.download(&sha).await;
-    assert_eq!(s, StatusCode::NOT_FOUND, "an incomplete file is never served");
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "an incomplete file is never served"
+    );
 
-    eventually(60, "the cut", || async { (proxy.cuts() == 1).then_some(()) }).await;
+    eventually(60, "the cut", || async {
+        (proxy.cuts() == 1).then_some(())
+    })
+    .await;
     eventually(30, "bolt to notice the cut", || async {
         (!connected(&bolt).await).then_some(())
     })
@@ -117,7 +129,10 @@ async fn a_file_reaches_the_partner_through_a_cut_and_a_damaged_chunk() {
     assert_eq!(s, StatusCode::OK);
     assert!(got == pdf, "byte-identical at the partner");
     assert_eq!(h["content-type"], "application/pdf");
-    assert_eq!(done["messages"][0]["attachments"][0]["name"], "proof-of-delivery.pdf");
+    assert_eq!(
+        done["messages"][0]["attachments"][0]["name"],
+        "proof-of-delivery.pdf"
+    );
 
     // What crossed: every chunk at least once; chunk 3 twice (damaged, then again); others
     // again only if they were in flight at the cut (at most the fetch window, 4).
@@ -128,11 +143,21 @@ async fn a_file_reaches_the_partner_through_a_cut_and_a_damaged_chunk() {
         *times.entry(c.index).or_default() += 1;
     }
     assert_eq!(times.len(), 20, "all 20 chunks crossed");
-    assert!(times[&3] >= 2, "the damaged chunk was sent again: {times:?}");
+    assert!(
+        times[&3] >= 2,
+        "the damaged chunk was sent again: {times:?}"
+    );
     let again: usize = times.values().map(|n| n - 1).sum();
     assert!(again <= 1 + 4 + 4, "chunks sent more than once: {times:?}");
-    let after_cut_first = chunks.iter().filter(|c| c.epoch == 1).map(|c| c.index).min();
-    assert!(after_cut_first.is_some_and(|i| i > 0), "the fetch resumed, not restarted: {chunks:?}");
+    let after_cut_first = chunks
+        .iter()
+        .filter(|c| c.epoch == 1)
+        .map(|c| c.index)
+        .min();
+    assert!(
+        after_cut_first.is_some_and(|i| i > 0),
+        "the fetch resumed, not restarted: {chunks:?}"
+    );
     let down = proxy.bytes_down();
     assert!(
         (down as f64) < 1.5 * pdf.len() as f64,
@@ -154,14 +179,19 @@ async fn a_reply_is_not_held_back_by_a_file_in_flight() {
     let acme = TestNode::start("acme", Role::Retailer).await;
     let proxy = FaultProxy::start(addr_of(&acme)).await;
     let bolt = site_behind(&acme, &proxy).await;
-    eventually(20, "the link", || async { connected(&bolt).await.then_some(()) }).await;
+    eventually(20, "the link", || async {
+        connected(&bolt).await.then_some(())
+    })
+    .await;
     let pdf = random_pdf(25 * 1024 * 1024 - 100);
     let sha = hex::encode(Sha256::digest(&pdf));
     let (s, _) = acme.upload("catalogue.pdf", pdf.clone()).await;
     assert_eq!(s, StatusCode::CREATED);
     let c = acme
-        .create(json!({"kind": "message", "partner": "bolt", "subject": "Catalogue",
-                       "body": "The 2027 catalogue", "attachments": [sha]}))
+        .create(
+            json!({"kind": "message", "partner": "bolt", "subject": "Catalogue",
+                       "body": "The 2027 catalogue", "attachments": [sha]}),
+        )
         .await;
     let id = c["id"].as_str().unwrap().to_string();
     // Once the first chunks are crossing, a reply.
@@ -184,8 +214,15 @@ async fn a_reply_is_not_held_back_by_a_file_in_flight() {
     .await;
     let reply_at = t.elapsed();
     let chunks_then = proxy.chunks().len();
-    assert_ne!(file_state(&c).as_deref(), Some("present"), "the reply came first");
-    assert!(chunks_then < 100, "the reply arrived while the file was still crossing");
+    assert_ne!(
+        file_state(&c).as_deref(),
+        Some("present"),
+        "the reply came first"
+    );
+    assert!(
+        chunks_then < 100,
+        "the reply arrived while the file was still crossing"
+    );
     eprintln!("reply arrived after {reply_at:?}, with {chunks_then} of 100 chunks across");
     eventually(120, "the file at bolt", || async {
         let c = conversation(&bolt, &id).await?;

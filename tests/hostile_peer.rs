@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use automerge::{AutoCommit, Automerge, ChangeHash, ROOT, ReadDoc, transaction::Transactable};
 use chrono::Utc;
-use parley::domain::commands::{self, NewConversation};
 use parley::domain::attachment::AttachmentRef;
+use parley::domain::commands::{self, NewConversation};
 use parley::domain::{Author, Event, Kind, Message, OrgId, Role, doc, new_id};
 use parley::service::{Clock, CreateInput, Principal, Service};
 use parley::store::sync_host::{PeerScope, SyncHost};
@@ -153,7 +153,11 @@ impl Host for Hostile {
         bytes: Vec<u8>,
     ) -> Result<BlobStored, HostError> {
         self.got.push((*file, index));
-        let size = self.wants.iter().find(|(f, _)| f == file).map_or(0, |w| w.1);
+        let size = self
+            .wants
+            .iter()
+            .find(|(f, _)| f == file)
+            .map_or(0, |w| w.1);
         let end = index as u64 * 256 * 1024 + bytes.len() as u64;
         Ok(if end >= size {
             BlobStored::Complete
@@ -659,7 +663,12 @@ fn every_field_rule_refuses_a_new_conversation_whole() {
             "a file name with a bidi override",
             Kind::Message,
             Box::new(|d| {
-                let f = file_ref(&"ab".repeat(32), 10, "invoice\u{202E}fdp.exe", "application/pdf");
+                let f = file_ref(
+                    &"ab".repeat(32),
+                    10,
+                    "invoice\u{202E}fdp.exe",
+                    "application/pdf",
+                );
                 doc::add_message(d, &msg_with(vec![f])).unwrap();
             }),
             "name",
@@ -1251,15 +1260,25 @@ fn a_partner_gets_only_the_files_we_attached_for_it() {
         ..Hostile::default()
     };
     let out = node.exchange_with(&mut h, files_config());
-    let sent_of = |o: &Outcome, f: [u8; 32]| o.chunks_to_them.iter().filter(|(x, _)| *x == f).count();
-    assert_eq!(sent_of(&out, bf), 2, "bolt gets the file on its own conversation");
+    let sent_of =
+        |o: &Outcome, f: [u8; 32]| o.chunks_to_them.iter().filter(|(x, _)| *x == f).count();
+    assert_eq!(
+        sent_of(&out, bf),
+        2,
+        "bolt gets the file on its own conversation"
+    );
     assert_eq!(sent_of(&out, zf), 0, "nothing of zeta's file reaches bolt");
     assert!(out.none_to_them.contains(&zf));
 
     // bolt writes a message of its own that refers to zeta's file, and asks again: a partner
     // cannot make a file its own by naming it.
     let stolen = forged(Kind::Message, |d| {
-        let f = file_ref(&zeta_file, for_zeta.len() as u64, "mine.pdf", "application/pdf");
+        let f = file_ref(
+            &zeta_file,
+            for_zeta.len() as u64,
+            "mine.pdf",
+            "application/pdf",
+        );
         doc::add_message(d, &msg_with(vec![f])).unwrap();
     });
     let mut h = Hostile {
@@ -1268,7 +1287,10 @@ fn a_partner_gets_only_the_files_we_attached_for_it() {
     };
     let id = h.put(stolen);
     let out = node.exchange_with(&mut h, files_config());
-    assert!(node.stored(id), "the message itself is a partner's right to write");
+    assert!(
+        node.stored(id),
+        "the message itself is a partner's right to write"
+    );
     assert_eq!(sent_of(&out, zf), 0, "still nothing of zeta's file");
     assert!(out.none_to_them.contains(&zf));
     assert!(h.got.iter().all(|(f, _)| *f != zf));
@@ -1308,8 +1330,18 @@ fn a_wrong_file_from_a_partner_is_not_kept() {
     let exe = [b"\x7fELF\x02\x01\x01\0".as_slice(), &random_pdf(300_000)].concat();
     let exe_hash = sha(&exe);
     let d = forged(Kind::Message, |d| {
-        let f = file_ref(&hex::encode(named), real.len() as u64, "pod.pdf", "application/pdf");
-        let g = file_ref(&hex::encode(exe_hash), exe.len() as u64, "pod2.pdf", "application/pdf");
+        let f = file_ref(
+            &hex::encode(named),
+            real.len() as u64,
+            "pod.pdf",
+            "application/pdf",
+        );
+        let g = file_ref(
+            &hex::encode(exe_hash),
+            exe.len() as u64,
+            "pod2.pdf",
+            "application/pdf",
+        );
         doc::add_message(d, &msg_with(vec![f, g])).unwrap();
     });
     let mut h = Hostile::default();
@@ -1327,7 +1359,10 @@ fn a_wrong_file_from_a_partner_is_not_kept() {
     };
     assert!(why(named).contains("hash"), "{}", why(named));
     assert!(why(exe_hash).contains("executable"), "{}", why(exe_hash));
-    assert!(node.file_meta(&named).is_none(), "nothing of the wrong file is kept");
+    assert!(
+        node.file_meta(&named).is_none(),
+        "nothing of the wrong file is kept"
+    );
     assert!(node.file_meta(&exe_hash).is_none());
     assert_eq!(node.chunks_stored(), 0, "no chunk of either is left");
     let p = admin();

@@ -360,8 +360,6 @@ pub fn store_received(tx: &WriteTransaction, items: &[Received]) -> Result<()> {
     Ok(())
 }
 
-
-
 /// The conversations (not team documents) that refer to `hash`, with their feed positions.
 pub fn conversations_at(tx: &WriteTransaction, hash: &Hash) -> Result<Vec<(Uuid, u64)>> {
     let refs = tx.open_table(BLOB_REFS)?;

@@ -188,7 +188,9 @@ async fn pipe(
             continue;
         }
         for m in tap.push(&buf[..n]) {
-            let Ok(frame) = decode_frame(&m) else { continue };
+            let Ok(frame) = decode_frame(&m) else {
+                continue;
+            };
             for r in frame.records {
                 if let Record::BlobChunk {
                     file, index, bytes, ..

@@ -239,3 +239,225 @@ impl Session {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use automerge::Automerge;
+
+    use super::*;
+    use crate::host::{BlobWant, DocUpdate, FeedPage, HostError, StoreError};
+    use crate::ids::{Cursor, DocId};
+    use crate::session::Config;
+    use crate::wire::{Frame, decode_frame, encode_frame};
+
+    /// A node with no documents: files to serve, files it wants, chunks it kept.
+    #[derive(Default)]
+    struct Files {
+        serves: HashMap<[u8; 32], Vec<u8>>,
+        wants: Vec<BlobWant>,
+        kept: Vec<([u8; 32], u32, usize)>,
+        released: Vec<[u8; 32]>,
+    }
+
+    impl Host for Files {
+        fn feed_id(&mut self) -> u64 {
+            7
+        }
+        fn feed_high(&mut self) -> Result<u64, HostError> {
+            Ok(0)
+        }
+        fn feed_since(&mut self, since: u64, _: usize) -> Result<FeedPage, HostError> {
+            Ok(FeedPage {
+                entries: Vec::new(),
+                scanned_to: since,
+            })
+        }
+        fn is_shared(&mut self, _: DocId) -> Result<bool, HostError> {
+            Ok(false)
+        }
+        fn load_doc(&mut self, _: DocId) -> Result<Option<Automerge>, HostError> {
+            Ok(None)
+        }
+        fn store_doc(&mut self, _: DocUpdate<'_>) -> Result<(), StoreError> {
+            Err(StoreError::Rejected("no documents here".into()))
+        }
+        fn load_sync_state(&mut self, _: DocId) -> Result<Option<Vec<u8>>, HostError> {
+            Ok(None)
+        }
+        fn save_sync_state(&mut self, _: DocId, _: &[u8]) -> Result<(), HostError> {
+            Ok(())
+        }
+        fn load_cursor(&mut self) -> Result<Option<Cursor>, HostError> {
+            Ok(None)
+        }
+        fn save_cursor(&mut self, _: Cursor) -> Result<(), HostError> {
+            Ok(())
+        }
+        fn blobs_wanted(
+            &mut self,
+            limit: usize,
+            exclude: &[[u8; 32]],
+        ) -> Result<Vec<BlobWant>, HostError> {
+            let done: Vec<_> = self.released.clone();
+            Ok(self
+                .wants
+                .iter()
+                .filter(|w| !exclude.contains(&w.file) && !done.contains(&w.file))
+                .take(limit)
+                .cloned()
+                .collect())
+        }
+        fn blob_chunk(
+            &mut self,
+            file: &[u8; 32],
+            index: u32,
+        ) -> Result<Option<(u64, Vec<u8>)>, HostError> {
+            Ok(self.serves.get(file).and_then(|b| {
+                let s = index as usize * MAX_BLOB_CHUNK_BYTES;
+                (s < b.len()).then(|| {
+                    let e = (s + MAX_BLOB_CHUNK_BYTES).min(b.len());
+                    (b.len() as u64, b[s..e].to_vec())
+                })
+            }))
+        }
+        fn store_blob_chunk(
+            &mut self,
+            file: &[u8; 32],
+            index: u32,
+            bytes: Vec<u8>,
+        ) -> Result<BlobStored, HostError> {
+            self.kept.push((*file, index, bytes.len()));
+            let size = self
+                .wants
+                .iter()
+                .find(|w| w.file == *file)
+                .map_or(0, |w| w.size);
+            Ok(if chunk_count(size) == index + 1 {
+                BlobStored::Complete
+            } else {
+                BlobStored::Stored
+            })
+        }
+        fn blob_released(&mut self, file: &[u8; 32]) {
+            self.released.push(*file);
+        }
+    }
+
+    fn config() -> Config {
+        Config {
+            blobs: true,
+            blob_window: 2,
+            ..Config::default()
+        }
+    }
+
+    /// Runs two sessions to quiet, passing every frame through `meddle` on its way to `b`.
+    fn run(a: &mut Files, b: &mut Files, meddle: &mut dyn FnMut(&mut Frame)) {
+        let (mut sa, mut sb) = (Session::new(config()), Session::new(config()));
+        let mut to_b = sa.start(a).unwrap();
+        let mut to_a = sb.start(b).unwrap();
+        for _ in 0..1000 {
+            if to_a.is_empty() && to_b.is_empty() {
+                return;
+            }
+            let mut next_to_a = Vec::new();
+            for f in std::mem::take(&mut to_b) {
+                let mut frame = decode_frame(&f).unwrap();
+                meddle(&mut frame);
+                next_to_a.extend(sb.receive(&encode_frame(&frame), b).unwrap());
+            }
+            for f in std::mem::take(&mut to_a) {
+                to_b.extend(sa.receive(&f, a).unwrap());
+            }
+            to_a = next_to_a;
+        }
+        panic!("the sessions never went quiet");
+    }
+
+    fn file(n: usize) -> ([u8; 32], Vec<u8>) {
+        let bytes: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+        (Sha256::digest(&bytes).into(), bytes)
+    }
+
+    #[test]
+    fn a_file_crosses_resuming_where_it_stopped_and_a_damaged_chunk_is_asked_again() {
+        let (f, bytes) = file(5 * MAX_BLOB_CHUNK_BYTES + 10);
+        let mut a = Files::default();
+        a.serves.insert(f, bytes.clone());
+        // b holds chunks 0 and 1 already.
+        let mut b = Files {
+            wants: vec![BlobWant {
+                file: f,
+                size: bytes.len() as u64,
+                next: 2,
+            }],
+            ..Files::default()
+        };
+        let mut damaged = false;
+        run(&mut a, &mut b, &mut |frame| {
+            for r in &mut frame.records {
+                if let Record::BlobChunk {
+                    index: 3, bytes, ..
+                } = r
+                    && !damaged
+                {
+                    bytes[5] ^= 1;
+                    damaged = true;
+                }
+            }
+        });
+        let kept: Vec<u32> = b.kept.iter().map(|k| k.1).collect();
+        assert_eq!(
+            kept,
+            vec![2, 3, 4, 5],
+            "resumed at 2, chunk 3 kept once, undamaged"
+        );
+        assert_eq!(b.released, vec![f]);
+    }
+
+    #[test]
+    fn nothing_unasked_is_kept_and_a_greedy_ask_ends_the_session() {
+        let (f, bytes) = file(3 * MAX_BLOB_CHUNK_BYTES);
+        let mut a = Files::default();
+        a.serves.insert(f, bytes.clone());
+        let mut b = Files::default();
+        // a's frames to b get a chunk nobody asked for.
+        let mut added = false;
+        run(&mut a, &mut b, &mut |frame| {
+            if !added {
+                frame.records.push(Record::BlobChunk {
+                    file: f,
+                    size: bytes.len() as u64,
+                    index: 0,
+                    digest: Sha256::digest(&bytes[..MAX_BLOB_CHUNK_BYTES]).into(),
+                    bytes: bytes[..MAX_BLOB_CHUNK_BYTES].to_vec(),
+                });
+                added = true;
+            }
+        });
+        assert!(b.kept.is_empty(), "an unasked chunk is never kept");
+
+        let mut s = Session::new(config());
+        let mut host = Files::default();
+        s.start(&mut host).unwrap();
+        let ask = |count| Record::BlobWant {
+            file: f,
+            from: 0,
+            count,
+        };
+        let hello = Record::Hello {
+            feed_id: 1,
+            feed_high: 0,
+            cursor_feed_id: 7,
+            cursor_seq: 0,
+        };
+        let frame = encode_frame(&Frame {
+            seq: 0,
+            records: vec![hello, ask(20), ask(20)],
+        });
+        let e = s.receive(&frame, &mut host).unwrap_err();
+        assert!(e.to_string().contains("file chunks"), "{e}");
+    }
+}

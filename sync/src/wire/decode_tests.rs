@@ -39,7 +39,60 @@ fn record_strategy() -> impl Strategy<Value = Record> {
             .prop_map(|(doc, message)| Record::Sync { doc, message }),
         doc_strategy().prop_map(|doc| Record::Unavailable { doc }),
         (doc_strategy(), ".{0,40}").prop_map(|(doc, reason)| Record::Reject { doc, reason }),
+        (any::<[u8; 32]>(), any::<u32>(), any::<u32>())
+            .prop_map(|(file, from, count)| Record::BlobWant { file, from, count }),
+        (
+            any::<[u8; 32]>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<[u8; 32]>(),
+            vec(any::<u8>(), 0..300)
+        )
+            .prop_map(|(file, size, index, digest, bytes)| Record::BlobChunk {
+                file,
+                size,
+                index,
+                digest,
+                bytes
+            }),
+        any::<[u8; 32]>().prop_map(|file| Record::BlobNone { file }),
     ]
+}
+
+#[test]
+fn a_blob_chunk_over_the_limit_or_an_index_over_u32_is_refused() {
+    let big = Record::BlobChunk {
+        file: [1; 32],
+        size: 10,
+        index: 0,
+        digest: [2; 32],
+        bytes: vec![0; MAX_BLOB_CHUNK_BYTES + 1],
+    };
+    let bytes = encode_frame(&Frame {
+        seq: 0,
+        records: vec![big],
+    });
+    assert!(matches!(
+        decode_frame(&bytes),
+        Err(DecodeError::FieldTooLarge {
+            what: "blob chunk",
+            ..
+        })
+    ));
+    // A BLOB_WANT whose start does not fit 32 bits.
+    let mut body = vec![7u8; 32];
+    varint::put(&mut body, u64::from(u32::MAX) + 1);
+    varint::put(&mut body, 1);
+    let mut rec = vec![Record::BLOB_WANT];
+    varint::put(&mut rec, body.len() as u64);
+    rec.extend_from_slice(&body);
+    let mut frame = Vec::new();
+    encode_header(&mut frame, 0, 1);
+    frame.extend_from_slice(&rec);
+    assert!(matches!(
+        decode_frame(&frame),
+        Err(DecodeError::FieldTooLarge { .. })
+    ));
 }
 
 fn frame_strategy() -> impl Strategy<Value = Frame> {
