@@ -233,3 +233,40 @@ async fn a_reply_is_not_held_back_by_a_file_in_flight() {
     assert!(got == pdf);
     let _ = Duration::ZERO;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_on_a_clean_link_cross_once_each() {
+    let acme = TestNode::start("acme", Role::Retailer).await;
+    let mut shas = Vec::new();
+    let mut payload = 0;
+    for i in 0..6 {
+        let f = random_pdf(600_000 + i * 1000);
+        payload += f.len();
+        let (s, up) = acme.upload(&format!("f{i}.pdf"), f.clone()).await;
+        assert_eq!(s, StatusCode::CREATED);
+        shas.push((up["sha256"].as_str().unwrap().to_string(), f));
+    }
+    let all: Vec<&str> = shas.iter().map(|(s, _)| s.as_str()).collect();
+    acme.create(json!({"kind": "message", "partner": "bolt", "subject": "Six files",
+                       "body": "all of them", "attachments": all}))
+        .await;
+    let proxy = FaultProxy::start(addr_of(&acme)).await;
+    let bolt = site_behind(&acme, &proxy).await;
+    for (sha, f) in &shas {
+        let got = eventually(60, "every file at bolt", || async {
+            let (s, _, b) = bolt.download(sha).await;
+            (s == StatusCode::OK).then_some(b)
+        })
+        .await;
+        assert!(&got == f);
+    }
+    let mut seen: HashMap<([u8; 32], u32), usize> = HashMap::new();
+    for c in proxy.chunks() {
+        *seen.entry((c.file, c.index)).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 6 * 3, "three chunks each");
+    assert!(seen.values().all(|n| *n == 1), "a chunk crossed twice: {seen:?}");
+    let down = proxy.bytes_down();
+    // The pairing, the conversation and the frames around the chunks: a few KB.
+    assert!(down < payload as u64 + 64 * 1024, "{down} bytes down for {payload}");
+}

@@ -35,6 +35,9 @@ pub(super) struct BlobCalls {
     decided: HashMap<(Hash, bool), bool>,
     /// Fetches started or extended in this call (their writes are in `Pending::blobs`).
     fetching: HashMap<Hash, Fetching>,
+    /// Files completed or dropped in this call: the snapshot still lists them as wanted until
+    /// the flush, and must not start them again.
+    settled: std::collections::HashSet<Hash>,
 }
 
 impl SyncHost<'_> {
@@ -79,6 +82,7 @@ impl SyncHost<'_> {
                 if out.len() >= limit
                     || size > max
                     || exclude.contains(&file)
+                    || self.blob_calls.settled.contains(&file)
                     || !self.file_for_peer(&file, false)?
                     || !self.store.claim_blob(&file, peer)
                 {
@@ -182,11 +186,13 @@ impl SyncHost<'_> {
                     mime: mime.to_string(),
                 });
                 self.blob_calls.fetching.remove(file);
+                self.blob_calls.settled.insert(*file);
                 Ok(BlobStored::Complete)
             }
             Err(reason) => {
                 self.pending.blobs.push(Received::Reset { hash: *file });
                 self.blob_calls.fetching.remove(file);
+                self.blob_calls.settled.insert(*file);
                 tracing::warn!(
                     peer = %self.scope.peer.node_id,
                     file = %hex::encode(file),

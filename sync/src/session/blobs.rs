@@ -46,6 +46,9 @@ pub(super) struct Blobs {
     fetches: Vec<Fetch>,
     /// Files this peer could not or did not give properly, not asked again this session.
     given_up: HashSet<[u8; 32]>,
+    /// Files fetched whole in this session (the host may list them as wanted until its
+    /// writes are durable).
+    fetched: HashSet<[u8; 32]>,
 }
 
 fn chunk_count(size: u64) -> u32 {
@@ -80,6 +83,7 @@ impl Session {
             .saturating_sub(self.blobs.fetches.len());
         if room > 0 {
             let mut exclude: Vec<[u8; 32]> = self.blobs.given_up.iter().copied().collect();
+            exclude.extend(self.blobs.fetched.iter().copied());
             exclude.extend(self.blobs.fetches.iter().map(|f| f.file));
             for w in host.blobs_wanted(room, &exclude)? {
                 let chunks = chunk_count(w.size);
@@ -207,6 +211,7 @@ impl Session {
             }
             BlobStored::Complete => {
                 self.blobs.fetches.remove(pos);
+                self.blobs.fetched.insert(file);
                 host.blob_released(&file);
                 self.events.push(Event::BlobFetched { file });
             }
