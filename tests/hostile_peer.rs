@@ -139,9 +139,9 @@ impl Host for Hostile {
         index: u32,
     ) -> Result<Option<(u64, Vec<u8>)>, HostError> {
         Ok(self.serves.get(file).and_then(|b| {
-            let start = index as usize * 256 * 1024;
+            let start = index as usize * parley_sync::wire::BLOB_CHUNK_BYTES;
             (start < b.len()).then(|| {
-                let end = (start + 256 * 1024).min(b.len());
+                let end = (start + parley_sync::wire::BLOB_CHUNK_BYTES).min(b.len());
                 (b.len() as u64, b[start..end].to_vec())
             })
         }))
@@ -158,7 +158,7 @@ impl Host for Hostile {
             .iter()
             .find(|(f, _)| f == file)
             .map_or(0, |w| w.1);
-        let end = index as u64 * 256 * 1024 + bytes.len() as u64;
+        let end = (index as usize * parley_sync::wire::BLOB_CHUNK_BYTES + bytes.len()) as u64;
         Ok(if end >= size {
             BlobStored::Complete
         } else {

@@ -17,8 +17,9 @@ pub const NAME_CHARS: usize = 255;
 /// may allow bigger files than we do, and its message still arrives (the file is then not
 /// fetched here). Beyond this a reference is refused.
 pub const MAX_REF_BYTES: u64 = 1 << 30;
-/// How files are cut for storage and transfer; the last piece may be shorter.
-pub const CHUNK_BYTES: usize = 256 * 1024;
+/// How files are cut for storage and transfer (the sync protocol's chunk size); the last
+/// piece may be shorter.
+pub const CHUNK_BYTES: usize = parley_sync::wire::BLOB_CHUNK_BYTES;
 
 /// A file attached to a message. Who attached it and when are the message's author and time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,9 +12,10 @@ use super::*;
 use crate::domain::attachment::{self, AttachmentRef, CHUNK_BYTES, FileKind, TextCheck};
 use crate::store::blobs::{self, Hash};
 
-/// Chunks written per commit of an upload: 4 MiB, so a 25 MB file takes 7 commits and other
-/// writers never wait behind more than one of them.
-const CHUNKS_PER_COMMIT: usize = 16;
+/// Chunks written per commit of an upload: 8 MiB, so a 25 MB file takes 4 commits and other
+/// writers never wait behind more than one of them. One commit is in flight while the next
+/// 8 MiB arrive, so the network and the disk work at once; at most two batches are in memory.
+const CHUNKS_PER_COMMIT: usize = 32;
 
 /// What an upload stored.
 #[derive(Debug, Clone)]
@@ -74,6 +75,11 @@ async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> std::io::
     Ok(n)
 }
 
+async fn join(h: tokio::task::JoinHandle<Result<()>>) -> Result<()> {
+    h.await
+        .map_err(|_| ServiceError::Store(StoreError::Closed))?
+}
+
 /// The name a file is offered under when it has none: `attachment.<kind>`.
 fn default_name(kind: &FileKind) -> String {
     format!("attachment.{}", kind.name)
@@ -106,6 +112,7 @@ impl Service {
         let mut first = 0u32;
         let mut batch: Vec<Vec<u8>> = Vec::new();
         let mut wrote = false;
+        let mut in_flight: Option<tokio::task::JoinHandle<Result<()>>> = None;
         let outcome: Result<()> = async {
             loop {
                 let mut buf = vec![0u8; CHUNK_BYTES];
@@ -138,14 +145,25 @@ impl Service {
                     let chunks = std::mem::take(&mut batch);
                     let count = chunks.len() as u32;
                     wrote = true;
-                    self.store.upload_chunks(key, first, chunks, now_ms).await?;
+                    if let Some(prev) = in_flight.take() {
+                        join(prev).await?;
+                    }
+                    let store = self.store.clone();
+                    in_flight = Some(tokio::spawn(async move {
+                        Ok(store.upload_chunks(key, first, chunks, now_ms).await?)
+                    }));
                     first += count;
                 }
             }
             Ok(())
         }
         .await;
-        let kind = outcome.and_then(|()| {
+        // Whatever happened, the batch in flight lands (or fails) before anything else.
+        let landed = match in_flight.take() {
+            Some(prev) => join(prev).await,
+            None => Ok(()),
+        };
+        let kind = outcome.and(landed).and_then(|()| {
             attachment::sniff(
                 &head,
                 text.finish(),

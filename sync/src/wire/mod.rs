@@ -57,8 +57,12 @@ pub const MAX_FEED_ENTRIES: usize = 4096;
 pub const MAX_HEADS: usize = 1024;
 /// Largest Automerge sync message carried for one document.
 pub const MAX_SYNC_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// How files are cut: every chunk but a file's last is exactly this long. 252 KiB rather
+/// than 256 so that a chunk and its key fit one 256 KiB page of the receiver's store (redb
+/// rounds a page up to the next power of two: a 256 KiB value would take 512 KiB).
+pub const BLOB_CHUNK_BYTES: usize = 252 * 1024;
 /// Largest piece of a file in one BLOB_CHUNK record.
-pub const MAX_BLOB_CHUNK_BYTES: usize = 256 * 1024;
+pub const MAX_BLOB_CHUNK_BYTES: usize = BLOB_CHUNK_BYTES;
 /// Most chunks one BLOB_WANT may ask for; and most chunks all the BLOB_WANT records of one
 /// frame may ask for together (so one frame can never make the sender queue more than
 /// `MAX_BLOB_WANT * MAX_BLOB_CHUNK_BYTES`).
