@@ -98,7 +98,11 @@ async fn listener(svg: impl Fn(u16) -> Vec<u8>) -> (u16, Arc<Mutex<Vec<String>>>
                         Ok(n) => req.extend_from_slice(&buf[..n]),
                     }
                 }
-                let line = String::from_utf8_lossy(&req).lines().next().unwrap_or("").to_string();
+                let line = String::from_utf8_lossy(&req)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
                 let path = line.split(' ').nth(1).unwrap_or("").to_string();
                 // Recorded before answering: a script's synchronous request is seen here
                 // before the page that made it has finished loading.
@@ -221,7 +225,10 @@ async fn files_are_attached_previewed_downloaded_and_never_run() {
         listed.contains("kettle photo.png") && listed.contains("spec sheet.pdf"),
         "{listed}"
     );
-    assert!(listed.contains("300.0 KB") || listed.contains("300 KB"), "{listed}");
+    assert!(
+        listed.contains("300.0 KB") || listed.contains("300 KB"),
+        "{listed}"
+    );
     assert_eq!(b.prop("#reply-send", "disabled").await, json!(false));
 
     step("a file the node refuses shows the node's reason in place and is not sent");
@@ -324,7 +331,10 @@ async fn files_are_attached_previewed_downloaded_and_never_run() {
         .await;
     assert_eq!(
         link[0],
-        format!("/api/v1/attachments/{}?name=spec%20sheet.pdf", sha_hex(&pdf)),
+        format!(
+            "/api/v1/attachments/{}?name=spec%20sheet.pdf",
+            sha_hex(&pdf)
+        ),
         "{link}"
     );
     assert_eq!(link[1], "spec sheet.pdf");
@@ -348,10 +358,16 @@ async fn files_are_attached_previewed_downloaded_and_never_run() {
         "{headers}"
     );
     assert_eq!(headers[2], "nosniff");
-    b.click(&format!("#thread li[data-sha='{}'] a.file-link", sha_hex(&pdf)))
-        .await;
+    b.click(&format!(
+        "#thread li[data-sha='{}'] a.file-link",
+        sha_hex(&pdf)
+    ))
+    .await;
     let got = downloaded(&saved, "spec sheet.pdf", pdf.len()).await;
-    assert!(got == pdf, "the downloaded PDF differs from the one uploaded");
+    assert!(
+        got == pdf,
+        "the downloaded PDF differs from the one uploaded"
+    );
 
     step("a new conversation carries a file too");
     b.goto(&format!("{base}/new?partner=bolt&subject=Kettle%20photo"))
@@ -377,9 +393,16 @@ async fn files_are_attached_previewed_downloaded_and_never_run() {
     })
     .await;
     let (_, c) = n
-        .get(&format!("/api/v1/conversations/{}", started["id"].as_str().unwrap()))
+        .get(&format!(
+            "/api/v1/conversations/{}",
+            started["id"].as_str().unwrap()
+        ))
         .await;
-    assert_eq!(c["messages"][0]["attachments"][0]["sha256"], sha_hex(&photo), "{c}");
+    assert_eq!(
+        c["messages"][0]["attachments"][0]["sha256"],
+        sha_hex(&photo),
+        "{c}"
+    );
     let noise: Vec<String> = b
         .console_errors()
         .await
@@ -414,7 +437,11 @@ async fn files_are_attached_previewed_downloaded_and_never_run() {
     .await;
     let got = downloaded(&saved, "evil.svg", svg.len()).await;
     assert!(got == svg, "the SVG is saved as it is");
-    assert_eq!(b.url().await, page, "the browser stayed on the page: a download");
+    assert_eq!(
+        b.url().await,
+        page,
+        "the browser stayed on the page: a download"
+    );
     assert_eq!(title(&b).await, before, "no script changed the title");
     assert!(
         seen.lock().unwrap().is_empty(),
@@ -450,8 +477,10 @@ async fn a_partners_files_show_as_they_arrive_or_as_too_large() {
     let (s, big) = acme.upload("full%20scan.pdf", scan.clone()).await;
     assert_eq!(s, StatusCode::CREATED, "{big}");
     let conv = acme
-        .create(json!({"kind": "message", "partner": "bolt", "subject": "Dent photos",
-                       "body": "", "attachments": [p["sha256"], big["sha256"]]}))
+        .create(
+            json!({"kind": "message", "partner": "bolt", "subject": "Dent photos",
+                       "body": "", "attachments": [p["sha256"], big["sha256"]]}),
+        )
         .await;
     let id = conv["id"].as_str().unwrap().to_string();
     eventually(30, "the conversation at bolt", || async {
@@ -469,7 +498,8 @@ async fn a_partners_files_show_as_they_arrive_or_as_too_large() {
     b.click(".login button[type=submit]").await;
     b.wait_contains("main h1", "Inbox").await;
     b.goto(&format!("{base}/c/{id}")).await;
-    b.wait_contains("#conversation-subject", "Dent photos").await;
+    b.wait_contains("#conversation-subject", "Dent photos")
+        .await;
 
     step("the picture is previewed once it has arrived, without a reload");
     let pic = format!("#thread li[data-sha='{}']", sha_hex(&photo));
@@ -501,7 +531,10 @@ async fn a_partners_files_show_as_they_arrive_or_as_too_large() {
         "{shown}"
     );
     let (_, c) = bolt.get(&format!("/api/v1/conversations/{id}")).await;
-    assert_eq!(c["messages"][0]["attachments"][1]["state"], "too_large", "{c}");
+    assert_eq!(
+        c["messages"][0]["attachments"][1]["state"], "too_large",
+        "{c}"
+    );
     axe(&b, "a partner's files, one too large").await;
 
     step("a file still arriving is named with Arriving…, not linked (as the thread draws it)");
