@@ -194,6 +194,8 @@ async fn files_are_attached_previewed_downloaded_and_never_run() {
     let elf_path = write("invoice.pdf", &elf);
     let empty_path = write("empty.txt", b"");
     let big_path = write("big scan.pdf", &random_pdf(1024 * 1024 + 1));
+    let csv = "sku,price\n".to_string() + &"SKU-1,9.99\n".repeat(24_000);
+    let csv_path = write("price list.csv", csv.as_bytes());
     let saved = dir.path().join("downloads");
     std::fs::create_dir(&saved).unwrap();
 
@@ -207,11 +209,50 @@ async fn files_are_attached_previewed_downloaded_and_never_run() {
     b.click(".login button[type=submit]").await;
     b.wait_contains("main h1", "Inbox").await;
 
-    step("pick a picture and a PDF: each uploads at once and is listed with its size");
+    step("open the conversation: the reply box has a labelled file picker");
     b.goto(&format!("{base}/c/{id}")).await;
     b.wait_contains("#conversation-subject", "Dented kettles")
         .await;
     b.wait("label[for=reply-files]").await;
+
+    step("a slow upload shows its progress, and Send waits for it");
+    // Throttling takes effect once the network domain is on.
+    b.cdp("Network.enable", json!({})).await;
+    b.cdp(
+        "Network.emulateNetworkConditions",
+        json!({"offline": false, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 64 * 1024}),
+    )
+    .await;
+    b.choose_files("#reply-files", &[&csv_path]).await;
+    b.wait_true(
+        "const li = document.querySelector('#reply-uploads li[data-state=uploading]'); const p = li && li.querySelector('progress');
+         return !!p && p.value > 0 && p.value < 100 && document.getElementById('reply-send').disabled",
+        json!([]),
+        "a progress bar part way, with Send disabled",
+    )
+    .await;
+    b.cdp(
+        "Network.emulateNetworkConditions",
+        json!({"offline": false, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}),
+    )
+    .await;
+    b.wait_true(
+        "return document.querySelectorAll('#reply-uploads li[data-state=done]').length === 1 && !document.getElementById('reply-send').disabled",
+        json!([]),
+        "the slow upload to finish and Send to be enabled again",
+    )
+    .await;
+    // Taken, but removed before sending: it is not sent.
+    b.click("#reply-uploads li[data-state=done] .upload-remove")
+        .await;
+    b.wait_true(
+        "return document.querySelectorAll('#reply-uploads li').length === 0 && document.activeElement.id === 'reply-files'",
+        json!([]),
+        "the list empty, the focus back on the picker",
+    )
+    .await;
+
+    step("pick a picture and a PDF: each uploads at once and is listed with its size");
     b.choose_files("#reply-files", &[&photo_path, &pdf_path])
         .await;
     b.wait_true(
@@ -374,10 +415,29 @@ async fn files_are_attached_previewed_downloaded_and_never_run() {
         .await;
     b.wait("#compose-subject").await;
     b.choose_files("#compose-files", &[&photo_path]).await;
+    // A file dropped onto the form: the events a drag from the desktop fires, with a file.
+    let glowed = b
+        .exec(
+            "const dt = new DataTransfer();
+             dt.items.add(new File(['sku,counted\\nSKU-1,4\\n'], 'counts.csv', { type: 'text/csv' }));
+             const f = document.getElementById('compose-form');
+             const fire = (t) => f.dispatchEvent(new DragEvent(t, { bubbles: true, cancelable: true, dataTransfer: dt }));
+             fire('dragenter'); fire('dragover');
+             const glow = f.classList.contains('dropping');
+             fire('drop');
+             return [glow, f.classList.contains('dropping')]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        glowed,
+        json!([true, false]),
+        "the form is marked while a file is over it"
+    );
     b.wait_true(
-        "return document.querySelectorAll('#compose-uploads li[data-state=done]').length === 1",
+        "return document.querySelectorAll('#compose-uploads li[data-state=done]').length === 2",
         json!([]),
-        "the compose upload",
+        "the picked and the dropped upload",
     )
     .await;
     axe(&b, "New Conversation with a file").await;
@@ -398,11 +458,11 @@ async fn files_are_attached_previewed_downloaded_and_never_run() {
             started["id"].as_str().unwrap()
         ))
         .await;
-    assert_eq!(
-        c["messages"][0]["attachments"][0]["sha256"],
-        sha_hex(&photo),
-        "{c}"
-    );
+    let first = &c["messages"][0];
+    assert_eq!(first["body"], "", "{c}");
+    assert_eq!(first["attachments"][0]["sha256"], sha_hex(&photo), "{c}");
+    assert_eq!(first["attachments"][1]["name"], "counts.csv", "{c}");
+    assert_eq!(first["attachments"][1]["type"], "text/csv", "{c}");
     let noise: Vec<String> = b
         .console_errors()
         .await
