@@ -175,7 +175,7 @@ async fn files_are_attached_previewed_downloaded_and_never_run() {
     let id = conv["id"].as_str().unwrap().to_string();
 
     let dir = tempfile::tempdir().unwrap();
-    let photo = png(48, 32);
+    let photo = png(160, 96);
     let pdf = random_pdf(300 * 1024 + 11);
     let elf = {
         let mut v = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\x3e\0".to_vec();
@@ -313,19 +313,39 @@ async fn files_are_attached_previewed_downloaded_and_never_run() {
         );
         assert_eq!(row[2], "alert", "told to screen readers: {row}");
     }
-    shoot(&b, "attachments-upload").await;
     axe(&b, "reply box with uploads and refusals").await;
-    // Removing by keyboard: the refused ones go, the two taken stay.
-    for _ in 0..3 {
-        b.click("#reply-uploads li[data-state=refused] .upload-remove")
-            .await;
-    }
-    b.wait_true(
-        "return document.querySelectorAll('#reply-uploads li').length === 2",
+    // Removed by keyboard: Enter on Remove, and the focus moves to the next Remove in the
+    // list, so three presses take the three refused files; the two taken stay.
+    b.exec(
+        "document.querySelector('#reply-uploads li[data-state=refused] .upload-remove').focus()",
         json!([]),
-        "the refused files removed",
     )
     .await;
+    for left in [4, 3, 2] {
+        b.press(&["Enter"]).await;
+        b.wait_true(
+            "return document.querySelectorAll('#reply-uploads li').length === arguments[0]",
+            json!([left]),
+            "a refused file removed",
+        )
+        .await;
+    }
+    let focus = b
+        .exec(
+            "const a = document.activeElement; return [a.className, a.getAttribute('aria-label'),
+               [...document.querySelectorAll('#reply-uploads li')].map((li) => li.dataset.state)]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        focus,
+        json!([
+            "link upload-remove",
+            "Remove spec sheet.pdf",
+            ["done", "done"]
+        ]),
+        "the focus stays in the list"
+    );
 
     step("send the files as a reply without words");
     b.click("#reply-send").await;
@@ -351,7 +371,7 @@ async fn files_are_attached_previewed_downloaded_and_never_run() {
 
     step("the picture is previewed, the PDF is listed with a download link");
     b.wait_true(
-        "const i = document.querySelector('#thread img.file-thumb'); return !!i && i.complete && i.naturalWidth === 48",
+        "const i = document.querySelector('#thread img.file-thumb'); return !!i && i.complete && i.naturalWidth === 160",
         json!([]),
         "the preview to render",
     )
@@ -362,7 +382,7 @@ async fn files_are_attached_previewed_downloaded_and_never_run() {
             json!([]),
         )
         .await;
-    assert_eq!(img, json!(["kettle photo.png", "lazy", 32]));
+    assert_eq!(img, json!(["kettle photo.png", "lazy", 96]));
     let link = b
         .exec(
             "const a = [...document.querySelectorAll('#thread a.file-link')].find((a) => a.textContent === 'spec sheet.pdf');
@@ -380,8 +400,20 @@ async fn files_are_attached_previewed_downloaded_and_never_run() {
     );
     assert_eq!(link[1], "spec sheet.pdf");
     assert!(link[2].as_str().unwrap().contains("300 KB"), "{link}");
-    shoot(&b, "attachments-thread").await;
+    // For the README: the files of the reply, and a refused file in the reply box.
+    b.choose_files("#reply-files", &[&elf_path]).await;
+    b.wait("#reply-uploads li[data-state=refused] .upload-error")
+        .await;
+    b.exec(
+        "document.getElementById('thread').lastElementChild.scrollIntoView({ block: 'start' })",
+        json!([]),
+    )
+    .await;
+    shoot(&b, "files.png").await;
     axe(&b, "thread with files").await;
+    b.click("#reply-uploads li[data-state=refused] .upload-remove")
+        .await;
+    b.wait_gone("#reply-uploads li").await;
 
     step("download the PDF through its link: the same bytes, as a download");
     let headers = b
