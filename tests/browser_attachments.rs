@@ -1,164 +1,26 @@
 //! Files on messages in a real headless Chromium against a real node: attach a picture and a
-//! PDF with the picker, send them as a reply without words, see the picture previewed and the
-//! PDF listed, download the PDF through its link byte-identical; a file the node refuses shows
-//! the node's own reason in the form and is never sent; a new conversation carries a file; and
-//! a hostile SVG opened by its URL is downloaded, not run: the same file served plainly by
-//! another origin does run its script, so the check would see it if the node let it.
+//! PDF with the picker (a slow upload shows its progress and holds Send), send them as a reply
+//! without words, see the picture previewed and the PDF listed, download the PDF through its
+//! link byte-identical; a file the node refuses shows the node's own reason in the form and is
+//! never sent; a new conversation carries a picked and a dropped file; and a hostile SVG opened
+//! by its URL is downloaded, not run: the same file served plainly by another origin does run
+//! its script, so the check would see it if the node let it.
 
 mod common;
+#[path = "browser/files.rs"]
+mod files;
 #[path = "browser/kit.rs"]
 mod kit;
 #[path = "browser/wd.rs"]
 mod wd;
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-
 use common::{TestNode, eventually, random_pdf};
+use files::{downloaded, downloads_to, listener, png, sha_hex, sign_in, title};
 use kit::{axe, shoot, step, tools_or_skip};
 use parley::domain::Role;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wd::{Driver, Session};
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut c = 0xffff_ffffu32;
-    for &b in bytes {
-        c ^= b as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xedb8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
-}
-
-/// A real `w`×`h` RGB PNG (deflate "stored" blocks), so the browser can decode it.
-fn png(w: u32, h: u32) -> Vec<u8> {
-    let mut raw = Vec::new();
-    for y in 0..h {
-        raw.push(0u8);
-        for x in 0..w {
-            raw.extend([(x * 37) as u8, (y * 59) as u8, 200]);
-        }
-    }
-    assert!(raw.len() < 65_535, "one stored block");
-    let (mut a, mut b) = (1u32, 0u32);
-    for &x in &raw {
-        a = (a + x as u32) % 65_521;
-        b = (b + a) % 65_521;
-    }
-    let mut z = vec![0x78, 0x01, 0x01];
-    z.extend((raw.len() as u16).to_le_bytes());
-    z.extend((!(raw.len() as u16)).to_le_bytes());
-    z.extend(&raw);
-    z.extend(((b << 16) | a).to_be_bytes());
-    let mut ihdr = Vec::new();
-    ihdr.extend(w.to_be_bytes());
-    ihdr.extend(h.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]);
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    for (kind, data) in [(&b"IHDR"[..], ihdr), (b"IDAT", z), (b"IEND", vec![])] {
-        out.extend((data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend(&data);
-        out.extend(&body);
-        out.extend(crc32(&body).to_be_bytes());
-    }
-    out
-}
-
-fn sha_hex(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
-}
-
-/// A tiny HTTP listener on another origin: records every path asked for, serves `/svg` (made
-/// by `svg` from the listener's port) as a plain `image/svg+xml`, as a careless server would,
-/// and answers anything else with "ok".
-async fn listener(svg: impl Fn(u16) -> Vec<u8>) -> (u16, Arc<Mutex<Vec<String>>>) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    let svg = svg(port);
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let (log, svg) = (log.clone(), svg.clone());
-            tokio::spawn(async move {
-                let mut req = Vec::new();
-                let mut buf = [0u8; 2048];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let line = String::from_utf8_lossy(&req)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                let path = line.split(' ').nth(1).unwrap_or("").to_string();
-                // Recorded before answering: a script's synchronous request is seen here
-                // before the page that made it has finished loading.
-                log.lock().unwrap().push(path.clone());
-                let (ty, body) = if path == "/svg" {
-                    ("image/svg+xml", svg)
-                } else {
-                    ("text/plain", b"ok".to_vec())
-                };
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: {ty}\r\ncontent-length: {}\r\naccess-control-allow-origin: *\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = s.write_all(head.as_bytes()).await;
-                let _ = s.write_all(&body).await;
-            });
-        }
-    });
-    (port, seen)
-}
-
-/// Downloads go to `dir` (Chromium asks nothing in headless mode once told where).
-async fn downloads_to(b: &Session, dir: &Path) {
-    b.cdp(
-        "Page.setDownloadBehavior",
-        json!({"behavior": "allow", "downloadPath": dir.display().to_string()}),
-    )
-    .await;
-}
-
-/// Waits for a finished download named `name` in `dir` and returns its bytes.
-async fn downloaded(dir: &Path, name: &str, len: usize) -> Vec<u8> {
-    let path = dir.join(name);
-    let t = std::time::Instant::now();
-    loop {
-        if let Ok(b) = std::fs::read(&path)
-            && b.len() == len
-        {
-            return b;
-        }
-        let have: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.file_name()))
-            .collect();
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(30),
-            "no finished download of {name} in {}; it holds {have:?}",
-            dir.display()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
-async fn title(b: &Session) -> Value {
-    b.exec("return document.title", json!([])).await
-}
+use serde_json::json;
+use wd::Driver;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_are_attached_previewed_downloaded_and_never_run() {
@@ -203,11 +65,7 @@ async fn files_are_attached_previewed_downloaded_and_never_run() {
     let b = driver.session(1280, 1024).await;
     downloads_to(&b, &saved).await;
     let base = n.base.clone();
-    b.goto(&format!("{base}/")).await;
-    b.type_into("#login-name", "admin").await;
-    b.type_into("#login-password", "correct-horse").await;
-    b.click(".login button[type=submit]").await;
-    b.wait_contains("main h1", "Inbox").await;
+    sign_in(&b, &base).await;
 
     step("open the conversation: the reply box has a labelled file picker");
     b.goto(&format!("{base}/c/{id}")).await;
@@ -549,105 +407,5 @@ async fn files_are_attached_previewed_downloaded_and_never_run() {
         "{:?}",
         seen.lock().unwrap()
     );
-    b.close().await;
-}
-
-/// A partner's files as this node shows them: a picture that arrives from the partner's node
-/// is previewed once it is here (the page updates by itself), and a file over this node's
-/// limit is named with "Too large for this node", never linked or shown as a broken picture.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_partners_files_show_as_they_arrive_or_as_too_large() {
-    let Some(tools) = tools_or_skip() else { return };
-    let acme = TestNode::start("acme", Role::Retailer).await;
-    let bolt =
-        TestNode::start_configured("bolt", Role::Supplier, "[attachments]\nmax_mb = 1\n").await;
-    common::pair(&acme, &bolt).await;
-    let photo = png(40, 30);
-    let scan = random_pdf(1024 * 1024 + 4096);
-    let (s, p) = acme.upload("dent.png", photo.clone()).await;
-    assert_eq!(s, StatusCode::CREATED, "{p}");
-    let (s, big) = acme.upload("full%20scan.pdf", scan.clone()).await;
-    assert_eq!(s, StatusCode::CREATED, "{big}");
-    let conv = acme
-        .create(
-            json!({"kind": "message", "partner": "bolt", "subject": "Dent photos",
-                       "body": "", "attachments": [p["sha256"], big["sha256"]]}),
-        )
-        .await;
-    let id = conv["id"].as_str().unwrap().to_string();
-    eventually(30, "the conversation at bolt", || async {
-        let (s, _) = bolt.get(&format!("/api/v1/conversations/{id}")).await;
-        (s == StatusCode::OK).then_some(())
-    })
-    .await;
-
-    let driver = Driver::start(&tools).await;
-    let b = driver.session(1280, 1024).await;
-    let base = bolt.base.clone();
-    b.goto(&format!("{base}/")).await;
-    b.type_into("#login-name", "admin").await;
-    b.type_into("#login-password", "correct-horse").await;
-    b.click(".login button[type=submit]").await;
-    b.wait_contains("main h1", "Inbox").await;
-    b.goto(&format!("{base}/c/{id}")).await;
-    b.wait_contains("#conversation-subject", "Dent photos")
-        .await;
-
-    step("the picture is previewed once it has arrived, without a reload");
-    let pic = format!("#thread li[data-sha='{}']", sha_hex(&photo));
-    b.wait_true(
-        &format!(
-            "const i = document.querySelector(\"{pic} img.file-thumb\"); return !!i && i.complete && i.naturalWidth === 40"
-        ),
-        json!([]),
-        "the arrived picture to render",
-    )
-    .await;
-
-    step("the file over this node's limit is named, not linked");
-    let too = format!("#thread li[data-sha='{}']", sha_hex(&scan));
-    b.wait_contains(&too, "Too large for this node").await;
-    let shown = b
-        .exec(
-            &format!(
-                "const li = document.querySelector(\"{too}\"); return [li.dataset.state, li.querySelectorAll('a, img').length, li.textContent]"
-            ),
-            json!([]),
-        )
-        .await;
-    assert_eq!(shown[0], "too_large", "{shown}");
-    assert_eq!(shown[1], 0, "no link, no picture: {shown}");
-    assert!(
-        shown[2].as_str().unwrap().contains("full scan.pdf")
-            && shown[2].as_str().unwrap().contains("1.0 MB"),
-        "{shown}"
-    );
-    let (_, c) = bolt.get(&format!("/api/v1/conversations/{id}")).await;
-    assert_eq!(
-        c["messages"][0]["attachments"][1]["state"], "too_large",
-        "{c}"
-    );
-    axe(&b, "a partner's files, one too large").await;
-
-    step("a file still arriving is named with Arriving…, not linked (as the thread draws it)");
-    // Which state a fast transfer is caught in cannot be chosen from outside, so the thread's
-    // own drawing code is given a file in the `arriving` state the node reports.
-    let arriving = b
-        .exec_async(
-            "const done = arguments[arguments.length - 1];
-             import('/files.js').then((m) => {
-               const ul = m.messageFiles([{ sha256: arguments[0], size: 2048, name: 'late <b>.png', type: 'image/png', state: 'arriving', preview: true }]);
-               done([ul.querySelectorAll('a, img').length, ul.textContent, ul.querySelectorAll('b').length]);
-             }).catch((e) => done(String(e)));",
-            json!([sha_hex(b"late")]),
-        )
-        .await;
-    assert_eq!(arriving[0], 0, "{arriving}");
-    assert!(
-        arriving[1].as_str().unwrap().contains("late <b>.png")
-            && arriving[1].as_str().unwrap().contains("Arriving\u{2026}"),
-        "{arriving}"
-    );
-    assert_eq!(arriving[2], 0, "a name is text, never markup: {arriving}");
     b.close().await;
 }
