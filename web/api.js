@@ -4,6 +4,8 @@ let csrf = null;
 let onSignedOut = () => {};
 
 export function setCsrf(token) { csrf = token; }
+// For requests made outside `api` (file uploads, which report their progress).
+export const csrfToken = () => csrf;
 export function whenSignedOut(f) { onSignedOut = f; }
 
 export class ApiError extends Error {

@@ -34,8 +34,10 @@ export function navigate(url, { replace = false } = {}) {
 document.addEventListener('click', (e) => {
   const a = e.target.closest('a[href]');
   if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || a.target) return;
+  // Downloads (files, exports) are the browser's to fetch, not pages of this UI.
+  if (a.hasAttribute('download')) return;
   const url = new URL(a.href, location.href);
-  if (url.origin !== location.origin) return;
+  if (url.origin !== location.origin || url.pathname.startsWith('/api/')) return;
   e.preventDefault();
   navigate(url.pathname + url.search);
 });

@@ -5,6 +5,7 @@ import { api, get, ApiError } from './api.js';
 import { h, clear, toast, ask, today, topicHref, TOPIC_KINDS, TOPIC_LABEL } from './dom.js';
 import { app } from './app.js';
 import { loadDraft, saveDraft, clearDraft } from './drafts.js';
+import { filePicker } from './files.js';
 
 // Reads a deep link's query into compose options. `topic` is KIND:REF.
 export async function composeFromQuery(p) {
@@ -120,6 +121,8 @@ export function openCompose(opts = {}, { onSent, onClose, draft = false } = {}) 
   }
 
   const send = h('button', { type: 'submit', class: 'primary', id: 'compose-send' }, 'Send');
+  // Files upload as they are chosen; Send waits until every upload has ended.
+  const files = filePicker('compose', { onchange: () => { send.disabled = files.busy(); } });
   const form = h('form', { id: 'compose-form', onsubmit: submit },
     h('h2', { id: 'compose-title' }, 'New Conversation'),
     h('fieldset', { class: 'kind-choice' }, h('legend', {}, 'Type'), kindRadio('message', 'Message'), kindRadio('task', 'Task')),
@@ -128,6 +131,7 @@ export function openCompose(opts = {}, { onSent, onClose, draft = false } = {}) 
     h('div', { class: 'row' }, h('span', { class: 'label', id: 'compose-topic-label' }, 'Topic (optional)'), topicBox),
     refRow, dueRow,
     h('div', { class: 'row' }, h('label', { for: 'compose-body' }, 'Message'), body),
+    files.el,
     err,
     menu,
     h('div', { class: 'dialog-foot' },
@@ -135,6 +139,7 @@ export function openCompose(opts = {}, { onSent, onClose, draft = false } = {}) 
       h('span', { class: 'spacer' }),
       h('button', { type: 'button', id: 'compose-cancel', onclick: () => leave() }, 'Cancel'),
       send));
+  files.dropOn(form);
   topicBox.setAttribute('aria-labelledby', 'compose-topic-label');
   topicBox.setAttribute('role', 'group');
   syncKind();
@@ -151,6 +156,10 @@ export function openCompose(opts = {}, { onSent, onClose, draft = false } = {}) 
       reference_id: refCheck.checked && refInput.value.trim() ? refInput.value.trim() : undefined,
       due_date: k === 'task' && dueCheck.checked && dueInput.value ? dueInput.value : undefined,
     };
+    if (files.busy()) { err.textContent = 'Wait until the files have uploaded, or remove them.'; return; }
+    const attachments = files.hashes();
+    // Files go with the first message, which may then have no words.
+    if (attachments.length) { base.attachments = attachments; base.body = base.body || ''; }
     if (!base.partner) { err.textContent = 'Choose a partner.'; partner.focus(); return; }
     if (!base.subject) { err.textContent = 'Write a subject.'; subject.focus(); return; }
     if (refCheck.checked && !base.reference_id) { err.textContent = 'Fill in the Reference ID, or untick it in Options.'; refInput.focus(); return; }
@@ -180,14 +189,14 @@ export function openCompose(opts = {}, { onSent, onClose, draft = false } = {}) 
     } catch (ex) {
       err.textContent = ex instanceof ApiError ? ex.message : String(ex);
     } finally {
-      send.disabled = false;
+      send.disabled = files.busy();
     }
   }
 
   // What is typed is kept as a draft as it is typed (plain Compose only). `sent`: sent or
   // discarded, so closing keeps nothing.
   let sent = false;
-  const filled = () => !!(subject.value.trim() || body.value.trim() || refInput.value.trim() || (topicRef && topicRef.value.trim()));
+  const filled = () => !!(subject.value.trim() || body.value.trim() || refInput.value.trim() || (topicRef && topicRef.value.trim()) || files.hashes().length || files.busy());
   const snapshot = () => (filled() ? {
     kind: kind(), partner: partner.value, subject: subject.value, body: body.value,
     reference_id: refCheck.checked ? refInput.value : '', due_date: dueCheck.checked ? dueInput.value : '',
@@ -229,6 +238,8 @@ export function openCompose(opts = {}, { onSent, onClose, draft = false } = {}) 
   });
   dialog.addEventListener('close', () => {
     if (draft && !sent) saveDraft('compose', snapshot());
+    // Files are not kept with a draft: uploads still running stop here.
+    files.reset();
     if (onClose) onClose();
     const d = dialog;
     setTimeout(() => d && d.remove(), 0);

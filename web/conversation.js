@@ -6,6 +6,7 @@ import { h, clear, toast, topicLink, stateLabel, progressLabel, badge, when, ask
 import { app, navigate, refreshUnread } from './app.js';
 import { partnerName, orgName, personName, authorLabel } from './inbox.js';
 import { loadDraft, saveDraft, clearDraft } from './drafts.js';
+import { filePicker, messageFiles } from './files.js';
 
 const ACTION_TEXT = {
   created: 'started the conversation',
@@ -107,7 +108,7 @@ export async function renderConversation(main, id) {
   const thread = h('ol', { class: 'thread', id: 'thread', 'aria-label': 'Messages' });
   const history = h('ol', { class: 'history', id: 'history' });
   const err = h('p', { class: 'error', role: 'alert', id: 'reply-error' });
-  const replyBox = h('textarea', { id: 'reply-body', rows: 4, required: true, 'aria-keyshortcuts': 'Control+Enter' });
+  const replyBox = h('textarea', { id: 'reply-body', rows: 4, 'aria-keyshortcuts': 'Control+Enter' });
   // The reply being written is kept as a draft per conversation until it is sent.
   const draftKey = `reply.${id}`;
   replyBox.value = (loadDraft(draftKey) || {}).body || '';
@@ -116,6 +117,8 @@ export async function renderConversation(main, id) {
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); replyForm.requestSubmit(); }
   });
   const replyButton = h('button', { type: 'submit', class: 'primary', id: 'reply-send' }, 'Send reply');
+  // Files upload as they are chosen; Send waits until every upload has ended.
+  const files = filePicker('reply', { onchange: () => { replyButton.disabled = files.busy(); } });
 
   async function act(f, done) {
     err.textContent = '';
@@ -244,7 +247,8 @@ export async function renderConversation(main, id) {
     clear(thread).append(...(c.messages.length ? c.messages.map((m) => h('li', { class: m.author.org === me ? 'mine' : 'theirs', dataset: { id: m.id, at: m.sent_at } },
       h('div', { class: 'meta' }, h('strong', {}, m.author.org === me ? personName(m.author.user) : m.author.user), ` (${orgName(m.author.org)}) · `, h('time', { datetime: m.sent_at }, when(m.sent_at)),
         m.delivered === false ? [' ', badge('Not yet delivered', 'undelivered')] : ''),
-      h('div', { class: 'body' }, m.body))) : [h('li', { class: 'empty' }, 'No messages yet.')]));
+      m.body ? h('div', { class: 'body' }, m.body) : '',
+      messageFiles(m.attachments))) : [h('li', { class: 'empty' }, 'No messages yet.')]));
     // Internal notes in the thread by time, unmistakably apart from what the partner reads.
     for (const n of c.notes || []) {
       const li = noteItem(n);
@@ -259,18 +263,24 @@ export async function renderConversation(main, id) {
 
   const replyForm = h('form', { class: 'reply', onsubmit: async (e) => {
     e.preventDefault();
-    if (!replyBox.value.trim()) { err.textContent = 'Write a reply first.'; replyBox.focus(); return; }
+    if (files.busy()) { err.textContent = 'Wait until the files have uploaded, or remove them.'; return; }
+    const attachments = files.hashes();
+    // A reply with files may have no words; one without files needs some.
+    if (!replyBox.value.trim() && !attachments.length) { err.textContent = 'Write a reply or attach a file first.'; replyBox.focus(); return; }
     replyButton.disabled = true;
     await act(async () => {
-      const out = await post(`/conversations/${id}/messages`, { body: replyBox.value });
+      const body = replyBox.value.trim() ? replyBox.value : '';
+      const out = await post(`/conversations/${id}/messages`, attachments.length ? { body, attachments } : { body });
       replyBox.value = '';
       clearDraft(draftKey);
+      files.reset();
       return out;
     }, 'Reply sent.');
-    replyButton.disabled = false;
+    replyButton.disabled = files.busy();
     replyBox.focus();
   } },
-  h('label', { for: 'reply-body' }, 'Reply'), replyBox, err, h('div', { class: 'dialog-foot' }, h('span', { class: 'spacer' }), replyButton));
+  h('label', { for: 'reply-body' }, 'Reply'), replyBox, files.el, err, h('div', { class: 'dialog-foot' }, h('span', { class: 'spacer' }), replyButton));
+  files.dropOn(replyForm);
 
   const noteBox = h('textarea', { id: 'note-body', rows: 3, required: true });
   const noteErr = h('p', { class: 'error', role: 'alert', id: 'note-error' });

@@ -325,6 +325,30 @@ impl Session {
         .await;
     }
 
+    /// Chooses files in an `<input type=file>` as a user's pick would: the paths go to the
+    /// element (one per line), which may be visually hidden behind its label.
+    pub async fn choose_files(&self, css: &str, paths: &[&Path]) {
+        let t = Instant::now();
+        let e = loop {
+            if let Some(e) = self.find(css).await {
+                break e;
+            }
+            assert!(t.elapsed() < WAIT, "no {css:?} after {WAIT:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let text = paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        self.must(
+            "POST",
+            &format!("/element/{}/value", e.0),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
     /// Sets a form control's value as a user's pick would (for date and select inputs).
     pub async fn set_value(&self, css: &str, value: &str) {
         self.wait(css).await;
