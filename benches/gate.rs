@@ -37,6 +37,7 @@ fn conversation(n: usize) -> Automerge {
             due_date: None,
             body: Some("Please add materials and dimensions.".into()),
             message_id: new_id(),
+            attachments: Vec::new(),
         },
         bolt.clone(),
         Role::Supplier,
@@ -56,7 +57,11 @@ fn conversation(n: usize) -> Automerge {
         commands::apply(
             &mut d,
             &v,
-            &Command::Reply { id: new_id(), body },
+            &Command::Reply {
+                id: new_id(),
+                body,
+                attachments: Vec::new(),
+            },
             who,
             start + Duration::minutes(i),
         )

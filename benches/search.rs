@@ -147,6 +147,7 @@ fn main() {
                     due_date: None,
                     body: Some(body(&mut rng, 25)),
                     message_id: new_id(),
+                    attachments: Vec::new(),
                 },
                 by.clone(),
                 Role::Retailer,
@@ -169,6 +170,7 @@ fn main() {
                     author,
                     body: body(&mut rng, 25),
                     sent_at: now + chrono::Duration::milliseconds(m as i64),
+                    attachments: Vec::new(),
                 });
             }
             body_bytes += c.messages.iter().map(|m| m.body.len()).sum::<usize>();

@@ -763,6 +763,7 @@ fn phases() {
         due_date: None,
         body: Some("Please add dimensions and materials.".into()),
         message_id: new_id(),
+        attachments: Vec::new(),
     };
     let conv =
         commands::new_conversation(n, by.clone(), Role::Retailer, &partner, Role::Supplier, now)
@@ -810,6 +811,7 @@ fn phases() {
             let cmd = Cmd::Reply {
                 id: new_id(),
                 body: "Thanks, we will update the listing today.".into(),
+                attachments: Vec::new(),
             };
             commands::apply(&mut d, &view, &cmd, &by, now).unwrap();
             d.save_incremental();
@@ -838,6 +840,7 @@ fn phases() {
             let cmd = Cmd::Reply {
                 id: new_id(),
                 body: "Thanks, we will update the listing today.".into(),
+                attachments: Vec::new(),
             };
             commands::apply(&mut d, &view, &cmd, &by, now).unwrap();
             d.save_incremental();
@@ -850,6 +853,7 @@ fn phases() {
             let cmd = Cmd::Reply {
                 id: new_id(),
                 body: "Thanks, we will update the listing today.".into(),
+                attachments: Vec::new(),
             };
             commands::apply(&mut d, &view, &cmd, &by, now).unwrap();
             d.rollback();
@@ -861,6 +865,7 @@ fn phases() {
             let cmd = Cmd::Reply {
                 id: new_id(),
                 body: "Thanks, we will update the listing today.".into(),
+                attachments: Vec::new(),
             };
             commands::apply(&mut d2, &view2, &cmd, &by, now).unwrap();
             d2.save_incremental()

@@ -153,6 +153,7 @@ pub async fn run(
     }
     let rep = crate::replicator::Replicator::start(svc.clone()).await?;
     crate::notify::start(svc.clone());
+    tokio::spawn(crate::service::sweep_unattached(svc.clone()));
     // Peer links and event streams are long-lived: end them as soon as shutdown starts, so the
     // graceful wait is for ordinary requests only.
     let (rep2, closing) = (rep.clone(), svc.clone());

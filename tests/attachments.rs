@@ -239,3 +239,54 @@ async fn bad_uploads_are_refused_and_leave_nothing() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_never_attached_is_dropped_after_a_day_and_an_attached_one_never() {
+    let n = TestNode::start("acme", Role::Retailer).await;
+    let (kept, dropped) = (random_pdf(300_000), random_pdf(400_000));
+    let (_, k) = n.upload("kept.pdf", kept.clone()).await;
+    let (_, d) = n.upload("draft.pdf", dropped.clone()).await;
+    n.create(
+        json!({"kind": "message", "partner": "bolt", "subject": "With a file",
+                    "attachments": [k["sha256"]]}),
+    )
+    .await;
+    let store = n.svc().store().clone();
+    // An hour later nothing goes: the draft may still be sent.
+    let hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1)).timestamp_millis();
+    assert_eq!(store.sweep_unreferenced_files(hour_ago).await.unwrap(), 0);
+    let (s, _, _) = n.download(d["sha256"].as_str().unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    // A day later (files dated before now count as older than a day), the draft's file goes.
+    let later = (chrono::Utc::now() + chrono::Duration::seconds(1)).timestamp_millis();
+    assert_eq!(store.sweep_unreferenced_files(later).await.unwrap(), 1);
+    let (s, _, _) = n.download(d["sha256"].as_str().unwrap()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, b) = n.download(k["sha256"].as_str().unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(b == kept);
+    assert_eq!(
+        stored_chunks(&n).await as usize,
+        kept.len().div_ceil(parley_sync::wire::BLOB_CHUNK_BYTES),
+        "only the attached file's chunks are left"
+    );
+    // A message without a body, files only, at create.
+    let (s, up) = n.upload("again.pdf", dropped.clone()).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let c = n
+        .create(
+            json!({"kind": "message", "partner": "bolt", "subject": "Files only",
+                       "attachments": [up["sha256"]]}),
+        )
+        .await;
+    assert_eq!(c["messages"][0]["body"], "");
+    let (_, inbox) = n.get("/api/v1/conversations?folder=all").await;
+    let row = inbox["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == c["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(row["last_message_preview"], "Files: again.pdf", "{row}");
+}

@@ -148,6 +148,7 @@ mod tests {
                 author: author("acme", "ann"),
                 body: "Please print.".into(),
                 sent_at: t,
+                attachments: Vec::new(),
             }],
             state: State::Open,
             resolved_at: None,
@@ -185,6 +186,7 @@ mod tests {
                 author: author("bolt", "bo"),
                 body: "Done already.".into(),
                 sent_at: before.created_at - chrono::Duration::hours(3),
+                attachments: Vec::new(),
             },
         );
         after.history.push(Event {

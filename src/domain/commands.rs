@@ -75,11 +75,10 @@ pub fn new_conversation(
         check_reference_id(r)?;
     }
     super::attachment::check_list(&n.attachments)?;
+    let mut n = n;
     if !n.attachments.is_empty() && n.body.is_none() {
-        return Err(DomainError::invalid(
-            "body",
-            "files go with a first message: send a body (it may be empty)",
-        ));
+        // Files are carried by the first message: one of files only.
+        n.body = Some(String::new());
     }
     if let Some(b) = &n.body {
         check_body_with(b, !n.attachments.is_empty())?;

@@ -51,7 +51,16 @@ impl Summary {
             last_activity_at: c.last_activity_at(),
             message_count: c.messages.len() as u32,
             last_message_org: last.map(|m| m.author.org.clone()),
-            last_message_preview: last.map(|m| m.body.chars().take(PREVIEW_CHARS).collect()),
+            last_message_preview: last.map(|m| {
+                // A message of files only is previewed by its files' names.
+                let text = if m.body.trim().is_empty() && !m.attachments.is_empty() {
+                    let names: Vec<&str> = m.attachments.iter().map(|a| a.name.as_str()).collect();
+                    format!("Files: {}", names.join(", "))
+                } else {
+                    m.body.clone()
+                };
+                text.chars().take(PREVIEW_CHARS).collect()
+            }),
             assignee: None,
         }
     }

@@ -17,6 +17,32 @@ use crate::store::blobs::{self, Hash};
 /// 8 MiB arrive, so the network and the disk work at once; at most two batches are in memory.
 const CHUNKS_PER_COMMIT: usize = 32;
 
+/// How long an uploaded file waits to be attached before it is dropped.
+pub const UNATTACHED_KEEP: chrono::Duration = chrono::Duration::hours(24);
+
+/// Drops, now and every hour, the files uploaded more than [`UNATTACHED_KEEP`] ago that no
+/// message refers to.
+pub async fn sweep_unattached(svc: std::sync::Arc<Service>) {
+    let mut closing = svc.closing();
+    loop {
+        let before = (svc.now() - UNATTACHED_KEEP).timestamp_millis();
+        match svc.store.sweep_unreferenced_files(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                files = n,
+                "dropped files uploaded a day ago and never attached"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not drop unattached files; trying again in an hour")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            _ = async { let _ = closing.wait_for(|c| *c).await; } => return,
+        }
+    }
+}
+
 /// What an upload stored.
 #[derive(Debug, Clone)]
 pub struct Uploaded {
@@ -183,7 +209,17 @@ impl Service {
         };
         let hash: Hash = sha.finalize().into();
         self.store
-            .finish_upload(key, first, batch, hash, size, kind.mime, now_ms)
+            .finish_upload(
+                key,
+                first,
+                batch,
+                crate::store::FinishedFile {
+                    hash,
+                    size,
+                    mime: kind.mime,
+                },
+                now_ms,
+            )
             .await?;
         let name = name.unwrap_or_else(|| default_name(kind));
         let (user, n2) = (p.user.clone(), name.clone());

@@ -71,6 +71,9 @@ pub struct BlobMeta {
     pub complete: bool,
     /// Chunks `0..next` are stored.
     pub next: u32,
+    /// When it was uploaded or its fetch started (ms since the epoch).
+    #[serde(default)]
+    pub at_ms: i64,
 }
 
 fn bad(hash: &Hash, e: impl std::fmt::Display) -> StoreError {
@@ -146,6 +149,7 @@ pub fn finish_upload(
     hash: &Hash,
     size: u64,
     mime: &str,
+    now_ms: i64,
 ) -> Result<bool> {
     tx.open_table(UPLOADS_OPEN)?.remove(key)?;
     let old = get_meta(&tx.open_table(BLOB_META)?, hash)?;
@@ -165,6 +169,7 @@ pub fn finish_upload(
             mime: mime.to_string(),
             complete: true,
             next: attachment::chunk_count(size),
+            at_ms: now_ms,
         },
     )?;
     tx.open_table(BLOB_WANTED)?.remove(hash)?;
@@ -318,6 +323,7 @@ pub fn store_received(tx: &WriteTransaction, items: &[Received]) -> Result<()> {
                         mime: String::new(),
                         complete: false,
                         next: 0,
+                        at_ms: 0,
                     },
                 )?;
             }
@@ -401,4 +407,34 @@ pub fn upload_name(rtx: &ReadTransaction, hash: &Hash, user: &str) -> Result<Opt
 /// The size of `hash` if this node wants it (referred to, not complete here).
 pub fn wanted_size(rtx: &ReadTransaction, hash: &Hash) -> Result<Option<u64>> {
     Ok(rtx.open_table(BLOB_WANTED)?.get(hash)?.map(|v| v.value()))
+}
+
+/// Drops files no document refers to that arrived before `before_ms`: uploads never attached
+/// (a draft given up). Returns how many. A file a document refers to is never dropped.
+pub fn sweep_unreferenced(tx: &WriteTransaction, before_ms: i64) -> Result<usize> {
+    let mut doomed = Vec::new();
+    {
+        let metas = tx.open_table(BLOB_META)?;
+        let refs = tx.open_table(BLOB_REFS)?;
+        for item in metas.iter()? {
+            let (k, v) = item?;
+            let hash = k.value();
+            let Ok(m) = serde_json::from_slice::<BlobMeta>(v.value()) else {
+                continue;
+            };
+            if m.at_ms >= before_ms {
+                continue;
+            }
+            if refs.range((hash, 0)..=(hash, u128::MAX))?.next().is_none() {
+                doomed.push((hash, m.key));
+            }
+        }
+    }
+    for (hash, key) in &doomed {
+        delete_chunks(tx, key)?;
+        tx.open_table(BLOB_META)?.remove(hash)?;
+        tx.open_table(UPLOAD_NAMES)?
+            .retain_in((*hash, "")..((*hash, "\u{10FFFF}")), |_, _| false)?;
+    }
+    Ok(doomed.len())
 }

@@ -33,6 +33,7 @@ pub mod team;
 pub mod text_words;
 pub mod topics;
 mod uploads;
+pub use uploads::FinishedFile;
 pub mod webhooks;
 mod writer;
 

@@ -6,6 +6,14 @@ use uuid::Uuid;
 use super::blobs::{self, BlobMeta, Hash};
 use super::{Result, Store, StoreError};
 
+/// What an upload turned out to be, once all of it was read.
+#[derive(Debug, Clone, Copy)]
+pub struct FinishedFile {
+    pub hash: Hash,
+    pub size: u64,
+    pub mime: &'static str,
+}
+
 impl Store {
     /// Stores chunks `first..` of an upload under `key`, in one durable commit; `first == 0`
     /// also records the upload as under way.
@@ -35,11 +43,10 @@ impl Store {
         key: Hash,
         first: u32,
         chunks: Vec<Vec<u8>>,
-        hash: Hash,
-        size: u64,
-        mime: &'static str,
+        file: FinishedFile,
         now_ms: i64,
     ) -> Result<()> {
+        let FinishedFile { hash, size, mime } = file;
         self.write(move |ctx| -> Result<()> {
             let tx = ctx.tx();
             if first == 0 {
@@ -48,10 +55,16 @@ impl Store {
             for (i, c) in chunks.iter().enumerate() {
                 blobs::put_chunk(tx, &key, first + i as u32, c)?;
             }
-            blobs::finish_upload(tx, &key, &hash, size, mime)?;
+            blobs::finish_upload(tx, &key, &hash, size, mime, now_ms)?;
             Ok(())
         })
         .await
+    }
+
+    /// Drops files never attached to anything that are older than `before_ms`.
+    pub async fn sweep_unreferenced_files(&self, before_ms: i64) -> Result<usize> {
+        self.write(move |ctx| blobs::sweep_unreferenced(ctx.tx(), before_ms))
+            .await
     }
 
     /// Drops an upload that will not finish.

@@ -91,6 +91,7 @@ impl Sim {
             frame_target_bytes: 512 + rng.below(4096),
             // Not drawn from `rng`, so each seed keeps the scenario it had before this knob.
             requests_per_frame: 1 + (seed % 3) as usize,
+            ..Config::default()
         };
         Sim {
             rng,
@@ -408,6 +409,11 @@ fn trace(from: &str, to: &str, frame: &[u8]) {
                 )
             }
             Record::Unavailable { doc } => format!("UNAVAILABLE {}", &doc.to_string()[..8]),
+            Record::BlobWant { from, count, .. } => format!("BLOB_WANT {from}+{count}"),
+            Record::BlobChunk { index, bytes, .. } => {
+                format!("BLOB_CHUNK {index} {}B", bytes.len())
+            }
+            Record::BlobNone { .. } => "BLOB_NONE".to_string(),
             Record::Reject { doc, reason } => format!("REJECT {} {reason}", &doc.to_string()[..8]),
         })
         .collect();

@@ -28,6 +28,7 @@ fn resolved_task() -> (AutoCommit, Conversation) {
         due_date: None,
         body: Some("Please add photos".into()),
         message_id: new_id(),
+        attachments: Vec::new(),
     };
     let bolt = OrgId::parse("bolt").unwrap();
     let c = new_conversation(
@@ -69,6 +70,7 @@ fn a_reply_progress_or_update_reopens_a_resolved_conversation() {
         Command::Reply {
             id: new_id(),
             body: "Not done yet".into(),
+            attachments: Vec::new(),
         },
         Command::SetProgress(Progress::InProgress),
         Command::Update {
@@ -126,6 +128,7 @@ fn a_refused_or_empty_command_does_not_reopen() {
     let retry = Command::Reply {
         id: mid,
         body: "Please add photos".into(),
+        attachments: Vec::new(),
     };
     let o = apply_to(&mut d, &mut v, &retry, &author("acme"), at(2)).unwrap();
     assert_eq!(o, Outcome::Unchanged);

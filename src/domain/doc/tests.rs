@@ -31,6 +31,7 @@ fn new_task(due: Option<&str>) -> Conversation {
         due_date: due.map(|d| d.parse().unwrap()),
         body: Some("Please add detail".into()),
         message_id: new_id(),
+        attachments: Vec::new(),
     };
     let partner = OrgId::parse("bolt").unwrap();
     commands::new_conversation(
@@ -84,6 +85,7 @@ fn commands_follow_the_rules() {
     let reply = Command::Reply {
         id: new_id(),
         body: "On it".into(),
+        attachments: Vec::new(),
     };
     assert_eq!(run(&mut d, reply.clone(), &bo).unwrap(), Outcome::Changed);
     // The same reply retried is a no-op, not a duplicate.
@@ -179,6 +181,7 @@ fn concurrent_replies_are_all_kept_in_one_order() {
         &Command::Reply {
             id: new_id(),
             body: "from a".into(),
+            attachments: Vec::new(),
         },
         &author("acme", "ann"),
         at(9),
@@ -190,6 +193,7 @@ fn concurrent_replies_are_all_kept_in_one_order() {
         &Command::Reply {
             id: new_id(),
             body: "from b".into(),
+            attachments: Vec::new(),
         },
         &author("bolt", "bo"),
         at(9),
@@ -205,7 +209,11 @@ fn concurrent_replies_are_all_kept_in_one_order() {
 /// One of the commands a user can give, for the property below.
 fn command_strategy() -> impl Strategy<Value = (Command, bool)> {
     let cmd = prop_oneof![
-        "[a-z ]{0,12}".prop_map(|body| Command::Reply { id: new_id(), body }),
+        "[a-z ]{0,12}".prop_map(|body| Command::Reply {
+            id: new_id(),
+            body,
+            attachments: Vec::new()
+        }),
         Just(Command::Resolve),
         Just(Command::Reopen),
         (0usize..4).prop_map(|p| Command::SetProgress(Progress::ALL[p])),

@@ -30,6 +30,7 @@ fn ours() -> AutoCommit {
         due_date: None,
         body: Some("Please add detail".into()),
         message_id: new_id(),
+        attachments: Vec::new(),
     };
     let c = commands::new_conversation(
         n,
@@ -84,6 +85,7 @@ fn reply(t: &mut AutoCommit, v: &Conversation, who: &str, body: &str) {
         &Command::Reply {
             id: new_id(),
             body: body.into(),
+            attachments: Vec::new(),
         },
         &by(who),
         Utc::now(),
@@ -177,6 +179,7 @@ fn fields_that_arrive_meet_the_api_limits() {
                     author: by("acme"),
                     body: "y".repeat(900_000),
                     sent_at: v.created_at,
+                    attachments: Vec::new(),
                 };
                 doc::add_message(t, &m).unwrap();
             }),
@@ -213,6 +216,7 @@ fn fields_that_arrive_meet_the_api_limits() {
                     author: by("acme"),
                     body: "pinned on top".into(),
                     sent_at: "9999-12-31T00:00:00Z".parse().unwrap(),
+                    attachments: Vec::new(),
                 };
                 let _ = v;
                 doc::add_message(t, &m).unwrap();
@@ -243,6 +247,7 @@ fn fields_that_arrive_meet_the_api_limits() {
                     },
                     body: "hi".into(),
                     sent_at: v.created_at,
+                    attachments: Vec::new(),
                 };
                 doc::add_message(t, &m).unwrap();
             }),
@@ -415,6 +420,7 @@ fn api_and_sync_paths_refuse_the_same_changes() {
             Command::Reply {
                 id: new_id(),
                 body: "\u{1b}[2J gone".into(),
+                attachments: Vec::new(),
             },
             "bolt",
             Box::new(|t| {
@@ -423,6 +429,7 @@ fn api_and_sync_paths_refuse_the_same_changes() {
                     author: by("bolt"),
                     body: "\u{1b}[2J gone".into(),
                     sent_at: Utc::now(),
+                    attachments: Vec::new(),
                 };
                 doc::add_message(t, &m).unwrap();
             }),
@@ -432,6 +439,7 @@ fn api_and_sync_paths_refuse_the_same_changes() {
             Command::Reply {
                 id: new_id(),
                 body: "x".repeat(limits::BODY_BYTES + 1),
+                attachments: Vec::new(),
             },
             "bolt",
             Box::new(|t| {
@@ -440,6 +448,7 @@ fn api_and_sync_paths_refuse_the_same_changes() {
                     author: by("bolt"),
                     body: "x".repeat(limits::BODY_BYTES + 1),
                     sent_at: Utc::now(),
+                    attachments: Vec::new(),
                 };
                 doc::add_message(t, &m).unwrap();
             }),
@@ -496,7 +505,7 @@ mod written_locally_accepted_remotely {
             for s in steps {
                 let before = doc::read(&d).unwrap();
                 let (who, cmd) = match s {
-                    Step::Reply(b, body) => (if b { "acme" } else { "bolt" }, Command::Reply { id: new_id(), body }),
+                    Step::Reply(b, body) => (if b { "acme" } else { "bolt" }, Command::Reply { id: new_id(), body, attachments: Vec::new() }),
                     Step::Subject(x) => ("acme", Command::Update { subject: Some(x), reference_id: None, due_date: None }),
                     Step::Reference(r) => ("acme", Command::Update { subject: None, reference_id: Some(r), due_date: None }),
                     Step::Resolve(b) => (if b { "acme" } else { "bolt" }, Command::Resolve),

@@ -48,6 +48,7 @@ fn commands_name_who_set_each_value_and_settle_a_crossing_with_the_standing_valu
         due_date: None,
         body: None,
         message_id: new_id(),
+        attachments: Vec::new(),
     };
     let bolt = OrgId::parse("bolt").unwrap();
     let c = commands::new_conversation(n, who("acme"), Role::Retailer, &bolt, Role::Supplier, now)
@@ -140,6 +141,7 @@ fn started() -> (AutoCommit, AutoCommit) {
         due_date: None,
         body: None,
         message_id: new_id(),
+        attachments: Vec::new(),
     };
     let bolt = OrgId::parse("bolt").unwrap();
     let c = commands::new_conversation(
