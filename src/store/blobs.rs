@@ -434,7 +434,7 @@ pub fn sweep_unreferenced(tx: &WriteTransaction, before_ms: i64) -> Result<usize
         delete_chunks(tx, key)?;
         tx.open_table(BLOB_META)?.remove(hash)?;
         tx.open_table(UPLOAD_NAMES)?
-            .retain_in((*hash, "")..((*hash, "\u{10FFFF}")), |_, _| false)?;
+            .retain_in((*hash, "")..(*hash, "\u{10FFFF}"), |_, _| false)?;
     }
     Ok(doomed.len())
 }
