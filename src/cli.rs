@@ -514,6 +514,18 @@ fn print_check(r: &crate::store::check::CheckReport) {
     if r.strays > 0 {
         println!("index entries naming no stored conversation: {}", r.strays);
     }
+    println!("{} files checked", r.files.files);
+    for f in &r.files.damaged {
+        println!(
+            "damaged file: {f} (its bytes do not hash to its name; `--repair` drops it and it is fetched again from the partner)"
+        );
+    }
+    if r.files.refs_mismatched > 0 {
+        println!(
+            "file references that differ from the documents: {}",
+            r.files.refs_mismatched
+        );
+    }
     match &r.pages {
         Pages::Verified => println!("page checksums verify"),
         Pages::NotChecked => {}

@@ -265,3 +265,64 @@ async fn a_flipped_byte_in_a_search_entry_is_reported_and_rebuilt_by_repair() {
     assert_eq!(node.inbox(&s, &format!("&q={term}")).await, vec![victim]);
     stop(s).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_in_a_file_is_named_and_repair_fetches_it_again() {
+    let node = Node::new();
+    let s = start(&node.dir).await.unwrap();
+    let marker = format!("filemark{}", Uuid::new_v4().simple());
+    let mut pdf = format!("%PDF-1.7\n{marker}\n").into_bytes();
+    pdf.extend(std::iter::repeat_n(b'x', 600_000));
+    let r = reqwest::Client::new()
+        .post(s.url("/attachments"))
+        .bearer_auth(&node.token)
+        .header("x-filename", "pod.pdf")
+        .header("content-type", "application/pdf")
+        .body(pdf.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let up: serde_json::Value = r.json().await.unwrap();
+    let sha256 = up["sha256"].as_str().unwrap().to_string();
+    let (st, c) = node
+        .call(
+            &s,
+            "POST",
+            "/conversations",
+            Some(
+                json!({"kind": "message", "partner": "bolt", "subject": "POD",
+                        "body": "attached", "attachments": [sha256]}),
+            ),
+        )
+        .await;
+    assert_eq!(st, 201, "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    stop(s).await;
+    assert!(flip(&node.db(), &marker) >= 1, "the marker is in the file");
+
+    let out = check_reports(&node, &["damaged file:", &sha256]);
+    assert!(out.contains("files checked"), "{out}");
+    let (ok, out) = cli(&node.dir, &["check", "--repair"]);
+    assert!(ok, "after --repair the check is clean:\n{out}");
+
+    // The file is gone (never served with a flipped byte) and shows as arriving, to be fetched
+    // again from the partner.
+    let s = start(&node.dir).await.unwrap();
+    let (st, v) = node
+        .call(&s, "GET", &format!("/conversations/{id}"), None)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["messages"][0]["attachments"][0]["state"], "arriving",
+        "{v}"
+    );
+    let r = reqwest::Client::new()
+        .get(s.url(&format!("/attachments/{sha256}")))
+        .bearer_auth(&node.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    stop(s).await;
+}

@@ -158,17 +158,23 @@ impl AttachmentsApi {
     )]
     async fn upload(
         &self,
+        req: &Request,
         auth: BearerAuth,
         body: UploadBody,
         /// The file name, percent-encoded UTF-8 (raw bodies).
         #[oai(name = "X-Filename")]
         name: Header<Option<String>>,
     ) -> R<UploadAnswer> {
+        let declared = req
+            .header(poem::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.parse::<u64>().ok());
         let u = match body {
             UploadBody::Raw(b) => {
                 let name = name.0.as_deref().and_then(percent_decode);
                 let reader = StreamReader::new(b.0.into_bytes_stream());
-                self.svc.upload(&auth.0, name, reader).await?
+                self.svc
+                    .upload_sized(&auth.0, name, declared, reader)
+                    .await?
             }
             UploadBody::Form(FormUpload(mut form)) => loop {
                 let field = form.next_field().await.map_err(|e| {
@@ -187,7 +193,7 @@ impl AttachmentsApi {
                 let name = field.file_name().map(str::to_string);
                 break self
                     .svc
-                    .upload(&auth.0, name, field.into_async_read())
+                    .upload_sized(&auth.0, name, declared, field.into_async_read())
                     .await?;
             },
         };

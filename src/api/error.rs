@@ -43,6 +43,9 @@ pub enum ApiError {
     Internal(Json<ErrorBody>),
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
+    /// The node's disk has no room for the file.
+    #[oai(status = 507)]
+    InsufficientStorage(Json<ErrorBody>),
 }
 
 fn body(code: &str, detail: impl ToString) -> Json<ErrorBody> {
@@ -74,7 +77,8 @@ impl ApiError {
             | ApiError::Unprocessable(b)
             | ApiError::TooManyRequests(b, _)
             | ApiError::Internal(b)
-            | ApiError::Unavailable(b) => b.0,
+            | ApiError::Unavailable(b)
+            | ApiError::InsufficientStorage(b) => b.0,
         }
     }
 }
@@ -97,6 +101,9 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Import(_) => ApiError::BadRequest(body("invalid_csv", &e)),
             ServiceError::FileTooLarge(_) => ApiError::TooLarge(body("too_large", &e)),
+            ServiceError::InsufficientStorage(_) => {
+                ApiError::InsufficientStorage(body("insufficient_storage", &e))
+            }
             ServiceError::FileRefused(_) => {
                 ApiError::UnsupportedMediaType(body("unsupported_file_type", &e))
             }

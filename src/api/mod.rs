@@ -38,6 +38,8 @@ pub const MAX_BODY: usize = 1024 * 1024;
 const UPLOAD_PATH: &str = "/api/v1/attachments";
 /// Room for a multipart envelope around a file of the largest size.
 const UPLOAD_ENVELOPE: u64 = 64 * 1024;
+/// The slowest upload, in bytes per second, that is given the time its size needs.
+const UPLOAD_MIN_RATE: u64 = 32 * 1024;
 
 #[derive(OaTags)]
 enum Tags {
@@ -141,6 +143,19 @@ fn document(spec: &str) -> String {
             }
         }
     }
+    // A file is served as the type its content was recognised as: list them all.
+    if let Some(content) = doc
+        .pointer_mut("/paths/~1attachments~1{sha256}/get/responses/200/content")
+        .and_then(|c| c.as_object_mut())
+    {
+        content.clear();
+        for k in crate::domain::attachment::KINDS {
+            content.insert(
+                k.mime.to_string(),
+                serde_json::json!({"schema": {"type": "string", "format": "binary"}}),
+            );
+        }
+    }
     let text = doc.to_string();
     text.replace("\"format\":\"naive-date\"", "\"format\":\"date\"")
 }
@@ -233,10 +248,16 @@ async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<poem
             .headers()
             .contains_key(poem::http::header::TRANSFER_ENCODING);
     if has_body {
-        let timeout = req
+        let mut timeout = req
             .data::<BodyTimeout>()
             .map(|t| t.0)
             .unwrap_or(crate::config::Timeouts::default().body);
+        if limit > MAX_BODY as u64 {
+            // A file may come over a slow field link: beyond the body timeout it gets the time
+            // its size takes at 32 KiB/s. A stalled upload still ends at the idle timeout.
+            let size = declared.unwrap_or(limit);
+            timeout += std::time::Duration::from_secs(size / UPLOAD_MIN_RATE);
+        }
         let body = req.take_body();
         req.set_body(timeouts::timed_body(body, limit + 1, timeout));
     }

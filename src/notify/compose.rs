@@ -114,14 +114,11 @@ fn describe(item: &MailItem, info: &ConvInfo<'_>, ctx: &Context<'_>) -> (String,
             match &a.what {
                 What::Created => (
                     format!("{w} started a {}:", kind_word(c.kind)),
-                    c.messages.first().map(|m| m.body.clone()),
+                    c.messages.first().map(body_with_files),
                 ),
                 What::Message { id } => (
                     format!("{w} wrote:"),
-                    c.messages
-                        .iter()
-                        .find(|m| m.id == *id)
-                        .map(|m| m.body.clone()),
+                    c.messages.iter().find(|m| m.id == *id).map(body_with_files),
                 ),
                 What::Resolved => (format!("{w} resolved it."), None),
                 What::Reopened => (format!("{w} reopened it."), None),
@@ -160,6 +157,25 @@ fn esc(s: &str) -> String {
         }
     }
     o
+}
+
+/// A message's text for a mail, with the names of its files (the files themselves stay on the
+/// node: a mail is no channel for them).
+fn body_with_files(m: &crate::domain::Message) -> String {
+    if m.attachments.is_empty() {
+        return m.body.clone();
+    }
+    let names: Vec<String> = m
+        .attachments
+        .iter()
+        .map(|a| format!("{} ({} KB)", a.name, a.size.div_ceil(1024)))
+        .collect();
+    let files = format!("[Files: {}]", names.join(", "));
+    if m.body.is_empty() {
+        files
+    } else {
+        format!("{}\n\n{files}", m.body)
+    }
 }
 
 /// Quoted text for the plain part: every line of a body behind "> ".

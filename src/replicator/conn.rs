@@ -41,6 +41,9 @@ impl ConnError {
     }
 }
 
+/// How often a link looks again at files it could not fetch.
+const FILES_AGAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 enum Step {
     Start,
     Receive(Vec<u8>),
@@ -79,6 +82,10 @@ impl Conn {
         };
         let mut session = Some(Session::new(config));
         self.step(&mut session, Step::Start, &t.tx).await?;
+        // Now and then, files still wanted are looked at again: a peer that could not give
+        // one may have it by now, and one put off for want of disk space may fit.
+        let mut files_again = tokio::time::interval(FILES_AGAIN);
+        files_again.reset();
         loop {
             tokio::select! {
                 frame = t.rx.recv() => match frame {
@@ -86,6 +93,14 @@ impl Conn {
                     None => return Ok(()),
                 },
                 _ = self.poke.notified() => self.step(&mut session, Step::Local, &t.tx).await?,
+                _ = files_again.tick(), if t.blobs => {
+                    if self.svc.store().wants_files().await? {
+                        if let Some(s) = session.as_mut() {
+                            s.retry_blobs();
+                        }
+                        self.step(&mut session, Step::Local, &t.tx).await?;
+                    }
+                }
             }
         }
     }

@@ -81,6 +81,13 @@ fn too_large(max: u64) -> ServiceError {
     ))
 }
 
+fn no_room(store: &crate::store::Store) -> ServiceError {
+    ServiceError::InsufficientStorage(format!(
+        "this node's disk has {} MB free, too little to keep the file; free some space in the data directory's filesystem and send it again",
+        store.free_bytes().unwrap_or(0) >> 20
+    ))
+}
+
 fn refused(e: attachment::Refused) -> ServiceError {
     match e {
         attachment::Refused::Empty => DomainError::Unprocessable(e.to_string()).into(),
@@ -117,15 +124,45 @@ impl Service {
         self.store.attachment_rules()
     }
 
+    /// Refuses to write `batch` when the disk has too little room for it (507, not a failed
+    /// commit that would take other writers' changes down with it).
+    fn check_room(&self, batch: &[Vec<u8>]) -> Result<()> {
+        let bytes: u64 = batch.iter().map(|c| c.len() as u64).sum();
+        if self.store.room_for(bytes) {
+            return Ok(());
+        }
+        Err(no_room(&self.store))
+    }
+
     /// Stores the file read from `body` and answers what was stored. `name` is the name it is
     /// offered under; a missing or unusable one becomes `attachment.<kind>`.
     pub async fn upload<R: AsyncRead + Unpin + Send>(
         &self,
         p: &Principal,
         name: Option<String>,
+        body: R,
+    ) -> Result<Uploaded> {
+        self.upload_sized(p, name, None, body).await
+    }
+
+    /// [`Service::upload`] of a body announced as `expected` bytes: refused at once when it is
+    /// over the limit or the disk has no room for it.
+    pub async fn upload_sized<R: AsyncRead + Unpin + Send>(
+        &self,
+        p: &Principal,
+        name: Option<String>,
+        expected: Option<u64>,
         mut body: R,
     ) -> Result<Uploaded> {
         let rules = self.store.attachment_rules().clone();
+        if let Some(n) = expected {
+            if n > rules.max_bytes + 64 * 1024 {
+                return Err(too_large(rules.max_bytes));
+            }
+            if !self.store.room_for(n) {
+                return Err(no_room(&self.store));
+            }
+        }
         let name = name
             .map(|n| n.trim().to_string())
             .filter(|n| attachment::check_name(n).is_ok());
@@ -168,6 +205,7 @@ impl Service {
                 text.feed(&buf);
                 batch.push(buf);
                 if batch.len() == CHUNKS_PER_COMMIT {
+                    self.check_room(&batch)?;
                     let chunks = std::mem::take(&mut batch);
                     let count = chunks.len() as u32;
                     wrote = true;
@@ -198,6 +236,7 @@ impl Service {
             )
             .map_err(refused)
         });
+        let kind = kind.and_then(|k| self.check_room(&batch).map(|()| k));
         let kind = match kind {
             Ok(k) => k,
             Err(e) => {

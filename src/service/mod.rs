@@ -73,6 +73,9 @@ pub enum ServiceError {
     /// A file over this node's size limit (413); nothing of it was kept.
     #[error("{0}")]
     FileTooLarge(String),
+    /// The disk has no room for the file (507); nothing of it was kept.
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// A file of a kind this node does not take (415); nothing of it was kept.
     #[error("{0}")]
     FileRefused(String),

@@ -32,6 +32,8 @@ pub struct CheckReport {
     pub strays: usize,
     /// Whether the file's page checksums were verified, and what that found.
     pub pages: Pages,
+    /// Attached files: their bytes and the references to them.
+    pub files: super::check_files::FileReport,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -52,6 +54,7 @@ impl CheckReport {
             && self.bad_counts.is_empty()
             && self.strays == 0
             && !matches!(self.pages, Pages::Damaged(_))
+            && self.files.is_clean()
     }
 }
 
@@ -263,6 +266,7 @@ pub fn check_tx(tx: &ReadTransaction) -> Result<CheckReport> {
     }
     r.bad_counts
         .extend(pairs.into_keys().map(|(a, b)| format!("{a}&{b}")));
+    r.files = super::check_files::check_files(tx)?;
     Ok(r)
 }
 

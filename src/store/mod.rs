@@ -10,6 +10,7 @@ pub mod audience;
 pub mod blobs;
 mod cache;
 pub mod check;
+pub mod check_files;
 pub mod delivery;
 pub mod docs;
 pub mod due_sort;
@@ -230,6 +231,10 @@ pub struct Store {
     attachments: AttachmentRules,
     /// Files being fetched, and from which peer: one fetch per file at a time.
     blob_claims: std::sync::Mutex<std::collections::HashMap<blobs::Hash, Uuid>>,
+    /// The data directory (for the free space a file needs).
+    dir: PathBuf,
+    /// When a fetch was last put off for want of space (logged at most every 10 minutes).
+    low_space_logged: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Store {
@@ -278,6 +283,8 @@ impl Store {
             peer_quota_bytes_per_day: opts.peer_quota_bytes_per_day,
             attachments: opts.attachments,
             blob_claims: Default::default(),
+            dir: dir.to_path_buf(),
+            low_space_logged: Default::default(),
         }))
     }
 

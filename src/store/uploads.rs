@@ -1,6 +1,7 @@
 //! The store's file operations for the service (uploads, downloads) and the claims that keep
 //! one fetch per file at a time. The tables and their invariants are in [`super::blobs`].
 
+use redb::ReadableTable;
 use uuid::Uuid;
 
 use super::blobs::{self, BlobMeta, Hash};
@@ -100,6 +101,42 @@ impl Store {
             Ok(c)
         })
         .await
+    }
+
+    /// Whether any file referred to here is still to be fetched.
+    pub async fn wants_files(&self) -> Result<bool> {
+        self.read(|rtx| Ok(rtx.open_table(blobs::BLOB_WANTED)?.first()?.is_some()))
+            .await
+    }
+
+    /// Bytes free for the database on its filesystem (`None` if the system does not say).
+    pub fn free_bytes(&self) -> Option<u64> {
+        let s = rustix::fs::statvfs(self.dir.as_path()).ok()?;
+        Some(s.f_bavail.saturating_mul(s.f_frsize))
+    }
+
+    /// Whether a file of `size` bytes fits with room to spare: the database file grows in
+    /// steps, so twice the size plus 16 MiB is asked for.
+    pub fn room_for(&self, size: u64) -> bool {
+        self.free_bytes()
+            .is_none_or(|free| free >= size.saturating_mul(2) + (16 << 20))
+    }
+
+    /// Logs, at most every 10 minutes, that a file waits for disk space.
+    pub fn note_low_space(&self, size: u64) {
+        let Ok(mut last) = self.low_space_logged.lock() else {
+            return;
+        };
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(600)) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        tracing::warn!(
+            file_bytes = size,
+            free_bytes = self.free_bytes().unwrap_or(0),
+            dir = %self.dir.display(),
+            "a partner's file waits for disk space: free some space in the data directory's filesystem; the node keeps serving, and the file is fetched once it fits"
+        );
     }
 
     /// Claims `hash` for a fetch from `peer`: false when another peer's fetch holds it.

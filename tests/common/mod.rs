@@ -57,6 +57,11 @@ impl TestNode {
     }
 
     /// A node whose data directory holds `parley.toml` with these lines before it starts.
+    /// A node whose data directory is `dir` (a directory on a filesystem the test chose).
+    pub async fn start_at(dir: tempfile::TempDir, org: &str, role: Role) -> TestNode {
+        Self::start_full(dir, org, role, false, true, Clock::System).await
+    }
+
     pub async fn start_configured(org: &str, role: Role, toml: &str) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(parley::config::CONFIG_FILE), toml).unwrap();

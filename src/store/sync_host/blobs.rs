@@ -88,6 +88,11 @@ impl SyncHost<'_> {
                 {
                     continue;
                 }
+                if !self.store.room_for(size) {
+                    self.store.release_blob(&file, peer);
+                    self.store.note_low_space(size);
+                    continue;
+                }
                 let meta = blobs::meta(&self.rtx, &file).map_err(h)?;
                 let f = match meta {
                     Some(m) if m.complete => {
@@ -132,9 +137,15 @@ impl SyncHost<'_> {
         if !self.file_for_peer(file, true)? {
             return Ok(None);
         }
-        Ok(blobs::read_chunk(&self.rtx, &m.key, index)
-            .map_err(h)?
-            .map(|c| (m.size, c)))
+        // A chunk that cannot be read is "not here" for the peer, not the end of the link: the
+        // documents keep syncing, and `parley check` names the file.
+        match blobs::read_chunk(&self.rtx, &m.key, index) {
+            Ok(c) => Ok(c.map(|c| (m.size, c))),
+            Err(e) => {
+                tracing::error!(file = %hex::encode(file), error = %e, "a chunk of a file cannot be read; run `parley check`");
+                Ok(None)
+            }
+        }
     }
 
     /// The fetch of `file` as it stands, with this call's chunks counted.

@@ -44,8 +44,11 @@ struct Fetch {
 #[derive(Default)]
 pub(super) struct Blobs {
     fetches: Vec<Fetch>,
-    /// Files this peer could not or did not give properly, not asked again this session.
+    /// Files this peer did not give properly (wrong bytes, too many damaged chunks, a kind
+    /// the host refused), not asked of it again this session.
     given_up: HashSet<[u8; 32]>,
+    /// Files this peer said it cannot give (yet): asked again after [`Session::retry_blobs`].
+    unavailable: HashSet<[u8; 32]>,
     /// Files fetched whole in this session (the host may list them as wanted until its
     /// writes are durable).
     fetched: HashSet<[u8; 32]>,
@@ -83,6 +86,7 @@ impl Session {
             .saturating_sub(self.blobs.fetches.len());
         if room > 0 {
             let mut exclude: Vec<[u8; 32]> = self.blobs.given_up.iter().copied().collect();
+            exclude.extend(self.blobs.unavailable.iter().copied());
             exclude.extend(self.blobs.fetched.iter().copied());
             exclude.extend(self.blobs.fetches.iter().map(|f| f.file));
             for w in host.blobs_wanted(room, &exclude)? {
@@ -223,9 +227,16 @@ impl Session {
     pub(super) fn on_blob_none<H: Host>(&mut self, file: [u8; 32], host: &mut H) {
         if let Some(pos) = self.blobs.fetches.iter().position(|f| f.file == file) {
             self.blobs.fetches.remove(pos);
-            self.blobs.given_up.insert(file);
+            self.blobs.unavailable.insert(file);
             host.blob_released(&file);
         }
+    }
+
+    /// Files the peer could not give before may be asked of it again (it may have them by
+    /// now, e.g. a site of ours that was itself still fetching them); call it now and then,
+    /// followed by [`Session::local_changed`].
+    pub fn retry_blobs(&mut self) {
+        self.blobs.unavailable.clear();
     }
 
     fn give_up<H: Host>(
