@@ -425,7 +425,19 @@ impl Config {
             self.signin_window.as_secs(),
             self.peer_quota_bytes_per_day / (1024 * 1024)
         );
-        let notify = self.email.to_toml() + &self.webhooks.to_toml();
+        let kinds: Vec<String> = self
+            .attachments
+            .kinds
+            .iter()
+            .map(|k| format!("{k:?}"))
+            .collect();
+        let notify = self.email.to_toml()
+            + &self.webhooks.to_toml()
+            + &format!(
+                "\n[attachments]\nmax_mb = {}\ntypes = [{}]\n",
+                self.attachments.max_bytes >> 20,
+                kinds.join(", ")
+            );
         format!(
             "{from}data_dir = {:?}\nlisten = \"{}\"\n{}doc_cache = {}\nlog = {:?}\n{tls}{limits}{notify}",
             self.data_dir.display().to_string(),

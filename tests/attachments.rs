@@ -290,3 +290,88 @@ async fn a_file_never_attached_is_dropped_after_a_day_and_an_attached_one_never(
         .clone();
     assert_eq!(row["last_message_preview"], "Files: again.pdf", "{row}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_is_saved_only_under_an_ending_of_its_kind() {
+    let n = TestNode::start("acme", Role::Retailer).await;
+    // Text named as a program: stored and offered as text.
+    let (s, up) = n
+        .upload("invoice.hta", b"Invoice 7, total 120 EUR".to_vec())
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{up}");
+    assert_eq!(up["name"], "invoice.hta.txt");
+    let sha = up["sha256"].as_str().unwrap().to_string();
+    // A link that names it anew cannot change its ending either.
+    let resp = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/attachments/{sha}?name=setup.exe",
+            n.base
+        ))
+        .bearer_auth(&n.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cd = resp.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cd.contains("filename=\"setup.exe.txt\""), "{cd}");
+    assert_eq!(resp.headers()["content-type"], "text/plain");
+
+    // A multipart body whose media type is spelt in capitals is still multipart.
+    let boundary = "XyZ";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"memo.txt\"\r\nContent-Type: text/plain\r\n\r\nplain words\r\n--{boundary}--\r\n"
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/attachments", n.base))
+        .bearer_auth(&n.token)
+        .header(
+            "content-type",
+            format!("MULTIPART/FORM-DATA; BOUNDARY={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v["size"], 11,
+        "only the part is stored, not the envelope: {v}"
+    );
+    assert_eq!(v["name"], "memo.txt");
+
+    // A malformed hash is a 400, an unknown one a plain 404.
+    let (s, _, _) = n.download("ABC").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/v1/attachments/{}", n.base, "1".repeat(64)))
+        .bearer_auth(&n.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let v: Value = resp.json().await.unwrap();
+    assert!(!v["detail"].as_str().unwrap().contains("fetched"), "{v}");
+
+    // A reply of files only may leave the body out.
+    let c = n
+        .create(json!({"kind": "message", "partner": "bolt", "subject": "Files", "body": "x"}))
+        .await;
+    let (s, r) = n
+        .post(
+            &format!(
+                "/api/v1/conversations/{}/messages",
+                c["id"].as_str().unwrap()
+            ),
+            json!({"attachments": [sha]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(
+        r["messages"][1]["attachments"][0]["name"],
+        "invoice.hta.txt"
+    );
+}

@@ -255,6 +255,8 @@ struct Outcome {
     announced: Vec<Uuid>,
     /// File chunks we sent the partner, and the files we said we cannot give.
     chunks_to_them: Vec<([u8; 32], u32)>,
+    /// Files we asked the partner for.
+    wants_to_them: Vec<[u8; 32]>,
     none_to_them: Vec<[u8; 32]>,
     /// Files we refused after fetching them from the partner.
     files_refused: Vec<([u8; 32], String)>,
@@ -330,6 +332,7 @@ impl Ours {
                             out.chunks_to_them.push((file, index))
                         }
                         Record::BlobNone { file } => out.none_to_them.push(file),
+                        Record::BlobWant { file, .. } => out.wants_to_them.push(file),
                         _ => {}
                     }
                 }
@@ -1363,15 +1366,31 @@ fn a_wrong_file_from_a_partner_is_not_kept() {
         node.file_meta(&named).is_none(),
         "nothing of the wrong file is kept"
     );
-    assert!(node.file_meta(&exe_hash).is_none());
-    assert_eq!(node.chunks_stored(), 0, "no chunk of either is left");
-    let p = admin();
-    let d = node.rt.block_on(node.svc.detail(id)).unwrap();
+    let refused = node
+        .file_meta(&exe_hash)
+        .expect("the refusal is remembered");
     assert!(
-        d.files
-            .values()
-            .all(|s| *s == parley::service::FileState::Arriving),
-        "the files still show as arriving, never as broken"
+        refused.refused && !refused.complete && refused.next == 0,
+        "{refused:?}"
     );
-    let _ = p;
+    assert_eq!(node.chunks_stored(), 0, "no chunk of either is left");
+    let d = node.rt.block_on(node.svc.detail(id)).unwrap();
+    use parley::service::FileState;
+    assert_eq!(
+        d.files[&hex::encode(named)],
+        FileState::Arriving,
+        "wrong bytes: still arriving (another peer may give it right), never shown broken"
+    );
+    assert_eq!(
+        d.files[&hex::encode(exe_hash)],
+        FileState::Refused,
+        "a kind this node does not take is said so"
+    );
+    // The next exchange asks again for the one with wrong bytes, never for the refused one.
+    let again = node.exchange_with(&mut h, files_config());
+    assert!(again.wants_to_them.contains(&named));
+    assert!(
+        !again.wants_to_them.contains(&exe_hash),
+        "a refused file is not fetched again"
+    );
 }

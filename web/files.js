@@ -34,6 +34,11 @@ export function messageFiles(list) {
         h('span', { class: 'file-name' }, f.name), ' ', size, ' ',
         h('span', { class: 'badge arriving' }, 'Arriving\u2026'));
     }
+    if (f.state === 'refused') {
+      return h('li', { class: 'file too-large', dataset: { sha: f.sha256, state: f.state } },
+        h('span', { class: 'file-name' }, f.name), ' ', size, ' ',
+        h('span', { class: 'badge too-large' }, 'Not a kind of file this node takes'));
+    }
     if (f.state === 'too_large') {
       return h('li', { class: 'file too-large', dataset: { sha: f.sha256, state: f.state } },
         h('span', { class: 'file-name' }, f.name), ' ', size, ' ',

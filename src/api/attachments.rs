@@ -34,7 +34,10 @@ impl Payload for FormUpload {
     const CONTENT_TYPE: &'static str = "multipart/form-data";
 
     fn check_content_type(content_type: &str) -> bool {
-        content_type.starts_with("multipart/form-data")
+        // Media types are case-insensitive (RFC 9110 §8.3.1).
+        content_type
+            .get(..19)
+            .is_some_and(|t| t.eq_ignore_ascii_case("multipart/form-data"))
     }
 
     fn schema_ref() -> MetaSchemaRef {

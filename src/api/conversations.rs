@@ -101,7 +101,7 @@ pub struct NewConversation {
 pub struct NewMessage {
     /// Optional client-chosen id: retrying a reply with the same id never duplicates it.
     pub id: Option<Uuid>,
-    /// Required: 1 byte to 64 KiB of UTF-8; may be empty (`""`) when the reply carries files.
+    /// Required: 1 byte to 64 KiB of UTF-8; may be empty or absent when the reply carries files.
     #[oai(validator(max_length = 65536))]
     pub body: Option<String>,
     /// Files, by SHA-256 (from `POST /api/v1/attachments`); at most 20.
@@ -372,8 +372,12 @@ impl ConversationsApi {
         #[oai(name = "Idempotency-Key")] key: Header<Option<String>>,
     ) -> R<Replied> {
         let b = body.0;
-        let text = required("body", b.body)?;
         let files = b.attachments.unwrap_or_default();
+        // A reply of files only needs no body.
+        let text = match b.body {
+            None if !files.is_empty() => String::new(),
+            body => required("body", body)?,
+        };
         let c = self
             .svc
             .reply_with_files(&auth.0, id.0, text, &files, b.id, key.0)

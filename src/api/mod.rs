@@ -233,10 +233,7 @@ async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<poem
         let detail = if limit == MAX_BODY as u64 {
             "request body too large".to_string()
         } else {
-            format!(
-                "the file is larger than this node's limit of {} bytes; send a smaller file",
-                limit - UPLOAD_ENVELOPE
-            )
+            crate::service::too_large_detail(limit - UPLOAD_ENVELOPE)
         };
         return Err(poem::Error::from_string(
             detail,

@@ -112,7 +112,8 @@ pub struct Attachment {
     #[oai(rename = "type")]
     pub mime: String,
     /// `present`: here, ready to open; `arriving`: being fetched from the partner's node;
-    /// `too_large`: over this node's file size limit, so not fetched here.
+    /// `too_large`: over this node's file size limit, so not fetched here; `refused`: fetched,
+    /// and not a kind of file this node takes (`attachments.types`), so not kept.
     pub state: String,
     /// Shown as a picture in the thread (PNG, JPEG, GIF, WebP); everything else downloads.
     pub preview: bool,
@@ -336,9 +337,12 @@ impl Conversation {
                         .map(|a| Attachment {
                             preview: domain::attachment::kind_by_mime(&a.mime)
                                 .is_some_and(|k| k.preview),
+                            // Shown and saved under an ending of its kind (`safe_file_name`).
+                            name: domain::attachment::kind_by_mime(&a.mime)
+                                .map(|k| domain::attachment::safe_file_name(&a.name, k))
+                                .unwrap_or(a.name),
                             sha256: a.sha256,
                             size: a.size,
-                            name: a.name,
                             mime: a.mime,
                             state: "arriving".into(),
                         })
@@ -375,6 +379,7 @@ impl Conversation {
                 a.state = match d.files.get(&a.sha256) {
                     Some(crate::service::FileState::Present) => "present",
                     Some(crate::service::FileState::TooLarge) => "too_large",
+                    Some(crate::service::FileState::Refused) => "refused",
                     _ => "arriving",
                 }
                 .into();

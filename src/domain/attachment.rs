@@ -43,6 +43,85 @@ pub struct FileKind {
     pub preview: bool,
 }
 
+impl FileKind {
+    /// The file name endings this kind is saved under; the first is added to a name that
+    /// ends otherwise.
+    pub fn extensions(&self) -> &'static [&'static str] {
+        match self.name {
+            "jpeg" => &["jpg", "jpeg"],
+            "txt" => &["txt", "text", "log"],
+            "pdf" => &["pdf"],
+            "png" => &["png"],
+            "gif" => &["gif"],
+            "webp" => &["webp"],
+            "csv" => &["csv"],
+            "docx" => &["docx"],
+            "xlsx" => &["xlsx"],
+            "pptx" => &["pptx"],
+            "doc" => &["doc"],
+            "xls" => &["xls"],
+            "ppt" => &["ppt"],
+            "svg" => &["svg"],
+            _ => &[],
+        }
+    }
+}
+
+/// Characters a file name never keeps: path separators, what Windows refuses in names, and
+/// the invisible ones that could make a name read as something else.
+fn unsafe_in_name(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|')
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
+}
+
+/// The name a file is offered and saved under: `name` with unsafe characters replaced, and
+/// always ending as its kind does (`invoice.hta` recognised as text is saved as
+/// `invoice.hta.txt`), so a saved file can only open as what its content was recognised as,
+/// whatever its sender named it.
+pub fn safe_file_name(name: &str, kind: &FileKind) -> String {
+    let mut clean: String = name
+        .chars()
+        .map(|c| if unsafe_in_name(c) { '_' } else { c })
+        .collect::<String>()
+        .trim_matches(|c: char| c.is_whitespace() || c == '.')
+        .to_string();
+    if clean.chars().count() > NAME_CHARS - 6 {
+        clean = clean.chars().take(NAME_CHARS - 6).collect();
+    }
+    if clean.trim_matches('_').is_empty() {
+        clean = "attachment".into();
+    }
+    // Windows device names open devices, whatever follows the dot.
+    let stem = clean.split('.').next().unwrap_or("").to_ascii_uppercase();
+    let reserved = matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || (stem.len() == 4
+            && (stem.starts_with("COM") || stem.starts_with("LPT"))
+            && stem.as_bytes()[3].is_ascii_digit());
+    if reserved {
+        clean.insert(0, '_');
+    }
+    let lower = clean.to_lowercase();
+    let ends_right = kind
+        .extensions()
+        .iter()
+        .any(|e| lower.ends_with(&format!(".{e}")));
+    if !ends_right && let Some(e) = kind.extensions().first() {
+        clean.push('.');
+        clean.push_str(e);
+    }
+    clean
+}
+
 /// Every kind Parley can recognise, in configuration order. `svg` is known but off by default:
 /// it can carry script, so it is only ever served as a download.
 pub const KINDS: &[FileKind] = &[
@@ -203,7 +282,32 @@ pub fn sniff(
     if head.is_empty() {
         return Err(Refused::Empty);
     }
-    let inferred = infer::get(head).map(|t| t.mime_type());
+    let mut inferred = infer::get(head).map(|t| t.mime_type());
+    // `infer` calls anything with `%PDF` in its first KiB a PDF; a PDF starts with it.
+    if inferred == Some("application/pdf") && !head.starts_with(b"%PDF-") {
+        inferred = Some(if is_text && looks_like_markup(head) {
+            "text/html"
+        } else {
+            "data that is not a PDF but names itself one"
+        });
+    }
+    // Office files are zips whose first entry says what they hold; `infer` reads only some
+    // entry orders, so a zip that lists `[Content_Types].xml` is looked at here.
+    if inferred == Some("application/zip") && contains(head, b"[Content_Types].xml") {
+        inferred = if contains(head, b"word/") {
+            Some("application/vnd.openxmlformats-officedocument.wordprocessingml.document")
+        } else if contains(head, b"xl/") {
+            Some("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        } else if contains(head, b"ppt/") {
+            Some("application/vnd.openxmlformats-officedocument.presentationml.presentation")
+        } else {
+            inferred
+        };
+    }
+    // Text that is markup would be HTML or XML once saved under another name: never "text".
+    if is_text && inferred.is_none() && looks_like_markup(head) && !looks_like_svg(head) {
+        inferred = Some("text/html");
+    }
     let found = if is_text && matches!(inferred, None | Some("text/xml")) && looks_like_svg(head) {
         Ok("svg")
     } else {
@@ -235,12 +339,56 @@ pub fn sniff(
     }
 }
 
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Whether text holds HTML or XML markup (in its first 8 KiB, any case, after a BOM).
+fn looks_like_markup(head: &[u8]) -> bool {
+    let n = head.len().min(8192);
+    let s = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
+    [
+        "<!doctype",
+        "<html",
+        "<head",
+        "<body",
+        "<script",
+        "<iframe",
+        "<object",
+        "<embed",
+        "<?xml",
+        "<svg",
+        "<meta",
+        "<form",
+        "<img",
+        "<style",
+        "<link",
+        "<base",
+        "<hta:",
+    ]
+    .iter()
+    .any(|t| s.contains(t))
+}
+
 /// An SVG is XML text whose root is `<svg`; `infer` calls XML with a declaration `text/xml`,
 /// which is refused unless it is recognised here first. Only the start is looked at.
 fn looks_like_svg(head: &[u8]) -> bool {
     let n = head.len().min(4096);
     let s = String::from_utf8_lossy(&head[..n]).to_ascii_lowercase();
-    s.contains("<svg")
+    // The first element, past a declaration, comments and a doctype, is the root.
+    let mut rest = s.trim_start_matches('\u{feff}');
+    while let Some(i) = rest.find('<') {
+        let tail = &rest[i..];
+        if tail.starts_with("<?") || tail.starts_with("<!") {
+            match tail.find('>') {
+                Some(end) => rest = &tail[end + 1..],
+                None => return false,
+            }
+            continue;
+        }
+        return tail.starts_with("<svg");
+    }
+    false
 }
 
 /// Checks UTF-8 across chunk boundaries: feed every piece, then [`TextCheck::finish`].
@@ -321,6 +469,108 @@ mod tests {
         with_svg.push("svg");
         assert_eq!(sniff(svg, true, "x.txt", &with_svg).unwrap().name, "svg");
         assert!(sniff(b"\0\x01\x02binary", false, "x.txt", &allowed()).is_err());
+    }
+
+    #[test]
+    fn markup_and_misplaced_magic_are_not_taken_for_text_or_pdf() {
+        let a = allowed();
+        for (what, bytes) in [
+            (
+                "HTML before %PDF",
+                b"<html><script>alert(1)</script>\n%PDF-1.4\n".to_vec(),
+            ),
+            (
+                "padding before %PDF",
+                [b" ".repeat(500).as_slice(), b"%PDF-1.4\n"].concat(),
+            ),
+            (
+                "HTML after a line of text",
+                b"hi\n<!DOCTYPE html><script>x()</script>".to_vec(),
+            ),
+            (
+                "HTML behind a BOM",
+                b"\xef\xbb\xbf<html><script>x()</script>".to_vec(),
+            ),
+            (
+                "an HTA",
+                b"Invoice\n<HTA:APPLICATION/><script>x()</script>".to_vec(),
+            ),
+            (
+                "HTML holding an SVG",
+                b"<html><body><svg onload=x()></svg>".to_vec(),
+            ),
+        ] {
+            let text = std::str::from_utf8(&bytes).is_ok();
+            assert!(
+                sniff(&bytes, text, "x.txt", &a).is_err(),
+                "{what} was taken"
+            );
+            let mut with_svg = a.clone();
+            with_svg.push("svg");
+            assert!(
+                sniff(&bytes, text, "x.txt", &with_svg).is_err(),
+                "{what} was taken"
+            );
+        }
+        let svg = b"<?xml version='1.0'?><!-- c --><svg xmlns='http://www.w3.org/2000/svg'/>";
+        let mut with_svg = a.clone();
+        with_svg.push("svg");
+        assert_eq!(sniff(svg, true, "x", &with_svg).unwrap().name, "svg");
+        // An Office zip whose entries come in an order `infer` does not read.
+        let entry = |name: &str| {
+            [
+                b"PK\x03\x04".as_slice(),
+                &[20, 0, 0, 0, 8, 0],
+                &[0u8; 20],
+                name.as_bytes(),
+                b"data",
+            ]
+            .concat()
+        };
+        let docx = [
+            entry("[Content_Types].xml"),
+            entry("_rels/.rels"),
+            entry("word/document.xml"),
+        ]
+        .concat();
+        assert_eq!(sniff(&docx, false, "a.docx", &a).unwrap().name, "docx");
+        let xlsx = [
+            entry("[Content_Types].xml"),
+            entry("_rels/.rels"),
+            entry("docProps/app.xml"),
+            entry("xl/workbook.xml"),
+        ]
+        .concat();
+        assert_eq!(sniff(&xlsx, false, "a.xlsx", &a).unwrap().name, "xlsx");
+        assert!(
+            sniff(&entry("readme.txt"), false, "a.zip", &a).is_err(),
+            "a plain zip is refused"
+        );
+    }
+
+    #[test]
+    fn a_saved_name_ends_as_its_kind() {
+        let txt = kind_by_name("txt").unwrap();
+        let pdf = kind_by_name("pdf").unwrap();
+        let jpeg = kind_by_name("jpeg").unwrap();
+        assert_eq!(safe_file_name("invoice.hta", txt), "invoice.hta.txt");
+        assert_eq!(safe_file_name("run.bat", txt), "run.bat.txt");
+        assert_eq!(safe_file_name("notes.TXT", txt), "notes.TXT");
+        assert_eq!(
+            safe_file_name("invoice.pdf.exe", pdf),
+            "invoice.pdf.exe.pdf"
+        );
+        assert_eq!(safe_file_name("photo.JPG", jpeg), "photo.JPG");
+        assert_eq!(
+            safe_file_name("Report: Q3 <final>?.pdf", pdf),
+            "Report_ Q3 _final__.pdf"
+        );
+        assert_eq!(safe_file_name("\u{200b}\u{200b}.pdf", pdf), "__.pdf");
+        assert_eq!(safe_file_name("a\u{2028}b.pdf", pdf), "a_b.pdf");
+        assert_eq!(safe_file_name("nul.txt", txt), "_nul.txt");
+        assert_eq!(safe_file_name("COM1.pdf", pdf), "_COM1.pdf");
+        assert_eq!(safe_file_name("...", pdf), "attachment.pdf");
+        assert!(safe_file_name(&"x".repeat(1000), pdf).chars().count() <= NAME_CHARS);
     }
 
     #[test]

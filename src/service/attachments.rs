@@ -71,14 +71,23 @@ pub enum FileState {
     Arriving,
     /// Larger than this node takes: it is not fetched here.
     TooLarge,
+    /// Fetched, and not a kind of file this node takes: not kept.
+    Refused,
+    /// Not here, and not wanted here.
+    Unknown,
 }
 
 fn too_large(max: u64) -> ServiceError {
-    ServiceError::FileTooLarge(format!(
-        "the file is larger than this node's limit of {} bytes ({} MB); send a smaller file or raise attachments.max_mb",
-        max,
-        max / (1024 * 1024)
-    ))
+    ServiceError::FileTooLarge(too_large_detail(max))
+}
+
+/// The one wording of "too large", for the check before a body is read and the one while it
+/// streams.
+pub fn too_large_detail(max: u64) -> String {
+    format!(
+        "the file is larger than this node's limit of {max} bytes ({} MiB); send a smaller file, or raise attachments.max_mb",
+        max >> 20
+    )
 }
 
 fn no_room(store: &crate::store::Store) -> ServiceError {
@@ -108,9 +117,22 @@ async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> std::io::
     Ok(n)
 }
 
-async fn join(h: tokio::task::JoinHandle<Result<()>>) -> Result<()> {
+async fn join<T>(h: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
     h.await
         .map_err(|_| ServiceError::Store(StoreError::Closed))?
+}
+
+/// Feeds `chunks` to the hash on the blocking pool (8 MiB take milliseconds), and gives both
+/// back.
+async fn hash_more(mut state: Sha256, chunks: Vec<Vec<u8>>) -> Result<(Sha256, Vec<Vec<u8>>)> {
+    tokio::task::spawn_blocking(move || {
+        for c in &chunks {
+            state.update(c);
+        }
+        (state, chunks)
+    })
+    .await
+    .map_err(|_| ServiceError::Store(StoreError::Closed))
 }
 
 /// The name a file is offered under when it has none: `attachment.<kind>`.
@@ -168,14 +190,16 @@ impl Service {
             .filter(|n| attachment::check_name(n).is_ok());
         let key = blobs::new_key();
         let now_ms = self.now().timestamp_millis();
-        let mut sha = Sha256::new();
+        // The hash state moves through the batch in flight: each batch is hashed and written
+        // off this task while the next one arrives.
+        let mut sha = Some(Sha256::new());
         let mut text = TextCheck::default();
         let mut head: Vec<u8> = Vec::new();
         let mut size = 0u64;
         let mut first = 0u32;
         let mut batch: Vec<Vec<u8>> = Vec::new();
         let mut wrote = false;
-        let mut in_flight: Option<tokio::task::JoinHandle<Result<()>>> = None;
+        let mut in_flight: Option<tokio::task::JoinHandle<Result<Sha256>>> = None;
         let outcome: Result<()> = async {
             loop {
                 let mut buf = vec![0u8; CHUNK_BYTES];
@@ -201,7 +225,6 @@ impl Service {
                     attachment::sniff(&head, t.ok_so_far(), name.as_deref().unwrap_or(""), &rules.kinds)
                         .map_err(refused)?;
                 }
-                sha.update(&buf);
                 text.feed(&buf);
                 batch.push(buf);
                 if batch.len() == CHUNKS_PER_COMMIT {
@@ -209,12 +232,15 @@ impl Service {
                     let chunks = std::mem::take(&mut batch);
                     let count = chunks.len() as u32;
                     wrote = true;
-                    if let Some(prev) = in_flight.take() {
-                        join(prev).await?;
-                    }
+                    let state = match in_flight.take() {
+                        Some(prev) => join(prev).await?,
+                        None => sha.take().unwrap_or_default(),
+                    };
                     let store = self.store.clone();
                     in_flight = Some(tokio::spawn(async move {
-                        Ok(store.upload_chunks(key, first, chunks, now_ms).await?)
+                        let (state, chunks) = hash_more(state, chunks).await?;
+                        store.upload_chunks(key, first, chunks, now_ms).await?;
+                        Ok(state)
                     }));
                     first += count;
                 }
@@ -225,9 +251,18 @@ impl Service {
         // Whatever happened, the batch in flight lands (or fails) before anything else.
         let landed = match in_flight.take() {
             Some(prev) => join(prev).await,
-            None => Ok(()),
+            None => Ok(sha.take().unwrap_or_default()),
         };
-        let kind = outcome.and(landed).and_then(|()| {
+        let (landed, rest) = match landed {
+            Ok(state) => match hash_more(state, std::mem::take(&mut batch)).await {
+                Ok((state, rest)) => (Ok(state), rest),
+                Err(e) => (Err(e), Vec::new()),
+            },
+            Err(e) => (Err(e), Vec::new()),
+        };
+        let batch = rest;
+        let mut state = None;
+        let kind = outcome.and(landed.map(|s| state = Some(s))).and_then(|()| {
             attachment::sniff(
                 &head,
                 text.finish(),
@@ -246,7 +281,7 @@ impl Service {
                 return Err(e);
             }
         };
-        let hash: Hash = sha.finalize().into();
+        let hash: Hash = state.unwrap_or_default().finalize().into();
         self.store
             .finish_upload(
                 key,
@@ -260,7 +295,7 @@ impl Service {
                 now_ms,
             )
             .await?;
-        let name = name.unwrap_or_else(|| default_name(kind));
+        let name = attachment::safe_file_name(name.as_deref().unwrap_or("attachment"), kind);
         let (user, n2) = (p.user.clone(), name.clone());
         self.store
             .write(move |ctx| blobs::set_upload_name(ctx.tx(), &hash, &user, &n2))
@@ -336,12 +371,25 @@ impl Service {
     /// A complete file to serve, offered under `name` when that is a usable file name.
     pub async fn file(&self, sha256: &str, name: Option<String>) -> Result<FileToServe> {
         let not_here = || ServiceError::NotFound(format!("no file {sha256} on this node"));
-        let hash = attachment::parse_sha256(sha256).ok_or_else(not_here)?;
+        let hash = attachment::parse_sha256(sha256).ok_or_else(|| {
+            DomainError::invalid(
+                "sha256",
+                format!("{sha256:?} is not a SHA-256 (64 lowercase hexadecimal digits)"),
+            )
+        })?;
         let meta = self.store.blob_meta(hash).await?;
         let Some(m) = meta.filter(|m| m.complete) else {
+            let max = self.store.attachment_rules().max_bytes;
             return Err(match self.file_states(vec![hash]).await?.first() {
                 Some(FileState::Arriving) => ServiceError::NotFound(format!(
                     "file {sha256} has not arrived yet: it is being fetched from the partner's node"
+                )),
+                Some(FileState::TooLarge) => ServiceError::NotFound(format!(
+                    "file {sha256} is larger than this node's limit of {} MiB, so it is not fetched here; raise attachments.max_mb to receive it",
+                    max >> 20
+                )),
+                Some(FileState::Refused) => ServiceError::NotFound(format!(
+                    "file {sha256} is not a kind of file this node takes (attachments.types), so it was not kept"
                 )),
                 _ => not_here(),
             });
@@ -349,8 +397,12 @@ impl Service {
         let kind = attachment::kind_by_mime(&m.mime);
         let name = name
             .filter(|n| attachment::check_name(n).is_ok())
-            .or_else(|| kind.map(default_name))
             .unwrap_or_else(|| "attachment".into());
+        // Saved under an ending of its kind, whatever it was called.
+        let name = match kind {
+            Some(k) => attachment::safe_file_name(&name, k),
+            None => name,
+        };
         Ok(FileToServe {
             sha256: hash,
             size: m.size,
@@ -383,8 +435,10 @@ impl Service {
             .zip(wanted)
             .map(|(m, w)| match (m, w) {
                 (Some(m), _) if m.complete => FileState::Present,
+                (Some(m), _) if m.refused => FileState::Refused,
                 (_, Some(size)) if size > max => FileState::TooLarge,
-                _ => FileState::Arriving,
+                (_, Some(_)) => FileState::Arriving,
+                _ => FileState::Unknown,
             })
             .collect())
     }

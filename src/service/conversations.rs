@@ -347,6 +347,7 @@ impl Service {
                     };
                     let state = match crate::store::blobs::meta(tx, &h)? {
                         Some(m) if m.complete => super::FileState::Present,
+                        Some(m) if m.refused => super::FileState::Refused,
                         _ if a.size > max_file => super::FileState::TooLarge,
                         _ => super::FileState::Arriving,
                     };

@@ -32,7 +32,9 @@ use crate::store::{Store, StoreError};
 pub use crate::store::accounts::{Partner, TokenRecord, User, UserKind};
 pub use crate::store::peers::Peer;
 pub use accounts::{NewToken, TokenSecret};
-pub use attachments::{FileState, FileToServe, UNATTACHED_KEEP, Uploaded, sweep_unattached};
+pub use attachments::{
+    FileState, FileToServe, UNATTACHED_KEEP, Uploaded, sweep_unattached, too_large_detail,
+};
 pub use brake::{LoginThrottle, SIGNIN_WINDOW};
 pub use bulk::{BulkAction, BulkItem, BulkOutcome, BulkTarget, MAX_IDS, MAX_MATCHING};
 pub use conversations::{CreateInput, Detail};

@@ -74,6 +74,9 @@ pub struct BlobMeta {
     /// When it was uploaded or its fetch started (ms since the epoch).
     #[serde(default)]
     pub at_ms: i64,
+    /// Fetched whole, and of a kind this node does not take: not fetched again, no bytes kept.
+    #[serde(default)]
+    pub refused: bool,
 }
 
 fn bad(hash: &Hash, e: impl std::fmt::Display) -> StoreError {
@@ -170,6 +173,7 @@ pub fn finish_upload(
             complete: true,
             next: attachment::chunk_count(size),
             at_ms: now_ms,
+            refused: false,
         },
     )?;
     tx.open_table(BLOB_WANTED)?.remove(hash)?;
@@ -240,8 +244,8 @@ pub fn add_refs(tx: &WriteTransaction, doc: u128, refs: &[(&AttachmentRef, u8)])
         };
         let old = t.get((hash, doc))?.map_or(0, |v| v.value());
         t.insert((hash, doc), old | who)?;
-        let complete = get_meta(&metas, &hash)?.is_some_and(|m| m.complete);
-        if !complete {
+        let settled = get_meta(&metas, &hash)?.is_some_and(|m| m.complete || m.refused);
+        if !settled {
             wanted.insert(hash, r.size)?;
         }
     }
@@ -299,6 +303,9 @@ pub enum Received {
     Complete { hash: Hash, mime: String },
     /// What was fetched of `hash` is wrong: drop it, to fetch again from the start.
     Reset { hash: Hash },
+    /// `hash` arrived whole and right, but is not a kind this node takes: drop its bytes and
+    /// remember not to fetch it again.
+    Refuse { hash: Hash },
 }
 
 /// Writes what a sync session received of files, in order, inside the flush's commit.
@@ -324,6 +331,7 @@ pub fn store_received(tx: &WriteTransaction, items: &[Received]) -> Result<()> {
                         complete: false,
                         next: 0,
                         at_ms: 0,
+                        refused: false,
                     },
                 )?;
             }
@@ -351,6 +359,18 @@ pub fn store_received(tx: &WriteTransaction, items: &[Received]) -> Result<()> {
                 m.mime = mime.clone();
                 put_meta(tx, hash, &m)?;
                 tx.open_table(BLOB_WANTED)?.remove(hash)?;
+            }
+            Received::Refuse { hash } => {
+                let old = get_meta(&tx.open_table(BLOB_META)?, hash)?;
+                if let Some(mut m) = old
+                    && !m.complete
+                {
+                    delete_chunks(tx, &m.key)?;
+                    m.next = 0;
+                    m.refused = true;
+                    put_meta(tx, hash, &m)?;
+                    tx.open_table(BLOB_WANTED)?.remove(hash)?;
+                }
             }
             Received::Reset { hash } => {
                 let old = get_meta(&tx.open_table(BLOB_META)?, hash)?;

@@ -94,7 +94,7 @@ pub fn check_files(tx: &ReadTransaction) -> Result<FileReport> {
                         continue;
                     };
                     *refs.entry((h, id)).or_default() |= who;
-                    if !is_complete(&metas, &h)? {
+                    if !is_settled(&metas, &h)? {
                         wanted.insert(h, a.size);
                     }
                 }
@@ -115,8 +115,9 @@ pub fn check_files(tx: &ReadTransaction) -> Result<FileReport> {
     Ok(r)
 }
 
-fn is_complete(metas: &impl ReadableTable<Hash, &'static [u8]>, h: &Hash) -> Result<bool> {
-    Ok(blobs::get_meta(metas, h)?.is_some_and(|m| m.complete))
+/// Complete, or refused for its kind: not wanted either way.
+fn is_settled(metas: &impl ReadableTable<Hash, &'static [u8]>, h: &Hash) -> Result<bool> {
+    Ok(blobs::get_meta(metas, h)?.is_some_and(|m| m.complete || m.refused))
 }
 
 fn differ<K: Ord, V: PartialEq>(a: &BTreeMap<K, V>, b: &BTreeMap<K, V>) -> usize {

@@ -200,8 +200,14 @@ impl SyncHost<'_> {
                 self.blob_calls.settled.insert(*file);
                 Ok(BlobStored::Complete)
             }
-            Err(reason) => {
-                self.pending.blobs.push(Received::Reset { hash: *file });
+            Err((reason, wrong_bytes)) => {
+                // Wrong bytes may come right from another peer; a kind we do not take never
+                // will, so it is not fetched again.
+                self.pending.blobs.push(if wrong_bytes {
+                    Received::Reset { hash: *file }
+                } else {
+                    Received::Refuse { hash: *file }
+                });
                 self.blob_calls.fetching.remove(file);
                 self.blob_calls.settled.insert(*file);
                 tracing::warn!(
@@ -217,7 +223,12 @@ impl SyncHost<'_> {
 
     /// Hashes every chunk of a fetched file (stored ones and this call's), and recognises its
     /// kind as an upload's would be: the file is published only if both pass.
-    fn verify(&self, file: &Hash, f: &Fetching) -> Result<Result<&'static str, String>, HostError> {
+    /// The file's type, or why not and whether it was the bytes that were wrong.
+    fn verify(
+        &self,
+        file: &Hash,
+        f: &Fetching,
+    ) -> Result<Result<&'static str, (String, bool)>, HostError> {
         let here: HashMap<u32, &Vec<u8>> = self
             .pending
             .blobs
@@ -239,7 +250,7 @@ impl SyncHost<'_> {
                         stored = b;
                         &stored
                     }
-                    None => return Ok(Err(format!("chunk {idx} is missing"))),
+                    None => return Ok(Err((format!("chunk {idx} is missing"), true))),
                 },
             };
             if idx == 0 {
@@ -249,15 +260,16 @@ impl SyncHost<'_> {
             text.feed(chunk);
         }
         if <[u8; 32]>::from(sha.finalize()) != *file {
-            return Ok(Err(
+            return Ok(Err((
                 "the file's bytes do not hash to the SHA-256 it was asked by".into(),
-            ));
+                true,
+            )));
         }
         let rules = self.store.attachment_rules();
         Ok(
             match attachment::sniff(&head, text.finish(), "", &rules.kinds) {
                 Ok(k) => Ok(k.mime),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err((e.to_string(), false)),
             },
         )
     }
