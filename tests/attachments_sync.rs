@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::faults::FaultProxy;
-use common::{TestNode, eventually, pair, random_pdf};
+use common::{TestNode, eventually, random_pdf};
 use parley::domain::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -29,18 +29,9 @@ fn addr_of(n: &TestNode) -> SocketAddr {
     n.base.trim_start_matches("http://").parse().unwrap()
 }
 
-/// A bolt site with no public address, paired with `a` through `proxy`: it always dials `a`
-/// at the proxy, and `a` never dials it.
+/// A bolt site behind NAT, dialing `a` through `proxy`.
 async fn site_behind(a: &TestNode, proxy: &FaultProxy) -> TestNode {
-    let b = TestNode::start("bolt", Role::Supplier).await;
-    eventually(10, "the site's server", || async {
-        b.svc().public_url().map(|_| ())
-    })
-    .await;
-    b.svc().set_public_url(None);
-    a.svc().set_public_url(Some(proxy.url()));
-    pair(a, &b).await;
-    b
+    common::node_behind(a, &proxy.url(), "bolt", Role::Supplier).await
 }
 
 async fn connected(n: &TestNode) -> bool {

@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::wstap::{Dir, WsTap};
-use common::{TestNode, eventually, pair};
+use common::{TestNode, eventually};
 use parley::domain::{Kind, Role};
 use parley::service::{CreateInput, Principal};
 use parley_sync::{Record, decode_frame};
@@ -295,15 +295,7 @@ async fn fill(a: &TestNode, n: usize) -> Vec<Uuid> {
 /// A bolt site with no public address (behind NAT), paired with `a` through `proxy`: it
 /// always dials `a` at the proxy, and `a` never dials it.
 async fn site_behind(a: &TestNode, proxy: &Proxy) -> TestNode {
-    let b = TestNode::start("bolt", Role::Supplier).await;
-    eventually(10, "the site's server", || async {
-        b.svc().public_url().map(|_| ())
-    })
-    .await;
-    b.svc().set_public_url(None);
-    a.svc().set_public_url(Some(proxy.url()));
-    pair(a, &b).await;
-    b
+    common::node_behind(a, &proxy.url(), "bolt", Role::Supplier).await
 }
 
 /// Conversations stored at `n` (each is stored once here, so the feed's end counts them).

@@ -117,6 +117,13 @@ async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> std::io::
     Ok(n)
 }
 
+/// Reads and drops what is left of a refused body (at most `cap` bytes, which the request's
+/// own limit allows anyway), so the client gets the answer instead of a connection reset
+/// while it is still sending.
+async fn drain<R: AsyncRead + Unpin>(body: &mut R, cap: u64) {
+    let _ = tokio::io::copy(&mut body.take(cap), &mut tokio::io::sink()).await;
+}
+
 async fn join<T>(h: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
     h.await
         .map_err(|_| ServiceError::Store(StoreError::Closed))?
@@ -177,11 +184,13 @@ impl Service {
         mut body: R,
     ) -> Result<Uploaded> {
         let rules = self.store.attachment_rules().clone();
+        let cap = rules.max_bytes + 64 * 1024;
         if let Some(n) = expected {
-            if n > rules.max_bytes + 64 * 1024 {
+            if n > cap {
                 return Err(too_large(rules.max_bytes));
             }
             if !self.store.room_for(n) {
+                drain(&mut body, cap).await;
                 return Err(no_room(&self.store));
             }
         }
@@ -278,6 +287,7 @@ impl Service {
                 if wrote {
                     self.store.abandon_upload(key).await?;
                 }
+                drain(&mut body, cap).await;
                 return Err(e);
             }
         };

@@ -380,6 +380,32 @@ pub async fn invite(a: &TestNode, body: Value) -> String {
 }
 
 /// Pairs `b` with `a` through an invite made by `a` for `b`'s org.
+/// A node of `org` in `role` with no public address (behind NAT), paired with `a` as reached at
+/// `url` (a proxy in front of `a`): it always dials `a` there, and `a` never dials it.
+pub async fn node_behind(a: &TestNode, url: &str, org: &str, role: Role) -> TestNode {
+    node_behind_at(a, url, tempfile::tempdir().unwrap(), org, role).await
+}
+
+/// [`node_behind`] with its data directory in `dir`.
+pub async fn node_behind_at(
+    a: &TestNode,
+    url: &str,
+    dir: tempfile::TempDir,
+    org: &str,
+    role: Role,
+) -> TestNode {
+    let b = TestNode::start_at(dir, org, role).await;
+    // The node sets its own address once it serves; only then may it be taken away.
+    eventually(10, "the node's server", || async {
+        b.svc().public_url().map(|_| ())
+    })
+    .await;
+    b.svc().set_public_url(None);
+    a.svc().set_public_url(Some(url.to_string()));
+    pair(a, &b).await;
+    b
+}
+
 pub async fn pair(a: &TestNode, b: &TestNode) {
     let (s, inv) = a.post("/api/v1/peers/invites", invite_for(a, b)).await;
     assert_eq!(s, StatusCode::OK, "{inv}");
