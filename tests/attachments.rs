@@ -375,3 +375,32 @@ async fn a_file_is_saved_only_under_an_ending_of_its_kind() {
         "invoice.hta.txt"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_after_its_first_commits_leaves_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let n = TestNode::start("acme", Role::Retailer).await;
+    let mut sock = tokio::net::TcpStream::connect(n.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/v1/attachments HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/octet-stream\r\ncontent-length: {}\r\n\r\n",
+        n.token,
+        20 << 20
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    // More than one 8 MiB commit's worth, then the client is gone.
+    sock.write_all(&random_pdf(12 << 20)).await.unwrap();
+    sock.flush().await.unwrap();
+    let written = common::eventually(30, "the first commits of the upload", || async {
+        let c = stored_chunks(&n).await;
+        (c > 0).then_some(c)
+    })
+    .await;
+    assert!(written > 0);
+    drop(sock);
+    common::eventually(30, "the cut upload to be dropped whole", || async {
+        (stored_chunks(&n).await == 0).then_some(())
+    })
+    .await;
+}

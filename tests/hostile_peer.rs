@@ -1394,3 +1394,49 @@ fn a_wrong_file_from_a_partner_is_not_kept() {
         "a refused file is not fetched again"
     );
 }
+
+#[test]
+fn a_flood_of_references_to_files_nobody_has_does_not_starve_real_ones() {
+    let node = ours();
+    // bolt names 1,100 files it never gives, each claimed at 1 GiB and sorting first, and
+    // then one real file.
+    let real = random_pdf(300_000);
+    let real_hash = sha(&real);
+    let flood = forged(Kind::Message, |d| {
+        for m in 0..55 {
+            let files = (0..20)
+                .map(|i| {
+                    let n = m * 20 + i + 1;
+                    file_ref(&format!("{n:064x}"), 1 << 30, "huge.pdf", "application/pdf")
+                })
+                .collect();
+            doc::add_message(d, &msg_with(files)).unwrap();
+        }
+    });
+    let honest = forged(Kind::Message, |d| {
+        let f = file_ref(
+            &hex::encode(real_hash),
+            real.len() as u64,
+            "pod.pdf",
+            "application/pdf",
+        );
+        doc::add_message(d, &msg_with(vec![f])).unwrap();
+    });
+    let mut h = Hostile::default();
+    h.serves.insert(real_hash, real.clone());
+    let (a, b) = (h.put(flood), h.put(honest));
+    node.exchange_with(&mut h, files_config());
+    assert!(node.stored(a) && node.stored(b));
+    // Each look at the wanted files goes on from where the last stopped: within a few more
+    // exchanges (each a poke of the link) the real file is fetched.
+    for _ in 0..5 {
+        if node.file_meta(&real_hash).is_some_and(|m| m.complete) {
+            break;
+        }
+        node.exchange_with(&mut h, files_config());
+    }
+    let m = node
+        .file_meta(&real_hash)
+        .expect("the real file was fetched");
+    assert!(m.complete, "{m:?}");
+}

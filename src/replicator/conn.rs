@@ -41,6 +41,18 @@ impl ConnError {
     }
 }
 
+/// Ends a link's claims on files when the link's future ends, even by being dropped.
+struct ReleaseClaims {
+    store: Arc<crate::store::Store>,
+    peer: Uuid,
+}
+
+impl Drop for ReleaseClaims {
+    fn drop(&mut self) {
+        self.store.release_blobs_of(self.peer);
+    }
+}
+
 /// How often a link looks again at files it could not fetch.
 const FILES_AGAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -69,10 +81,13 @@ pub struct Conn {
 impl Conn {
     /// Runs until the connection closes or fails.
     pub async fn run(self, t: Transport) -> Result<(), ConnError> {
-        let r = self.run_session(t).await;
-        // A fetch this link had under way can be taken up by another peer's link.
-        self.svc.store().release_blobs_of(self.scope.peer.node_id);
-        r
+        // However the link ends, returning or dropped (cut, replaced, shut down), a fetch it
+        // had under way can be taken up by another peer's link.
+        let _claims = ReleaseClaims {
+            store: self.svc.store().clone(),
+            peer: self.scope.peer.node_id,
+        };
+        self.run_session(t).await
     }
 
     async fn run_session(&self, mut t: Transport) -> Result<(), ConnError> {

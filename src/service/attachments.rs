@@ -117,6 +117,35 @@ async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> std::io::
     Ok(n)
 }
 
+/// What an upload stored, dropped if the upload does not finish: the future that runs it may
+/// be dropped at any await (the client went away), and the batch it had in flight still
+/// commits; the guard waits for that batch, then drops the upload.
+struct UploadGuard {
+    store: std::sync::Arc<crate::store::Store>,
+    key: Hash,
+    armed: bool,
+    in_flight: Option<tokio::task::JoinHandle<Result<Sha256>>>,
+}
+
+impl Drop for UploadGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (store, key, batch) = (self.store.clone(), self.key, self.in_flight.take());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Some(b) = batch {
+                    let _ = b.await;
+                }
+                if let Err(e) = store.abandon_upload(key).await {
+                    tracing::warn!(error = %e, "an upload that did not finish could not be dropped; it goes at the next start");
+                }
+            });
+        }
+    }
+}
+
 /// Reads and drops what is left of a refused body (at most `cap` bytes, which the request's
 /// own limit allows anyway), so the client gets the answer instead of a connection reset
 /// while it is still sending.
@@ -199,6 +228,13 @@ impl Service {
             .filter(|n| attachment::check_name(n).is_ok());
         let key = blobs::new_key();
         let now_ms = self.now().timestamp_millis();
+        // Should this future be dropped part way (the client went away), what it stored goes.
+        let mut guard = UploadGuard {
+            store: self.store.clone(),
+            key,
+            armed: true,
+            in_flight: None,
+        };
         // The hash state moves through the batch in flight: each batch is hashed and written
         // off this task while the next one arrives.
         let mut sha = Some(Sha256::new());
@@ -208,7 +244,6 @@ impl Service {
         let mut first = 0u32;
         let mut batch: Vec<Vec<u8>> = Vec::new();
         let mut wrote = false;
-        let mut in_flight: Option<tokio::task::JoinHandle<Result<Sha256>>> = None;
         let outcome: Result<()> = async {
             loop {
                 let mut buf = vec![0u8; CHUNK_BYTES];
@@ -241,12 +276,12 @@ impl Service {
                     let chunks = std::mem::take(&mut batch);
                     let count = chunks.len() as u32;
                     wrote = true;
-                    let state = match in_flight.take() {
+                    let state = match guard.in_flight.take() {
                         Some(prev) => join(prev).await?,
                         None => sha.take().unwrap_or_default(),
                     };
                     let store = self.store.clone();
-                    in_flight = Some(tokio::spawn(async move {
+                    guard.in_flight = Some(tokio::spawn(async move {
                         let (state, chunks) = hash_more(state, chunks).await?;
                         store.upload_chunks(key, first, chunks, now_ms).await?;
                         Ok(state)
@@ -258,7 +293,7 @@ impl Service {
         }
         .await;
         // Whatever happened, the batch in flight lands (or fails) before anything else.
-        let landed = match in_flight.take() {
+        let landed = match guard.in_flight.take() {
             Some(prev) => join(prev).await,
             None => Ok(sha.take().unwrap_or_default()),
         };
@@ -287,6 +322,7 @@ impl Service {
                 if wrote {
                     self.store.abandon_upload(key).await?;
                 }
+                guard.armed = false;
                 drain(&mut body, cap).await;
                 return Err(e);
             }
@@ -305,6 +341,7 @@ impl Service {
                 now_ms,
             )
             .await?;
+        guard.armed = false;
         let name = attachment::safe_file_name(name.as_deref().unwrap_or("attachment"), kind);
         let (user, n2) = (p.user.clone(), name.clone());
         self.store

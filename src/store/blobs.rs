@@ -5,7 +5,8 @@
 //! BLOB_CHUNKS   (storage key, chunk index) -> up to 256 KiB
 //! BLOB_META     sha256 -> { key, size, type, complete, next }        the file's state here
 //! UPLOADS_OPEN  storage key -> started (ms)                          uploads under way
-//! BLOB_REFS     (sha256, document id) -> who referred (OURS | THEIRS) derived from the documents
+//! BLOB_REFS     (sha256, document id) -> (who referred: OURS | THEIRS, size the ref says)
+//!                                                                    derived from the documents
 //! BLOB_WANTED   sha256 -> size                                       derived: referenced, absent
 //! UPLOAD_NAMES  (sha256, user) -> name                               what each user called it
 //! ```
@@ -34,7 +35,8 @@ pub type Hash = [u8; 32];
 pub const BLOB_CHUNKS: TableDefinition<(Hash, u32), &[u8]> = TableDefinition::new("blob_chunks");
 pub const BLOB_META: TableDefinition<Hash, &[u8]> = TableDefinition::new("blob_meta");
 pub const UPLOADS_OPEN: TableDefinition<Hash, i64> = TableDefinition::new("uploads_open");
-pub const BLOB_REFS: TableDefinition<(Hash, u128), u8> = TableDefinition::new("blob_refs");
+pub const BLOB_REFS: TableDefinition<(Hash, u128), (u8, u64)> =
+    TableDefinition::new("blob_refs_v2");
 /// In `BLOB_REFS`: a message of our org in that document refers to the file.
 pub const OURS: u8 = 1;
 /// In `BLOB_REFS`: a message of the other org in that document refers to the file.
@@ -56,6 +58,7 @@ pub fn create_tables(tx: &WriteTransaction) -> std::result::Result<(), redb::Tab
 
 pub fn clear_derived(tx: &WriteTransaction) -> std::result::Result<(), redb::TableError> {
     tx.delete_table(BLOB_REFS)?;
+    tx.delete_table(TableDefinition::<(Hash, u128), u8>::new("blob_refs"))?;
     tx.delete_table(BLOB_WANTED)?;
     Ok(())
 }
@@ -156,8 +159,11 @@ pub fn finish_upload(
 ) -> Result<bool> {
     tx.open_table(UPLOADS_OPEN)?.remove(key)?;
     let old = get_meta(&tx.open_table(BLOB_META)?, hash)?;
-    if old.as_ref().is_some_and(|m| m.complete) {
+    if let Some(mut m) = old.clone().filter(|m| m.complete) {
         delete_chunks(tx, key)?;
+        // Uploaded again: the day it may wait to be attached starts again.
+        m.at_ms = m.at_ms.max(now_ms);
+        put_meta(tx, hash, &m)?;
         return Ok(false);
     }
     if let Some(m) = old {
@@ -188,11 +194,20 @@ pub fn abandon_upload(tx: &WriteTransaction, key: &Hash) -> Result<()> {
 
 /// Drops every upload a previous run left unfinished. Returns how many.
 pub fn sweep_open_uploads(tx: &WriteTransaction) -> Result<usize> {
+    sweep_uploads_before(tx, i64::MAX)
+}
+
+/// Drops the uploads begun before `before_ms` that never finished (no upload takes hours;
+/// one whose request vanished without its guard running is found here).
+pub fn sweep_uploads_before(tx: &WriteTransaction, before_ms: i64) -> Result<usize> {
     let keys: Vec<Hash> = {
         let t = tx.open_table(UPLOADS_OPEN)?;
         let mut v = Vec::new();
         for item in t.iter()? {
-            v.push(item?.0.value());
+            let (k, started) = item?;
+            if started.value() < before_ms {
+                v.push(k.value());
+            }
         }
         v
     };
@@ -242,8 +257,10 @@ pub fn add_refs(tx: &WriteTransaction, doc: u128, refs: &[(&AttachmentRef, u8)])
         let Some(hash) = attachment::parse_sha256(&r.sha256) else {
             continue;
         };
-        let old = t.get((hash, doc))?.map_or(0, |v| v.value());
-        t.insert((hash, doc), old | who)?;
+        // Each reference keeps the size it says: a fetch from a peer goes by a size that peer's
+        // own side claimed, so one partner's wrong size cannot spoil another's fetch.
+        let old = t.get((hash, doc))?.map_or(0, |v| v.value().0);
+        t.insert((hash, doc), (old | who, r.size))?;
         let settled = get_meta(&metas, &hash)?.is_some_and(|m| m.complete || m.refused);
         if !settled {
             wanted.insert(hash, r.size)?;
@@ -278,13 +295,15 @@ pub fn wanted(
     Ok(out)
 }
 
-/// The documents that refer to file `hash`, each with who referred ([`OURS`] | [`THEIRS`]).
-pub fn refs_of(rtx: &ReadTransaction, hash: &Hash) -> Result<Vec<(u128, u8)>> {
+/// The documents that refer to file `hash`, each with who referred ([`OURS`] | [`THEIRS`])
+/// and the size its reference says.
+pub fn refs_of(rtx: &ReadTransaction, hash: &Hash) -> Result<Vec<(u128, u8, u64)>> {
     let t = rtx.open_table(BLOB_REFS)?;
     let mut out = Vec::new();
     for item in t.range((*hash, 0)..=(*hash, u128::MAX))? {
         let (k, v) = item?;
-        out.push((k.value().1, v.value()));
+        let (who, size) = v.value();
+        out.push((k.value().1, who, size));
     }
     Ok(out)
 }

@@ -71,6 +71,7 @@ pub fn check_files(tx: &ReadTransaction) -> Result<FileReport> {
     }
     // What the documents say: who refers to which file, and which are still to come.
     let mut refs = BTreeMap::<(Hash, u128), u8>::new();
+    let mut sizes = BTreeMap::<(Hash, u128), u64>::new();
     let mut wanted = BTreeMap::<Hash, u64>::new();
     if let Some(me) = &me {
         for id in docs::all_ids(tx)? {
@@ -94,6 +95,7 @@ pub fn check_files(tx: &ReadTransaction) -> Result<FileReport> {
                         continue;
                     };
                     *refs.entry((h, id)).or_default() |= who;
+                    sizes.insert((h, id), a.size);
                     if !is_settled(&metas, &h)? {
                         wanted.insert(h, a.size);
                     }
@@ -101,17 +103,24 @@ pub fn check_files(tx: &ReadTransaction) -> Result<FileReport> {
             }
         }
     }
-    let stored_refs: BTreeMap<(Hash, u128), u8> = tx
-        .open_table(BLOB_REFS)?
-        .iter()?
-        .map(|i| i.map(|(k, v)| (k.value(), v.value())))
-        .collect::<std::result::Result<_, _>>()?;
-    let stored_wanted: BTreeMap<Hash, u64> = tx
+    let mut stored_refs = BTreeMap::<(Hash, u128), u8>::new();
+    let mut stored_sizes = BTreeMap::<(Hash, u128), u64>::new();
+    for item in tx.open_table(BLOB_REFS)?.iter()? {
+        let (k, v) = item?;
+        let (who, size) = v.value();
+        stored_refs.insert(k.value(), who);
+        stored_sizes.insert(k.value(), size);
+    }
+    // Which files are wanted, not the size noted beside them (the last reference's).
+    let stored_wanted: BTreeMap<Hash, ()> = tx
         .open_table(BLOB_WANTED)?
         .iter()?
-        .map(|i| i.map(|(k, v)| (k.value(), v.value())))
+        .map(|i| i.map(|(k, _)| (k.value(), ())))
         .collect::<std::result::Result<_, _>>()?;
-    r.refs_mismatched = differ(&refs, &stored_refs) + differ(&wanted, &stored_wanted);
+    let wanted: BTreeMap<Hash, ()> = wanted.into_keys().map(|k| (k, ())).collect();
+    r.refs_mismatched = differ(&refs, &stored_refs)
+        + differ(&sizes, &stored_sizes)
+        + differ(&wanted, &stored_wanted);
     Ok(r)
 }
 

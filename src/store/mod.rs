@@ -235,6 +235,8 @@ pub struct Store {
     dir: PathBuf,
     /// When a fetch was last put off for want of space (logged at most every 10 minutes).
     low_space_logged: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Per peer, the wanted file its sessions looked at last (`uploads::wanted_cursor`).
+    wanted_cursors: std::sync::Mutex<std::collections::HashMap<Uuid, blobs::Hash>>,
 }
 
 impl Store {
@@ -285,6 +287,7 @@ impl Store {
             blob_claims: Default::default(),
             dir: dir.to_path_buf(),
             low_space_logged: Default::default(),
+            wanted_cursors: Default::default(),
         }))
     }
 

@@ -62,10 +62,15 @@ impl Store {
         .await
     }
 
-    /// Drops files never attached to anything that are older than `before_ms`.
+    /// Drops files never attached to anything that are older than `before_ms`, and uploads
+    /// begun before it that never finished.
     pub async fn sweep_unreferenced_files(&self, before_ms: i64) -> Result<usize> {
-        self.write(move |ctx| blobs::sweep_unreferenced(ctx.tx(), before_ms))
-            .await
+        self.write(move |ctx| {
+            let tx = ctx.tx();
+            Ok(blobs::sweep_unreferenced(tx, before_ms)?
+                + blobs::sweep_uploads_before(tx, before_ms)?)
+        })
+        .await
     }
 
     /// Drops an upload that will not finish.
@@ -119,7 +124,7 @@ impl Store {
     /// steps, so twice the size plus 16 MiB is asked for.
     pub fn room_for(&self, size: u64) -> bool {
         self.free_bytes()
-            .is_none_or(|free| free >= size.saturating_mul(2) + (16 << 20))
+            .is_none_or(|free| free >= size.saturating_mul(2).saturating_add(16 << 20))
     }
 
     /// Logs, at most every 10 minutes, that a file waits for disk space.
@@ -159,6 +164,22 @@ impl Store {
             && c.get(hash) == Some(&peer)
         {
             c.remove(hash);
+        }
+    }
+
+    /// Where `peer`'s sessions last stopped reading the wanted files, so each look goes on
+    /// from there (wrapping round) instead of starting over at the first: a long list of files
+    /// no peer can give never keeps the others from being asked for.
+    pub fn wanted_cursor(&self, peer: Uuid) -> Option<Hash> {
+        self.wanted_cursors.lock().ok()?.get(&peer).copied()
+    }
+
+    pub fn set_wanted_cursor(&self, peer: Uuid, at: Option<Hash>) {
+        if let Ok(mut c) = self.wanted_cursors.lock() {
+            match at {
+                Some(h) => c.insert(peer, h),
+                None => c.remove(&peer),
+            };
         }
     }
 

@@ -31,8 +31,9 @@ pub(super) struct Fetching {
 
 #[derive(Default)]
 pub(super) struct BlobCalls {
-    /// Whether each file may go to the peer (`true`) or be asked of it (`false`), by file.
-    decided: HashMap<(Hash, bool), bool>,
+    /// Whether each file may go to the peer (`true`) or be asked of it (`false`), by file,
+    /// with the size its reference says.
+    decided: HashMap<(Hash, bool), Option<u64>>,
     /// Fetches started or extended in this call (their writes are in `Pending::blobs`).
     fetching: HashMap<Hash, Fetching>,
     /// Files completed or dropped in this call: the snapshot still lists them as wanted until
@@ -42,8 +43,9 @@ pub(super) struct BlobCalls {
 
 impl SyncHost<'_> {
     /// Whether `file` may go to this peer (`serve`) or be asked of it (`!serve`): a document
-    /// shared with the peer refers to it, in a message of the right org (module docs).
-    fn file_for_peer(&mut self, file: &Hash, serve: bool) -> Result<bool, HostError> {
+    /// shared with the peer refers to it, in a message of the right org (module docs). For
+    /// an ask, also the size that reference says (the one this peer's side claimed).
+    fn file_for_peer(&mut self, file: &Hash, serve: bool) -> Result<Option<u64>, HostError> {
         if let Some(v) = self.blob_calls.decided.get(&(*file, serve)) {
             return Ok(*v);
         }
@@ -52,15 +54,23 @@ impl SyncHost<'_> {
             (Audience::Partner(_), true) => blobs::OURS,
             (Audience::Partner(_), false) => blobs::THEIRS,
         };
-        let mut ok = false;
-        for (doc, who) in blobs::refs_of(&self.rtx, file).map_err(h)? {
+        // A reference that cannot be read is no reason to end the link: that file is skipped.
+        let refs = match blobs::refs_of(&self.rtx, file) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(file = %hex::encode(file), error = %e, "a file's references cannot be read; run `parley check`");
+                Vec::new()
+            }
+        };
+        let mut found = None;
+        for (doc, who, size) in refs {
             if who & needed != 0 && self.shared_id(doc)? {
-                ok = true;
+                found = Some(size);
                 break;
             }
         }
-        self.blob_calls.decided.insert((*file, serve), ok);
-        Ok(ok)
+        self.blob_calls.decided.insert((*file, serve), found);
+        Ok(found)
     }
 
     pub(super) fn wanted_files(
@@ -71,21 +81,46 @@ impl SyncHost<'_> {
         let max = self.store.attachment_rules().max_bytes;
         let peer = self.scope.peer.node_id;
         let mut out = Vec::new();
-        let mut after = None;
+        // Go on from where this peer's last look stopped, and wrap round once.
+        let start = self.store.wanted_cursor(peer);
+        let mut after = start;
+        let mut wrapped = start.is_none();
         let mut scanned = 0;
-        while out.len() < limit && scanned < SCAN {
-            let page = blobs::wanted(&self.rtx, after, 64).map_err(h)?;
-            let Some(last) = page.last() else { break };
+        let mut looked = start;
+        'scan: while out.len() < limit && scanned < SCAN {
+            let page = match blobs::wanted(&self.rtx, after, 64) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "the list of files to fetch cannot be read; run `parley check`");
+                    return Ok(out);
+                }
+            };
+            let Some(last) = page.last() else {
+                if wrapped {
+                    looked = None;
+                    break;
+                }
+                wrapped = true;
+                after = None;
+                continue;
+            };
             after = Some(last.0);
             scanned += page.len();
-            for (file, size) in page {
-                if out.len() >= limit
-                    || size > max
-                    || exclude.contains(&file)
-                    || self.blob_calls.settled.contains(&file)
-                    || !self.file_for_peer(&file, false)?
-                    || !self.store.claim_blob(&file, peer)
-                {
+            for (file, _) in page {
+                if wrapped && start.is_some_and(|s| file > s) {
+                    break 'scan;
+                }
+                if out.len() >= limit {
+                    break 'scan;
+                }
+                looked = Some(file);
+                if exclude.contains(&file) || self.blob_calls.settled.contains(&file) {
+                    continue;
+                }
+                let Some(size) = self.file_for_peer(&file, false)? else {
+                    continue;
+                };
+                if size > max || !self.store.claim_blob(&file, peer) {
                     continue;
                 }
                 if !self.store.room_for(size) {
@@ -93,9 +128,16 @@ impl SyncHost<'_> {
                     self.store.note_low_space(size);
                     continue;
                 }
-                let meta = blobs::meta(&self.rtx, &file).map_err(h)?;
+                let meta = match blobs::meta(&self.rtx, &file) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.store.release_blob(&file, peer);
+                        tracing::error!(file = %hex::encode(file), error = %e, "a file's state cannot be read; run `parley check`");
+                        continue;
+                    }
+                };
                 let f = match meta {
-                    Some(m) if m.complete => {
+                    Some(m) if m.complete || m.refused => {
                         self.store.release_blob(&file, peer);
                         continue;
                     }
@@ -123,6 +165,7 @@ impl SyncHost<'_> {
                 });
             }
         }
+        self.store.set_wanted_cursor(peer, looked);
         Ok(out)
     }
 
@@ -131,10 +174,15 @@ impl SyncHost<'_> {
         file: &Hash,
         index: u32,
     ) -> Result<Option<(u64, Vec<u8>)>, HostError> {
-        let Some(m) = blobs::present(&self.rtx, file).map_err(h)? else {
-            return Ok(None);
+        let m = match blobs::present(&self.rtx, file) {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::error!(file = %hex::encode(file), error = %e, "a file's state cannot be read; run `parley check`");
+                return Ok(None);
+            }
         };
-        if !self.file_for_peer(file, true)? {
+        if self.file_for_peer(file, true)?.is_none() {
             return Ok(None);
         }
         // A chunk that cannot be read is "not here" for the peer, not the end of the link: the
@@ -254,7 +302,8 @@ impl SyncHost<'_> {
                 },
             };
             if idx == 0 {
-                head = chunk.to_vec();
+                // As an upload is judged: by its first 64 KiB.
+                head = chunk[..chunk.len().min(64 * 1024)].to_vec();
             }
             sha.update(chunk);
             text.feed(chunk);
