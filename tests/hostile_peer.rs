@@ -41,6 +41,8 @@ struct Hostile {
     serves: HashMap<[u8; 32], Vec<u8>>,
     /// Chunks of files it received from us.
     got: Vec<([u8; 32], u32)>,
+    /// It gives no chunk from this index on (a site that has only part of a file).
+    stop_at: Option<u32>,
 }
 
 impl Hostile {
@@ -138,6 +140,9 @@ impl Host for Hostile {
         file: &[u8; 32],
         index: u32,
     ) -> Result<Option<(u64, Vec<u8>)>, HostError> {
+        if self.stop_at.is_some_and(|s| index >= s) {
+            return Ok(None);
+        }
         Ok(self.serves.get(file).and_then(|b| {
             let start = index as usize * parley_sync::wire::BLOB_CHUNK_BYTES;
             (start < b.len()).then(|| {
@@ -1439,4 +1444,54 @@ fn a_flood_of_references_to_files_nobody_has_does_not_starve_real_ones() {
         .file_meta(&real_hash)
         .expect("the real file was fetched");
     assert!(m.complete, "{m:?}");
+}
+
+#[test]
+fn a_fetch_cut_by_one_peer_is_not_finished_with_another_peers_bytes() {
+    let mut node = ours();
+    let real = random_pdf(700_000);
+    let file = sha(&real);
+    let d = forged(Kind::Message, |d| {
+        let f = file_ref(
+            &hex::encode(file),
+            real.len() as u64,
+            "pod.pdf",
+            "application/pdf",
+        );
+        doc::add_message(d, &msg_with(vec![f])).unwrap();
+    });
+    // One bolt site sends the first two chunks of something else (each with a right digest),
+    // then has nothing more to give.
+    let mut liar = Hostile {
+        stop_at: Some(2),
+        ..Hostile::default()
+    };
+    liar.serves.insert(file, random_pdf(700_000));
+    liar.put(d.clone());
+    node.exchange_with(&mut liar, files_config());
+    let part = node.file_meta(&file).expect("a partial fetch");
+    assert!(!part.complete && part.next == 2, "{part:?}");
+    // Another bolt site has the real file: its fetch starts afresh instead of finishing the
+    // liar's, and the file is complete and right.
+    node.scope.peer = peer_of("bolt", Role::Supplier);
+    let mut honest = Hostile::default();
+    honest.serves.insert(file, real.clone());
+    honest.put(d);
+    node.exchange_with(&mut honest, files_config());
+    let m = node.file_meta(&file).expect("the file");
+    assert!(m.complete, "{m:?}");
+    let p = admin();
+    let f = node
+        .rt
+        .block_on(node.svc.file(&hex::encode(file), None))
+        .unwrap();
+    let mut got = Vec::new();
+    for i in 0.. {
+        match node.rt.block_on(node.svc.file_chunk(f.sha256, i)).unwrap() {
+            Some(c) => got.extend(c),
+            None => break,
+        }
+    }
+    assert!(got == real, "byte-identical to the real file");
+    let _ = p;
 }

@@ -80,6 +80,10 @@ pub struct BlobMeta {
     /// Fetched whole, and of a kind this node does not take: not fetched again, no bytes kept.
     #[serde(default)]
     pub refused: bool,
+    /// The peer a partial fetch came from: only that peer's link resumes it (another starts
+    /// afresh), so a file is only ever checked whole against bytes of one sender.
+    #[serde(default)]
+    pub from: Option<Uuid>,
 }
 
 fn bad(hash: &Hash, e: impl std::fmt::Display) -> StoreError {
@@ -180,6 +184,7 @@ pub fn finish_upload(
             next: attachment::chunk_count(size),
             at_ms: now_ms,
             refused: false,
+            from: None,
         },
     )?;
     tx.open_table(BLOB_WANTED)?.remove(hash)?;
@@ -311,15 +316,22 @@ pub fn refs_of(rtx: &ReadTransaction, hash: &Hash) -> Result<Vec<(u128, u8, u64)
 /// A piece of a file fetched from a peer, for the flush: its chunks are stored in order.
 #[derive(Debug, Clone)]
 pub enum Received {
-    /// Start (or restart) a fetch of `hash` under storage key `key`.
-    Begin { hash: Hash, key: Hash, size: u64 },
+    /// Start (or restart) a fetch of `hash` from `from` under storage key `key`.
+    Begin {
+        hash: Hash,
+        key: Hash,
+        size: u64,
+        from: Uuid,
+    },
+    /// Chunk `idx` of the fetch under `key`.
     Chunk {
         hash: Hash,
+        key: Hash,
         idx: u32,
         bytes: Vec<u8>,
     },
-    /// Every chunk is stored and they hash to `hash`: publish it as `mime`.
-    Complete { hash: Hash, mime: String },
+    /// Every chunk under `key` is stored and they hash to `hash`: publish it as `mime`.
+    Complete { hash: Hash, key: Hash, mime: String },
     /// What was fetched of `hash` is wrong: drop it, to fetch again from the start.
     Reset { hash: Hash },
     /// `hash` arrived whole and right, but is not a kind this node takes: drop its bytes and
@@ -329,9 +341,17 @@ pub enum Received {
 
 /// Writes what a sync session received of files, in order, inside the flush's commit.
 pub fn store_received(tx: &WriteTransaction, items: &[Received]) -> Result<()> {
+    // A fetch whose chunk did not land as the session checked it (another writer moved the
+    // file on meanwhile) is never published from this batch.
+    let mut tainted = std::collections::HashSet::new();
     for r in items {
         match r {
-            Received::Begin { hash, key, size } => {
+            Received::Begin {
+                hash,
+                key,
+                size,
+                from,
+            } => {
                 // Each table handle is dropped before the next opens it (redb allows one).
                 let old = get_meta(&tx.open_table(BLOB_META)?, hash)?;
                 if let Some(old) = old {
@@ -351,27 +371,39 @@ pub fn store_received(tx: &WriteTransaction, items: &[Received]) -> Result<()> {
                         next: 0,
                         at_ms: 0,
                         refused: false,
+                        from: Some(*from),
                     },
                 )?;
             }
-            Received::Chunk { hash, idx, bytes } => {
+            Received::Chunk {
+                hash,
+                key,
+                idx,
+                bytes,
+            } => {
                 let Some(mut m) = get_meta(&tx.open_table(BLOB_META)?, hash)? else {
+                    tainted.insert(*hash);
                     continue;
                 };
-                // Only the next chunk of a fetch under way extends it: anything else (a copy
-                // completed meanwhile by an upload or another peer) is dropped.
-                if m.complete || *idx != m.next {
+                // Only the next chunk of the fetch this session checked extends it: anything
+                // else (a copy completed meanwhile by an upload or another peer) is dropped.
+                if m.complete || m.key != *key || *idx != m.next {
+                    tainted.insert(*hash);
                     continue;
                 }
                 put_chunk(tx, &m.key, *idx, bytes)?;
                 m.next += 1;
                 put_meta(tx, hash, &m)?;
             }
-            Received::Complete { hash, mime } => {
+            Received::Complete { hash, key, mime } => {
                 let Some(mut m) = get_meta(&tx.open_table(BLOB_META)?, hash)? else {
                     continue;
                 };
-                if m.complete || m.next != attachment::chunk_count(m.size) {
+                if m.complete
+                    || m.key != *key
+                    || tainted.contains(hash)
+                    || m.next != attachment::chunk_count(m.size)
+                {
                     continue;
                 }
                 m.complete = true;

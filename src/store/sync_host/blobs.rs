@@ -141,8 +141,9 @@ impl SyncHost<'_> {
                         self.store.release_blob(&file, peer);
                         continue;
                     }
-                    // A fetch cut earlier resumes at its first missing chunk.
-                    Some(m) if m.size == size => Fetching {
+                    // A fetch cut earlier resumes at its first missing chunk, from the peer
+                    // that sent the chunks before it (from another, it starts afresh).
+                    Some(m) if m.size == size && m.from == Some(peer) => Fetching {
                         key: m.key,
                         size,
                         next: m.next,
@@ -153,6 +154,7 @@ impl SyncHost<'_> {
                             hash: file,
                             key,
                             size,
+                            from: peer,
                         });
                         Fetching { key, size, next: 0 }
                     }
@@ -230,6 +232,7 @@ impl SyncHost<'_> {
         }
         self.pending.blobs.push(Received::Chunk {
             hash: *file,
+            key: f.key,
             idx: index,
             bytes,
         });
@@ -242,6 +245,7 @@ impl SyncHost<'_> {
             Ok(mime) => {
                 self.pending.blobs.push(Received::Complete {
                     hash: *file,
+                    key: f.key,
                     mime: mime.to_string(),
                 });
                 self.blob_calls.fetching.remove(file);
@@ -282,7 +286,9 @@ impl SyncHost<'_> {
             .blobs
             .iter()
             .filter_map(|r| match r {
-                Received::Chunk { hash, idx, bytes } if hash == file => Some((*idx, bytes)),
+                Received::Chunk {
+                    hash, idx, bytes, ..
+                } if hash == file => Some((*idx, bytes)),
                 _ => None,
             })
             .collect();
