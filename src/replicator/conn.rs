@@ -60,6 +60,8 @@ enum Step {
     Start,
     Receive(Vec<u8>),
     Local,
+    /// Look again at the files still wanted (`Session::retry_blobs`).
+    FilesAgain,
 }
 
 /// What the status endpoint shows for a live connection.
@@ -110,10 +112,7 @@ impl Conn {
                 _ = self.poke.notified() => self.step(&mut session, Step::Local, &t.tx).await?,
                 _ = files_again.tick(), if t.blobs => {
                     if self.svc.store().wants_files().await? {
-                        if let Some(s) = session.as_mut() {
-                            s.retry_blobs();
-                        }
-                        self.step(&mut session, Step::Local, &t.tx).await?;
+                        self.step(&mut session, Step::FilesAgain, &t.tx).await?;
                     }
                 }
             }
@@ -139,6 +138,10 @@ impl Conn {
                     Step::Start => s.start(&mut host),
                     Step::Receive(b) => s.receive(&b, &mut host),
                     Step::Local => s.local_changed(&mut host),
+                    Step::FilesAgain => {
+                        s.retry_blobs(&mut host);
+                        s.local_changed(&mut host)
+                    }
                 }?;
                 let local_high = parley_sync::Host::feed_high(&mut host).unwrap_or(0);
                 let pending = host.into_pending();

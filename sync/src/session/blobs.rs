@@ -27,6 +27,10 @@ use crate::outbox::Outbox;
 use crate::session::Event;
 use crate::wire::{MAX_BLOB_CHUNK_BYTES, MAX_BLOB_WANT, Record};
 
+/// Looks by [`Session::retry_blobs`] in a row without a chunk arriving, after which a fetch
+/// is given up (for now) and its file may be fetched from another peer.
+pub const STALLED_LOOKS: u8 = 4;
+
 /// Damaged chunks of one file tolerated per session before its fetch is given up.
 pub const MAX_BAD_CHUNKS: u32 = 8;
 
@@ -39,6 +43,12 @@ struct Fetch {
     /// The next chunk expected (all before it are stored).
     next: u32,
     bad: u32,
+    /// `next` when [`Session::retry_blobs`] last looked (`None`: begun since): a fetch that
+    /// has not moved since is given up then, so a peer that never answers cannot hold a
+    /// file's fetch.
+    seen_at: Option<u32>,
+    /// Looks in a row that found it not moved.
+    stalled_looks: u8,
 }
 
 #[derive(Default)]
@@ -102,6 +112,8 @@ impl Session {
                     asked_to: w.next,
                     next: w.next,
                     bad: 0,
+                    seen_at: None,
+                    stalled_looks: 0,
                 });
             }
         }
@@ -232,11 +244,32 @@ impl Session {
         }
     }
 
-    /// Files the peer could not give before may be asked of it again (it may have them by
-    /// now, e.g. a site of ours that was itself still fetching them); call it now and then,
-    /// followed by [`Session::local_changed`].
-    pub fn retry_blobs(&mut self) {
+    /// Call now and then (Parley: every 30 s), followed by [`Session::local_changed`]. Files
+    /// the peer could not give before may be asked of it again (it may have them by now, e.g.
+    /// a site of ours that was itself still fetching them); a fetch that has not moved since
+    /// the last call is given up for now, so that the file can be fetched from another peer.
+    pub fn retry_blobs<H: Host>(&mut self, host: &mut H) {
         self.blobs.unavailable.clear();
+        for f in &mut self.blobs.fetches {
+            if f.seen_at == Some(f.next) {
+                f.stalled_looks = f.stalled_looks.saturating_add(1);
+            } else {
+                f.stalled_looks = 0;
+            }
+        }
+        // Several looks in a row, so that a chunk that is merely slow on a field link (a
+        // minute or more at a few KB/s) is not given up.
+        let (stalled, moving): (Vec<Fetch>, Vec<Fetch>) = std::mem::take(&mut self.blobs.fetches)
+            .into_iter()
+            .partition(|f| f.stalled_looks >= STALLED_LOOKS);
+        for f in &stalled {
+            host.blob_released(&f.file);
+            self.blobs.unavailable.insert(f.file);
+        }
+        self.blobs.fetches = moving;
+        for f in &mut self.blobs.fetches {
+            f.seen_at = Some(f.next);
+        }
     }
 
     fn give_up<H: Host>(
@@ -431,6 +464,51 @@ mod tests {
             "resumed at 2, chunk 3 kept once, undamaged"
         );
         assert_eq!(b.released, vec![f]);
+    }
+
+    #[test]
+    fn a_peer_that_never_answers_loses_the_fetch_at_the_next_look() {
+        let (f, bytes) = file(2 * MAX_BLOB_CHUNK_BYTES);
+        let mut host = Files {
+            wants: vec![BlobWant {
+                file: f,
+                size: bytes.len() as u64,
+                next: 0,
+            }],
+            ..Files::default()
+        };
+        let mut s = Session::new(config());
+        s.start(&mut host).unwrap();
+        let hello = Record::Hello {
+            feed_id: 1,
+            feed_high: 0,
+            cursor_feed_id: 7,
+            cursor_seq: 0,
+        };
+        let out = s
+            .receive(
+                &encode_frame(&Frame {
+                    seq: 0,
+                    records: vec![hello],
+                }),
+                &mut host,
+            )
+            .unwrap();
+        let asked = out.iter().flat_map(|f| decode_frame(f).unwrap().records);
+        assert!(
+            asked
+                .into_iter()
+                .any(|r| matches!(r, Record::BlobWant { .. }))
+        );
+        // No chunk comes. The first look marks the fetch; it is given up after STALLED_LOOKS
+        // more.
+        for _ in 0..STALLED_LOOKS {
+            s.retry_blobs(&mut host);
+            assert!(host.released.is_empty());
+        }
+        s.retry_blobs(&mut host);
+        assert_eq!(host.released, vec![f], "the claim is given back");
+        assert_eq!(s.progress().files_fetching, 0);
     }
 
     #[test]
