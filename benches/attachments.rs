@@ -19,27 +19,12 @@ mod common;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use common::bench::{env_usize, loadavg};
 use common::faults::FaultProxy;
 use common::{TestNode, eventually, pair, random_pdf};
 use parley::domain::Role;
 use parley::service::{CreateInput, Principal};
 use serde_json::json;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -24,18 +24,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::TestNode;
+use common::bench::{env_usize, loadavg};
 use futures_util::StreamExt;
 use parley::domain::{Kind, Role};
 use parley::service::{Clock, CreateInput, NewToken, Principal, Service};
 use parley::store::{Store, StoreOptions};
 use serde_json::json;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// (VmRSS, VmHWM) in kB of process `pid`.
 fn rss_kb(pid: u32) -> (u64, u64) {
@@ -52,15 +46,6 @@ fn rss_kb(pid: u32) -> (u64, u64) {
 
 fn mb(kb: u64) -> String {
     format!("{:.1} MB", kb as f64 / 1024.0)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::*;
-use crate::domain::attachment::{self, AttachmentRef, CHUNK_BYTES, FileKind, TextCheck};
+use crate::domain::attachment::{self, AttachmentRef, CHUNK_BYTES, TextCheck};
 use crate::store::blobs::{self, Hash};
 
 /// Chunks written per commit of an upload: 8 MiB, so a 25 MB file takes 4 commits and other
@@ -169,11 +169,6 @@ async fn hash_more(mut state: Sha256, chunks: Vec<Vec<u8>>) -> Result<(Sha256, V
     })
     .await
     .map_err(|_| ServiceError::Store(StoreError::Closed))
-}
-
-/// The name a file is offered under when it has none: `attachment.<kind>`.
-fn default_name(kind: &FileKind) -> String {
-    format!("attachment.{}", kind.name)
 }
 
 impl Service {
@@ -400,7 +395,7 @@ impl Service {
                     let name = match blobs::upload_name(rtx, h, &user)? {
                         Some(n) => n,
                         None => attachment::kind_by_mime(&m.mime)
-                            .map(default_name)
+                            .map(|k| attachment::safe_file_name("attachment", k))
                             .unwrap_or_else(|| "attachment".into()),
                     };
                     out.push(AttachmentRef {

@@ -125,7 +125,8 @@ fn put_meta(tx: &WriteTransaction, hash: &Hash, m: &BlobMeta) -> Result<()> {
     Ok(())
 }
 
-fn delete_chunks(tx: &WriteTransaction, key: &Hash) -> Result<()> {
+/// Drops every chunk stored under `key`.
+pub(super) fn delete_chunks(tx: &WriteTransaction, key: &Hash) -> Result<()> {
     let mut t = tx.open_table(BLOB_CHUNKS)?;
     t.retain_in((*key, 0)..=(*key, u32::MAX), |_, _| false)?;
     Ok(())

@@ -30,21 +30,23 @@ impl FileReport {
     }
 }
 
-/// Whether every chunk of the complete file `m` is there and they hash to `hash`.
-fn verifies(tx: &ReadTransaction, hash: &Hash, m: &blobs::BlobMeta) -> Result<bool> {
+/// Whether every chunk of the complete file `m` is there and they hash to `hash`. A chunk that
+/// cannot be read counts as damaged, like one that reads wrong.
+fn verifies(
+    chunks: &impl ReadableTable<(Hash, u32), &'static [u8]>,
+    hash: &Hash,
+    m: &blobs::BlobMeta,
+) -> bool {
     let mut sha = Sha256::new();
-    let mut len = 0u64;
     for idx in 0..attachment::chunk_count(m.size) {
-        // A chunk that cannot be read counts as damaged, like one that reads wrong.
-        match blobs::read_chunk(tx, &m.key, idx).ok().flatten() {
-            Some(c) if c.len() == attachment::chunk_len(m.size, idx) => {
-                len += c.len() as u64;
-                sha.update(&c);
+        match chunks.get((m.key, idx)) {
+            Ok(Some(c)) if c.value().len() == attachment::chunk_len(m.size, idx) => {
+                sha.update(c.value())
             }
-            _ => return Ok(false),
+            _ => return false,
         }
     }
-    Ok(len == m.size && <[u8; 32]>::from(sha.finalize()) == *hash)
+    <[u8; 32]>::from(sha.finalize()) == *hash
 }
 
 pub fn check_files(tx: &ReadTransaction) -> Result<FileReport> {
@@ -63,7 +65,7 @@ pub fn check_files(tx: &ReadTransaction) -> Result<FileReport> {
             continue;
         }
         r.files += 1;
-        if verifies(tx, &hash, &m)? {
+        if verifies(&tx.open_table(blobs::BLOB_CHUNKS)?, &hash, &m) {
             complete.insert(hash);
         } else {
             r.damaged.push(hex::encode(hash));
@@ -152,27 +154,13 @@ pub fn drop_damaged(tx: &WriteTransaction) -> Result<usize> {
             .ok()
             .flatten();
         let ok = match &meta {
-            Some(m) if m.complete => {
-                let mut sha = Sha256::new();
-                let chunks = tx.open_table(blobs::BLOB_CHUNKS)?;
-                let mut whole = true;
-                for idx in 0..attachment::chunk_count(m.size) {
-                    match chunks.get((m.key, idx))? {
-                        Some(c) if c.value().len() == attachment::chunk_len(m.size, idx) => {
-                            sha.update(c.value())
-                        }
-                        _ => whole = false,
-                    }
-                }
-                whole && <[u8; 32]>::from(sha.finalize()) == h
-            }
+            Some(m) if m.complete => verifies(&tx.open_table(blobs::BLOB_CHUNKS)?, &h, m),
             Some(_) => true,
             None => false,
         };
         if !ok {
             if let Some(m) = &meta {
-                tx.open_table(blobs::BLOB_CHUNKS)?
-                    .retain_in((m.key, 0)..=(m.key, u32::MAX), |_, _| false)?;
+                blobs::delete_chunks(tx, &m.key)?;
             }
             tx.open_table(BLOB_META)?.remove(h)?;
             dropped += 1;

@@ -2,6 +2,7 @@
 //! an admin token, and helpers to call its HTTP API.
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod bin;
 pub mod faults;
 pub mod py;
