@@ -138,6 +138,26 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Write a checked backup of this node to FILE: from one consistent snapshot, while the
+    /// node runs (it is asked over HTTP) or not.
+    Backup {
+        /// Where to write it; an existing file is replaced only by a whole, checked backup.
+        #[arg(long)]
+        to: PathBuf,
+        /// The running node's address (default: the listen file in the data directory).
+        #[arg(long = "listen", visible_alias = "url")]
+        listen: Option<String>,
+    },
+    /// Restore a backup into an empty data directory. The restored node writes as a new
+    /// Automerge actor, and each partner's node gives back, once, what it wrote after the
+    /// backup.
+    Restore {
+        /// The backup file (`parley backup --to FILE`).
+        file: PathBuf,
+        /// Refuse a backup of any other org.
+        #[arg(long, env = "PARLEY_ORG_ID")]
+        expect_org: Option<String>,
+    },
     /// Import topic records (orders, items, returns, …) from a CSV file with a header naming
     /// kind, ref and title (url and other columns optional). All or nothing.
     Import {
@@ -236,6 +256,12 @@ pub enum PeerCmd {
         /// The address the other node can dial back (optional; without it this node dials).
         #[arg(long, env = "PARLEY_PUBLIC_URL")]
         public_url: Option<String>,
+        /// Recovery pairing, for a node of ours that lost its data and has no backup: until
+        /// the first full exchange, the partner's node may give back our own org's past
+        /// changes to the conversations shared with it. It asks you to trust that partner
+        /// with your history; see the README.
+        #[arg(long)]
+        recover: bool,
     },
     /// List peers and their sync status.
     List,
@@ -272,7 +298,7 @@ pub(crate) fn config_with(
     })?)
 }
 
-fn init_tracing(filter: &str) {
+pub(crate) fn init_tracing(filter: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
@@ -431,6 +457,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Peer(p) => crate::cli_peer::run(&cli.global, p.listen, p.cmd).await,
         Command::Webhook(w) => crate::cli_webhook::run(&cli.global, w.listen, w.cmd).await,
+        Command::Backup { to, listen } => crate::cli_backup::backup(&cli.global, listen, to).await,
+        Command::Restore { file, expect_org } => {
+            crate::cli_backup::restore(&cli.global, file, expect_org).await
+        }
         Command::Import { file } => {
             let cfg = config(&cli.global, None, None)?;
             init_tracing(&cfg.log);

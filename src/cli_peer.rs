@@ -48,6 +48,9 @@ fn describe(p: &InvitePreview) -> String {
     }
 }
 
+/// Printed after a recovery pairing: what it trusts the partner with, and for how long.
+const RECOVER_NOTE: &str = "recovery pairing: until the first full exchange with this node, it may give back your org's own past messages and changes to the conversations you share with it, and they are taken as yours; after that the normal rules apply again";
+
 fn invite_hint() -> &'static str {
     "on the other node run: parley peer add CODE"
 }
@@ -85,18 +88,21 @@ pub async fn run(g: &Global, listen: Option<String>, cmd: PeerCmd) -> anyhow::Re
                     eprintln!("invite valid until {expires}; {}", invite_hint());
                     println!("{code}");
                 }
-                PeerCmd::Add { code, .. } => {
+                PeerCmd::Add { code, recover, .. } => {
                     let (_, preview) = svc
                         .inspect_invite(&crate::service::Principal::operator(), &code)
                         .await?;
                     eprintln!("{}", describe(&preview));
                     let p = svc
-                        .pair(&crate::service::Principal::operator(), &code)
+                        .pair(&crate::service::Principal::operator(), &code, recover)
                         .await?;
                     println!(
                         "paired with {} ({}, node {})",
                         p.org_id, p.org_name, p.node_id
                     );
+                    if recover {
+                        eprintln!("{}", RECOVER_NOTE);
+                    }
                 }
                 PeerCmd::List => {
                     for p in svc.peers().await? {
@@ -277,7 +283,7 @@ async fn remote(cfg: &Config, base: &str, from: &str, cmd: PeerCmd) -> anyhow::R
             );
             println!("{}", v["code"].as_str().unwrap_or_default());
         }
-        PeerCmd::Add { code, .. } => {
+        PeerCmd::Add { code, recover, .. } => {
             let pv = call(
                 "POST",
                 "/peers/invites/inspect".into(),
@@ -287,13 +293,21 @@ async fn remote(cfg: &Config, base: &str, from: &str, cmd: PeerCmd) -> anyhow::R
             if let Ok(preview) = serde_json::from_value::<InvitePreview>(pv.clone()) {
                 eprintln!("{}", describe(&preview));
             }
-            let p = call("POST", "/peers".into(), Some(json!({ "code": code }))).await?;
+            let p = call(
+                "POST",
+                "/peers".into(),
+                Some(json!({ "code": code, "recover": recover })),
+            )
+            .await?;
             println!(
                 "paired with {} ({}, node {})",
                 p["org_id"].as_str().unwrap_or("?"),
                 p["org_name"].as_str().unwrap_or("?"),
                 p["node_id"].as_str().unwrap_or("?")
             );
+            if recover {
+                eprintln!("{RECOVER_NOTE}");
+            }
         }
         PeerCmd::List => {
             let v = call("GET", "/peers".into(), None).await?;

@@ -49,6 +49,7 @@ pub struct FileConfig {
     pub email: Option<crate::notify::config::EmailFile>,
     pub webhooks: Option<crate::notify::config::WebhooksFile>,
     pub attachments: Option<AttachmentsFile>,
+    pub backup: Option<crate::service::backup::BackupFile>,
 }
 
 /// `[attachments]`: which files this node takes.
@@ -151,6 +152,8 @@ pub struct Overrides {
 pub struct Config {
     /// Which files this node takes (`[attachments]`).
     pub attachments: crate::store::AttachmentRules,
+    /// Periodic backups (`[backup]`), off unless a directory is set.
+    pub backup: Option<crate::service::backup::BackupSchedule>,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     /// The address partners dial (`http://host:port`); default: the listen address unless it
@@ -360,8 +363,10 @@ impl Config {
         let webhooks =
             crate::notify::config::WebhookConfig::load(file.webhooks.unwrap_or_default())?;
         let attachments = file.attachments.unwrap_or_default().load()?;
+        let backup = file.backup.unwrap_or_default().load()?;
         Ok(Config {
             attachments,
+            backup,
             email,
             webhooks,
             timeouts,
@@ -437,7 +442,8 @@ impl Config {
                 "\n[attachments]\nmax_mb = {}\ntypes = [{}]\n",
                 self.attachments.max_bytes >> 20,
                 kinds.join(", ")
-            );
+            )
+            + &crate::service::backup::schedule_toml(self.backup.as_ref());
         format!(
             "{from}data_dir = {:?}\nlisten = \"{}\"\n{}doc_cache = {}\nlog = {:?}\n{tls}{limits}{notify}",
             self.data_dir.display().to_string(),

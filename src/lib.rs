@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cli;
 mod cli_email;
+mod cli_backup;
 mod cli_peer;
 mod cli_webhook;
 pub mod config;

@@ -31,6 +31,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<Arc<Service>>
     svc.set_allow_loopback_peers(config.allow_loopback_peers);
     svc.set_signin_window(config.signin_window);
     svc.set_notify_config(config.email.clone(), config.webhooks.clone());
+    svc.set_backup_schedule(config.backup.clone());
     Ok(svc)
 }
 
@@ -154,6 +155,9 @@ pub async fn run(
     let rep = crate::replicator::Replicator::start(svc.clone()).await?;
     crate::notify::start(svc.clone());
     tokio::spawn(crate::service::sweep_unattached(svc.clone()));
+    if let Some(s) = svc.backup_schedule() {
+        tokio::spawn(crate::service::backup::run_schedule(svc.clone(), s));
+    }
     // Peer links and event streams are long-lived: end them as soon as shutdown starts, so the
     // graceful wait is for ordinary requests only.
     let (rep2, closing) = (rep.clone(), svc.clone());

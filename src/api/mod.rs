@@ -5,6 +5,7 @@
 mod admin;
 mod attachments;
 mod auth;
+mod backup;
 mod bulk;
 mod conversations;
 pub mod error;
@@ -71,6 +72,7 @@ type Apis = (
     bulk::BulkApi,
     export::ExportApi,
     attachments::AttachmentsApi,
+    backup::BackupApi,
 );
 
 fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()> {
@@ -92,6 +94,7 @@ fn openapi(svc: &Arc<Service>, rep: &Arc<Replicator>) -> OpenApiService<Apis, ()
             bulk::BulkApi { svc: svc.clone() },
             export::ExportApi { svc: svc.clone() },
             attachments::AttachmentsApi { svc: svc.clone() },
+            backup::BackupApi { svc: svc.clone() },
         ),
         "Parley",
         env!("CARGO_PKG_VERSION"),

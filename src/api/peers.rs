@@ -75,6 +75,12 @@ pub struct HelloOut {
 pub struct AddPeer {
     /// An invite code from the other node.
     pub code: String,
+    /// A recovery pairing, for a node of ours that lost its data: this partner's node may
+    /// give back, once, our own org's past changes to the conversations shared with it,
+    /// until the first full exchange with it completes (see the README, "Recovering from a
+    /// partner"). Only for a partner's invite.
+    #[oai(default)]
+    pub recover: bool,
 }
 
 #[derive(Debug, Object)]
@@ -283,7 +289,7 @@ impl PeersApi {
     /// Pair with the node that made an invite code (admin)
     #[oai(path = "/peers", method = "post", operation_id = "addPeer")]
     async fn add(&self, auth: BearerAuth, body: Json<AddPeer>) -> R<Added> {
-        let p = self.svc.pair(&auth.0, &body.0.code).await?;
+        let p = self.svc.pair(&auth.0, &body.0.code, body.0.recover).await?;
         Ok(Added::Created(Json(self.out(p).await)))
     }
 

@@ -33,7 +33,12 @@ fn codec() -> Codec<Message> {
 }
 
 fn refuse(status: StatusCode, detail: &str) -> Response {
-    let body = serde_json::json!({ "error": "unauthorized", "detail": detail });
+    let error = match status {
+        StatusCode::UPGRADE_REQUIRED => "upgrade_required",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        _ => "unauthorized",
+    };
+    let body = serde_json::json!({ "error": error, "detail": detail });
     Response::builder()
         .status(status)
         .content_type("application/json")
@@ -79,14 +84,31 @@ pub async fn sync(
     };
     // poem answers with the first protocol the dialer offered that is listed here; files
     // travel only if that is `.2`.
-    let blobs = req
+    let offered: Vec<&str> = req
         .header("Sec-WebSocket-Protocol")
-        .and_then(|v| {
-            v.split(',')
-                .map(str::trim)
-                .find(|p| *p == PROTOCOL || *p == PROTOCOL_FILES)
-        })
-        .is_some_and(|p| p == PROTOCOL_FILES);
+        .map(|v| v.split(',').map(str::trim).filter(|p| !p.is_empty()).collect())
+        .unwrap_or_default();
+    let chosen = offered
+        .iter()
+        .find(|p| **p == PROTOCOL || **p == PROTOCOL_FILES);
+    if chosen.is_none() && !offered.is_empty() {
+        // A dialer speaking only link protocols we do not know: say which side to upgrade
+        // rather than open a link neither can read.
+        let newer = offered.iter().any(|p| protocol_number(p).is_some_and(|n| n > 2));
+        let detail = format!(
+            "this node ({}) speaks parley-sync.1 and parley-sync.2; the dialing node offered {}: {}",
+            env!("CARGO_PKG_VERSION"),
+            offered.join(", "),
+            if newer {
+                "upgrade this node (the one dialed) to the dialing node's release or newer"
+            } else {
+                "upgrade the dialing node"
+            }
+        );
+        tracing::warn!(%node, offered = %offered.join(", "), "refused a sync link: no common protocol version");
+        return refuse(StatusCode::UPGRADE_REQUIRED, &detail);
+    }
+    let blobs = chosen.is_some_and(|p| *p == PROTOCOL_FILES);
     let rep = rep.0.clone();
     let mut cfg = WebSocketConfig::default();
     cfg.max_message_size = Some(MAX_MESSAGE);
@@ -100,4 +122,9 @@ pub async fn sync(
         .with_header("X-Parley-Node", me.to_string())
         .with_header("X-Parley-Proof", accepted)
         .into_response()
+}
+
+/// The version number of a `parley-sync.N` protocol name.
+fn protocol_number(p: &str) -> Option<u32> {
+    p.strip_prefix("parley-sync.")?.parse().ok()
 }

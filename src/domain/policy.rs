@@ -58,6 +58,11 @@ pub enum Authority {
     /// Another site of our own org relays what either participant wrote. Until changes carry
     /// their author's signature, who wrote a relayed item cannot be checked, only its shape.
     OwnSite,
+    /// A partner's node, once, restoring to us the history of the conversations we share with
+    /// it (`parley peer add --recover`, or the first exchange after `parley restore`): what it
+    /// holds of our own org's past is taken like a relay of our own site, judged by its shape
+    /// only, but only on conversations between us and that partner.
+    Recovery(OrgId),
 }
 
 /// Why a version of a conversation may not be stored. The text is what the peer or the API
@@ -319,6 +324,12 @@ pub fn check_change(
     let actor = match authority {
         Authority::Org(o) => Some(o),
         Authority::OwnSite => None,
+        Authority::Recovery(o) => {
+            if !after.participants.includes(o) {
+                return Err(Violation::NotParticipant(o.clone()));
+            }
+            None
+        }
     };
     if let Some(o) = actor
         && !after.participants.includes(o)

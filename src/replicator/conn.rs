@@ -78,6 +78,8 @@ pub struct Conn {
     pub scope: PeerScope,
     pub poke: Arc<Notify>,
     pub live: Arc<Mutex<Live>>,
+    /// This link has ended the peer's recovery window (`Peer::recover_since`).
+    pub recovery_ended: std::sync::atomic::AtomicBool,
 }
 
 impl Conn {
@@ -162,6 +164,9 @@ impl Conn {
         for e in events {
             log_event(&self.scope, e);
         }
+        if progress.initial_sync_complete {
+            self.end_recovery().await;
+        }
         for (id, seq) in flushed {
             self.svc.notify(id, seq);
         }
@@ -169,6 +174,31 @@ impl Conn {
             tx.send(f).await.map_err(|_| ConnError::Closed)?;
         }
         Ok(())
+    }
+}
+
+impl Conn {
+    /// A recovering peer (`parley peer add --recover`, or the first exchange after a restore)
+    /// has given us everything it holds of ours: from now on its changes are judged by the
+    /// normal rules again. Once per link; a failed write is tried again at the next step.
+    async fn end_recovery(&self) {
+        use std::sync::atomic::Ordering;
+        if self.scope.peer.recover_since.is_none() || self.recovery_ended.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let peer = self.scope.peer.node_id;
+        match self.svc.store().end_recovery(peer).await {
+            Ok(true) => tracing::warn!(
+                %peer,
+                org = self.scope.peer.org_id.as_str(),
+                "recovery from this partner's node is complete: its changes are judged by the normal rules again"
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                self.recovery_ended.store(false, Ordering::Release);
+                tracing::warn!(%peer, error = %e, "could not end the recovery window; trying again at the next exchange");
+            }
+        }
     }
 }
 

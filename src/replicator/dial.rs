@@ -160,7 +160,7 @@ pub async fn connect(svc: &Arc<Service>, peer: &Peer, me: Uuid) -> Result<Transp
         let stream = crate::tls::connect(&addrs, tls).await?;
         tokio_tungstenite::client_async(req, stream)
             .await
-            .map_err(|e| format!("cannot connect to {url}: {e}"))
+            .map_err(|e| refused_link(url, e))
     })
     .await
     .map_err(|_| DialError::retry(format!("{url} did not answer within 10 s")))?
@@ -181,12 +181,40 @@ pub async fn connect(svc: &Arc<Service>, peer: &Peer, me: Uuid) -> Result<Transp
             peer.node_id
         )));
     }
-    let blobs = resp
+    let chosen = resp
         .headers()
         .get("Sec-WebSocket-Protocol")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.trim() == PROTOCOL_FILES);
+        .map(str::trim);
+    // A peer that answers without naming a protocol is of a release before files: `.1`.
+    let blobs = match chosen {
+        None => false,
+        Some(p) if p == PROTOCOL_FILES => true,
+        Some(p) if p == PROTOCOL => false,
+        Some(p) => {
+            return Err(DialError::permanent(format!(
+                "the node at {url} chose link protocol {p}, which this node ({}) does not speak; upgrade this node",
+                env!("CARGO_PKG_VERSION")
+            )));
+        }
+    };
     Ok(pump::spawn(ws, codec(), blobs))
+}
+
+/// Why the peer refused the WebSocket upgrade, in its own words when it gave them (a `426`
+/// names which side to upgrade).
+fn refused_link(url: &str, e: tokio_tungstenite::tungstenite::Error) -> String {
+    if let tokio_tungstenite::tungstenite::Error::Http(r) = &e {
+        let detail = r
+            .body()
+            .as_ref()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+            .and_then(|v| v["detail"].as_str().map(String::from));
+        if let Some(d) = detail {
+            return format!("{url} refused the sync link ({}): {d}", r.status());
+        }
+    }
+    format!("cannot connect to {url}: {e}")
 }
 
 #[cfg(test)]

@@ -256,6 +256,7 @@ impl Replicator {
             scope: PeerScope { peer, me: me_org },
             poke,
             live: live.clone(),
+            recovery_ended: Default::default(),
         };
         let result = tokio::select! {
             r = c.run(t) => r,

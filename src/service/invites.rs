@@ -191,6 +191,7 @@ mod tests {
             org_name: "Acme".into(),
             role: Role::Retailer,
             created_at: chrono::Utc::now(),
+            actor_epoch: 0,
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod attachments;
+pub mod backup;
 mod brake;
 mod bulk;
 mod conversations;
@@ -229,6 +230,8 @@ pub struct Service {
     outbox: tokio::sync::watch::Sender<u64>,
     email_cfg: std::sync::RwLock<crate::notify::config::EmailConfig>,
     webhook_cfg: std::sync::RwLock<crate::notify::config::WebhookConfig>,
+    /// Periodic backups (`[backup]`), started with the server.
+    backup_schedule: std::sync::RwLock<Option<backup::BackupSchedule>>,
 }
 
 impl Service {
@@ -248,6 +251,7 @@ impl Service {
             closing: tokio::sync::watch::Sender::new(false),
             credentials: tokio::sync::watch::Sender::new(0),
             outbox: tokio::sync::watch::Sender::new(0),
+            backup_schedule: Default::default(),
             email_cfg: Default::default(),
             webhook_cfg: Default::default(),
         })

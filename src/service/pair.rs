@@ -34,6 +34,7 @@ impl Service {
             org_name: c.org_name.clone(),
             role: c.role,
             created_at: me.created_at,
+            actor_epoch: 0,
         };
         let problem = if c.node == me.node_id {
             Some("this invite was made by this node; use it on the other node".to_string())
@@ -70,9 +71,19 @@ impl Service {
     }
 
     /// B's side: pairs with the node that made `code`, if the code is for this node's org.
-    pub async fn pair(&self, p: &Principal, code: &str) -> Result<Peer> {
+    /// With `recover`, the partner's node may give back our own org's past changes to the
+    /// conversations shared with it, until the first full exchange completes
+    /// (`Authority::Recovery`).
+    pub async fn pair(&self, p: &Principal, code: &str, recover: bool) -> Result<Peer> {
         p.require_admin()?;
         let (c, preview) = self.inspect_invite(p, code).await?;
+        if recover && c.own_site {
+            return Err(DomainError::invalid(
+                "recover",
+                "a recovery pairing is for a partner's node; another site of your own org gives back your history without it",
+            )
+            .into());
+        }
         if let Some(p) = preview.problem {
             tracing::warn!(inviter = %c.node, org = %c.org, problem = %p, "refused to use an invite");
             return Err(match self.peer(c.node).await? {
@@ -142,6 +153,7 @@ impl Service {
             tls: c.tls,
             created_at: now,
             last_sync_at: None,
+            recover_since: recover.then_some(now),
         };
         let p2 = peer.clone();
         self.store
@@ -156,7 +168,15 @@ impl Service {
                 Ok(())
             })
             .await?;
-        tracing::info!(peer = %peer.node_id, org = %peer.org_id, "paired");
+        if recover {
+            tracing::warn!(
+                peer = %peer.node_id,
+                org = %peer.org_id,
+                "paired for recovery: until the first full exchange, this partner's node may give back our own org's past changes to the conversations shared with it"
+            );
+        } else {
+            tracing::info!(peer = %peer.node_id, org = %peer.org_id, "paired");
+        }
         let _ = self.peer_events.send(PeerEvent::Added(peer.node_id));
         Ok(peer)
     }

@@ -410,6 +410,7 @@ mod tests {
             tls: None,
             created_at: chrono::Utc::now(),
             last_sync_at: None,
+            recover_since: None,
         }
     }
 

@@ -366,6 +366,7 @@ impl Service {
                     tls: req.tls,
                     created_at: now,
                     last_sync_at: None,
+                    recover_since: None,
                 };
                 peers::put_peer(tx, &peer)?;
                 let a = PairAnswer {

@@ -27,6 +27,11 @@ fn swept_day_w(tx: &WriteTransaction) -> Result<i32> {
     Ok(meta_i64(&tx.open_table(META)?, "swept_day")?.unwrap_or(0) as i32)
 }
 
+/// The store schema recorded in the data directory (`None` before versions were recorded).
+pub fn schema_version(tx: &WriteTransaction) -> Result<Option<u64>> {
+    Ok(meta_i64(&tx.open_table(META)?, "schema_version")?.map(|v| v as u64))
+}
+
 /// The feed incarnation id, made on first open from the OS random source.
 pub fn feed_id_or_create(tx: &WriteTransaction) -> Result<u64> {
     if let Some(v) = meta_i64(&tx.open_table(META)?, "feed_id")? {

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod audience;
+pub mod backup;
 pub mod blobs;
 mod cache;
 pub mod check;
@@ -25,6 +26,7 @@ pub mod peers;
 pub mod query;
 pub mod quota;
 mod rebuild;
+mod recovery;
 pub mod reminders;
 pub mod search;
 pub mod sessions;
@@ -57,6 +59,13 @@ pub use writer::WriteCtx;
 /// 9: the due-date order kept per facet (`all`, `state:open`, `state:resolved`,
 ///    `active_task`), so a folder's `sort=due` walks only its own dated rows.
 pub const INDEX_VERSION: u64 = 10;
+
+/// The shape of the tables that hold the truth (documents, accounts, peers, outbox, files),
+/// kept in `META["schema_version"]`. Unlike [`INDEX_VERSION`], a change here cannot be undone
+/// by a rebuild: a release opens data of its own schema and older (migrating it), and refuses a
+/// data directory or backup of a newer one instead of misreading it.
+/// 1: release 0.1 (directories from before the version was recorded are taken as 1).
+pub const SCHEMA_VERSION: u64 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -96,6 +105,10 @@ pub enum StoreError {
         "this node has no identity yet: run `parley init --org-id ID --org-name NAME --role retailer|supplier`"
     )]
     NoIdentity,
+    #[error(
+        "the data directory {0} was written by a newer Parley (store schema {1}; this release reads up to {2}); run that release or a newer one, or restore a backup made by this one"
+    )]
+    NewerSchema(PathBuf, u64, u64),
 }
 
 impl StoreError {
@@ -165,12 +178,36 @@ pub struct Identity {
     pub org_name: String,
     pub role: Role,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// How many times this node was restored from a backup (`store::backup`); 0 for a node
+    /// never restored, and absent in records written before backups existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub actor_epoch: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Identity {
-    /// This node's Automerge actor: derived from the node id, so no two nodes share one.
+    /// This node's Automerge actor: derived from the node id, so no two nodes share one, and
+    /// from the restore epoch, so a restored node never writes as the actor it had before.
+    ///
+    /// Why the epoch: Automerge names every change by (actor, sequence number). A node
+    /// restored from a backup has lost its changes made after the backup, which its partners
+    /// still hold; writing again as the same actor would reuse sequence numbers they already
+    /// hold with other content, which Automerge refuses (`DuplicateSeqNumber`) and which would
+    /// stop the document from ever converging. Epoch 0 keeps the actor of nodes made before
+    /// epochs existed: the bare node id.
     pub fn actor(&self) -> automerge::ActorId {
-        automerge::ActorId::from(self.node_id.as_bytes().as_slice())
+        if self.actor_epoch == 0 {
+            return automerge::ActorId::from(self.node_id.as_bytes().as_slice());
+        }
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"parley actor\0");
+        h.update(self.node_id.as_bytes());
+        h.update(self.actor_epoch.to_le_bytes());
+        automerge::ActorId::from(&h.finalize()[..16])
     }
 }
 
@@ -263,6 +300,14 @@ impl Store {
         let db = Arc::new(db);
         let tx = begin_write(&db)?;
         tables::create_all(&tx)?;
+        match index::schema_version(&tx)? {
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::NewerSchema(dir.to_path_buf(), v, SCHEMA_VERSION));
+            }
+            Some(v) if v == SCHEMA_VERSION => {}
+            // Older, or from before versions were recorded: nothing to migrate yet.
+            _ => index::set_meta_i64(&tx, "schema_version", SCHEMA_VERSION as i64)?,
+        }
         let feed_id = index::feed_id_or_create(&tx)?;
         let dropped = blobs::sweep_open_uploads(&tx)?;
         tx.commit()?;
@@ -341,6 +386,11 @@ impl Store {
 
     pub fn feed_id(&self) -> u64 {
         self.feed_id
+    }
+
+    /// The data directory this store lives in.
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
     }
 
     /// A read transaction for synchronous callers already off the executor (the sync host).

@@ -34,6 +34,12 @@ pub struct Peer {
     pub tls: Option<String>,
     pub created_at: DateTime<Utc>,
     pub last_sync_at: Option<DateTime<Utc>>,
+    /// Set while this partner's node may restore our own org's past changes to us (a recovery
+    /// pairing, or the first exchange after a restore): its changes are then judged under
+    /// `Authority::Recovery`. Cleared, and logged, once the first full exchange with it has
+    /// completed (`Store::end_recovery`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recover_since: Option<DateTime<Utc>>,
 }
 
 /// Who an invite is for, chosen by the admin who made it. Pairing succeeds only if the

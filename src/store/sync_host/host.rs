@@ -174,7 +174,7 @@ impl Host for SyncHost<'_> {
             ));
         }
         self.gate()
-            .admit(before.as_ref(), &after, &self.audience.authority())
+            .admit(before.as_ref(), &after, &self.authority)
             .map_err(|v| Refusal::Rejected(v.to_string()))?;
         let base = match self.pending.docs.get(&id) {
             Some(r) => r.base.clone(),

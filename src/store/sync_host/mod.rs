@@ -102,6 +102,9 @@ pub struct SyncHost<'a> {
     store: &'a Store,
     scope: &'a PeerScope,
     audience: Audience,
+    /// Whose authority the peer's changes are judged under: its audience's, or, while the
+    /// peer restores our history to us (`Peer::recover_since`), [`Authority::Recovery`].
+    authority: Authority,
     /// This node (read once per call; it never changes).
     ident: Identity,
     /// Conversations whose stored bytes did not verify during this call: skipped, never
@@ -145,14 +148,23 @@ impl<'a> SyncHost<'a> {
             Audience::OwnSite => store.feed_id(),
             Audience::Partner(o) => audience::feed_id(store.feed_id(), o.as_str()),
         };
+        // Read at each call, not taken from the scope: recovery ends in the middle of a link's
+        // life (`Store::end_recovery`), and from then on the normal rules apply.
+        let recovering = super::peers::get_peer(&rtx, scope.peer.node_id)?
+            .is_some_and(|p| p.recover_since.is_some());
+        let authority = match &audience {
+            Audience::Partner(o) if recovering => Authority::Recovery(o.clone()),
+            a => a.authority(),
+        };
         let pending = Pending {
-            authority: Some(audience.authority()),
+            authority: Some(authority.clone()),
             ..Pending::default()
         };
         Ok(SyncHost {
             store,
             scope,
             audience,
+            authority,
             ident,
             damaged: Default::default(),
             now,

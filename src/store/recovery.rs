@@ -1,0 +1,38 @@
+//! The store's side of backups and of recovery from a partner: taking a backup from a
+//! snapshot, and ending a peer's recovery window.
+
+use std::path::Path;
+
+use redb::ReadableDatabase;
+use uuid::Uuid;
+
+use super::backup::{self, BackupError, Manifest};
+use super::{Result, Store, peers};
+
+impl Store {
+    /// Writes a backup of the current state to `dest` (see [`backup::write`]): one read
+    /// transaction, so writers go on while it runs and it holds exactly what was committed
+    /// when it began. Blocking: call it from the blocking pool.
+    pub fn backup_to(&self, dest: &Path) -> std::result::Result<Manifest, BackupError> {
+        let rtx = self.db.begin_read().map_err(super::StoreError::from)?;
+        backup::write(&rtx, dest)
+    }
+
+    /// Ends the recovery window of peer `node` (`Peer::recover_since`): from the next sync
+    /// step on, its changes are judged by the normal rules again. Returns whether a window
+    /// was open.
+    pub async fn end_recovery(&self, node: Uuid) -> Result<bool> {
+        self.write(move |ctx| {
+            let tx = ctx.tx();
+            let Some(mut p) = peers::get_peer_w(tx, node)? else {
+                return Ok(false);
+            };
+            if p.recover_since.take().is_none() {
+                return Ok(false);
+            }
+            peers::put_peer(tx, &p)?;
+            Ok(true)
+        })
+        .await
+    }
+}
