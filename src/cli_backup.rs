@@ -71,14 +71,9 @@ async fn download(base: &str, from: &str, token: &str, to: &Path) -> anyhow::Res
     let mut f = std::fs::File::create(&partial)
         .with_context(|| format!("cannot write {}", partial.display()))?;
     let url = format!("{base}/api/v1/admin/backup");
-    let got = crate::http_client::download_local(
-        "POST",
-        &url,
-        token,
-        &mut f,
-        Duration::from_secs(3600),
-    )
-    .await;
+    let got =
+        crate::http_client::download_local("POST", &url, token, &mut f, Duration::from_secs(3600))
+            .await;
     let result = async {
         let (status, text) = got.with_context(|| {
             format!(
@@ -123,7 +118,9 @@ pub async fn restore(g: &Global, file: PathBuf, expect_org: Option<String>) -> a
     };
     // Opening the store rebuilds the derived indexes from the restored documents, so the
     // first `serve` starts at once.
-    let svc = open_offline(&cfg).await.context("opening the restored data directory")?;
+    let svc = open_offline(&cfg)
+        .await
+        .context("opening the restored data directory")?;
     let store = svc.store().clone();
     drop(svc);
     tokio::task::spawn_blocking(move || store.shutdown()).await?;

@@ -5,8 +5,8 @@
 
 pub mod api;
 pub mod cli;
-mod cli_email;
 mod cli_backup;
+mod cli_email;
 mod cli_peer;
 mod cli_webhook;
 pub mod config;

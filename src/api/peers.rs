@@ -91,6 +91,10 @@ pub struct PeerOut {
     pub role: Role,
     /// `true` for another site of this node's own org.
     pub own_org: bool,
+    /// `true` while this partner's node may give back our own org's past changes (a
+    /// recovery pairing, or the first exchange after a restore); it ends by itself after the
+    /// first full exchange.
+    pub recovering: bool,
     /// Where this node dials it, if it does.
     pub url: Option<String>,
     /// Fingerprint of the certificate pinned for its `https://` address.
@@ -177,6 +181,7 @@ impl PeersApi {
             last_error: failure.as_ref().map(|f| f.error.clone()),
             stopped: failure.is_some_and(|f| f.stopped),
             own_org: me.as_ref().is_some_and(|m| m.org_id == p.org_id),
+            recovering: p.recover_since.is_some(),
             node_id: p.node_id,
             org_id: p.org_id.to_string(),
             org_name: p.org_name,

@@ -86,7 +86,12 @@ pub async fn sync(
     // travel only if that is `.2`.
     let offered: Vec<&str> = req
         .header("Sec-WebSocket-Protocol")
-        .map(|v| v.split(',').map(str::trim).filter(|p| !p.is_empty()).collect())
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     let chosen = offered
         .iter()
@@ -94,7 +99,9 @@ pub async fn sync(
     if chosen.is_none() && !offered.is_empty() {
         // A dialer speaking only link protocols we do not know: say which side to upgrade
         // rather than open a link neither can read.
-        let newer = offered.iter().any(|p| protocol_number(p).is_some_and(|n| n > 2));
+        let newer = offered
+            .iter()
+            .any(|p| protocol_number(p).is_some_and(|n| n > 2));
         let detail = format!(
             "this node ({}) speaks parley-sync.1 and parley-sync.2; the dialing node offered {}: {}",
             env!("CARGO_PKG_VERSION"),

@@ -183,7 +183,9 @@ impl Conn {
     /// normal rules again. Once per link; a failed write is tried again at the next step.
     async fn end_recovery(&self) {
         use std::sync::atomic::Ordering;
-        if self.scope.peer.recover_since.is_none() || self.recovery_ended.swap(true, Ordering::AcqRel) {
+        if self.scope.peer.recover_since.is_none()
+            || self.recovery_ended.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let peer = self.scope.peer.node_id;

@@ -63,7 +63,10 @@ impl BackupFile {
 /// `[backup]` for `parley print-config`.
 pub fn schedule_toml(s: Option<&BackupSchedule>) -> String {
     match s {
-        None => "\n[backup]\n# dir = \"/var/backups/parley\"   # periodic backups, off unless set\n".into(),
+        None => {
+            "\n[backup]\n# dir = \"/var/backups/parley\"   # periodic backups, off unless set\n"
+                .into()
+        }
         Some(s) => format!(
             "\n[backup]\ndir = {:?}\nevery_hours = {}\nkeep = {}\n",
             s.dir.display().to_string(),
@@ -127,7 +130,9 @@ impl Service {
         tokio::task::spawn_blocking(move || std::fs::create_dir_all(&made))
             .await
             .map_err(|_| ServiceError::Unavailable("the backup was cut short".into()))?
-            .map_err(|e| ServiceError::Unavailable(format!("cannot make {}: {e}", dir.display())))?;
+            .map_err(|e| {
+                ServiceError::Unavailable(format!("cannot make {}: {e}", dir.display()))
+            })?;
         let m = self.backup_to(p, path.clone()).await?;
         let file = std::fs::File::open(&path)
             .map_err(|e| ServiceError::Unavailable(format!("reading the backup: {e}")));
@@ -191,7 +196,9 @@ fn prune(dir: &Path, keep: usize) {
     for old in &ours[..extra] {
         match std::fs::remove_file(old) {
             Ok(()) => tracing::info!(file = %old.display(), "removed an old periodic backup"),
-            Err(e) => tracing::warn!(file = %old.display(), error = %e, "could not remove an old backup"),
+            Err(e) => {
+                tracing::warn!(file = %old.display(), error = %e, "could not remove an old backup")
+            }
         }
     }
 }
@@ -203,7 +210,12 @@ mod tests {
     #[test]
     fn pruning_keeps_the_newest_and_leaves_other_files() {
         let d = tempfile::tempdir().unwrap();
-        for n in ["parley-20261101T000000Z.backup", "parley-20261102T000000Z.backup", "parley-20261103T000000Z.backup", "notes.txt"] {
+        for n in [
+            "parley-20261101T000000Z.backup",
+            "parley-20261102T000000Z.backup",
+            "parley-20261103T000000Z.backup",
+            "notes.txt",
+        ] {
             std::fs::write(d.path().join(n), b"x").unwrap();
         }
         prune(d.path(), 2);
@@ -214,13 +226,24 @@ mod tests {
         left.sort();
         assert_eq!(
             left,
-            ["notes.txt", "parley-20261102T000000Z.backup", "parley-20261103T000000Z.backup"]
+            [
+                "notes.txt",
+                "parley-20261102T000000Z.backup",
+                "parley-20261103T000000Z.backup"
+            ]
         );
     }
 
     #[test]
     fn schedule_limits_are_checked() {
-        let f = |h, k| BackupFile { dir: Some("/x".into()), every_hours: h, keep: k }.load();
+        let f = |h, k| {
+            BackupFile {
+                dir: Some("/x".into()),
+                every_hours: h,
+                keep: k,
+            }
+            .load()
+        };
         assert!(f(Some(0), None).is_err());
         assert!(f(None, Some(0)).is_err());
         assert_eq!(f(None, None).unwrap().unwrap().keep, 7);

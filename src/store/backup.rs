@@ -556,7 +556,11 @@ mod tests {
         placed.insert("meta".into());
         macro_rules! name {
             ($t:expr) => {
-                assert!(placed.insert($t.name().to_string()), "{} is placed twice", $t.name());
+                assert!(
+                    placed.insert($t.name().to_string()),
+                    "{} is placed twice",
+                    $t.name()
+                );
             };
         }
         kept_tables!(name);

@@ -302,7 +302,11 @@ impl Store {
         tables::create_all(&tx)?;
         match index::schema_version(&tx)? {
             Some(v) if v > SCHEMA_VERSION => {
-                return Err(StoreError::NewerSchema(dir.to_path_buf(), v, SCHEMA_VERSION));
+                return Err(StoreError::NewerSchema(
+                    dir.to_path_buf(),
+                    v,
+                    SCHEMA_VERSION,
+                ));
             }
             Some(v) if v == SCHEMA_VERSION => {}
             // Older, or from before versions were recorded: nothing to migrate yet.

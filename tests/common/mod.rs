@@ -160,6 +160,53 @@ impl TestNode {
         }
     }
 
+    /// A node on a data directory that already holds one (a restored backup, a kept
+    /// fixture), answering to `token`: nothing is set up, only opened and served.
+    pub async fn start_existing(
+        dir: tempfile::TempDir,
+        org: &str,
+        role: Role,
+        token: &str,
+    ) -> TestNode {
+        let cfg = Config::load(Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            listen: Some("127.0.0.1:0".into()),
+            allow_loopback_peers: Some(true),
+            ..Default::default()
+        })
+        .unwrap();
+        let svc = parley::server::open(&cfg, Clock::System).await.unwrap();
+        let acceptor = parley::server::bind(&cfg).await.unwrap();
+        let addr = parley::server::local_addr(&acceptor).unwrap();
+        let (stop, task) = serve(svc.clone(), acceptor);
+        TestNode {
+            org: org.to_string(),
+            role,
+            base: format!("http://{addr}"),
+            addr,
+            tls_addr: None,
+            token: token.to_string(),
+            svc: Some(svc),
+            dir,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// A checked backup of the running node, through its API, written to `to`.
+    pub async fn backup(&self, to: &std::path::Path) {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/admin/backup", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "the backup must be made");
+        std::fs::write(to, r.bytes().await.unwrap()).unwrap();
+    }
+
     /// The address the node serves plain HTTP on.
     pub fn addr(&self) -> std::net::SocketAddr {
         self.addr
