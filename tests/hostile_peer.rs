@@ -1495,3 +1495,147 @@ fn a_fetch_cut_by_one_peer_is_not_finished_with_another_peers_bytes() {
     assert!(got == real, "byte-identical to the real file");
     let _ = p;
 }
+
+/// A conversation of `creator` with `partner`, as its node would write it, with one more
+/// message by `creator` after the first.
+fn written_by(creator: (&str, Role), partner: (&str, Role), subject: &str) -> Automerge {
+    let n = NewConversation {
+        id: new_id(),
+        kind: Kind::Message,
+        subject: subject.into(),
+        topic: None,
+        reference_id: None,
+        due_date: None,
+        body: Some("first".into()),
+        attachments: Vec::new(),
+        message_id: new_id(),
+    };
+    let c = commands::new_conversation(
+        n,
+        by(creator.0),
+        creator.1,
+        &org(partner.0),
+        partner.1,
+        Utc::now(),
+    )
+    .unwrap();
+    let mut d = AutoCommit::new();
+    doc::create(&mut d, &c).unwrap();
+    d.commit();
+    doc::add_message(
+        &mut d,
+        &msg(by(creator.0), "second", &Utc::now().to_rfc3339()),
+    )
+    .unwrap();
+    d.commit();
+    Automerge::load(&d.save()).unwrap()
+}
+
+/// The recovery window (`peer add --recover`, or the first exchange after a restore) lets
+/// the partner give back our own org's past, but only on conversations between us and it,
+/// never a team document, and only until it is closed; then the normal rules hold again.
+#[test]
+fn a_recovery_window_takes_our_own_past_only_from_that_partner_and_only_once() {
+    let node = ours();
+    let mut recovering = node.scope.peer.clone();
+    recovering.recover_since = Some(Utc::now());
+    let put = |p: Peer| {
+        node.store
+            .write_blocking(move |ctx| parley::store::peers::put_peer(ctx.tx(), &p))
+            .unwrap();
+    };
+    let ours_with_bolt = || {
+        written_by(
+            ("acme", Role::Retailer),
+            ("bolt", Role::Supplier),
+            "PO 7781",
+        )
+    };
+
+    // No window: a conversation written as acme, from bolt, is refused.
+    put(node.scope.peer.clone());
+    let mut h = Hostile::default();
+    let refused = h.put(ours_with_bolt());
+    let out = node.exchange(&mut h);
+    assert!(
+        out.rejected
+            .iter()
+            .any(|(d, r)| *d == refused && r.contains("written as acme")),
+        "{:?}",
+        out.rejected
+    );
+    assert!(!node.stored(refused));
+
+    // Window open: our past with bolt comes back; our conversation with zeta does not, nor
+    // one between bolt and zeta, nor a team document.
+    put(recovering.clone());
+    let mut h = Hostile::default();
+    let back = h.put(ours_with_bolt());
+    let with_zeta = h.put(written_by(
+        ("acme", Role::Retailer),
+        ("zeta", Role::Supplier),
+        "Zeta order",
+    ));
+    let out = node.exchange(&mut h);
+    assert!(
+        node.stored(back),
+        "our own past with bolt is taken: {:?}",
+        out.rejected
+    );
+    assert_eq!(node.view(back).messages.len(), 2);
+    assert!(
+        !node.stored(with_zeta),
+        "bolt may not give us a conversation with zeta"
+    );
+    let tid = DocId(parley::domain::team::team_id(back).to_be_bytes());
+    let mut forged = parley::store::team::genesis(back).unwrap();
+    forged.set_actor(automerge::ActorId::random());
+    parley::domain::team::put_note(
+        &mut forged,
+        &parley::domain::team::Note {
+            id: Uuid::new_v4(),
+            author: "admin".into(),
+            body: "FORGED during recovery".into(),
+            created_at: Utc::now(),
+            edited_at: None,
+        },
+    )
+    .unwrap();
+    let forged = forged.document().clone();
+    let mut host = SyncHost::new(&node.store, &node.scope, Utc::now()).unwrap();
+    let refused_team = host.store_doc(DocUpdate {
+        doc: tid,
+        before: None,
+        after: &forged,
+    });
+    assert!(
+        matches!(refused_team, Err(StoreError::Rejected(_))),
+        "a team document is never taken from a partner: {refused_team:?}"
+    );
+    assert!(host.into_pending().is_empty());
+
+    // Closed: the same kind of change is refused again.
+    let ended = node
+        .rt
+        .block_on(node.store.end_recovery(node.scope.peer.node_id))
+        .unwrap();
+    assert!(ended);
+    let mut h = Hostile::default();
+    let late = h.put(ours_with_bolt());
+    let out = node.exchange(&mut h);
+    assert!(
+        out.rejected
+            .iter()
+            .any(|(d, r)| *d == late && r.contains("written as acme")),
+        "{:?}",
+        out.rejected
+    );
+    assert!(!node.stored(late));
+    // And a second end finds nothing open.
+    assert!(
+        !node
+            .rt
+            .block_on(node.store.end_recovery(node.scope.peer.node_id))
+            .unwrap()
+    );
+}
