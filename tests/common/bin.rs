@@ -44,11 +44,16 @@ pub struct Server {
 impl Server {
     /// Starts the node; `Err` with what it printed if it exits before listening.
     pub fn start(dir: &Path) -> Result<Server, String> {
+        Server::start_on(dir, "127.0.0.1:0")
+    }
+
+    /// [`Server::start`] on the address `listen`.
+    pub fn start_on(dir: &Path, listen: &str) -> Result<Server, String> {
         let mut child = Command::new(BIN)
             .arg("serve")
             .arg("--data-dir")
             .arg(dir)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .env("PARLEY_LOG", "warn")
             // Every node of a test runs on this machine.
             .env("PARLEY_ALLOW_LOOPBACK_PEERS", "1")
