@@ -321,7 +321,15 @@ pub fn check_offline(dir: &Path) -> Result<CheckReport> {
             });
         }
     };
-    let mut r = check_tx(&db.begin_read()?)?;
+    let rtx = db.begin_read()?;
+    if let Some(v) = super::index::schema_version_r(&rtx)?
+        && v > super::SCHEMA_VERSION
+    {
+        // A newer release's tables would be judged by rules they do not follow.
+        return Err(StoreError::NewerSchema(dir.to_path_buf(), v, super::SCHEMA_VERSION));
+    }
+    let mut r = check_tx(&rtx)?;
+    drop(rtx);
     r.pages = match db.check_integrity() {
         Ok(true) => Pages::Verified,
         Ok(false) => Pages::Damaged("some pages did not verify".into()),

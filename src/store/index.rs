@@ -32,6 +32,10 @@ pub fn schema_version(tx: &WriteTransaction) -> Result<Option<u64>> {
     Ok(meta_i64(&tx.open_table(META)?, "schema_version")?.map(|v| v as u64))
 }
 
+pub fn schema_version_r(tx: &ReadTransaction) -> Result<Option<u64>> {
+    Ok(meta_i64(&tx.open_table(META)?, "schema_version")?.map(|v| v as u64))
+}
+
 /// The feed incarnation id, made on first open from the OS random source.
 pub fn feed_id_or_create(tx: &WriteTransaction) -> Result<u64> {
     if let Some(v) = meta_i64(&tx.open_table(META)?, "feed_id")? {

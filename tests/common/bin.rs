@@ -166,6 +166,13 @@ pub async fn start(dir: &Path) -> Result<Server, String> {
         .unwrap()
 }
 
+pub async fn start_on(dir: &Path, listen: &str) -> Result<Server, String> {
+    let (dir, listen) = (dir.to_path_buf(), listen.to_string());
+    tokio::task::spawn_blocking(move || Server::start_on(&dir, &listen))
+        .await
+        .unwrap()
+}
+
 pub async fn crash(s: Server) {
     tokio::task::spawn_blocking(move || s.crash())
         .await
