@@ -22,7 +22,9 @@ fn files_in(dir: &Path) -> Vec<String> {
 async fn backup_of_a_running_and_of_a_stopped_node_restores_and_checks() {
     let acme = Node::new();
     let s = bin::start(&acme.dir).await.unwrap();
-    let id = acme.create(&s, "Item 4411 description too thin", Some("SKU-4411")).await;
+    let id = acme
+        .create(&s, "Item 4411 description too thin", Some("SKU-4411"))
+        .await;
     let (st, _) = acme.reply(&s, id, "please add care instructions").await;
     assert_eq!(st, 201);
     let out = tempfile::tempdir().unwrap();
@@ -31,7 +33,11 @@ async fn backup_of_a_running_and_of_a_stopped_node_restores_and_checks() {
     let said = cli_ok(&acme.dir, &["backup", "--to", running.to_str().unwrap()]);
     assert!(said.contains("backup of acme"), "{said}");
     assert!(said.contains("1 conversations"), "{said}");
-    assert_eq!(files_in(out.path()), ["running.backup"], "no partial file is left");
+    assert_eq!(
+        files_in(out.path()),
+        ["running.backup"],
+        "no partial file is left"
+    );
     // The backup API is for admins only.
     let anon = reqwest::Client::new()
         .post(s.url("/admin/backup"))
@@ -40,11 +46,21 @@ async fn backup_of_a_running_and_of_a_stopped_node_restores_and_checks() {
         .unwrap();
     assert_eq!(anon.status(), 401);
     let (st, tok) = acme
-        .call(&s, "POST", "/users", Some(serde_json::json!({"name": "ann", "password": "correct-horse-3", "admin": false})))
+        .call(
+            &s,
+            "POST",
+            "/users",
+            Some(serde_json::json!({"name": "ann", "password": "correct-horse-3", "admin": false})),
+        )
         .await;
     assert!(st < 300, "{tok}");
     let (st, tok) = acme
-        .call(&s, "POST", "/tokens", Some(serde_json::json!({"name": "ann-token", "user": "ann"})))
+        .call(
+            &s,
+            "POST",
+            "/tokens",
+            Some(serde_json::json!({"name": "ann-token", "user": "ann"})),
+        )
         .await;
     assert!(st < 300, "{tok}");
     let not_admin = reqwest::Client::new()
@@ -70,9 +86,14 @@ async fn backup_of_a_running_and_of_a_stopped_node_restores_and_checks() {
         let s = bin::start(&data).await.unwrap();
         let restored = acme.inbox(&s, "").await;
         assert_eq!(restored, [id]);
-        let (st, v) = acme.call(&s, "GET", &format!("/conversations/{id}"), None).await;
+        let (st, v) = acme
+            .call(&s, "GET", &format!("/conversations/{id}"), None)
+            .await;
         assert_eq!(st, 200, "the admin's token came along: {v}");
-        assert_eq!(v["messages"][0]["body"], "please add care instructions", "{v}");
+        assert_eq!(
+            v["messages"][0]["body"], "please add care instructions",
+            "{v}"
+        );
         bin::stop(s).await;
     }
 }
@@ -130,7 +151,10 @@ fn bad_backups_and_directories_are_refused_and_nothing_changes() {
     // The good one restores (into a directory holding only a config file).
     std::fs::create_dir_all(&target).unwrap();
     std::fs::write(target.join("parley.toml"), "doc_cache = 64\n").unwrap();
-    let said = cli_ok(&target, &["restore", good.to_str().unwrap(), "--expect-org", "acme"]);
+    let said = cli_ok(
+        &target,
+        &["restore", good.to_str().unwrap(), "--expect-org", "acme"],
+    );
     assert!(said.contains("restored acme"), "{said}");
     assert!(files_in(&target).contains(&"parley.redb".to_string()));
     // Restoring again over it is refused.

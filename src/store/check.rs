@@ -326,7 +326,11 @@ pub fn check_offline(dir: &Path) -> Result<CheckReport> {
         && v > super::SCHEMA_VERSION
     {
         // A newer release's tables would be judged by rules they do not follow.
-        return Err(StoreError::NewerSchema(dir.to_path_buf(), v, super::SCHEMA_VERSION));
+        return Err(StoreError::NewerSchema(
+            dir.to_path_buf(),
+            v,
+            super::SCHEMA_VERSION,
+        ));
     }
     let mut r = check_tx(&rtx)?;
     drop(rtx);
