@@ -297,6 +297,70 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// `method url` to this machine's own node with `bearer`, writing a 2xx answer's body into
+/// `out` as it arrives (a backup can be larger than memory). Returns the status and, for an
+/// answer that is not 2xx, its body (at most [`MAX_REPLY`]). No overall time limit: the node
+/// answers only after it has written the whole backup, which takes as long as it takes; a
+/// connection silent for `idle` ends it.
+pub async fn download_local(
+    method: &str,
+    url: &str,
+    bearer: &str,
+    out: &mut (impl std::io::Write + Send),
+    idle: Duration,
+) -> Result<(u16, String), HttpError> {
+    let t = check_peer_url(url, true)?;
+    if !t.tls && !is_loopback_host(&t.host) {
+        return Err(HttpError::Address(format!(
+            "{url} is plain http to another machine, which would send the node's token in \
+             clear: use https://, or run the command on the node's machine"
+        )));
+    }
+    crate::tls::ensure_provider();
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(idle);
+    if t.tls {
+        b = crate::tls::reqwest_tls(b, None).map_err(HttpError::Tls)?;
+    }
+    let client = b
+        .build()
+        .map_err(|e| HttpError::Connect(t.addr.clone(), e.to_string()))?;
+    let m = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|_| HttpError::Url(url.into(), "bad method"))?;
+    let err = |e: reqwest::Error| {
+        if e.is_timeout() {
+            HttpError::Timeout(url.into(), idle.as_secs())
+        } else {
+            HttpError::Connect(t.addr.clone(), error_chain(&e))
+        }
+    };
+    let mut resp = client
+        .request(m, url)
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .map_err(err)?;
+    let status = resp.status().as_u16();
+    if !(200..300).contains(&status) {
+        let mut raw = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(err)? {
+            if raw.len() + chunk.len() > MAX_REPLY {
+                break;
+            }
+            raw.extend_from_slice(&chunk);
+        }
+        return Ok((status, String::from_utf8_lossy(&raw).into_owned()));
+    }
+    while let Some(chunk) = resp.chunk().await.map_err(err)? {
+        out.write_all(&chunk)
+            .map_err(|e| HttpError::Address(format!("writing what {url} sent: {e}")))?;
+    }
+    Ok((status, String::new()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,68 +531,4 @@ mod tests {
         };
         assert!(open.resolve(name("localhost")).await.is_ok());
     }
-}
-
-/// `method url` to this machine's own node with `bearer`, writing a 2xx answer's body into
-/// `out` as it arrives (a backup can be larger than memory). Returns the status and, for an
-/// answer that is not 2xx, its body (at most [`MAX_REPLY`]). No overall time limit: the node
-/// answers only after it has written the whole backup, which takes as long as it takes; a
-/// connection silent for `idle` ends it.
-pub async fn download_local(
-    method: &str,
-    url: &str,
-    bearer: &str,
-    out: &mut (impl std::io::Write + Send),
-    idle: Duration,
-) -> Result<(u16, String), HttpError> {
-    let t = check_peer_url(url, true)?;
-    if !t.tls && !is_loopback_host(&t.host) {
-        return Err(HttpError::Address(format!(
-            "{url} is plain http to another machine, which would send the node's token in \
-             clear: use https://, or run the command on the node's machine"
-        )));
-    }
-    crate::tls::ensure_provider();
-    let mut b = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(idle);
-    if t.tls {
-        b = crate::tls::reqwest_tls(b, None).map_err(HttpError::Tls)?;
-    }
-    let client = b
-        .build()
-        .map_err(|e| HttpError::Connect(t.addr.clone(), e.to_string()))?;
-    let m = reqwest::Method::from_bytes(method.as_bytes())
-        .map_err(|_| HttpError::Url(url.into(), "bad method"))?;
-    let err = |e: reqwest::Error| {
-        if e.is_timeout() {
-            HttpError::Timeout(url.into(), idle.as_secs())
-        } else {
-            HttpError::Connect(t.addr.clone(), error_chain(&e))
-        }
-    };
-    let mut resp = client
-        .request(m, url)
-        .bearer_auth(bearer)
-        .send()
-        .await
-        .map_err(err)?;
-    let status = resp.status().as_u16();
-    if !(200..300).contains(&status) {
-        let mut raw = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(err)? {
-            if raw.len() + chunk.len() > MAX_REPLY {
-                break;
-            }
-            raw.extend_from_slice(&chunk);
-        }
-        return Ok((status, String::from_utf8_lossy(&raw).into_owned()));
-    }
-    while let Some(chunk) = resp.chunk().await.map_err(err)? {
-        out.write_all(&chunk)
-            .map_err(|e| HttpError::Address(format!("writing what {url} sent: {e}")))?;
-    }
-    Ok((status, String::new()))
 }

@@ -20,6 +20,9 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+/// Per writer: (reply number, when its 201 arrived).
+type Acked = Vec<Vec<(usize, Instant)>>;
+
 fn admin() -> Principal {
     Principal {
         user: "admin".into(),
@@ -119,8 +122,7 @@ async fn a_backup_taken_while_32_writers_reply_is_one_snapshot_and_restores_clea
     // 32 writers, one conversation each, replying in sequence until told to stop.
     let acme = Arc::new(acme);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Per writer: (n, when its 201 arrived).
-    let acked: Arc<Mutex<Vec<Vec<(usize, Instant)>>>> = Arc::new(Mutex::new(vec![Vec::new(); 32]));
+    let acked: Arc<Mutex<Acked>> = Arc::new(Mutex::new(vec![Vec::new(); 32]));
     let mut tasks = Vec::new();
     for (w, id) in ids.iter().copied().enumerate() {
         let (acme, stop, acked) = (acme.clone(), stop.clone(), acked.clone());
