@@ -134,6 +134,14 @@ pub async fn restore(g: &Global, file: PathBuf, expect_org: Option<String>) -> a
         m.files,
         dir.display()
     );
+    let count = |t: &str| m.tables.get(t).copied().unwrap_or(0);
+    println!(
+        "restored {} users, {} API tokens and {} peers as they were at the backup: revoke again any \
+         token and remove again any peer that was revoked after it (open invites were dropped)",
+        count("users"),
+        count("tokens"),
+        count("peers")
+    );
     println!(
         "this node now writes as a new Automerge actor; on their first exchange, each partner's node \
          gives back what this node wrote after the backup. Start it with `parley serve`"

@@ -103,7 +103,27 @@ fn bad_backups_and_directories_are_refused_and_nothing_changes() {
     let acme = Node::new();
     let out = tempfile::tempdir().unwrap();
     let good = out.path().join("acme.backup");
+    // An open invite at the time of the backup.
+    cli_ok(
+        &acme.dir,
+        &[
+            "peer",
+            "invite",
+            "--org",
+            "bolt",
+            "--public-url",
+            "http://127.0.0.1:9",
+        ],
+    );
     cli_ok(&acme.dir, &["backup", "--to", good.to_str().unwrap()]);
+    let m = parley::store::backup::verify(&{
+        let c = out.path().join("copy.backup");
+        std::fs::copy(&good, &c).unwrap();
+        c
+    })
+    .unwrap();
+    assert_eq!(m.tables["invites"], 1, "{m:?}");
+    std::fs::remove_file(out.path().join("copy.backup")).unwrap();
     let bytes = std::fs::read(&good).unwrap();
 
     let target = out.path().join("target");
@@ -157,6 +177,16 @@ fn bad_backups_and_directories_are_refused_and_nothing_changes() {
     );
     assert!(said.contains("restored acme"), "{said}");
     assert!(files_in(&target).contains(&"parley.redb".to_string()));
+    assert!(said.contains("revoke again any token"), "{said}");
+    // The invite open at the backup does not come back: it may have been used since.
+    {
+        let db = redb::Database::open(target.join("parley.redb")).unwrap();
+        let rtx = redb::ReadableDatabase::begin_read(&db).unwrap();
+        let invites = rtx
+            .open_table(redb::TableDefinition::<&[u8], &[u8]>::new("invites"))
+            .unwrap();
+        assert_eq!(redb::ReadableTableMetadata::len(&invites).unwrap(), 0);
+    }
     // Restoring again over it is refused.
     let (ok, said) = cli(&target, &["restore", good.to_str().unwrap()]);
     assert!(!ok && said.contains("is not empty"), "{said}");

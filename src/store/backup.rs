@@ -256,14 +256,8 @@ fn write_partial(src: &ReadTransaction, ident: &Identity, partial: &Path) -> Res
         org_id: ident.org_id.to_string(),
         org_name: ident.org_name.clone(),
         made_at: Utc::now(),
-        conversations: src
-            .open_table(DOCS)?
-            .iter()?
-            .filter(|r| {
-                r.as_ref()
-                    .is_ok_and(|(k, _)| !crate::domain::team::is_team_id(k.value()))
-            })
-            .count() as u64,
+        // One inbox row per conversation, in the same snapshot (team documents have none).
+        conversations: src.open_table(SUMMARIES)?.len()?,
         files: src.open_table(super::blobs::BLOB_META)?.len()?,
         tables: BTreeMap::new(),
     };
@@ -488,6 +482,10 @@ fn restore_into(file: &Path, work: &Path, opts: &RestoreOptions) -> Result<Manif
         ident.actor_epoch += 1;
         accounts::write_identity(&tx, &ident)?;
     }
+    // Invites open at the backup may have been used since; a restore must not make a used
+    // one-time code good again.
+    tx.delete_table(INVITES)?;
+    tx.open_table(INVITES)?;
     let now = Utc::now();
     for mut p in peers::list_peers_w(&tx)? {
         if p.org_id != ident.org_id {
