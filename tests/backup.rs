@@ -425,3 +425,39 @@ fn actor_of_last_change_by_body(n: &TestNode, id: Uuid, body: &str) -> Vec<u8> {
 fn actor_of_last_change(n: &TestNode, id: Uuid) -> Vec<u8> {
     actor_of_last_change_by_body(n, id, "acme after the backup")
 }
+
+/// Periodic backups: each one whole and checked, the newest `keep` kept, other files left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_backups_are_checked_and_only_the_newest_are_kept() {
+    let acme = TestNode::start("acme", Role::Retailer).await;
+    create(&acme, "bolt", "Kept in every backup").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("README.txt"), "not ours").unwrap();
+    let schedule = parley::service::backup::BackupSchedule {
+        dir: dir.path().to_path_buf(),
+        every: std::time::Duration::from_millis(300),
+        keep: 2,
+    };
+    let task = tokio::spawn(parley::service::backup::run_schedule(
+        acme.svc().clone(),
+        schedule,
+    ));
+    let mut seen = std::collections::BTreeSet::new();
+    let names = eventually(60, "three backups, two kept", || {
+        let list: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".backup"))
+            .collect();
+        seen.extend(list.iter().cloned());
+        let done = seen.len() >= 3 && list.len() == 2;
+        async move { done.then_some(list) }
+    })
+    .await;
+    task.abort();
+    for n in names {
+        let m = backup::verify(&copy_of(&dir.path().join(&n))).unwrap();
+        assert_eq!(m.conversations, 1, "{n}");
+    }
+    assert!(dir.path().join("README.txt").exists());
+}

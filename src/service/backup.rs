@@ -151,10 +151,7 @@ pub async fn run_schedule(svc: Arc<Service>, s: BackupSchedule) {
             _ = tokio::time::sleep(s.every) => {}
             _ = async { let _ = closing.wait_for(|c| *c).await; } => return,
         }
-        let name = format!(
-            "{PREFIX}{}{SUFFIX}",
-            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-        );
+        let name = format!("{PREFIX}{}{SUFFIX}", svc.now().format("%Y%m%dT%H%M%S%.3fZ"));
         let dir = s.dir.clone();
         let made = tokio::task::spawn_blocking(move || std::fs::create_dir_all(&dir)).await;
         if let Ok(Err(e)) = made {
