@@ -1496,9 +1496,15 @@ fn a_fetch_cut_by_one_peer_is_not_finished_with_another_peers_bytes() {
     let _ = p;
 }
 
-/// A conversation of `creator` with `partner`, as its node would write it, with one more
-/// message by `creator` after the first.
-fn written_by(creator: (&str, Role), partner: (&str, Role), subject: &str) -> Automerge {
+/// A conversation of `creator` with `partner`, as its node would have written it at `at`, with
+/// one more message by `creator` (carrying `files`) after the first.
+fn written_by(
+    creator: (&str, Role),
+    partner: (&str, Role),
+    subject: &str,
+    at: chrono::DateTime<Utc>,
+    files: Vec<AttachmentRef>,
+) -> Automerge {
     let n = NewConversation {
         id: new_id(),
         kind: Kind::Message,
@@ -1510,47 +1516,49 @@ fn written_by(creator: (&str, Role), partner: (&str, Role), subject: &str) -> Au
         attachments: Vec::new(),
         message_id: new_id(),
     };
-    let c = commands::new_conversation(
-        n,
-        by(creator.0),
-        creator.1,
-        &org(partner.0),
-        partner.1,
-        Utc::now(),
-    )
-    .unwrap();
+    let c = commands::new_conversation(n, by(creator.0), creator.1, &org(partner.0), partner.1, at)
+        .unwrap();
     let mut d = AutoCommit::new();
     doc::create(&mut d, &c).unwrap();
     d.commit();
-    doc::add_message(
-        &mut d,
-        &msg(by(creator.0), "second", &Utc::now().to_rfc3339()),
-    )
-    .unwrap();
+    let m = Message {
+        attachments: files,
+        ..msg(
+            by(creator.0),
+            "second",
+            &(at + chrono::Duration::seconds(1)).to_rfc3339(),
+        )
+    };
+    doc::add_message(&mut d, &m).unwrap();
     d.commit();
     Automerge::load(&d.save()).unwrap()
 }
 
+fn rejected_for(out: &Outcome, id: Uuid, want: &str) -> bool {
+    out.rejected
+        .iter()
+        .any(|(d, r)| *d == id && r.contains(want))
+}
+
 /// The recovery window (`peer add --recover`, or the first exchange after a restore) lets
 /// the partner give back our own org's past, but only on conversations between us and it,
-/// never a team document, and only until it is closed; then the normal rules hold again.
+/// only what is dated before the window opened, never a team document or a file we hold,
+/// and only until it is closed (or 14 days pass); then the normal rules hold again.
 #[test]
 fn a_recovery_window_takes_our_own_past_only_from_that_partner_and_only_once() {
     let node = ours();
+    let opened = Utc::now();
+    let past = opened - chrono::Duration::hours(3);
     let mut recovering = node.scope.peer.clone();
-    recovering.recover_since = Some(Utc::now());
+    recovering.recover_since = Some(opened);
     let put = |p: Peer| {
         node.store
             .write_blocking(move |ctx| parley::store::peers::put_peer(ctx.tx(), &p))
             .unwrap();
     };
-    let ours_with_bolt = || {
-        written_by(
-            ("acme", Role::Retailer),
-            ("bolt", Role::Supplier),
-            "PO 7781",
-        )
-    };
+    let acme = ("acme", Role::Retailer);
+    let bolt = ("bolt", Role::Supplier);
+    let ours_with_bolt = || written_by(acme, bolt, "PO 7781", past, Vec::new());
 
     // No window: a conversation written as acme, from bolt, is refused.
     put(node.scope.peer.clone());
@@ -1558,23 +1566,50 @@ fn a_recovery_window_takes_our_own_past_only_from_that_partner_and_only_once() {
     let refused = h.put(ours_with_bolt());
     let out = node.exchange(&mut h);
     assert!(
-        out.rejected
-            .iter()
-            .any(|(d, r)| *d == refused && r.contains("written as acme")),
+        rejected_for(&out, refused, "written as acme"),
         "{:?}",
         out.rejected
     );
     assert!(!node.stored(refused));
 
-    // Window open: our past with bolt comes back; our conversation with zeta does not, nor
-    // one between bolt and zeta, nor a team document.
+    // Window open: our past with bolt comes back. Not: our conversation with zeta; one dated
+    // after the window opened; one naming, in our name, a file this node holds (from zeta's
+    // conversation), which would make us serve it to bolt; a team document.
     put(recovering.clone());
+    let held = random_pdf(300_000);
+    let zeta_file = node.upload("zeta-price-list.pdf", &held);
+    node.create_with_file("zeta", &zeta_file);
     let mut h = Hostile::default();
     let back = h.put(ours_with_bolt());
     let with_zeta = h.put(written_by(
-        ("acme", Role::Retailer),
+        acme,
         ("zeta", Role::Supplier),
         "Zeta order",
+        past,
+        Vec::new(),
+    ));
+    let new_in_our_name = h.put(written_by(
+        acme,
+        bolt,
+        "Written today",
+        opened + chrono::Duration::seconds(1),
+        Vec::new(),
+    ));
+    let f = file_ref(
+        &zeta_file,
+        held.len() as u64,
+        "price-list.pdf",
+        "application/pdf",
+    );
+    let naming_held = h.put(written_by(acme, bolt, "With zeta's file", past, vec![f]));
+    let lost_file = sha(&random_pdf(1000));
+    let f = file_ref(&hex::encode(lost_file), 1000, "lost.pdf", "application/pdf");
+    let naming_lost = h.put(written_by(
+        acme,
+        bolt,
+        "With a file lost here",
+        past,
+        vec![f],
     ));
     let out = node.exchange(&mut h);
     assert!(
@@ -1586,6 +1621,23 @@ fn a_recovery_window_takes_our_own_past_only_from_that_partner_and_only_once() {
     assert!(
         !node.stored(with_zeta),
         "bolt may not give us a conversation with zeta"
+    );
+    assert!(
+        rejected_for(&out, new_in_our_name, "gives back only the past"),
+        "{:?}",
+        out.rejected
+    );
+    assert!(!node.stored(new_in_our_name));
+    assert!(
+        rejected_for(&out, naming_held, "which this node holds"),
+        "{:?}",
+        out.rejected
+    );
+    assert!(!node.stored(naming_held));
+    assert!(
+        node.stored(naming_lost),
+        "a file we lost may come back: {:?}",
+        out.rejected
     );
     let tid = DocId(parley::domain::team::team_id(back).to_be_bytes());
     let mut forged = parley::store::team::genesis(back).unwrap();
@@ -1613,6 +1665,20 @@ fn a_recovery_window_takes_our_own_past_only_from_that_partner_and_only_once() {
         "a team document is never taken from a partner: {refused_team:?}"
     );
     assert!(host.into_pending().is_empty());
+
+    // Past the longest a window stays open, it is closed whatever the partner does.
+    let mut stale = recovering.clone();
+    stale.recover_since = Some(opened - chrono::Duration::days(15));
+    put(stale);
+    let mut h = Hostile::default();
+    let too_late = h.put(ours_with_bolt());
+    let out = node.exchange(&mut h);
+    assert!(
+        rejected_for(&out, too_late, "written as acme"),
+        "{:?}",
+        out.rejected
+    );
+    put(recovering);
 
     // Closed: the same kind of change is refused again.
     let ended = node

@@ -61,8 +61,12 @@ pub enum Authority {
     /// A partner's node, once, restoring to us the history of the conversations we share with
     /// it (`parley peer add --recover`, or the first exchange after `parley restore`): what it
     /// holds of our own org's past is taken like a relay of our own site, judged by its shape
-    /// only, but only on conversations between us and that partner.
-    Recovery(OrgId),
+    /// only — but only on conversations between us and that partner, and only items of ours
+    /// dated before `before` (when the window opened): the past, never anything new.
+    Recovery {
+        partner: OrgId,
+        before: DateTime<Utc>,
+    },
 }
 
 /// Why a version of a conversation may not be stored. The text is what the peer or the API
@@ -324,19 +328,38 @@ pub fn check_change(
     let actor = match authority {
         Authority::Org(o) => Some(o),
         Authority::OwnSite => None,
-        Authority::Recovery(o) => {
-            if !after.participants.includes(o) {
-                return Err(Violation::NotParticipant(o.clone()));
+        Authority::Recovery { partner, .. } => {
+            if !after.participants.includes(partner) {
+                return Err(Violation::NotParticipant(partner.clone()));
             }
             None
         }
+    };
+    // Under recovery, what is written as anyone but the partner must be from before the
+    // window opened.
+    let recovered_past = match authority {
+        Authority::Recovery { partner, before } => Some((partner, *before)),
+        _ => None,
     };
     if let Some(o) = actor
         && !after.participants.includes(o)
     {
         return Err(Violation::NotParticipant(o.clone()));
     }
-    let written_as = |what: &'static str, id: Uuid, by: &Author| -> Result<(), Violation> {
+    let written_as = |what: &'static str,
+                      id: Uuid,
+                      by: &Author,
+                      at: DateTime<Utc>|
+     -> Result<(), Violation> {
+        if let Some((partner, before)) = recovered_past
+            && by.org != *partner
+            && at >= before
+        {
+            return Err(Violation::Inconsistent(format!(
+                "{what} {id} is written as {} and dated {at}, after recovery from {partner} began ({before}); a recovery gives back only the past",
+                by.org
+            )));
+        }
         match actor {
             Some(a) if by.org != *a => Err(Violation::WrittenAsAnother {
                 what,
@@ -364,12 +387,19 @@ pub fn check_change(
         if !after.participants.includes(&after.created_by.org) {
             return Err(Violation::NotParticipant(after.created_by.org.clone()));
         }
+        written_as(
+            "conversation",
+            after.id,
+            &after.created_by,
+            after.created_at,
+        )?;
         for m in &after.messages {
-            written_as("message", m.id, &m.author)?;
+            written_as("message", m.id, &m.author, m.sent_at)?;
         }
         for e in &after.history {
-            written_as("history entry", e.id, &e.by)?;
+            written_as("history entry", e.id, &e.by, e.at)?;
         }
+        resolution_in_the_past(None, after, &written_as)?;
         return resolved_in_own_name(None, after, actor);
     };
     if (b.id, &b.participants, b.kind, &b.created_by, b.created_at)
@@ -387,14 +417,14 @@ pub fn check_change(
         "message",
         &b.messages,
         &after.messages,
-        |m| (m.id, &m.author),
+        |m| (m.id, &m.author, m.sent_at),
         &written_as,
     )?;
     append_only(
         "history entry",
         &b.history,
         &after.history,
-        |e| (e.id, &e.by),
+        |e| (e.id, &e.by, e.at),
         &written_as,
     )?;
     if let Some(a) = actor
@@ -415,8 +445,30 @@ pub fn check_change(
             }
         }
     }
+    resolution_in_the_past(Some(b), after, &written_as)?;
     resolved_in_own_name(Some(b), after, actor)
 }
+
+/// A new resolution passes `written_as` with its time (under recovery: from before it began).
+fn resolution_in_the_past(
+    before: Option<&Conversation>,
+    after: &Conversation,
+    written_as: &WrittenAs,
+) -> Result<(), Violation> {
+    if after.resolved_by.as_ref() == before.and_then(|b| b.resolved_by.as_ref())
+        && after.resolved_at == before.and_then(|b| b.resolved_at)
+    {
+        return Ok(());
+    }
+    match (&after.resolved_by, after.resolved_at) {
+        (Some(by), Some(at)) => written_as("resolution of", after.id, by, at),
+        _ => Ok(()),
+    }
+}
+
+/// Whether an item (what, id, author, time) may be written under the change's authority.
+type WrittenAs<'a> =
+    dyn Fn(&'static str, Uuid, &Author, DateTime<Utc>) -> Result<(), Violation> + 'a;
 
 /// Messages and history only grow: every item of `before` is in `after` unchanged, and every
 /// new one passes `written_as`.
@@ -424,8 +476,8 @@ fn append_only<T: PartialEq>(
     what: &'static str,
     before: &[T],
     after: &[T],
-    key: impl Fn(&T) -> (Uuid, &Author),
-    written_as: &dyn Fn(&'static str, Uuid, &Author) -> Result<(), Violation>,
+    key: impl Fn(&T) -> (Uuid, &Author, DateTime<Utc>),
+    written_as: &WrittenAs,
 ) -> Result<(), Violation> {
     let now: HashMap<Uuid, &T> = after.iter().map(|x| (key(x).0, x)).collect();
     for x in before {
@@ -439,8 +491,8 @@ fn append_only<T: PartialEq>(
     if after.len() > before.len() {
         let old: HashMap<Uuid, ()> = before.iter().map(|x| (key(x).0, ())).collect();
         for x in after.iter().filter(|x| !old.contains_key(&key(x).0)) {
-            let (id, by) = key(x);
-            written_as(what, id, by)?;
+            let (id, by, at) = key(x);
+            written_as(what, id, by, at)?;
         }
     }
     Ok(())

@@ -70,7 +70,7 @@ impl Service {
                     ))
                     .into());
                 }
-                let id = Identity { node_id: Uuid::now_v7(), org_id: org, org_name: name, role, created_at: now, actor_epoch: 0 };
+                let id = Identity { node_id: Uuid::now_v7(), org_id: org, org_name: name, role, created_at: now, actor: None };
                 ctx.set_identity(id.clone())?;
                 Ok(id)
             })

@@ -76,18 +76,49 @@ pub fn schedule_toml(s: Option<&BackupSchedule>) -> String {
     }
 }
 
-/// Periodic backups are named by the UTC time they were taken, so they sort by age.
+/// Periodic backups are named by the UTC time they were taken, so they sort by age, and only
+/// names of exactly that shape are ever pruned.
 const PREFIX: &str = "parley-";
 const SUFFIX: &str = ".backup";
+const STAMP: &str = "%Y%m%dT%H%M%S%.3fZ";
+/// Backups being written for a download, in `<data dir>/backups`.
+const DOWNLOAD: &str = ".download-";
+
+/// Whether `name` is a periodic backup's (`parley-20261202T120000.000Z.backup`).
+fn is_periodic(name: &str) -> bool {
+    name.strip_prefix(PREFIX)
+        .and_then(|n| n.strip_suffix(SUFFIX))
+        .is_some_and(|stamp| chrono::NaiveDateTime::parse_from_str(stamp, STAMP).is_ok())
+}
+
+/// Drops what a download left when the node stopped while writing it (a day old or more, so
+/// a download under way now is never touched).
+fn sweep_downloads(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(24 * 3600));
+        if old && e.file_name().to_string_lossy().starts_with(DOWNLOAD) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
 
 fn from_backup(e: BackupError) -> ServiceError {
+    // ENOSPC reaches here as an I/O error of redb or of the file system alike.
+    if e.to_string().contains("No space left") {
+        return ServiceError::InsufficientStorage(format!(
+            "no room for the backup ({e}); nothing was kept. Free some space and try again"
+        ));
+    }
     match e {
         BackupError::Store(s) => ServiceError::Store(s),
-        BackupError::Io(what, why) if why.contains("No space left") => {
-            ServiceError::InsufficientStorage(format!(
-                "no room for the backup at {what}; free some space and try again"
-            ))
-        }
         e => ServiceError::Unavailable(e.to_string()),
     }
 }
@@ -120,24 +151,36 @@ impl Service {
         Ok(m)
     }
 
-    /// A checked backup for download (admin): the file is opened and then removed from the
-    /// data directory, so it goes away with the handle whether or not the download finishes.
+    /// A checked backup for download (admin). It is written under the data directory, then
+    /// opened and unlinked in the same blocking task, so it goes away with the handle —
+    /// whether the download finishes or the request is dropped while it is being written.
     pub async fn backup_for_download(&self, p: &Principal) -> Result<(std::fs::File, Manifest)> {
         p.require_admin()?;
+        let store = self.store.clone();
         let dir = self.store.data_dir().join("backups");
-        let path = dir.join(format!(".download-{}{SUFFIX}", uuid::Uuid::new_v4()));
-        let made = dir.clone();
-        tokio::task::spawn_blocking(move || std::fs::create_dir_all(&made))
-            .await
-            .map_err(|_| ServiceError::Unavailable("the backup was cut short".into()))?
-            .map_err(|e| {
-                ServiceError::Unavailable(format!("cannot make {}: {e}", dir.display()))
-            })?;
-        let m = self.backup_to(p, path.clone()).await?;
-        let file = std::fs::File::open(&path)
-            .map_err(|e| ServiceError::Unavailable(format!("reading the backup: {e}")));
-        let _ = std::fs::remove_file(&path);
-        Ok((file?, m))
+        let (file, m) = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| BackupError::Io(dir.display().to_string(), e.to_string()))?;
+            sweep_downloads(&dir);
+            let path = dir.join(format!("{DOWNLOAD}{}{SUFFIX}", uuid::Uuid::new_v4()));
+            let made = store.backup_to(&path);
+            let opened = made.and_then(|m| {
+                std::fs::File::open(&path)
+                    .map(|f| (f, m))
+                    .map_err(|e| BackupError::Io(path.display().to_string(), e.to_string()))
+            });
+            let _ = std::fs::remove_file(&path);
+            opened
+        })
+        .await
+        .map_err(|_| ServiceError::Unavailable("the backup was cut short".into()))?
+        .map_err(from_backup)?;
+        tracing::info!(
+            conversations = m.conversations,
+            files = m.files,
+            "wrote a backup for download"
+        );
+        Ok((file, m))
     }
 }
 
@@ -151,7 +194,7 @@ pub async fn run_schedule(svc: Arc<Service>, s: BackupSchedule) {
             _ = tokio::time::sleep(s.every) => {}
             _ = async { let _ = closing.wait_for(|c| *c).await; } => return,
         }
-        let name = format!("{PREFIX}{}{SUFFIX}", svc.now().format("%Y%m%dT%H%M%S%.3fZ"));
+        let name = format!("{PREFIX}{}{SUFFIX}", svc.now().format(STAMP));
         let dir = s.dir.clone();
         let made = tokio::task::spawn_blocking(move || std::fs::create_dir_all(&dir)).await;
         if let Ok(Err(e)) = made {
@@ -185,7 +228,7 @@ fn prune(dir: &Path, keep: usize) {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(PREFIX) && n.ends_with(SUFFIX))
+                .is_some_and(is_periodic)
         })
         .collect();
     ours.sort();
@@ -207,12 +250,16 @@ mod tests {
     #[test]
     fn pruning_keeps_the_newest_and_leaves_other_files() {
         let d = tempfile::tempdir().unwrap();
-        for n in [
-            "parley-20261101T000000Z.backup",
-            "parley-20261102T000000Z.backup",
-            "parley-20261103T000000Z.backup",
+        let names = [
+            "parley-20261101T000000.000Z.backup",
+            "parley-20261102T000000.000Z.backup",
+            "parley-20261103T000000.000Z.backup",
+            // Not periodic backups: a download's name, and anything else.
+            "parley-acme-20261104T000000Z.backup",
+            "parley-latest.backup",
             "notes.txt",
-        ] {
+        ];
+        for n in names {
             std::fs::write(d.path().join(n), b"x").unwrap();
         }
         prune(d.path(), 2);
@@ -225,8 +272,10 @@ mod tests {
             left,
             [
                 "notes.txt",
-                "parley-20261102T000000Z.backup",
-                "parley-20261103T000000Z.backup"
+                "parley-20261102T000000.000Z.backup",
+                "parley-20261103T000000.000Z.backup",
+                "parley-acme-20261104T000000Z.backup",
+                "parley-latest.backup",
             ]
         );
     }

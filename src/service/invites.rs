@@ -191,7 +191,7 @@ mod tests {
             org_name: "Acme".into(),
             role: Role::Retailer,
             created_at: chrono::Utc::now(),
-            actor_epoch: 0,
+            actor: None,
         }
     }
 

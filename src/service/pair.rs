@@ -34,7 +34,7 @@ impl Service {
             org_name: c.org_name.clone(),
             role: c.role,
             created_at: me.created_at,
-            actor_epoch: 0,
+            actor: None,
         };
         let problem = if c.node == me.node_id {
             Some("this invite was made by this node; use it on the other node".to_string())

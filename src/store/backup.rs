@@ -13,8 +13,8 @@
 //! store opens it. Two things change on the way, because a restored node has lost whatever it
 //! wrote after the backup while its partners still hold it:
 //!
-//! - it writes as a new Automerge actor ([`super::Identity::actor_epoch`]), so its first write
-//!   cannot reuse an (actor, sequence number) pair a partner already holds;
+//! - it writes as a new, random Automerge actor ([`super::Identity::actor`]), so its first
+//!   write cannot reuse an (actor, sequence number) pair a partner already holds;
 //! - its sync bookkeeping starts afresh (sync states and feed cursors are not in a backup, and
 //!   its own feed gets a new id), and each partner's node may give back, once, our own org's
 //!   changes the backup lacks ([`super::peers::Peer::recover_since`]).
@@ -56,6 +56,8 @@ pub struct Manifest {
 pub const FORMAT: &str = "parley-backup";
 pub const FORMAT_VERSION: u32 = 1;
 const MANIFEST_KEY: &str = "backup_manifest";
+/// The database a restore works on, in the target directory, until it is published.
+const RESTORING: &str = "parley.redb.restoring";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -143,13 +145,20 @@ macro_rules! kept_tables {
         $m!(crate::store::blobs::BLOB_CHUNKS);
         $m!(crate::store::blobs::BLOB_META);
         $m!(crate::store::blobs::UPLOAD_NAMES);
+        // Kept so the restored node's sweep at open drops the chunks of uploads that were
+        // under way at the backup, as it does after any restart.
+        $m!(crate::store::blobs::UPLOADS_OPEN);
     };
 }
 
 /// Tables that are neither derived nor kept: sync bookkeeping a restored node must start
-/// afresh (`sync_states`, `peer_cursors`), browser sessions (people sign in again after a
-/// restore: a stolen backup opens no session) and uploads in progress (dropped at every start).
-pub const LEFT_OUT: &[&str] = &["sync_states", "peer_cursors", "sessions", "uploads_open"];
+/// afresh (`sync_states`, `peer_cursors`) and browser sessions (people sign in again after a
+/// restore: a stolen backup opens no session).
+pub const LEFT_OUT: &[&str] = &["sync_states", "peer_cursors", "sessions"];
+
+/// redb's page cache for the backup file, written and checked: a backup of a large node must
+/// not take a large share of its memory (redb's default is 1 GiB).
+const BACKUP_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// `META` keys a backup keeps: who the node is and its identity key. The others are derived
 /// (`index_version`, `swept_day`, `feed_floor`) or must change on restore (`feed_id`: peers'
@@ -198,11 +207,15 @@ fn copy_table<K: Key + 'static, V: Value + 'static>(
 /// Writes a backup of the snapshot `src` to `dest`, through `<dest>.partial`, checked before
 /// it is renamed into place (an existing `dest` is replaced only by a whole, checked backup).
 /// Blocking.
-pub fn write(src: &ReadTransaction, dest: &Path) -> Result<Manifest> {
-    let ident = accounts::read_identity(src)?.ok_or(StoreError::NoIdentity)?;
+pub fn write(src: ReadTransaction, dest: &Path) -> Result<Manifest> {
+    let ident = accounts::read_identity(&src)?.ok_or(StoreError::NoIdentity)?;
     let partial = partial_path(dest);
     let _ = std::fs::remove_file(&partial);
-    let result = write_partial(src, &ident, &partial).and_then(|m| {
+    let written = write_partial(&src, &ident, &partial);
+    // The snapshot keeps the live file from reusing pages freed since it began: let go of it
+    // as soon as the copy is written, before the check.
+    drop(src);
+    let result = written.and_then(|m| {
         let checked = verify(&partial)?;
         if checked != m {
             return Err(BackupError::Damaged(
@@ -236,7 +249,10 @@ fn sync_dir(path: &Path) {
 }
 
 fn write_partial(src: &ReadTransaction, ident: &Identity, partial: &Path) -> Result<Manifest> {
-    let db = Database::create(partial).map_err(|e| BackupError::io(partial, e))?;
+    let db = Database::builder()
+        .set_cache_size(BACKUP_CACHE_BYTES)
+        .create(partial)
+        .map_err(|e| BackupError::io(partial, e))?;
     super::private(partial, 0o600);
     let mut tables = BTreeMap::new();
     macro_rules! copy {
@@ -288,7 +304,10 @@ pub fn verify(path: &Path) -> Result<Manifest> {
     if !meta.is_file() {
         return Err(BackupError::NotABackup(path.into(), "not a file".into()));
     }
-    let mut db = match Database::open(path) {
+    let mut db = match Database::builder()
+        .set_cache_size(BACKUP_CACHE_BYTES)
+        .open(path)
+    {
         Ok(db) => db,
         Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(e))) => {
             return Err(BackupError::Damaged(path.into(), e));
@@ -417,7 +436,8 @@ fn is_empty_dir(dir: &Path) -> Result<bool> {
         Ok(entries) => {
             for e in entries {
                 let e = e.map_err(|e| BackupError::io(dir, e))?;
-                if e.file_name() != crate::config::CONFIG_FILE {
+                // What an interrupted restore left: never published, so not data.
+                if e.file_name() != crate::config::CONFIG_FILE && e.file_name() != RESTORING {
                     return Ok(false);
                 }
             }
@@ -437,10 +457,17 @@ pub fn restore(file: &Path, dir: &Path, opts: &RestoreOptions) -> Result<Manifes
     let created = !dir.exists();
     std::fs::create_dir_all(dir).map_err(|e| BackupError::io(dir, e))?;
     super::private(dir, 0o700);
-    let work = dir.join("parley.redb.restoring");
+    let work = dir.join(RESTORING);
+    let _ = std::fs::remove_file(&work);
     let result = restore_into(file, &work, opts).and_then(|m| {
+        // Published with a link that fails if a database appeared meanwhile (a node started
+        // on this directory while the restore ran): never replace one.
         let db = dir.join("parley.redb");
-        std::fs::rename(&work, &db).map_err(|e| BackupError::io(&db, e))?;
+        std::fs::hard_link(&work, &db).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => BackupError::NotEmpty(dir.into()),
+            _ => BackupError::io(&db, e),
+        })?;
+        let _ = std::fs::remove_file(&work);
         sync_dir(&db);
         Ok(m)
     });
@@ -472,14 +499,20 @@ fn restore_into(file: &Path, work: &Path, opts: &RestoreOptions) -> Result<Manif
             expected: expected.clone(),
         });
     }
-    let db = Database::open(work).map_err(|e| BackupError::io(work, e))?;
+    let db = Database::builder()
+        .set_cache_size(BACKUP_CACHE_BYTES)
+        .open(work)
+        .map_err(|e| BackupError::io(work, e))?;
     let tx = super::begin_write(&db)?;
     {
         tx.open_table(META)?.remove(MANIFEST_KEY)?;
     }
     let mut ident = accounts::read_identity_w(&tx)?.ok_or(StoreError::NoIdentity)?;
     if opts.new_actor {
-        ident.actor_epoch += 1;
+        let mut actor = [0u8; 16];
+        getrandom::fill(&mut actor)
+            .map_err(|e| BackupError::Io("the system's random source".into(), e.to_string()))?;
+        ident.actor = Some(hex::encode(actor));
         accounts::write_identity(&tx, &ident)?;
     }
     // Invites open at the backup may have been used since; a restore must not make a used
@@ -500,7 +533,7 @@ fn restore_into(file: &Path, work: &Path, opts: &RestoreOptions) -> Result<Manif
         org = %m.org_id,
         made_at = %m.made_at,
         conversations = m.conversations,
-        actor_epoch = ident.actor_epoch,
+        actor = ident.actor.as_deref().unwrap_or("the node id"),
         "restored a backup; each partner's node may give back, once, what this node wrote after it"
     );
     Ok(m)

@@ -178,36 +178,29 @@ pub struct Identity {
     pub org_name: String,
     pub role: Role,
     pub created_at: chrono::DateTime<chrono::Utc>,
-    /// How many times this node was restored from a backup (`store::backup`); 0 for a node
-    /// never restored, and absent in records written before backups existed.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub actor_epoch: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
+    /// The Automerge actor this node writes as since it was last restored from a backup
+    /// (hex, 16 random bytes, made by `store::backup::restore`); absent for a node never
+    /// restored, which writes as its node id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 impl Identity {
-    /// This node's Automerge actor: derived from the node id, so no two nodes share one, and
-    /// from the restore epoch, so a restored node never writes as the actor it had before.
+    /// This node's Automerge actor: its node id, so no two nodes share one — or, after a
+    /// restore, a random one made by that restore.
     ///
-    /// Why the epoch: Automerge names every change by (actor, sequence number). A node
-    /// restored from a backup has lost its changes made after the backup, which its partners
-    /// still hold; writing again as the same actor would reuse sequence numbers they already
-    /// hold with other content, which Automerge refuses (`DuplicateSeqNumber`) and which would
-    /// stop the document from ever converging. Epoch 0 keeps the actor of nodes made before
-    /// epochs existed: the bare node id.
+    /// Why a new one after a restore: Automerge names every change by (actor, sequence
+    /// number). A node restored from a backup has lost its changes made after the backup,
+    /// which its partners still hold; writing again as the same actor would reuse sequence
+    /// numbers they already hold with other content, which Automerge refuses
+    /// (`DuplicateSeqNumber`) and which would stop the document from ever converging. Random,
+    /// not counted: two restores of the same backup must not share an actor either.
     pub fn actor(&self) -> automerge::ActorId {
-        if self.actor_epoch == 0 {
-            return automerge::ActorId::from(self.node_id.as_bytes().as_slice());
+        let restored = self.actor.as_deref().and_then(|h| hex::decode(h).ok());
+        match restored {
+            Some(bytes) if bytes.len() == 16 => automerge::ActorId::from(bytes.as_slice()),
+            _ => automerge::ActorId::from(self.node_id.as_bytes().as_slice()),
         }
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update(b"parley actor\0");
-        h.update(self.node_id.as_bytes());
-        h.update(self.actor_epoch.to_le_bytes());
-        automerge::ActorId::from(&h.finalize()[..16])
     }
 }
 
@@ -299,7 +292,7 @@ impl Store {
         private(&path, 0o600);
         let db = Arc::new(db);
         let tx = begin_write(&db)?;
-        tables::create_all(&tx)?;
+        // Before anything else: a newer release's tables may not even open as ours.
         match index::schema_version(&tx)? {
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(StoreError::NewerSchema(
@@ -312,6 +305,7 @@ impl Store {
             // Older, or from before versions were recorded: nothing to migrate yet.
             _ => index::set_meta_i64(&tx, "schema_version", SCHEMA_VERSION as i64)?,
         }
+        tables::create_all(&tx)?;
         let feed_id = index::feed_id_or_create(&tx)?;
         let dropped = blobs::sweep_open_uploads(&tx)?;
         tx.commit()?;

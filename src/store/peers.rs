@@ -42,6 +42,10 @@ pub struct Peer {
     pub recover_since: Option<DateTime<Utc>>,
 }
 
+/// How long a recovery window (`Peer::recover_since`) stays open at most, should the first
+/// full exchange with that partner never complete: a partner cannot hold it open.
+pub const RECOVERY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(14);
+
 /// Who an invite is for, chosen by the admin who made it. Pairing succeeds only if the
 /// accepting node presents exactly this.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ impl Store {
     /// when it began. Blocking: call it from the blocking pool.
     pub fn backup_to(&self, dest: &Path) -> std::result::Result<Manifest, BackupError> {
         let rtx = self.db.begin_read().map_err(super::StoreError::from)?;
-        backup::write(&rtx, dest)
+        backup::write(rtx, dest)
     }
 
     /// Ends the recovery window of peer `node` (`Peer::recover_since`): from the next sync

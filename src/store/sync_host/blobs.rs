@@ -6,8 +6,10 @@
 //! file on a partner's conversation never reaches another partner, and a file referred to
 //! only by our own team documents never reaches a partner at all) — and, for a partner, only
 //! if the reference is in a message of *our* org: a partner cannot get a file by writing a
-//! reference to its hash. Likewise a partner is asked for a file only if its own org's
-//! message refers to it. Our own sites may have and ask for any of them.
+//! reference to its hash (and during a recovery window, a message in our name it gives back
+//! may not name a file this node holds: `SyncHost::recovered_files_unknown_here`). A partner
+//! is asked for any file a conversation shared with it refers to: asking tells it nothing it
+//! lacks, and brings back a file of ours lost here. Our own sites may have and ask for any.
 
 use std::collections::HashMap;
 
@@ -52,7 +54,9 @@ impl SyncHost<'_> {
         let needed = match (&self.audience, serve) {
             (Audience::OwnSite, _) => blobs::OURS | blobs::THEIRS,
             (Audience::Partner(_), true) => blobs::OURS,
-            (Audience::Partner(_), false) => blobs::THEIRS,
+            // Asking reveals nothing the partner lacks (the reference is in a conversation it
+            // holds), and a file of ours lost here (a restore, a recovery) comes back from it.
+            (Audience::Partner(_), false) => blobs::OURS | blobs::THEIRS,
         };
         // A reference that cannot be read is no reason to end the link: that file is skipped.
         let refs = match blobs::refs_of(&self.rtx, file) {

@@ -176,6 +176,9 @@ impl Host for SyncHost<'_> {
         self.gate()
             .admit(before.as_ref(), &after, &self.authority)
             .map_err(|v| Refusal::Rejected(v.to_string()))?;
+        if let Authority::Recovery { partner, .. } = &self.authority {
+            self.recovered_files_unknown_here(before.as_ref(), &after, partner)?;
+        }
         let base = match self.pending.docs.get(&id) {
             Some(r) => r.base.clone(),
             None => update.before.map(|b| b.get_heads()).unwrap_or_default(),

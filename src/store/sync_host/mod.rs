@@ -150,11 +150,16 @@ impl<'a> SyncHost<'a> {
         };
         // Read at each call, not taken from the scope: recovery ends in the middle of a link's
         // life (`Store::end_recovery`), and from then on the normal rules apply.
-        let recovering = super::peers::get_peer(&rtx, scope.peer.node_id)?
-            .is_some_and(|p| p.recover_since.is_some());
-        let authority = match &audience {
-            Audience::Partner(o) if recovering => Authority::Recovery(o.clone()),
-            a => a.authority(),
+        // A window the partner never completes ends anyway after `RECOVERY_WINDOW`.
+        let since = super::peers::get_peer(&rtx, scope.peer.node_id)?
+            .and_then(|p| p.recover_since)
+            .filter(|since| now - *since < super::peers::RECOVERY_WINDOW);
+        let authority = match (&audience, since) {
+            (Audience::Partner(o), Some(before)) => Authority::Recovery {
+                partner: o.clone(),
+                before,
+            },
+            (a, _) => a.authority(),
         };
         let pending = Pending {
             authority: Some(authority.clone()),
@@ -274,6 +279,41 @@ impl<'a> SyncHost<'a> {
 
     /// Refuses a peer's version of a conversation whose raw changes break the size limits or
     /// the peer's daily quota; returns the bytes it adds.
+    /// Under recovery, a new message in our name may name only files this node neither
+    /// holds nor fetches: otherwise the partner, by forging one, could make this node serve
+    /// it (as "ours", `file_for_peer`) a file of a conversation with someone else.
+    fn recovered_files_unknown_here(
+        &self,
+        before: Option<&Conversation>,
+        after: &Conversation,
+        partner: &OrgId,
+    ) -> Result<(), Refusal> {
+        let old: std::collections::HashSet<Uuid> = before
+            .map(|b| b.messages.iter().map(|m| m.id).collect())
+            .unwrap_or_default();
+        for m in after
+            .messages
+            .iter()
+            .filter(|m| !old.contains(&m.id) && m.author.org != *partner)
+        {
+            for a in &m.attachments {
+                let Some(hash) = crate::domain::attachment::parse_sha256(&a.sha256) else {
+                    continue;
+                };
+                if super::blobs::meta(&self.rtx, &hash)
+                    .map_err(|e| Refusal::Host(h(e)))?
+                    .is_some()
+                {
+                    return Err(Refusal::Rejected(format!(
+                        "message {} is written as {} and names file {}, which this node holds; during a recovery a message in our name may name only files this node does not have",
+                        m.id, m.author.org, a.sha256
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn check_size(&self, update: &DocUpdate<'_>, id: u128) -> Result<u64, Refusal> {
         let base = update.before.map(|b| b.get_heads()).unwrap_or_default();
         let mut added = 0u64;
@@ -298,6 +338,12 @@ impl<'a> SyncHost<'a> {
                 stored + added,
                 limits::CONVERSATION_BYTES
             )));
+        }
+        // A recovery gives back years of history at once: the daily quota, which bounds what
+        // a peer adds in the normal course, would cut it off and close the window with
+        // conversations refused for good. The window itself is bounded (`RECOVERY_WINDOW`).
+        if matches!(self.authority, Authority::Recovery { .. }) {
+            return Ok(added);
         }
         let day = day_of(self.now);
         let used = quota::used(&self.rtx, self.scope.peer.node_id.as_u128(), day)
