@@ -49,6 +49,7 @@ pub struct FileConfig {
     pub email: Option<crate::notify::config::EmailFile>,
     pub webhooks: Option<crate::notify::config::WebhooksFile>,
     pub attachments: Option<AttachmentsFile>,
+    pub metrics: Option<crate::metrics::config::MetricsFile>,
 }
 
 /// `[attachments]`: which files this node takes.
@@ -144,6 +145,8 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub allow_loopback_peers: Option<bool>,
+    /// `--metrics-listen` (`serve` only).
+    pub metrics_listen: Option<String>,
 }
 
 /// The effective, validated configuration.
@@ -174,6 +177,8 @@ pub struct Config {
     pub peer_quota_bytes_per_day: u64,
     pub email: crate::notify::config::EmailConfig,
     pub webhooks: crate::notify::config::WebhookConfig,
+    /// Where `/metrics` is also served without a token (`[metrics] listen`); off if `None`.
+    pub metrics_listen: Option<SocketAddr>,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
     /// Where `listen` came from, for a CLI that looks for the running node.
@@ -360,7 +365,13 @@ impl Config {
         let webhooks =
             crate::notify::config::WebhookConfig::load(file.webhooks.unwrap_or_default())?;
         let attachments = file.attachments.unwrap_or_default().load()?;
+        let metrics_listen = crate::metrics::config::listen_addr(
+            o.metrics_listen
+                .or(file.metrics.and_then(|m| m.listen)),
+            listen,
+        )?;
         Ok(Config {
+            metrics_listen,
             attachments,
             email,
             webhooks,
@@ -437,7 +448,8 @@ impl Config {
                 "\n[attachments]\nmax_mb = {}\ntypes = [{}]\n",
                 self.attachments.max_bytes >> 20,
                 kinds.join(", ")
-            );
+            )
+            + &crate::metrics::config::to_toml(self.metrics_listen);
         format!(
             "{from}data_dir = {:?}\nlisten = \"{}\"\n{}doc_cache = {}\nlog = {:?}\n{tls}{limits}{notify}",
             self.data_dir.display().to_string(),

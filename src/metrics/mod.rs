@@ -4,14 +4,15 @@
 //! kept here: whoever serves a scrape gathers a [`Snapshot`] and [`Metrics::render`] encodes it
 //! beside the live families.
 //!
-//! A leaf module: it knows prometheus-client and nothing else of the node, so every layer may
-//! hold a handle without depending on another layer.
+//! A leaf module: beside prometheus-client it knows only the config error type, so every layer
+//! may hold a handle without depending on another layer.
 //!
 //! Invariant: no label takes a value chosen by a client or a partner beyond a fixed set —
 //! operation ids are compiled in, methods and channels are closed sets, and `peer` is the node
 //! id of a paired peer (bounded by the pairings an admin made). A conversation or user id is
 //! never a label.
 
+pub mod config;
 mod handles;
 mod snapshot;
 

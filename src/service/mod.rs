@@ -9,6 +9,7 @@ mod conversations;
 mod export;
 mod inbox;
 mod invites;
+mod metrics;
 mod notifications;
 mod pair;
 mod peer_auth;
@@ -229,12 +230,15 @@ pub struct Service {
     outbox: tokio::sync::watch::Sender<u64>,
     email_cfg: std::sync::RwLock<crate::notify::config::EmailConfig>,
     webhook_cfg: std::sync::RwLock<crate::notify::config::WebhookConfig>,
+    /// This node's Prometheus registry (`service::metrics`).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Service {
     pub fn new(store: Arc<Store>, clock: Clock) -> Arc<Service> {
         let (events, _) = broadcast::channel(1024);
         let (peer_events, _) = broadcast::channel(64);
+        let metrics = Arc::new(crate::metrics::Metrics::new(store.metrics().clone()));
         Arc::new(Service {
             store,
             events,
@@ -250,6 +254,7 @@ impl Service {
             outbox: tokio::sync::watch::Sender::new(0),
             email_cfg: Default::default(),
             webhook_cfg: Default::default(),
+            metrics,
         })
     }
 

@@ -28,6 +28,7 @@ mod rebuild;
 pub mod reminders;
 pub mod search;
 pub mod sessions;
+pub mod stats;
 pub mod sync_host;
 pub mod tables;
 pub mod team;
@@ -237,6 +238,8 @@ pub struct Store {
     low_space_logged: std::sync::Mutex<Option<std::time::Instant>>,
     /// Per peer, the wanted file its sessions looked at last (`uploads::wanted_cursor`).
     wanted_cursors: std::sync::Mutex<std::collections::HashMap<Uuid, blobs::Hash>>,
+    /// What the writer reports (commit time, jobs per commit, cached documents).
+    metrics: crate::metrics::StoreMetrics,
 }
 
 impl Store {
@@ -275,7 +278,8 @@ impl Store {
         let identity = accounts::read_identity(&db.begin_read()?)?;
         rebuild::if_needed(&db, identity.as_ref())?;
         let swept = index::read_swept_day(&db.begin_read()?)?;
-        let writer = writer::spawn(db.clone(), identity, opts.doc_cache);
+        let metrics = crate::metrics::StoreMetrics::default();
+        let writer = writer::spawn(db.clone(), identity, opts.doc_cache, metrics.clone());
         Ok(Arc::new(Store {
             db,
             writer,
@@ -288,7 +292,25 @@ impl Store {
             dir: dir.to_path_buf(),
             low_space_logged: Default::default(),
             wanted_cursors: Default::default(),
+            metrics,
         }))
+    }
+
+    /// The writer's metrics, for the node's registry.
+    pub fn metrics(&self) -> &crate::metrics::StoreMetrics {
+        &self.metrics
+    }
+
+    /// Write jobs waiting for the writer thread.
+    pub fn writer_queue_depth(&self) -> usize {
+        self.writer.queue_depth()
+    }
+
+    /// The size of the database file; `None` if it cannot be read.
+    pub fn file_bytes(&self) -> Option<u64> {
+        std::fs::metadata(self.dir.join("parley.redb"))
+            .ok()
+            .map(|m| m.len())
     }
 
     /// Runs `f` on a read transaction on the blocking pool.
