@@ -296,7 +296,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let mut cfg = config_with(&cli.global, listen, doc_cache, public_url, tls)?;
             if metrics_listen.is_some() {
-                cfg.metrics_listen = crate::metrics::config::listen_addr(metrics_listen, cfg.listen)?;
+                cfg.metrics_listen =
+                    crate::metrics::config::listen_addr(metrics_listen, cfg.listen)?;
             }
             init_tracing(&cfg.log);
             let svc = crate::server::open(&cfg, Clock::System).await?;

@@ -366,8 +366,7 @@ impl Config {
             crate::notify::config::WebhookConfig::load(file.webhooks.unwrap_or_default())?;
         let attachments = file.attachments.unwrap_or_default().load()?;
         let metrics_listen = crate::metrics::config::listen_addr(
-            o.metrics_listen
-                .or(file.metrics.and_then(|m| m.listen)),
+            o.metrics_listen.or(file.metrics.and_then(|m| m.listen)),
             listen,
         )?;
         Ok(Config {

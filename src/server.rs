@@ -186,7 +186,8 @@ pub async fn run(
         let mut closing = svc.closing();
         let app = crate::api::metrics_routes(svc.clone(), rep.clone());
         tokio::spawn(async move {
-            let stop = async move { while closing.changed().await.is_ok() && !*closing.borrow() {} };
+            let stop =
+                async move { while closing.changed().await.is_ok() && !*closing.borrow() {} };
             let r = Server::new_with_acceptor(acceptor)
                 .name("parley-metrics")
                 .run_with_graceful_shutdown(app, stop, Some(Duration::from_secs(2)))

@@ -18,7 +18,12 @@ struct Scrape {
     body: String,
 }
 
-async fn scrape_url(url: &str, auth: Option<&str>, cookie: Option<&str>, accept: Option<&str>) -> Scrape {
+async fn scrape_url(
+    url: &str,
+    auth: Option<&str>,
+    cookie: Option<&str>,
+    accept: Option<&str>,
+) -> Scrape {
     let mut req = reqwest::Client::new().get(url);
     if let Some(a) = auth {
         req = req.header("authorization", a);
@@ -168,7 +173,11 @@ async fn a_scrape_after_a_sync_passes_promtool_and_counts_what_happened() {
         value(&b, &peer("parley_peer_last_sync_timestamp_seconds")).map(|_| b)
     })
     .await;
-    assert_eq!(value(&body, &peer("parley_peer_connected")), Some(1.0), "{body}");
+    assert_eq!(
+        value(&body, &peer("parley_peer_connected")),
+        Some(1.0),
+        "{body}"
+    );
     let now = chrono::Utc::now().timestamp() as f64;
     let last = value(&body, &peer("parley_peer_last_sync_timestamp_seconds")).unwrap();
     assert!(last > now - 600.0 && last <= now + 5.0, "{last} vs {now}");
@@ -180,13 +189,16 @@ async fn a_scrape_after_a_sync_passes_promtool_and_counts_what_happened() {
         let (_, peers) = acme.get("/api/v1/peers").await;
         let listed = peers[0]["pending"].as_f64();
         let b = scrape(&acme).await;
-        (listed.is_some() && value(&b, &peer("parley_peer_pending_changes")) == listed).then_some(())
+        (listed.is_some() && value(&b, &peer("parley_peer_pending_changes")) == listed)
+            .then_some(())
     })
     .await;
 
     // Requests are counted exactly, by operation id, method and status.
-    let list = "parley_http_requests_total{operation=\"listConversations\",method=\"GET\",status=\"200\"}";
-    let missing = "parley_http_requests_total{operation=\"getConversation\",method=\"GET\",status=\"404\"}";
+    let list =
+        "parley_http_requests_total{operation=\"listConversations\",method=\"GET\",status=\"200\"}";
+    let missing =
+        "parley_http_requests_total{operation=\"getConversation\",method=\"GET\",status=\"404\"}";
     let before = scrape(&acme).await;
     for _ in 0..3 {
         let (s, _) = acme.get("/api/v1/conversations").await;
@@ -201,11 +213,19 @@ async fn a_scrape_after_a_sync_passes_promtool_and_counts_what_happened() {
     assert_eq!(grew(list), 3.0, "{after}");
     assert_eq!(grew(missing), 1.0, "{after}");
     assert!(
-        value(&after, "parley_http_request_duration_seconds_count{operation=\"listConversations\"}").unwrap() >= 3.0
+        value(
+            &after,
+            "parley_http_request_duration_seconds_count{operation=\"listConversations\"}"
+        )
+        .unwrap()
+            >= 3.0
     );
 
     // The rest, with plausible values.
-    let version = format!("parley_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"));
+    let version = format!(
+        "parley_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
     assert_eq!(value(&after, &version), Some(1.0));
     assert!(value(&after, "parley_store_commit_duration_seconds_count").unwrap() >= 1.0);
     assert!(value(&after, "parley_store_commit_batch_jobs_count").unwrap() >= 1.0);
@@ -217,14 +237,26 @@ async fn a_scrape_after_a_sync_passes_promtool_and_counts_what_happened() {
         Some(1.0)
     );
     assert_eq!(
-        value(&after, "parley_conversations{kind=\"message\",state=\"resolved\"}"),
+        value(
+            &after,
+            "parley_conversations{kind=\"message\",state=\"resolved\"}"
+        ),
         Some(0.0)
     );
     assert_eq!(value(&after, "parley_tasks_overdue"), Some(0.0));
-    assert_eq!(value(&after, "parley_outbox_pending{channel=\"email\"}"), Some(0.0));
-    assert_eq!(value(&after, "parley_outbox_pending{channel=\"webhook\"}"), Some(0.0));
     assert_eq!(
-        value(&after, "parley_notification_delivery_failures_total{channel=\"webhook\"}"),
+        value(&after, "parley_outbox_pending{channel=\"email\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&after, "parley_outbox_pending{channel=\"webhook\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &after,
+            "parley_notification_delivery_failures_total{channel=\"webhook\"}"
+        ),
         Some(0.0)
     );
     if cfg!(target_os = "linux") {
@@ -243,13 +275,22 @@ async fn a_scrape_after_a_sync_passes_promtool_and_counts_what_happened() {
     )
     .await;
     assert_eq!(text.status, StatusCode::OK);
-    assert!(text.content_type.starts_with("text/plain; version=0.0.4"), "{}", text.content_type);
+    assert!(
+        text.content_type.starts_with("text/plain; version=0.0.4"),
+        "{}",
+        text.content_type
+    );
     assert!(text.body.contains(&rejected));
     promtool_check(&text.body);
 
     // Once bolt is unpaired its series go.
     let (s, _) = acme
-        .call("DELETE", &format!("/api/v1/peers/{bolt_id}"), None, Some(&acme.token.clone()))
+        .call(
+            "DELETE",
+            &format!("/api/v1/peers/{bolt_id}"),
+            None,
+            Some(&acme.token.clone()),
+        )
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let gone = scrape(&acme).await;
@@ -263,17 +304,26 @@ async fn only_an_admin_reads_the_metrics() {
     let n = TestNode::start("acme", Role::Retailer).await;
     let url = format!("{}/metrics", n.base);
     let (s, _) = n
-        .post("/api/v1/users", json!({"name": "bea", "password": "bea-password", "admin": false}))
+        .post(
+            "/api/v1/users",
+            json!({"name": "bea", "password": "bea-password", "admin": false}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let (_, t) = n
-        .post("/api/v1/tokens", json!({"name": "bea-laptop", "user": "bea"}))
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "bea-laptop", "user": "bea"}),
+        )
         .await;
     let bea = format!("Bearer {}", t["token"].as_str().unwrap());
 
     for (auth, want) in [
         (None, StatusCode::UNAUTHORIZED),
-        (Some("Bearer pt_not-a-token".to_string()), StatusCode::UNAUTHORIZED),
+        (
+            Some("Bearer pt_not-a-token".to_string()),
+            StatusCode::UNAUTHORIZED,
+        ),
         (Some(format!("Basic {}", n.token)), StatusCode::UNAUTHORIZED),
         (Some(bea.clone()), StatusCode::FORBIDDEN),
     ] {
@@ -281,7 +331,14 @@ async fn only_an_admin_reads_the_metrics() {
         assert_eq!(s.status, want, "{auth:?}: {}", s.body);
         assert!(!s.body.contains("parley_"), "{}", s.body);
         let err: Value = serde_json::from_str(&s.body).unwrap();
-        common::assert_error(&err, if want == StatusCode::FORBIDDEN { "forbidden" } else { "unauthorized" });
+        common::assert_error(
+            &err,
+            if want == StatusCode::FORBIDDEN {
+                "forbidden"
+            } else {
+                "unauthorized"
+            },
+        );
     }
     // An admin's browser session reads it without a token.
     let cookie = n.session_cookie().await;
@@ -289,7 +346,9 @@ async fn only_an_admin_reads_the_metrics() {
     assert_eq!(s.status, StatusCode::OK, "{}", s.body);
     assert!(s.body.contains("parley_build_info"));
     // Reading is all it does.
-    let (s, _) = n.call("POST", "/metrics", None, Some(&n.token.clone())).await;
+    let (s, _) = n
+        .call("POST", "/metrics", None, Some(&n.token.clone()))
+        .await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
     n.stop().await;
 }
@@ -306,13 +365,19 @@ async fn a_scan_of_random_paths_and_methods_adds_no_series() {
                 let (method, path) = match i % 6 {
                     0 => ("GET", format!("/{r}")),
                     1 => ("GET", format!("/api/v1/{r}")),
-                    2 => ("GET", format!("/api/v1/conversations/{}", uuid::Uuid::new_v4())),
+                    2 => (
+                        "GET",
+                        format!("/api/v1/conversations/{}", uuid::Uuid::new_v4()),
+                    ),
                     3 => ("DELETE", format!("/api/{r}/{round}")),
                     4 => ("BREW", format!("/{r}.php")),
                     _ => ("GET", format!("/assets/{r}.js")),
                 };
                 let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-                http.request(m, format!("{base}{path}")).send().await.unwrap();
+                http.request(m, format!("{base}{path}"))
+                    .send()
+                    .await
+                    .unwrap();
             }
         }
     };
@@ -332,7 +397,10 @@ async fn a_scan_of_random_paths_and_methods_adds_no_series() {
         .collect();
     assert!(operations.len() <= 8, "{operations:?}");
     assert!(operations.contains("unmatched"), "{operations:?}");
-    assert!(later.iter().any(|s| s.contains("method=\"other\"")), "{later:?}");
+    assert!(
+        later.iter().any(|s| s.contains("method=\"other\"")),
+        "{later:?}"
+    );
     n.stop().await;
 }
 
@@ -355,7 +423,13 @@ async fn the_separate_listener_serves_only_metrics_and_is_off_by_default() {
     assert_eq!(s.content_type, OPENMETRICS);
     assert!(s.body.contains("parley_build_info"));
     // Nothing else: not the API (even with a token), the UI or the health check.
-    for path in ["/api/v1/conversations", "/api/v1/peers", "/", "/healthz", "/api/openapi.json"] {
+    for path in [
+        "/api/v1/conversations",
+        "/api/v1/peers",
+        "/",
+        "/healthz",
+        "/api/openapi.json",
+    ] {
         let s = scrape_url(
             &format!("http://{addr}{path}"),
             Some(&format!("Bearer {}", n.token)),

@@ -114,7 +114,9 @@ async fn require_admin(svc: &Service, req: &Request) -> Result<(), ApiError> {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| {
                     let (scheme, token) = v.split_once(' ')?;
-                    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+                    scheme
+                        .eq_ignore_ascii_case("bearer")
+                        .then_some(token.trim())
                 })
                 .ok_or(ServiceError::Unauthenticated)?;
             svc.authenticate(token).await?

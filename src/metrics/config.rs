@@ -43,8 +43,10 @@ pub fn listen_addr(
 pub fn to_toml(listen: Option<SocketAddr>) -> String {
     match listen {
         Some(a) => format!("\n[metrics]\nlisten = \"{a}\"\n"),
-        None => "\n[metrics]\n# listen = \"127.0.0.1:9464\" (off: /metrics only with an admin token)\n"
-            .into(),
+        None => {
+            "\n[metrics]\n# listen = \"127.0.0.1:9464\" (off: /metrics only with an admin token)\n"
+                .into()
+        }
     }
 }
 
@@ -64,5 +66,51 @@ mod tests {
         assert!(e.to_string().contains("metrics.listen"), "{e}");
         let e = listen_addr(Some("127.0.0.1:7878".into()), listen).unwrap_err();
         assert!(e.to_string().contains("own listen address"), "{e}");
+    }
+
+    #[test]
+    fn the_file_sets_it_and_print_config_shows_it() {
+        use crate::config::{Config, Overrides};
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(&f, "[metrics]\nlisten = \"127.0.0.1:9464\"\n").unwrap();
+        let c = Config::load(Overrides {
+            config: Some(f.clone()),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert!(
+            c.to_toml()
+                .contains("[metrics]\nlisten = \"127.0.0.1:9464\"")
+        );
+        // The flag wins over the file; a stray key is refused.
+        let c = Config::load(Overrides {
+            config: Some(f.clone()),
+            data_dir: Some(dir.path().to_path_buf()),
+            metrics_listen: Some("127.0.0.1:9999".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9999".parse().unwrap()));
+        std::fs::write(
+            &f,
+            "[metrics]\nlisten = \"127.0.0.1:9464\"\ntoken = \"x\"\n",
+        )
+        .unwrap();
+        let e = Config::load(Overrides {
+            config: Some(f),
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("token"), "{e}");
+        let off = Config::load(Overrides {
+            data_dir: Some(dir.path().join("none")),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(off.metrics_listen, None);
     }
 }

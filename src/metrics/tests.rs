@@ -76,7 +76,9 @@ fn accept_picks_the_format() {
     assert_eq!(Format::from_accept(None), Format::OpenMetrics);
     assert_eq!(Format::from_accept(Some("*/*")), Format::OpenMetrics);
     assert_eq!(
-        Format::from_accept(Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")),
+        Format::from_accept(Some(
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+        )),
         Format::OpenMetrics
     );
     assert_eq!(

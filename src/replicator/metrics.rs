@@ -54,9 +54,7 @@ impl Replicator {
             out.push(PeerGauges {
                 peer: p.node_id.to_string(),
                 connected: self.status(p.node_id).is_some(),
-                last_sync: p
-                    .last_sync_at
-                    .map(|t| t.timestamp_millis() as f64 / 1000.0),
+                last_sync: p.last_sync_at.map(|t| t.timestamp_millis() as f64 / 1000.0),
                 pending: self.pending(&p, AWAY_COUNT_TTL).await,
             });
         }

@@ -24,7 +24,10 @@ pub struct Counts {
 pub fn counts(tx: &ReadTransaction) -> Result<Counts> {
     let facets = tx.open_table(FACET_COUNTS)?;
     let count = |f: Facet| -> Result<u64> {
-        Ok(facets.get(f.key().as_str())?.map(|v| v.value()).unwrap_or(0))
+        Ok(facets
+            .get(f.key().as_str())?
+            .map(|v| v.value())
+            .unwrap_or(0))
     };
     let mut conversations = Vec::new();
     for &k in Kind::ALL {
