@@ -296,23 +296,6 @@ impl Store {
         }))
     }
 
-    /// The writer's metrics, for the node's registry.
-    pub fn metrics(&self) -> &crate::metrics::StoreMetrics {
-        &self.metrics
-    }
-
-    /// Write jobs waiting for the writer thread.
-    pub fn writer_queue_depth(&self) -> usize {
-        self.writer.queue_depth()
-    }
-
-    /// The size of the database file; `None` if it cannot be read.
-    pub fn file_bytes(&self) -> Option<u64> {
-        std::fs::metadata(self.dir.join("parley.redb"))
-            .ok()
-            .map(|m| m.len())
-    }
-
     /// Runs `f` on a read transaction on the blocking pool.
     pub async fn read<T, E, F>(&self, f: F) -> std::result::Result<T, E>
     where

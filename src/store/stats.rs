@@ -4,8 +4,8 @@
 
 use redb::{ReadTransaction, ReadableTableMetadata};
 
-use super::Result;
 use super::tables::FACET_COUNTS;
+use super::{Result, Store};
 use crate::domain::{Facet, Kind, State};
 
 /// What waits in the outbox and how the conversations divide.
@@ -43,4 +43,23 @@ pub fn counts(tx: &ReadTransaction) -> Result<Counts> {
         conversations,
         tasks_overdue: count(Facet::Overdue)?,
     })
+}
+
+impl Store {
+    /// The writer's metrics, for the node's registry.
+    pub fn metrics(&self) -> &crate::metrics::StoreMetrics {
+        &self.metrics
+    }
+
+    /// Write jobs waiting for the writer thread.
+    pub fn writer_queue_depth(&self) -> usize {
+        self.writer.queue_depth()
+    }
+
+    /// The size of the database file; `None` if it cannot be read.
+    pub fn file_bytes(&self) -> Option<u64> {
+        std::fs::metadata(self.dir.join("parley.redb"))
+            .ok()
+            .map(|m| m.len())
+    }
 }

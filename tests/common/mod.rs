@@ -7,6 +7,7 @@ pub mod bin;
 pub mod faults;
 pub mod py;
 pub mod receiver;
+pub mod scrape;
 pub mod sink;
 pub mod smtp;
 pub mod wstap;
