@@ -343,3 +343,52 @@ async fn the_separate_listener_serves_only_metrics_and_is_off_by_default() {
     assert_eq!(s.status, StatusCode::UNAUTHORIZED);
     n.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_webhook_attempts_and_the_waiting_delivery_are_counted() {
+    let n = TestNode::start_configured(
+        "acme",
+        Role::Retailer,
+        "[webhooks]\nallow = [\"loopback\"]\ntimeout_secs = 2\n",
+    )
+    .await;
+    // A port nothing listens on: every attempt fails, and the delivery waits for its retry.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (s, v) = n
+        .post(
+            "/api/v1/webhooks",
+            json!({"url": format!("http://127.0.0.1:{port}/hook"), "events": ["message.created"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let before = scrape(&n).await;
+    let failures = "parley_notification_delivery_failures_total{channel=\"webhook\"}";
+    let pending = "parley_outbox_pending{channel=\"webhook\"}";
+    assert_eq!(value(&before, failures), Some(0.0));
+    assert_eq!(value(&before, pending), Some(0.0));
+    let id = v["id"].as_str().unwrap();
+    let (s, _) = n
+        .post(&format!("/api/v1/webhooks/{id}/test"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    eventually(
+        20,
+        "a failed attempt counted while its delivery waits",
+        || async {
+            let b = scrape(&n).await;
+            (value(&b, failures).unwrap_or(0.0) >= 1.0 && value(&b, pending) == Some(1.0))
+                .then_some(())
+        },
+    )
+    .await;
+    let b = scrape(&n).await;
+    assert_eq!(
+        value(&b, "parley_notifications_sent_total{channel=\"webhook\"}"),
+        Some(0.0)
+    );
+    n.stop().await;
+}
