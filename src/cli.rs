@@ -103,6 +103,10 @@ pub enum Command {
         public_url: Option<String>,
         #[command(flatten)]
         tls: TlsArgs,
+        /// Also serve `/metrics` here without a token, for a local Prometheus, e.g.
+        /// 127.0.0.1:9464 (off unless set; the main listener serves it to admins).
+        #[arg(long, env = "PARLEY_METRICS_LISTEN")]
+        metrics_listen: Option<String>,
         /// On first start: the identity to create.
         #[command(flatten)]
         identity: IdentityArgs,
@@ -295,6 +299,7 @@ pub(crate) fn config_with(
         tls_cert: tls.tls_cert,
         tls_key: tls.tls_key,
         allow_loopback_peers: g.allow_loopback_peers,
+        ..Default::default()
     })?)
 }
 
@@ -312,9 +317,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             doc_cache,
             public_url,
             tls,
+            metrics_listen,
             identity,
         } => {
-            let cfg = config_with(&cli.global, listen, doc_cache, public_url, tls)?;
+            let mut cfg = config_with(&cli.global, listen, doc_cache, public_url, tls)?;
+            if metrics_listen.is_some() {
+                cfg.metrics_listen =
+                    crate::metrics::config::listen_addr(metrics_listen, cfg.listen)?;
+            }
             init_tracing(&cfg.log);
             let svc = crate::server::open(&cfg, Clock::System).await?;
             if svc.identity().await?.is_none() {
@@ -338,6 +348,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let (Some(addr), Some(fp)) = (bound.tls_addr(), bound.tls_fingerprint()) {
                 println!("serving partners over TLS on https://{addr} (certificate {fp})");
+            }
+            if let Some(addr) = bound.metrics_addr() {
+                println!("serving /metrics without a token on http://{addr}/metrics");
             }
             std::io::stdout().flush().ok();
             crate::server::run(svc, bound, stop).await

@@ -50,6 +50,7 @@ pub struct FileConfig {
     pub webhooks: Option<crate::notify::config::WebhooksFile>,
     pub attachments: Option<AttachmentsFile>,
     pub backup: Option<crate::service::backup::BackupFile>,
+    pub metrics: Option<crate::metrics::config::MetricsFile>,
 }
 
 /// `[attachments]`: which files this node takes.
@@ -145,6 +146,8 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub allow_loopback_peers: Option<bool>,
+    /// `--metrics-listen` (`serve` only).
+    pub metrics_listen: Option<String>,
 }
 
 /// The effective, validated configuration.
@@ -177,6 +180,8 @@ pub struct Config {
     pub peer_quota_bytes_per_day: u64,
     pub email: crate::notify::config::EmailConfig,
     pub webhooks: crate::notify::config::WebhookConfig,
+    /// Where `/metrics` is also served without a token (`[metrics] listen`); off if `None`.
+    pub metrics_listen: Option<SocketAddr>,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
     /// Where `listen` came from, for a CLI that looks for the running node.
@@ -364,7 +369,12 @@ impl Config {
             crate::notify::config::WebhookConfig::load(file.webhooks.unwrap_or_default())?;
         let attachments = file.attachments.unwrap_or_default().load()?;
         let backup = file.backup.unwrap_or_default().load()?;
+        let metrics_listen = crate::metrics::config::listen_addr(
+            o.metrics_listen.or(file.metrics.and_then(|m| m.listen)),
+            listen,
+        )?;
         Ok(Config {
+            metrics_listen,
             attachments,
             backup,
             email,
@@ -443,7 +453,8 @@ impl Config {
                 self.attachments.max_bytes >> 20,
                 kinds.join(", ")
             )
-            + &crate::service::backup::schedule_toml(self.backup.as_ref());
+            + &crate::service::backup::schedule_toml(self.backup.as_ref())
+            + &crate::metrics::config::to_toml(self.metrics_listen);
         format!(
             "{from}data_dir = {:?}\nlisten = \"{}\"\n{}doc_cache = {}\nlog = {:?}\n{tls}{limits}{notify}",
             self.data_dir.display().to_string(),

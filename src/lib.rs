@@ -12,6 +12,7 @@ mod cli_webhook;
 pub mod config;
 pub mod domain;
 pub mod http_client;
+pub mod metrics;
 pub mod notify;
 pub mod replicator;
 pub mod server;

@@ -43,12 +43,19 @@ pub struct Bound {
     https: Option<SocketAddr>,
     fingerprint: Option<String>,
     data_dir: std::path::PathBuf,
+    /// The separate `/metrics` listener (`[metrics] listen`), if configured.
+    metrics: Option<(BoxAcceptor, SocketAddr)>,
 }
 
 impl Bound {
     /// The HTTPS address, when the node serves peers over TLS.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.https
+    }
+
+    /// Where `/metrics` is served without a token, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.1)
     }
 
     /// Fingerprint of the certificate served there.
@@ -69,6 +76,16 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
     if let Err(e) = write_listen_file(&config.data_dir.join(LISTEN_FILE), http) {
         tracing::warn!(error = %format!("{e:#}"), "the CLI will not find this node by its data directory");
     }
+    let metrics = match config.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let a = TcpListener::bind(addr).into_acceptor().await.with_context(|| {
+                format!("cannot serve metrics on {addr}: is another program using it? Change [metrics] listen or --metrics-listen")
+            })?;
+            let bound = first_addr(&a).context("the metrics listener has no address")?;
+            Some((a.boxed(), bound))
+        }
+    };
     let Some(tls_listen) = config.tls_listen else {
         return Ok(Bound {
             acceptor: plain.boxed(),
@@ -77,6 +94,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
             https: None,
             fingerprint: None,
             data_dir: config.data_dir.clone(),
+            metrics,
         });
     };
     let (dir, cert, key) = (
@@ -98,6 +116,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
         https: Some(https),
         fingerprint: Some(node_cert.fingerprint),
         data_dir: config.data_dir.clone(),
+        metrics,
     })
 }
 
@@ -166,6 +185,22 @@ pub async fn run(
         closing.begin_shutdown();
         rep2.stop();
     };
+    if let Some((acceptor, _)) = bound.metrics {
+        // Ends with the node: when shutdown starts, as the main listener does.
+        let mut closing = svc.closing();
+        let app = crate::api::metrics_routes(svc.clone(), rep.clone());
+        tokio::spawn(async move {
+            let stop =
+                async move { while closing.changed().await.is_ok() && !*closing.borrow() {} };
+            let r = Server::new_with_acceptor(acceptor)
+                .name("parley-metrics")
+                .run_with_graceful_shutdown(app, stop, Some(Duration::from_secs(2)))
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
     let app = crate::api::routes(svc, rep.clone(), bound.timeouts.body);
     let listen_file = bound.data_dir.join(LISTEN_FILE);
     // Slow clients: heads are timed per connection, bodies per request, and a connection

@@ -12,6 +12,7 @@ pub mod error;
 mod events;
 mod export;
 mod inbox_params;
+mod metrics;
 mod models;
 mod notifications;
 mod peers;
@@ -199,7 +200,9 @@ pub fn routes(
         .at("/api/openapi.json", get(spec_endpoint).data(spec))
         .nest("/api/docs", docs)
         .at("/healthz", get(healthz))
+        .at(metrics::PATH, metrics::guarded_endpoint())
         .nest("/", web::Spa)
+        .around(metrics::note_operation)
         .around(session::cookie_auth)
         .around(limit_body)
         .catch_all_error(error::json_errors)
@@ -207,10 +210,16 @@ pub fn routes(
             let methods = methods.clone();
             async move { methods.allow(next, req).await }
         })
+        .around(metrics::count_requests)
         .with(Tracing)
         .data(svc)
         .data(rep)
         .data(BodyTimeout(body_timeout))
+}
+
+/// The separate `/metrics` listener's routes (`[metrics] listen`): that path only, no token.
+pub fn metrics_routes(svc: Arc<Service>, rep: Arc<Replicator>) -> impl Endpoint {
+    metrics::open_routes(svc, rep)
 }
 
 /// Refuses bodies over [`MAX_BODY`]: by their `Content-Length` (413) or, for a body sent

@@ -164,18 +164,7 @@ impl PeersApi {
     async fn out(&self, p: Peer) -> PeerOut {
         let me = self.svc.identity().await.ok().flatten();
         let link = self.rep.status(p.node_id);
-        // Away: what was still waiting when the link dropped, plus what changed since.
-        let away = match (&link, self.rep.last_seen(p.node_id), &me) {
-            (None, Some(last), Some(_)) => {
-                let changed = self
-                    .svc
-                    .shared_changes_since(&p, last.local_high, 100_000)
-                    .await
-                    .ok();
-                changed.map(|n| n + last.progress.pending_to_send())
-            }
-            _ => None,
-        };
+        let pending = self.rep.pending(&p, std::time::Duration::ZERO).await;
         let failure = self.rep.failure(p.node_id);
         PeerOut {
             last_error: failure.as_ref().map(|f| f.error.clone()),
@@ -195,7 +184,7 @@ impl PeersApi {
                 .then(|| self.rep.away_since(p.node_id))
                 .flatten(),
             last_sync_at: p.last_sync_at,
-            pending: link.map(|l| l.live.progress.pending_to_send()).or(away),
+            pending,
             caught_up: link.map(|l| l.live.progress.initial_sync_complete),
             incoming: link.map(|l| {
                 l.live.progress.docs_to_fetch as u64 + l.live.progress.peer_feed_unannounced

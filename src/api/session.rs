@@ -233,8 +233,10 @@ impl SessionApi {
 pub async fn cookie_auth<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
     let path = req.uri().path();
     let login = req.method() == Method::POST && path == "/api/v1/session";
-    let applies =
-        path.starts_with("/api/") && !login && !req.headers().contains_key(header::AUTHORIZATION);
+    // `/metrics` takes an admin's session too (it is read-only: no CSRF token needed).
+    let applies = (path.starts_with("/api/") || path == super::metrics::PATH)
+        && !login
+        && !req.headers().contains_key(header::AUTHORIZATION);
     let id = if applies { session_cookie(&req) } else { None };
     if let (Some(id), Some(svc)) = (id, req.data::<Arc<Service>>().cloned()) {
         let found = svc

@@ -10,6 +10,7 @@
 //! - An attempt whose outcome was not recorded (a crash, a shutdown) is made again with the
 //!   same `webhook-id`: delivery is at least once.
 
+use crate::metrics::Channel;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -287,8 +288,9 @@ async fn deliver(
     let started = svc.clock().now();
     let out = send(client, policy, cfg.timeout, &ep, &d, started).await;
     match &out {
-        Outcome::Delivered(_) => {}
+        Outcome::Delivered(_) => svc.metrics().notify.sent(Channel::Webhook),
         o => {
+            svc.metrics().notify.failed(Channel::Webhook);
             tracing::info!(endpoint = %ep.id, msg_id = %d.msg_id, outcome = ?o, "webhook attempt failed")
         }
     }

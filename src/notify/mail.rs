@@ -7,6 +7,7 @@
 //! `Message-ID` in the same transaction that removes the rows; it leaves the outbox only
 //! after the SMTP server accepted it, so a crash in between sends it again, identifiably.
 
+use crate::metrics::Channel;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -462,6 +463,10 @@ async fn send_due(svc: &Arc<Service>, cfg: &EmailConfig) -> Result<Option<Durati
         };
         // Each outcome is recorded at once: a crash later in the round re-sends only the
         // mail whose answer was not recorded yet.
+        match &r {
+            Ok(_) => svc.metrics().notify.sent(Channel::Email),
+            Err(_) => svc.metrics().notify.failed(Channel::Email),
+        }
         let (done, stop) = match r {
             Ok(answer) => {
                 tracing::debug!(to = %m.to, message_id = %m.message_id, %answer, "mail accepted");

@@ -133,6 +133,11 @@ impl Conn {
         let store = self.svc.store().clone();
         let scope = self.scope.clone();
         let now = self.svc.now();
+        let sync = &self.svc.metrics().sync;
+        let peer = self.scope.peer.node_id.to_string();
+        if let Step::Receive(b) = &step {
+            sync.received(&peer, b.len());
+        }
         let (s, frames, flushed, events, progress, local_high) =
             tokio::task::spawn_blocking(move || -> Result<_, ConnError> {
                 let mut host = SyncHost::new(&store, &scope, now)?;
@@ -162,6 +167,9 @@ impl Conn {
             };
         }
         for e in events {
+            if matches!(e, Event::Rejected { .. }) {
+                sync.rejected(&peer, 1);
+            }
             log_event(&self.scope, e);
         }
         if progress.initial_sync_complete {
@@ -171,7 +179,9 @@ impl Conn {
             self.svc.notify(id, seq);
         }
         for f in frames {
+            let n = f.len();
             tx.send(f).await.map_err(|_| ConnError::Closed)?;
+            sync.sent(&peer, n);
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 
 pub mod conn;
 pub mod dial;
+mod metrics;
 pub mod pump;
 
 use std::collections::HashMap;
@@ -57,6 +58,9 @@ pub struct Replicator {
     failures: Mutex<HashMap<Uuid, Failure>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     next_gen: std::sync::atomic::AtomicU64,
+    /// Per away peer (and the feed position its link ended at): when its waiting changes
+    /// were last counted, and the count (`metrics`).
+    away_counts: Mutex<HashMap<(Uuid, u64), (std::time::Instant, u64)>>,
 }
 
 impl Replicator {
@@ -77,6 +81,7 @@ impl Replicator {
             failures: Mutex::default(),
             tasks: Mutex::default(),
             next_gen: Default::default(),
+            away_counts: Mutex::default(),
         });
         for p in svc.peers().await? {
             r.maybe_dial(p);

@@ -10,6 +10,7 @@ mod conversations;
 mod export;
 mod inbox;
 mod invites;
+mod metrics;
 mod notifications;
 mod pair;
 mod peer_auth;
@@ -232,12 +233,15 @@ pub struct Service {
     webhook_cfg: std::sync::RwLock<crate::notify::config::WebhookConfig>,
     /// Periodic backups (`[backup]`), started with the server.
     backup_schedule: std::sync::RwLock<Option<backup::BackupSchedule>>,
+    /// This node's Prometheus registry (`service::metrics`).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Service {
     pub fn new(store: Arc<Store>, clock: Clock) -> Arc<Service> {
         let (events, _) = broadcast::channel(1024);
         let (peer_events, _) = broadcast::channel(64);
+        let metrics = Arc::new(crate::metrics::Metrics::new(store.metrics().clone()));
         Arc::new(Service {
             store,
             events,
@@ -254,6 +258,7 @@ impl Service {
             backup_schedule: Default::default(),
             email_cfg: Default::default(),
             webhook_cfg: Default::default(),
+            metrics,
         })
     }
 

@@ -87,7 +87,6 @@ impl DocCache {
         self.docs.remove(&id);
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.docs.len()
     }

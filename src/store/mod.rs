@@ -30,6 +30,7 @@ mod recovery;
 pub mod reminders;
 pub mod search;
 pub mod sessions;
+pub mod stats;
 pub mod sync_host;
 pub mod tables;
 pub mod team;
@@ -267,6 +268,8 @@ pub struct Store {
     low_space_logged: std::sync::Mutex<Option<std::time::Instant>>,
     /// Per peer, the wanted file its sessions looked at last (`uploads::wanted_cursor`).
     wanted_cursors: std::sync::Mutex<std::collections::HashMap<Uuid, blobs::Hash>>,
+    /// What the writer reports (commit time, jobs per commit, cached documents).
+    metrics: crate::metrics::StoreMetrics,
 }
 
 impl Store {
@@ -318,7 +321,8 @@ impl Store {
         let identity = accounts::read_identity(&db.begin_read()?)?;
         rebuild::if_needed(&db, identity.as_ref())?;
         let swept = index::read_swept_day(&db.begin_read()?)?;
-        let writer = writer::spawn(db.clone(), identity, opts.doc_cache);
+        let metrics = crate::metrics::StoreMetrics::default();
+        let writer = writer::spawn(db.clone(), identity, opts.doc_cache, metrics.clone());
         Ok(Arc::new(Store {
             db,
             writer,
@@ -331,6 +335,7 @@ impl Store {
             dir: dir.to_path_buf(),
             low_space_logged: Default::default(),
             wanted_cursors: Default::default(),
+            metrics,
         }))
     }
 

@@ -160,11 +160,16 @@ pub struct Handle {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-pub fn spawn(db: Arc<Database>, identity: Option<Identity>, doc_cache: usize) -> Handle {
+pub fn spawn(
+    db: Arc<Database>,
+    identity: Option<Identity>,
+    doc_cache: usize,
+    metrics: crate::metrics::StoreMetrics,
+) -> Handle {
     let (tx, rx) = mpsc::channel::<Job>(QUEUE);
     let thread = std::thread::Builder::new()
         .name("parley-writer".into())
-        .spawn(move || run(db, identity, rx, doc_cache))
+        .spawn(move || run(db, identity, rx, doc_cache, metrics))
         .expect("spawning the writer thread");
     Handle {
         tx: Mutex::new(Some(tx)),
@@ -177,9 +182,11 @@ fn run(
     mut identity: Option<Identity>,
     mut rx: mpsc::Receiver<Job>,
     cache_cap: usize,
+    metrics: crate::metrics::StoreMetrics,
 ) {
     let mut cache = DocCache::new(cache_cap);
     while let Some(first) = rx.blocking_recv() {
+        let started = std::time::Instant::now();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -204,6 +211,7 @@ fn run(
             poisoned: false,
             touched: vec![],
         };
+        let jobs = batch.len();
         let mut finishes = Vec::with_capacity(batch.len());
         let mut panicked = false;
         for job in batch {
@@ -238,6 +246,7 @@ fn run(
             identity = id_before;
             tracing::warn!("a group commit was aborted; its writers were told to retry");
         }
+        metrics.commit(started.elapsed().as_secs_f64(), jobs, cache.len());
         for f in finishes {
             f(outcome.clone());
         }
@@ -301,6 +310,15 @@ impl Handle {
             .blocking_send(job)
             .map_err(|_| StoreError::Closed)?;
         rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Jobs queued and not yet taken by the writer (0 once closed).
+    pub fn queue_depth(&self) -> usize {
+        self.tx
+            .lock()
+            .ok()
+            .and_then(|t| t.as_ref().map(|s| s.max_capacity() - s.capacity()))
+            .unwrap_or(0)
     }
 
     /// Lets queued jobs finish, then stops the thread.

@@ -7,6 +7,7 @@ pub mod bin;
 pub mod faults;
 pub mod py;
 pub mod receiver;
+pub mod scrape;
 pub mod sink;
 pub mod smtp;
 pub mod wstap;
@@ -28,6 +29,8 @@ pub struct TestNode {
     addr: std::net::SocketAddr,
     /// Where it serves peers over TLS, when started with [`TestNode::start_tls`].
     pub tls_addr: Option<std::net::SocketAddr>,
+    /// Where it serves `/metrics` without a token, when its config file says `[metrics] listen`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub token: String,
     svc: Option<Arc<Service>>,
     pub dir: tempfile::TempDir,
@@ -144,6 +147,7 @@ impl TestNode {
         let acceptor = parley::server::bind(&cfg).await.unwrap();
         let addr = parley::server::local_addr(&acceptor).unwrap();
         let tls_addr = acceptor.tls_addr();
+        let metrics_addr = acceptor.metrics_addr();
         let (stop, task) = serve(svc.clone(), acceptor);
         TestNode {
             org: org.to_string(),
@@ -151,6 +155,7 @@ impl TestNode {
             base: format!("http://{addr}"),
             addr,
             tls_addr,
+            metrics_addr,
             token,
             svc: Some(svc),
             dir,
@@ -255,6 +260,7 @@ impl TestNode {
         let acceptor = parley::server::bind(&cfg).await.unwrap();
         self.addr = parley::server::local_addr(&acceptor).unwrap();
         self.base = format!("http://{}", self.addr);
+        self.metrics_addr = acceptor.metrics_addr();
         let (stop, task) = serve(svc, acceptor);
         self.stop = Some(stop);
         self.task = Some(task);
