@@ -46,6 +46,7 @@ pub struct FileConfig {
     pub idle_timeout_secs: Option<u64>,
     pub signin_window_secs: Option<u64>,
     pub peer_quota_mb_per_day: Option<u64>,
+    pub disk_reserve_mb: Option<u64>,
     pub email: Option<crate::notify::config::EmailFile>,
     pub webhooks: Option<crate::notify::config::WebhooksFile>,
     pub attachments: Option<AttachmentsFile>,
@@ -172,6 +173,9 @@ pub struct Config {
     pub signin_window: Duration,
     /// Bytes of changes accepted from one peer per UTC day (`store::quota`).
     pub peer_quota_bytes_per_day: u64,
+    /// Bytes writes leave free on the data directory's disk; `None`: 64 MiB, or 5 % of a
+    /// smaller disk (`store::disk`).
+    pub disk_reserve: Option<u64>,
     pub email: crate::notify::config::EmailConfig,
     pub webhooks: crate::notify::config::WebhookConfig,
     /// The file that was read, if any.
@@ -353,6 +357,17 @@ impl Config {
                 });
             }
         };
+        let disk_reserve = match file.disk_reserve_mb {
+            None => None,
+            Some(mb) if mb <= 1_048_576 => Some(mb << 20),
+            Some(mb) => {
+                return Err(ConfigError::Invalid {
+                    field: "disk_reserve_mb",
+                    value: mb.to_string(),
+                    reason: "must be between 0 and 1048576 MiB".into(),
+                });
+            }
+        };
         let email = crate::notify::config::EmailConfig::load(
             file.email.unwrap_or_default(),
             public_url.as_deref(),
@@ -367,6 +382,7 @@ impl Config {
             timeouts,
             signin_window,
             peer_quota_bytes_per_day,
+            disk_reserve,
             data_dir,
             listen,
             public_url,
@@ -425,6 +441,10 @@ impl Config {
             self.signin_window.as_secs(),
             self.peer_quota_bytes_per_day / (1024 * 1024)
         );
+        let limits = match self.disk_reserve {
+            Some(b) => format!("{limits}disk_reserve_mb = {}\n", b >> 20),
+            None => limits,
+        };
         let kinds: Vec<String> = self
             .attachments
             .kinds

@@ -21,6 +21,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<Arc<Service>>
         doc_cache: config.doc_cache,
         peer_quota_bytes_per_day: config.peer_quota_bytes_per_day,
         attachments: config.attachments.clone(),
+        disk_reserve: config.disk_reserve,
         ..StoreOptions::default()
     };
     let store = tokio::task::spawn_blocking(move || Store::open(&dir, opts))
