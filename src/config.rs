@@ -477,6 +477,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn disk_reserve_is_read_in_mib_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |toml: &str| {
+            let f = dir.path().join("r.toml");
+            std::fs::write(&f, toml).unwrap();
+            Config::load(Overrides {
+                config: Some(f),
+                ..Default::default()
+            })
+        };
+        assert_eq!(load("").unwrap().disk_reserve, None);
+        assert_eq!(load("disk_reserve_mb = 0\n").unwrap().disk_reserve, Some(0));
+        let c = load("disk_reserve_mb = 100\n").unwrap();
+        assert_eq!(c.disk_reserve, Some(100 << 20));
+        assert!(c.to_toml().contains("disk_reserve_mb = 100"));
+        let e = load("disk_reserve_mb = 99999999\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("disk_reserve_mb"), "{e}");
+        assert!(load("disk_reserve_mb = -1\n").is_err());
+    }
+
+    #[test]
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p.toml");

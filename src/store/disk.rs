@@ -32,15 +32,28 @@ const REOPEN_WAIT: Duration = Duration::from_secs(10);
 /// only once the old one is out of `current`, and redb's file lock refuses the open (retried
 /// here) until every handle and transaction of the old one has ended.
 pub(crate) struct DbCell {
-    path: PathBuf,
+    /// The file to reopen; `None` for a database on a storage backend of its own, which is
+    /// never given up (`give_up` is then a no-op).
+    path: Option<PathBuf>,
     cache_bytes: usize,
     current: Mutex<Option<Arc<Database>>>,
 }
 
 impl DbCell {
+    /// A database on a storage backend of its own, which cannot be reopened here: after a
+    /// latched I/O failure it keeps failing until the process opens it again.
+    #[allow(dead_code)]
+    pub fn fixed(db: Database) -> DbCell {
+        DbCell {
+            path: None,
+            cache_bytes: 0,
+            current: Mutex::new(Some(Arc::new(db))),
+        }
+    }
+
     pub fn new(db: Database, path: PathBuf, cache_bytes: usize) -> DbCell {
         DbCell {
-            path,
+            path: Some(path),
             cache_bytes,
             current: Mutex::new(Some(Arc::new(db))),
         }
@@ -52,14 +65,17 @@ impl DbCell {
         if let Some(db) = cur.as_ref() {
             return Ok(db.clone());
         }
+        let Some(path) = &self.path else {
+            return Err(StoreError::Closed);
+        };
         let deadline = Instant::now() + REOPEN_WAIT;
         loop {
             match Database::builder()
                 .set_cache_size(self.cache_bytes)
-                .create(&self.path)
+                .create(path)
             {
                 Ok(db) => {
-                    tracing::warn!(file = %self.path.display(), "database reopened after a failed write; reads and writes work again");
+                    tracing::warn!(file = %path.display(), "database reopened after a failed write; reads and writes work again");
                     let db = Arc::new(db);
                     *cur = Some(db.clone());
                     return Ok(db);
@@ -72,7 +88,7 @@ impl DbCell {
                     return Err(StoreError::Reopening);
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, file = %self.path.display(), "cannot reopen the database; trying again on the next request");
+                    tracing::error!(error = %e, file = %path.display(), "cannot reopen the database; trying again on the next request");
                     return Err(e.into());
                 }
             }
@@ -82,6 +98,9 @@ impl DbCell {
     /// Gives up `db` after an I/O failure latched it: the next [`DbCell::get`] opens a fresh
     /// handle. A no-op if `db` was already given up (another caller was first).
     pub fn give_up(&self, db: &Arc<Database>) {
+        if self.path.is_none() {
+            return;
+        }
         if let Ok(mut cur) = self.current.lock()
             && cur.as_ref().is_some_and(|c| Arc::ptr_eq(c, db))
         {

@@ -116,7 +116,8 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether trying the same request again may succeed.
+    /// Whether trying the same request again may succeed. A read that began on a handle a
+    /// failed commit latched (`PreviousIo`) succeeds on the fresh one (`disk`).
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
@@ -125,7 +126,7 @@ impl StoreError {
                 | StoreError::Raced(..)
                 | StoreError::DiskFull { .. }
                 | StoreError::Reopening
-        )
+        ) || matches!(self, StoreError::Db(e) if matches!(**e, redb::Error::PreviousIo))
     }
 }
 
