@@ -14,10 +14,19 @@ use crate::domain::Role;
 use crate::service::{Clock, NewToken, Service};
 use crate::store::check::Pages;
 
+/// `parley --version`: the release, and the versions it reads and speaks (kept equal to
+/// `store::SCHEMA_VERSION` and the link protocols by a test below).
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nstore schema 1 (reads 1 and older)",
+    "\nsync protocols parley-sync.2, parley-sync.1"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "parley",
     version,
+    long_version = LONG_VERSION,
     about = "Offline-first conversations between retailers and suppliers"
 )]
 pub struct Cli {
@@ -38,6 +47,15 @@ pub struct Global {
     /// Log filter, e.g. info or parley=debug.
     #[arg(long, global = true, env = "PARLEY_LOG")]
     pub log: Option<String>,
+    /// Log lines as readable text or as one JSON object per line (for a log shipper).
+    #[arg(
+        long,
+        global = true,
+        env = "PARLEY_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: crate::logging::LogFormat,
     /// Let peers have loopback addresses (127.0.0.1, localhost): only when every node runs on
     /// this machine.
     #[arg(long, global = true, env = "PARLEY_ALLOW_LOOPBACK_PEERS", num_args = 0..=1,
@@ -161,6 +179,11 @@ pub enum Command {
         /// Refuse a backup of any other org.
         #[arg(long, env = "PARLEY_ORG_ID")]
         expect_org: Option<String>,
+    },
+    /// Print a completion script for a shell, e.g. `source <(parley completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Import topic records (orders, items, returns, …) from a CSV file with a header naming
     /// kind, ref and title (url and other columns optional). All or nothing.
@@ -303,13 +326,6 @@ pub(crate) fn config_with(
     })?)
 }
 
-pub(crate) fn init_tracing(filter: &str) {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve {
@@ -325,7 +341,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 cfg.metrics_listen =
                     crate::metrics::config::listen_addr(metrics_listen, cfg.listen)?;
             }
-            init_tracing(&cfg.log);
+            crate::logging::init(&cfg.log, cli.global.log_format);
             let svc = crate::server::open(&cfg, Clock::System).await?;
             if svc.identity().await?.is_none() {
                 first_start(&svc, &cfg, identity).await?;
@@ -338,16 +354,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .identity()
                 .await?
                 .context("identity missing after init")?;
+            let say = announcer(cli.global.log_format);
             if let Some(addr) = crate::server::local_addr(&bound) {
-                println!(
+                say(&format!(
                     "Parley {} for {} ({}) listening on http://{addr}",
                     env!("CARGO_PKG_VERSION"),
                     id.org_id,
                     id.role
-                );
+                ));
             }
             if let (Some(addr), Some(fp)) = (bound.tls_addr(), bound.tls_fingerprint()) {
-                println!("serving partners over TLS on https://{addr} (certificate {fp})");
+                say(&format!(
+                    "serving partners over TLS on https://{addr} (certificate {fp})"
+                ));
             }
             if let Some(addr) = bound.metrics_addr() {
                 println!("serving /metrics without a token on http://{addr}/metrics");
@@ -357,14 +376,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Init { identity } => {
             let cfg = config(&cli.global, None, None)?;
-            init_tracing(&cfg.log);
+            crate::logging::init(&cfg.log, cli.global.log_format);
             let svc = open_offline(&cfg).await?;
             let (org, name, role) = identity_values(identity, false)?;
             init(&svc, &cfg, &org, &name, role).await
         }
         Command::User(cmd) => {
             let cfg = config(&cli.global, None, None)?;
-            init_tracing(&cfg.log);
+            crate::logging::init(&cfg.log, cli.global.log_format);
             let svc = open_offline(&cfg).await?;
             match cmd {
                 UserCmd::Add {
@@ -403,7 +422,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token(cmd) => {
             let cfg = config(&cli.global, None, None)?;
-            init_tracing(&cfg.log);
+            crate::logging::init(&cfg.log, cli.global.log_format);
             let svc = open_offline(&cfg).await?;
             match cmd {
                 TokenCmd::Create { name, user } => {
@@ -440,7 +459,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Partner(cmd) => {
             let cfg = config(&cli.global, None, None)?;
-            init_tracing(&cfg.log);
+            crate::logging::init(&cfg.log, cli.global.log_format);
             let svc = open_offline(&cfg).await?;
             match cmd {
                 PartnerCmd::Add { id, name, role } => {
@@ -476,7 +495,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Import { file } => {
             let cfg = config(&cli.global, None, None)?;
-            init_tracing(&cfg.log);
+            crate::logging::init(&cfg.log, cli.global.log_format);
             let text = if file.as_os_str() == "-" {
                 let mut s = String::new();
                 std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
@@ -499,8 +518,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Email(cmd) => {
             let cfg = config(&cli.global, None, None)?;
-            init_tracing(&cfg.log);
+            crate::logging::init(&cfg.log, cli.global.log_format);
             crate::cli_email::run(&cfg, cmd).await
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            // Into a buffer first: clap_complete panics on a failed write, and a reader that
+            // stops early (`| head`) is no error.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "parley", &mut script);
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(anyhow::Error::new(e).context("writing the completion script"))
+                }
+                _ => Ok(()),
+            }
         }
         Command::PrintConfig { listen } => {
             print!("{}", config(&cli.global, listen, None)?.to_toml());
@@ -508,7 +540,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Check { repair } => {
             let cfg = config(&cli.global, None, None)?;
-            init_tracing(&cfg.log);
+            crate::logging::init(&cfg.log, cli.global.log_format);
             if repair {
                 let svc = open_offline(&cfg).await?;
                 let store = svc.store().clone();
@@ -540,6 +572,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
             }
         }
+    }
+}
+
+/// How `serve` says where it listens: a line on standard output, or with JSON logs a log
+/// event, so that a log shipper reading the service's output meets JSON lines only.
+fn announcer(format: crate::logging::LogFormat) -> fn(&str) {
+    match format {
+        crate::logging::LogFormat::Text => |line| println!("{line}"),
+        crate::logging::LogFormat::Json => |line| tracing::info!("{line}"),
     }
 }
 
@@ -712,4 +753,15 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
         bail!("the passwords differ; nothing was changed");
     }
     Ok(pw)
+}
+
+#[cfg(test)]
+mod version_tests {
+    #[test]
+    fn the_long_version_names_the_versions_this_release_reads_and_speaks() {
+        let v = super::LONG_VERSION;
+        assert!(v.contains(&format!("store schema {} ", crate::store::SCHEMA_VERSION)));
+        assert!(v.contains(crate::replicator::dial::PROTOCOL_FILES));
+        assert!(v.contains(crate::replicator::dial::PROTOCOL));
+    }
 }

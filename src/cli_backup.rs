@@ -32,7 +32,7 @@ fn summary(m: &Manifest, to: &Path) -> String {
 
 pub async fn backup(g: &Global, listen: Option<String>, to: PathBuf) -> anyhow::Result<()> {
     let cfg = config(g, None, None)?;
-    crate::cli::init_tracing(&cfg.log);
+    crate::logging::init(&cfg.log, g.log_format);
     match open_offline(&cfg).await {
         Ok(svc) => {
             let m = svc
@@ -106,7 +106,7 @@ async fn download(base: &str, from: &str, token: &str, to: &Path) -> anyhow::Res
 
 pub async fn restore(g: &Global, file: PathBuf, expect_org: Option<String>) -> anyhow::Result<()> {
     let cfg = config(g, None, None)?;
-    crate::cli::init_tracing(&cfg.log);
+    crate::logging::init(&cfg.log, g.log_format);
     let dir = cfg.data_dir.clone();
     let opts = RestoreOptions {
         expect_org,

@@ -46,6 +46,7 @@ pub struct FileConfig {
     pub idle_timeout_secs: Option<u64>,
     pub signin_window_secs: Option<u64>,
     pub peer_quota_mb_per_day: Option<u64>,
+    pub disk_reserve_mb: Option<u64>,
     pub email: Option<crate::notify::config::EmailFile>,
     pub webhooks: Option<crate::notify::config::WebhooksFile>,
     pub attachments: Option<AttachmentsFile>,
@@ -178,6 +179,9 @@ pub struct Config {
     pub signin_window: Duration,
     /// Bytes of changes accepted from one peer per UTC day (`store::quota`).
     pub peer_quota_bytes_per_day: u64,
+    /// Bytes writes leave free on the data directory's disk; `None`: 64 MiB, or 5 % of a
+    /// smaller disk (`store::disk`).
+    pub disk_reserve: Option<u64>,
     pub email: crate::notify::config::EmailConfig,
     pub webhooks: crate::notify::config::WebhookConfig,
     /// Where `/metrics` is also served without a token (`[metrics] listen`); off if `None`.
@@ -361,6 +365,17 @@ impl Config {
                 });
             }
         };
+        let disk_reserve = match file.disk_reserve_mb {
+            None => None,
+            Some(mb) if mb <= 1_048_576 => Some(mb << 20),
+            Some(mb) => {
+                return Err(ConfigError::Invalid {
+                    field: "disk_reserve_mb",
+                    value: mb.to_string(),
+                    reason: "must be between 0 and 1048576 MiB".into(),
+                });
+            }
+        };
         let email = crate::notify::config::EmailConfig::load(
             file.email.unwrap_or_default(),
             public_url.as_deref(),
@@ -382,6 +397,7 @@ impl Config {
             timeouts,
             signin_window,
             peer_quota_bytes_per_day,
+            disk_reserve,
             data_dir,
             listen,
             public_url,
@@ -440,6 +456,10 @@ impl Config {
             self.signin_window.as_secs(),
             self.peer_quota_bytes_per_day / (1024 * 1024)
         );
+        let limits = match self.disk_reserve {
+            Some(b) => format!("{limits}disk_reserve_mb = {}\n", b >> 20),
+            None => limits,
+        };
         let kinds: Vec<String> = self
             .attachments
             .kinds
@@ -472,6 +492,29 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disk_reserve_is_read_in_mib_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |toml: &str| {
+            let f = dir.path().join("r.toml");
+            std::fs::write(&f, toml).unwrap();
+            Config::load(Overrides {
+                config: Some(f),
+                ..Default::default()
+            })
+        };
+        assert_eq!(load("").unwrap().disk_reserve, None);
+        assert_eq!(load("disk_reserve_mb = 0\n").unwrap().disk_reserve, Some(0));
+        let c = load("disk_reserve_mb = 100\n").unwrap();
+        assert_eq!(c.disk_reserve, Some(100 << 20));
+        assert!(c.to_toml().contains("disk_reserve_mb = 100"));
+        let e = load("disk_reserve_mb = 99999999\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("disk_reserve_mb"), "{e}");
+        assert!(load("disk_reserve_mb = -1\n").is_err());
+    }
 
     #[test]
     fn layers_apply_in_order() {

@@ -21,6 +21,7 @@ pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<Arc<Service>>
         doc_cache: config.doc_cache,
         peer_quota_bytes_per_day: config.peer_quota_bytes_per_day,
         attachments: config.attachments.clone(),
+        disk_reserve: config.disk_reserve,
         ..StoreOptions::default()
     };
     let store = tokio::task::spawn_blocking(move || Store::open(&dir, opts))
@@ -182,6 +183,7 @@ pub async fn run(
     let (rep2, closing) = (rep.clone(), svc.clone());
     let shutdown = async move {
         shutdown.await;
+        crate::systemd::stopping();
         closing.begin_shutdown();
         rep2.stop();
     };
@@ -209,11 +211,18 @@ pub async fn run(
         inner: bound.acceptor,
         timeout: bound.timeouts.header,
     };
-    let result = Server::new_with_acceptor(acceptor)
+    let status = match bound.https {
+        Some(a) => format!("serving on http://{} and https://{a}", bound.http),
+        None => format!("serving on http://{}", bound.http),
+    };
+    let serving = Server::new_with_acceptor(acceptor)
         .name("parley")
         .idle_timeout(bound.timeouts.idle)
-        .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
-        .await;
+        .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)));
+    // Every listener is bound (connections already queue in their backlogs), the store is
+    // open and the replicator runs: the first poll of `serving` starts accepting.
+    crate::systemd::ready(&status);
+    let result = serving.await;
     tokio::task::spawn_blocking(move || store.shutdown())
         .await
         .ok();

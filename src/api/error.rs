@@ -43,7 +43,8 @@ pub enum ApiError {
     Internal(Json<ErrorBody>),
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
-    /// The node's disk has no room for the file.
+    /// The node's disk has no room for the file, or is below its reserve for any write:
+    /// nothing was saved.
     #[oai(status = 507)]
     InsufficientStorage(Json<ErrorBody>),
 }
@@ -110,6 +111,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Store(s) => match e.store_fault().unwrap_or(StoreFault::Internal) {
                 StoreFault::NoIdentity => ApiError::Unavailable(body("no_identity", s)),
                 StoreFault::Retry => ApiError::Unavailable(body("retry", s)),
+                StoreFault::DiskFull => ApiError::InsufficientStorage(body("disk_full", s)),
                 StoreFault::Damaged => {
                     tracing::error!(error = %s, "damaged conversation");
                     ApiError::Internal(body("damaged", s))

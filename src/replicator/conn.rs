@@ -56,6 +56,9 @@ impl Drop for ReleaseClaims {
 /// How often a link looks again at files it could not fetch.
 const FILES_AGAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How often a link whose peer's changes were refused for want of space looks for room.
+const SPACE_AGAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 enum Step {
     Start,
     Receive(Vec<u8>),
@@ -105,6 +108,13 @@ impl Conn {
         // one may have it by now, and one put off for want of disk space may fit.
         let mut files_again = tokio::time::interval(FILES_AGAIN);
         files_again.reset();
+        // Changes refused while the disk was full are not asked for again within a session:
+        // once there is room, the link ends (once, not in a loop) and the next one fetches them.
+        let peer = self.scope.peer.node_id;
+        let store = self.svc.store().clone();
+        store.space().forget_peer(peer);
+        let mut space_again = tokio::time::interval(SPACE_AGAIN);
+        space_again.reset();
         loop {
             tokio::select! {
                 frame = t.rx.recv() => match frame {
@@ -112,6 +122,12 @@ impl Conn {
                     None => return Ok(()),
                 },
                 _ = self.poke.notified() => self.step(&mut session, Step::Local, &t.tx).await?,
+                _ = space_again.tick() => {
+                    if store.space().room_again_for(peer) {
+                        tracing::info!(peer = %peer, "the disk has room again: reconnecting to fetch the changes refused meanwhile");
+                        return Ok(());
+                    }
+                }
                 _ = files_again.tick(), if t.blobs => {
                     if self.svc.store().wants_files().await? {
                         self.step(&mut session, Step::FilesAgain, &t.tx).await?;

@@ -96,6 +96,8 @@ pub enum StoreFault {
     NoIdentity,
     /// Busy or raced: the same request may succeed when tried again.
     Retry,
+    /// The disk is full: nothing was saved; the request succeeds once space is freed.
+    DiskFull,
     /// A stored conversation is damaged (`parley check` says more).
     Damaged,
     /// Anything else: the node's log has the details.
@@ -115,6 +117,7 @@ impl ServiceError {
         };
         Some(match s {
             StoreError::NoIdentity => StoreFault::NoIdentity,
+            StoreError::DiskFull { .. } => StoreFault::DiskFull,
             s if s.is_transient() => StoreFault::Retry,
             StoreError::Corrupt(..) => StoreFault::Damaged,
             _ => StoreFault::Internal,

@@ -13,6 +13,8 @@ mod cache;
 pub mod check;
 pub mod check_files;
 pub mod delivery;
+mod disk;
+pub use disk::DEFAULT_RESERVE_BYTES;
 pub mod docs;
 pub mod due_sort;
 pub mod hook_queue;
@@ -102,6 +104,21 @@ pub enum StoreError {
     Raced(Uuid, String),
     #[error("the store is shutting down; retry when the node is back")]
     Closed,
+    /// Too little free space for a write (below the reserve, or the disk filled during the
+    /// commit): nothing of it was saved, and reads keep working.
+    #[error(
+        "the disk holding the data directory {} is full ({free_mib} MiB free; this node keeps \
+         {reserve_mib} MiB free, see disk_reserve_mb), so nothing was saved: free some space on \
+         that disk, and writes work again by themselves (reading keeps working)",
+        dir.display()
+    )]
+    DiskFull {
+        dir: PathBuf,
+        free_mib: u64,
+        reserve_mib: u64,
+    },
+    #[error("the database is being reopened after a failed write; retry in a moment")]
+    Reopening,
     #[error(
         "this node has no identity yet: run `parley init --org-id ID --org-name NAME --role retailer|supplier`"
     )]
@@ -113,12 +130,17 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether trying the same request again may succeed.
+    /// Whether trying the same request again may succeed. A read that began on a handle a
+    /// failed commit latched (`PreviousIo`) succeeds on the fresh one (`disk`).
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            StoreError::BatchAborted | StoreError::Closed | StoreError::Raced(..)
-        )
+            StoreError::BatchAborted
+                | StoreError::Closed
+                | StoreError::Raced(..)
+                | StoreError::DiskFull { .. }
+                | StoreError::Reopening
+        ) || matches!(self, StoreError::Db(e) if matches!(**e, redb::Error::PreviousIo))
     }
 }
 
@@ -216,6 +238,9 @@ pub struct StoreOptions {
     pub peer_quota_bytes_per_day: u64,
     /// Which files this node takes, by upload and from peers ([`blobs`]).
     pub attachments: AttachmentRules,
+    /// Bytes left free on the data directory's disk: writes below it are refused
+    /// ([`StoreError::DiskFull`]). `None`: [`DEFAULT_RESERVE_BYTES`] or 5 % of the disk.
+    pub disk_reserve: Option<u64>,
 }
 
 /// The files a node takes: at most `max_bytes` each, of the kinds named (see
@@ -243,12 +268,16 @@ impl Default for StoreOptions {
             db_cache_bytes: 64 * 1024 * 1024,
             peer_quota_bytes_per_day: quota::DEFAULT_PEER_BYTES_PER_DAY,
             attachments: AttachmentRules::default(),
+            disk_reserve: None,
         }
     }
 }
 
 pub struct Store {
-    db: Arc<Database>,
+    /// The database, reopened after a write met a full disk (`disk`).
+    db: Arc<disk::DbCell>,
+    /// The free space every group commit checks first.
+    space: disk::Space,
     writer: writer::Handle,
     /// The day (days from CE) up to which overdue tasks have been swept into the `overdue`
     /// facet; mirrors `META["swept_day"]` so queries need not read it.
@@ -293,7 +322,6 @@ impl Store {
         // The file holds the node's identity key and hashed credentials: its owner only.
         private(dir, 0o700);
         private(&path, 0o600);
-        let db = Arc::new(db);
         let tx = begin_write(&db)?;
         // Before anything else: a newer release's tables may not even open as ours.
         match index::schema_version(&tx)? {
@@ -321,10 +349,19 @@ impl Store {
         let identity = accounts::read_identity(&db.begin_read()?)?;
         rebuild::if_needed(&db, identity.as_ref())?;
         let swept = index::read_swept_day(&db.begin_read()?)?;
+        let db = Arc::new(disk::DbCell::new(db, path, opts.db_cache_bytes));
+        let space = disk::Space::new(dir, opts.disk_reserve);
         let metrics = crate::metrics::StoreMetrics::default();
-        let writer = writer::spawn(db.clone(), identity, opts.doc_cache, metrics.clone());
+        let writer = writer::spawn(
+            db.clone(),
+            space.clone(),
+            identity,
+            opts.doc_cache,
+            metrics.clone(),
+        );
         Ok(Arc::new(Store {
             db,
+            space,
             writer,
             swept_day: AtomicI32::new(swept),
             feed_id,
@@ -348,7 +385,7 @@ impl Store {
     {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
-            let tx = db.begin_read().map_err(StoreError::from)?;
+            let tx = disk::begin_read(&db)?;
             f(&tx)
         })
         .await
@@ -398,7 +435,18 @@ impl Store {
 
     /// A read transaction for synchronous callers already off the executor (the sync host).
     pub fn begin_read(&self) -> Result<ReadTransaction> {
-        Ok(self.db.begin_read()?)
+        disk::begin_read(&self.db)
+    }
+
+    /// `Err(DiskFull)` when the data directory's disk is below the reserve: a write now
+    /// would be refused.
+    pub fn check_space(&self) -> Result<()> {
+        self.space.check()
+    }
+
+    /// The disk space rules as the sync host and links use them (`disk`).
+    pub(crate) fn space(&self) -> &disk::Space {
+        &self.space
     }
 
     pub fn swept_day(&self) -> i32 {
@@ -413,7 +461,13 @@ impl Store {
         if self.swept_day() >= day {
             return Ok(());
         }
-        self.write(move |ctx| index::sweep(ctx, day)).await?;
+        match self.write(move |ctx| index::sweep(ctx, day)).await {
+            Ok(()) => {}
+            // Reads must keep working on a full disk: the sweep waits for the next query, and
+            // until then the overdue facet lacks the tasks that fell due since the last one.
+            Err(StoreError::DiskFull { .. } | StoreError::Reopening) => return Ok(()),
+            Err(e) => return Err(e),
+        }
         self.swept_day.fetch_max(day, Ordering::AcqRel);
         Ok(())
     }

@@ -325,10 +325,11 @@ impl Store {
 
     /// Drops and rebuilds every derived table (`parley check --repair`). Blocking.
     pub fn rebuild_indexes(&self) -> Result<()> {
-        let me = super::accounts::read_identity(&self.db.begin_read()?)?;
+        let db = self.db.get()?;
+        let me = super::accounts::read_identity(&db.begin_read()?)?;
         // A file that does not verify is dropped first: the rebuild then lists it as wanted,
         // and its conversations fetch it again from the partner.
-        let tx = super::begin_write(&self.db)?;
+        let tx = super::begin_write(&db)?;
         let dropped = super::check_files::drop_damaged(&tx)?;
         tx.commit()?;
         if dropped > 0 {
@@ -337,7 +338,7 @@ impl Store {
                 "dropped files that did not verify; they are fetched again"
             );
         }
-        rebuild(&self.db, me.as_ref())?;
+        rebuild(&db, me.as_ref())?;
         // The rebuild starts the overdue facet from scratch; the next query sweeps again.
         self.swept_day
             .store(0, std::sync::atomic::Ordering::Release);

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use redb::ReadableDatabase;
 use uuid::Uuid;
 
 use super::backup::{self, BackupError, Manifest};
@@ -14,7 +13,7 @@ impl Store {
     /// transaction, so writers go on while it runs and it holds exactly what was committed
     /// when it began. Blocking: call it from the blocking pool.
     pub fn backup_to(&self, dest: &Path) -> std::result::Result<Manifest, BackupError> {
-        let rtx = self.db.begin_read().map_err(super::StoreError::from)?;
+        let rtx = self.begin_read()?;
         backup::write(rtx, dest)
     }
 

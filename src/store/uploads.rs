@@ -121,9 +121,11 @@ impl Store {
     }
 
     /// Whether a file of `size` bytes fits with room to spare: the database file grows in
-    /// steps, so twice the size plus 16 MiB is asked for.
+    /// steps, so twice the size plus 16 MiB is asked for, beyond the reserve every write
+    /// leaves free (`disk`).
     pub fn room_for(&self, size: u64) -> bool {
-        self.free_bytes()
+        self.space
+            .usable()
             .is_none_or(|free| free >= size.saturating_mul(2).saturating_add(16 << 20))
     }
 

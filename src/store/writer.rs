@@ -8,17 +8,25 @@
 //! Invariant: a job returns `Err` only before its first write. A job that fails after writing
 //! poisons the batch: the transaction is aborted, documents touched in it are dropped from the
 //! cache (their in-memory state may be ahead of disk), and every job in it gets an error.
+//!
+//! Disk space (`disk`): below the reserve a batch is refused before any job runs (each gets
+//! `DiskFull`, nothing changes in memory or on disk). A commit that fails with an I/O error
+//! anyway is treated as a poisoned batch, and its database handle, which redb has latched, is
+//! given up so the next reader or writer opens a fresh one.
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use automerge::AutoCommit;
-use redb::{Database, WriteTransaction};
+use std::path::PathBuf;
+
+use redb::WriteTransaction;
 use tokio::sync::{mpsc, oneshot};
 
 use uuid::Uuid;
 
 use super::cache::DocCache;
+use super::disk::{DbCell, Space};
 use super::{Identity, StoreError, docs};
 use crate::domain::{Conversation, doc};
 
@@ -27,12 +35,17 @@ const QUEUE: usize = 4096;
 
 type Outcome = Result<(), CommitFailure>;
 type Finish = Box<dyn FnOnce(Outcome) + Send>;
-type Job = Box<dyn FnOnce(&mut WriteCtx<'_>) -> Finish + Send>;
+/// A job runs with the batch's context, or (`None`) is refused unrun: its finish then gets
+/// the refusal.
+type Job = Box<dyn FnOnce(Option<&mut WriteCtx<'_>>) -> Finish + Send>;
 
 #[derive(Debug, Clone)]
 enum CommitFailure {
     Aborted,
     Db(String),
+    /// Nothing saved for want of space: (dir, free MiB, reserve MiB).
+    DiskFull(PathBuf, u64, u64),
+    Reopening,
 }
 
 impl From<CommitFailure> for StoreError {
@@ -40,7 +53,34 @@ impl From<CommitFailure> for StoreError {
         match f {
             CommitFailure::Aborted => StoreError::BatchAborted,
             CommitFailure::Db(e) => StoreError::Record("commit".into(), e),
+            CommitFailure::DiskFull(dir, free_mib, reserve_mib) => StoreError::DiskFull {
+                dir,
+                free_mib,
+                reserve_mib,
+            },
+            CommitFailure::Reopening => StoreError::Reopening,
         }
+    }
+}
+
+impl From<&StoreError> for CommitFailure {
+    fn from(e: &StoreError) -> Self {
+        match e {
+            StoreError::DiskFull {
+                dir,
+                free_mib,
+                reserve_mib,
+            } => CommitFailure::DiskFull(dir.clone(), *free_mib, *reserve_mib),
+            StoreError::Reopening => CommitFailure::Reopening,
+            e => CommitFailure::Db(e.to_string()),
+        }
+    }
+}
+
+/// Answers every job of a batch with `failure` without running any.
+fn refuse(batch: Vec<Job>, failure: &CommitFailure) {
+    for job in batch {
+        job(None)(Err(failure.clone()));
     }
 }
 
@@ -161,7 +201,8 @@ pub struct Handle {
 }
 
 pub fn spawn(
-    db: Arc<Database>,
+    db: Arc<DbCell>,
+    space: Space,
     identity: Option<Identity>,
     doc_cache: usize,
     metrics: crate::metrics::StoreMetrics,
@@ -169,7 +210,7 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel::<Job>(QUEUE);
     let thread = std::thread::Builder::new()
         .name("parley-writer".into())
-        .spawn(move || run(db, identity, rx, doc_cache, metrics))
+        .spawn(move || run(db, space, identity, rx, doc_cache, metrics))
         .expect("spawning the writer thread");
     Handle {
         tx: Mutex::new(Some(tx)),
@@ -178,7 +219,8 @@ pub fn spawn(
 }
 
 fn run(
-    db: Arc<Database>,
+    cell: Arc<DbCell>,
+    space: Space,
     mut identity: Option<Identity>,
     mut rx: mpsc::Receiver<Job>,
     cache_cap: usize,
@@ -194,11 +236,28 @@ fn run(
                 Err(_) => break,
             }
         }
+        if let Err(e) = space.check() {
+            space.warn_refused(&e, "writes");
+            refuse(batch, &CommitFailure::from(&e));
+            continue;
+        }
+        let db = match cell.get() {
+            Ok(db) => db,
+            Err(e) => {
+                refuse(batch, &CommitFailure::from(&e));
+                continue;
+            }
+        };
         let tx = match super::begin_write(&db) {
             Ok(tx) => tx,
             Err(e) => {
-                // Dropping the jobs drops their reply channels: each caller gets `Closed`.
                 tracing::error!(error = %e, jobs = batch.len(), "cannot begin a write transaction");
+                if let StoreError::Db(d) = &e
+                    && super::disk::latched(d)
+                {
+                    cell.give_up(&db);
+                }
+                refuse(batch, &CommitFailure::from(&e));
                 continue;
             }
         };
@@ -219,7 +278,7 @@ fn run(
             // A panic inside a job (say, Automerge choking on a peer's change) must not take the
             // writer, and with it every later write of the node, down: it aborts this commit,
             // its caller gets an error, and the others are told to retry.
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut ctx))) {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Some(&mut ctx)))) {
                 Ok(finish) => finishes.push(finish),
                 Err(_) => {
                     tracing::error!("a write job panicked; its commit is aborted");
@@ -233,8 +292,23 @@ fn run(
             let _ = tx.abort();
             Err(CommitFailure::Aborted)
         } else {
-            tx.commit().map_err(|e| CommitFailure::Db(e.to_string()))
+            tx.commit().map_err(|e| {
+                let e = redb::Error::from(e);
+                if !super::disk::latched(&e) {
+                    return CommitFailure::Db(e.to_string());
+                }
+                // redb refuses every later read and write on this handle: the next user
+                // opens a fresh one, which recovers the last commit that completed.
+                tracing::error!(error = %e, "a commit failed writing to disk; nothing of it was saved, and the database is reopened");
+                cell.give_up(&db);
+                if super::disk::is_full(&e) {
+                    CommitFailure::from(&space.met_full())
+                } else {
+                    CommitFailure::Db(e.to_string())
+                }
+            })
         };
+        drop(db);
         if panicked {
             // Documents in memory may be half-changed: reload everything from disk.
             cache = DocCache::new(cache_cap);
@@ -244,7 +318,7 @@ fn run(
                 cache.remove(id);
             }
             identity = id_before;
-            tracing::warn!("a group commit was aborted; its writers were told to retry");
+            tracing::warn!("a group commit failed; none of its writes was saved");
         }
         metrics.commit(started.elapsed().as_secs_f64(), jobs, cache.len());
         for f in finishes {
@@ -262,6 +336,12 @@ impl Handle {
     {
         let (reply, rx) = oneshot::channel();
         let job: Job = Box::new(move |ctx| {
+            let Some(ctx) = ctx else {
+                return Box::new(move |outcome: Outcome| {
+                    let e = outcome.err().unwrap_or(CommitFailure::Aborted);
+                    let _ = reply.send(Err(E::from(e.into())));
+                });
+            };
             let r = f(ctx);
             if r.is_err() && ctx.job_wrote {
                 ctx.poisoned = true;

@@ -183,12 +183,14 @@ impl TestNode {
         let svc = parley::server::open(&cfg, Clock::System).await.unwrap();
         let acceptor = parley::server::bind(&cfg).await.unwrap();
         let addr = parley::server::local_addr(&acceptor).unwrap();
+        let metrics_addr = acceptor.metrics_addr();
         let (stop, task) = serve(svc.clone(), acceptor);
         TestNode {
             org: org.to_string(),
             role,
             base: format!("http://{addr}"),
             addr,
+            metrics_addr,
             tls_addr: None,
             token: token.to_string(),
             svc: Some(svc),

@@ -31,6 +31,12 @@ impl Store {
         if pending.is_empty() {
             return Ok(Vec::new());
         }
+        // On a full disk `store_doc` took no document, so what is left is bookkeeping (sync
+        // states, the cursor, deliveries acknowledged): all of it safe to lose, as it is only
+        // exchanged again. Writing it would be refused and end the session in a loop.
+        if pending.only_bookkeeping() && self.check_space().is_err() {
+            return Ok(Vec::new());
+        }
         let saves: HashMap<u128, Vec<u8>> = pending
             .docs
             .iter()

@@ -142,6 +142,18 @@ impl Host for SyncHost<'_> {
     }
 
     fn store_doc(&mut self, update: DocUpdate<'_>) -> Result<(), Refusal> {
+        // A full disk takes nothing, and says so without ending the session (which would
+        // reconnect and fail again); the peer's changes are fetched again on a later session.
+        // The reason names no local path: it goes to the peer.
+        if let Err(e) = self.store.check_space() {
+            let space = self.store.space();
+            space.warn_refused(&e, "a peer's changes");
+            space.refused_peer(self.scope.peer.node_id);
+            return Err(Refusal::Rejected(
+                "the receiving node's disk is full; these changes are fetched again once it has space"
+                    .into(),
+            ));
+        }
         let id = uid(update.doc);
         if is_team_id(id) {
             return self.store_team(update, id);

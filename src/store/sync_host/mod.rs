@@ -83,6 +83,11 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// Holds no document, team document or file chunk: only what is exchanged again if lost.
+    pub fn only_bookkeeping(&self) -> bool {
+        self.docs.is_empty() && self.team.is_empty() && self.blobs.is_empty()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.docs.is_empty()
             && self.states.is_empty()
