@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::tables::*;
-use super::{Identity, SCHEMA_VERSION, StoreError, accounts, peers};
+use super::{Identity, SCHEMA_VERSION, StoreError, accounts};
 
 /// What a backup file says about itself, in its `META` under [`MANIFEST_KEY`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,9 +55,9 @@ pub struct Manifest {
 
 pub const FORMAT: &str = "parley-backup";
 pub const FORMAT_VERSION: u32 = 1;
-const MANIFEST_KEY: &str = "backup_manifest";
+pub(super) const MANIFEST_KEY: &str = "backup_manifest";
 /// The database a restore works on, in the target directory, until it is published.
-const RESTORING: &str = "parley.redb.restoring";
+pub(super) const RESTORING: &str = "parley.redb.restoring";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -92,7 +92,7 @@ pub enum BackupError {
 }
 
 impl BackupError {
-    fn io(what: &Path, e: impl std::fmt::Display) -> Self {
+    pub(super) fn io(what: &Path, e: impl std::fmt::Display) -> Self {
         BackupError::Io(what.display().to_string(), e.to_string())
     }
 }
@@ -103,7 +103,9 @@ impl<E: Into<redb::Error>> From<E> for BackupError {
     }
 }
 
-type Result<T, E = BackupError> = std::result::Result<T, E>;
+pub(super) type Result<T, E = BackupError> = std::result::Result<T, E>;
+
+pub use super::restore::{RestoreOptions, restore};
 
 /// Rows copied per destination commit: bounds the memory a backup's write transaction holds.
 const ROWS_PER_COMMIT: u64 = 10_000;
@@ -158,7 +160,7 @@ pub const LEFT_OUT: &[&str] = &["sync_states", "peer_cursors", "sessions"];
 
 /// redb's page cache for the backup file, written and checked: a backup of a large node must
 /// not take a large share of its memory (redb's default is 1 GiB).
-const BACKUP_CACHE_BYTES: usize = 32 * 1024 * 1024;
+pub(super) const BACKUP_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// `META` keys a backup keeps: who the node is and its identity key. The others are derived
 /// (`index_version`, `swept_day`, `feed_floor`) or must change on restore (`feed_id`: peers'
@@ -240,7 +242,7 @@ fn partial_path(dest: &Path) -> PathBuf {
 }
 
 /// Makes a rename durable: the directory entry, not only the file.
-fn sync_dir(path: &Path) {
+pub(super) fn sync_dir(path: &Path) {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && let Ok(d) = std::fs::File::open(dir)
     {
@@ -408,134 +410,6 @@ fn read_manifest(path: &Path, rtx: &ReadTransaction) -> Result<Manifest> {
     if m.format != FORMAT {
         return Err(not("its manifest is of another format"));
     }
-    Ok(m)
-}
-
-/// How to restore.
-#[derive(Debug, Clone)]
-pub struct RestoreOptions {
-    /// Refuse a backup of any other org.
-    pub expect_org: Option<String>,
-    /// Write with a new Automerge actor after the restore. Always `true` in use; `false` only
-    /// shows what goes wrong without it (the restore test's negative control).
-    pub new_actor: bool,
-}
-
-impl Default for RestoreOptions {
-    fn default() -> Self {
-        RestoreOptions {
-            expect_org: None,
-            new_actor: true,
-        }
-    }
-}
-
-/// What a data directory may hold and still count as empty: its config file.
-fn is_empty_dir(dir: &Path) -> Result<bool> {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => {
-            for e in entries {
-                let e = e.map_err(|e| BackupError::io(dir, e))?;
-                // What an interrupted restore left: never published, so not data.
-                if e.file_name() != crate::config::CONFIG_FILE && e.file_name() != RESTORING {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(e) => Err(BackupError::io(dir, e)),
-    }
-}
-
-/// Restores the backup `file` into the empty data directory `dir`. The derived indexes are
-/// rebuilt by the next [`super::Store::open`]. Nothing is left in `dir` if it fails. Blocking.
-pub fn restore(file: &Path, dir: &Path, opts: &RestoreOptions) -> Result<Manifest> {
-    if !is_empty_dir(dir)? {
-        return Err(BackupError::NotEmpty(dir.into()));
-    }
-    let created = !dir.exists();
-    std::fs::create_dir_all(dir).map_err(|e| BackupError::io(dir, e))?;
-    super::private(dir, 0o700);
-    let work = dir.join(RESTORING);
-    let _ = std::fs::remove_file(&work);
-    let result = restore_into(file, &work, opts).and_then(|m| {
-        // Published with a link that fails if a database appeared meanwhile (a node started
-        // on this directory while the restore ran): never replace one.
-        let db = dir.join("parley.redb");
-        std::fs::hard_link(&work, &db).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => BackupError::NotEmpty(dir.into()),
-            _ => BackupError::io(&db, e),
-        })?;
-        let _ = std::fs::remove_file(&work);
-        sync_dir(&db);
-        Ok(m)
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&work);
-        if created {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
-    result
-}
-
-fn restore_into(file: &Path, work: &Path, opts: &RestoreOptions) -> Result<Manifest> {
-    // Checked on a copy: the backup itself is never opened for writing.
-    std::fs::copy(file, work).map_err(|e| BackupError::io(file, e))?;
-    super::private(work, 0o600);
-    let m = verify(work).map_err(|e| match e {
-        BackupError::NotABackup(_, why) => BackupError::NotABackup(file.into(), why),
-        BackupError::Damaged(_, why) => BackupError::Damaged(file.into(), why),
-        BackupError::Newer(_, f, s) => BackupError::Newer(file.into(), f, s),
-        e => e,
-    })?;
-    if let Some(expected) = &opts.expect_org
-        && *expected != m.org_id
-    {
-        return Err(BackupError::OtherOrg {
-            path: file.into(),
-            found: m.org_id.clone(),
-            expected: expected.clone(),
-        });
-    }
-    let db = Database::builder()
-        .set_cache_size(BACKUP_CACHE_BYTES)
-        .open(work)
-        .map_err(|e| BackupError::io(work, e))?;
-    let tx = super::begin_write(&db)?;
-    {
-        tx.open_table(META)?.remove(MANIFEST_KEY)?;
-    }
-    let mut ident = accounts::read_identity_w(&tx)?.ok_or(StoreError::NoIdentity)?;
-    if opts.new_actor {
-        let mut actor = [0u8; 16];
-        getrandom::fill(&mut actor)
-            .map_err(|e| BackupError::Io("the system's random source".into(), e.to_string()))?;
-        ident.actor = Some(hex::encode(actor));
-        accounts::write_identity(&tx, &ident)?;
-    }
-    // Invites open at the backup may have been used since; a restore must not make a used
-    // one-time code good again.
-    tx.delete_table(INVITES)?;
-    tx.open_table(INVITES)?;
-    let now = Utc::now();
-    for mut p in peers::list_peers_w(&tx)? {
-        if p.org_id != ident.org_id {
-            p.recover_since = Some(now);
-            peers::put_peer(&tx, &p)?;
-        }
-    }
-    tx.commit()?;
-    drop(db);
-    tracing::info!(
-        node = %m.node_id,
-        org = %m.org_id,
-        made_at = %m.made_at,
-        conversations = m.conversations,
-        actor = ident.actor.as_deref().unwrap_or("the node id"),
-        "restored a backup; each partner's node may give back, once, what this node wrote after it"
-    );
     Ok(m)
 }
 

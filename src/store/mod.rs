@@ -30,6 +30,7 @@ pub mod quota;
 mod rebuild;
 mod recovery;
 pub mod reminders;
+mod restore;
 pub mod search;
 pub mod sessions;
 pub mod stats;
