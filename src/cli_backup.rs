@@ -54,6 +54,7 @@ pub async fn backup(g: &Global, listen: Option<String>, to: PathBuf) -> anyhow::
                     path.display()
                 )
             })?;
+            backup::check_target(&to, &cfg.data_dir)?;
             let m = download(&base, &from, token.trim(), &to).await?;
             println!("{}", summary(&m, &to));
             Ok(())
@@ -68,18 +69,26 @@ async fn download(base: &str, from: &str, token: &str, to: &Path) -> anyhow::Res
     let mut name = to.file_name().unwrap_or_default().to_os_string();
     name.push(".partial");
     let partial = to.with_file_name(name);
-    let mut f = std::fs::File::create(&partial)
+    // The backup holds the node's identity key and hashed credentials: its owner only.
+    let _ = std::fs::remove_file(&partial);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(&partial)
         .with_context(|| format!("cannot write {}", partial.display()))?;
     let url = format!("{base}/api/v1/admin/backup");
     let got =
         crate::http_client::download_local("POST", &url, token, &mut f, Duration::from_secs(3600))
             .await;
     let result = async {
-        let (status, text) = got.with_context(|| {
-            format!(
+        let (status, text) = got.map_err(|e| match e {
+            crate::http_client::HttpError::Connect(..) => anyhow::anyhow!(
                 "the data directory is in use by a running node, but nothing answers at {base} \
-                 (from {from}); give the node's address with --listen"
-            )
+                 (from {from}): {e}; give the node's address with --listen"
+            ),
+            e => anyhow::anyhow!("fetching the backup from the node at {base}: {e}"),
         })?;
         if !(200..300).contains(&status) {
             let detail = serde_json::from_str::<serde_json::Value>(&text)
@@ -117,13 +126,19 @@ pub async fn restore(g: &Global, file: PathBuf, expect_org: Option<String>) -> a
         tokio::task::spawn_blocking(move || backup::restore(&file, &dir, &opts)).await??
     };
     // Opening the store rebuilds the derived indexes from the restored documents, so the
-    // first `serve` starts at once.
-    let svc = open_offline(&cfg)
-        .await
-        .context("opening the restored data directory")?;
-    let store = svc.store().clone();
-    drop(svc);
-    tokio::task::spawn_blocking(move || store.shutdown()).await?;
+    // first `serve` starts at once. The restore itself is complete either way: a store that
+    // cannot be opened now rebuilds them at its next start.
+    match open_offline(&cfg).await {
+        Ok(svc) => {
+            let store = svc.store().clone();
+            drop(svc);
+            tokio::task::spawn_blocking(move || store.shutdown()).await?;
+        }
+        Err(e) => eprintln!(
+            "the backup is restored, but its indexes could not be rebuilt now ({e:#}); \
+             `parley serve` rebuilds them when it starts"
+        ),
+    }
     println!(
         "restored {} ({}, node {}) from the backup taken {}: {} conversations, {} files, into {}",
         m.org_id,

@@ -33,6 +33,11 @@ async fn backup_of_a_running_and_of_a_stopped_node_restores_and_checks() {
     let said = cli_ok(&acme.dir, &["backup", "--to", running.to_str().unwrap()]);
     assert!(said.contains("backup of acme"), "{said}");
     assert!(said.contains("1 conversations"), "{said}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&running).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "a backup is its owner's only: {mode:o}");
+    }
     assert_eq!(
         files_in(out.path()),
         ["running.backup"],
@@ -70,6 +75,17 @@ async fn backup_of_a_running_and_of_a_stopped_node_restores_and_checks() {
         .await
         .unwrap();
     assert_eq!(not_admin.status(), 403);
+    // A target that would destroy what it backs up, or something else, is refused.
+    let db = acme.db();
+    let before = bin::sha(&db);
+    for bad in [db.to_str().unwrap(), "/dev/null"] {
+        let (ok, said) = cli(&acme.dir, &["backup", "--to", bad]);
+        assert!(
+            !ok && said.contains("cannot write a backup to"),
+            "{bad}: {said}"
+        );
+    }
+    assert_eq!(bin::sha(&db), before);
     bin::stop(s).await;
     // Stopped: the CLI opens the data directory itself.
     let stopped = out.path().join("stopped.backup");
@@ -162,6 +178,31 @@ fn bad_backups_and_directories_are_refused_and_nothing_changes() {
     let n = bin::flip(&flipped, "acme Inc");
     assert!(n > 0);
     refused(&flipped, "damaged", &[]);
+
+    // Backup targets that are not a new or replaceable file outside the data directory.
+    std::fs::create_dir_all(acme.dir.join("sub")).unwrap();
+    let inside = acme.dir.join("sub/x.backup");
+    let missing_dir = out.path().join("no/such/dir/x.backup");
+    for (bad, want) in [
+        (acme.db(), "inside the node's data directory"),
+        (inside, "inside the node's data directory"),
+        (std::path::PathBuf::from("/dev/null"), "not a regular file"),
+        (out.path().to_path_buf(), "not a regular file"),
+        (missing_dir, "its directory does not exist"),
+    ] {
+        let (ok, said) = cli(&acme.dir, &["backup", "--to", bad.to_str().unwrap()]);
+        assert!(!ok && said.contains(want), "{}: {said}", bad.display());
+    }
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let m = std::fs::metadata("/dev/null").unwrap();
+        assert!(m.file_type().is_char_device(), "/dev/null is left alone");
+    }
+    // The database is still this node's, whole (opening it to refuse changed its header only).
+    let said = cli_ok(&acme.dir, &["check"]);
+    assert!(said.contains("all indexes agree"), "{said}");
+    let said = cli_ok(&acme.dir, &["user", "list"]);
+    assert!(said.contains("admin"), "{said}");
 
     // Into a directory that holds data: refused, and the data is untouched.
     let before = bin::sha(&acme.db());

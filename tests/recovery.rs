@@ -81,7 +81,23 @@ async fn a_node_that_lost_its_data_gets_its_history_back_only_through_a_recovery
     .await;
     reply(&bolt, &ours, "ships Friday").await;
     reply(&old, &theirs, "credit note please").await;
-    reply(&old, &ours, "thanks").await;
+    // acme's own file, which bolt fetches from acme.
+    let pdf = common::random_pdf(200_000);
+    let (s, up) = old.upload("po-7781.pdf", pdf.clone()).await;
+    assert_eq!(s, 201, "{up}");
+    let sha = up["sha256"].as_str().unwrap().to_string();
+    let (s, v) = old
+        .post(
+            &format!("/api/v1/conversations/{ours}/messages"),
+            json!({"body": "thanks", "attachments": [sha]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    eventually(60, "bolt to fetch acme's file", || async {
+        let (s, _, _) = bolt.download(&sha).await;
+        (s == 200).then_some(())
+    })
+    .await;
     for (id, n) in [(&ours, 3), (&theirs, 2)] {
         eventually(60, "bolt to hold every reply", || async {
             (bodies(&bolt, id).await.len() == n).then_some(())
@@ -120,6 +136,13 @@ async fn a_node_that_lost_its_data_gets_its_history_back_only_through_a_recovery
     let (_, d) = back.get(&format!("/api/v1/conversations/{ours}")).await;
     assert_eq!(d["kind"], "task");
     assert_eq!(d["due_date"], "2030-01-31");
+    // acme's own file comes back too: bolt got it from acme, so it may give it back.
+    let (_, _, bytes) = eventually(60, "acme's lost file to come back", || async {
+        let got = back.download(&sha).await;
+        (got.0 == 200).then_some(got)
+    })
+    .await;
+    assert_eq!(bytes, pdf);
     // Once the first exchange completed, the window is closed, for good.
     eventually(60, "the recovery window to close", || async {
         let (_, v) = back.get("/api/v1/peers").await;

@@ -36,6 +36,14 @@ impl BackupFile {
         let Some(dir) = self.dir else {
             return Ok(None);
         };
+        if dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "backup.dir",
+                value: String::new(),
+                reason: "give a directory, or leave backup.dir out to take no periodic backups"
+                    .into(),
+            });
+        }
         let hours = self.every_hours.unwrap_or(24);
         if !(1..=24 * 366).contains(&hours) {
             return Err(ConfigError::Invalid {
@@ -163,7 +171,7 @@ impl Service {
                 .map_err(|e| BackupError::Io(dir.display().to_string(), e.to_string()))?;
             sweep_downloads(&dir);
             let path = dir.join(format!("{DOWNLOAD}{}{SUFFIX}", uuid::Uuid::new_v4()));
-            let made = store.backup_to(&path);
+            let made = store.backup_for_download(&path);
             let opened = made.and_then(|m| {
                 std::fs::File::open(&path)
                     .map(|f| (f, m))
@@ -189,6 +197,32 @@ impl Service {
 /// fill the disk with backups.
 pub async fn run_schedule(svc: Arc<Service>, s: BackupSchedule) {
     let mut closing = svc.closing();
+    // Said at start, not only after the first interval: a directory the node cannot write,
+    // or one inside its data directory, would otherwise go unnoticed for a day.
+    let (dir, data) = (s.dir.clone(), svc.store.data_dir().to_path_buf());
+    let usable = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        crate::store::backup::check_target(&dir.join("probe.backup"), &data)
+            .map_err(|e| e.to_string())?;
+        let probe = dir.join(".parley-write-probe");
+        std::fs::write(&probe, b"").map_err(|e| e.to_string())?;
+        std::fs::remove_file(&probe).map_err(|e| e.to_string())
+    })
+    .await;
+    match usable {
+        Ok(Ok(())) => tracing::info!(
+            dir = %s.dir.display(),
+            every_hours = s.every.as_secs() / 3600,
+            keep = s.keep,
+            "periodic backups on"
+        ),
+        Ok(Err(e)) => tracing::error!(
+            dir = %s.dir.display(),
+            error = %e,
+            "periodic backups cannot be written there; fix [backup] dir (under systemd, allow it with ReadWritePaths=)"
+        ),
+        Err(_) => {}
+    }
     loop {
         tokio::select! {
             _ = tokio::time::sleep(s.every) => {}

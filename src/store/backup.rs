@@ -81,6 +81,8 @@ pub enum BackupError {
         found: String,
         expected: String,
     },
+    #[error("cannot write a backup to {0}: {1}")]
+    BadTarget(PathBuf, String),
     #[error(
         "the data directory {0} is not empty; restore into a new, empty directory (a node never restores over data it holds)"
     )]
@@ -233,6 +235,36 @@ pub fn write(src: ReadTransaction, dest: &Path) -> Result<Manifest> {
         let _ = std::fs::remove_file(&partial);
     }
     result
+}
+
+/// Refuses a backup target that would destroy what it backs up or something else: inside the
+/// data directory (its database above all), or an existing path that is not a regular file
+/// (`/dev/null`, a directory).
+pub fn check_target(dest: &Path, data_dir: &Path) -> Result<()> {
+    let bad = |why: &str| Err(BackupError::BadTarget(dest.into(), why.into()));
+    match std::fs::symlink_metadata(dest) {
+        Ok(m) if !m.file_type().is_file() => {
+            return bad("it exists and is not a regular file; give the path of a file");
+        }
+        _ => {}
+    }
+    let Some(name) = dest.file_name() else {
+        return bad("give the path of a file");
+    };
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let Ok(parent) = std::fs::canonicalize(parent) else {
+        return bad("its directory does not exist");
+    };
+    let inside = std::fs::canonicalize(data_dir)
+        .map(|d| parent.join(name).starts_with(d))
+        .unwrap_or(false);
+    if inside {
+        return bad("it is inside the node's data directory; keep backups elsewhere");
+    }
+    Ok(())
 }
 
 fn partial_path(dest: &Path) -> PathBuf {

@@ -84,6 +84,10 @@ pub struct BlobMeta {
     /// afresh), so a file is only ever checked whole against bytes of one sender.
     #[serde(default)]
     pub from: Option<Uuid>,
+    /// The org of that peer: a partner's own file may be given back to a node of its org
+    /// (`sync_host::blobs`), also once the peer it came from is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_org: Option<String>,
 }
 
 fn bad(hash: &Hash, e: impl std::fmt::Display) -> StoreError {
@@ -186,6 +190,7 @@ pub fn finish_upload(
             at_ms: now_ms,
             refused: false,
             from: None,
+            from_org: None,
         },
     )?;
     tx.open_table(BLOB_WANTED)?.remove(hash)?;
@@ -323,6 +328,7 @@ pub enum Received {
         key: Hash,
         size: u64,
         from: Uuid,
+        from_org: String,
     },
     /// Chunk `idx` of the fetch under `key`.
     Chunk {
@@ -352,6 +358,7 @@ pub fn store_received(tx: &WriteTransaction, items: &[Received]) -> Result<()> {
                 key,
                 size,
                 from,
+                from_org,
             } => {
                 // Each table handle is dropped before the next opens it (redb allows one).
                 let old = get_meta(&tx.open_table(BLOB_META)?, hash)?;
@@ -373,6 +380,7 @@ pub fn store_received(tx: &WriteTransaction, items: &[Received]) -> Result<()> {
                         at_ms: 0,
                         refused: false,
                         from: Some(*from),
+                        from_org: Some(from_org.clone()),
                     },
                 )?;
             }

@@ -13,6 +13,20 @@ impl Store {
     /// transaction, so writers go on while it runs and it holds exactly what was committed
     /// when it began. Blocking: call it from the blocking pool.
     pub fn backup_to(&self, dest: &Path) -> std::result::Result<Manifest, BackupError> {
+        backup::check_target(dest, &self.dir)?;
+        let rtx = self.begin_read()?;
+        backup::write(rtx, dest)
+    }
+
+    /// [`Store::backup_to`] a file of the store's own making under the data directory (a
+    /// download's, which is unlinked as soon as it is opened).
+    pub fn backup_for_download(&self, dest: &Path) -> std::result::Result<Manifest, BackupError> {
+        if !dest.starts_with(self.dir.join("backups")) {
+            return Err(BackupError::BadTarget(
+                dest.into(),
+                "a download's backup is written under the data directory's backups/".into(),
+            ));
+        }
         let rtx = self.begin_read()?;
         backup::write(rtx, dest)
     }

@@ -7,7 +7,9 @@
 //! only by our own team documents never reaches a partner at all) — and, for a partner, only
 //! if the reference is in a message of *our* org: a partner cannot get a file by writing a
 //! reference to its hash (and during a recovery window, a message in our name it gives back
-//! may not name a file this node holds: `SyncHost::recovered_files_unknown_here`). A partner
+//! may not name a file this node holds: `SyncHost::recovered_files_unknown_here`). The one
+//! exception gives a partner back its own file: carried by its org's message on a
+//! conversation shared with it, and fetched by this node from a node of that org. A partner
 //! is asked for any file a conversation shared with it refers to: asking tells it nothing it
 //! lacks, and brings back a file of ours lost here. Our own sites may have and ask for any.
 
@@ -67,14 +69,34 @@ impl SyncHost<'_> {
             }
         };
         let mut found = None;
-        for (doc, who, size) in refs {
-            if who & needed != 0 && self.shared_id(doc)? {
-                found = Some(size);
+        let mut theirs_shared = None;
+        for (doc, who, size) in &refs {
+            if who & needed != 0 && self.shared_id(*doc)? {
+                found = Some(*size);
                 break;
             }
+            if who & blobs::THEIRS != 0 && theirs_shared.is_none() && self.shared_id(*doc)? {
+                theirs_shared = Some(*size);
+            }
+        }
+        // A partner's own file, given back: one its message carries on a conversation shared
+        // with it, which this node fetched from a node of that partner's org (its own data
+        // lost, a recovery). It had the bytes; naming a hash it learnt elsewhere gets it
+        // nothing, since such a file did not come from it.
+        if found.is_none()
+            && serve
+            && let (Audience::Partner(org), Some(size)) = (&self.audience, theirs_shared)
+            && self.came_from_org(file, org)
+        {
+            found = Some(size);
         }
         self.blob_calls.decided.insert((*file, serve), found);
         Ok(found)
+    }
+
+    /// Whether this node's copy of `file` was fetched from a node of `org`.
+    fn came_from_org(&self, file: &Hash, org: &crate::domain::OrgId) -> bool {
+        matches!(blobs::meta(&self.rtx, file), Ok(Some(m)) if m.complete && m.from_org.as_deref() == Some(org.as_str()))
     }
 
     pub(super) fn wanted_files(
@@ -159,6 +181,7 @@ impl SyncHost<'_> {
                             key,
                             size,
                             from: peer,
+                            from_org: self.scope.peer.org_id.to_string(),
                         });
                         Fetching { key, size, next: 0 }
                     }
