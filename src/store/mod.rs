@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod audience;
+mod backend;
 pub mod blobs;
 mod cache;
 pub mod check;
@@ -260,6 +261,33 @@ impl Store {
         // The file holds the node's identity key and hashed credentials: its owner only.
         private(dir, 0o700);
         private(&path, 0o600);
+        Self::open_db(dir, opts, db)
+    }
+
+    /// [`Store::open`] on a database kept by `backend` instead of `dir/parley.redb`, for tests
+    /// and tools (the power-loss test runs the store on a disk that loses unflushed writes).
+    /// `dir` still holds what the store keeps beside the database.
+    pub fn open_on_backend(
+        dir: &Path,
+        opts: StoreOptions,
+        backend: Box<dyn redb::StorageBackend>,
+    ) -> Result<Arc<Store>> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Record(dir.display().to_string(), e.to_string()))?;
+        let db = Database::builder()
+            .set_cache_size(opts.db_cache_bytes)
+            .create_with_backend(backend::Boxed(backend))
+            .map_err(|e| match e {
+                redb::DatabaseError::Storage(redb::StorageError::Corrupted(e)) => {
+                    StoreError::Unopenable(dir.to_path_buf(), e)
+                }
+                e => e.into(),
+            })?;
+        Self::open_db(dir, opts, db)
+    }
+
+    /// What both opens share once redb has the database.
+    fn open_db(dir: &Path, opts: StoreOptions, db: Database) -> Result<Arc<Store>> {
         let db = Arc::new(db);
         let tx = begin_write(&db)?;
         tables::create_all(&tx)?;
