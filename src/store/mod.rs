@@ -15,6 +15,7 @@ pub mod check_files;
 pub mod delivery;
 pub mod docs;
 pub mod due_sort;
+mod fresh;
 pub mod hook_queue;
 pub mod index;
 pub mod mail_queue;
@@ -248,6 +249,7 @@ impl Store {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Record(dir.display().to_string(), e.to_string()))?;
         let path = dir.join("parley.redb");
+        fresh::reset_file(&path);
         let db = Database::builder()
             .set_cache_size(opts.db_cache_bytes)
             .create(&path)
@@ -274,6 +276,7 @@ impl Store {
     ) -> Result<Arc<Store>> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Record(dir.display().to_string(), e.to_string()))?;
+        fresh::reset_backend(&*backend);
         let db = Database::builder()
             .set_cache_size(opts.db_cache_bytes)
             .create_with_backend(backend::Boxed(backend))

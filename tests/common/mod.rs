@@ -4,7 +4,9 @@
 
 pub mod bench;
 pub mod bin;
+pub mod crash_disk;
 pub mod faults;
+pub mod power;
 pub mod py;
 pub mod receiver;
 pub mod sink;
