@@ -29,13 +29,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use common::crash_disk::{CrashDisk, Op, Replay, Rng};
-use common::power::{Ledger, verify, workload};
+use common::power::{Depth, Ledger, verify, workload};
 
 const WRITERS: usize = 3;
 const ROUNDS: usize = 1;
 const THREADS: usize = 2;
-/// The restarted node's own check repeats the offline one after recovery: on every 8th point.
-const LIVE_CHECK_EVERY: usize = 8;
+/// `parley check` walks every document, as the checks after the restart do again: it runs on
+/// every 4th crash point, and the restarted node's own check (the same comparison after
+/// recovery) on every 16th, so that 10,000 points fit in a CI run of a debug build.
+const OFFLINE_CHECK_EVERY: usize = 4;
+const LIVE_CHECK_EVERY: usize = 16;
 
 struct Plan {
     points: usize,
@@ -55,7 +58,12 @@ struct Outcome {
 }
 
 /// One run of the workload on a disk that dies at its `freeze`-th operation (never: `None`).
-fn run(rt: &tokio::runtime::Runtime, dir: &std::path::Path, freeze: Option<usize>, seed: u64) -> (Vec<Op>, Ledger) {
+fn run(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    freeze: Option<usize>,
+    seed: u64,
+) -> (Vec<Op>, Ledger) {
     let disk = CrashDisk::new(freeze);
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     rt.block_on(workload(dir, &disk, &ledger, WRITERS, ROUNDS, seed));
@@ -72,7 +80,9 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn env_number(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.trim().replace('_', "").parse().ok())
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().replace('_', "").parse().ok())
 }
 
 fn crash_points(plan: Plan) -> Outcome {
@@ -97,9 +107,15 @@ fn crash_points(plan: Plan) -> Outcome {
                         return;
                     }
                     let r = next_run.fetch_add(1, Ordering::AcqRel);
-                    let seed = plan.seed.wrapping_add(r.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                    let seed = plan
+                        .seed
+                        .wrapping_add(r.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                     let mut rng = Rng::new(seed);
-                    let prepared = if r == 0 { first.lock().unwrap().take() } else { None };
+                    let prepared = if r == 0 {
+                        first.lock().unwrap().take()
+                    } else {
+                        None
+                    };
                     let (log, ledger) = prepared.unwrap_or_else(|| {
                         let freeze = 1 + rng.below(full_len) as usize;
                         run(&rt, dir.path(), Some(freeze), seed)
@@ -116,7 +132,11 @@ fn crash_points(plan: Plan) -> Outcome {
                         let image = replay.image(&mut rng);
                         points += 1;
                         unflushed += replay.unflushed();
-                        if let Err(e) = rt.block_on(verify(dir.path(), image, &ledger, n, n % LIVE_CHECK_EVERY == 0)) {
+                        let depth = Depth {
+                            offline_check: n % OFFLINE_CHECK_EVERY == 0,
+                            live_check: n % LIVE_CHECK_EVERY == 0,
+                        };
+                        if let Err(e) = rt.block_on(verify(dir.path(), image, &ledger, n, depth)) {
                             failures.push(format!(
                                 "PARLEY_CRASH_SEED={} run {r}: a crash before operation {n} of {} \
                                  ({} unflushed): {e}",
@@ -180,5 +200,9 @@ fn a_disk_that_does_not_persist_its_flushes_is_caught() {
         o.failures.len(),
         o.points
     );
-    assert!(lost > 0, "no acknowledged write was found lost: {:?}", o.failures);
+    assert!(
+        lost > 0,
+        "no acknowledged write was found lost: {:?}",
+        o.failures
+    );
 }

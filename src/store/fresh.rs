@@ -24,7 +24,10 @@ const HEADER: u64 = 512;
 const LARGEST: u64 = 64 << 20;
 
 /// Whether `len` bytes, read through `read`, are a database redb began and never finished.
-fn never_created(len: u64, mut read: impl FnMut(u64, &mut [u8]) -> io::Result<()>) -> io::Result<bool> {
+fn never_created(
+    len: u64,
+    mut read: impl FnMut(u64, &mut [u8]) -> io::Result<()>,
+) -> io::Result<bool> {
     if len == 0 {
         return Ok(true);
     }
@@ -98,7 +101,11 @@ pub(super) fn reset_backend(backend: &dyn StorageBackend) {
     if backend.len().map_or(true, |l| l == 0) || !backend_never_created(backend) {
         return;
     }
-    if backend.set_len(0).and_then(|()| backend.sync_data()).is_ok() {
+    if backend
+        .set_len(0)
+        .and_then(|()| backend.sync_data())
+        .is_ok()
+    {
         reset_noted("(storage backend)");
     }
 }
@@ -128,6 +135,9 @@ mod tests {
         assert!(!check(&finished), "a database");
         let mut damaged = header_only;
         damaged[5000] = 1;
-        assert!(!check(&damaged), "data past the header: a damaged database, kept");
+        assert!(
+            !check(&damaged),
+            "data past the header: a damaged database, kept"
+        );
     }
 }
