@@ -29,7 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use common::crash_disk::{CrashDisk, Op, Replay, Rng};
-use common::power::{Depth, Ledger, verify, workload};
+use common::power::{Ledger, workload};
+use common::power_verify::{Depth, verify};
 
 const WRITERS: usize = 3;
 const ROUNDS: usize = 1;

@@ -7,6 +7,7 @@ pub mod bin;
 pub mod crash_disk;
 pub mod faults;
 pub mod power;
+pub mod power_verify;
 pub mod py;
 pub mod receiver;
 pub mod sink;
