@@ -58,7 +58,7 @@ struct Outcome {
     failures: Vec<String>,
 }
 
-/// One run of the workload on a disk that dies at its `freeze`-th operation (never: `None`).
+/// One run of the workload on a disk that dies at operation `freeze` (from 0; never: `None`).
 fn run(
     rt: &tokio::runtime::Runtime,
     dir: &std::path::Path,

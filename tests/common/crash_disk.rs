@@ -13,9 +13,9 @@
 //! is metadata that reaches the disk in order, or not yet): bytes past that end are gone, and
 //! what a lost growth would have held reads as zeros. What was flushed is never lost.
 //!
-//! Two ways to crash, sharing that model. Live: the disk freezes at its `freeze_at`-th
-//! mutating operation, which fails with an I/O error as every later one does, so the store
-//! sees the error paths a dying disk shows it. Replayed: every mutating operation is logged,
+//! Two ways to crash, sharing that model. Live: the disk dies at a chosen mutating operation,
+//! which fails with an I/O error as every later one does (reads too), so the store sees the
+//! error paths a dying disk shows it, and whatever it answered after that counts. Replayed: every mutating operation is logged,
 //! and [`Replay`] walks the log and builds the image of a crash just before any operation in
 //! it, so one run of a workload yields a crash point per operation. Reads and length queries
 //! are not crash points of their own: a crash between two of them leaves the image a crash at
@@ -80,7 +80,8 @@ fn dead() -> Error {
 }
 
 impl CrashDisk {
-    /// A disk that dies at its `freeze_at`-th mutating operation (never with `None`).
+    /// A disk whose mutating operation number `freeze_at` (from 0) fails, as does every
+    /// operation after it (never with `None`): its log then holds `freeze_at` operations.
     pub fn new(freeze_at: Option<usize>) -> CrashDisk {
         let d = CrashDisk::default();
         d.state().freeze_at = freeze_at;
