@@ -20,7 +20,8 @@
 //!
 //! What this cannot show: a SIGKILL leaves the kernel's page cache intact, so it catches an
 //! answer sent before its commit was written, not a missing fsync. Losing power is the case the
-//! fsync'd commit (`Durability::Immediate`) is for, and needs a fault-injecting disk to test.
+//! fsync'd commit (`Durability::Immediate`) is for, and `tests/power_loss.rs` tests it on a
+//! disk that loses power.
 
 mod common;
 

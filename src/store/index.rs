@@ -32,8 +32,13 @@ pub fn schema_version(tx: &WriteTransaction) -> Result<Option<u64>> {
     Ok(meta_i64(&tx.open_table(META)?, "schema_version")?.map(|v| v as u64))
 }
 
+/// The same from a read transaction; a database without tables (never written) has none.
 pub fn schema_version_r(tx: &ReadTransaction) -> Result<Option<u64>> {
-    Ok(meta_i64(&tx.open_table(META)?, "schema_version")?.map(|v| v as u64))
+    match tx.open_table(META) {
+        Ok(t) => Ok(meta_i64(&t, "schema_version")?.map(|v| v as u64)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The feed incarnation id, made on first open from the OS random source.

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod audience;
+mod backend;
 pub mod backup;
 pub mod blobs;
 mod cache;
@@ -17,6 +18,7 @@ mod disk;
 pub use disk::DEFAULT_RESERVE_BYTES;
 pub mod docs;
 pub mod due_sort;
+mod fresh;
 pub mod hook_queue;
 pub mod index;
 pub mod mail_queue;
@@ -310,6 +312,7 @@ impl Store {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Record(dir.display().to_string(), e.to_string()))?;
         let path = dir.join("parley.redb");
+        fresh::reset_file(&path);
         let db = Database::builder()
             .set_cache_size(opts.db_cache_bytes)
             .create(&path)
@@ -323,6 +326,40 @@ impl Store {
         // The file holds the node's identity key and hashed credentials: its owner only.
         private(dir, 0o700);
         private(&path, 0o600);
+        Self::open_db(dir, opts, db, Some(path))
+    }
+
+    /// [`Store::open`] on a database kept by `backend` instead of `dir/parley.redb`, for tests
+    /// and tools (the power-loss test runs the store on a disk that loses unflushed writes).
+    /// `dir` still holds what the store keeps beside the database.
+    pub fn open_on_backend(
+        dir: &Path,
+        opts: StoreOptions,
+        backend: Box<dyn redb::StorageBackend>,
+    ) -> Result<Arc<Store>> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Record(dir.display().to_string(), e.to_string()))?;
+        fresh::reset_backend(&*backend);
+        let db = Database::builder()
+            .set_cache_size(opts.db_cache_bytes)
+            .create_with_backend(backend::Boxed(backend))
+            .map_err(|e| match e {
+                redb::DatabaseError::Storage(redb::StorageError::Corrupted(e)) => {
+                    StoreError::Unopenable(dir.to_path_buf(), e)
+                }
+                e => e.into(),
+            })?;
+        Self::open_db(dir, opts, db, None)
+    }
+
+    /// What both opens share once redb has the database (kept in the file `path`, if any: a
+    /// database on a file is reopened after an I/O failure, one on a backend is not).
+    fn open_db(
+        dir: &Path,
+        opts: StoreOptions,
+        db: Database,
+        path: Option<PathBuf>,
+    ) -> Result<Arc<Store>> {
         let tx = begin_write(&db)?;
         // Before anything else: a newer release's tables may not even open as ours.
         match index::schema_version(&tx)? {
@@ -350,7 +387,10 @@ impl Store {
         let identity = accounts::read_identity(&db.begin_read()?)?;
         rebuild::if_needed(&db, identity.as_ref())?;
         let swept = index::read_swept_day(&db.begin_read()?)?;
-        let db = Arc::new(disk::DbCell::new(db, path, opts.db_cache_bytes));
+        let db = Arc::new(match path {
+            Some(path) => disk::DbCell::new(db, path, opts.db_cache_bytes),
+            None => disk::DbCell::fixed(db),
+        });
         let space = disk::Space::new(dir, opts.disk_reserve);
         let metrics = crate::metrics::StoreMetrics::default();
         let writer = writer::spawn(

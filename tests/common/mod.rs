@@ -4,7 +4,10 @@
 
 pub mod bench;
 pub mod bin;
+pub mod crash_disk;
 pub mod faults;
+pub mod power;
+pub mod power_verify;
 pub mod py;
 pub mod receiver;
 pub mod scrape;
