@@ -147,9 +147,8 @@ impl Service {
     pub async fn backup_to(&self, p: &Principal, dest: PathBuf) -> Result<Manifest> {
         p.require_admin()?;
         let store = self.store.clone();
-        let m = tokio::task::spawn_blocking(move || store.backup_to(&dest))
-            .await
-            .map_err(|_| ServiceError::Unavailable("the backup was cut short".into()))?
+        let m = in_background(move || store.backup_to(&dest))
+            .await?
             .map_err(from_backup)?;
         tracing::info!(
             conversations = m.conversations,
@@ -166,7 +165,7 @@ impl Service {
         p.require_admin()?;
         let store = self.store.clone();
         let dir = self.store.data_dir().join("backups");
-        let (file, m) = tokio::task::spawn_blocking(move || {
+        let (file, m) = in_background(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| BackupError::Io(dir.display().to_string(), e.to_string()))?;
             sweep_downloads(&dir);
@@ -180,8 +179,7 @@ impl Service {
             let _ = std::fs::remove_file(&path);
             opened
         })
-        .await
-        .map_err(|_| ServiceError::Unavailable("the backup was cut short".into()))?
+        .await?
         .map_err(from_backup)?;
         tracing::info!(
             conversations = m.conversations,
@@ -190,6 +188,29 @@ impl Service {
         );
         Ok((file, m))
     }
+}
+
+/// Runs a backup on a thread of its own at the lowest CPU priority: on a small machine it
+/// would otherwise take a whole core from the writers it must not slow down (BENCHMARKS.md);
+/// with it, it uses what they leave. A thread of its own, since a thread's priority cannot be
+/// raised again without privileges, and pooled threads are reused.
+async fn in_background<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("parley-backup".into())
+        .spawn(move || {
+            #[cfg(target_os = "linux")]
+            if let Err(e) = rustix::process::setpriority_process(
+                rustix::process::Pid::from_raw(rustix::thread::gettid().as_raw_nonzero().get()),
+                19,
+            ) {
+                tracing::debug!(error = %e, "the backup runs at normal priority");
+            }
+            let _ = tx.send(f());
+        })
+        .map_err(|e| ServiceError::Unavailable(format!("cannot start the backup: {e}")))?;
+    rx.await
+        .map_err(|_| ServiceError::Unavailable("the backup was cut short".into()))
 }
 
 /// Takes a backup every `every` into `dir` while the node runs, keeping the newest `keep`.
