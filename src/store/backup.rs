@@ -2,7 +2,7 @@
 //! empty data directory.
 //!
 //! redb has no backup API and its file must not be copied while written (cberner/redb#634), so
-//! a backup copies rows, like SQLite's `VACUUM INTO`: every table in [`KEPT`] is read from ONE
+//! a backup copies rows, like SQLite's `VACUUM INTO`: every table in `kept_tables!` is read from ONE
 //! read transaction (a snapshot: writers go on meanwhile, and nothing committed after it
 //! starts is in it) into a new redb file, with a [`Manifest`] naming the node and how many
 //! rows each table holds. The file is checked (integrity, manifest, counts) before it is
@@ -33,7 +33,7 @@ use uuid::Uuid;
 use super::tables::*;
 use super::{Identity, SCHEMA_VERSION, StoreError, accounts};
 
-/// What a backup file says about itself, in its `META` under [`MANIFEST_KEY`].
+/// What a backup file says about itself, in its `META` under `backup_manifest`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     /// Always [`FORMAT`].
