@@ -219,25 +219,13 @@ pub async fn request(
         Dest::Local => (true, None),
     };
     let t = check_peer_url(url, allow_loopback)?;
-    if matches!(dest, Dest::Local) && !t.tls && !is_loopback_host(&t.host) {
-        return Err(HttpError::Address(format!(
-            "{url} is plain http to another machine, which would send the node's token in \
-             clear: use https://, or run the command on the node's machine"
-        )));
+    if matches!(dest, Dest::Local) {
+        local_only(url, &t)?;
     }
-    crate::tls::ensure_provider();
-    let mut b = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
+    let b = reqwest::Client::builder()
         .timeout(TIMEOUT)
-        .connect_timeout(CONNECT_TIMEOUT)
         .dns_resolver(Arc::new(Guarded { allow_loopback }));
-    if t.tls {
-        b = crate::tls::reqwest_tls(b, pin).map_err(HttpError::Tls)?;
-    }
-    let client = b
-        .build()
-        .map_err(|e| HttpError::Connect(t.addr.clone(), e.to_string()))?;
+    let client = build(b, &t, pin)?;
     let m = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| HttpError::Url(url.into(), "bad method"))?;
     let mut req = client
@@ -271,6 +259,36 @@ pub async fn request(
     }
     let text = String::from_utf8(raw).map_err(|_| HttpError::Garbled(url.into()))?;
     Ok((status, text))
+}
+
+/// A request carrying this machine's node token goes over plain http only to loopback.
+fn local_only(url: &str, t: &Target) -> Result<(), HttpError> {
+    if !t.tls && !is_loopback_host(&t.host) {
+        return Err(HttpError::Address(format!(
+            "{url} is plain http to another machine, which would send the node's token in \
+             clear: use https://, or run the command on the node's machine"
+        )));
+    }
+    Ok(())
+}
+
+/// The client every outbound request uses: no redirects, no proxy, a bounded connect, and
+/// for `https://` the node's TLS (pinned to `pin` when given).
+fn build(
+    b: reqwest::ClientBuilder,
+    t: &Target,
+    pin: Option<&str>,
+) -> Result<reqwest::Client, HttpError> {
+    crate::tls::ensure_provider();
+    let mut b = b
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(CONNECT_TIMEOUT);
+    if t.tls {
+        b = crate::tls::reqwest_tls(b, pin).map_err(HttpError::Tls)?;
+    }
+    b.build()
+        .map_err(|e| HttpError::Connect(t.addr.clone(), e.to_string()))
 }
 
 /// `localhost` (and its subdomains) or a loopback IP, with or without brackets.
@@ -310,24 +328,8 @@ pub async fn download_local(
     idle: Duration,
 ) -> Result<(u16, String), HttpError> {
     let t = check_peer_url(url, true)?;
-    if !t.tls && !is_loopback_host(&t.host) {
-        return Err(HttpError::Address(format!(
-            "{url} is plain http to another machine, which would send the node's token in \
-             clear: use https://, or run the command on the node's machine"
-        )));
-    }
-    crate::tls::ensure_provider();
-    let mut b = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(idle);
-    if t.tls {
-        b = crate::tls::reqwest_tls(b, None).map_err(HttpError::Tls)?;
-    }
-    let client = b
-        .build()
-        .map_err(|e| HttpError::Connect(t.addr.clone(), e.to_string()))?;
+    local_only(url, &t)?;
+    let client = build(reqwest::Client::builder().read_timeout(idle), &t, None)?;
     let m = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| HttpError::Url(url.into(), "bad method"))?;
     let err = |e: reqwest::Error| {

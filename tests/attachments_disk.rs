@@ -8,82 +8,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use common::faults::FaultProxy;
+use common::small_fs::small_fs_or_skip;
 use common::{TestNode, eventually, random_pdf};
 use parley::domain::Role;
 use reqwest::StatusCode;
 use serde_json::json;
-
-/// A small filesystem for this test, unmounted at the end if this test mounted it.
-struct SmallFs {
-    path: PathBuf,
-    mounted: bool,
-}
-
-impl SmallFs {
-    fn get(mb: u64) -> Option<SmallFs> {
-        if let Ok(p) = std::env::var("PARLEY_TEST_SMALL_FS") {
-            let path = PathBuf::from(p).join(uuid::Uuid::new_v4().to_string());
-            std::fs::create_dir_all(&path).ok()?;
-            return Some(SmallFs {
-                path,
-                mounted: false,
-            });
-        }
-        let path = std::env::temp_dir().join(format!("parley-smallfs-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&path).ok()?;
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
-            .arg(&path)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(SmallFs {
-            path,
-            mounted: true,
-        })
-    }
-
-    fn free(&self) -> u64 {
-        let s = rustix::fs::statvfs(self.path.as_path()).unwrap();
-        s.f_bavail * s.f_frsize
-    }
-
-    /// Fills the filesystem until `leave` bytes are free.
-    fn fill_to(&self, leave: u64) -> PathBuf {
-        let ballast = self.path.join("ballast");
-        let size = self.free().saturating_sub(leave);
-        std::fs::write(&ballast, vec![0u8; size as usize]).unwrap();
-        ballast
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        if self.mounted {
-            // Lazily: the node may still be closing its files.
-            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-            let _ = std::fs::remove_dir(&self.path);
-        }
-    }
-}
-
-fn small_fs_or_skip() -> Option<SmallFs> {
-    match SmallFs::get(128) {
-        Some(fs) => Some(fs),
-        None if std::env::var_os("CI").is_some() => {
-            panic!(
-                "no small filesystem: set PARLEY_TEST_SMALL_FS or run as root (CI must run this test)"
-            )
-        }
-        None => {
-            eprintln!("skipped: no small filesystem (set PARLEY_TEST_SMALL_FS or run as root)");
-            None
-        }
-    }
-}
 
 fn dir_on(p: &Path) -> tempfile::TempDir {
     tempfile::tempdir_in(p).unwrap()
@@ -91,7 +23,9 @@ fn dir_on(p: &Path) -> tempfile::TempDir {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_files_keeps_serving_and_takes_them_once_freed() {
-    let Some(fs) = small_fs_or_skip() else { return };
+    let Some(fs) = small_fs_or_skip(128) else {
+        return;
+    };
     let acme = TestNode::start("acme", Role::Retailer).await;
     let proxy = FaultProxy::start(acme.base.trim_start_matches("http://").parse().unwrap()).await;
     let bolt = common::node_behind_at(

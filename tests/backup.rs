@@ -38,27 +38,11 @@ async fn create(n: &TestNode, partner: &str, subject: &str) -> Uuid {
 }
 
 async fn reply(n: &TestNode, id: Uuid, body: &str) {
-    let (s, v) = n
-        .post(
-            &format!("/api/v1/conversations/{id}/messages"),
-            json!({ "body": body }),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
+    n.reply_ok(&id.to_string(), body).await;
 }
 
-/// The bodies of a conversation's messages, in thread order (empty if it is not here).
 async fn bodies(n: &TestNode, id: Uuid) -> Vec<String> {
-    let (s, v) = n.get(&format!("/api/v1/conversations/{id}")).await;
-    if s != 200 {
-        return Vec::new();
-    }
-    v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["body"].as_str().unwrap_or_default().to_string())
-        .collect()
+    n.bodies(&id.to_string()).await
 }
 
 /// Stops `n` and checks its data directory the way `parley check` does.

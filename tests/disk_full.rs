@@ -15,83 +15,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::bin::{Server, cli, cli_ok};
+use common::small_fs::{SmallFs, small_fs_or_skip};
 use serde_json::{Value, json};
-
-/// A small filesystem for this test, unmounted at the end if this test mounted it.
-struct SmallFs {
-    path: PathBuf,
-    mounted: bool,
-}
-
-impl SmallFs {
-    fn get(mb: u64) -> Option<SmallFs> {
-        if let Ok(p) = std::env::var("PARLEY_TEST_SMALL_FS") {
-            let path = PathBuf::from(p).join(uuid::Uuid::new_v4().to_string());
-            std::fs::create_dir_all(&path).ok()?;
-            return Some(SmallFs {
-                path,
-                mounted: false,
-            });
-        }
-        let path = std::env::temp_dir().join(format!("parley-diskfull-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&path).ok()?;
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
-            .arg(&path)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = std::fs::remove_dir(&path);
-        }
-        ok.then_some(SmallFs {
-            path,
-            mounted: true,
-        })
-    }
-
-    fn free(&self) -> u64 {
-        let s = rustix::fs::statvfs(self.path.as_path()).unwrap();
-        s.f_bavail * s.f_frsize
-    }
-
-    /// Fills the filesystem until `leave` bytes are free (as near as it can).
-    fn fill_to(&self, leave: u64) -> PathBuf {
-        let filler = self.path.join("filler");
-        let size = self.free().saturating_sub(leave);
-        // A write that stops short for want of space still leaves the file: the disk is full.
-        let _ = std::fs::write(&filler, vec![0u8; size as usize]);
-        filler
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        if self.mounted {
-            // Lazily: the node may still be closing its files.
-            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-            let _ = std::fs::remove_dir(&self.path);
-        }
-    }
-}
-
-fn small_fs_or_skip(mb: u64) -> Option<SmallFs> {
-    match SmallFs::get(mb) {
-        Some(fs) => Some(fs),
-        None if std::env::var_os("CI").is_some() => {
-            panic!(
-                "no small filesystem: set PARLEY_TEST_SMALL_FS or run as root (CI must run this test)"
-            )
-        }
-        None => {
-            eprintln!("skipped: no small filesystem (set PARLEY_TEST_SMALL_FS or run as root)");
-            None
-        }
-    }
-}
 
 /// A node's data directory on `fs`, set up through the CLI: (dir, admin token).
 fn node_on(fs: &SmallFs, config: &str) -> (PathBuf, String) {

@@ -17,26 +17,11 @@ async fn create(n: &TestNode, partner: &str, subject: &str) -> String {
 }
 
 async fn reply(n: &TestNode, id: &str, body: &str) {
-    let (s, v) = n
-        .post(
-            &format!("/api/v1/conversations/{id}/messages"),
-            json!({ "body": body }),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
+    n.reply_ok(id, body).await;
 }
 
 async fn bodies(n: &TestNode, id: &str) -> Vec<String> {
-    let (s, v) = n.get(&format!("/api/v1/conversations/{id}")).await;
-    if s != 200 {
-        return Vec::new();
-    }
-    v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["body"].as_str().unwrap_or_default().to_string())
-        .collect()
+    n.bodies(id).await
 }
 
 /// `b` pairs with an invite from `a`, recovering or not; returns `b`'s peer record of `a`.

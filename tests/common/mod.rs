@@ -12,6 +12,7 @@ pub mod py;
 pub mod receiver;
 pub mod scrape;
 pub mod sink;
+pub mod small_fs;
 pub mod smtp;
 pub mod wstap;
 
@@ -215,6 +216,31 @@ impl TestNode {
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "the backup must be made");
         std::fs::write(to, r.bytes().await.unwrap()).unwrap();
+    }
+
+    /// Replies `body` to conversation `id`; panics unless it answers 201.
+    pub async fn reply_ok(&self, id: &str, body: &str) {
+        let (s, v) = self
+            .post(
+                &format!("/api/v1/conversations/{id}/messages"),
+                serde_json::json!({ "body": body }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+
+    /// The bodies of conversation `id`'s messages in thread order (empty if it is not here).
+    pub async fn bodies(&self, id: &str) -> Vec<String> {
+        let (s, v) = self.get(&format!("/api/v1/conversations/{id}")).await;
+        if s != StatusCode::OK {
+            return Vec::new();
+        }
+        v["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| m["body"].as_str().unwrap_or_default().to_string())
+            .collect()
     }
 
     /// The address the node serves plain HTTP on.
