@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use common::bench::{env_usize, loadavg};
 use common::bin;
-use parley::domain::{Kind, Role};
-use parley::service::{Clock, CreateInput, NewToken, Principal, Service};
+use parley::domain::Kind;
+use parley::service::{Clock, CreateInput, Principal, Service};
 use parley::store::{Store, StoreOptions};
 use uuid::Uuid;
 
@@ -77,29 +77,7 @@ async fn close(svc: Arc<Service>) {
 
 /// `n` conversations with a first message and one reply each; returns their ids and a token.
 async fn load(svc: &Arc<Service>, n: usize) -> (Vec<Uuid>, String) {
-    let op = Principal::operator();
-    svc.init_identity("acme", "Acme Retail", Role::Retailer)
-        .await
-        .unwrap();
-    for p in PARTNERS {
-        svc.add_partner(&op, p, &format!("{p} supplies"), Role::Supplier)
-            .await
-            .unwrap();
-    }
-    svc.add_user(&op, "admin", Some("password123".into()), true)
-        .await
-        .unwrap();
-    let token = svc
-        .create_token(
-            &op,
-            NewToken {
-                name: "bench".into(),
-                user: Some("admin".into()),
-            },
-        )
-        .await
-        .unwrap()
-        .secret;
+    let token = common::bench::set_up_acme(svc, &PARTNERS).await;
     let t = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let ids = Arc::new(std::sync::Mutex::new(Vec::with_capacity(n)));

@@ -27,7 +27,7 @@ use common::TestNode;
 use common::bench::{env_usize, loadavg};
 use futures_util::StreamExt;
 use parley::domain::{Kind, Role};
-use parley::service::{Clock, CreateInput, NewToken, Principal, Service};
+use parley::service::{Clock, CreateInput, Principal, Service};
 use parley::store::{Store, StoreOptions};
 use serde_json::json;
 
@@ -140,28 +140,7 @@ async fn load(dir: &std::path::Path, n: usize) -> String {
         .expect("open store");
     let svc = Service::new(store, Clock::System);
     let op = Principal::operator();
-    svc.init_identity("acme", "Acme Retail", Role::Retailer)
-        .await
-        .unwrap();
-    for p in PARTNERS {
-        svc.add_partner(&op, p, &format!("{p} supplies"), Role::Supplier)
-            .await
-            .unwrap();
-    }
-    svc.add_user(&op, "admin", Some("password123".into()), true)
-        .await
-        .unwrap();
-    let token = svc
-        .create_token(
-            &op,
-            NewToken {
-                name: "bench".into(),
-                user: Some("admin".into()),
-            },
-        )
-        .await
-        .unwrap()
-        .secret;
+    let token = common::bench::set_up_acme(&svc, &PARTNERS).await;
     let t = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();

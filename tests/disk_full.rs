@@ -75,18 +75,7 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(m, s.url(path)).bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        common::bin::call_as(&self.http, Some(&self.token), s, method, path, body).await
     }
 
     async fn create(&self, s: &Server, subject: &str) -> (u16, Value) {

@@ -37,18 +37,7 @@ impl Old {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(m, s.url(path)).bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let st = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (
-            st,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        common::bin::call_as(&self.http, Some(&self.token), s, method, path, body).await
     }
 }
 

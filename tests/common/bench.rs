@@ -17,3 +17,32 @@ pub fn loadavg() -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// The node a bench loads into: acme (a retailer) with `partners` as suppliers, and an admin
+/// user; returns the admin's API token.
+pub async fn set_up_acme(svc: &parley::service::Service, partners: &[&str]) -> String {
+    use parley::domain::Role;
+    use parley::service::{NewToken, Principal};
+    let op = Principal::operator();
+    svc.init_identity("acme", "Acme Retail", Role::Retailer)
+        .await
+        .unwrap();
+    for p in partners {
+        svc.add_partner(&op, p, &format!("{p} supplies"), Role::Supplier)
+            .await
+            .unwrap();
+    }
+    svc.add_user(&op, "admin", Some("password123".into()), true)
+        .await
+        .unwrap();
+    svc.create_token(
+        &op,
+        NewToken {
+            name: "bench".into(),
+            user: Some("admin".into()),
+        },
+    )
+    .await
+    .unwrap()
+    .secret
+}

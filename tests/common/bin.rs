@@ -249,18 +249,7 @@ impl Node {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(m, s.url(path));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        call_as(&self.http, None, s, method, path, body).await
     }
 
     pub async fn create(&self, s: &Server, subject: &str, reference: Option<&str>) -> Uuid {
@@ -296,6 +285,33 @@ impl Node {
             .map(|i| i["id"].as_str().unwrap().parse().unwrap())
             .collect()
     }
+}
+
+/// `method path` against `s` with `http` (and `token` as the bearer, if given): the status and
+/// the body as JSON (a string when it is not JSON).
+pub async fn call_as(
+    http: &reqwest::Client,
+    token: Option<&str>,
+    s: &Server,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = http.request(m, s.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 pub fn sha(path: &Path) -> Vec<u8> {
