@@ -175,6 +175,7 @@ pub async fn run(
     let rep = crate::replicator::Replicator::start(svc.clone()).await?;
     crate::notify::start(svc.clone());
     tokio::spawn(crate::service::sweep_unattached(svc.clone()));
+    tokio::spawn(crate::service::compact::run_compactor(svc.clone()));
     if let Some(s) = svc.backup_schedule() {
         tokio::spawn(crate::service::backup::run_schedule(svc.clone(), s));
     }

@@ -43,6 +43,8 @@ struct Hostile {
     got: Vec<([u8; 32], u32)>,
     /// It gives no chunk from this index on (a site that has only part of a file).
     stop_at: Option<u32>,
+    /// What it sends as a document's stored bytes when we hold nothing of it, true or not.
+    snapshots: HashMap<[u8; 16], parley_sync::Snapshot>,
 }
 
 impl Hostile {
@@ -98,6 +100,9 @@ impl Host for Hostile {
     }
     fn load_doc(&mut self, doc: DocId) -> Result<Option<Automerge>, HostError> {
         Ok(self.docs.get(&doc.0).cloned())
+    }
+    fn stored_snapshot(&mut self, doc: DocId) -> Result<Option<parley_sync::Snapshot>, HostError> {
+        Ok(self.snapshots.get(&doc.0).cloned())
     }
     fn store_doc(&mut self, u: DocUpdate<'_>) -> Result<(), StoreError> {
         self.docs.insert(u.doc.0, u.after.clone());
@@ -1010,6 +1015,100 @@ fn a_damaged_conversation_does_not_stop_the_others_from_syncing() {
     );
 }
 
+/// The first-sync fast path takes a whole document as sent, with one load: whatever bytes a
+/// partner sends as a conversation's stored copy are judged by the same write rules, checked
+/// to be one verified document, and refused whole (nothing stored) otherwise.
+#[test]
+fn stored_bytes_sent_as_a_first_sync_are_judged_whole() {
+    let node = ours();
+    let mut h = Hostile::default();
+    let snap = |d: &Automerge| parley_sync::Snapshot {
+        bytes: d.save(),
+        heads: d.get_heads(),
+    };
+    // 1. A rule broken inside honest-looking stored bytes: written in our name.
+    let in_our_name = forged(Kind::Message, |d| {
+        let m = msg(
+            by("acme"),
+            "acme agrees to pay double",
+            &Utc::now().to_rfc3339(),
+        );
+        doc::add_message(d, &m).unwrap();
+    });
+    let forged_id = h.put(in_our_name.clone());
+    h.snapshots
+        .insert(*forged_id.as_bytes(), snap(&in_our_name));
+    // 2. Another conversation's bytes sent under this one's id.
+    let honest_other = forged(Kind::Message, |_| {});
+    let decoy = forged(Kind::Message, |_| {});
+    let swapped_id = h.put(decoy.clone());
+    h.snapshots
+        .insert(*swapped_id.as_bytes(), snap(&honest_other));
+    // 3. Its own bytes with one byte flipped.
+    let flipped_doc = forged(Kind::Task, |_| {});
+    let flipped_id = h.put(flipped_doc.clone());
+    let mut bad = snap(&flipped_doc);
+    let at = bad.bytes.len() - 5;
+    bad.bytes[at] ^= 0x10;
+    h.snapshots.insert(*flipped_id.as_bytes(), bad);
+    // 4. A whole document followed by bytes that are no chunk, and one followed by another
+    //    conversation's genesis change: not one document, so not taken as sent.
+    let junk_doc = forged(Kind::Message, |_| {});
+    let junk_id = h.put(junk_doc.clone());
+    let mut junk = snap(&junk_doc);
+    junk.bytes.extend_from_slice(b"\x85\x6f\x4a\x83garbage");
+    h.snapshots.insert(*junk_id.as_bytes(), junk);
+    let trailing_doc = forged(Kind::Message, |_| {});
+    let trailing_id = h.put(trailing_doc.clone());
+    let mut tail = snap(&trailing_doc);
+    let extra = forged(Kind::Message, |_| {});
+    tail.bytes
+        .extend_from_slice(extra.get_changes(&[]).last().unwrap().raw_bytes());
+    h.snapshots.insert(*trailing_id.as_bytes(), tail);
+    // 5. The honest control: its own stored bytes.
+    let honest = forged(Kind::Message, |_| {});
+    let honest_id = h.put(honest.clone());
+    h.snapshots.insert(*honest_id.as_bytes(), snap(&honest));
+
+    let out = node.exchange(&mut h);
+    for id in [forged_id, swapped_id, flipped_id] {
+        assert!(!node.stored(id), "{id} must not be stored");
+        assert!(
+            out.rejected.iter().any(|(d, _)| *d == id),
+            "{id} refused: {:?}",
+            out.rejected
+        );
+    }
+    assert!(
+        out.rejected
+            .iter()
+            .any(|(d, r)| *d == forged_id && r.contains("acme")),
+        "{:?}",
+        out.rejected
+    );
+    assert!(
+        out.rejected
+            .iter()
+            .any(|(d, r)| *d == swapped_id && r.contains("id")),
+        "{:?}",
+        out.rejected
+    );
+    // Neither is stored as sent: what is stored is what the rules judged, saved afresh, and
+    // it loads strictly (the bytes as sent would not).
+    let rtx = node.store.begin_read().unwrap();
+    for id in [junk_id, trailing_id] {
+        if node.stored(id) {
+            let loaded = docs::load_automerge(&rtx, id.as_u128()).unwrap().unwrap();
+            let (stored, _) = docs::snapshot(&rtx, id.as_u128()).unwrap().unwrap();
+            assert_eq!(stored, loaded.save(), "{id} saved afresh, not as sent");
+            let _ = node.view(id);
+        }
+    }
+    drop(rtx);
+    assert!(node.stored(honest_id), "the honest one arrives");
+    assert_eq!(node.view(honest_id).subject, "Order PO-1001 is late");
+}
+
 /// A partner knows a conversation's id, so it can compute the id of its team document (and
 /// even its genesis change). Whatever it does over the protocol, it gets nothing of it and
 /// writes nothing into it: every read and write path of the sync host refuses a team id to a
@@ -1069,6 +1168,7 @@ fn a_partner_gets_no_team_document_and_may_not_write_one() {
         doc: tid,
         before: None,
         after: &forged,
+        received: Some(&forged.save()),
     });
     assert!(
         matches!(refused, Err(StoreError::Rejected(_))),
@@ -1659,6 +1759,7 @@ fn a_recovery_window_takes_our_own_past_only_from_that_partner_and_only_once() {
         doc: tid,
         before: None,
         after: &forged,
+        received: Some(&forged.save()),
     });
     assert!(
         matches!(refused_team, Err(StoreError::Rejected(_))),

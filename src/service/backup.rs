@@ -147,7 +147,7 @@ impl Service {
     pub async fn backup_to(&self, p: &Principal, dest: PathBuf) -> Result<Manifest> {
         p.require_admin()?;
         let store = self.store.clone();
-        let m = in_background(move || store.backup_to(&dest))
+        let m = in_background("parley-backup", move || store.backup_to(&dest))
             .await?
             .map_err(from_backup)?;
         tracing::info!(
@@ -165,7 +165,7 @@ impl Service {
         p.require_admin()?;
         let store = self.store.clone();
         let dir = self.store.data_dir().join("backups");
-        let (file, m) = in_background(move || {
+        let (file, m) = in_background("parley-backup", move || {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| BackupError::Io(dir.display().to_string(), e.to_string()))?;
             sweep_downloads(&dir);
@@ -194,23 +194,26 @@ impl Service {
 /// would otherwise take a whole core from the writers it must not slow down (BENCHMARKS.md);
 /// with it, it uses what they leave. A thread of its own, since a thread's priority cannot be
 /// raised again without privileges, and pooled threads are reused.
-async fn in_background<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+pub(super) async fn in_background<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
-        .name("parley-backup".into())
+        .name(name.into())
         .spawn(move || {
             #[cfg(target_os = "linux")]
             if let Err(e) = rustix::process::setpriority_process(
                 rustix::process::Pid::from_raw(rustix::thread::gettid().as_raw_nonzero().get()),
                 19,
             ) {
-                tracing::debug!(error = %e, "the backup runs at normal priority");
+                tracing::debug!(error = %e, "background work runs at normal priority");
             }
             let _ = tx.send(f());
         })
-        .map_err(|e| ServiceError::Unavailable(format!("cannot start the backup: {e}")))?;
+        .map_err(|e| ServiceError::Unavailable(format!("cannot start {name}: {e}")))?;
     rx.await
-        .map_err(|_| ServiceError::Unavailable("the backup was cut short".into()))
+        .map_err(|_| ServiceError::Unavailable(format!("{name} was cut short")))
 }
 
 /// Takes a backup every `every` into `dir` while the node runs, keeping the newest `keep`.

@@ -131,6 +131,35 @@ pub fn load_automerge(tx: &ReadTransaction, id: u128) -> Result<Option<automerge
     .map(Some)
 }
 
+/// The stored bytes of a document and its heads, if they are one compacted whole: a full
+/// save with no chunk written after it, whose Automerge checksum verifies (a damaged record
+/// is never handed out; loading it reports the damage). `None` otherwise.
+pub fn snapshot(tx: &ReadTransaction, id: u128) -> Result<Option<(Vec<u8>, Vec<ChangeHash>)>> {
+    let docs = tx.open_table(DOCS)?;
+    let Some(full) = docs.get(id)? else {
+        return Ok(None);
+    };
+    if tx
+        .open_table(CHUNKS)?
+        .range((id, 0)..=(id, u32::MAX))?
+        .next()
+        .is_some()
+    {
+        return Ok(None);
+    }
+    let bytes = full.value();
+    if !parley_sync::is_whole_document(bytes) {
+        return Ok(None);
+    }
+    let Some(heads) = tx.open_table(super::tables::HEADS)?.get(id)? else {
+        return Ok(None);
+    };
+    Ok(Some((
+        bytes.to_vec(),
+        super::index::decode_heads(heads.value()),
+    )))
+}
+
 pub fn exists(tx: &ReadTransaction, id: u128) -> Result<bool> {
     Ok(tx.open_table(DOCS)?.get(id)?.is_some())
 }

@@ -9,7 +9,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, ChangeHash};
+use automerge::{Automerge, ChangeHash, ReadDoc};
 
 use crate::wire::{MAX_HEADS, varint};
 
@@ -78,6 +78,109 @@ pub(crate) fn receive(
         Ok(Err(e)) => Err(format!("automerge could not apply the changes: {e}")),
         Err(_) => Err("automerge panicked while applying the changes".to_owned()),
     }
+}
+
+/// Whether `msg` comes from a peer that holds nothing of the document and can take it whole:
+/// no heads, no changes, and the flags section Automerge added together with whole-document
+/// (V2) messages. Automerge's own answer to it is the sender's full `save()` (`send_doc`).
+pub(crate) fn asks_for_everything(msg: &sync::Message) -> bool {
+    msg.heads.is_empty() && msg.changes.is_empty() && msg.flags.is_some()
+}
+
+/// The answer to a message that [`asks_for_everything`], built from a document's stored
+/// compacted bytes and heads without loading it. It carries what Automerge's own answer
+/// carries (the whole document, our heads, no request) except the Bloom filter of our changes,
+/// which only serves to stop the peer from sending back changes we hold; a peer that holds
+/// nothing has none to send, and with an empty `have` it sends only what we `need` (nothing).
+pub(crate) fn whole_doc_message(heads: Vec<ChangeHash>, bytes: Vec<u8>) -> sync::Message {
+    let mut flags = sync::MessageFlags::new();
+    flags.set(sync::MessageFlags::SUPPORTS_SYNC_RESET);
+    sync::Message {
+        heads,
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: bytes.into(),
+        flags: Some(flags),
+        version: sync::MessageVersion::V2,
+    }
+}
+
+/// The magic bytes that open every Automerge storage chunk, and the type byte of a whole
+/// document (as opposed to a change or a compressed change).
+const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+const CHUNK_DOCUMENT: u8 = 0;
+
+/// Whether `bytes` are exactly one Automerge document chunk whose checksum matches its
+/// content: `magic | checksum (4) | type 0 | uLEB length | data`, with the checksum the first
+/// four bytes of SHA-256 over `type | length | data`, as Automerge computes it. Costs one
+/// SHA-256 pass (about 1.5 µs for a 2 KB conversation), not a load.
+pub fn is_whole_document(bytes: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    let Some(rest) = bytes.strip_prefix(&CHUNK_MAGIC[..]) else {
+        return false;
+    };
+    if rest.len() < 5 || rest[4] != CHUNK_DOCUMENT {
+        return false;
+    }
+    let (checksum, typed) = rest.split_at(4);
+    let Ok((len, n)) = varint::get(&typed[1..]) else {
+        return false;
+    };
+    let data = &typed[1 + n..];
+    if data.len() as u64 != len {
+        return false;
+    }
+    let digest = Sha256::digest(typed);
+    digest[..4] == *checksum
+}
+
+/// Receive a message that carries one whole document into an empty one, strictly: the chunk
+/// must be a document whose checksum and heads verify and which loads with no change left
+/// waiting for a missing dependency. On success the loaded document is returned with the
+/// bytes it was loaded from, which the host may keep as they are (they load to exactly this
+/// document again). `None` when the message is not such a document: the caller falls back to
+/// [`receive`], which is lenient in what it applies.
+///
+/// `state` ends as Automerge's own `receive` of the same message would leave it: the message
+/// is received without its changes into the loaded document, and the one field that differs
+/// for a message without changes (`last_sent_heads`, set when the peer's heads equal ours
+/// before the apply) is put back, so that our answer acknowledges the document as it would.
+pub(crate) fn receive_whole(
+    state: &mut sync::State,
+    msg: &sync::Message,
+) -> Option<(Automerge, Vec<u8>)> {
+    if msg.changes.len() != 1 || msg.heads.is_empty() {
+        return None;
+    }
+    let bytes = msg.changes.iter().next()?;
+    if !is_whole_document(bytes) {
+        return None;
+    }
+    let opts = automerge::LoadOptions::new()
+        .on_partial_load(automerge::OnPartialLoad::Error)
+        .verification_mode(automerge::VerificationMode::Check);
+    let mut doc = catch_unwind(AssertUnwindSafe(|| {
+        Automerge::load_with_options(bytes, opts)
+    }))
+    .ok()?
+    .ok()?;
+    if !doc.get_missing_deps(&[]).is_empty() {
+        return None;
+    }
+    let without_changes = sync::Message {
+        heads: msg.heads.clone(),
+        need: msg.need.clone(),
+        have: msg.have.clone(),
+        changes: sync::ChunkList::empty(),
+        flags: msg.flags,
+        version: msg.version.clone(),
+    };
+    let mut next = state.clone();
+    let last_sent = next.last_sent_heads.clone();
+    receive(&mut doc, &mut next, without_changes).ok()?;
+    next.last_sent_heads = last_sent;
+    *state = next;
+    Some((doc, bytes.to_vec()))
 }
 
 /// Generate the next message for `state`, containing any panic.
@@ -216,6 +319,132 @@ mod tests {
             a.generate_sync_message(&mut short)
                 .is_none_or(|m| is_pure_ack(&m))
         );
+    }
+
+    fn conversation_like(n: usize) -> Automerge {
+        use automerge::transaction::Transactable;
+        use automerge::{AutoCommit, ObjType, ROOT};
+        let mut doc = AutoCommit::new();
+        doc.put(ROOT, "subject", "Order PO-1001 is late").unwrap();
+        let msgs = doc.put_object(ROOT, "messages", ObjType::Map).unwrap();
+        doc.commit();
+        for i in 0..n {
+            let m = doc
+                .put_object(&msgs, format!("m{i}"), ObjType::Map)
+                .unwrap();
+            doc.put(&m, "body", format!("message {i} about the order"))
+                .unwrap();
+            doc.commit();
+        }
+        doc.document().clone()
+    }
+
+    /// A receiver that holds nothing, asking: a fresh state's first message.
+    fn empty_ask() -> (Automerge, sync::State, sync::Message) {
+        let empty = Automerge::new();
+        let mut state = sync::State::new();
+        let ask = empty.generate_sync_message(&mut state).unwrap();
+        (empty, state, ask)
+    }
+
+    #[test]
+    fn a_whole_document_is_told_from_everything_else() {
+        let doc = conversation_like(5);
+        let saved = doc.save();
+        assert!(is_whole_document(&saved));
+        for i in [0, 5, 9, saved.len() / 2, saved.len() - 1] {
+            let mut bad = saved.clone();
+            bad[i] ^= 0x01;
+            assert!(!is_whole_document(&bad), "flipped byte {i}");
+        }
+        let mut longer = saved.clone();
+        longer.push(0);
+        assert!(!is_whole_document(&longer));
+        assert!(!is_whole_document(&saved[..saved.len() - 1]));
+        // One change, not a document.
+        let change = doc.get_changes(&[]).pop().unwrap();
+        assert!(!is_whole_document(change.raw_bytes()));
+        assert!(!is_whole_document(b""));
+    }
+
+    /// The snapshot answer makes the receiver hold what Automerge's own answer makes it hold,
+    /// leaves its state as Automerge's `receive` would, and its acknowledgement is the same.
+    #[test]
+    fn a_snapshot_answer_lands_as_automerges_own_does() {
+        let sender = conversation_like(20);
+        let (_, mut st_ref, ask) = empty_ask();
+        assert!(asks_for_everything(&ask));
+        // Automerge's own path.
+        let mut s_state = sync::State::new();
+        let mut s_doc = sender.clone();
+        s_doc
+            .receive_sync_message(&mut s_state, ask.clone())
+            .unwrap();
+        let own = s_doc.generate_sync_message(&mut s_state).unwrap();
+        let mut ref_doc = Automerge::new();
+        let mut st_lenient = st_ref.clone();
+        receive(&mut ref_doc, &mut st_ref, own.clone()).unwrap();
+        // The snapshot path, on the receiver both ways.
+        let snap = whole_doc_message(sender.get_heads(), sender.save());
+        assert_eq!(snap.changes.iter().next(), own.changes.iter().next());
+        assert!(
+            snap.clone().encode().len() <= own.clone().encode().len(),
+            "no more bytes than Automerge's own answer"
+        );
+        let mut st_whole = st_lenient.clone();
+        let (whole_doc, bytes) = receive_whole(&mut st_whole, &snap).expect("taken whole");
+        assert_eq!(bytes, sender.save());
+        let mut lenient_doc = Automerge::new();
+        receive(&mut lenient_doc, &mut st_lenient, snap).unwrap();
+        for (doc, st) in [(&whole_doc, &st_whole), (&lenient_doc, &st_lenient)] {
+            assert_eq!(doc.get_heads(), ref_doc.get_heads());
+            assert_eq!(doc.save(), ref_doc.save());
+            assert_eq!(st.encode(), st_ref.encode());
+            assert_eq!(st.shared_heads, st_ref.shared_heads);
+            assert_eq!(st.last_sent_heads, st_ref.last_sent_heads);
+            assert_eq!(st.their_heads, st_ref.their_heads);
+            assert_eq!(st.their_need, st_ref.their_need);
+            assert_eq!(st.sent_hashes, st_ref.sent_hashes);
+            assert_eq!(st.in_flight, st_ref.in_flight);
+        }
+        // Stored as received, the bytes are what the old path stored after a fresh save.
+        assert_eq!(bytes, ref_doc.save());
+        let (mut a, mut b, mut c) = (st_ref.clone(), st_whole.clone(), st_lenient.clone());
+        let ack_ref = ref_doc.generate_sync_message(&mut a).expect("acknowledges");
+        let ack_whole = whole_doc
+            .generate_sync_message(&mut b)
+            .expect("acknowledges");
+        let ack_lenient = lenient_doc
+            .generate_sync_message(&mut c)
+            .expect("acknowledges");
+        assert!(is_pure_ack(&ack_ref));
+        assert_eq!(ack_whole, ack_ref);
+        assert_eq!(ack_lenient.heads, ack_ref.heads);
+        assert!(acknowledges(&ack_whole, &sender.get_heads()));
+    }
+
+    #[test]
+    fn only_a_verified_whole_document_is_taken_whole() {
+        let sender = conversation_like(3);
+        let (_, state, _) = empty_ask();
+        let mut flipped = sender.save();
+        let at = flipped.len() - 3;
+        flipped[at] ^= 0x40;
+        let mut changes = Vec::new();
+        for c in sender.get_changes(&[]) {
+            changes.extend_from_slice(c.raw_bytes());
+        }
+        // Only the last change: its dependencies are missing.
+        let orphan = sender.get_changes(&[]).pop().unwrap().raw_bytes().to_vec();
+        for bytes in [flipped, changes, orphan] {
+            let m = whole_doc_message(sender.get_heads(), bytes);
+            let mut st = state.clone();
+            assert!(receive_whole(&mut st, &m).is_none());
+            assert_eq!(st.encode(), state.encode(), "state untouched");
+        }
+        // No heads: not a whole document answer.
+        let m = whole_doc_message(Vec::new(), sender.save());
+        assert!(receive_whole(&mut state.clone(), &m).is_none());
     }
 
     #[test]

@@ -40,7 +40,7 @@ impl Store {
         let saves: HashMap<u128, Vec<u8>> = pending
             .docs
             .iter()
-            .filter(|(_, r)| r.base.is_empty())
+            .filter(|(_, r)| r.base.is_empty() && r.bytes.is_none())
             .map(|(id, r)| (*id, r.doc.save()))
             .collect();
         self.write_blocking(move |ctx| -> Result<Flushed, StoreError> {
@@ -61,9 +61,9 @@ impl Store {
                 let corrupt =
                     |e: automerge::AutomergeError| StoreError::Corrupt(uuid, e.to_string());
                 let seq = if !docs::exists_w(ctx.read_tx(), *id)? {
-                    let bytes = match saves.get(id) {
-                        Some(b) => Cow::Borrowed(b),
-                        None => Cow::Owned(r.doc.save()),
+                    let bytes = match (&r.bytes, saves.get(id)) {
+                        (Some(b), _) | (None, Some(b)) => Cow::Borrowed(b),
+                        (None, None) => Cow::Owned(r.doc.save()),
                     };
                     ctx.discard_doc(*id);
                     docs::insert_saved(ctx.tx(), *id, &bytes)?;

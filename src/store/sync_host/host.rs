@@ -3,7 +3,7 @@
 
 use automerge::{Automerge, ChangeHash};
 use parley_sync::{
-    BlobStored, BlobWant, Cursor, DocId, DocUpdate, FeedPage, Host, HostError, Presence,
+    BlobStored, BlobWant, Cursor, DocId, DocUpdate, FeedPage, Host, HostError, Presence, Snapshot,
     StoreError as Refusal,
 };
 use redb::ReadableTable;
@@ -82,6 +82,20 @@ impl Host for SyncHost<'_> {
             }
             other => other.map_err(h),
         }
+    }
+
+    fn stored_snapshot(&mut self, doc: DocId) -> Result<Option<Snapshot>, HostError> {
+        let id = uid(doc);
+        if !self.visible(id)
+            || is_team_id(id)
+            || self.damaged.contains(&id)
+            || self.pending.docs.contains_key(&id)
+        {
+            return Ok(None);
+        }
+        docs::snapshot(&self.rtx, id)
+            .map(|s| s.map(|(bytes, heads)| Snapshot { bytes, heads }))
+            .map_err(h)
     }
 
     fn heads(&mut self, doc: DocId) -> Result<Option<Vec<ChangeHash>>, HostError> {
@@ -199,10 +213,17 @@ impl Host for SyncHost<'_> {
             self.pending.order.push(id);
         }
         self.pending.bytes += added;
+        // Kept as received only for a conversation new here (the flush stores it as its first
+        // full save); merged into one we hold, it is saved from the merged copy.
+        let bytes = match (update.before, &base[..]) {
+            (None, []) => update.received.map(<[u8]>::to_vec),
+            _ => None,
+        };
         let received = Received {
             base,
             doc: update.after.clone(),
             view: after,
+            bytes,
         };
         self.pending.docs.insert(id, received);
         Ok(())

@@ -59,6 +59,9 @@ struct Received {
     doc: Automerge,
     /// The typed view of `doc`, read once by the write-rule check and reused for the indexes.
     view: Conversation,
+    /// For a conversation new here that the peer sent whole: the verified bytes `doc` was
+    /// loaded from, stored as they are (`DocUpdate::received`) instead of a fresh `save()`.
+    bytes: Option<Vec<u8>>,
 }
 
 /// What one call into a session wants written.

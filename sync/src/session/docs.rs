@@ -172,6 +172,22 @@ impl Session {
             active.persist(host, doc)?;
             return Ok(());
         }
+        // The peer holds nothing of a shared document (a first sync): answer with the stored
+        // compacted bytes, as Automerge would after a load and a `save()`, without either.
+        // Nothing of our sync state changes until the peer acknowledges what it stored (that
+        // acknowledgement is taken from the heads index above, as for any other document).
+        if shared
+            && self.config.snapshot_first_sync
+            && am::asks_for_everything(&message)
+            && !self.inbound.is_pending(&doc)
+            && let Some(snapshot) = host.stored_snapshot(doc)?
+            && !snapshot.heads.is_empty()
+        {
+            self.docs.active.remove(&doc);
+            let reply = am::whole_doc_message(snapshot.heads, snapshot.bytes);
+            self.send_sync(doc, reply.encode(), out);
+            return Ok(());
+        }
         let before = host.load_doc(doc)?;
         if !shared && before.is_some() {
             self.unavailable(doc, out);
@@ -186,7 +202,6 @@ impl Session {
             .as_ref()
             .map(Automerge::get_heads)
             .unwrap_or_default();
-        let mut after = before.clone().unwrap_or_default();
         // Changes the peer asks for by hash must go again even if this state already sent
         // them: a receiver keeps only what it could apply and store (changes whose
         // dependencies were missing are dropped with the copy), while Automerge assumes sent
@@ -194,16 +209,31 @@ impl Session {
         for hash in &message.need {
             active.state.sent_hashes.remove(hash);
         }
-        if let Err(reason) = am::receive(&mut after, &mut active.state, message) {
-            self.refuse(doc, reason, out);
-            return Ok(());
-        }
+        // A document new here that the peer sent whole is loaded once, strictly, and its bytes
+        // go to the host as received; anything else is applied to a copy of what we hold.
+        let whole = if before.is_none() && self.config.snapshot_first_sync {
+            am::receive_whole(&mut active.state, &message)
+        } else {
+            None
+        };
+        let (after, received) = match whole {
+            Some((doc, bytes)) => (doc, Some(bytes)),
+            None => {
+                let mut after = before.clone().unwrap_or_default();
+                if let Err(reason) = am::receive(&mut after, &mut active.state, message) {
+                    self.refuse(doc, reason, out);
+                    return Ok(());
+                }
+                (after, None)
+            }
+        };
         let after_heads = after.get_heads();
         if after_heads != before_heads {
             let update = DocUpdate {
                 doc,
                 before: before.as_ref(),
                 after: &after,
+                received: received.as_deref(),
             };
             match host.store_doc(update) {
                 Ok(()) => {}

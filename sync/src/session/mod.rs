@@ -46,6 +46,12 @@ pub struct Config {
     /// At 256 KiB a chunk, the default keeps 1 MiB in flight: enough to fill a fast link,
     /// little enough that a reply waits behind at most that much.
     pub blob_window: u32,
+    /// Answer a peer that holds nothing of a document with the document's stored compacted
+    /// bytes ([`crate::Host::stored_snapshot`]) instead of loading it and generating a message,
+    /// and take a whole document a peer sends into an empty one with one strict load, offering
+    /// the host the received bytes to store as they are. On by default; off reproduces the
+    /// path through Automerge's own `generate`/`receive` byte for byte (used to compare them).
+    pub snapshot_first_sync: bool,
 }
 
 impl Default for Config {
@@ -60,6 +66,7 @@ impl Default for Config {
             blobs: false,
             blob_fetches: 2,
             blob_window: 4,
+            snapshot_first_sync: true,
         }
     }
 }
