@@ -356,3 +356,70 @@ fn an_uncompacted_conversation_still_syncs_and_arrives_compacted() {
         );
     }
 }
+
+/// The compactor races the writers: conversations replied to while it folds them lose
+/// nothing, every one loads strictly afterwards, and the store checks clean.
+#[test]
+fn compacting_while_replies_land_loses_nothing() {
+    let a = node(
+        "acme",
+        "Acme Retail",
+        Role::Retailer,
+        ("bolt", "Bolt Supplies", Role::Supplier),
+    );
+    let ids = fill(&a, 40);
+    let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let compactor = {
+        let (store, writing) = (a.store.clone(), writing.clone());
+        std::thread::spawn(move || {
+            let mut folded = 0;
+            let mut rounds = 0;
+            // At least a few rounds, and on until the writers are done.
+            while rounds < 5 || writing.load(std::sync::atomic::Ordering::SeqCst) {
+                folded += store
+                    .compact_quiet(Utc::now(), Duration::zero(), usize::MAX)
+                    .unwrap();
+                rounds += 1;
+            }
+            folded
+        })
+    };
+    let p = admin();
+    let sent: Vec<(Uuid, String)> = a.rt.block_on(async {
+        let mut tasks = Vec::new();
+        for w in 0..8 {
+            let (svc, ids, p) = (a.svc.clone(), ids.clone(), p.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut sent = Vec::new();
+                for k in 0..30 {
+                    let id = ids[(w * 7 + k * 13) % ids.len()];
+                    let body = format!("writer {w} reply {k}");
+                    svc.reply(&p, id, body.clone(), None, None).await.unwrap();
+                    sent.push((id, body));
+                }
+                sent
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    writing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let folded = compactor.join().unwrap();
+    assert!(folded > 0, "the compactor folded something");
+    for (id, body) in &sent {
+        let c = a.rt.block_on(a.svc.get(&p, *id)).unwrap();
+        assert!(
+            c.messages.iter().any(|m| &m.body == body),
+            "{body} is in {id}"
+        );
+    }
+    let rtx = a.store.begin_read().unwrap();
+    for id in &ids {
+        docs::load_automerge(&rtx, id.as_u128()).unwrap().unwrap();
+    }
+    let report = parley::store::check::check_tx(&rtx).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}

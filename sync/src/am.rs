@@ -140,15 +140,17 @@ pub fn is_whole_document(bytes: &[u8]) -> bool {
 /// bytes it was loaded from, which the host may keep as they are (they load to exactly this
 /// document again). `None` when the message is not such a document: the caller falls back to
 /// [`receive`], which is lenient in what it applies.
-///
-/// `state` ends as Automerge's own `receive` of the same message would leave it: the message
-/// is received without its changes into the loaded document, and the one field that differs
-/// for a message without changes (`last_sent_heads`, set when the peer's heads equal ours
-/// before the apply) is put back, so that our answer acknowledges the document as it would.
 pub(crate) fn receive_whole(
     state: &mut sync::State,
     msg: &sync::Message,
 ) -> Option<(Automerge, Vec<u8>)> {
+    let (mut doc, bytes) = load_whole(msg)?;
+    receive_loaded(state, msg, &mut doc).then_some((doc, bytes))
+}
+
+/// The load half of [`receive_whole`]: no state, so it can run on any thread ahead of the
+/// session's own, in order, processing of the message.
+pub(crate) fn load_whole(msg: &sync::Message) -> Option<(Automerge, Vec<u8>)> {
     if msg.changes.len() != 1 || msg.heads.is_empty() {
         return None;
     }
@@ -159,7 +161,7 @@ pub(crate) fn receive_whole(
     let opts = automerge::LoadOptions::new()
         .on_partial_load(automerge::OnPartialLoad::Error)
         .verification_mode(automerge::VerificationMode::Check);
-    let mut doc = catch_unwind(AssertUnwindSafe(|| {
+    let doc = catch_unwind(AssertUnwindSafe(|| {
         Automerge::load_with_options(bytes, opts)
     }))
     .ok()?
@@ -167,6 +169,20 @@ pub(crate) fn receive_whole(
     if !doc.get_missing_deps(&[]).is_empty() {
         return None;
     }
+    Some((doc, bytes.to_vec()))
+}
+
+/// The state half of [`receive_whole`], for `doc` loaded from `msg`'s one chunk: `state` ends
+/// as Automerge's own `receive` of the whole message would leave it. The message is received
+/// without its changes into the loaded document, and the one field that differs for a message
+/// without changes (`last_sent_heads`, set when the peer's heads equal ours before the apply)
+/// is put back, so that our answer acknowledges the document as it would. On `false` nothing
+/// changed.
+pub(crate) fn receive_loaded(
+    state: &mut sync::State,
+    msg: &sync::Message,
+    doc: &mut Automerge,
+) -> bool {
     let without_changes = sync::Message {
         heads: msg.heads.clone(),
         need: msg.need.clone(),
@@ -177,10 +193,42 @@ pub(crate) fn receive_whole(
     };
     let mut next = state.clone();
     let last_sent = next.last_sent_heads.clone();
-    receive(&mut doc, &mut next, without_changes).ok()?;
+    if receive(doc, &mut next, without_changes).is_err() {
+        return false;
+    }
     next.last_sent_heads = last_sent;
     *state = next;
-    Some((doc, bytes.to_vec()))
+    true
+}
+
+/// Loads, on up to `threads` threads, the whole documents that `frame` sends for the documents
+/// `wanted` says we lack, ahead of the session's processing: on a first sync this load is
+/// nearly all of the receiver's Automerge work, and the documents are independent. Each entry
+/// holds the message bytes it was loaded from, so it is used only for exactly that message.
+pub(crate) fn preload(
+    messages: Vec<(crate::ids::DocId, &[u8])>,
+    threads: usize,
+) -> Vec<(crate::ids::DocId, Vec<u8>, Automerge)> {
+    let load = |(doc, raw): &(crate::ids::DocId, &[u8])| {
+        let msg = decode_message(raw).ok()?;
+        let (loaded, _) = load_whole(&msg)?;
+        Some((*doc, raw.to_vec(), loaded))
+    };
+    let threads = threads.clamp(1, 8).min(messages.len().max(1));
+    if threads <= 1 {
+        return messages.iter().filter_map(load).collect();
+    }
+    let per = messages.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = messages
+            .chunks(per)
+            .map(|part| s.spawn(move || part.iter().filter_map(load).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
 }
 
 /// Generate the next message for `state`, containing any panic.

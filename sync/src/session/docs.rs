@@ -5,7 +5,7 @@
 //! document's state lives in the host (encoded) and is reloaded when needed. Memory therefore
 //! follows what is changing, not what is stored.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use automerge::sync;
 use automerge::{Automerge, ChangeHash};
@@ -59,6 +59,9 @@ pub(super) struct Docs {
     pub(super) closed: BTreeSet<DocId>,
     /// Heads the peer reported this session, per document.
     pub(super) peer_heads: BTreeMap<DocId, Vec<ChangeHash>>,
+    /// Whole documents of the frame being processed, loaded ahead (`Session::preload`), with
+    /// the message each was loaded from. Emptied after every frame.
+    pub(super) preloaded: HashMap<DocId, (Vec<u8>, Automerge)>,
 }
 
 impl Docs {
@@ -84,6 +87,42 @@ impl Docs {
 }
 
 impl Session {
+    /// Loads ahead, in parallel, the whole documents this frame sends for documents we asked
+    /// for and lack. Only an id that appears once in the frame is loaded ahead; `on_sync`
+    /// uses an entry only for the very message it was loaded from.
+    pub(super) fn preload(&mut self, records: &[Record]) {
+        self.docs.preloaded.clear();
+        if self.config.load_threads <= 1 {
+            return;
+        }
+        let mut seen: HashMap<DocId, usize> = HashMap::new();
+        for r in records {
+            if let Record::Sync { doc, .. } = r {
+                *seen.entry(*doc).or_default() += 1;
+            }
+        }
+        let wanted: Vec<(DocId, &[u8])> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Sync { doc, message }
+                    if seen.get(doc) == Some(&1)
+                        && !self.docs.closed.contains(doc)
+                        && self.inbound.asked_new(doc) =>
+                {
+                    Some((*doc, message.as_slice()))
+                }
+                _ => None,
+            })
+            .collect();
+        // A handful is not worth the threads.
+        if wanted.len() < 4 {
+            return;
+        }
+        for (doc, raw, loaded) in am::preload(wanted, self.config.load_threads) {
+            self.docs.preloaded.insert(doc, (raw, loaded));
+        }
+    }
+
     /// Ask the peer for an announced document we lack.
     pub(super) fn request_doc<H: Host>(
         &mut self,
@@ -211,8 +250,21 @@ impl Session {
         }
         // A document new here that the peer sent whole is loaded once, strictly, and its bytes
         // go to the host as received; anything else is applied to a copy of what we hold.
+        let preloaded = self
+            .docs
+            .preloaded
+            .remove(&doc)
+            .filter(|(raw, _)| raw.as_slice() == bytes);
         let whole = if before.is_none() && self.config.snapshot_first_sync {
-            am::receive_whole(&mut active.state, &message)
+            match preloaded {
+                Some((_, mut loaded)) => {
+                    am::receive_loaded(&mut active.state, &message, &mut loaded).then(|| {
+                        let chunk = message.changes.iter().next().unwrap_or_default().to_vec();
+                        (loaded, chunk)
+                    })
+                }
+                None => am::receive_whole(&mut active.state, &message),
+            }
         } else {
             None
         };

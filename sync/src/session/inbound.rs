@@ -123,6 +123,13 @@ impl Inbound {
             .is_some_and(|p| p.missing && p.requested)
     }
 
+    /// We asked for this document, which the peer announced and we did not hold.
+    pub(super) fn asked_new(&self, doc: &DocId) -> bool {
+        self.pending
+            .get(doc)
+            .is_some_and(|p| p.missing && p.requested)
+    }
+
     pub(super) fn len(&self) -> usize {
         self.pending.len()
     }

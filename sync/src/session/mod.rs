@@ -52,6 +52,10 @@ pub struct Config {
     /// the host the received bytes to store as they are. On by default; off reproduces the
     /// path through Automerge's own `generate`/`receive` byte for byte (used to compare them).
     pub snapshot_first_sync: bool,
+    /// Threads that load, ahead of the session's in-order processing, the whole documents a
+    /// frame brings for documents we lack (a first sync): the one Automerge pass each costs
+    /// is spread over the cores. 1 loads them in turn on the session's thread.
+    pub load_threads: usize,
 }
 
 impl Default for Config {
@@ -67,6 +71,7 @@ impl Default for Config {
             blob_fetches: 2,
             blob_window: 4,
             snapshot_first_sync: true,
+            load_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
         }
     }
 }
@@ -276,6 +281,9 @@ impl Session {
         }
         self.next_recv += 1;
         self.blob_asked = 0;
+        if self.config.snapshot_first_sync {
+            self.preload(&frame.records);
+        }
         for record in frame.records {
             self.on_record(record, host, out)?;
         }
