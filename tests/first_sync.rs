@@ -155,6 +155,14 @@ fn first_sync(a: &Node, b: &Node, now: DateTime<Utc>, config: Config) -> Crossed
     crossed
 }
 
+/// The session configuration the replicator runs.
+fn fast_config() -> Config {
+    Config {
+        prepare: Some(parley::store::sync_host::prepare_new),
+        ..Config::default()
+    }
+}
+
 /// Acme's conversations with bolt: messages and tasks, replies, due dates, topics,
 /// references, some resolved, one reopened.
 fn fill(a: &Node, n: usize) -> Vec<Uuid> {
@@ -246,7 +254,7 @@ fn the_fast_first_sync_stores_exactly_what_the_automerge_path_stores() {
         ..Config::default()
     };
     let slow_crossed = first_sync(&a, &slow, now, old_path);
-    let fast_crossed = first_sync(&a, &fast, now, Config::default());
+    let fast_crossed = first_sync(&a, &fast, now, fast_config());
     assert_eq!(slow_crossed.with_changes, ids.len());
     assert_eq!(fast_crossed.with_changes, ids.len());
     assert_eq!(
@@ -340,7 +348,7 @@ fn an_uncompacted_conversation_still_syncs_and_arrives_compacted() {
         Role::Supplier,
         ("acme", "Acme Retail", Role::Retailer),
     );
-    let crossed = first_sync(&a, &b, Utc::now(), Config::default());
+    let crossed = first_sync(&a, &b, Utc::now(), fast_config());
     assert_eq!(crossed.with_changes, ids.len());
     assert_eq!(
         crossed.as_stored, compact_already,

@@ -313,7 +313,11 @@ impl Ours {
 
     /// [`Ours::exchange`] on a link opened with `config` at both ends (files or not).
     fn exchange_with(&self, h: &mut Hostile, config: Config) -> Outcome {
-        let mut us = Session::new(config.clone());
+        // Our side as the replicator configures it.
+        let mut us = Session::new(Config {
+            prepare: Some(parley::store::sync_host::prepare_new),
+            ..config.clone()
+        });
         let mut them = Session::new(config);
         let mut out = Outcome::default();
         let mut to_them = self.step(&mut us, |s, host| s.start(host).unwrap());
@@ -1169,6 +1173,7 @@ fn a_partner_gets_no_team_document_and_may_not_write_one() {
         before: None,
         after: &forged,
         received: Some(&forged.save()),
+        prepared: None,
     });
     assert!(
         matches!(refused, Err(StoreError::Rejected(_))),
@@ -1760,6 +1765,7 @@ fn a_recovery_window_takes_our_own_past_only_from_that_partner_and_only_once() {
         before: None,
         after: &forged,
         received: Some(&forged.save()),
+        prepared: None,
     });
     assert!(
         matches!(refused_team, Err(StoreError::Rejected(_))),

@@ -402,6 +402,22 @@ pub fn index_view(
     actor: Option<&str>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<u64> {
+    index_view_with(tx, me, before, view, heads, actor, now, None)
+}
+
+/// [`index_view`] of a conversation new here whose body words were already tallied
+/// ([`super::text_words::tally`] of every message body), when `words` is given.
+#[allow(clippy::too_many_arguments)]
+pub fn index_view_with(
+    tx: &WriteTransaction,
+    me: &crate::domain::OrgId,
+    before: Option<&Conversation>,
+    view: &Conversation,
+    heads: &[ChangeHash],
+    actor: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+    words: Option<std::collections::BTreeMap<String, i64>>,
+) -> Result<u64> {
     let id = view.id.as_u128();
     let stored = get_summary(&tx.open_table(SUMMARIES)?, id);
     let old = match stored {
@@ -427,8 +443,10 @@ pub fn index_view(
         .filter(|m| !seen.contains(&m.id))
         .map(|m| m.body.as_str())
         .collect();
-    if !new_bodies.is_empty() {
-        super::text_words::replace(tx, id, &[], &new_bodies)?;
+    match words {
+        Some(w) if before.is_none() => super::text_words::apply(tx, id, w)?,
+        _ if !new_bodies.is_empty() => super::text_words::replace(tx, id, &[], &new_bodies)?,
+        _ => {}
     }
     super::blobs::index_refs(tx, me, before, view)?;
     tx.open_table(HEADS)?

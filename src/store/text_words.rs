@@ -18,7 +18,7 @@ use crate::domain::search;
 pub const TEXT_WORDS: TableDefinition<(&str, u128), u32> = TableDefinition::new("text_words");
 
 /// Each text's terms once, counted over the texts.
-fn tally(texts: &[&str]) -> BTreeMap<String, i64> {
+pub fn tally(texts: &[&str]) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
     for t in texts {
         let mut terms = Vec::new();
@@ -39,6 +39,13 @@ pub fn replace(tx: &WriteTransaction, conv: u128, old: &[&str], new: &[&str]) ->
     for (term, n) in tally(old) {
         *delta.entry(term).or_insert(0) -= n;
     }
+    apply(tx, conv, delta)
+}
+
+/// Adds (or, negative, takes away) each term's count for conversation `conv`: `delta` is a
+/// [`tally`], worked out wherever it was cheapest (for a conversation received whole, on the
+/// thread that loaded it rather than the writer's).
+pub fn apply(tx: &WriteTransaction, conv: u128, delta: BTreeMap<String, i64>) -> Result<()> {
     let mut t = tx.open_table(TEXT_WORDS)?;
     for (term, d) in delta.into_iter().filter(|(_, d)| *d != 0) {
         let key = (term.as_str(), conv);

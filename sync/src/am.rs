@@ -201,6 +201,15 @@ pub(crate) fn receive_loaded(
     true
 }
 
+/// A whole document loaded ahead of its message's processing.
+pub(crate) struct Preloaded {
+    pub(crate) doc: crate::ids::DocId,
+    /// The sync message it was loaded from, byte for byte.
+    pub(crate) raw: Vec<u8>,
+    pub(crate) loaded: Automerge,
+    pub(crate) prepared: Option<crate::host::Prepared>,
+}
+
 /// Loads, on up to `threads` threads, the whole documents that `frame` sends for the documents
 /// `wanted` says we lack, ahead of the session's processing: on a first sync this load is
 /// nearly all of the receiver's Automerge work, and the documents are independent. Each entry
@@ -208,11 +217,18 @@ pub(crate) fn receive_loaded(
 pub(crate) fn preload(
     messages: Vec<(crate::ids::DocId, &[u8])>,
     threads: usize,
-) -> Vec<(crate::ids::DocId, Vec<u8>, Automerge)> {
+    prepare: Option<crate::host::Prepare>,
+) -> Vec<Preloaded> {
     let load = |(doc, raw): &(crate::ids::DocId, &[u8])| {
         let msg = decode_message(raw).ok()?;
         let (loaded, _) = load_whole(&msg)?;
-        Some((*doc, raw.to_vec(), loaded))
+        let prepared = prepare.and_then(|p| catch_unwind(AssertUnwindSafe(|| p(&loaded))).ok());
+        Some(Preloaded {
+            doc: *doc,
+            raw: raw.to_vec(),
+            loaded,
+            prepared,
+        })
     };
     let threads = threads.clamp(1, 8).min(messages.len().max(1));
     if threads <= 1 {

@@ -49,7 +49,15 @@ pub struct DocUpdate<'a> {
     /// to exactly `after` again, so the host may store them as they are instead of saving
     /// `after` anew (one deflate pass less per document).
     pub received: Option<&'a [u8]>,
+    /// What [`crate::Config::prepare`] made of `after` on a loading thread, when it ran.
+    pub prepared: Option<Prepared>,
 }
+
+/// The host's own result of [`Prepare`], passed back to it untyped.
+pub type Prepared = Box<dyn std::any::Any + Send>;
+
+/// Host work on a document new here that needs nothing but the document, run on any thread.
+pub type Prepare = fn(&Automerge) -> Prepared;
 
 impl DocUpdate<'_> {
     /// The changes the peer's message added, in causal order.

@@ -168,8 +168,8 @@ pub mod wire;
 pub use am::is_whole_document;
 pub use error::{ProtocolError, SessionError};
 pub use host::{
-    BlobStored, BlobWant, DocUpdate, FeedPage, Host, HostError, Presence, Snapshot, StoreError,
-    contains_all,
+    BlobStored, BlobWant, DocUpdate, FeedPage, Host, HostError, Prepare, Prepared, Presence,
+    Snapshot, StoreError, contains_all,
 };
 pub use ids::{Cursor, DocId};
 pub use session::{Config, Event, MAX_WINDOW, Progress, Session};

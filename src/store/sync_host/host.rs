@@ -155,7 +155,7 @@ impl Host for SyncHost<'_> {
         })
     }
 
-    fn store_doc(&mut self, update: DocUpdate<'_>) -> Result<(), Refusal> {
+    fn store_doc(&mut self, mut update: DocUpdate<'_>) -> Result<(), Refusal> {
         // A full disk takes nothing, and says so without ending the session (which would
         // reconnect and fail again); the peer's changes are fetched again on a later session.
         // The reason names no local path: it goes to the peer.
@@ -188,8 +188,22 @@ impl Host for SyncHost<'_> {
                     .map_err(|e| Refusal::Rejected(format!("our copy is unreadable: {e}")))?,
             ),
         };
-        let added = self.check_size(&update, id)?;
-        let after = doc::read_strict(update.after).map_err(|e| {
+        // Worked out on a loading thread for a document new here; only then does it describe
+        // exactly `after` with nothing before it.
+        let prepared = match (update.before, update.prepared.take()) {
+            (None, Some(p)) => p.downcast::<PreparedDoc>().ok(),
+            _ => None,
+        };
+        let (view, sizes, words) = match prepared {
+            Some(p) => (p.view, Some(p.change_sizes), p.words),
+            None => (
+                doc::read_strict(update.after).map_err(|e| e.to_string()),
+                None,
+                None,
+            ),
+        };
+        let added = self.check_size(&update, id, sizes.as_deref())?;
+        let after = view.map_err(|e| {
             Refusal::Rejected(format!(
                 "the document does not follow the conversation schema: {e}"
             ))
@@ -215,15 +229,16 @@ impl Host for SyncHost<'_> {
         self.pending.bytes += added;
         // Kept as received only for a conversation new here (the flush stores it as its first
         // full save); merged into one we hold, it is saved from the merged copy.
-        let bytes = match (update.before, &base[..]) {
-            (None, []) => update.received.map(<[u8]>::to_vec),
-            _ => None,
+        let (bytes, words) = match (update.before, &base[..]) {
+            (None, []) => (update.received.map(<[u8]>::to_vec), words),
+            _ => (None, None),
         };
         let received = Received {
             base,
             doc: update.after.clone(),
             view: after,
             bytes,
+            words,
         };
         self.pending.docs.insert(id, received);
         Ok(())

@@ -62,6 +62,40 @@ struct Received {
     /// For a conversation new here that the peer sent whole: the verified bytes `doc` was
     /// loaded from, stored as they are (`DocUpdate::received`) instead of a fresh `save()`.
     bytes: Option<Vec<u8>>,
+    /// For a conversation new here, its body words if they were tallied ahead.
+    words: Option<Words>,
+}
+
+/// What the loading threads work out for a conversation new here, ahead of
+/// [`Host::store_doc`] (the engine's `Config::prepare`): the typed view the write rules judge,
+/// and the size of each of its changes for the size limits and the daily quota. Both depend
+/// only on the document, and together they are most of what receiving one costs.
+pub struct PreparedDoc {
+    view: Result<Conversation, String>,
+    change_sizes: Vec<usize>,
+    /// The words of every message body (`text_words::tally`), for the search index.
+    words: Option<Words>,
+}
+
+/// Terms of message bodies with the number of bodies holding each.
+type Words = std::collections::BTreeMap<String, i64>;
+
+/// [`PreparedDoc`] of a document, for `parley_sync::Config::prepare`.
+pub fn prepare_new(doc: &Automerge) -> parley_sync::Prepared {
+    let view = doc::read_strict(doc).map_err(|e| e.to_string());
+    let words = view.as_ref().ok().map(|v| {
+        let bodies: Vec<&str> = v.messages.iter().map(|m| m.body.as_str()).collect();
+        super::text_words::tally(&bodies)
+    });
+    Box::new(PreparedDoc {
+        view,
+        change_sizes: doc
+            .get_changes(&[])
+            .iter()
+            .map(|c| c.raw_bytes().len())
+            .collect(),
+        words,
+    })
 }
 
 /// What one call into a session wants written.
@@ -322,11 +356,28 @@ impl<'a> SyncHost<'a> {
         Ok(())
     }
 
-    fn check_size(&self, update: &DocUpdate<'_>, id: u128) -> Result<u64, Refusal> {
-        let base = update.before.map(|b| b.get_heads()).unwrap_or_default();
+    fn check_size(
+        &self,
+        update: &DocUpdate<'_>,
+        id: u128,
+        sizes: Option<&[usize]>,
+    ) -> Result<u64, Refusal> {
+        let measured;
+        let sizes = match sizes {
+            Some(s) => s,
+            None => {
+                let base = update.before.map(|b| b.get_heads()).unwrap_or_default();
+                measured = update
+                    .after
+                    .get_changes(&base)
+                    .iter()
+                    .map(|c| c.raw_bytes().len())
+                    .collect::<Vec<_>>();
+                &measured
+            }
+        };
         let mut added = 0u64;
-        for c in update.after.get_changes(&base) {
-            let n = c.raw_bytes().len();
+        for &n in sizes {
             if n > limits::CHANGE_BYTES {
                 return Err(Refusal::Rejected(format!(
                     "one change is {n} bytes; a change may be at most {} bytes",

@@ -18,7 +18,7 @@ impl SyncHost<'_> {
                 "this team document is damaged on the receiving node".into(),
             ));
         }
-        let added = self.check_size(&update, id)?;
+        let added = self.check_size(&update, id, None)?;
         crate::store::team::check_received(id, update.after, self.now)
             .map_err(Refusal::Rejected)?;
         let base = match self.pending.team.iter().find(|(i, _, _)| *i == id) {

@@ -61,7 +61,7 @@ pub(super) struct Docs {
     pub(super) peer_heads: BTreeMap<DocId, Vec<ChangeHash>>,
     /// Whole documents of the frame being processed, loaded ahead (`Session::preload`), with
     /// the message each was loaded from. Emptied after every frame.
-    pub(super) preloaded: HashMap<DocId, (Vec<u8>, Automerge)>,
+    pub(super) preloaded: HashMap<DocId, am::Preloaded>,
 }
 
 impl Docs {
@@ -118,8 +118,8 @@ impl Session {
         if wanted.len() < 4 {
             return;
         }
-        for (doc, raw, loaded) in am::preload(wanted, self.config.load_threads) {
-            self.docs.preloaded.insert(doc, (raw, loaded));
+        for p in am::preload(wanted, self.config.load_threads, self.config.prepare) {
+            self.docs.preloaded.insert(p.doc, p);
         }
     }
 
@@ -254,13 +254,15 @@ impl Session {
             .docs
             .preloaded
             .remove(&doc)
-            .filter(|(raw, _)| raw.as_slice() == bytes);
+            .filter(|p| p.raw.as_slice() == bytes);
+        let mut prepared = None;
         let whole = if before.is_none() && self.config.snapshot_first_sync {
             match preloaded {
-                Some((_, mut loaded)) => {
-                    am::receive_loaded(&mut active.state, &message, &mut loaded).then(|| {
+                Some(mut p) => {
+                    am::receive_loaded(&mut active.state, &message, &mut p.loaded).then(|| {
+                        prepared = p.prepared;
                         let chunk = message.changes.iter().next().unwrap_or_default().to_vec();
-                        (loaded, chunk)
+                        (p.loaded, chunk)
                     })
                 }
                 None => am::receive_whole(&mut active.state, &message),
@@ -286,6 +288,7 @@ impl Session {
                 before: before.as_ref(),
                 after: &after,
                 received: received.as_deref(),
+                prepared,
             };
             match host.store_doc(update) {
                 Ok(()) => {}

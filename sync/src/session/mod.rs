@@ -56,6 +56,11 @@ pub struct Config {
     /// frame brings for documents we lack (a first sync): the one Automerge pass each costs
     /// is spread over the cores. 1 loads them in turn on the session's thread.
     pub load_threads: usize,
+    /// Work the host does on a document new here that depends on nothing but the document
+    /// (parsing it into its own types, measuring its changes), run on the loading threads
+    /// next to the load; the result reaches [`crate::Host::store_doc`] as
+    /// [`crate::DocUpdate::prepared`]. `None`: nothing is prepared.
+    pub prepare: Option<crate::host::Prepare>,
 }
 
 impl Default for Config {
@@ -66,12 +71,13 @@ impl Default for Config {
             requests_per_frame: 64,
             max_active_docs: 4096,
             feed_page: 512,
-            frame_target_bytes: 1024 * 1024,
+            frame_target_bytes: 32 * 1024,
             blobs: false,
             blob_fetches: 2,
             blob_window: 4,
             snapshot_first_sync: true,
             load_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            prepare: None,
         }
     }
 }

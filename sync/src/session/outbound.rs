@@ -24,6 +24,9 @@ pub(super) struct Outbound {
     pub(super) peer_acked: u64,
     /// Our feed's end when last read.
     pub(super) local_high: u64,
+    /// The peer resumed from a cursor into our feed (not from the start): some documents after
+    /// it may have reached it on an earlier link, before the link was cut.
+    resuming: bool,
 }
 
 impl Outbound {
@@ -33,6 +36,7 @@ impl Outbound {
             announced_to: start,
             peer_acked: start,
             local_high: self.local_high,
+            resuming: start > 0,
             ..Outbound::default()
         };
     }
@@ -93,6 +97,13 @@ impl Session {
                 if self.docs.peer_heads.get(&e.doc) == Some(&e.heads) {
                     continue;
                 }
+                // Resuming: the peer acknowledged exactly these heads on an earlier link. Its
+                // cursor cannot pass a position whose document is still missing, so after a
+                // cut it lies below documents it already holds; announcing those again costs
+                // an entry each (and a frame of them per cut) for nothing.
+                if self.outbound.resuming && self.peer_acknowledged(host, e.doc, &e.heads)? {
+                    continue;
+                }
                 if e.heads.len() > MAX_HEADS {
                     e.heads.clear();
                 }
@@ -120,6 +131,30 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Whether our persisted sync state for `doc` says the peer holds exactly `heads`. A state
+    /// is persisted only from what the peer said it holds, and a peer states its heads only
+    /// once they are durable there (it sends after its commit), so this is proof, not a guess.
+    /// A peer that lost its store starts from the beginning of our feed, where this is not
+    /// asked.
+    fn peer_acknowledged<H: Host>(
+        &mut self,
+        host: &mut H,
+        doc: DocId,
+        heads: &[automerge::ChangeHash],
+    ) -> Result<bool, SessionError> {
+        if heads.is_empty() || self.docs.active.contains_key(&doc) {
+            return Ok(false);
+        }
+        let Some(saved) = host.load_sync_state(doc)? else {
+            return Ok(false);
+        };
+        let mut shared = crate::am::state_from(&saved).shared_heads;
+        let mut ours = heads.to_vec();
+        shared.sort();
+        ours.sort();
+        Ok(shared == ours)
     }
 
     /// A document we share changed while an exchange about it is open: send the changes now
