@@ -198,18 +198,27 @@ impl Conn {
                 sync.received(&peer, b.len());
             }
         }
-        let (s, frames, flushed, events, progress, local_high) =
+        let early_tx = tx.clone();
+        let (s, frames, flushed, events, progress, local_high, early_sent) =
             tokio::task::spawn_blocking(move || -> Result<_, ConnError> {
                 let mut host = SyncHost::new(&store, &scope, now)?;
+                let mut early_sent = Vec::new();
                 let frames = match step {
                     Step::Start => s.start(&mut host),
-                    Step::Receive(batch) => {
-                        let mut out = Vec::new();
-                        for b in batch {
-                            out.extend(s.receive(&b, &mut host)?);
+                    Step::Receive(batch) => s.receive_batch(&batch, &mut host).map(|staged| {
+                        // Requests for what we lack and documents sent whole from what is
+                        // stored claim nothing about this step's writes: the peer starts on
+                        // them while we commit. A closed link is noticed with the late frames,
+                        // after what arrived is stored.
+                        for f in staged.early {
+                            let n = f.len();
+                            if early_tx.blocking_send(f).is_err() {
+                                break;
+                            }
+                            early_sent.push(n);
                         }
-                        Ok(out)
-                    }
+                        staged.late
+                    }),
                     Step::Local => s.local_changed(&mut host),
                     Step::FilesAgain => {
                         s.retry_blobs(&mut host);
@@ -221,11 +230,14 @@ impl Conn {
                 let flushed = store.flush_sync(scope.peer.node_id, pending, now)?;
                 let events = s.take_events();
                 let progress = s.progress();
-                Ok((s, frames, flushed, events, progress, local_high))
+                Ok((s, frames, flushed, events, progress, local_high, early_sent))
             })
             .await
             .map_err(|_| ConnError::Store(StoreError::Closed))??;
         *slot = Some(s);
+        for n in early_sent {
+            sync.sent(&peer, n);
+        }
         if let Ok(mut l) = self.live.lock() {
             *l = Live {
                 progress,

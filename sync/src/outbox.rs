@@ -11,14 +11,24 @@ const HEADER_MAX: usize = 4 + 1 + 10 + 10;
 #[derive(Default)]
 pub(crate) struct Outbox {
     records: Vec<Record>,
+    /// Records that claim nothing about what this call stores (see [`Staged`]): packed into
+    /// frames of their own, ahead of the others.
+    early: Vec<Record>,
     ack: Option<u64>,
     /// Indexes of records that must start a new frame, ascending.
     cuts: Vec<usize>,
+    /// The same for `early`.
+    early_cuts: Vec<usize>,
 }
 
 impl Outbox {
     pub(crate) fn push(&mut self, record: Record) {
         self.records.push(record);
+    }
+
+    /// A record that may reach the peer before this call's writes are durable.
+    pub(crate) fn push_early(&mut self, record: Record) {
+        self.early.push(record);
     }
 
     /// End the current frame here: the next record starts a new one. The peer processes a
@@ -28,6 +38,10 @@ impl Outbox {
         let at = self.records.len();
         if at > 0 && self.cuts.last() != Some(&at) {
             self.cuts.push(at);
+        }
+        let at = self.early.len();
+        if at > 0 && self.early_cuts.last() != Some(&at) {
+            self.early_cuts.push(at);
         }
     }
 
@@ -56,7 +70,20 @@ impl Outbox {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.ack.is_none()
+        self.records.is_empty() && self.early.is_empty() && self.ack.is_none()
+    }
+
+    /// [`Outbox::into_frames`], the early records' frames first and apart.
+    pub(crate) fn into_staged(mut self, next_seq: &mut u64, target: usize) -> Staged {
+        let early = std::mem::take(&mut self.early);
+        let early = pack(
+            &early,
+            &std::mem::take(&mut self.early_cuts),
+            next_seq,
+            target,
+        );
+        let late = self.into_frames(next_seq, target);
+        Staged { early, late }
     }
 
     /// Encode into frames numbered from `*next_seq`, each at most `target` bytes unless a single
@@ -65,29 +92,60 @@ impl Outbox {
         if let Some(cursor) = self.ack {
             self.records.push(Record::Ack { cursor });
         }
-        let mut frames = Vec::new();
-        let mut body: Vec<u8> = Vec::new();
-        let mut count = 0usize;
-        let mut cuts = self.cuts.iter().peekable();
-        for (i, record) in self.records.iter().enumerate() {
-            let bytes = encode_record(record);
-            let cut_here = cuts.next_if_eq(&&i).is_some();
-            let full = count == MAX_RECORDS_PER_FRAME
-                || (count > 0 && cut_here)
-                || (count > 0 && HEADER_MAX + body.len() + bytes.len() > target);
-            if full {
-                frames.push(finish(next_seq, count, &body));
-                body.clear();
-                count = 0;
-            }
-            body.extend_from_slice(&bytes);
-            count += 1;
-        }
-        if count > 0 {
-            frames.push(finish(next_seq, count, &body));
-        }
-        frames
+        let mut records = std::mem::take(&mut self.early);
+        let shift = records.len();
+        records.append(&mut self.records);
+        let mut cuts = std::mem::take(&mut self.early_cuts);
+        cuts.extend(self.cuts.iter().map(|c| c + shift));
+        cuts.dedup();
+        pack(&records, &cuts, next_seq, target)
     }
+}
+
+/// One call's frames: `early` ones carry only records that claim nothing about what the call
+/// stores — requests for documents we hold nothing of, and documents sent whole from what is
+/// already durable here — so the host may send them before its writes of the call are
+/// durable (the peer starts on them while we commit); `late` ones must wait for that. Frames
+/// are numbered in that order: send `early` first, then `late`.
+#[derive(Debug, Default)]
+pub struct Staged {
+    pub early: Vec<Vec<u8>>,
+    pub late: Vec<Vec<u8>>,
+}
+
+impl Staged {
+    /// All frames in order.
+    pub fn all(mut self) -> Vec<Vec<u8>> {
+        self.early.append(&mut self.late);
+        self.early
+    }
+}
+
+/// Encodes `records` into frames numbered from `*next_seq`, at most `target` bytes each unless
+/// one record is larger, starting a new frame at each index in `cuts` (ascending).
+fn pack(records: &[Record], cuts: &[usize], next_seq: &mut u64, target: usize) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    let mut body: Vec<u8> = Vec::new();
+    let mut count = 0usize;
+    let mut cuts = cuts.iter().peekable();
+    for (i, record) in records.iter().enumerate() {
+        let bytes = encode_record(record);
+        let cut_here = cuts.next_if_eq(&&i).is_some();
+        let full = count == MAX_RECORDS_PER_FRAME
+            || (count > 0 && cut_here)
+            || (count > 0 && HEADER_MAX + body.len() + bytes.len() > target);
+        if full {
+            frames.push(finish(next_seq, count, &body));
+            body.clear();
+            count = 0;
+        }
+        body.extend_from_slice(&bytes);
+        count += 1;
+    }
+    if count > 0 {
+        frames.push(finish(next_seq, count, &body));
+    }
+    frames
 }
 
 /// Soft size of one FEED record; the pump starts a new record beyond it.

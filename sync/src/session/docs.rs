@@ -140,6 +140,9 @@ impl Session {
             self.inbound.resolve(doc);
             return Ok(());
         }
+        // Asking for a document we hold nothing of states no heads: it claims nothing about
+        // what this call stores, so it may go out before the call's writes are durable.
+        let early = local.is_none();
         let current = local.unwrap_or_default();
         if self
             .inbound
@@ -156,7 +159,11 @@ impl Session {
         let mut active = Active::load(host, doc)?;
         match am::generate(&current, &mut active.state) {
             Ok(Some(message)) => {
-                self.send_sync(doc, message.encode(), out);
+                if early {
+                    self.send_sync_early(doc, message.encode(), out);
+                } else {
+                    self.send_sync(doc, message.encode(), out);
+                }
                 self.docs.keep(doc, active, self.config.max_active_docs);
             }
             // Unreachable in practice: a state fresh from storage has not responded yet, and
@@ -223,8 +230,9 @@ impl Session {
             && !snapshot.heads.is_empty()
         {
             self.docs.active.remove(&doc);
+            // Stored bytes and stored heads: durable already, so it may go out early.
             let reply = am::whole_doc_message(snapshot.heads, snapshot.bytes);
-            self.send_sync(doc, reply.encode(), out);
+            self.send_sync_early(doc, reply.encode(), out);
             return Ok(());
         }
         let before = host.load_doc(doc)?;
@@ -336,15 +344,29 @@ impl Session {
 
     /// Queue a sync message, or close the document if it is too large to carry.
     pub(super) fn send_sync(&mut self, doc: DocId, message: Vec<u8>, out: &mut Outbox) {
+        if self.fits(doc, &message, out) {
+            out.push(Record::Sync { doc, message });
+        }
+    }
+
+    /// [`Session::send_sync`] for a message that claims nothing about what this call stores.
+    fn send_sync_early(&mut self, doc: DocId, message: Vec<u8>, out: &mut Outbox) {
+        if self.fits(doc, &message, out) {
+            out.push_early(Record::Sync { doc, message });
+        }
+    }
+
+    /// Whether a sync message can be carried; if not, the document is closed for the session.
+    fn fits(&mut self, doc: DocId, message: &[u8], out: &mut Outbox) -> bool {
         if message.len() > MAX_SYNC_MESSAGE_BYTES {
             let reason = format!(
                 "sync message of {} bytes exceeds the {MAX_SYNC_MESSAGE_BYTES}-byte limit",
                 message.len()
             );
             self.refuse(doc, reason, out);
-            return;
+            return false;
         }
-        out.push(Record::Sync { doc, message });
+        true
     }
 
     /// Stop syncing `doc` for this session and tell the peer why. Nothing of the peer's pending

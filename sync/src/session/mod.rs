@@ -13,7 +13,7 @@ mod outbound;
 use crate::error::{ProtocolError, SessionError};
 use crate::host::{Host, Presence};
 use crate::ids::{Cursor, DocId};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, Staged};
 use crate::wire::{FeedEntry, Record, decode_frame};
 
 /// Most announced-but-unconfirmed documents a peer may have outstanding with us. A peer's
@@ -186,6 +186,7 @@ impl Session {
     /// without waiting for the other.
     pub fn start<H: Host>(&mut self, host: &mut H) -> Result<Vec<Vec<u8>>, SessionError> {
         self.guarded(host, |s, host, out| s.start_into(host, out))
+            .map(Staged::all)
     }
 
     /// Process one frame from the peer; returns the frames to send back (possibly none).
@@ -195,12 +196,30 @@ impl Session {
         host: &mut H,
     ) -> Result<Vec<Vec<u8>>, SessionError> {
         self.guarded(host, |s, host, out| s.receive_into(frame, host, out))
+            .map(Staged::all)
+    }
+
+    /// Process several frames from the peer in order, with one host (so its writes can land
+    /// in one commit); the answers come [`Staged`]: the early frames may be sent while the
+    /// host's writes are still being committed, the late ones only after.
+    pub fn receive_batch<H: Host>(
+        &mut self,
+        frames: &[Vec<u8>],
+        host: &mut H,
+    ) -> Result<Staged, SessionError> {
+        self.guarded(host, |s, host, out| {
+            for f in frames {
+                s.receive_into(f, host, out)?;
+            }
+            Ok(())
+        })
     }
 
     /// The local feed grew (a local edit, or a document stored from another peer): returns the
     /// frames that announce it and push it to the peer.
     pub fn local_changed<H: Host>(&mut self, host: &mut H) -> Result<Vec<Vec<u8>>, SessionError> {
         self.guarded(host, |s, host, out| s.settle(host, out))
+            .map(Staged::all)
     }
 
     pub fn progress(&self) -> Progress {
@@ -232,7 +251,7 @@ impl Session {
         &mut self,
         host: &mut H,
         f: impl FnOnce(&mut Self, &mut H, &mut Outbox) -> Result<(), SessionError>,
-    ) -> Result<Vec<Vec<u8>>, SessionError> {
+    ) -> Result<Staged, SessionError> {
         if self.phase == Phase::Failed {
             return Err(SessionError::Closed);
         }
@@ -242,9 +261,9 @@ impl Session {
             return Err(e);
         }
         if out.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Staged::default());
         }
-        Ok(out.into_frames(&mut self.next_send, self.config.frame_target_bytes))
+        Ok(out.into_staged(&mut self.next_send, self.config.frame_target_bytes))
     }
 
     fn start_into<H: Host>(&mut self, host: &mut H, out: &mut Outbox) -> Result<(), SessionError> {
