@@ -14,6 +14,8 @@ use crate::config::Config;
 use crate::service::{Clock, Service};
 use crate::store::{Store, StoreOptions};
 
+pub mod fdlimit;
+
 /// Opens the data directory (blocking work, off the executor) and builds the service.
 pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<Arc<Service>> {
     let dir = config.data_dir.clone();
@@ -161,6 +163,7 @@ pub async fn run(
     bound: Bound,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    fdlimit::raise();
     let store = svc.store().clone();
     svc.set_tls_fingerprint(bound.fingerprint.clone());
     if svc.public_url().is_none() {

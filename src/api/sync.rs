@@ -17,9 +17,6 @@ use crate::replicator::dial::{PROTOCOL, PROTOCOL_FILES};
 use crate::replicator::pump::{self, Codec, Kind};
 use crate::service::Service;
 
-/// Largest WebSocket message accepted from a peer; the engine's frames are far smaller.
-const MAX_MESSAGE: usize = 16 * 1024 * 1024;
-
 fn codec() -> Codec<Message> {
     Codec {
         kind: |m| match m {
@@ -117,9 +114,8 @@ pub async fn sync(
     }
     let blobs = chosen.is_some_and(|p| *p == PROTOCOL_FILES);
     let rep = rep.0.clone();
-    let mut cfg = WebSocketConfig::default();
-    cfg.max_message_size = Some(MAX_MESSAGE);
-    cfg.max_frame_size = Some(MAX_MESSAGE);
+    // Small buffers: an idle link costs a few KiB, not 256 (`dial::ws_config`).
+    let cfg: WebSocketConfig = crate::replicator::dial::ws_config();
     ws.protocols([PROTOCOL_FILES, PROTOCOL])
         .config(cfg)
         .on_upgrade(move |socket| async move {
