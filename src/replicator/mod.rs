@@ -15,13 +15,17 @@ use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::service::{PeerEvent, Service};
+use crate::domain::OrgId;
+use crate::service::{ChangeEvent, Concern, PeerEvent, Service};
 use crate::store::peers::Peer;
 use crate::store::sync_host::PeerScope;
 use conn::{Conn, Live, Transport};
 
 struct Entry {
     generation: u64,
+    /// The peer's org, and whether it is our own (a site holds every conversation).
+    org: OrgId,
+    own: bool,
     poke: Arc<Notify>,
     cancel: Arc<Notify>,
     live: Arc<Mutex<Live>>,
@@ -89,9 +93,8 @@ impl Replicator {
         let (r1, r2) = (r.clone(), r.clone());
         let mut changes = svc.subscribe();
         let t1 = tokio::spawn(async move {
-            // A lagged receiver still means "something changed": poke, and keep going.
-            while let Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) = changes.recv().await {
-                r1.poke_all();
+            while let Some(batch) = next_changes(&mut changes).await {
+                r1.poke_concerned(batch).await;
             }
         });
         let mut peer_events = svc.subscribe_peers();
@@ -114,9 +117,46 @@ impl Replicator {
     }
 
     fn poke_all(&self) {
+        self.poke_where(|_| true);
+    }
+
+    /// Wakes the links a batch of local changes concerns: our own sites (they hold every
+    /// conversation) and the nodes of each changed conversation's partner org. At a hub with
+    /// thousands of partners one reply wakes a few links, not all of them. Whatever cannot be
+    /// told (a lagged batch, a conversation without an inbox row, a failed read) wakes every
+    /// link: a wake too many costs a step, a wake too few would leave a change unsent until
+    /// the next one.
+    async fn poke_concerned(&self, batch: Changes) {
+        let ids = match batch {
+            Changes::Lagged => return self.poke_all(),
+            Changes::Some(ids) => ids,
+        };
+        let Ok(concerns) = self.svc.concerns(ids).await else {
+            return self.poke_all();
+        };
+        let mut orgs: Vec<OrgId> = Vec::new();
+        for c in concerns {
+            match c {
+                Concern::Unknown => return self.poke_all(),
+                Concern::OwnSites => {}
+                Concern::Partner(o) => {
+                    if !orgs.contains(&o) {
+                        orgs.push(o);
+                    }
+                }
+            }
+        }
+        self.poke_where(|e| e.own || orgs.contains(&e.org));
+    }
+
+    fn poke_where(&self, wake: impl Fn(&Entry) -> bool) {
+        let sync = &self.svc.metrics().sync;
         if let Ok(c) = self.conns.lock() {
-            for e in c.values() {
-                e.poke.notify_one();
+            for (id, e) in c.iter() {
+                if wake(e) {
+                    e.poke.notify_one();
+                    sync.woken(&id.to_string());
+                }
             }
         }
     }
@@ -244,6 +284,8 @@ impl Replicator {
         if let Ok(mut c) = self.conns.lock() {
             let entry = Entry {
                 generation,
+                own: peer.org_id == me_org,
+                org: peer.org_id.clone(),
                 poke: poke.clone(),
                 cancel: cancel.clone(),
                 live: live.clone(),
@@ -346,4 +388,37 @@ impl Replicator {
             e.cancel.notify_one();
         }
     }
+}
+
+/// Local changes, as one batch for [`Replicator::poke_concerned`].
+enum Changes {
+    Some(Vec<Uuid>),
+    /// Changes were missed: which conversations is unknown.
+    Lagged,
+}
+
+/// Most conversations looked up for one round of wakes.
+const BATCH: usize = 1024;
+
+/// Waits for the next local change and takes the others already queued with it, so a burst
+/// of writes costs one lookup and one wake per link. `None` once the node stops.
+async fn next_changes(rx: &mut broadcast::Receiver<ChangeEvent>) -> Option<Changes> {
+    use broadcast::error::{RecvError, TryRecvError};
+    let mut ids = match rx.recv().await {
+        Ok(e) => vec![e.conversation],
+        Err(RecvError::Lagged(_)) => return Some(Changes::Lagged),
+        Err(RecvError::Closed) => return None,
+    };
+    while ids.len() < BATCH {
+        match rx.try_recv() {
+            Ok(e) => {
+                if !ids.contains(&e.conversation) {
+                    ids.push(e.conversation);
+                }
+            }
+            Err(TryRecvError::Lagged(_)) => return Some(Changes::Lagged),
+            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+        }
+    }
+    Some(Changes::Some(ids))
 }
