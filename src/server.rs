@@ -48,6 +48,8 @@ pub struct Bound {
     data_dir: std::path::PathBuf,
     /// The separate `/metrics` listener (`[metrics] listen`), if configured.
     metrics: Option<(BoxAcceptor, SocketAddr)>,
+    /// Admission of peer links (`[sync]`).
+    sync: crate::replicator::admission::Limits,
 }
 
 impl Bound {
@@ -98,6 +100,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
             fingerprint: None,
             data_dir: config.data_dir.clone(),
             metrics,
+            sync: config.sync,
         });
     };
     let (dir, cert, key) = (
@@ -120,6 +123,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
         fingerprint: Some(node_cert.fingerprint),
         data_dir: config.data_dir.clone(),
         metrics,
+        sync: config.sync,
     })
 }
 
@@ -175,7 +179,7 @@ pub async fn run(
         };
         svc.set_public_url(advertised);
     }
-    let rep = crate::replicator::Replicator::start(svc.clone()).await?;
+    let rep = crate::replicator::Replicator::start(svc.clone(), bound.sync).await?;
     crate::notify::start(svc.clone());
     tokio::spawn(crate::service::sweep_unattached(svc.clone()));
     if let Some(s) = svc.backup_schedule() {

@@ -42,6 +42,18 @@ fn refuse(status: StatusCode, detail: &str) -> Response {
         .body(body.to_string())
 }
 
+/// `503` with `Retry-After`: more peers are connecting than this node takes per second.
+fn busy(wait: std::time::Duration) -> Response {
+    let mut r = refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this node is taking many sync connections at once; come back after Retry-After seconds",
+    );
+    if let Ok(v) = wait.as_secs().max(1).to_string().parse() {
+        r.headers_mut().insert("Retry-After", v);
+    }
+    r
+}
+
 #[handler]
 pub async fn sync(
     req: &Request,
@@ -49,6 +61,11 @@ pub async fn sync(
     svc: Data<&Arc<Service>>,
     rep: Data<&Arc<Replicator>>,
 ) -> Response {
+    // Before any work (no proof checked, nothing read): in a restart storm the dialers that
+    // are turned away come back spread over their backoff.
+    if let Err(wait) = rep.try_accept() {
+        return busy(wait);
+    }
     let node = req
         .header("X-Parley-Node")
         .and_then(|v| Uuid::parse_str(v).ok());

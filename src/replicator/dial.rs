@@ -103,6 +103,8 @@ pub struct DialError {
     /// Retrying cannot help until an admin acts (the peer removed us, its address is refused
     /// by the outbound-address rules).
     pub permanent: bool,
+    /// The peer is busy and said when to come back (`503` with `Retry-After`).
+    pub retry_after: Option<Duration>,
 }
 
 impl DialError {
@@ -110,15 +112,20 @@ impl DialError {
         DialError {
             message: message.into(),
             permanent: false,
+            retry_after: None,
         }
     }
     fn permanent(message: impl Into<String>) -> Self {
         DialError {
             message: message.into(),
             permanent: true,
+            retry_after: None,
         }
     }
 }
+
+/// Longest `Retry-After` a dialer honours; a longer one is read as this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 impl std::fmt::Display for DialError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -197,15 +204,18 @@ pub async fn connect(svc: &Arc<Service>, peer: &Peer, me: Uuid) -> Result<Transp
         .tls
         .then_some((target.host.as_str(), peer.tls.as_deref()));
     let (ws, resp) = tokio::time::timeout(Duration::from_secs(10), async {
-        let addrs = http_client::resolve(&target.host, target.port, allow).await?;
-        let stream = crate::tls::connect(&addrs, tls).await?;
+        let addrs = http_client::resolve(&target.host, target.port, allow)
+            .await
+            .map_err(DialError::retry)?;
+        let stream = crate::tls::connect(&addrs, tls)
+            .await
+            .map_err(DialError::retry)?;
         tokio_tungstenite::client_async_with_config(req, stream, Some(ws_config()))
             .await
             .map_err(|e| refused_link(url, e))
     })
     .await
-    .map_err(|_| DialError::retry(format!("{url} did not answer within 10 s")))?
-    .map_err(DialError::retry)?;
+    .map_err(|_| DialError::retry(format!("{url} did not answer within 10 s")))??;
     let answered = resp
         .headers()
         .get("X-Parley-Node")
@@ -243,19 +253,32 @@ pub async fn connect(svc: &Arc<Service>, peer: &Peer, me: Uuid) -> Result<Transp
 }
 
 /// Why the peer refused the WebSocket upgrade, in its own words when it gave them (a `426`
-/// names which side to upgrade).
-fn refused_link(url: &str, e: tokio_tungstenite::tungstenite::Error) -> String {
+/// names which side to upgrade); a busy peer's `503` carries when to come back.
+fn refused_link(url: &str, e: tokio_tungstenite::tungstenite::Error) -> DialError {
     if let tokio_tungstenite::tungstenite::Error::Http(r) = &e {
+        let retry_after = (r.status() == 503)
+            .then(|| r.headers().get("Retry-After"))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
         let detail = r
             .body()
             .as_ref()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
             .and_then(|v| v["detail"].as_str().map(String::from));
         if let Some(d) = detail {
-            return format!("{url} refused the sync link ({}): {d}", r.status());
+            let mut err = DialError::retry(format!("{url} refused the sync link ({}): {d}", r.status()));
+            err.retry_after = retry_after;
+            return err;
+        }
+        if retry_after.is_some() {
+            let mut err = DialError::retry(format!("{url} is busy (503); coming back later"));
+            err.retry_after = retry_after;
+            return err;
         }
     }
-    format!("cannot connect to {url}: {e}")
+    DialError::retry(format!("cannot connect to {url}: {e}"))
 }
 
 #[cfg(test)]

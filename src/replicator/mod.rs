@@ -2,6 +2,7 @@
 //! session, and the status the API shows. Moves opaque frames; the sync engine (`parley_sync`)
 //! decides what they say, the store decides what lands.
 
+pub mod admission;
 pub mod conn;
 pub mod dial;
 mod metrics;
@@ -19,6 +20,7 @@ use crate::domain::OrgId;
 use crate::service::{ChangeEvent, Concern, PeerEvent, Service};
 use crate::store::peers::Peer;
 use crate::store::sync_host::PeerScope;
+use admission::{Admission, Limits};
 use conn::{Conn, Live, Transport};
 
 struct Entry {
@@ -65,11 +67,13 @@ pub struct Replicator {
     /// Per away peer (and the feed position its link ended at): when its waiting changes
     /// were last counted, and the count (`metrics`).
     away_counts: Mutex<HashMap<(Uuid, u64), (std::time::Instant, u64)>>,
+    /// Restart storms: upgrades per second, first syncs at once.
+    admission: Arc<Admission>,
 }
 
 impl Replicator {
     /// Starts dialing the peers this node should dial and following local changes.
-    pub async fn start(svc: Arc<Service>) -> anyhow::Result<Arc<Replicator>> {
+    pub async fn start(svc: Arc<Service>, limits: Limits) -> anyhow::Result<Arc<Replicator>> {
         let me = svc
             .identity()
             .await?
@@ -86,6 +90,7 @@ impl Replicator {
             tasks: Mutex::default(),
             next_gen: Default::default(),
             away_counts: Mutex::default(),
+            admission: Arc::new(Admission::new(limits)),
         });
         for p in svc.peers().await? {
             r.maybe_dial(p);
@@ -185,6 +190,7 @@ impl Replicator {
         let mut attempt = 0u32;
         let mut refusals = 0u32;
         loop {
+            let mut come_back = None;
             let peer = match self.svc.peer(id).await {
                 Ok(Some(p)) => p,
                 _ => return, // removed
@@ -216,6 +222,7 @@ impl Replicator {
                     }
                 }
                 Err(e) => {
+                    come_back = e.retry_after;
                     refusals = if e.permanent { refusals + 1 } else { 0 };
                     let stop = refusals >= PERMANENT_AFTER;
                     self.set_failure(
@@ -232,7 +239,11 @@ impl Replicator {
                     tracing::debug!(peer = %id, error = %e, "cannot reach peer");
                 }
             }
-            tokio::time::sleep(dial::backoff(attempt)).await;
+            tokio::time::sleep(match come_back {
+                Some(floor) => dial::after(floor, attempt),
+                None => dial::backoff(attempt),
+            })
+            .await;
             attempt = attempt.saturating_add(1);
         }
     }
@@ -304,6 +315,7 @@ impl Replicator {
             poke,
             live: live.clone(),
             recovery_ended: Default::default(),
+            admission: self.admission.clone(),
         };
         let result = tokio::select! {
             r = c.run(t) => r,
@@ -359,6 +371,21 @@ impl Replicator {
             connected_since: e.since,
             live,
         })
+    }
+
+    /// Takes one sync upgrade from the rate limit, or says when to come back.
+    pub fn try_accept(&self) -> Result<(), std::time::Duration> {
+        self.admission.try_accept()
+    }
+
+    /// While the peer's first sync waits for a turn: its place in the line (1 = next).
+    pub fn waiting_turn(&self, id: Uuid) -> Option<u64> {
+        self.admission.place(id)
+    }
+
+    /// How many first syncs wait for a turn.
+    pub fn waiting_turns(&self) -> usize {
+        self.admission.waiting()
     }
 
     /// Stops dialing and closes every connection.
