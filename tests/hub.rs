@@ -209,3 +209,96 @@ async fn watch_for_a_wait(base: String, token: String, seen: Arc<AtomicBool>) ->
     }
     Uuid::nil()
 }
+
+/// One sync upgrade from a node that is not paired (a made-up id and proof): the status, and
+/// the `Retry-After` it came with.
+async fn hammer_once(base: &str) -> (u16, Option<String>, Value) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = parley::replicator::dial::sync_url(base)
+        .into_client_request()
+        .unwrap();
+    let h = req.headers_mut();
+    h.insert("X-Parley-Node", Uuid::new_v4().to_string().parse().unwrap());
+    h.insert("X-Parley-Nonce", "00".repeat(32).parse().unwrap());
+    h.insert("X-Parley-Proof", "11".repeat(64).parse().unwrap());
+    h.insert("Sec-WebSocket-Protocol", "parley-sync.1".parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => panic!("an unpaired node was given a sync link"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            let retry = r
+                .headers()
+                .get("Retry-After")
+                .map(|v| v.to_str().unwrap().to_string());
+            let body = r
+                .body()
+                .as_ref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            (r.status().as_u16(), retry, body)
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_hammering_the_sync_endpoint_is_turned_away_before_any_work() {
+    let hub =
+        TestNode::start_configured("acme", Role::Retailer, "[sync]\naccept_per_second = 1\n")
+            .await;
+    let good = pair_all(&hub, 1).await.remove(0);
+    let id = hub
+        .create(json!({"kind": "message", "partner": good.org.as_str(), "subject": "Delivery slots"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // 1 per second with bursts of 2: of 30 upgrades at once, at most a few reach the proof
+    // check (and fail it); the rest are answered 503 with Retry-After, before any work.
+    let (mut busy, mut refused) = (0, 0);
+    for _ in 0..30 {
+        match hammer_once(&hub.base).await {
+            (503, retry, body) => {
+                let secs: u64 = retry.expect("a 503 says when to come back").parse().unwrap();
+                assert!((1..=2).contains(&secs), "Retry-After {secs}");
+                assert_eq!(body["error"], "unavailable", "{body}");
+                busy += 1;
+            }
+            (401, _, _) => refused += 1,
+            (s, _, b) => panic!("answered {s}: {b}"),
+        }
+    }
+    assert!(busy >= 25 && refused <= 5, "{busy} turned away, {refused} refused");
+    // Nothing of it stayed: the one paired peer, no link, no new partner.
+    let (_, listed) = hub.get("/api/v1/peers").await;
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["connected"], json!(false));
+    assert_eq!(listed[0]["waiting_turn"], json!(false));
+
+    // A paired supplier dialing while the hammering goes on is turned away too, comes back
+    // after Retry-After, and syncs once the hammering stops.
+    let stop = Arc::new(AtomicBool::new(false));
+    let hammer = {
+        let (base, stop) = (hub.base.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Acquire) {
+                hammer_once(&base).await;
+            }
+        })
+    };
+    let task = good.spawn();
+    eventually(30, "the supplier turned away at least once", || async {
+        (good.status.busy.load(Ordering::Relaxed) >= 1).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Release);
+    hammer.await.unwrap();
+    let conv = Uuid::parse_str(&id).unwrap();
+    eventually(40, "the supplier synced after backing off", || async {
+        let held: Vec<Uuid> = good.holdings().into_iter().map(|(id, _)| id).collect();
+        (good.status.caught_up.load(Ordering::Acquire) && held == [conv]).then_some(())
+    })
+    .await;
+    task.abort();
+}
