@@ -144,6 +144,19 @@ pub struct LightPeer {
     poke: Arc<Notify>,
 }
 
+/// One HTTP client for every light peer's hello, keeping no idle connection: a link holds
+/// one socket (its WebSocket), as a real node's does, not a second one parked in a pool.
+fn hello_client() -> &'static reqwest::Client {
+    static C: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("an HTTP client")
+    })
+}
+
 fn random32() -> [u8; 32] {
     let mut b = [0u8; 32];
     getrandom::fill(&mut b).expect("randomness");
@@ -290,7 +303,7 @@ impl LightPeer {
     /// One link: hello, proofs, upgrade, session until it ends. `Err(Some(d))`: the hub was
     /// busy and said to come back after `d`.
     async fn link(&self) -> Result<(), Option<Duration>> {
-        let http = reqwest::Client::new();
+        let http = hello_client();
         let cn = random32();
         let r = http
             .post(format!("{}/api/v1/peers/hello", self.hub_url))
