@@ -64,7 +64,10 @@ async fn until_all(
         if peers.iter().all(|p| done(p)) {
             return (start.elapsed(), peak);
         }
-        assert!(start.elapsed() < bound, "not every peer got there within {bound:?}");
+        assert!(
+            start.elapsed() < bound,
+            "not every peer got there within {bound:?}"
+        );
         if last_poll.elapsed() >= Duration::from_secs(1) {
             last_poll = Instant::now();
             if let Ok(r) = http
@@ -112,7 +115,10 @@ async fn run() {
     let base = server.base.clone();
     let listen = base.trim_start_matches("http://").to_string();
     let http = reqwest::Client::new();
-    println!("hub bench: {n} peers, {convs} conversation(s) each, first_syncs = {first_syncs}, load {}", loadavg());
+    println!(
+        "hub bench: {n} peers, {convs} conversation(s) each, first_syncs = {first_syncs}, load {}",
+        loadavg()
+    );
 
     let t = Instant::now();
     let peers: Vec<Arc<LightPeer>> = futures_util::stream::iter(0..n)
@@ -125,7 +131,9 @@ async fn run() {
         .await;
     let paired = t.elapsed();
     let t = Instant::now();
-    let writes: Vec<(usize, usize)> = (0..n).flat_map(|i| (0..convs).map(move |k| (i, k))).collect();
+    let writes: Vec<(usize, usize)> = (0..n)
+        .flat_map(|i| (0..convs).map(move |k| (i, k)))
+        .collect();
     futures_util::stream::iter(writes)
         .map(|(i, k)| {
             let (http, base, token, org) = (&http, &base, &node.token, peers[i].org.as_str().to_string());
@@ -178,13 +186,19 @@ async fn run() {
         &base,
         &node.token,
         &peers,
-        |p| p.status.caught_up.load(Ordering::Acquire) && p.status.links.load(Ordering::Relaxed) >= 2,
+        |p| {
+            p.status.caught_up.load(Ordering::Acquire)
+                && p.status.links.load(Ordering::Relaxed) >= 2
+        },
         Duration::from_secs(600),
     )
     .await;
     let storm_total = t.elapsed();
     let (storm_rss, storm_hwm) = memory(server.pid());
-    let busy: u64 = peers.iter().map(|p| p.status.busy.load(Ordering::Relaxed)).sum();
+    let busy: u64 = peers
+        .iter()
+        .map(|p| p.status.busy.load(Ordering::Relaxed))
+        .sum();
     for t in tasks {
         t.abort();
     }
@@ -193,16 +207,45 @@ async fn run() {
     println!("| measure | value |");
     println!("|---|---|");
     println!("| peers | {n} |");
-    println!("| pairing (invite + accept) | {:.1} s ({:.1} ms per peer, {pairing} at once) |", paired.as_secs_f64(), paired.as_secs_f64() * 1000.0 / n as f64);
-    println!("| conversations written at the hub | {} in {:.1} s |", n * convs, written.as_secs_f64());
-    println!("| first connect: all caught up | {:.2} s |", first.as_secs_f64());
+    println!(
+        "| pairing (invite + accept) | {:.1} s ({:.1} ms per peer, {pairing} at once) |",
+        paired.as_secs_f64(),
+        paired.as_secs_f64() * 1000.0 / n as f64
+    );
+    println!(
+        "| conversations written at the hub | {} in {:.1} s |",
+        n * convs,
+        written.as_secs_f64()
+    );
+    println!(
+        "| first connect: all caught up | {:.2} s |",
+        first.as_secs_f64()
+    );
     println!("| first connect: most waiting their turn | {first_peak} |");
-    println!("| hub RSS before peers connect | {:.1} MB |", base_rss as f64 / 1024.0);
-    println!("| (a) hub RSS, {n} idle peers | {:.1} MB ({} B per peer) |", idle_rss as f64 / 1024.0, per_peer(idle_rss));
-    println!("| (a) hub peak RSS so far (VmHWM) | {:.1} MB |", idle_hwm as f64 / 1024.0);
+    println!(
+        "| hub RSS before peers connect | {:.1} MB |",
+        base_rss as f64 / 1024.0
+    );
+    println!(
+        "| (a) hub RSS, {n} idle peers | {:.1} MB ({} B per peer) |",
+        idle_rss as f64 / 1024.0,
+        per_peer(idle_rss)
+    );
+    println!(
+        "| (a) hub peak RSS so far (VmHWM) | {:.1} MB |",
+        idle_hwm as f64 / 1024.0
+    );
     println!("| links noticed the stop | {:.2} s |", cut.0.as_secs_f64());
-    println!("| (b) restart storm: all caught up after start | {:.2} s (of which the loop saw {:.2} s) |", storm_total.as_secs_f64(), storm.as_secs_f64());
-    println!("| (b) hub RSS after the storm / peak (VmHWM) | {:.1} MB / {:.1} MB |", storm_rss as f64 / 1024.0, storm_hwm as f64 / 1024.0);
+    println!(
+        "| (b) restart storm: all caught up after start | {:.2} s (of which the loop saw {:.2} s) |",
+        storm_total.as_secs_f64(),
+        storm.as_secs_f64()
+    );
+    println!(
+        "| (b) hub RSS after the storm / peak (VmHWM) | {:.1} MB / {:.1} MB |",
+        storm_rss as f64 / 1024.0,
+        storm_hwm as f64 / 1024.0
+    );
     println!("| (c) storm: most waiting their turn | {storm_peak} |");
     println!("| upgrades answered 503 (both connects) | {busy} |");
     println!("| load after | {} |", loadavg());

@@ -556,11 +556,18 @@ mod tests {
         assert_eq!((d.first_syncs, d.accept_per_second), (4, 200));
         let c = load("[sync]\nfirst_syncs = 2\naccept_per_second = 50\n").unwrap();
         assert_eq!(
-            (c.sync.first_syncs, c.sync.accept_per_second, c.sync.accept_burst),
+            (
+                c.sync.first_syncs,
+                c.sync.accept_per_second,
+                c.sync.accept_burst
+            ),
             (2, 50, 100)
         );
         let printed = c.to_toml();
-        assert!(printed.contains("[sync]\nfirst_syncs = 2\naccept_per_second = 50"), "{printed}");
+        assert!(
+            printed.contains("[sync]\nfirst_syncs = 2\naccept_per_second = 50"),
+            "{printed}"
+        );
         for bad in [
             "[sync]\nfirst_syncs = 0\n",
             "[sync]\naccept_per_second = 0\n",
@@ -568,7 +575,10 @@ mod tests {
             "[sync]\nturns = 3\n",
         ] {
             let e = load(bad).unwrap_err().to_string();
-            assert!(e.contains("sync") || e.contains("turns") || e.contains("first_syncs"), "{bad}: {e}");
+            assert!(
+                e.contains("sync") || e.contains("turns") || e.contains("first_syncs"),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -40,7 +40,11 @@ async fn pair_all(hub: &TestNode, n: usize) -> Vec<Arc<LightPeer>> {
 fn converged(peers: &[Arc<LightPeer>], want: &HashMap<Uuid, HashSet<Uuid>>) -> bool {
     peers.iter().all(|p| {
         p.status.caught_up.load(Ordering::Acquire)
-            && p.holdings().iter().map(|(id, _)| *id).collect::<HashSet<_>>() == want[&p.node_id]
+            && p.holdings()
+                .iter()
+                .map(|(id, _)| *id)
+                .collect::<HashSet<_>>()
+                == want[&p.node_id]
     })
 }
 
@@ -54,12 +58,16 @@ fn all_wakes(body: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hundreds_of_suppliers_pair_sync_live_through_a_restart_and_converge() {
-    let mut hub = TestNode::start_configured("acme", Role::Retailer, "[sync]\nfirst_syncs = 2\n")
-        .await;
+    let mut hub =
+        TestNode::start_configured("acme", Role::Retailer, "[sync]\nfirst_syncs = 2\n").await;
     let peers = pair_all(&hub, PEERS).await;
     let (s, listed) = hub.get("/api/v1/peers").await;
     assert_eq!(s, 200);
-    assert_eq!(listed.as_array().map(Vec::len), Some(PEERS), "every supplier paired");
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(PEERS),
+        "every supplier paired"
+    );
 
     // Before anyone connects, the hub writes one or two conversations to each supplier.
     let mut want: HashMap<Uuid, HashSet<Uuid>> = HashMap::new();
@@ -93,9 +101,11 @@ async fn hundreds_of_suppliers_pair_sync_live_through_a_restart_and_converge() {
     };
     let tasks: Vec<_> = peers.iter().map(|p| p.spawn()).collect();
 
-    eventually(50, "every supplier holds exactly its conversations", || async {
-        converged(&peers, &want).then_some(())
-    })
+    eventually(
+        50,
+        "every supplier holds exactly its conversations",
+        || async { converged(&peers, &want).then_some(()) },
+    )
     .await;
     let waiter = watcher.await.unwrap();
     assert!(
@@ -110,16 +120,23 @@ async fn hundreds_of_suppliers_pair_sync_live_through_a_restart_and_converge() {
         .iter()
         .find(|p| p["node_id"] == json!(waiter))
         .unwrap();
-    assert_eq!((w["waiting_turn"].clone(), w["caught_up"].clone()), (json!(false), json!(true)));
-    eventually(30, "every supplier's own conversation at the hub", || async {
-        for id in &theirs {
-            let (s, _) = hub.get(&format!("/api/v1/conversations/{id}")).await;
-            if s != 200 {
-                return None;
+    assert_eq!(
+        (w["waiting_turn"].clone(), w["caught_up"].clone()),
+        (json!(false), json!(true))
+    );
+    eventually(
+        30,
+        "every supplier's own conversation at the hub",
+        || async {
+            for id in &theirs {
+                let (s, _) = hub.get(&format!("/api/v1/conversations/{id}")).await;
+                if s != 200 {
+                    return None;
+                }
             }
-        }
-        Some(())
-    })
+            Some(())
+        },
+    )
     .await;
 
     // One reply at the hub wakes the link of its supplier, and no other. First the hub goes
@@ -136,17 +153,28 @@ async fn hundreds_of_suppliers_pair_sync_live_through_a_restart_and_converge() {
     })
     .await;
     let target = &peers[0];
-    let conv = *want[&target.node_id].iter().find(|id| !theirs.contains(id)).unwrap();
-    hub.reply_ok(&conv.to_string(), "Confirmed for Tuesday").await;
+    let conv = *want[&target.node_id]
+        .iter()
+        .find(|id| !theirs.contains(id))
+        .unwrap();
+    hub.reply_ok(&conv.to_string(), "Confirmed for Tuesday")
+        .await;
     eventually(20, "the reply at its supplier", || async {
         (target.messages(conv) == 2).then_some(())
     })
     .await;
     let after = scrape(&hub).await;
     let wakes = |body: &str, p: &LightPeer| {
-        value(body, &format!("parley_sync_wakes_total{{peer=\"{}\"}}", p.node_id)).unwrap_or(0.0)
+        value(
+            body,
+            &format!("parley_sync_wakes_total{{peer=\"{}\"}}", p.node_id),
+        )
+        .unwrap_or(0.0)
     };
-    assert!(wakes(&after, target) > wakes(&before, target), "its supplier's link woke");
+    assert!(
+        wakes(&after, target) > wakes(&before, target),
+        "its supplier's link woke"
+    );
     let woken: Vec<_> = peers[1..]
         .iter()
         .filter(|p| wakes(&after, p) != wakes(&before, p))
@@ -164,14 +192,26 @@ async fn hundreds_of_suppliers_pair_sync_live_through_a_restart_and_converge() {
     })
     .await;
     hub.resume().await;
-    eventually(50, "every supplier back, caught up, holding exactly its own", || async {
-        (converged(&peers, &want) && peers.iter().all(|p| p.status.links.load(Ordering::Relaxed) >= 2))
+    eventually(
+        50,
+        "every supplier back, caught up, holding exactly its own",
+        || async {
+            (converged(&peers, &want)
+                && peers
+                    .iter()
+                    .all(|p| p.status.links.load(Ordering::Relaxed) >= 2))
             .then_some(())
-    })
+        },
+    )
     .await;
     for p in &peers {
         for (id, orgs) in p.holdings() {
-            assert_eq!(orgs, ["acme".to_string(), p.org.as_str().to_string()], "{id} at {}", p.org.as_str());
+            assert_eq!(
+                orgs,
+                ["acme".to_string(), p.org.as_str().to_string()],
+                "{id} at {}",
+                p.org.as_str()
+            );
         }
     }
     assert_eq!(target.messages(conv), 2, "the reply survived the restart");
@@ -243,11 +283,12 @@ async fn hammer_once(base: &str) -> (u16, Option<String>, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_hammering_the_sync_endpoint_is_turned_away_before_any_work() {
     let hub =
-        TestNode::start_configured("acme", Role::Retailer, "[sync]\naccept_per_second = 1\n")
-            .await;
+        TestNode::start_configured("acme", Role::Retailer, "[sync]\naccept_per_second = 1\n").await;
     let good = pair_all(&hub, 1).await.remove(0);
     let id = hub
-        .create(json!({"kind": "message", "partner": good.org.as_str(), "subject": "Delivery slots"}))
+        .create(
+            json!({"kind": "message", "partner": good.org.as_str(), "subject": "Delivery slots"}),
+        )
         .await["id"]
         .as_str()
         .unwrap()
@@ -259,7 +300,10 @@ async fn a_node_hammering_the_sync_endpoint_is_turned_away_before_any_work() {
     for _ in 0..30 {
         match hammer_once(&hub.base).await {
             (503, retry, body) => {
-                let secs: u64 = retry.expect("a 503 says when to come back").parse().unwrap();
+                let secs: u64 = retry
+                    .expect("a 503 says when to come back")
+                    .parse()
+                    .unwrap();
                 assert!((1..=2).contains(&secs), "Retry-After {secs}");
                 assert_eq!(body["error"], "unavailable", "{body}");
                 busy += 1;
@@ -268,7 +312,10 @@ async fn a_node_hammering_the_sync_endpoint_is_turned_away_before_any_work() {
             (s, _, b) => panic!("answered {s}: {b}"),
         }
     }
-    assert!(busy >= 25 && refused <= 5, "{busy} turned away, {refused} refused");
+    assert!(
+        busy >= 25 && refused <= 5,
+        "{busy} turned away, {refused} refused"
+    );
     // Nothing of it stayed: the one paired peer, no link, no new partner.
     let (_, listed) = hub.get("/api/v1/peers").await;
     let listed = listed.as_array().unwrap();

@@ -184,9 +184,7 @@ impl Admission {
     /// While `peer`'s first sync waits for a turn: its place in the line (1 = next).
     pub fn place(&self, peer: Uuid) -> Option<u64> {
         let w = self.waiting.lock().ok()?;
-        w.values()
-            .position(|p| *p == peer)
-            .map(|i| i as u64 + 1)
+        w.values().position(|p| *p == peer).map(|i| i as u64 + 1)
     }
 
     /// How many first syncs wait for a turn.
@@ -207,7 +205,10 @@ mod tests {
             their_feed: (9, 0),
             our_cursor: None,
         };
-        assert!(fresh.is_first_sync(), "a peer holding nothing of a long feed");
+        assert!(
+            fresh.is_first_sync(),
+            "a peer holding nothing of a long feed"
+        );
         let current = Standing {
             peer_cursor: (7, 4990),
             ..fresh
@@ -217,12 +218,18 @@ mod tests {
             peer_cursor: (8, 4990),
             ..fresh
         };
-        assert!(other_incarnation.is_first_sync(), "a cursor into a rebuilt feed");
+        assert!(
+            other_incarnation.is_first_sync(),
+            "a cursor into a rebuilt feed"
+        );
         let past_end = Standing {
             peer_cursor: (7, 9000),
             ..fresh
         };
-        assert!(past_end.is_first_sync(), "a cursor past the end restarts at 0");
+        assert!(
+            past_end.is_first_sync(),
+            "a cursor past the end restarts at 0"
+        );
         let short = Standing {
             our_feed: (7, 20),
             peer_cursor: (7, 0),
@@ -233,7 +240,10 @@ mod tests {
             our_feed: (7, 2),
             ..fresh
         };
-        assert!(small_but_new.is_first_sync(), "a peer with no cursor at all");
+        assert!(
+            small_but_new.is_first_sync(),
+            "a peer with no cursor at all"
+        );
         let empty = Standing {
             our_feed: (7, 0),
             ..fresh
@@ -287,7 +297,10 @@ mod tests {
         while a.place(p3).is_none() {
             tokio::task::yield_now().await;
         }
-        assert_eq!((a.place(p2), a.place(p3), a.waiting()), (Some(1), Some(2), 2));
+        assert_eq!(
+            (a.place(p2), a.place(p3), a.waiting()),
+            (Some(1), Some(2), 2)
+        );
         drop(t1);
         let t2 = w2.await.unwrap();
         assert_eq!(a.place(p2), None);

@@ -128,7 +128,12 @@ impl Conn {
             self.step(&mut session, Step::Receive(bytes), &t.tx).await?;
         }
         loop {
-            if turn.is_some() && self.live.lock().is_ok_and(|l| l.progress.initial_sync_complete) {
+            if turn.is_some()
+                && self
+                    .live
+                    .lock()
+                    .is_ok_and(|l| l.progress.initial_sync_complete)
+            {
                 // The first sync is done: the next waiting link may start.
                 turn = None;
             }

@@ -268,7 +268,8 @@ fn refused_link(url: &str, e: tokio_tungstenite::tungstenite::Error) -> DialErro
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
             .and_then(|v| v["detail"].as_str().map(String::from));
         if let Some(d) = detail {
-            let mut err = DialError::retry(format!("{url} refused the sync link ({}): {d}", r.status()));
+            let mut err =
+                DialError::retry(format!("{url} refused the sync link ({}): {d}", r.status()));
             err.retry_after = retry_after;
             return err;
         }
@@ -302,7 +303,12 @@ mod tests {
         // moment, and none waits past the bound.
         let mut first: Vec<Duration> = (0..1000).map(|_| backoff(0)).collect();
         first.sort();
-        assert!(first[999] - first[0] >= BASE / 2, "{:?}..{:?}", first[0], first[999]);
+        assert!(
+            first[999] - first[0] >= BASE / 2,
+            "{:?}..{:?}",
+            first[0],
+            first[999]
+        );
         let distinct = first.windows(2).filter(|w| w[0] != w[1]).count();
         assert!(distinct > 100, "only {distinct} distinct delays");
         for n in 0..40 {

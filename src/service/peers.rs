@@ -425,10 +425,7 @@ impl Service {
 impl Service {
     /// Which peers changes to these conversations can concern (in order): the replicator
     /// wakes only their links.
-    pub async fn concerns(
-        &self,
-        ids: Vec<Uuid>,
-    ) -> Result<Vec<crate::store::audience::Concern>> {
+    pub async fn concerns(&self, ids: Vec<Uuid>) -> Result<Vec<crate::store::audience::Concern>> {
         let store = self.store.clone();
         let raw: Vec<u128> = ids.iter().map(|u| u.as_u128()).collect();
         Ok(blocking(move || store.concerns(&raw)).await??)

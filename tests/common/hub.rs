@@ -181,7 +181,10 @@ pub async fn pair(http: &reqwest::Client, base: &str, token: &str, org: &str) ->
         .to_string();
     let c = InviteCode::decode(&code).expect("the hub's invite decodes");
     let r = http
-        .post(format!("{}/api/v1/peers/accept", c.url.trim_end_matches('/')))
+        .post(format!(
+            "{}/api/v1/peers/accept",
+            c.url.trim_end_matches('/')
+        ))
         .json(&json!({
             "secret": c.secret, "node_id": node_id, "org_id": org,
             "org_name": format!("{org} Ltd"), "role": "supplier", "url": null,
@@ -192,7 +195,11 @@ pub async fn pair(http: &reqwest::Client, base: &str, token: &str, org: &str) ->
         .expect("accept");
     assert!(r.status().is_success(), "accept: {}", r.status());
     let a: Value = r.json().await.expect("accept json");
-    assert_eq!(a["node_id"], json!(c.node), "the hub answering is the one that invited");
+    assert_eq!(
+        a["node_id"],
+        json!(c.node),
+        "the hub answering is the one that invited"
+    );
     assert_eq!(a["public_key"], json!(c.key));
     let hub_key = VerifyingKey::from_bytes(
         &hex::decode(&c.key)
@@ -331,7 +338,10 @@ impl LightPeer {
                     .is_ok()
             })
         };
-        assert!(check(Direction::Server, h["proof"].as_str()), "the hub proves itself");
+        assert!(
+            check(Direction::Server, h["proof"].as_str()),
+            "the hub proves itself"
+        );
         let mine = self.key.sign(&transcript(
             Direction::Client,
             self.node_id,
@@ -343,36 +353,44 @@ impl LightPeer {
             .into_client_request()
             .expect("request");
         let hd = req.headers_mut();
-        hd.insert("X-Parley-Node", self.node_id.to_string().parse().expect("h"));
+        hd.insert(
+            "X-Parley-Node",
+            self.node_id.to_string().parse().expect("h"),
+        );
         hd.insert("X-Parley-Nonce", hex::encode(sn).parse().expect("h"));
-        hd.insert("X-Parley-Proof", hex::encode(mine.to_bytes()).parse().expect("h"));
+        hd.insert(
+            "X-Parley-Proof",
+            hex::encode(mine.to_bytes()).parse().expect("h"),
+        );
         hd.insert("Sec-WebSocket-Protocol", dial::PROTOCOL.parse().expect("h"));
         let host = self.hub_url.trim_start_matches("http://").to_string();
-        let stream = tokio::net::TcpStream::connect(host).await.map_err(|_| None)?;
-        let (ws, resp) = match tokio_tungstenite::client_async_with_config(
-            req,
-            stream,
-            Some(dial::ws_config()),
-        )
-        .await
-        {
-            Ok(x) => x,
-            Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 503 => {
-                self.status.busy.fetch_add(1, Ordering::Relaxed);
-                let after = r
-                    .headers()
-                    .get("Retry-After")
-                    .and_then(|v| v.to_str().ok()?.parse().ok())
-                    .unwrap_or(1);
-                return Err(Some(Duration::from_secs(after)));
-            }
-            Err(_) => return Err(None),
-        };
+        let stream = tokio::net::TcpStream::connect(host)
+            .await
+            .map_err(|_| None)?;
+        let (ws, resp) =
+            match tokio_tungstenite::client_async_with_config(req, stream, Some(dial::ws_config()))
+                .await
+            {
+                Ok(x) => x,
+                Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 503 => {
+                    self.status.busy.fetch_add(1, Ordering::Relaxed);
+                    let after = r
+                        .headers()
+                        .get("Retry-After")
+                        .and_then(|v| v.to_str().ok()?.parse().ok())
+                        .unwrap_or(1);
+                    return Err(Some(Duration::from_secs(after)));
+                }
+                Err(_) => return Err(None),
+            };
         let accepted = resp
             .headers()
             .get("X-Parley-Proof")
             .and_then(|v| v.to_str().ok());
-        assert!(check(Direction::Accepted, accepted), "the hub accepts with its proof");
+        assert!(
+            check(Direction::Accepted, accepted),
+            "the hub accepts with its proof"
+        );
         self.session(ws).await;
         Ok(())
     }
