@@ -318,6 +318,38 @@ mod tests {
         assert!(after(Duration::from_secs(600), 0) <= MAX_DELAY);
     }
 
+    #[tokio::test]
+    async fn the_largest_legal_frame_passes_the_small_buffers() {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::WebSocketStream;
+        use tokio_tungstenite::tungstenite::protocol::Role;
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let mut client = WebSocketStream::from_raw_socket(a, Role::Client, Some(ws_config())).await;
+        let mut server = WebSocketStream::from_raw_socket(b, Role::Server, Some(ws_config())).await;
+        let largest = parley_sync::wire::MAX_FRAME_BYTES;
+        let sender = tokio::spawn(async move {
+            client
+                .send(Message::binary(vec![7u8; largest]))
+                .await
+                .unwrap();
+            client
+                .send(Message::binary(vec![1u8; WS_MAX_MESSAGE + 1]))
+                .await
+                .ok();
+            client
+        });
+        let got = server.next().await.unwrap().unwrap();
+        assert_eq!(
+            got.into_data().len(),
+            largest,
+            "a frame at the engine's limit arrives whole"
+        );
+        // One past the cap is refused by the reader, which ends the link.
+        assert!(matches!(server.next().await, Some(Err(_)) | None));
+        drop(server);
+        let _ = sender.await;
+    }
+
     #[test]
     fn urls() {
         assert_eq!(sync_url("http://a:1/"), "ws://a:1/api/v1/sync");
