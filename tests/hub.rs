@@ -349,3 +349,49 @@ async fn a_node_hammering_the_sync_endpoint_is_turned_away_before_any_work() {
     .await;
     task.abort();
 }
+
+/// A change a partner sends the hub travels on at once to the hub's own other site (which
+/// holds everything), and wakes no link of an unrelated supplier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partners_reply_reaches_our_other_site_and_wakes_no_other_supplier() {
+    let acme = TestNode::start("acme", Role::Retailer).await;
+    let site2 = TestNode::start("acme", Role::Retailer).await;
+    let bolt = TestNode::start("bolt", Role::Supplier).await;
+    common::pair(&acme, &site2).await;
+    common::pair(&acme, &bolt).await;
+    let other = pair_all(&acme, 1).await.remove(0);
+    let task = other.spawn();
+    let c = acme
+        .create(json!({"kind": "message", "partner": "bolt", "subject": "Pallet count", "body": "How many?"}))
+        .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    for n in [&site2, &bolt] {
+        eventually(30, "the conversation at our site and at bolt", || async {
+            (n.bodies(&id).await.len() == 1).then_some(())
+        })
+        .await;
+    }
+    eventually(30, "the other supplier linked", || async {
+        other.status.caught_up.load(Ordering::Acquire).then_some(())
+    })
+    .await;
+    let series = format!("parley_sync_wakes_total{{peer=\"{}\"}}", other.node_id);
+    let before = value(&scrape(&acme).await, &series).unwrap_or(0.0);
+    bolt.reply_ok(&id, "Twelve pallets").await;
+    eventually(
+        30,
+        "bolt's reply at our other site, through the hub",
+        || async { (site2.bodies(&id).await == ["How many?", "Twelve pallets"]).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        value(&scrape(&acme).await, &series).unwrap_or(0.0),
+        before,
+        "the unrelated supplier's link was not woken"
+    );
+    assert!(
+        other.holdings().is_empty(),
+        "and it holds nothing of acme and bolt's"
+    );
+    task.abort();
+}
