@@ -105,7 +105,7 @@ async fn hundreds_of_suppliers_pair_sync_live_through_a_restart_and_converge() {
     let tasks: Vec<_> = peers.iter().map(|p| p.spawn()).collect();
 
     eventually(
-        50,
+        120,
         "every supplier holds exactly its conversations",
         || async { converged(&peers, &want).then_some(()) },
     )
@@ -198,7 +198,7 @@ async fn hundreds_of_suppliers_pair_sync_live_through_a_restart_and_converge() {
     .await;
     hub.resume().await;
     eventually(
-        50,
+        120,
         "every supplier back, caught up, holding exactly its own",
         || async {
             (converged(&peers, &want)
