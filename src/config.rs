@@ -52,6 +52,46 @@ pub struct FileConfig {
     pub attachments: Option<AttachmentsFile>,
     pub backup: Option<crate::service::backup::BackupFile>,
     pub metrics: Option<crate::metrics::config::MetricsFile>,
+    pub sync: Option<SyncFile>,
+}
+
+/// `[sync]`: how many peer links a restart storm may start at once.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncFile {
+    /// Most links doing a first sync at once (default 4); the others wait their turn.
+    pub first_syncs: Option<usize>,
+    /// Sync connections accepted per second (default 200, with bursts of twice as many);
+    /// beyond it a peer is answered 503 and comes back later.
+    pub accept_per_second: Option<u32>,
+}
+
+impl SyncFile {
+    fn load(self) -> Result<crate::replicator::admission::Limits, ConfigError> {
+        let mut l = crate::replicator::admission::Limits::default();
+        if let Some(n) = self.first_syncs {
+            if !(1..=1024).contains(&n) {
+                return Err(ConfigError::Invalid {
+                    field: "sync.first_syncs",
+                    value: n.to_string(),
+                    reason: "must be between 1 and 1024 links".into(),
+                });
+            }
+            l.first_syncs = n;
+        }
+        if let Some(n) = self.accept_per_second {
+            if !(1..=100_000).contains(&n) {
+                return Err(ConfigError::Invalid {
+                    field: "sync.accept_per_second",
+                    value: n.to_string(),
+                    reason: "must be between 1 and 100000 connections per second".into(),
+                });
+            }
+            l.accept_per_second = n;
+            l.accept_burst = n.saturating_mul(2);
+        }
+        Ok(l)
+    }
 }
 
 /// `[attachments]`: which files this node takes.
@@ -186,6 +226,8 @@ pub struct Config {
     pub webhooks: crate::notify::config::WebhookConfig,
     /// Where `/metrics` is also served without a token (`[metrics] listen`); off if `None`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Admission of peer links in a restart storm (`[sync]`).
+    pub sync: crate::replicator::admission::Limits,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
     /// Where `listen` came from, for a CLI that looks for the running node.
@@ -384,11 +426,13 @@ impl Config {
             crate::notify::config::WebhookConfig::load(file.webhooks.unwrap_or_default())?;
         let attachments = file.attachments.unwrap_or_default().load()?;
         let backup = file.backup.unwrap_or_default().load()?;
+        let sync = file.sync.unwrap_or_default().load()?;
         let metrics_listen = crate::metrics::config::listen_addr(
             o.metrics_listen.or(file.metrics.and_then(|m| m.listen)),
             listen,
         )?;
         Ok(Config {
+            sync,
             metrics_listen,
             attachments,
             backup,
@@ -474,7 +518,11 @@ impl Config {
                 kinds.join(", ")
             )
             + &crate::service::backup::schedule_toml(self.backup.as_ref())
-            + &crate::metrics::config::to_toml(self.metrics_listen);
+            + &crate::metrics::config::to_toml(self.metrics_listen)
+            + &format!(
+                "\n[sync]\nfirst_syncs = {}\naccept_per_second = {}\n",
+                self.sync.first_syncs, self.sync.accept_per_second
+            );
         format!(
             "{from}data_dir = {:?}\nlisten = \"{}\"\n{}doc_cache = {}\nlog = {:?}\n{tls}{limits}{notify}",
             self.data_dir.display().to_string(),
@@ -492,6 +540,47 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_admission_is_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |toml: &str| {
+            let f = dir.path().join("s.toml");
+            std::fs::write(&f, toml).unwrap();
+            Config::load(Overrides {
+                config: Some(f),
+                ..Default::default()
+            })
+        };
+        let d = load("").unwrap().sync;
+        assert_eq!((d.first_syncs, d.accept_per_second), (4, 200));
+        let c = load("[sync]\nfirst_syncs = 2\naccept_per_second = 50\n").unwrap();
+        assert_eq!(
+            (
+                c.sync.first_syncs,
+                c.sync.accept_per_second,
+                c.sync.accept_burst
+            ),
+            (2, 50, 100)
+        );
+        let printed = c.to_toml();
+        assert!(
+            printed.contains("[sync]\nfirst_syncs = 2\naccept_per_second = 50"),
+            "{printed}"
+        );
+        for bad in [
+            "[sync]\nfirst_syncs = 0\n",
+            "[sync]\naccept_per_second = 0\n",
+            "[sync]\nfirst_syncs = -1\n",
+            "[sync]\nturns = 3\n",
+        ] {
+            let e = load(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("sync") || e.contains("turns") || e.contains("first_syncs"),
+                "{bad}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn disk_reserve_is_read_in_mib_and_checked() {

@@ -14,6 +14,8 @@ use crate::config::Config;
 use crate::service::{Clock, Service};
 use crate::store::{Store, StoreOptions};
 
+pub mod fdlimit;
+
 /// Opens the data directory (blocking work, off the executor) and builds the service.
 pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<Arc<Service>> {
     let dir = config.data_dir.clone();
@@ -46,6 +48,8 @@ pub struct Bound {
     data_dir: std::path::PathBuf,
     /// The separate `/metrics` listener (`[metrics] listen`), if configured.
     metrics: Option<(BoxAcceptor, SocketAddr)>,
+    /// Admission of peer links (`[sync]`).
+    sync: crate::replicator::admission::Limits,
 }
 
 impl Bound {
@@ -96,6 +100,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
             fingerprint: None,
             data_dir: config.data_dir.clone(),
             metrics,
+            sync: config.sync,
         });
     };
     let (dir, cert, key) = (
@@ -118,6 +123,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
         fingerprint: Some(node_cert.fingerprint),
         data_dir: config.data_dir.clone(),
         metrics,
+        sync: config.sync,
     })
 }
 
@@ -161,6 +167,7 @@ pub async fn run(
     bound: Bound,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    fdlimit::raise();
     let store = svc.store().clone();
     svc.set_tls_fingerprint(bound.fingerprint.clone());
     if svc.public_url().is_none() {
@@ -172,7 +179,7 @@ pub async fn run(
         };
         svc.set_public_url(advertised);
     }
-    let rep = crate::replicator::Replicator::start(svc.clone()).await?;
+    let rep = crate::replicator::Replicator::start(svc.clone(), bound.sync).await?;
     crate::notify::start(svc.clone());
     tokio::spawn(crate::service::sweep_unattached(svc.clone()));
     tokio::spawn(crate::service::compact::run_compactor(svc.clone()));

@@ -115,6 +115,11 @@ pub struct PeerOut {
     pub caught_up: Option<bool>,
     /// While connected: conversations the peer announced that are still to arrive here.
     pub incoming: Option<u64>,
+    /// `true` while the link's first sync waits for its turn (`[sync] first_syncs` first
+    /// syncs run at once); the link is open and the sync starts by itself.
+    pub waiting_turn: bool,
+    /// While `waiting_turn`: its place in the line (1 = next).
+    pub waiting_place: Option<u64>,
     /// Why the last attempt to connect or sync failed, if it did.
     pub last_error: Option<String>,
     /// `true` when this node stopped dialing the peer after a failure retrying cannot fix
@@ -166,7 +171,10 @@ impl PeersApi {
         let link = self.rep.status(p.node_id);
         let pending = self.rep.pending(&p, std::time::Duration::ZERO).await;
         let failure = self.rep.failure(p.node_id);
+        let waiting_place = link.and(self.rep.waiting_turn(p.node_id));
         PeerOut {
+            waiting_turn: waiting_place.is_some(),
+            waiting_place,
             last_error: failure.as_ref().map(|f| f.error.clone()),
             stopped: failure.is_some_and(|f| f.stopped),
             own_org: me.as_ref().is_some_and(|m| m.org_id == p.org_id),

@@ -17,9 +17,6 @@ use crate::replicator::dial::{PROTOCOL, PROTOCOL_FILES};
 use crate::replicator::pump::{self, Codec, Kind};
 use crate::service::Service;
 
-/// Largest WebSocket message accepted from a peer; the engine's frames are far smaller.
-const MAX_MESSAGE: usize = 16 * 1024 * 1024;
-
 fn codec() -> Codec<Message> {
     Codec {
         kind: |m| match m {
@@ -45,6 +42,18 @@ fn refuse(status: StatusCode, detail: &str) -> Response {
         .body(body.to_string())
 }
 
+/// `503` with `Retry-After`: more peers are connecting than this node takes per second.
+fn busy(wait: std::time::Duration) -> Response {
+    let mut r = refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this node is taking many sync connections at once; come back after Retry-After seconds",
+    );
+    if let Ok(v) = wait.as_secs().max(1).to_string().parse() {
+        r.headers_mut().insert("Retry-After", v);
+    }
+    r
+}
+
 #[handler]
 pub async fn sync(
     req: &Request,
@@ -52,6 +61,11 @@ pub async fn sync(
     svc: Data<&Arc<Service>>,
     rep: Data<&Arc<Replicator>>,
 ) -> Response {
+    // Before any work (no proof checked, nothing read): in a restart storm the dialers that
+    // are turned away come back spread over their backoff.
+    if let Err(wait) = rep.try_accept() {
+        return busy(wait);
+    }
     let node = req
         .header("X-Parley-Node")
         .and_then(|v| Uuid::parse_str(v).ok());
@@ -117,9 +131,8 @@ pub async fn sync(
     }
     let blobs = chosen.is_some_and(|p| *p == PROTOCOL_FILES);
     let rep = rep.0.clone();
-    let mut cfg = WebSocketConfig::default();
-    cfg.max_message_size = Some(MAX_MESSAGE);
-    cfg.max_frame_size = Some(MAX_MESSAGE);
+    // Small buffers: an idle link costs a few KiB, not 256 (`dial::ws_config`).
+    let cfg: WebSocketConfig = crate::replicator::dial::ws_config();
     ws.protocols([PROTOCOL_FILES, PROTOCOL])
         .config(cfg)
         .on_upgrade(move |socket| async move {

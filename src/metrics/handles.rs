@@ -120,6 +120,7 @@ pub struct PeerLabel {
 pub struct SyncMetrics {
     pub(super) bytes: Family<PeerDirection, Counter>,
     pub(super) rejected: Family<PeerLabel, Counter>,
+    pub(super) wakes: Family<PeerLabel, Counter>,
     /// The peers whose series exist, so those of a removed peer can be dropped.
     known: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
@@ -160,6 +161,16 @@ impl SyncMetrics {
             .inc_by(n);
     }
 
+    /// A local change woke `peer`'s link to announce it.
+    pub fn woken(&self, peer: &str) {
+        self.note(peer);
+        self.wakes
+            .get_or_create(&PeerLabel {
+                peer: peer.to_string(),
+            })
+            .inc();
+    }
+
     /// Makes the series of these peers exist (at zero until something moves) and drops those
     /// of every other peer: a peer removed since stops being reported.
     pub(super) fn keep_peers(&self, peers: &[String]) {
@@ -174,6 +185,7 @@ impl SyncMetrics {
                     });
                 }
                 self.rejected.remove(&PeerLabel { peer: p.clone() });
+                self.wakes.remove(&PeerLabel { peer: p.clone() });
             }
             keep
         });
@@ -186,6 +198,7 @@ impl SyncMetrics {
                 });
             }
             let _ = self.rejected.get_or_create(&PeerLabel { peer: p.clone() });
+            let _ = self.wakes.get_or_create(&PeerLabel { peer: p.clone() });
         }
     }
 }

@@ -130,6 +130,11 @@ impl Metrics {
             "Changes from a peer that broke a rule and were refused (nothing of them landed)",
             sync.rejected.clone(),
         );
+        registry.register(
+            "parley_sync_wakes",
+            "Times a local change woke the link to a peer (only the links of the peers it concerns wake)",
+            sync.wakes.clone(),
+        );
         let notify = NotifyMetrics::default();
         registry.register(
             "parley_notifications_sent",

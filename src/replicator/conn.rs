@@ -8,6 +8,7 @@ use parley_sync::{Config, Event, Progress, Session, SessionError};
 use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
+use super::admission::{Admission, Standing, Turn};
 use crate::service::Service;
 use crate::store::StoreError;
 use crate::store::sync_host::{PeerScope, SyncHost};
@@ -52,6 +53,9 @@ impl Drop for ReleaseClaims {
         self.store.release_blobs_of(self.peer);
     }
 }
+
+/// Frames kept from a peer while its first sync waits for a turn.
+const HOLD: usize = 256;
 
 /// How often a link looks again at files it could not fetch.
 const FILES_AGAIN: std::time::Duration = std::time::Duration::from_secs(30);
@@ -102,6 +106,8 @@ pub struct Conn {
     pub live: Arc<Mutex<Live>>,
     /// This link has ended the peer's recovery window (`Peer::recover_since`).
     pub recovery_ended: std::sync::atomic::AtomicBool,
+    /// First syncs take turns (`admission`).
+    pub admission: Arc<Admission>,
 }
 
 impl Conn {
@@ -135,7 +141,23 @@ impl Conn {
         store.space().forget_peer(peer);
         let mut space_again = tokio::time::interval(SPACE_AGAIN);
         space_again.reset();
+        let Some((held, mut turn)) = self.take_turn(&mut t).await else {
+            return Ok(());
+        };
+        // What waited for the turn is stored with one commit, like any frames that queue.
+        if !held.is_empty() {
+            self.step(&mut session, Step::Receive(held), &t.tx).await?;
+        }
         loop {
+            if turn.is_some()
+                && self
+                    .live
+                    .lock()
+                    .is_ok_and(|l| l.progress.initial_sync_complete)
+            {
+                // The first sync is done: the next waiting link may start.
+                turn = None;
+            }
             tokio::select! {
                 frame = t.rx.recv() => match frame {
                     Some(bytes) => {
@@ -177,6 +199,66 @@ impl Conn {
                 Err(_) => return,
             }
         }
+    }
+
+    /// Reads the peer's HELLO and, if this link is a first sync ([`Standing::is_first_sync`]),
+    /// waits for a turn before the session sees it. Meanwhile the pump keeps the link alive
+    /// and what else the peer sends is kept, in order (up to [`HOLD`] frames; beyond that the
+    /// peer waits, as the engine's flow control lets it). Returns the frames to give the
+    /// session, and the turn to hold until the first sync completes; `None` if the link
+    /// closed meanwhile.
+    async fn take_turn(&self, t: &mut Transport) -> Option<(Vec<Vec<u8>>, Option<Turn>)> {
+        let first = t.rx.recv().await?;
+        let Some(standing) = self.standing(&first).await else {
+            return Some((vec![first], None));
+        };
+        if !standing.is_first_sync() {
+            return Some((vec![first], None));
+        }
+        let peer = self.scope.peer.node_id;
+        let mut held = vec![first];
+        let wait = self.admission.turn(peer);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                turn = &mut wait => return Some((held, Some(turn))),
+                frame = t.rx.recv(), if held.len() < HOLD => held.push(frame?),
+            }
+        }
+    }
+
+    /// Where the peer and this node stand in each other's feeds, from the peer's HELLO (the
+    /// first record of its first frame) and this node's store. `None` when the frame is not a
+    /// HELLO the engine would take (the session then ends the link itself) or the store
+    /// cannot tell (the session meets the same error).
+    async fn standing(&self, frame: &[u8]) -> Option<Standing> {
+        let hello = parley_sync::decode_frame(frame).ok()?;
+        let Some(parley_sync::Record::Hello {
+            feed_id,
+            feed_high,
+            cursor_feed_id,
+            cursor_seq,
+        }) = hello.records.first().cloned()
+        else {
+            return None;
+        };
+        let store = self.svc.store().clone();
+        let scope = self.scope.clone();
+        let now = self.svc.now();
+        tokio::task::spawn_blocking(move || {
+            use parley_sync::Host;
+            let mut host = SyncHost::new(&store, &scope, now).ok()?;
+            let ours = (host.feed_id(), host.feed_high().ok()?);
+            let cursor = host.load_cursor().ok()?;
+            Some(Standing {
+                our_feed: ours,
+                peer_cursor: (cursor_feed_id, cursor_seq),
+                their_feed: (feed_id, feed_high),
+                our_cursor: cursor.map(|c| (c.feed_id, c.seq)),
+            })
+        })
+        .await
+        .ok()?
     }
 
     async fn step(

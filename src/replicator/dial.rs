@@ -21,13 +21,54 @@ pub const PROTOCOL_FILES: &str = "parley-sync.2";
 pub const PROTOCOL: &str = "parley-sync.1";
 const BASE: Duration = Duration::from_millis(250);
 const CAP: Duration = Duration::from_secs(30);
+/// The longest any dialer waits between attempts, jitter included.
+pub const MAX_DELAY: Duration = Duration::from_secs(60);
 
 /// Delay before attempt `n` (0-based): doubling from 250 ms, capped at 30 s, with ±50% jitter
-/// so that many nodes coming back at once do not dial in lockstep.
+/// so that many nodes coming back at once do not dial in lockstep: after a hub restart the
+/// dialers' attempts spread over a window that widens with every round, never over 60 s.
 pub fn backoff(n: u32) -> Duration {
     let base = BASE.saturating_mul(1u32 << n.min(16)).min(CAP);
-    let jitter = (Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0; // 0..1
-    base.mul_f64(0.5 + jitter)
+    base.mul_f64(0.5 + unit_jitter()).min(MAX_DELAY)
+}
+
+/// A delay of at least `floor` (a peer's `Retry-After`), spread by up to as much again, so
+/// that every dialer told the same `Retry-After` does not come back in the same instant.
+pub fn after(floor: Duration, n: u32) -> Duration {
+    backoff(n)
+        .max(floor.mul_f64(1.0 + unit_jitter()))
+        .min(MAX_DELAY)
+}
+
+/// Uniform in 0..1, independent per call.
+fn unit_jitter() -> f64 {
+    (Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0
+}
+
+/// Read buffer of every sync WebSocket. Idle links dominate a hub's memory: at tungstenite's
+/// 128 KiB default, 10,000 idle peers hold about 1.35 GB of read buffers; at 4 KiB about
+/// 70 MB. Larger frames still arrive whole, read in more system calls.
+pub const WS_READ_BUFFER: usize = 4 * 1024;
+/// Written frames are flushed once this much is buffered (the pump flushes every frame
+/// anyway).
+pub const WS_WRITE_BUFFER: usize = 4 * 1024;
+/// Largest WebSocket message or frame accepted from a peer. Above the engine's largest frame
+/// (`parley_sync::wire::MAX_FRAME_BYTES`, 8 MiB), so a legal frame is never refused.
+pub const WS_MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// Most bytes a link may hold unsent: one largest message above the flush size, so a legal
+/// frame always fits, and a peer that stops reading cannot make this node buffer more.
+pub const WS_MAX_WRITE_BUFFER: usize = WS_MAX_MESSAGE + WS_WRITE_BUFFER + 64 * 1024;
+
+const _: () = assert!(WS_MAX_MESSAGE > parley_sync::wire::MAX_FRAME_BYTES + 1024);
+
+/// The configuration of every sync WebSocket, served (`api::sync`) and dialed.
+pub fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER)
+        .max_write_buffer_size(WS_MAX_WRITE_BUFFER)
+        .max_message_size(Some(WS_MAX_MESSAGE))
+        .max_frame_size(Some(WS_MAX_MESSAGE))
 }
 
 /// The WebSocket URL of a peer's sync endpoint.
@@ -62,6 +103,8 @@ pub struct DialError {
     /// Retrying cannot help until an admin acts (the peer removed us, its address is refused
     /// by the outbound-address rules).
     pub permanent: bool,
+    /// The peer is busy and said when to come back (`503` with `Retry-After`).
+    pub retry_after: Option<Duration>,
 }
 
 impl DialError {
@@ -69,15 +112,20 @@ impl DialError {
         DialError {
             message: message.into(),
             permanent: false,
+            retry_after: None,
         }
     }
     fn permanent(message: impl Into<String>) -> Self {
         DialError {
             message: message.into(),
             permanent: true,
+            retry_after: None,
         }
     }
 }
+
+/// Longest `Retry-After` a dialer honours; a longer one is read as this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 impl std::fmt::Display for DialError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -156,15 +204,18 @@ pub async fn connect(svc: &Arc<Service>, peer: &Peer, me: Uuid) -> Result<Transp
         .tls
         .then_some((target.host.as_str(), peer.tls.as_deref()));
     let (ws, resp) = tokio::time::timeout(Duration::from_secs(10), async {
-        let addrs = http_client::resolve(&target.host, target.port, allow).await?;
-        let stream = crate::tls::connect(&addrs, tls).await?;
-        tokio_tungstenite::client_async(req, stream)
+        let addrs = http_client::resolve(&target.host, target.port, allow)
+            .await
+            .map_err(DialError::retry)?;
+        let stream = crate::tls::connect(&addrs, tls)
+            .await
+            .map_err(DialError::retry)?;
+        tokio_tungstenite::client_async_with_config(req, stream, Some(ws_config()))
             .await
             .map_err(|e| refused_link(url, e))
     })
     .await
-    .map_err(|_| DialError::retry(format!("{url} did not answer within 10 s")))?
-    .map_err(DialError::retry)?;
+    .map_err(|_| DialError::retry(format!("{url} did not answer within 10 s")))??;
     let answered = resp
         .headers()
         .get("X-Parley-Node")
@@ -202,19 +253,33 @@ pub async fn connect(svc: &Arc<Service>, peer: &Peer, me: Uuid) -> Result<Transp
 }
 
 /// Why the peer refused the WebSocket upgrade, in its own words when it gave them (a `426`
-/// names which side to upgrade).
-fn refused_link(url: &str, e: tokio_tungstenite::tungstenite::Error) -> String {
+/// names which side to upgrade); a busy peer's `503` carries when to come back.
+fn refused_link(url: &str, e: tokio_tungstenite::tungstenite::Error) -> DialError {
     if let tokio_tungstenite::tungstenite::Error::Http(r) = &e {
+        let retry_after = (r.status() == 503)
+            .then(|| r.headers().get("Retry-After"))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
         let detail = r
             .body()
             .as_ref()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
             .and_then(|v| v["detail"].as_str().map(String::from));
         if let Some(d) = detail {
-            return format!("{url} refused the sync link ({}): {d}", r.status());
+            let mut err =
+                DialError::retry(format!("{url} refused the sync link ({}): {d}", r.status()));
+            err.retry_after = retry_after;
+            return err;
+        }
+        if retry_after.is_some() {
+            let mut err = DialError::retry(format!("{url} is busy (503); coming back later"));
+            err.retry_after = retry_after;
+            return err;
         }
     }
-    format!("cannot connect to {url}: {e}")
+    DialError::retry(format!("cannot connect to {url}: {e}"))
 }
 
 #[cfg(test)]
@@ -226,8 +291,63 @@ mod tests {
         for n in 0..40 {
             let d = backoff(n);
             assert!(d >= BASE / 2 && d <= CAP + CAP / 2, "{n}: {d:?}");
+            assert!(d <= MAX_DELAY, "{n}: {d:?}");
         }
         assert!(backoff(10) >= CAP / 2);
+        assert!(backoff(u32::MAX) <= MAX_DELAY);
+    }
+
+    #[test]
+    fn dialers_coming_back_together_spread_out() {
+        // A thousand dialers cut at the same instant: their first retries must not share a
+        // moment, and none waits past the bound.
+        let mut first: Vec<Duration> = (0..1000).map(|_| backoff(0)).collect();
+        first.sort();
+        assert!(
+            first[999] - first[0] >= BASE / 2,
+            "{:?}..{:?}",
+            first[0],
+            first[999]
+        );
+        let distinct = first.windows(2).filter(|w| w[0] != w[1]).count();
+        assert!(distinct > 100, "only {distinct} distinct delays");
+        for n in 0..40 {
+            let d = after(Duration::from_secs(2), n);
+            assert!(d >= Duration::from_secs(2) && d <= MAX_DELAY, "{n}: {d:?}");
+        }
+        assert!(after(Duration::from_secs(600), 0) <= MAX_DELAY);
+    }
+
+    #[tokio::test]
+    async fn the_largest_legal_frame_passes_the_small_buffers() {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::WebSocketStream;
+        use tokio_tungstenite::tungstenite::protocol::Role;
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let mut client = WebSocketStream::from_raw_socket(a, Role::Client, Some(ws_config())).await;
+        let mut server = WebSocketStream::from_raw_socket(b, Role::Server, Some(ws_config())).await;
+        let largest = parley_sync::wire::MAX_FRAME_BYTES;
+        let sender = tokio::spawn(async move {
+            client
+                .send(Message::binary(vec![7u8; largest]))
+                .await
+                .unwrap();
+            client
+                .send(Message::binary(vec![1u8; WS_MAX_MESSAGE + 1]))
+                .await
+                .ok();
+            client
+        });
+        let got = server.next().await.unwrap().unwrap();
+        assert_eq!(
+            got.into_data().len(),
+            largest,
+            "a frame at the engine's limit arrives whole"
+        );
+        // One past the cap is refused by the reader, which ends the link.
+        assert!(matches!(server.next().await, Some(Err(_)) | None));
+        drop(server);
+        let _ = sender.await;
     }
 
     #[test]

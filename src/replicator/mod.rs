@@ -2,26 +2,33 @@
 //! session, and the status the API shows. Moves opaque frames; the sync engine (`parley_sync`)
 //! decides what they say, the store decides what lands.
 
+pub mod admission;
 pub mod conn;
 pub mod dial;
 mod metrics;
 pub mod pump;
+mod wake;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::domain::OrgId;
 use crate::service::{PeerEvent, Service};
 use crate::store::peers::Peer;
 use crate::store::sync_host::PeerScope;
+use admission::{Admission, Limits};
 use conn::{Conn, Live, Transport};
 
 struct Entry {
     generation: u64,
+    /// The peer's org, and whether it is our own (a site holds every conversation).
+    org: OrgId,
+    own: bool,
     poke: Arc<Notify>,
     cancel: Arc<Notify>,
     live: Arc<Mutex<Live>>,
@@ -61,11 +68,13 @@ pub struct Replicator {
     /// Per away peer (and the feed position its link ended at): when its waiting changes
     /// were last counted, and the count (`metrics`).
     away_counts: Mutex<HashMap<(Uuid, u64), (std::time::Instant, u64)>>,
+    /// Restart storms: upgrades per second, first syncs at once.
+    admission: Arc<Admission>,
 }
 
 impl Replicator {
     /// Starts dialing the peers this node should dial and following local changes.
-    pub async fn start(svc: Arc<Service>) -> anyhow::Result<Arc<Replicator>> {
+    pub async fn start(svc: Arc<Service>, limits: Limits) -> anyhow::Result<Arc<Replicator>> {
         let me = svc
             .identity()
             .await?
@@ -82,6 +91,7 @@ impl Replicator {
             tasks: Mutex::default(),
             next_gen: Default::default(),
             away_counts: Mutex::default(),
+            admission: Arc::new(Admission::new(limits)),
         });
         for p in svc.peers().await? {
             r.maybe_dial(p);
@@ -89,9 +99,8 @@ impl Replicator {
         let (r1, r2) = (r.clone(), r.clone());
         let mut changes = svc.subscribe();
         let t1 = tokio::spawn(async move {
-            // A lagged receiver still means "something changed": poke, and keep going.
-            while let Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) = changes.recv().await {
-                r1.poke_all();
+            while let Some(batch) = wake::next_changes(&mut changes).await {
+                r1.poke_concerned(batch).await;
             }
         });
         let mut peer_events = svc.subscribe_peers();
@@ -111,14 +120,6 @@ impl Replicator {
             t.extend([t1, t2]);
         }
         Ok(r)
-    }
-
-    fn poke_all(&self) {
-        if let Ok(c) = self.conns.lock() {
-            for e in c.values() {
-                e.poke.notify_one();
-            }
-        }
     }
 
     /// The lower node id dials when both know each other's address; a node without a public
@@ -145,6 +146,7 @@ impl Replicator {
         let mut attempt = 0u32;
         let mut refusals = 0u32;
         loop {
+            let mut come_back = None;
             let peer = match self.svc.peer(id).await {
                 Ok(Some(p)) => p,
                 _ => return, // removed
@@ -176,6 +178,7 @@ impl Replicator {
                     }
                 }
                 Err(e) => {
+                    come_back = e.retry_after;
                     refusals = if e.permanent { refusals + 1 } else { 0 };
                     let stop = refusals >= PERMANENT_AFTER;
                     self.set_failure(
@@ -192,7 +195,11 @@ impl Replicator {
                     tracing::debug!(peer = %id, error = %e, "cannot reach peer");
                 }
             }
-            tokio::time::sleep(dial::backoff(attempt)).await;
+            tokio::time::sleep(match come_back {
+                Some(floor) => dial::after(floor, attempt),
+                None => dial::backoff(attempt),
+            })
+            .await;
             attempt = attempt.saturating_add(1);
         }
     }
@@ -244,6 +251,8 @@ impl Replicator {
         if let Ok(mut c) = self.conns.lock() {
             let entry = Entry {
                 generation,
+                own: peer.org_id == me_org,
+                org: peer.org_id.clone(),
                 poke: poke.clone(),
                 cancel: cancel.clone(),
                 live: live.clone(),
@@ -262,6 +271,7 @@ impl Replicator {
             poke,
             live: live.clone(),
             recovery_ended: Default::default(),
+            admission: self.admission.clone(),
         };
         let result = tokio::select! {
             r = c.run(t) => r,
@@ -317,6 +327,21 @@ impl Replicator {
             connected_since: e.since,
             live,
         })
+    }
+
+    /// Takes one sync upgrade from the rate limit, or says when to come back.
+    pub fn try_accept(&self) -> Result<(), std::time::Duration> {
+        self.admission.try_accept()
+    }
+
+    /// While the peer's first sync waits for a turn: its place in the line (1 = next).
+    pub fn waiting_turn(&self, id: Uuid) -> Option<u64> {
+        self.admission.place(id)
+    }
+
+    /// How many first syncs wait for a turn.
+    pub fn waiting_turns(&self) -> usize {
+        self.admission.waiting()
     }
 
     /// Stops dialing and closes every connection.

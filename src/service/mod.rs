@@ -33,6 +33,7 @@ use crate::domain::doc::DocError;
 use crate::store::{Store, StoreError};
 
 pub use crate::store::accounts::{Partner, TokenRecord, User, UserKind};
+pub use crate::store::audience::Concern;
 pub use crate::store::peers::Peer;
 pub use accounts::{NewToken, TokenSecret};
 pub use attachments::{

@@ -421,3 +421,13 @@ impl Service {
         Ok(blocking(move || store.shared_changes_since(&scope, since, cap)).await??)
     }
 }
+
+impl Service {
+    /// Which peers changes to these conversations can concern (in order): the replicator
+    /// wakes only their links.
+    pub async fn concerns(&self, ids: Vec<Uuid>) -> Result<Vec<crate::store::audience::Concern>> {
+        let store = self.store.clone();
+        let raw: Vec<u128> = ids.iter().map(|u| u.as_u128()).collect();
+        Ok(blocking(move || store.concerns(&raw)).await??)
+    }
+}

@@ -88,3 +88,35 @@ pub fn clear_derived(tx: &WriteTransaction) -> std::result::Result<(), redb::Tab
     tx.delete_table(PARTNER_FEED_POS)?;
     Ok(())
 }
+
+/// Which peers a change to a conversation can concern, for waking only their links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Concern {
+    /// Our own sites and the nodes of this partner org.
+    Partner(crate::domain::OrgId),
+    /// Our own sites only (a team document).
+    OwnSites,
+    /// Not known here (no inbox row, or a damaged one): every link is woken.
+    Unknown,
+}
+
+impl super::Store {
+    /// [`Concern`] of each of `ids`, in order, from the inbox rows (one read transaction, no
+    /// document loaded).
+    pub fn concerns(&self, ids: &[u128]) -> Result<Vec<Concern>> {
+        let rtx = self.begin_read()?;
+        let rows = rtx.open_table(super::tables::SUMMARIES)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            out.push(if crate::domain::team::is_team_id(id) {
+                Concern::OwnSites
+            } else {
+                match super::index::get_summary(&rows, id) {
+                    Ok(Some(s)) => Concern::Partner(s.partner),
+                    _ => Concern::Unknown,
+                }
+            });
+        }
+        Ok(out)
+    }
+}
