@@ -49,6 +49,15 @@ pub fn apply(tx: &WriteTransaction, conv: u128, delta: BTreeMap<String, i64>) ->
     let mut t = tx.open_table(TEXT_WORDS)?;
     for (term, d) in delta.into_iter().filter(|(_, d)| *d != 0) {
         let key = (term.as_str(), conv);
+        if d > 0 {
+            // Most terms are new for the conversation: one descent of the tree, not two.
+            let n = u32::try_from(d).unwrap_or(u32::MAX);
+            let old = t.insert(key, n)?.map(|v| v.value());
+            if let Some(old) = old {
+                t.insert(key, old.saturating_add(n))?;
+            }
+            continue;
+        }
         let cur = t.get(key)?.map(|v| i64::from(v.value())).unwrap_or(0);
         let next = (cur + d).max(0);
         if next == 0 {
