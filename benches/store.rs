@@ -1187,6 +1187,18 @@ async fn run() {
 }
 
 fn main() {
+    // As `parley serve` does (src/malloc.rs), unless PARLEY_BENCH_MALLOC=default measures
+    // glibc's defaults.
+    let bounded =
+        std::env::var("PARLEY_BENCH_MALLOC").as_deref() != Ok("default") && parley::malloc::bound();
+    println!(
+        "malloc: {}",
+        if bounded {
+            "mmap threshold fixed at 128 KiB (as parley serve)"
+        } else {
+            "glibc defaults"
+        }
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

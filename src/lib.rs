@@ -13,6 +13,7 @@ pub mod config;
 pub mod domain;
 pub mod http_client;
 pub mod logging;
+pub mod malloc;
 pub mod metrics;
 pub mod notify;
 pub mod replicator;
