@@ -301,8 +301,10 @@ async fn a_node_hammering_the_sync_endpoint_is_turned_away_before_any_work() {
         .to_string();
 
     // 1 per second with bursts of 2: of 30 upgrades at once, at most a few reach the proof
-    // check (and fail it); the rest are answered 503 with Retry-After, before any work.
-    let (mut busy, mut refused) = (0, 0);
+    // check (and fail it); the rest are answered 503 with Retry-After, before any work, and
+    // told to come back further apart the more of them there are (at 1 a second, the 25th
+    // refused in a second waits 25 s).
+    let (mut busy, mut refused, mut last_wait) = (0, 0, 0u64);
     for _ in 0..30 {
         match hammer_once(&hub.base).await {
             (503, retry, body) => {
@@ -310,7 +312,9 @@ async fn a_node_hammering_the_sync_endpoint_is_turned_away_before_any_work() {
                     .expect("a 503 says when to come back")
                     .parse()
                     .unwrap();
-                assert!((1..=2).contains(&secs), "Retry-After {secs}");
+                assert!((1..=30).contains(&secs), "Retry-After {secs}");
+                assert!(secs >= last_wait, "Retry-After {secs} after {last_wait}");
+                last_wait = secs;
                 assert_eq!(body["error"], "unavailable", "{body}");
                 busy += 1;
             }
@@ -322,6 +326,7 @@ async fn a_node_hammering_the_sync_endpoint_is_turned_away_before_any_work() {
         busy >= 25 && refused <= 5,
         "{busy} turned away, {refused} refused"
     );
+    assert!(last_wait >= 20, "the crowd is spread out: {last_wait} s");
     // Nothing of it stayed: the one paired peer, no link, no new partner.
     let (_, listed) = hub.get("/api/v1/peers").await;
     let listed = listed.as_array().unwrap();
@@ -348,7 +353,8 @@ async fn a_node_hammering_the_sync_endpoint_is_turned_away_before_any_work() {
     stop.store(true, Ordering::Release);
     hammer.await.unwrap();
     let conv = Uuid::parse_str(&id).unwrap();
-    eventually(40, "the supplier synced after backing off", || async {
+    // It may have been told to wait up to 30 s (and waits up to twice that).
+    eventually(150, "the supplier synced after backing off", || async {
         let held: Vec<Uuid> = good.holdings().into_iter().map(|(id, _)| id).collect();
         (good.status.caught_up.load(Ordering::Acquire) && held == [conv]).then_some(())
     })

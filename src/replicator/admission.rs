@@ -85,7 +85,15 @@ impl Standing {
 struct Bucket {
     tokens: f64,
     at: Instant,
+    /// Upgrades refused in the current second and in the one before it: how many dialers are
+    /// coming back, which sets how far apart they are told to come.
+    refused: u64,
+    refused_before: u64,
+    second: Instant,
 }
+
+/// The longest `Retry-After` said.
+const MAX_RETRY_AFTER_SECS: u64 = 30;
 
 pub struct Admission {
     limits: Limits,
@@ -122,6 +130,9 @@ impl Admission {
             bucket: Mutex::new(Bucket {
                 tokens: limits.accept_burst as f64,
                 at: Instant::now(),
+                refused: 0,
+                refused_before: 0,
+                second: Instant::now(),
             }),
             turns: Arc::new(Semaphore::new(limits.first_syncs)),
             waiting: Mutex::default(),
@@ -133,8 +144,11 @@ impl Admission {
         self.limits
     }
 
-    /// Takes one upgrade from the bucket, or says how long to wait (1 or 2 s: what
-    /// `Retry-After` can say, whole seconds).
+    /// Takes one upgrade from the bucket, or says how long to wait (whole seconds, as
+    /// `Retry-After` says it). The wait grows with the dialers refused lately: told to come
+    /// back after `w` seconds, each waits between `w` and `2w` (`dial::after`), so with `w`
+    /// about the refusals of a second over the rate, they return at about the rate the node
+    /// takes instead of all at once every second (and each refusal costs the node a hello).
     pub fn try_accept(&self) -> Result<(), Duration> {
         let rate = self.limits.accept_per_second.max(1) as f64;
         let burst = self.limits.accept_burst.max(1) as f64;
@@ -148,12 +162,19 @@ impl Admission {
             b.tokens -= 1.0;
             return Ok(());
         }
-        let wait = (1.0 - b.tokens) / rate;
-        Err(if wait <= 1.0 {
-            Duration::from_secs(1)
-        } else {
-            Duration::from_secs(2)
-        })
+        if now.duration_since(b.second) >= Duration::from_secs(1) {
+            b.refused_before = if now.duration_since(b.second) >= Duration::from_secs(2) {
+                0
+            } else {
+                b.refused
+            };
+            b.refused = 0;
+            b.second = now;
+        }
+        b.refused += 1;
+        let lately = b.refused.max(b.refused_before) as f64;
+        let wait = ((1.0 - b.tokens) / rate).max(lately / rate).ceil() as u64;
+        Err(Duration::from_secs(wait.clamp(1, MAX_RETRY_AFTER_SECS)))
     }
 
     /// Waits for a first-sync turn for `peer`'s link (at most [`MAX_WAIT`]).
@@ -275,6 +296,21 @@ mod tests {
         }
         let wait = a.try_accept().unwrap_err();
         assert!(wait >= Duration::from_secs(1) && wait <= Duration::from_secs(2));
+        // A crowd refused in one second is told to spread out over the time the node needs.
+        let crowd = Admission::new(Limits {
+            first_syncs: 1,
+            accept_per_second: 100,
+            accept_burst: 1,
+        });
+        assert!(crowd.try_accept().is_ok());
+        let waits: Vec<Duration> = (0..1000).map(|_| crowd.try_accept().unwrap_err()).collect();
+        assert_eq!(waits[0], Duration::from_secs(1));
+        assert_eq!(
+            waits[999],
+            Duration::from_secs(10),
+            "1000 refused at 100/s: 10 s"
+        );
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]));
         std::thread::sleep(Duration::from_millis(20));
         assert!(a.try_accept().is_ok(), "1000/s refills one within 20 ms");
     }

@@ -33,11 +33,11 @@ pub fn backoff(n: u32) -> Duration {
 }
 
 /// A delay of at least `floor` (a peer's `Retry-After`), spread by up to as much again, so
-/// that every dialer told the same `Retry-After` does not come back in the same instant.
-pub fn after(floor: Duration, n: u32) -> Duration {
-    backoff(n)
-        .max(floor.mul_f64(1.0 + unit_jitter()))
-        .min(MAX_DELAY)
+/// that every dialer told the same `Retry-After` does not come back in the same instant. Not
+/// grown by the attempts before: the node that said it paces its dialers, and a dialer that
+/// also backed off on its own would come back long after its turn.
+pub fn after(floor: Duration) -> Duration {
+    floor.mul_f64(1.0 + unit_jitter()).min(MAX_DELAY)
 }
 
 /// Uniform in 0..1, independent per call.
@@ -312,10 +312,10 @@ mod tests {
         let distinct = first.windows(2).filter(|w| w[0] != w[1]).count();
         assert!(distinct > 100, "only {distinct} distinct delays");
         for n in 0..40 {
-            let d = after(Duration::from_secs(2), n);
+            let d = after(Duration::from_secs(2));
             assert!(d >= Duration::from_secs(2) && d <= MAX_DELAY, "{n}: {d:?}");
         }
-        assert!(after(Duration::from_secs(600), 0) <= MAX_DELAY);
+        assert!(after(Duration::from_secs(600)) <= MAX_DELAY);
     }
 
     #[tokio::test]

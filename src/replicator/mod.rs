@@ -196,7 +196,7 @@ impl Replicator {
                 }
             }
             tokio::time::sleep(match come_back {
-                Some(floor) => dial::after(floor, attempt),
+                Some(floor) => dial::after(floor),
                 None => dial::backoff(attempt),
             })
             .await;

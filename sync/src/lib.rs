@@ -90,6 +90,17 @@
 //! store. A connection cut anywhere resumes at the first document not yet held: nothing
 //! delivered is sent again, nothing is skipped.
 //!
+//! **First sync from stored bytes.** When B's request says it holds nothing of a document
+//! (no heads, no changes) and the host has the document stored as one compacted save
+//! ([`Host::stored_snapshot`]), A answers with those bytes as a whole-document message, the
+//! answer Automerge itself would build with a load and a `save()`, without either. B loads a
+//! whole document into an empty one once, strictly, on [`Config::load_threads`] threads ahead
+//! of the frame's in-order processing (with the host's [`Config::prepare`] work beside it),
+//! and offers the host the received bytes to store as they are ([`DocUpdate::received`]).
+//! Requests for documents we hold nothing of and such answers claim nothing about what the
+//! call stores, so [`Session::receive_batch`] returns them as `early` frames the host may
+//! send before its commit.
+//!
 //! **Live push.** The host stores a local edit (feed seq 121) and calls
 //! [`Session::local_changed`]:
 //!
@@ -172,5 +183,6 @@ pub use host::{
     Snapshot, StoreError, contains_all,
 };
 pub use ids::{Cursor, DocId};
+pub use outbox::Staged;
 pub use session::{Config, Event, MAX_WINDOW, Progress, Session};
 pub use wire::{DecodeError, FeedEntry, Frame, Record, decode_frame, encode_frame};
