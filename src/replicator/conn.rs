@@ -54,8 +54,10 @@ impl Drop for ReleaseClaims {
     }
 }
 
-/// Frames kept from a peer while its first sync waits for a turn.
+/// Frames, and bytes, kept from a peer while its first sync waits for a turn; beyond either
+/// the peer waits (the pump stops reading from it).
 const HOLD: usize = 256;
+const HOLD_BYTES: usize = 8 * 1024 * 1024;
 
 /// How often a link looks again at files it could not fetch.
 const FILES_AGAIN: std::time::Duration = std::time::Duration::from_secs(30);
@@ -144,9 +146,20 @@ impl Conn {
         let Some((held, mut turn)) = self.take_turn(&mut t).await else {
             return Ok(());
         };
-        // What waited for the turn is stored with one commit, like any frames that queue.
-        if !held.is_empty() {
-            self.step(&mut session, Step::Receive(held), &t.tx).await?;
+        // What waited for the turn is stored in steps of the usual bounds, like any frames
+        // that queue.
+        let mut held = held.into_iter().peekable();
+        while held.peek().is_some() {
+            let mut size = 0;
+            let mut batch = Vec::new();
+            while let Some(f) = held.next_if(|f| {
+                batch.is_empty()
+                    || (batch.len() < FRAMES_PER_STEP && size + f.len() <= BYTES_PER_STEP)
+            }) {
+                size += f.len();
+                batch.push(f);
+            }
+            self.step(&mut session, Step::Receive(batch), &t.tx).await?;
         }
         loop {
             if turn.is_some()
@@ -216,13 +229,18 @@ impl Conn {
             return Some((vec![first], None));
         }
         let peer = self.scope.peer.node_id;
+        let mut held_bytes = first.len();
         let mut held = vec![first];
         let wait = self.admission.turn(peer);
         tokio::pin!(wait);
         loop {
             tokio::select! {
                 turn = &mut wait => return Some((held, Some(turn))),
-                frame = t.rx.recv(), if held.len() < HOLD => held.push(frame?),
+                frame = t.rx.recv(), if held.len() < HOLD && held_bytes < HOLD_BYTES => {
+                    let frame = frame?;
+                    held_bytes += frame.len();
+                    held.push(frame);
+                }
             }
         }
     }

@@ -36,7 +36,12 @@ pub fn backoff(n: u32) -> Duration {
 /// that every dialer told the same `Retry-After` does not come back in the same instant. Not
 /// grown by the attempts before: the node that said it paces its dialers, and a dialer that
 /// also backed off on its own would come back long after its turn.
-pub fn after(floor: Duration) -> Duration {
+pub fn after(floor: Duration, n: u32) -> Duration {
+    // A `Retry-After` under a second (0 from a proxy's maintenance page, say) paces nothing:
+    // then the dialer backs off as it would without one.
+    if floor < Duration::from_secs(1) {
+        return backoff(n);
+    }
     floor.mul_f64(1.0 + unit_jitter()).min(MAX_DELAY)
 }
 
@@ -312,10 +317,12 @@ mod tests {
         let distinct = first.windows(2).filter(|w| w[0] != w[1]).count();
         assert!(distinct > 100, "only {distinct} distinct delays");
         for n in 0..40 {
-            let d = after(Duration::from_secs(2));
+            let d = after(Duration::from_secs(2), n);
             assert!(d >= Duration::from_secs(2) && d <= MAX_DELAY, "{n}: {d:?}");
         }
-        assert!(after(Duration::from_secs(600)) <= MAX_DELAY);
+        assert!(after(Duration::from_secs(600), 0) <= MAX_DELAY);
+        // Retry-After: 0 is no reason to come back at once, again and again.
+        assert!(after(Duration::ZERO, 8) >= BASE * 32);
     }
 
     #[tokio::test]

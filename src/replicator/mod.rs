@@ -196,7 +196,7 @@ impl Replicator {
                 }
             }
             tokio::time::sleep(match come_back {
-                Some(floor) => dial::after(floor),
+                Some(floor) => dial::after(floor, attempt),
                 None => dial::backoff(attempt),
             })
             .await;

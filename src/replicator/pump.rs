@@ -36,7 +36,11 @@ where
     M: Send + 'static,
     E: Send + 'static,
 {
-    let (to_peer, mut outgoing) = mpsc::channel::<Vec<u8>>(64);
+    // Outgoing frames are at most 32 KB (`parley_sync::Config::frame_target_bytes`) unless one
+    // record is larger: 256 of them hold a step's largest answers while the peer is busy, so a
+    // step rarely waits on the pump (which, while the session is busy, may itself be waiting
+    // to hand the session a frame: both directions are bounded, 8 MB and 64 frames).
+    let (to_peer, mut outgoing) = mpsc::channel::<Vec<u8>>(256);
     let (incoming, from_peer) = mpsc::channel::<Vec<u8>>(64);
     tokio::spawn(async move {
         let (mut sink, mut stream) = ws.split();

@@ -298,7 +298,7 @@ impl LightPeer {
                         attempt = 0;
                         dial::backoff(0)
                     }
-                    Err(Some(after)) => dial::after(after),
+                    Err(Some(after)) => dial::after(after, attempt),
                     Err(None) => dial::backoff(attempt),
                 };
                 attempt = attempt.saturating_add(1);

@@ -229,8 +229,18 @@ impl Host for SyncHost<'_> {
         self.pending.bytes += added;
         // Kept as received only for a conversation new here (the flush stores it as its first
         // full save); merged into one we hold, it is saved from the merged copy.
+        // The bytes as received are kept only if they are no larger than the changes they
+        // hold, which is what the size limits and the quota counted: Automerge's loader skips
+        // columns it does not know, so a document chunk can carry bytes that load to nothing.
+        // Otherwise the document is saved afresh (which holds exactly what was judged).
         let (bytes, words) = match (update.before, &base[..]) {
-            (None, []) => (update.received.map(<[u8]>::to_vec), words),
+            (None, []) => (
+                update
+                    .received
+                    .filter(|b| b.len() as u64 <= added)
+                    .map(<[u8]>::to_vec),
+                words,
+            ),
             _ => (None, None),
         };
         let received = Received {

@@ -66,7 +66,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            window: 2048,
+            window: 512,
             max_requests: 192,
             requests_per_frame: 64,
             max_active_docs: 4096,
@@ -376,7 +376,11 @@ impl Session {
             } else {
                 0
             };
-        self.outbound.begin(start);
+        // A peer whose own feed went back behind what we hold of it lost part of its store
+        // (a restored file, a rolled-back disk): what it acknowledged on earlier links is no
+        // proof of what it holds now, so nothing is skipped when announcing to it.
+        let peer_went_back = self.inbound.feed_id == feed_id && self.inbound.saved > feed_high;
+        self.outbound.begin(start, !peer_went_back);
         if self.inbound.feed_id != feed_id || self.inbound.saved > feed_high {
             self.inbound.reset(feed_id, 0);
             host.save_cursor(Cursor { feed_id, seq: 0 })?;

@@ -30,13 +30,14 @@ pub(super) struct Outbound {
 }
 
 impl Outbound {
-    /// The peer's HELLO placed it at `start` in our feed.
-    pub(super) fn begin(&mut self, start: u64) {
+    /// The peer's HELLO placed it at `start` in our feed; `trusted`: nothing says it lost part
+    /// of its store since it last acknowledged.
+    pub(super) fn begin(&mut self, start: u64, trusted: bool) {
         *self = Outbound {
             announced_to: start,
             peer_acked: start,
             local_high: self.local_high,
-            resuming: start > 0,
+            resuming: start > 0 && trusted,
             ..Outbound::default()
         };
     }
@@ -135,9 +136,10 @@ impl Session {
 
     /// Whether our persisted sync state for `doc` says the peer holds exactly `heads`. A state
     /// is persisted only from what the peer said it holds, and a peer states its heads only
-    /// once they are durable there (it sends after its commit), so this is proof, not a guess.
-    /// A peer that lost its store starts from the beginning of our feed, where this is not
-    /// asked.
+    /// once they are durable there (it sends after its commit). A peer restored from a backup
+    /// starts from the beginning of our feed, and one whose feed went back is not trusted
+    /// (`Session::on_hello`), where this is not asked; a peer whose store was rolled back
+    /// without either sign would miss the documents skipped here until they change again.
     fn peer_acknowledged<H: Host>(
         &mut self,
         host: &mut H,
