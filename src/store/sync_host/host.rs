@@ -229,20 +229,25 @@ impl Host for SyncHost<'_> {
         self.pending.bytes += added;
         // Kept as received only for a conversation new here (the flush stores it as its first
         // full save); merged into one we hold, it is saved from the merged copy.
-        // The bytes as received are kept only if they are no larger than the changes they
-        // hold, which is what the size limits and the quota counted: Automerge's loader skips
-        // columns it does not know, so a document chunk can carry bytes that load to nothing.
-        // Otherwise the document is saved afresh (which holds exactly what was judged).
+        // Automerge's loader skips columns it does not know, so a document chunk can carry
+        // bytes that load to nothing, beyond the changes the size limits counted. The bytes
+        // as received are kept only within twice those changes (a compacted save of a short
+        // conversation can be a little larger than its raw changes; a padded one is not
+        // kept: it is saved afresh, which holds exactly what was judged), and what is kept
+        // counts against the peer's daily quota at its stored size.
         let (bytes, words) = match (update.before, &base[..]) {
             (None, []) => (
                 update
                     .received
-                    .filter(|b| b.len() as u64 <= added)
+                    .filter(|b| b.len() as u64 <= 2 * added + 1024)
                     .map(<[u8]>::to_vec),
                 words,
             ),
             _ => (None, None),
         };
+        if let Some(b) = &bytes {
+            self.pending.bytes += (b.len() as u64).saturating_sub(added);
+        }
         let received = Received {
             base,
             doc: update.after.clone(),
