@@ -33,6 +33,11 @@ function status(p) {
   const why = p.last_error ? h('span', { class: 'sub error-detail' }, `Last error: ${p.last_error}`) : '';
   if (p.stopped) return [`Stopped — ${away(p)}`, why];
   if (!p.connected) return [`Not connected — ${away(p)}`, why];
+  if (p.waiting_turn) {
+    // Restart storms: this node runs a few first syncs at a time ([sync] first_syncs).
+    const place = p.waiting_place ? ` (${p.waiting_place === 1 ? 'next' : `number ${p.waiting_place} in line`})` : '';
+    return `Connected — first sync waiting its turn${place}`;
+  }
   if (!p.caught_up) {
     const left = (p.incoming || 0) + (p.pending || 0);
     return `Syncing — ${left} conversation${left === 1 ? '' : 's'} to go`;
