@@ -8,13 +8,13 @@ use chrono::NaiveDate;
 use uuid::Uuid;
 
 use super::*;
-use crate::domain::commands::{self, Command, NewConversation, Outcome};
+use crate::domain::commands::{self, Command, NewConversation};
 use crate::domain::policy::{Authority, Gate};
 use crate::domain::{Author, Conversation, Kind, OrgId, Topic, doc, limits, new_id};
 use crate::store::accounts::{self, IdempotentResult};
 use crate::store::{WriteCtx, delivery, docs, index};
 
-fn gate(me: &crate::store::Identity, now: chrono::DateTime<chrono::Utc>) -> Gate<'_> {
+pub(super) fn gate(me: &crate::store::Identity, now: chrono::DateTime<chrono::Utc>) -> Gate<'_> {
     Gate {
         me: &me.org_id,
         my_role: me.role,
@@ -66,7 +66,7 @@ fn check_key(key: &Option<String>) -> Result<()> {
     Ok(())
 }
 
-fn load_view(ctx: &mut WriteCtx<'_>, id: Uuid) -> Result<Conversation> {
+pub(super) fn load_view(ctx: &mut WriteCtx<'_>, id: Uuid) -> Result<Conversation> {
     ctx.view(id.as_u128())?.ok_or_else(|| not_found(id))
 }
 
@@ -218,83 +218,6 @@ impl Service {
         Ok(self.command_keyed(p, id, cmd, idempotency_key).await?.0)
     }
 
-    async fn command_keyed(
-        &self,
-        p: &Principal,
-        id: Uuid,
-        mut cmd: Command,
-        key: Option<String>,
-    ) -> Result<(Conversation, bool)> {
-        super::team::conversation_id(id)?;
-        let user = p.user.clone();
-        let now = self.now();
-        let r = self
-            .store
-            .write(move |ctx| -> Result<_> {
-                let me = ctx.identity()?.org_id.clone();
-                if let (Some(k), Command::Reply { id: mid, .. }) = (&key, &mut cmd)
-                    && let Some(prev) = accounts::get_idempotent(ctx.read_tx(), &user, k)?
-                {
-                    if prev.conversation != id {
-                        return Err(DomainError::Conflict(
-                            "this Idempotency-Key was used for another conversation".into(),
-                        )
-                        .into());
-                    }
-                    *mid = prev.message.unwrap_or(*mid);
-                }
-                let ident = ctx.identity()?.clone();
-                let mut view = load_view(ctx, id)?;
-                let before = view.clone();
-                let by = Author {
-                    org: me,
-                    user: user.clone(),
-                };
-                let d = ctx.doc_mut(id.as_u128())?.ok_or_else(|| not_found(id))?;
-                let applied = commands::apply_to(d, &mut view, &cmd, &by, now)
-                    .map_err(ServiceError::from)
-                    .and_then(|o| {
-                        if o == Outcome::Changed {
-                            // The same gate as a partner's changes pass, on what will be stored.
-                            gate(&ident, now)
-                                .admit(Some(&before), &view, &Authority::Org(by.org.clone()))
-                                .map_err(DomainError::from)?;
-                        }
-                        Ok(o)
-                    });
-                match applied {
-                    Err(e) => {
-                        // Nothing is stored yet; drop the uncommitted operations.
-                        d.rollback();
-                        Err(e)
-                    }
-                    Ok(Outcome::Unchanged) => Ok((view, 0)),
-                    Ok(Outcome::Changed) => {
-                        ctx.save_doc(id.as_u128())?;
-                        // The command changed the view as it changed the document: no re-read.
-                        ctx.set_view(id.as_u128(), &view);
-                        let seq = index::reindex_view(ctx, Some(&before), &view, Some(&user), now)?;
-                        delivery::mark(ctx.tx(), id.as_u128())?;
-                        let out = (view, seq);
-                        if let (Some(k), Command::Reply { id: mid, .. }) = (&key, &cmd) {
-                            let r = IdempotentResult {
-                                conversation: id,
-                                message: Some(*mid),
-                            };
-                            accounts::put_idempotent(ctx.tx(), &user, k, &r)?;
-                        }
-                        Ok(out)
-                    }
-                }
-            })
-            .await;
-        let (view, seq) = self.contain_damage(r).await?;
-        if seq > 0 {
-            self.notify(id, seq);
-        }
-        Ok((view, seq > 0))
-    }
-
     pub async fn get(&self, _p: &Principal, id: Uuid) -> Result<Conversation> {
         super::team::conversation_id(id)?;
         let r = self
@@ -378,7 +301,7 @@ impl Service {
     /// A request met a damaged document: it answers with the damage, and the damaged records
     /// are rewritten so that their pages verify (the document stays damaged; see
     /// `Store::contain`).
-    async fn contain_damage<T>(&self, r: Result<T>) -> Result<T> {
+    pub(super) async fn contain_damage<T>(&self, r: Result<T>) -> Result<T> {
         if let Err(ServiceError::Store(StoreError::Corrupt(id, _))) = &r {
             self.store.contain(vec![id.as_u128()]).await;
         }

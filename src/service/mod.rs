@@ -6,6 +6,7 @@ mod attachments;
 pub mod backup;
 mod brake;
 mod bulk;
+mod command;
 pub mod compact;
 mod conversations;
 mod export;

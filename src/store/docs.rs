@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::tables::{CHUNKS, DOCS};
 use super::{Result, StoreError};
 
-const COMPACT_AFTER: u32 = 32;
+pub(super) const COMPACT_AFTER: u32 = 32;
 
 fn corrupt(id: u128, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(Uuid::from_u128(id), e.to_string())

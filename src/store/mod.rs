@@ -45,7 +45,9 @@ pub mod text_words;
 pub mod topics;
 mod uploads;
 pub use uploads::FinishedFile;
+mod warm;
 pub mod webhooks;
+pub use warm::{Change, Prepared};
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -304,6 +306,8 @@ pub struct Store {
     wanted_cursors: std::sync::Mutex<std::collections::HashMap<Uuid, blobs::Hash>>,
     /// What the writer reports (commit time, jobs per commit, cached documents).
     metrics: crate::metrics::StoreMetrics,
+    /// Conversations kept loaded for local commands prepared off the writer (`warm`).
+    warm: warm::WarmCache,
 }
 
 impl Store {
@@ -416,6 +420,7 @@ impl Store {
             low_space_logged: Default::default(),
             wanted_cursors: Default::default(),
             metrics,
+            warm: warm::WarmCache::new(opts.doc_cache),
         }))
     }
 
