@@ -20,7 +20,7 @@
 //! A change that failed or was not committed is never kept.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use automerge::{AutoCommit, ChangeHash};
 use redb::ReadableTable;
@@ -45,6 +45,9 @@ type Slots = (u64, HashMap<u128, (Slot, u64)>);
 pub(super) struct WarmCache {
     cap: usize,
     slots: Mutex<Slots>,
+    /// This node's identity, once it has one: it never changes while the store is open (a
+    /// restore rewrites it offline), and reading it is a JSON decode per command otherwise.
+    identity: Arc<OnceLock<Identity>>,
 }
 
 impl WarmCache {
@@ -52,6 +55,7 @@ impl WarmCache {
         WarmCache {
             cap: cap.max(1),
             slots: Mutex::new((0, HashMap::new())),
+            identity: Arc::default(),
         }
     }
 
@@ -115,9 +119,11 @@ enum Step<E> {
     },
 }
 
-/// Whether the writer stored the prepared change.
+/// Whether the writer stored the prepared change (one per command: its size does not matter).
+#[allow(clippy::large_enum_variant)]
 enum Stored<T> {
-    Yes(T),
+    /// With the view after the change, handed back rather than cloned twice.
+    Yes(T, Conversation),
     Stale,
 }
 
@@ -152,8 +158,8 @@ impl Store {
         let slot = self.warm.slot(key);
         let mut held = slot.lock_owned().await;
         let warm = held.take();
-        let db = self.db.clone();
-        let step = tokio::task::spawn_blocking(move || prepare(&db, id, warm, change))
+        let (db, identity) = (self.db.clone(), self.warm.identity.clone());
+        let step = tokio::task::spawn_blocking(move || prepare(&db, &identity, id, warm, change))
             .await
             .map_err(|_| StoreError::Closed)??;
         let (warm, before, base, heads, bytes) = match step {
@@ -181,13 +187,12 @@ impl Store {
                 if !store_chunk(ctx, key, &base, &bytes)? {
                     return Ok(Stored::Stale);
                 }
-                write(ctx, &before, &after, &heads).map(Stored::Yes)
+                write(ctx, &before, &after, &heads).map(|t| Stored::Yes(t, after))
             })
             .await;
         // Kept only once durable: a failed commit leaves the document ahead of what is stored.
         match stored? {
-            Stored::Yes(t) => {
-                let view = warm.view.clone();
+            Stored::Yes(t, view) => {
                 *held = Some(warm);
                 Ok(Some(Prepared::Written(view, t)))
             }
@@ -200,6 +205,7 @@ impl Store {
 /// change and its bytes.
 fn prepare<E, C>(
     db: &disk::DbCell,
+    identity: &OnceLock<Identity>,
     id: Uuid,
     warm: Option<Box<Warm>>,
     change: C,
@@ -209,7 +215,13 @@ where
 {
     let key = id.as_u128();
     let tx = disk::begin_read(db)?;
-    let ident = accounts::read_identity(&tx)?.ok_or(StoreError::NoIdentity)?;
+    let ident = match identity.get() {
+        Some(i) => i,
+        None => {
+            let read = accounts::read_identity(&tx)?.ok_or(StoreError::NoIdentity)?;
+            identity.get_or_init(|| read)
+        }
+    };
     let stored = tx
         .open_table(HEADS)?
         .get(key)?
@@ -232,7 +244,7 @@ where
     drop(tx);
     let base = warm.doc.get_heads();
     let before = warm.view.clone();
-    match change(&mut warm.doc, &before, &mut warm.view, &ident) {
+    match change(&mut warm.doc, &before, &mut warm.view, ident) {
         Change::Refused(e) => {
             warm.doc.rollback();
             warm.view = before;
