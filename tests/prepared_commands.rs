@@ -255,18 +255,26 @@ async fn a_refused_command_leaves_nothing_behind() {
         .await
         .unwrap();
     assert!(!changed);
-    // A reply to a resolved conversation reopens it or is refused; either way the refused
-    // body above must not appear.
-    let _ = svc.reply(&admin(), id, "after".into(), None, None).await;
+    // A reply to the resolved conversation: the refused body above must not appear with it.
+    svc.reply(&admin(), id, "after".into(), None, None)
+        .await
+        .unwrap();
     let b = bodies(&svc, id).await;
-    assert!(b.iter().all(|m| m.len() <= limits::BODY_BYTES));
-    assert_eq!(&b[..2], ["Please add the dimensions.", "first"]);
+    assert_eq!(b, ["Please add the dimensions.", "first", "after"]);
     // A conversation that does not exist, and a team document's id, are refused.
     let missing = Uuid::new_v4();
     assert!(matches!(
         svc.reply(&admin(), missing, "x".into(), None, None).await,
         Err(ServiceError::NotFound(_))
     ));
+    let team = Uuid::from_u128(parley::domain::team::team_id(id));
+    assert!(
+        svc.reply(&admin(), team, "x".into(), None, None)
+            .await
+            .is_err(),
+        "a team document is not a conversation"
+    );
+    assert_eq!(b.len(), bodies(&svc, id).await.len());
     clean(&store).await;
 }
 
@@ -275,7 +283,9 @@ async fn many_writers_on_both_paths_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (store, svc) = node(dir.path()).await;
     let mut ids = Vec::new();
-    for i in 0..6 {
+    // Fewer conversations than writers, so commands to one conversation often meet: those
+    // that find it busy go to the writer at once.
+    for i in 0..16 {
         ids.push(conversation(&svc, &format!("c{i}")).await);
     }
     let ids = Arc::new(ids);
@@ -285,7 +295,7 @@ async fn many_writers_on_both_paths_lose_nothing() {
         tasks.push(tokio::spawn(async move {
             let mut sent = Vec::new();
             for n in 0..25usize {
-                let id = ids[(w + n) % ids.len()];
+                let id = ids[(w * 7 + n * 3) % ids.len()];
                 let body = format!("w{w} n{n}");
                 // Every third one keyed: it runs inside the writer and makes any preparation
                 // of the same conversation stale.
@@ -311,6 +321,12 @@ async fn many_writers_on_both_paths_lose_nothing() {
         }
         assert_eq!(b.len(), 1 + sent.iter().filter(|(c, _)| c == id).count());
     }
+    let (prepared, sent_on) = store.command_paths();
+    assert!(
+        prepared > 20 && sent_on > 0,
+        "both paths taken: {prepared} stored by the prepared way, {sent_on} sent to the writer"
+    );
+    eprintln!("prepared {prepared}, sent to the writer {sent_on}");
     // The chunks written off the writer never grow past the bound that forces a full save.
     let rtx = store.begin_read().unwrap();
     let chunks = rtx.open_table(tables::CHUNKS).unwrap();
@@ -342,5 +358,33 @@ async fn many_writers_on_both_paths_lose_nothing() {
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(bodies(&svc, *id).await, before[i]);
     }
+    clean(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_due_a_full_save_gets_it_from_the_preparation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, svc) = node(dir.path()).await;
+    let id = conversation(&svc, "a long thread").await;
+    let mut sent = vec!["Please add the dimensions.".to_string()];
+    for n in 0..80 {
+        let body = format!("reply {n}");
+        svc.reply(&admin(), id, body.clone(), None, None)
+            .await
+            .unwrap();
+        sent.push(body);
+    }
+    assert_eq!(bodies(&svc, id).await, sent);
+    assert_eq!(
+        store.command_paths(),
+        (80, 0),
+        "every reply, including those that folded the document, went the prepared way"
+    );
+    let rtx = store.begin_read().unwrap();
+    let chunks = rtx.open_table(tables::CHUNKS).unwrap();
+    let k = id.as_u128();
+    let n = chunks.range((k, 0)..=(k, u32::MAX)).unwrap().count();
+    assert!(n < 32, "{n} chunks: the full save did not happen");
+    drop((chunks, rtx));
     clean(&store).await;
 }

@@ -310,6 +310,7 @@ impl Store {
         if fresh.is_empty() {
             return;
         }
+        self.warm.forget(&fresh);
         let r = self
             .write(move |ctx| -> Result<()> {
                 for id in &fresh {

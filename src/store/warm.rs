@@ -11,15 +11,27 @@
 //! The writer stores it only if the conversation's stored heads (`HEADS`, read through the
 //! write transaction, so an earlier job of the same batch counts) still equal `base`;
 //! otherwise nothing is written and the caller is told [`Prepared::Stale`], and runs the
-//! command the old way, inside the writer. Two local commands to one conversation wait for
-//! each other here (one lock per warm conversation), so only a partner's change, or a write
-//! that took the old way, makes a preparation stale.
+//! command the old way, inside the writer. The writer's job writes the new heads itself, so
+//! no later preparation on the old heads can pass the check, whatever the caller writes.
+//!
+//! One command per conversation is prepared at a time (one lock per warm conversation). A
+//! command that finds its conversation's lock taken is not prepared at all but goes to the
+//! writer at once, as before: concurrent commands to one conversation then still share a
+//! group commit instead of waiting for each other's. A preparation goes stale when a
+//! partner's change or a write of the writer's own path lands meanwhile, or when its slot
+//! was evicted and another command prepared on the same heads.
+//!
+//! A conversation due a full save (`docs::COMPACT_AFTER` chunks) gets it here too: the
+//! preparation saves the whole document, and the writer replaces the stored one.
 //!
 //! Documents stay warm between commands: [`Warm`] keeps the document and its view as of the
 //! last committed change here, and is used again only while its heads equal the stored ones.
-//! A change that failed or was not committed is never kept.
+//! A change that failed or was not committed is never kept, and a conversation found damaged
+//! is forgotten ([`Store::contain`]). The warm cache holds up to `doc_cache` conversations,
+//! beside the writer's own cache of as many.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use automerge::{AutoCommit, ChangeHash};
@@ -48,6 +60,9 @@ pub(super) struct WarmCache {
     /// This node's identity, once it has one: it never changes while the store is open (a
     /// restore rewrites it offline), and reading it is a JSON decode per command otherwise.
     identity: Arc<OnceLock<Identity>>,
+    /// Commands stored by the prepared path, and sent to the writer's instead (busy or stale).
+    stored: AtomicU64,
+    sent_on: AtomicU64,
 }
 
 impl WarmCache {
@@ -56,6 +71,20 @@ impl WarmCache {
             cap: cap.max(1),
             slots: Mutex::new((0, HashMap::new())),
             identity: Arc::default(),
+            stored: AtomicU64::new(0),
+            sent_on: AtomicU64::new(0),
+        }
+    }
+
+    /// Forgets what is kept of these conversations (found damaged: nothing kept may stand in
+    /// for their stored bytes).
+    pub(super) fn forget(&self, ids: &[u128]) {
+        let mut g = self
+            .slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for id in ids {
+            g.1.remove(id);
         }
     }
 
@@ -98,8 +127,8 @@ pub enum Prepared<T> {
     Written(Conversation, T),
     /// Nothing needed storing: the conversation as it is.
     Unchanged(Conversation),
-    /// The conversation changed under the preparation (or is due a full save): nothing was
-    /// stored; run the command inside the writer instead.
+    /// Not stored: the conversation changed under the preparation, or another command on it
+    /// is in flight. Run the command inside the writer instead.
     Stale,
 }
 
@@ -115,8 +144,16 @@ enum Step<E> {
         before: Conversation,
         base: Vec<ChangeHash>,
         heads: Vec<ChangeHash>,
-        bytes: Vec<u8>,
+        save: Save,
     },
+}
+
+/// What the writer stores for a prepared change.
+pub(super) enum Save {
+    /// The change's bytes, appended as the next chunk.
+    Chunk(Vec<u8>),
+    /// The whole document, replacing the stored save and its chunks.
+    Full(Vec<u8>),
 }
 
 /// Whether the writer stored the prepared change (one per command: its size does not matter).
@@ -128,6 +165,15 @@ enum Stored<T> {
 }
 
 impl Store {
+    /// How many local commands were stored by the prepared path, and how many were sent to
+    /// the writer's own path instead (their conversation busy or changed meanwhile).
+    pub fn command_paths(&self) -> (u64, u64) {
+        (
+            self.warm.stored.load(Ordering::Relaxed),
+            self.warm.sent_on.load(Ordering::Relaxed),
+        )
+    }
+
     /// Applies a local change to conversation `id` with its Automerge work done off the writer
     /// thread (see the module docs), then runs `write` in the writer with the view before and
     /// after and the new heads, to write the derived rows; answers once that commit is
@@ -156,13 +202,26 @@ impl Store {
     {
         let key = id.as_u128();
         let slot = self.warm.slot(key);
-        let mut held = slot.lock_owned().await;
+        let Ok(mut held) = slot.try_lock_owned() else {
+            self.warm.sent_on.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(Prepared::Stale));
+        };
         let warm = held.take();
         let (db, identity) = (self.db.clone(), self.warm.identity.clone());
         let step = tokio::task::spawn_blocking(move || prepare(&db, &identity, id, warm, change))
             .await
-            .map_err(|_| StoreError::Closed)??;
-        let (warm, before, base, heads, bytes) = match step {
+            .map_err(|e| {
+                if e.is_panic() {
+                    // Not transient: the same command would fail the same way again.
+                    StoreError::Record(
+                        format!("conversation {id}"),
+                        "working out the change failed (a panic, logged above)".into(),
+                    )
+                } else {
+                    StoreError::Closed
+                }
+            })??;
+        let (warm, before, base, heads, save) = match step {
             Step::Missing => return Ok(None),
             Step::Refused(warm, e) => {
                 *held = Some(warm);
@@ -178,13 +237,13 @@ impl Store {
                 before,
                 base,
                 heads,
-                bytes,
-            } => (warm, before, base, heads, bytes),
+                save,
+            } => (warm, before, base, heads, save),
         };
         let after = warm.view.clone();
         let stored = self
             .write(move |ctx| -> Result<Stored<T>, E> {
-                if !store_chunk(ctx, key, &base, &bytes)? {
+                if !store_change(ctx, key, &base, &heads, &save)? {
                     return Ok(Stored::Stale);
                 }
                 write(ctx, &before, &after, &heads).map(|t| Stored::Yes(t, after))
@@ -194,9 +253,13 @@ impl Store {
         match stored? {
             Stored::Yes(t, view) => {
                 *held = Some(warm);
+                self.warm.stored.fetch_add(1, Ordering::Relaxed);
                 Ok(Some(Prepared::Written(view, t)))
             }
-            Stored::Stale => Ok(Some(Prepared::Stale)),
+            Stored::Stale => {
+                self.warm.sent_on.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(Prepared::Stale))
+            }
         }
     }
 }
@@ -241,6 +304,12 @@ where
             Box::new(Warm { doc: d, view })
         }
     };
+    let chunks = tx
+        .open_table(CHUNKS)?
+        .range((key, 0)..=(key, u32::MAX))?
+        .next_back()
+        .transpose()?
+        .map_or(0, |(k, _)| k.value().1 + 1);
     drop(tx);
     let base = warm.doc.get_heads();
     let before = warm.view.clone();
@@ -257,7 +326,11 @@ where
         }
         Change::Changed => {}
     }
-    let bytes = warm.doc.save_after(&base);
+    let save = if chunks >= docs::COMPACT_AFTER {
+        Save::Full(warm.doc.save())
+    } else {
+        Save::Chunk(warm.doc.save_after(&base))
+    };
     let heads = warm.doc.get_heads();
     #[cfg(debug_assertions)]
     assert_eq!(
@@ -270,18 +343,19 @@ where
         before,
         base,
         heads,
-        bytes,
+        save,
     })
 }
 
-/// In the writer: stores the change as the conversation's next chunk if the stored heads are
-/// still `base` (`false`, and nothing written, otherwise). A conversation due a full save
-/// (`docs::COMPACT_AFTER` chunks) is left to the writer's own path, which folds it.
-fn store_chunk(
+/// In the writer: stores the change if the stored heads are still `base` (`false`, and
+/// nothing written, otherwise), and the new heads with it. A chunk is refused too when the
+/// conversation became due a full save meanwhile (the writer's own path then folds it).
+fn store_change(
     ctx: &mut WriteCtx<'_>,
     id: u128,
     base: &[ChangeHash],
-    bytes: &[u8],
+    heads: &[ChangeHash],
+    save: &Save,
 ) -> Result<bool, StoreError> {
     let tx = ctx.read_tx();
     let stored = tx
@@ -291,16 +365,34 @@ fn store_chunk(
     if stored.as_deref() != Some(base) {
         return Ok(false);
     }
-    let next = tx
-        .open_table(CHUNKS)?
-        .range((id, 0)..=(id, u32::MAX))?
-        .next_back()
-        .transpose()?
-        .map_or(0, |(k, _)| k.value().1 + 1);
-    if next >= docs::COMPACT_AFTER {
-        return Ok(false);
+    match save {
+        Save::Chunk(bytes) => {
+            let next = tx
+                .open_table(CHUNKS)?
+                .range((id, 0)..=(id, u32::MAX))?
+                .next_back()
+                .transpose()?
+                .map_or(0, |(k, _)| k.value().1 + 1);
+            if next >= docs::COMPACT_AFTER {
+                return Ok(false);
+            }
+            if !bytes.is_empty() {
+                ctx.tx()
+                    .open_table(CHUNKS)?
+                    .insert((id, next), bytes.as_slice())?;
+            }
+        }
+        Save::Full(full) => {
+            let tx = ctx.tx();
+            tx.open_table(super::tables::DOCS)?
+                .insert(id, full.as_slice())?;
+            tx.open_table(CHUNKS)?
+                .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
+        }
     }
-    ctx.tx().open_table(CHUNKS)?.insert((id, next), bytes)?;
+    ctx.tx()
+        .open_table(HEADS)?
+        .insert(id, index::encode_heads(heads).as_slice())?;
     // The writer's own copy, if it holds one, is now behind what is stored.
     ctx.discard_doc(id);
     Ok(true)
