@@ -1216,7 +1216,7 @@ fn main() {
     println!(
         "malloc: {}",
         if bounded {
-            "mmap threshold fixed at 128 KiB (as parley serve)"
+            "mmap threshold fixed at 128 KiB, one arena per core (as parley serve)"
         } else {
             "glibc defaults"
         }
