@@ -627,10 +627,10 @@ async fn bench_ack(svc: &Arc<Service>, dir: &Path, targets: &[Uuid], n: usize) -
     // The same commit as the store makes it: two-phase with quick repair (two flushes).
     let quick = redb::Database::create(dir.join("raw-quick.redb")).expect("raw redb");
     let value = [7u8; 100];
-    let quick_commit = |k: u64| {
+    let commit = |db: &redb::Database, k: u64, quick_repair: bool| {
         let t = Instant::now();
-        let mut tx = quick.begin_write().unwrap();
-        tx.set_quick_repair(true);
+        let mut tx = db.begin_write().unwrap();
+        tx.set_quick_repair(quick_repair);
         tx.open_table(RAW)
             .unwrap()
             .insert(k, value.as_slice())
@@ -638,16 +638,8 @@ async fn bench_ack(svc: &Arc<Service>, dir: &Path, targets: &[Uuid], n: usize) -
         tx.commit().unwrap();
         t.elapsed()
     };
-    let raw_commit = |k: u64| {
-        let t = Instant::now();
-        let tx = raw.begin_write().unwrap();
-        tx.open_table(RAW)
-            .unwrap()
-            .insert(k, value.as_slice())
-            .unwrap();
-        tx.commit().unwrap();
-        t.elapsed()
-    };
+    let quick_commit = |k: u64| commit(&quick, k, true);
+    let raw_commit = |k: u64| commit(&raw, k, false);
     let body = || "Thanks, we are on it and will update the listing today.".to_string();
     // Warm-up: the documents the timed loop uses get loaded into the writer's cache.
     for (k, id) in targets.iter().enumerate() {

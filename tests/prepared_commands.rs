@@ -117,6 +117,25 @@ fn reply_as_admin(
     }
 }
 
+/// The derived rows of a prepared reply, as the service writes them.
+fn rows(
+    ctx: &mut parley::store::WriteCtx<'_>,
+    before: &parley::domain::Conversation,
+    after: &parley::domain::Conversation,
+    heads: &[automerge::ChangeHash],
+) -> Result<u64, ServiceError> {
+    let me = ctx.identity()?.org_id.clone();
+    Ok(index::index_view(
+        ctx.tx(),
+        &me,
+        Some(before),
+        after,
+        heads,
+        Some("admin"),
+        now(),
+    )?)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_prepared_on_a_document_that_changed_meanwhile_is_not_stored() {
     let dir = tempfile::tempdir().unwrap();
@@ -146,18 +165,7 @@ async fn a_change_prepared_on_a_document_that_changed_meanwhile_is_not_stored() 
                     .unwrap();
                 prepare(d, before, view, ident)
             },
-            move |ctx, before, after, heads| -> Result<u64, ServiceError> {
-                let me = ctx.identity()?.org_id.clone();
-                Ok(index::index_view(
-                    ctx.tx(),
-                    &me,
-                    Some(before),
-                    after,
-                    heads,
-                    Some("admin"),
-                    now(),
-                )?)
-            },
+            rows,
         )
         .await
         .unwrap();
@@ -199,17 +207,8 @@ async fn a_change_whose_commit_failed_is_never_stored_later() {
         .change_prepared(
             id,
             reply_as_admin("never committed"),
-            move |ctx, before, after, heads| -> Result<u64, ServiceError> {
-                let me = ctx.identity()?.org_id.clone();
-                index::index_view(
-                    ctx.tx(),
-                    &me,
-                    Some(before),
-                    after,
-                    heads,
-                    Some("admin"),
-                    now(),
-                )?;
+            |ctx, before, after, heads| -> Result<u64, ServiceError> {
+                rows(ctx, before, after, heads)?;
                 Err(StoreError::Record("test".into(), "fails after writing".into()).into())
             },
         )

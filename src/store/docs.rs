@@ -181,16 +181,23 @@ pub fn insert_new(tx: &WriteTransaction, id: u128, doc: &mut Loaded) -> Result<(
     Ok(())
 }
 
+/// The number the next chunk of document `id` gets (one past its last; 0 if it has none).
+pub(super) fn next_chunk(
+    chunks: &impl ReadableTable<(u128, u32), &'static [u8]>,
+    id: u128,
+) -> Result<u32> {
+    Ok(chunks
+        .range((id, 0)..=(id, u32::MAX))?
+        .next_back()
+        .transpose()?
+        .map_or(0, |(k, _)| k.value().1 + 1))
+}
+
 /// Writes what changed in `doc` since it was loaded or last saved.
 pub fn append(tx: &WriteTransaction, id: u128, loaded: &mut Loaded) -> Result<()> {
     let doc = &mut loaded.doc;
     let mut chunks = tx.open_table(CHUNKS)?;
-    let last = chunks
-        .range((id, 0)..=(id, u32::MAX))?
-        .next_back()
-        .transpose()?
-        .map(|(k, _)| k.value().1);
-    let next = last.map_or(0, |n| n + 1);
+    let next = next_chunk(&chunks, id)?;
     if next >= COMPACT_AFTER {
         let full = doc.save();
         tx.open_table(DOCS)?.insert(id, full.as_slice())?;

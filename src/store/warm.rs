@@ -304,12 +304,7 @@ where
             Box::new(Warm { doc: d, view })
         }
     };
-    let chunks = tx
-        .open_table(CHUNKS)?
-        .range((key, 0)..=(key, u32::MAX))?
-        .next_back()
-        .transpose()?
-        .map_or(0, |(k, _)| k.value().1 + 1);
+    let chunks = docs::next_chunk(&tx.open_table(CHUNKS)?, key)?;
     drop(tx);
     let base = warm.doc.get_heads();
     let before = warm.view.clone();
@@ -367,12 +362,7 @@ fn store_change(
     }
     match save {
         Save::Chunk(bytes) => {
-            let next = tx
-                .open_table(CHUNKS)?
-                .range((id, 0)..=(id, u32::MAX))?
-                .next_back()
-                .transpose()?
-                .map_or(0, |(k, _)| k.value().1 + 1);
+            let next = docs::next_chunk(&tx.open_table(CHUNKS)?, id)?;
             if next >= docs::COMPACT_AFTER {
                 return Ok(false);
             }
