@@ -285,10 +285,7 @@ where
             identity.get_or_init(|| read)
         }
     };
-    let stored = tx
-        .open_table(HEADS)?
-        .get(key)?
-        .map(|h| index::decode_heads(h.value()));
+    let stored = stored_heads(&tx.open_table(HEADS)?, key)?;
     let current = warm.and_then(|mut w| {
         let heads = w.doc.get_heads();
         (stored.as_deref() == Some(heads.as_slice())).then_some(w)
@@ -353,10 +350,7 @@ fn store_change(
     save: &Save,
 ) -> Result<bool, StoreError> {
     let tx = ctx.read_tx();
-    let stored = tx
-        .open_table(HEADS)?
-        .get(id)?
-        .map(|h| index::decode_heads(h.value()));
+    let stored = stored_heads(&tx.open_table(HEADS)?, id)?;
     if stored.as_deref() != Some(base) {
         return Ok(false);
     }
@@ -386,4 +380,12 @@ fn store_change(
     // The writer's own copy, if it holds one, is now behind what is stored.
     ctx.discard_doc(id);
     Ok(true)
+}
+
+/// The heads `HEADS` records for conversation `id` (`None`: not stored).
+fn stored_heads(
+    heads: &impl ReadableTable<u128, &'static [u8]>,
+    id: u128,
+) -> Result<Option<Vec<ChangeHash>>, StoreError> {
+    Ok(heads.get(id)?.map(|h| index::decode_heads(h.value())))
 }
